@@ -1,0 +1,100 @@
+package archive
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// Definitions is the first plugin entry: what is needed to recreate every
+// dumped table before its rows are loaded.
+type Definitions struct {
+	Format        string  `json:"format"`
+	FormatVersion int     `json:"formatVersion"`
+	Tables        []Table `json:"tables"`
+}
+
+// Table describes one dumped table.
+type Table struct {
+	DB         string `json:"db"`
+	Name       string `json:"table"`
+	Dir        string `json:"dir"` // directory under rethink/: the table name, or db.table where names collide
+	PrimaryKey string `json:"primaryKey"`
+	// Indexes as index_status() reported them, with the function kept as
+	// RethinkDB's opaque BINARY pseudo-type so index_create accepts it back.
+	Indexes []Index `json:"indexes"`
+	// WriteHook is get_write_hook()'s result (null, or function and query).
+	WriteHook json.RawMessage `json:"writeHook"`
+}
+
+// Index is one secondary index.
+type Index struct {
+	Name     string          `json:"index"`
+	Function json.RawMessage `json:"function"`
+	Multi    bool            `json:"multi"`
+	Geo      bool            `json:"geo"`
+	Query    string          `json:"query,omitempty"`
+}
+
+// FullName is "db.table".
+func (t Table) FullName() string { return t.DB + "." + t.Name }
+
+// HasWriteHook reports whether the table had a write hook.
+func (t Table) HasWriteHook() bool {
+	return len(t.WriteHook) > 0 && string(t.WriteHook) != "null"
+}
+
+// AssignDirs sets Dir for every table: the bare table name as DTR writes it,
+// or db.table when two databases hold tables of the same name.
+func AssignDirs(tables []Table) {
+	count := map[string]int{}
+	for _, t := range tables {
+		count[t.Name]++
+	}
+	for i := range tables {
+		if count[tables[i].Name] > 1 {
+			tables[i].Dir = tables[i].DB + "." + tables[i].Name
+		} else {
+			tables[i].Dir = tables[i].Name
+		}
+	}
+}
+
+func (d *Definitions) validate() error {
+	if d.Format != FormatName {
+		return fmt.Errorf("format is %q, not %q", d.Format, FormatName)
+	}
+	if d.FormatVersion != FormatVersion {
+		return fmt.Errorf("unknown format version %d (this docker-dtr reads version %d: upgrade the plugin)", d.FormatVersion, FormatVersion)
+	}
+	dirs := map[string]bool{}
+	for _, t := range d.Tables {
+		if !ValidName(t.DB) || !ValidName(t.Name) {
+			return fmt.Errorf("invalid table name %q.%q", t.DB, t.Name)
+		}
+		if t.Dir != t.Name && t.Dir != t.DB+"."+t.Name {
+			return fmt.Errorf("table %s: invalid directory %q", t.FullName(), t.Dir)
+		}
+		if dirs[t.Dir] {
+			return fmt.Errorf("table directory %q defined twice", t.Dir)
+		}
+		dirs[t.Dir] = true
+		if t.PrimaryKey == "" {
+			return fmt.Errorf("table %s: no primary key", t.FullName())
+		}
+		for _, ix := range t.Indexes {
+			if ix.Name == "" || !isBinaryPseudo(ix.Function) {
+				return fmt.Errorf("table %s: index %q has no function binary", t.FullName(), ix.Name)
+			}
+		}
+	}
+	return nil
+}
+
+// isBinaryPseudo reports whether raw is a {"$reql_type$":"BINARY","data":...} value.
+func isBinaryPseudo(raw json.RawMessage) bool {
+	var v struct {
+		Type string `json:"$reql_type$"`
+		Data string `json:"data"`
+	}
+	return json.Unmarshal(raw, &v) == nil && v.Type == "BINARY"
+}

@@ -1,0 +1,117 @@
+// Package archive defines the metadata backup archive: a plain tar laid out
+// like DTR's own backup, plus the plugin's table definitions and manifest
+// outside the versioned directory. docs/archive-format.md specifies it.
+package archive
+
+import (
+	"fmt"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+const (
+	// FormatName identifies a metadata archive in its definitions and manifest.
+	FormatName = "docker-dtr-metadata"
+	// FormatVersion is the version this package writes and the newest it reads.
+	FormatVersion = 1
+
+	// PluginDir holds everything the plugin adds; DTR's own restore skips it
+	// because its name does not carry the DTR version.
+	PluginDir = "docker-dtr/"
+	// DefinitionsName is the table definitions entry, written before any document.
+	DefinitionsName = PluginDir + "tables.json"
+	// ManifestName is the manifest entry, always the last one.
+	ManifestName = PluginDir + "manifest.jsonl"
+
+	// MaxDocumentSize bounds one document (RethinkDB's own query size limit).
+	MaxDocumentSize = 64 << 20
+	// MaxPluginEntrySize bounds the definitions entry, read whole into memory.
+	MaxPluginEntrySize = 64 << 20
+
+	// DirMode and FileMode are the modes of every entry: backups hold private keys.
+	DirMode  = 0o700
+	FileMode = 0o600
+
+	versionDirPrefix = "dtr-backup-v"
+	rethinkDir       = "rethink/"
+)
+
+var (
+	versionRe    = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$`)
+	versionDirRe = regexp.MustCompile(`^dtr-backup-v([0-9]+\.[0-9]+\.[0-9]+[0-9A-Za-z.-]*)/$`)
+	tableNameRe  = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+)
+
+// ValidVersion reports whether v looks like a DTR version (2.9.4, 2.9.4-rc1).
+func ValidVersion(v string) bool { return versionRe.MatchString(v) }
+
+// ValidName reports whether s is a valid RethinkDB database or table name.
+func ValidName(s string) bool { return tableNameRe.MatchString(s) && len(s) <= 127 }
+
+// VersionDir is the archive's top directory for a DTR version, with trailing slash.
+func VersionDir(dtrVersion string) string { return versionDirPrefix + dtrVersion + "/" }
+
+// RethinkDir is the directory holding one directory per table.
+func RethinkDir(dtrVersion string) string { return VersionDir(dtrVersion) + rethinkDir }
+
+// TableDirName is the entry name of a table's directory.
+func TableDirName(dtrVersion, dir string) string { return RethinkDir(dtrVersion) + dir + "/" }
+
+// DocumentName is the entry name of the n-th document of a table.
+func DocumentName(dtrVersion, dir string, n int64) string {
+	return RethinkDir(dtrVersion) + dir + "/" + strconv.FormatInt(n, 10)
+}
+
+// parseVersionDir returns the DTR version of a top directory entry name.
+// DTR 2.9.4 writes "dtr-backup-v2.9.4-online/", so a suffix is kept as part of
+// the directory but not of the version.
+func parseVersionDir(name string) (dir, version string, ok bool) {
+	m := versionDirRe.FindStringSubmatch(name)
+	if m == nil {
+		return "", "", false
+	}
+	v := m[1]
+	if i := strings.Index(v, "-online"); i >= 0 {
+		v = v[:i]
+	}
+	return name, v, true
+}
+
+// MajorMinor returns "2.9" for "2.9.4".
+func MajorMinor(v string) string {
+	parts := strings.SplitN(v, ".", 3)
+	if len(parts) < 2 {
+		return v
+	}
+	return parts[0] + "." + parts[1]
+}
+
+// checkName refuses names that could escape an extraction directory or are
+// otherwise not what a writer of this format produces.
+func checkName(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("empty name")
+	case strings.HasPrefix(name, "/"):
+		return fmt.Errorf("absolute path")
+	case strings.Contains(name, "\\"):
+		return fmt.Errorf("backslash in name")
+	case strings.ContainsRune(name, 0):
+		return fmt.Errorf("NUL in name")
+	}
+	trimmed := strings.TrimSuffix(name, "/")
+	for _, part := range strings.Split(trimmed, "/") {
+		switch part {
+		case "..":
+			return fmt.Errorf("parent directory (..) in name")
+		case ".", "":
+			return fmt.Errorf("empty or . path element")
+		}
+	}
+	if path.Clean(trimmed) != trimmed {
+		return fmt.Errorf("name is not clean")
+	}
+	return nil
+}

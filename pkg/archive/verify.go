@@ -1,0 +1,555 @@
+package archive
+
+import (
+	"archive/tar"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// layout is what a header-only pass over an archive finds.
+type layout struct {
+	versionDir, version string
+	hasPlugin           bool
+	manifestOff         int64
+	manifestSize        int64
+	hasManifest         bool
+	// per table directory of an official archive, in order: documents and bytes
+	official []TableStats
+	entries  int64
+	err      error // why the pass stopped early; verify reports it in its own pass
+}
+
+// scan reads only headers, seeking over content, to find the manifest.
+func scan(f *os.File) layout {
+	var l layout
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		l.err = err
+		return l
+	}
+	tr := tar.NewReader(f)
+	dirIndex := map[string]int{}
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, tar.ErrInsecurePath) {
+			err = nil
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				l.err = err
+			}
+			return l
+		}
+		l.entries++
+		if l.entries == 1 {
+			if dir, v, ok := parseVersionDir(hdr.Name); ok && hdr.Typeflag == tar.TypeDir {
+				l.versionDir, l.version = dir, v
+			}
+		}
+		if strings.HasPrefix(hdr.Name, PluginDir) {
+			l.hasPlugin = true
+		}
+		if hdr.Name == ManifestName && hdr.Typeflag == tar.TypeReg {
+			off, err := f.Seek(0, io.SeekCurrent)
+			if err != nil {
+				l.err = err
+				return l
+			}
+			l.hasManifest, l.manifestOff, l.manifestSize = true, off, hdr.Size
+		}
+		if l.versionDir != "" && hdr.Typeflag == tar.TypeReg {
+			if dir, _, ok := documentPath(l.versionDir, hdr.Name); ok {
+				i, seen := dirIndex[dir]
+				if !seen {
+					i = len(l.official)
+					dirIndex[dir] = i
+					t, _ := OfficialTable(dir)
+					l.official = append(l.official, TableStats{DB: t.DB, Table: t.Name, Dir: dir})
+				}
+				l.official[i].Rows++
+				l.official[i].Bytes += hdr.Size
+			}
+		}
+	}
+}
+
+// documentPath splits "<versionDir>rethink/<dir>/<n>".
+func documentPath(versionDir, name string) (dir string, n int64, ok bool) {
+	rest, found := strings.CutPrefix(name, versionDir+rethinkDir)
+	if !found {
+		return "", 0, false
+	}
+	dir, num, found := strings.Cut(rest, "/")
+	if !found || dir == "" || num == "" || strings.Contains(num, "/") {
+		return "", 0, false
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || strconv.FormatInt(n, 10) != num {
+		return "", 0, false
+	}
+	return dir, n, true
+}
+
+// Inspect summarises an archive from its headers and manifest without reading
+// the documents. It does not verify checksums.
+func Inspect(f *os.File) (*Report, error) {
+	rep, l, m, err := open(f)
+	if err != nil {
+		return nil, err
+	}
+	if m != nil {
+		rep.fromManifest(&m.Header)
+	} else if rep.Kind == KindOfficial {
+		rep.fromOfficial(l)
+	}
+	return rep, nil
+}
+
+// Verify reads the whole archive and checks everything the format promises:
+// structure, names, every document, every checksum, row counts, the
+// manifest. Problems go into the report; the error is for I/O on f itself.
+func Verify(f *os.File) (*Report, error) {
+	rep, l, m, err := open(f)
+	if err != nil {
+		return nil, err
+	}
+	rep.FullRead = true
+	if rep.Kind == "" {
+		return rep, nil
+	}
+	c := newChecker(rep, l)
+	if m != nil {
+		rep.fromManifest(&m.Header)
+		c.expect(&m.Header, m)
+	} else if rep.Kind == KindOfficial {
+		rep.fromOfficial(l)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	c.run(tar.NewReader(f))
+	rep.Verified = rep.Kind == KindPlugin && rep.OK()
+	return rep, nil
+}
+
+// open identifies the archive and reads its manifest header, if any.
+func open(f *os.File) (*Report, layout, *manifestReader, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, layout{}, nil, err
+	}
+	rep := &Report{Size: st.Size(), Tables: []TableStats{}, Excluded: []Exclusion{}, Problems: []Problem{}}
+	l := scan(f)
+	switch {
+	case l.entries == 0 && l.err == nil:
+		rep.addProblem("", "empty archive: no entries (is this a backup file?)")
+		return rep, l, nil, nil
+	case l.entries == 0:
+		rep.addProblem("", "not a tar archive (%v)", l.err)
+		return rep, l, nil, nil
+	case l.versionDir == "":
+		rep.addProblem("", "not a DTR metadata backup: the first entry is not a dtr-backup-v<version>/ directory")
+		return rep, l, nil, nil
+	}
+	rep.VersionDir, rep.DTRVersion = l.versionDir, l.version
+	if !l.hasPlugin {
+		rep.Kind = KindOfficial
+		return rep, l, nil, nil
+	}
+	rep.Kind = KindPlugin
+	if !l.hasManifest {
+		rep.addProblem(ManifestName, "manifest missing: the archive is truncated or was not finished")
+		return rep, l, nil, nil
+	}
+	m, err := newManifestReader(io.NewSectionReader(f, l.manifestOff, l.manifestSize))
+	if err != nil {
+		rep.addProblem(ManifestName, "%v", err)
+		return rep, l, nil, nil
+	}
+	if m.Header.DTRVersion != l.version {
+		rep.addProblem(ManifestName, "manifest is for DTR %s but the archive directory is %s", m.Header.DTRVersion, l.versionDir)
+	}
+	return rep, l, m, nil
+}
+
+func (r *Report) fromOfficial(l layout) {
+	r.Tables = l.official
+	if r.Tables == nil {
+		r.Tables = []TableStats{}
+	}
+	r.Rows, r.Bytes = 0, 0
+	for _, t := range r.Tables {
+		r.Rows += t.Rows
+		r.Bytes += t.Bytes
+	}
+	r.Entries = l.entries
+}
+
+// key orders entries as the writer writes them, so that the archive and its
+// manifest can be compared by merging two streams.
+type key struct {
+	group int   // 0 for the fixed entries, i+1 for the i-th table
+	n     int64 // position within the group; -1 for a table's directory
+}
+
+func (k key) less(o key) bool {
+	return k.group < o.group || (k.group == o.group && k.n < o.n)
+}
+
+type checker struct {
+	rep      *Report
+	l        layout
+	versionD string
+	tables   map[string]int // dir -> index into rep.Tables, as the manifest lists them
+	counted  []TableStats
+	manifest *manifestReader
+	pending  *Entry // next manifest entry not yet matched
+	pendKey  key
+	mErr     bool
+	buf      bytes.Buffer
+	// official archives: next expected document number per table directory
+	nextDoc     map[string]int64
+	sawDefs     bool
+	sawManifest bool
+}
+
+func newChecker(rep *Report, l layout) *checker {
+	return &checker{rep: rep, l: l, versionD: l.versionDir, tables: map[string]int{}, nextDoc: map[string]int64{}}
+}
+
+func (c *checker) expect(m *Manifest, mr *manifestReader) {
+	c.manifest = mr
+	c.counted = make([]TableStats, len(m.Tables))
+	for i, t := range m.Tables {
+		if _, dup := c.tables[t.Dir]; dup {
+			c.rep.addProblem(ManifestName, "table directory %q listed twice", t.Dir)
+		}
+		c.tables[t.Dir] = i
+		c.counted[i] = TableStats{DB: t.DB, Table: t.Table, Dir: t.Dir}
+	}
+	for _, x := range m.Excluded {
+		for _, t := range m.Tables {
+			if t.DB == x.DB && t.Table == x.Table {
+				c.rep.addProblem(ManifestName, "table %s is both excluded and included", t.FullName())
+			}
+		}
+	}
+	c.advance()
+}
+
+// keyOf places a name in the writer's order.
+func (c *checker) keyOf(name string) (key, bool) {
+	rd := c.versionD + rethinkDir
+	switch name {
+	case c.versionD:
+		return key{0, 0}, true
+	case PluginDir:
+		return key{0, 1}, true
+	case DefinitionsName:
+		return key{0, 2}, true
+	case rd:
+		return key{0, 3}, true
+	}
+	if rest, ok := strings.CutPrefix(name, rd); ok && strings.HasSuffix(rest, "/") && strings.Count(rest, "/") == 1 {
+		if i, ok := c.tables[strings.TrimSuffix(rest, "/")]; ok {
+			return key{i + 1, -1}, true
+		}
+		return key{}, false
+	}
+	if dir, n, ok := documentPath(c.versionD, name); ok {
+		if i, ok := c.tables[dir]; ok {
+			return key{i + 1, n}, true
+		}
+	}
+	return key{}, false
+}
+
+func (c *checker) advance() {
+	c.pending = nil
+	if c.manifest == nil || c.mErr {
+		return
+	}
+	for {
+		e, err := c.manifest.Next()
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		if err != nil {
+			c.rep.addProblem(ManifestName, "%v", err)
+			c.mErr = true
+			return
+		}
+		k, ok := c.keyOf(e.Name)
+		if !ok {
+			c.rep.addProblem(ManifestName, "lists %q, which is not part of a backup of the listed tables", e.Name)
+			continue
+		}
+		c.pending, c.pendKey = &e, k
+		return
+	}
+}
+
+// match compares an archive entry with the manifest.
+func (c *checker) match(name string, k key, size int64, sum string) {
+	for c.pending != nil && c.pendKey.less(k) {
+		c.rep.addProblem(c.pending.Name, "missing: listed in the manifest but not in the archive")
+		c.advance()
+	}
+	if c.pending == nil || k.less(c.pendKey) {
+		if !c.mErr {
+			c.rep.addProblem(name, "not in the manifest (a duplicate or added entry)")
+		}
+		return
+	}
+	if c.pending.Size != size {
+		c.rep.addProblem(name, "size %d, manifest says %d", size, c.pending.Size)
+	} else if c.pending.SHA256 != sum {
+		c.rep.addProblem(name, "SHA-256 does not match the manifest: the content changed")
+	}
+	c.advance()
+}
+
+func (c *checker) run(tr *tar.Reader) {
+	var last string
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if errors.Is(err, tar.ErrInsecurePath) {
+			err = nil // reported by checkName with the reason
+		}
+		if err != nil {
+			c.truncated(last, err)
+			break
+		}
+		last = hdr.Name
+		if c.sawManifest {
+			c.rep.addProblem(hdr.Name, "entry after the manifest, which must be last")
+		}
+		if !c.entry(tr, hdr) {
+			c.truncated(hdr.Name, io.ErrUnexpectedEOF)
+			break
+		}
+	}
+	c.finish()
+}
+
+func (c *checker) truncated(after string, err error) {
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		if after == "" {
+			c.rep.addProblem("", "archive is truncated")
+		} else {
+			c.rep.addProblem(after, "archive is truncated in or after this entry")
+		}
+		return
+	}
+	c.rep.addProblem(after, "unreadable tar data after this entry: %v", err)
+}
+
+// entry checks one entry; false means its content could not be read.
+func (c *checker) entry(tr *tar.Reader, hdr *tar.Header) bool {
+	name := hdr.Name
+	if err := checkName(name); err != nil {
+		c.rep.addProblem(name, "unsafe name: %v", err)
+		return true
+	}
+	switch hdr.Typeflag {
+	case tar.TypeDir:
+		if !strings.HasSuffix(name, "/") {
+			name += "/"
+		}
+		c.dirEntry(name)
+		return true
+	case tar.TypeReg:
+	default:
+		c.rep.addProblem(name, "not a regular file or directory (type %q): links and devices are refused", hdr.Typeflag)
+		return true
+	}
+	if name == ManifestName {
+		c.sawManifest = true
+		_, err := io.Copy(io.Discard, tr) // checked by its own reader
+		return err == nil
+	}
+	limit := int64(MaxDocumentSize)
+	if strings.HasPrefix(name, PluginDir) {
+		limit = MaxPluginEntrySize
+	}
+	if hdr.Size > limit {
+		c.rep.addProblem(name, "size %d exceeds the %d byte limit", hdr.Size, limit)
+		return true
+	}
+	c.buf.Reset()
+	if _, err := io.Copy(&c.buf, tr); err != nil {
+		return false
+	}
+	data := c.buf.Bytes()
+	sum := sha256.Sum256(data)
+	switch {
+	case name == DefinitionsName:
+		c.definitions(data)
+	default:
+		dir, n, ok := documentPath(c.versionD, name)
+		if !ok {
+			c.rep.addProblem(name, "unexpected entry: not a document of a table")
+			return true
+		}
+		c.document(name, dir, n, data)
+	}
+	if k, ok := c.keyOf(name); ok && c.manifest != nil {
+		c.match(name, k, hdr.Size, hex.EncodeToString(sum[:]))
+	}
+	return true
+}
+
+func (c *checker) dirEntry(name string) {
+	rd := c.versionD + rethinkDir
+	switch {
+	case name == c.versionD, name == rd:
+	case name == PluginDir && c.rep.Kind == KindPlugin:
+	case strings.HasPrefix(name, rd) && strings.Count(strings.TrimPrefix(name, rd), "/") == 1:
+		dir := strings.TrimSuffix(strings.TrimPrefix(name, rd), "/")
+		if !validDir(dir) {
+			c.rep.addProblem(name, "invalid table directory name")
+			return
+		}
+		if c.manifest != nil {
+			if _, ok := c.tables[dir]; !ok {
+				c.rep.addProblem(name, "table directory not listed in the manifest")
+				return
+			}
+		}
+	default:
+		c.rep.addProblem(name, "unexpected directory")
+		return
+	}
+	if c.manifest != nil {
+		k, _ := c.keyOf(name)
+		c.match(name, k, 0, hex.EncodeToString(emptySHA[:]))
+	}
+}
+
+var emptySHA = sha256.Sum256(nil)
+
+func validDir(dir string) bool {
+	db, table, dotted := strings.Cut(dir, ".")
+	if dotted {
+		return ValidName(db) && ValidName(table)
+	}
+	return ValidName(dir)
+}
+
+func (c *checker) document(name, dir string, n int64, data []byte) {
+	if err := checkDocument(data); err != nil {
+		c.rep.addProblem(name, "%v", err)
+	}
+	if c.manifest == nil {
+		// Official archives: documents are numbered 0, 1, 2, … per table.
+		if !validDir(dir) {
+			c.rep.addProblem(name, "invalid table directory name")
+			return
+		}
+		if want := c.nextDoc[dir]; n != want {
+			c.rep.addProblem(name, "document number %d out of sequence (expected %d): duplicate or missing documents", n, want)
+		}
+		c.nextDoc[dir] = n + 1
+		return
+	}
+	i, ok := c.tables[dir]
+	if !ok {
+		c.rep.addProblem(name, "document of a table the manifest does not list")
+		return
+	}
+	c.counted[i].Rows++
+	c.counted[i].Bytes += int64(len(data))
+}
+
+// checkDocument accepts exactly one JSON object.
+func checkDocument(data []byte) error {
+	trimmed := bytes.TrimLeft(data, " \t\r\n")
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return errors.New("not a JSON object")
+	}
+	if !json.Valid(data) {
+		return errors.New("not valid JSON (exactly one document per entry)")
+	}
+	return nil
+}
+
+func (c *checker) definitions(data []byte) {
+	c.sawDefs = true
+	var d Definitions
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&d); err != nil {
+		c.rep.addProblem(DefinitionsName, "invalid table definitions: %v", err)
+		return
+	}
+	if err := d.validate(); err != nil {
+		c.rep.addProblem(DefinitionsName, "%v", err)
+		return
+	}
+	c.rep.Definitions = &d
+	if c.manifest == nil {
+		return
+	}
+	if len(d.Tables) != len(c.counted) {
+		c.rep.addProblem(DefinitionsName, "defines %d tables, the manifest lists %d", len(d.Tables), len(c.counted))
+		return
+	}
+	for i, t := range d.Tables {
+		m := c.counted[i]
+		if t.DB != m.DB || t.Name != m.Table || t.Dir != m.Dir {
+			c.rep.addProblem(DefinitionsName, "table %d is %s, the manifest lists %s", i, t.FullName(), m.FullName())
+		}
+	}
+}
+
+func (c *checker) finish() {
+	if c.rep.Kind == KindPlugin && !c.sawDefs {
+		c.rep.addProblem(DefinitionsName, "table definitions missing")
+	}
+	if c.rep.Kind == KindOfficial {
+		// DTR always has its configuration in dtr2.properties: without it the
+		// archive is truncated or not a DTR backup.
+		if _, ok := c.nextDoc["properties"]; !ok {
+			c.rep.addProblem("", "no documents of the properties table: the archive is truncated or not a DTR metadata backup")
+		}
+	}
+	if c.manifest == nil {
+		return
+	}
+	for c.pending != nil {
+		c.rep.addProblem(c.pending.Name, "missing: listed in the manifest but not in the archive")
+		c.advance()
+	}
+	for i, want := range c.rep.Tables {
+		got := c.counted[i]
+		if got.Rows != want.Rows || got.Bytes != want.Bytes {
+			c.rep.addProblem(TableDirName(c.rep.DTRVersion, want.Dir),
+				"table %s has %d documents (%d bytes), the manifest says %d (%d bytes)",
+				want.FullName(), got.Rows, got.Bytes, want.Rows, want.Bytes)
+		}
+	}
+}
+
+// HumanBytes renders a size for people.
+func HumanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

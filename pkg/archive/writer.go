@@ -1,0 +1,208 @@
+package archive
+
+import (
+	"archive/tar"
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"time"
+)
+
+// Info describes the backup being written.
+type Info struct {
+	Tool       string
+	DTRVersion string
+	ReplicaID  string
+	Started    time.Time
+}
+
+// Writer writes a metadata archive as a stream: tables in the order of the
+// definitions, each table's documents as they arrive. Entry checksums are
+// spooled to a temporary file, so memory does not grow with the row count.
+type Writer struct {
+	tw      *tar.Writer
+	info    Info
+	defs    Definitions
+	spool   *os.File
+	spoolW  *bufio.Writer
+	entries int64
+	stats   []TableStats
+	cur     int // index into defs.Tables of the open table, -1 before the first
+}
+
+// NewWriter starts an archive on w: the versioned directory first (DTR's
+// restore learns the version from it), then the definitions.
+func NewWriter(w io.Writer, info Info, defs Definitions) (*Writer, error) {
+	if !ValidVersion(info.DTRVersion) {
+		return nil, fmt.Errorf("invalid DTR version %q", info.DTRVersion)
+	}
+	defs.Format, defs.FormatVersion = FormatName, FormatVersion
+	if err := defs.validate(); err != nil {
+		return nil, err
+	}
+	spool, err := os.CreateTemp("", "docker-dtr-manifest-*")
+	if err != nil {
+		return nil, fmt.Errorf("creating manifest spool: %w", err)
+	}
+	aw := &Writer{
+		tw: tar.NewWriter(w), info: info, defs: defs,
+		spool: spool, spoolW: bufio.NewWriterSize(spool, 64<<10), cur: -1,
+	}
+	defsJSON, err := json.MarshalIndent(defs, "", "  ")
+	if err != nil {
+		aw.Abort()
+		return nil, err
+	}
+	for _, step := range []func() error{
+		func() error { return aw.dir(VersionDir(info.DTRVersion)) },
+		func() error { return aw.dir(PluginDir) },
+		func() error { return aw.file(DefinitionsName, append(defsJSON, '\n')) },
+		func() error { return aw.dir(RethinkDir(info.DTRVersion)) },
+	} {
+		if err := step(); err != nil {
+			aw.Abort()
+			return nil, err
+		}
+	}
+	return aw, nil
+}
+
+func (aw *Writer) header(name string, typ byte, mode, size int64) *tar.Header {
+	return &tar.Header{
+		Typeflag: typ, Name: name, Mode: mode, Size: size,
+		ModTime: aw.info.Started.Truncate(time.Second),
+	}
+}
+
+func (aw *Writer) dir(name string) error {
+	if err := aw.tw.WriteHeader(aw.header(name, tar.TypeDir, DirMode, 0)); err != nil {
+		return err
+	}
+	return aw.record(name, 0, sha256.Sum256(nil))
+}
+
+func (aw *Writer) file(name string, data []byte) error {
+	if err := aw.tw.WriteHeader(aw.header(name, tar.TypeReg, FileMode, int64(len(data)))); err != nil {
+		return err
+	}
+	if _, err := aw.tw.Write(data); err != nil {
+		return err
+	}
+	return aw.record(name, int64(len(data)), sha256.Sum256(data))
+}
+
+func (aw *Writer) record(name string, size int64, sum [32]byte) error {
+	aw.entries++
+	line, err := json.Marshal(Entry{Name: name, Size: size, SHA256: hex.EncodeToString(sum[:])})
+	if err != nil {
+		return err
+	}
+	aw.spoolW.Write(line)
+	return aw.spoolW.WriteByte('\n')
+}
+
+// BeginTable opens the next table of the definitions, which must be t.
+func (aw *Writer) BeginTable(t Table) error {
+	next := aw.cur + 1
+	if next >= len(aw.defs.Tables) || aw.defs.Tables[next].Dir != t.Dir {
+		return fmt.Errorf("table %s is not the next table of the definitions", t.FullName())
+	}
+	aw.cur = next
+	aw.stats = append(aw.stats, TableStats{DB: t.DB, Table: t.Name, Dir: t.Dir})
+	return aw.dir(TableDirName(aw.info.DTRVersion, t.Dir))
+}
+
+// WriteDocument appends one JSON document to the open table.
+func (aw *Writer) WriteDocument(doc []byte) error {
+	if aw.cur < 0 {
+		return fmt.Errorf("document written before any table")
+	}
+	if len(doc) > MaxDocumentSize {
+		return fmt.Errorf("document of %d bytes exceeds the %d byte limit", len(doc), MaxDocumentSize)
+	}
+	st := &aw.stats[len(aw.stats)-1]
+	name := DocumentName(aw.info.DTRVersion, st.Dir, st.Rows)
+	if err := aw.file(name, doc); err != nil {
+		return err
+	}
+	st.Rows++
+	st.Bytes += int64(len(doc))
+	return nil
+}
+
+// Finish writes the manifest as the last entry and closes the tar stream
+// (not the underlying writer). Every defined table must have been written.
+func (aw *Writer) Finish(excluded []Exclusion, finished time.Time) (*Manifest, error) {
+	defer aw.Abort()
+	if len(aw.stats) != len(aw.defs.Tables) {
+		return nil, fmt.Errorf("%d of %d tables written", len(aw.stats), len(aw.defs.Tables))
+	}
+	if err := aw.spoolW.Flush(); err != nil {
+		return nil, fmt.Errorf("writing manifest spool: %w", err)
+	}
+	if excluded == nil {
+		excluded = []Exclusion{}
+	}
+	m := &Manifest{
+		Format: FormatName, FormatVersion: FormatVersion, Tool: aw.info.Tool,
+		DTRVersion: aw.info.DTRVersion, ReplicaID: aw.info.ReplicaID,
+		Started: aw.info.Started.UTC(), Finished: finished.UTC(),
+		Tables: aw.stats, Excluded: excluded, Entries: aw.entries,
+	}
+	if m.Tables == nil {
+		m.Tables = []TableStats{}
+	}
+	head, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	head = append(head, '\n')
+	spoolSize, err := aw.spool.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := aw.spool.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	sum := sha256.New()
+	sum.Write(head)
+	if _, err := io.Copy(sum, aw.spool); err != nil {
+		return nil, fmt.Errorf("reading manifest spool: %w", err)
+	}
+	tail, _ := json.Marshal(trailer{ManifestSHA256: hex.EncodeToString(sum.Sum(nil))})
+	tail = append(tail, '\n')
+
+	size := int64(len(head)) + spoolSize + int64(len(tail))
+	if err := aw.tw.WriteHeader(aw.header(ManifestName, tar.TypeReg, FileMode, size)); err != nil {
+		return nil, err
+	}
+	if _, err := aw.tw.Write(head); err != nil {
+		return nil, err
+	}
+	if _, err := aw.spool.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	if _, err := io.Copy(aw.tw, io.LimitReader(aw.spool, spoolSize)); err != nil {
+		return nil, err
+	}
+	if _, err := aw.tw.Write(tail); err != nil {
+		return nil, err
+	}
+	if err := aw.tw.Close(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Abort releases the spool; the archive written so far is incomplete.
+func (aw *Writer) Abort() {
+	if aw.spool != nil {
+		aw.spool.Close()
+		os.Remove(aw.spool.Name())
+		aw.spool = nil
+	}
+}

@@ -1,0 +1,303 @@
+package metadata
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/docker-dtr/docker-dtr/pkg/archive"
+	"github.com/docker-dtr/docker-dtr/pkg/rethink"
+)
+
+// TablePlan is what restore does to one table.
+type TablePlan struct {
+	archive.Table
+	Rows int64 `json:"rows"` // rows in the archive
+	// Exists is true when the table is already there; ExistingRows counts its rows.
+	Exists       bool  `json:"exists"`
+	ExistingRows int64 `json:"existingRows"`
+}
+
+// Plan is everything a restore would change, worked out before any change.
+type Plan struct {
+	CreateDBs []string    `json:"createDatabases"`
+	Tables    []TablePlan `json:"tables"`
+	Warnings  []string    `json:"warnings"`
+}
+
+// Existing lists the tables a restore would replace.
+func (p *Plan) Existing() []string {
+	var names []string
+	for _, t := range p.Tables {
+		if t.Exists {
+			names = append(names, t.FullName())
+		}
+	}
+	return names
+}
+
+// MakePlan compares a verified archive with the server.
+func MakePlan(ctx context.Context, s *rethink.Session, rep *archive.Report) (*Plan, error) {
+	plan := &Plan{CreateDBs: []string{}, Tables: []TablePlan{}, Warnings: []string{}}
+	if rep.Kind == archive.KindOfficial {
+		plan.Warnings = append(plan.Warnings,
+			"this is a docker/dtr backup: it holds no secondary indexes or write hooks, and its times and binaries are strings")
+	}
+	dbs, err := s.DBList(ctx)
+	if err != nil {
+		return nil, err
+	}
+	haveDB := map[string]bool{}
+	for _, db := range dbs {
+		haveDB[db] = true
+	}
+	existing := map[rethink.TableRef]bool{}
+	wantDB := map[string]bool{}
+	for _, st := range rep.Tables {
+		t, known := rep.Table(st.Dir)
+		if !known {
+			plan.Warnings = append(plan.Warnings, fmt.Sprintf("table %q is not a known DTR table: restoring it into %s as DTR does", st.Dir, t.DB))
+		}
+		if t.DB == rethink.SystemDB {
+			return nil, fmt.Errorf("the archive holds table %s of RethinkDB's system database, which cannot be restored", t.FullName())
+		}
+		if !haveDB[t.DB] && !wantDB[t.DB] {
+			wantDB[t.DB] = true
+			plan.CreateDBs = append(plan.CreateDBs, t.DB)
+		}
+		tp := TablePlan{Table: t, Rows: st.Rows}
+		ref := rethink.TableRef{DB: t.DB, Table: t.Name}
+		if haveDB[t.DB] {
+			if _, listed := existing[ref]; !listed {
+				names, err := s.TableList(ctx, t.DB)
+				if err != nil {
+					return nil, err
+				}
+				for _, n := range names {
+					existing[rethink.TableRef{DB: t.DB, Table: n}] = true
+				}
+			}
+		}
+		if existing[ref] {
+			tp.Exists = true
+			if tp.ExistingRows, err = s.Count(ctx, ref); err != nil {
+				return nil, err
+			}
+		}
+		plan.Tables = append(plan.Tables, tp)
+	}
+	sort.Strings(plan.CreateDBs)
+	return plan, nil
+}
+
+// Print writes the plan for people.
+func (p *Plan) Print(w io.Writer) {
+	for _, warn := range p.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", warn)
+	}
+	for _, db := range p.CreateDBs {
+		fmt.Fprintf(w, "create database %s\n", db)
+	}
+	for _, t := range p.Tables {
+		action := "create"
+		if t.Exists {
+			action = fmt.Sprintf("drop (%d rows) and create", t.ExistingRows)
+		}
+		extra := ""
+		if len(t.Indexes) > 0 {
+			names := make([]string, len(t.Indexes))
+			for i, ix := range t.Indexes {
+				names[i] = ix.Name
+			}
+			extra += ", indexes " + strings.Join(names, " ")
+		}
+		if t.HasWriteHook() {
+			extra += ", write hook"
+		}
+		fmt.Fprintf(w, "%s table %s (primary key %s), load %d rows%s\n", action, t.FullName(), t.PrimaryKey, t.Rows, extra)
+	}
+}
+
+// RestoreOptions tune a restore.
+type RestoreOptions struct {
+	// Force drops tables that exist; without it such tables stop the restore.
+	Force      bool
+	Writers    int
+	BatchRows  int
+	BatchBytes int
+	Progress   Progress
+}
+
+// TableResult is a restored table's row count, checked against the archive.
+type TableResult struct {
+	Table string `json:"table"`
+	Rows  int64  `json:"rows"`
+}
+
+// Restore carries out a plan: it creates databases and tables, loads the
+// rows with several writers, syncs, recreates secondary indexes from their
+// saved functions and waits for them, restores write hooks and checks the
+// row counts. f must be the archive the plan was made from, already verified.
+func Restore(ctx context.Context, s *rethink.Session, f *os.File, rep *archive.Report, plan *Plan, opts RestoreOptions) ([]TableResult, error) {
+	prog := opts.Progress
+	if prog == nil {
+		prog = noProgress{}
+	}
+	if existing := plan.Existing(); len(existing) > 0 && !opts.Force {
+		return nil, fmt.Errorf("refusing to replace %d existing tables (%s): pass --force to drop and restore them",
+			len(existing), strings.Join(existing, ", "))
+	}
+	for _, db := range plan.CreateDBs {
+		if err := s.DBCreate(ctx, db); err != nil {
+			return nil, err
+		}
+	}
+	byDir := map[string]*TablePlan{}
+	for i := range plan.Tables {
+		t := &plan.Tables[i]
+		ref := rethink.TableRef{DB: t.DB, Table: t.Name}
+		if t.Exists {
+			if err := s.TableDrop(ctx, ref); err != nil {
+				return nil, err
+			}
+		}
+		if err := s.TableCreate(ctx, ref, t.PrimaryKey); err != nil {
+			return nil, err
+		}
+		byDir[t.Dir] = t
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	if err := load(ctx, s, archive.NewReader(f, rep.VersionDir), byDir, opts, prog); err != nil {
+		return nil, err
+	}
+	var results []TableResult
+	for _, t := range plan.Tables {
+		ref := rethink.TableRef{DB: t.DB, Table: t.Name}
+		if err := s.Sync(ctx, ref); err != nil {
+			return nil, err
+		}
+		for _, ix := range t.Indexes {
+			if err := s.IndexCreate(ctx, ref, ix.Name, ix.Function); err != nil {
+				return nil, err
+			}
+		}
+		if len(t.Indexes) > 0 {
+			if _, err := s.IndexWait(ctx, ref); err != nil {
+				return nil, err
+			}
+		}
+		if t.HasWriteHook() {
+			fn, err := hookFunction(t.WriteHook)
+			if err != nil {
+				return nil, fmt.Errorf("write hook of %s: %w", ref, err)
+			}
+			if err := s.SetWriteHook(ctx, ref, fn); err != nil {
+				return nil, err
+			}
+		}
+		n, err := s.Count(ctx, ref)
+		if err != nil {
+			return nil, err
+		}
+		if n != t.Rows {
+			return nil, fmt.Errorf("restored %s holds %d rows, the archive %d", ref, n, t.Rows)
+		}
+		prog.Step("restored %s: %d rows", ref, n)
+		results = append(results, TableResult{Table: ref.String(), Rows: n})
+	}
+	return results, nil
+}
+
+// load streams the archive's documents into the tables, in batches spread
+// over several writers.
+func load(ctx context.Context, s *rethink.Session, rd *archive.Reader, tables map[string]*TablePlan, opts RestoreOptions, prog Progress) error {
+	writers := max(opts.Writers, 1)
+	batchRows := opts.BatchRows
+	if batchRows <= 0 {
+		batchRows = 500
+	}
+	batchBytes := opts.BatchBytes
+	if batchBytes <= 0 {
+		batchBytes = 4 << 20
+	}
+	type batch struct {
+		ref  rethink.TableRef
+		docs [][]byte
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	work := make(chan batch, writers)
+	var (
+		wg       sync.WaitGroup
+		once     sync.Once
+		firstErr error
+	)
+	fail := func(err error) {
+		once.Do(func() { firstErr = err; cancel() })
+	}
+	for range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range work {
+				if ctx.Err() != nil {
+					continue
+				}
+				if _, err := s.Insert(ctx, b.ref, b.docs); err != nil {
+					fail(err)
+				}
+			}
+		}()
+	}
+	send := func(b batch) bool {
+		select {
+		case work <- b:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	var cur batch
+	size := 0
+	for ctx.Err() == nil {
+		dir, doc, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			fail(err)
+			break
+		}
+		t, ok := tables[dir]
+		if !ok {
+			fail(fmt.Errorf("archive holds documents of %q, which the plan does not know", dir))
+			break
+		}
+		ref := rethink.TableRef{DB: t.DB, Table: t.Name}
+		if ref != cur.ref && len(cur.docs) > 0 || len(cur.docs) >= batchRows || size+len(doc) > batchBytes && len(cur.docs) > 0 {
+			if !send(cur) {
+				break
+			}
+			cur, size = batch{}, 0
+		}
+		cur.ref = ref
+		cur.docs = append(cur.docs, doc)
+		size += len(doc)
+	}
+	if len(cur.docs) > 0 && ctx.Err() == nil {
+		send(cur)
+	}
+	close(work)
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	return ctx.Err()
+}

@@ -1,0 +1,192 @@
+package rethink
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
+)
+
+// rawOpts keep TIME and BINARY as pseudo-types in results.
+func rawOpts(ctx context.Context) r.RunOpts {
+	return r.RunOpts{TimeFormat: "raw", BinaryFormat: "raw", Context: ctx}
+}
+
+// all runs a term and returns every result as raw JSON.
+func (s *Session) all(ctx context.Context, t r.Term) ([]json.RawMessage, error) {
+	cur, err := t.Run(s.s, rawOpts(ctx))
+	if err != nil {
+		return nil, queryError(err)
+	}
+	defer cur.Close()
+	var out []json.RawMessage
+	for {
+		b, ok := cur.NextResponse()
+		if !ok {
+			break
+		}
+		out = append(out, append(json.RawMessage(nil), b...))
+	}
+	if err := cur.Err(); err != nil {
+		return nil, queryError(err)
+	}
+	return out, nil
+}
+
+// one runs a term that returns a single value and decodes it into v.
+func (s *Session) one(ctx context.Context, t r.Term, v any) error {
+	res, err := s.all(ctx, t)
+	if err != nil {
+		return err
+	}
+	if len(res) != 1 {
+		return fmt.Errorf("expected one result, got %d", len(res))
+	}
+	return json.Unmarshal(res[0], v)
+}
+
+// exec runs a term built from raw JSON (see termJSON) for its side effect.
+func (s *Session) exec(ctx context.Context, term []byte, v any) error {
+	return s.one(ctx, r.RawQuery(term), v)
+}
+
+func queryError(err error) error {
+	msg := strings.TrimPrefix(err.Error(), "rethinkdb: ")
+	msg = strings.TrimPrefix(msg, "gorethink: ")
+	// The driver appends the query it ran on further lines: keep the message.
+	msg, _, _ = strings.Cut(msg, " in:\n")
+	return fmt.Errorf("rethinkdb: %s", msg)
+}
+
+// TableRef names a table.
+type TableRef struct{ DB, Table string }
+
+func (t TableRef) String() string { return t.DB + "." + t.Table }
+
+// SystemDB is RethinkDB's own database, never backed up or restored.
+const SystemDB = "rethinkdb"
+
+// Tables lists every table of every database except the system one, sorted.
+func (s *Session) Tables(ctx context.Context) ([]TableRef, error) {
+	var dbs []string
+	if err := s.one(ctx, r.DBList(), &dbs); err != nil {
+		return nil, fmt.Errorf("listing databases: %w", err)
+	}
+	sort.Strings(dbs)
+	var out []TableRef
+	for _, db := range dbs {
+		if db == SystemDB {
+			continue
+		}
+		tables, err := s.TableList(ctx, db)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range tables {
+			out = append(out, TableRef{DB: db, Table: t})
+		}
+	}
+	return out, nil
+}
+
+// DBList lists the databases, the system one included.
+func (s *Session) DBList(ctx context.Context) ([]string, error) {
+	var dbs []string
+	if err := s.one(ctx, r.DBList(), &dbs); err != nil {
+		return nil, fmt.Errorf("listing databases: %w", err)
+	}
+	return dbs, nil
+}
+
+// TableList lists the tables of a database, sorted.
+func (s *Session) TableList(ctx context.Context, db string) ([]string, error) {
+	var tables []string
+	if err := s.one(ctx, r.DB(db).TableList(), &tables); err != nil {
+		return nil, fmt.Errorf("listing tables of %s: %w", db, err)
+	}
+	sort.Strings(tables)
+	return tables, nil
+}
+
+// IndexStatus is one entry of index_status(), function kept raw.
+type IndexStatus struct {
+	Index    string          `json:"index"`
+	Function json.RawMessage `json:"function"`
+	Multi    bool            `json:"multi"`
+	Geo      bool            `json:"geo"`
+	Outdated bool            `json:"outdated"`
+	Ready    bool            `json:"ready"`
+	Query    string          `json:"query"`
+}
+
+// TableInfo is what recreating a table needs.
+type TableInfo struct {
+	PrimaryKey string
+	Indexes    []IndexStatus
+	// WriteHook is get_write_hook() as returned: null or {function, query}.
+	WriteHook json.RawMessage
+}
+
+// Describe reads a table's primary key, secondary indexes and write hook.
+func (s *Session) Describe(ctx context.Context, t TableRef) (TableInfo, error) {
+	tbl := r.DB(t.DB).Table(t.Table)
+	var cfg struct {
+		PrimaryKey string `json:"primary_key"`
+	}
+	if err := s.one(ctx, tbl.Config(), &cfg); err != nil {
+		return TableInfo{}, fmt.Errorf("reading the configuration of %s: %w", t, err)
+	}
+	info := TableInfo{PrimaryKey: cfg.PrimaryKey}
+	if err := s.one(ctx, tbl.IndexStatus(), &info.Indexes); err != nil {
+		return TableInfo{}, fmt.Errorf("reading the indexes of %s: %w", t, err)
+	}
+	sort.Slice(info.Indexes, func(i, j int) bool { return info.Indexes[i].Index < info.Indexes[j].Index })
+	hook, err := s.all(ctx, tbl.GetWriteHook())
+	if err != nil {
+		return TableInfo{}, fmt.Errorf("reading the write hook of %s: %w", t, err)
+	}
+	info.WriteHook = json.RawMessage("null")
+	if len(hook) == 1 {
+		info.WriteHook = hook[0]
+	}
+	return info, nil
+}
+
+// Scan streams every document of a table, as raw JSON, to fn. The slice is
+// only valid during the call. Batches come as the server sends them, so
+// memory holds one batch, never the table.
+func (s *Session) Scan(ctx context.Context, t TableRef, fn func(doc []byte) error) error {
+	cur, err := r.DB(t.DB).Table(t.Table).Run(s.s, rawOpts(ctx))
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", t, queryError(err))
+	}
+	defer cur.Close()
+	for {
+		doc, ok := cur.NextResponse()
+		if !ok {
+			break
+		}
+		if err := fn(doc); err != nil {
+			return err
+		}
+	}
+	if err := cur.Err(); err != nil {
+		return fmt.Errorf("reading %s: %w", t, queryError(err))
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Count returns the number of documents in a table.
+func (s *Session) Count(ctx context.Context, t TableRef) (int64, error) {
+	var n int64
+	if err := s.one(ctx, r.DB(t.DB).Table(t.Table).Count(), &n); err != nil {
+		return 0, fmt.Errorf("counting %s: %w", t, err)
+	}
+	return n, nil
+}

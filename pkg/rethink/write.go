@@ -1,0 +1,156 @@
+package rethink
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
+	p "gopkg.in/rethinkdb/rethinkdb-go.v6/ql2"
+)
+
+// Writes that must carry values exactly as saved (pseudo-types, function
+// binaries) are built as raw JSON terms: the driver would otherwise decode
+// and re-encode them.
+
+func quote(s string) []byte { b, _ := json.Marshal(s); return b }
+
+func tableTerm(t TableRef) []byte {
+	return fmt.Appendf(nil, "[%d,[[%d,[%s]],%s]]", p.Term_TABLE, p.Term_DB, quote(t.DB), quote(t.Table))
+}
+
+// DBCreate creates a database.
+func (s *Session) DBCreate(ctx context.Context, db string) error {
+	var res map[string]any
+	if err := s.one(ctx, r.DBCreate(db), &res); err != nil {
+		return fmt.Errorf("creating database %s: %w", db, err)
+	}
+	return nil
+}
+
+// TableCreate creates a table with its primary key.
+func (s *Session) TableCreate(ctx context.Context, t TableRef, primaryKey string) error {
+	var res map[string]any
+	if err := s.one(ctx, r.DB(t.DB).TableCreate(t.Table, r.TableCreateOpts{PrimaryKey: primaryKey}), &res); err != nil {
+		return fmt.Errorf("creating table %s: %w", t, err)
+	}
+	return nil
+}
+
+// TableDrop drops a table.
+func (s *Session) TableDrop(ctx context.Context, t TableRef) error {
+	var res map[string]any
+	if err := s.one(ctx, r.DB(t.DB).TableDrop(t.Table), &res); err != nil {
+		return fmt.Errorf("dropping table %s: %w", t, err)
+	}
+	return nil
+}
+
+// WriteResult is the part of a write's result a restore checks.
+type WriteResult struct {
+	Inserted   int64  `json:"inserted"`
+	Errors     int64  `json:"errors"`
+	FirstError string `json:"first_error"`
+}
+
+// Insert writes raw JSON documents (pseudo-types and all) with soft
+// durability; a duplicate key is an error, never a silent replace.
+func (s *Session) Insert(ctx context.Context, t TableRef, docs [][]byte) (int64, error) {
+	size := 64
+	for _, d := range docs {
+		size += len(d) + len(d)/8 + 8
+	}
+	term := make([]byte, 0, size)
+	term = fmt.Appendf(term, "[%d,[%s,[%d,[", p.Term_INSERT, tableTerm(t), p.Term_MAKE_ARRAY)
+	for i, d := range docs {
+		if i > 0 {
+			term = append(term, ',')
+		}
+		term = AppendTerm(term, d)
+	}
+	term = append(term, `]]],{"durability":"soft","conflict":"error"}]`...)
+	var res WriteResult
+	if err := s.exec(ctx, term, &res); err != nil {
+		return 0, fmt.Errorf("inserting into %s: %w", t, err)
+	}
+	if res.Errors > 0 {
+		return res.Inserted, fmt.Errorf("inserting into %s: %d documents refused: %s", t, res.Errors, res.FirstError)
+	}
+	return res.Inserted, nil
+}
+
+// Sync flushes a table's soft-durability writes to disk.
+func (s *Session) Sync(ctx context.Context, t TableRef) error {
+	var res map[string]any
+	if err := s.one(ctx, r.DB(t.DB).Table(t.Table).Sync(), &res); err != nil {
+		return fmt.Errorf("syncing %s: %w", t, err)
+	}
+	return nil
+}
+
+// IndexCreate recreates a secondary index from the function binary that
+// index_status() returned; the binary carries the multi and geo flags.
+func (s *Session) IndexCreate(ctx context.Context, t TableRef, name string, function json.RawMessage) error {
+	term := fmt.Appendf(nil, "[%d,[%s,%s,%s]]", p.Term_INDEX_CREATE, tableTerm(t), quote(name), function)
+	var res map[string]any
+	if err := s.exec(ctx, term, &res); err != nil {
+		return fmt.Errorf("creating index %s on %s: %w", name, t, err)
+	}
+	return nil
+}
+
+// IndexWait waits until every secondary index of a table is ready.
+func (s *Session) IndexWait(ctx context.Context, t TableRef) ([]IndexStatus, error) {
+	var st []IndexStatus
+	if err := s.one(ctx, r.DB(t.DB).Table(t.Table).IndexWait(), &st); err != nil {
+		return nil, fmt.Errorf("waiting for the indexes of %s: %w", t, err)
+	}
+	return st, nil
+}
+
+// SetWriteHook restores a write hook from get_write_hook()'s function binary.
+func (s *Session) SetWriteHook(ctx context.Context, t TableRef, function json.RawMessage) error {
+	term := fmt.Appendf(nil, "[%d,[%s,%s]]", p.Term_SET_WRITE_HOOK, tableTerm(t), function)
+	var res map[string]any
+	if err := s.exec(ctx, term, &res); err != nil {
+		return fmt.Errorf("setting the write hook of %s: %w", t, err)
+	}
+	return nil
+}
+
+// AppendTerm appends a JSON document as a ReQL term: in the JSON protocol a
+// bare array is a term, so every array value becomes MAKE_ARRAY [2,[…]].
+// Objects, strings, numbers and pseudo-types pass through unchanged. doc
+// must be valid JSON (restore verifies the archive first).
+func AppendTerm(dst, doc []byte) []byte {
+	open := "[" + strconv.Itoa(int(p.Term_MAKE_ARRAY)) + ",["
+	inString, escaped := false, false
+	start := 0
+	for i, c := range doc {
+		if inString {
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case '[':
+			dst = append(dst, doc[start:i]...)
+			dst = append(dst, open...)
+			start = i + 1
+		case ']':
+			dst = append(dst, doc[start:i]...)
+			dst = append(dst, "]]"...)
+			start = i + 1
+		}
+	}
+	return append(dst, doc[start:]...)
+}

@@ -1,0 +1,181 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/docker-dtr/docker-dtr/internal/version"
+	"github.com/docker-dtr/docker-dtr/pkg/archive"
+	"github.com/docker-dtr/docker-dtr/pkg/atomicfile"
+	"github.com/docker-dtr/docker-dtr/pkg/metadata"
+	"github.com/docker-dtr/docker-dtr/pkg/progress"
+	"github.com/docker-dtr/docker-dtr/pkg/rethink"
+	"github.com/docker/cli/cli/command"
+	"github.com/spf13/cobra"
+)
+
+type createOptions struct {
+	conn         rethinkOptions
+	dtrVersion   string
+	replicaID    string
+	output       string
+	exclude      []string
+	skipScanData bool
+	skipEvents   bool
+	quiet        bool
+}
+
+// The large tables in the field, which operators leave out of frequent backups.
+var (
+	scanTables  = []string{"dtr2.scanned_images", "dtr2.scanned_layers"}
+	eventTables = []string{"dtr2.events"}
+)
+
+func newCreateCmd(dockerCli command.Cli) *cobra.Command {
+	var opts createOptions
+	cmd := &cobra.Command{
+		Use:   "create [OPTIONS]",
+		Short: "Back up DTR's metadata (RethinkDB) to a tar archive",
+		Example: `  docker dtr backup create --rethinkdb-addr 127.0.0.1:28015 \
+    --rethinkdb-ca ca.pem --rethinkdb-cert cert.pem --rethinkdb-key key.pem \
+    --dtr-version 2.9.4 --replica-id 0123456789ab -o backup-metadata.tar
+  docker dtr backup create … -o - | gpg --symmetric > backup-metadata.tar.gpg`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runCreate(cmd.Context(), dockerCli, opts)
+		},
+	}
+	flags := cmd.Flags()
+	flags.StringVarP(&opts.output, "output", "o", "", `Write the archive to this file ("-" for standard output)`)
+	flags.StringVar(&opts.dtrVersion, "dtr-version", "", "Version of the DTR being backed up, such as 2.9.4")
+	flags.StringVar(&opts.replicaID, "replica-id", "", "Id of the replica being backed up (recorded in the manifest)")
+	flags.StringArrayVar(&opts.exclude, "exclude", nil, "Leave out a table, as db.table (repeatable)")
+	flags.BoolVar(&opts.skipScanData, "skip-scan-data", false, "Leave out the vulnerability scan results (dtr2.scanned_images, dtr2.scanned_layers)")
+	flags.BoolVar(&opts.skipEvents, "skip-events", false, "Leave out the event log (dtr2.events)")
+	flags.BoolVarP(&opts.quiet, "quiet", "q", false, "Print no progress")
+	opts.conn.addFlags(flags)
+	return cmd
+}
+
+func (o createOptions) exclusions() ([]archive.Exclusion, error) {
+	var out []archive.Exclusion
+	seen := map[string]bool{}
+	add := func(name, reason string) error {
+		if seen[name] {
+			return nil
+		}
+		seen[name] = true
+		x, err := metadata.ParseExclusion(name, reason)
+		if err != nil {
+			return err
+		}
+		out = append(out, x)
+		return nil
+	}
+	for _, name := range o.exclude {
+		if err := add(name, "--exclude"); err != nil {
+			return nil, err
+		}
+	}
+	if o.skipScanData {
+		for _, name := range scanTables {
+			_ = add(name, "--skip-scan-data")
+		}
+	}
+	if o.skipEvents {
+		for _, name := range eventTables {
+			_ = add(name, "--skip-events")
+		}
+	}
+	return out, nil
+}
+
+func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) error {
+	if opts.output == "" {
+		return errors.New("-o/--output is required: a file name, or - for standard output")
+	}
+	if opts.dtrVersion == "" {
+		return errors.New("--dtr-version is required when connecting with --rethinkdb-addr: the version of the DTR being backed up, such as 2.9.4")
+	}
+	if !archive.ValidVersion(opts.dtrVersion) {
+		return fmt.Errorf("--dtr-version %q: expected a version such as 2.9.4", opts.dtrVersion)
+	}
+	if err := checkReplicaID(opts.replicaID); err != nil {
+		return err
+	}
+	excluded, err := opts.exclusions()
+	if err != nil {
+		return err
+	}
+	if err := opts.conn.Validate(); err != nil {
+		return err
+	}
+	if opts.output == "-" && dockerCli.Out().IsTerminal() {
+		return errors.New("refusing to write a backup to a terminal: use -o FILE, or redirect standard output")
+	}
+	ctx, stop := withSignals(ctx)
+	defer stop()
+
+	prog := progress.New(dockerCli.Err(), opts.quiet)
+	sess, err := rethink.Connect(ctx, opts.conn.Options)
+	if err != nil {
+		return err
+	}
+	defer sess.Close()
+	prog.Step("connected to rethinkdb at %s", sess.Addr())
+
+	var out io.Writer = dockerCli.Out()
+	var file *atomicfile.File
+	if opts.output != "-" {
+		if file, err = atomicfile.Create(opts.output); err != nil {
+			return err
+		}
+		defer file.Abort()
+		out = file
+	}
+	m, err := metadata.Backup(ctx, sess, out, metadata.BackupOptions{
+		Info: archive.Info{
+			Tool: version.Tool(), DTRVersion: opts.dtrVersion, ReplicaID: opts.replicaID, Started: time.Now(),
+		},
+		Exclude:  excluded,
+		Progress: prog,
+	})
+	if err != nil {
+		return backupError(ctx, opts.output, err)
+	}
+	if file != nil {
+		if err := file.Commit(); err != nil {
+			return err
+		}
+	}
+	rows, bytes := m.Rows()
+	summary := fmt.Sprintf("%s: DTR %s, %d tables, %d rows, %s of documents",
+		displayOutput(opts.output), m.DTRVersion, len(m.Tables), rows, archive.HumanBytes(bytes))
+	if opts.output == "-" {
+		prog.Step("%s", summary) // stdout carries the archive
+	} else {
+		fmt.Fprintln(dockerCli.Out(), summary)
+	}
+	return nil
+}
+
+func displayOutput(name string) string {
+	if name == "-" {
+		return "standard output"
+	}
+	return name
+}
+
+// backupError says that no backup was written, and why.
+func backupError(ctx context.Context, output string, err error) error {
+	if ctx.Err() != nil {
+		err = errors.New("interrupted")
+	}
+	if output == "-" {
+		return fmt.Errorf("backup failed, the archive on standard output is incomplete: %w", err)
+	}
+	return fmt.Errorf("backup failed, %s was not written: %w", output, err)
+}

@@ -1,0 +1,52 @@
+package plugin
+
+import (
+	"github.com/docker-dtr/docker-dtr/pkg/archive"
+	"github.com/docker/cli/cli/command"
+	"github.com/spf13/cobra"
+)
+
+type inspectOptions struct {
+	file   string
+	format string
+}
+
+func newInspectCmd(dockerCli command.Cli) *cobra.Command {
+	var opts inspectOptions
+	cmd := &cobra.Command{
+		Use:   "inspect [OPTIONS] FILE",
+		Short: "Show what a backup holds, from its manifest, without reading it all",
+		Example: `  docker dtr backup inspect backup-metadata.tar
+  docker dtr backup inspect --format json backup-metadata.tar`,
+		Args: exactArgs(1, "a backup FILE (or - for standard input)"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.file = args[0]
+			return runInspect(dockerCli, opts)
+		},
+	}
+	cmd.Flags().StringVar(&opts.format, "format", "", `Output format: "json", or empty for a summary`)
+	return cmd
+}
+
+func runInspect(dockerCli command.Cli, opts inspectOptions) error {
+	if err := checkFormat(opts.format); err != nil {
+		return err
+	}
+	f, done, err := openArchive(dockerCli, opts.file)
+	if err != nil {
+		return err
+	}
+	defer done()
+	rep, err := archive.Inspect(f)
+	if err != nil {
+		return err
+	}
+	name := displayName(opts.file)
+	if err := printReport(dockerCli.Out(), name, rep, opts.format); err != nil {
+		return err
+	}
+	if !rep.OK() {
+		return invalidError(name, rep)
+	}
+	return nil
+}

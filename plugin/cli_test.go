@@ -1,0 +1,167 @@
+package plugin
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker-dtr/docker-dtr/pkg/archive"
+	"github.com/docker/cli/cli"
+	"github.com/docker/cli/cli/command"
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+	"gotest.tools/v3/golden"
+)
+
+// run executes the command line in-process and returns stdout, stderr and
+// the exit status the plugin would exit with.
+func run(t *testing.T, stdin io.Reader, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	if stdin == nil {
+		stdin = strings.NewReader("")
+	}
+	dcli, err := command.NewDockerCli(
+		command.WithInputStream(io.NopCloser(stdin)),
+		command.WithOutputStream(&out),
+		command.WithErrorStream(&errb),
+	)
+	assert.NilError(t, err)
+	cmd := NewRootCmd("dtr", false, dcli)
+	cmd.SetArgs(args)
+	cmd.SetOut(&out)
+	cmd.SetErr(&errb)
+	err = cmd.Execute()
+	code := 0
+	if err != nil {
+		code = 1
+		var st cli.StatusError
+		if errors.As(err, &st) {
+			code = st.StatusCode
+		}
+		fmt.Fprintln(&errb, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+func TestHelpGolden(t *testing.T) {
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	for _, args := range [][]string{
+		{"--help"},
+		{"backup", "--help"},
+		{"backup", "create", "--help"},
+		{"backup", "verify", "--help"},
+		{"backup", "inspect", "--help"},
+		{"backup", "restore", "--help"},
+	} {
+		name := strings.Join(append([]string{"help"}, args[:len(args)-1]...), "-") + ".golden"
+		t.Run(name, func(t *testing.T) {
+			out, _, code := run(t, nil, args...)
+			assert.Equal(t, code, 0)
+			golden.Assert(t, out, name)
+		})
+	}
+}
+
+// fixtureArchive writes a small archive with fixed times, so its summary is stable.
+func fixtureArchive(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "backup-metadata.tar")
+	f, err := os.Create(p)
+	assert.NilError(t, err)
+	defer f.Close()
+	started := time.Date(2026, 11, 25, 6, 0, 0, 0, time.UTC)
+	tables := []archive.Table{
+		{DB: "dtr2", Name: "properties", PrimaryKey: "id", WriteHook: json.RawMessage("null")},
+		{DB: "notarysigner", Name: "private_keys", PrimaryKey: "key_id", WriteHook: json.RawMessage("null")},
+	}
+	archive.AssignDirs(tables)
+	w, err := archive.NewWriter(f, archive.Info{Tool: "docker-dtr test", DTRVersion: "2.9.4", ReplicaID: "0123456789ab", Started: started}, archive.Definitions{Tables: tables})
+	assert.NilError(t, err)
+	for _, tb := range tables {
+		assert.NilError(t, w.BeginTable(tb))
+		for i := range 3 {
+			assert.NilError(t, w.WriteDocument(fmt.Appendf(nil, `{%q:"%d"}`, tb.PrimaryKey, i)))
+		}
+	}
+	_, err = w.Finish([]archive.Exclusion{{DB: "dtr2", Table: "events", Reason: "--skip-events"}}, started.Add(3*time.Second))
+	assert.NilError(t, err)
+	return p
+}
+
+func TestVerifySummaryGolden(t *testing.T) {
+	p := fixtureArchive(t)
+	out, errOut, code := run(t, nil, "backup", "verify", p)
+	assert.Equal(t, code, 0, errOut)
+	golden.Assert(t, strings.ReplaceAll(out, p, "backup-metadata.tar"), "verify-summary.golden")
+
+	out, _, code = run(t, nil, "backup", "inspect", "--format", "json", p)
+	assert.Equal(t, code, 0)
+	golden.Assert(t, strings.ReplaceAll(out, p, "backup-metadata.tar"), "inspect-json.golden")
+}
+
+func TestVerifyFromStdin(t *testing.T) {
+	b, err := os.ReadFile(fixtureArchive(t))
+	assert.NilError(t, err)
+	out, _, code := run(t, bytes.NewReader(b), "backup", "verify", "-")
+	assert.Equal(t, code, 0)
+	assert.Assert(t, is.Contains(out, "standard input: verified"))
+}
+
+func TestVerifyDamagedGolden(t *testing.T) {
+	p := fixtureArchive(t)
+	b, err := os.ReadFile(p)
+	assert.NilError(t, err)
+	i := bytes.Index(b, []byte(`{"key_id":"1"}`))
+	b[i+11] = '9'
+	assert.NilError(t, os.WriteFile(p, b, 0o600))
+	out, errOut, code := run(t, nil, "backup", "verify", p)
+	assert.Equal(t, code, 1)
+	golden.Assert(t, strings.ReplaceAll(out, p, "backup-metadata.tar"), "verify-damaged.golden")
+	assert.Equal(t, strings.Count(errOut, "\n"), 1, "one line on stderr: %q", errOut)
+	assert.Assert(t, is.Contains(errOut, p+" is not a valid backup: 1 problem found"))
+}
+
+func TestUsageErrorsExitTwo(t *testing.T) {
+	for _, args := range [][]string{
+		{"backup", "verify"},
+		{"backup", "verify", "a", "b"},
+		{"backup", "verify", "--no-such-flag", "x"},
+		{"backup", "create", "extra-arg"},
+	} {
+		_, errOut, code := run(t, nil, args...)
+		assert.Equal(t, code, 2, "%v: %s", args, errOut)
+	}
+}
+
+func TestCreateRefusesBadFlags(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--dtr-version", "2.9.4", "--rethinkdb-addr", "127.0.0.1:1"}, "-o/--output is required"},
+		{[]string{"-o", "x.tar", "--rethinkdb-addr", "127.0.0.1:1"}, "--dtr-version is required"},
+		{[]string{"-o", "x.tar", "--dtr-version", "latest", "--rethinkdb-addr", "127.0.0.1:1"}, `--dtr-version "latest"`},
+		{[]string{"-o", "x.tar", "--dtr-version", "2.9.4", "--replica-id", "XYZ", "--rethinkdb-addr", "127.0.0.1:1"}, `--replica-id "XYZ"`},
+		{[]string{"-o", "x.tar", "--dtr-version", "2.9.4", "--exclude", "events", "--rethinkdb-addr", "127.0.0.1:1"}, `--exclude "events": expected db.table`},
+		{[]string{"-o", "x.tar", "--dtr-version", "2.9.4"}, "--rethinkdb-addr is required"},
+		{[]string{"-o", "x.tar", "--dtr-version", "2.9.4", "--rethinkdb-addr", "127.0.0.1:1", "--rethinkdb-cert", "c.pem"}, "--rethinkdb-cert and --rethinkdb-key go together"},
+	}
+	dir := t.TempDir()
+	t.Chdir(dir)
+	for _, tc := range cases {
+		_, errOut, code := run(t, nil, append([]string{"backup", "create"}, tc.args...)...)
+		assert.Equal(t, code, 1)
+		assert.Assert(t, is.Contains(errOut, tc.want))
+		assert.Equal(t, strings.Count(errOut, "\n"), 1, "one line: %q", errOut)
+	}
+	left, _ := os.ReadDir(dir)
+	assert.Equal(t, len(left), 0, "nothing written")
+}

@@ -1,0 +1,101 @@
+package plugin
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/docker-dtr/docker-dtr/pkg/archive"
+	"github.com/docker/cli/cli"
+)
+
+// printReport writes a verify or inspect report for people, or as JSON.
+func printReport(w io.Writer, name string, rep *archive.Report, format string) error {
+	if format == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			File string `json:"file"`
+			*archive.Report
+		}{name, rep})
+	}
+	fmt.Fprintf(w, "%s: %s\n", name, verdict(rep))
+	if rep.Kind != "" {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintf(tw, "  Kind\t%s\n", rep.Kind)
+		fmt.Fprintf(tw, "  DTR version\t%s\n", rep.DTRVersion)
+		if rep.ReplicaID != "" {
+			fmt.Fprintf(tw, "  Replica\t%s\n", rep.ReplicaID)
+		}
+		if rep.Started != nil && rep.Finished != nil {
+			fmt.Fprintf(tw, "  Created\t%s (took %s)\n", rep.Started.UTC().Format(time.RFC3339), rep.Finished.Sub(*rep.Started).Round(time.Second))
+		}
+		if rep.Tool != "" {
+			fmt.Fprintf(tw, "  Tool\t%s\n", rep.Tool)
+		}
+		fmt.Fprintf(tw, "  Tables\t%d\n", len(rep.Tables))
+		for _, x := range rep.Excluded {
+			fmt.Fprintf(tw, "  Excluded\t%s.%s (%s)\n", x.DB, x.Table, x.Reason)
+		}
+		fmt.Fprintf(tw, "  Rows\t%d\n", rep.Rows)
+		fmt.Fprintf(tw, "  Documents\t%s\n", archive.HumanBytes(rep.Bytes))
+		fmt.Fprintf(tw, "  Archive\t%s, %d entries\n", archive.HumanBytes(rep.Size), rep.Entries)
+		tw.Flush()
+		if len(rep.Tables) > 0 {
+			fmt.Fprintln(w)
+			tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "  TABLE\tROWS\tBYTES")
+			for _, t := range rep.Tables {
+				fmt.Fprintf(tw, "  %s\t%d\t%s\n", t.FullName(), t.Rows, archive.HumanBytes(t.Bytes))
+			}
+			tw.Flush()
+		}
+	}
+	if !rep.OK() {
+		fmt.Fprintf(w, "\n%s:\n", plural(len(rep.Problems)+rep.ProblemsOmitted, "problem"))
+		for _, p := range rep.Problems {
+			fmt.Fprintf(w, "  %s\n", p)
+		}
+		if rep.ProblemsOmitted > 0 {
+			fmt.Fprintf(w, "  … and %d more\n", rep.ProblemsOmitted)
+		}
+	}
+	return nil
+}
+
+func verdict(rep *archive.Report) string {
+	switch {
+	case !rep.OK():
+		return "INVALID"
+	case !rep.FullRead:
+		return "not verified (inspect reads only the manifest; run 'backup verify')"
+	case rep.Kind == archive.KindOfficial:
+		return "structure and documents valid; a docker/dtr backup has no manifest, so its completeness cannot be verified"
+	default:
+		return "verified"
+	}
+}
+
+// invalidError is exit status 1 with one line naming the file.
+func invalidError(name string, rep *archive.Report) error {
+	n := len(rep.Problems) + rep.ProblemsOmitted
+	return cli.StatusError{StatusCode: 1, Status: fmt.Sprintf("%s is not a valid backup: %s found (listed above)", name, plural(n, "problem"))}
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
+func checkFormat(format string) error {
+	switch strings.ToLower(format) {
+	case "", "pretty", "json":
+		return nil
+	}
+	return fmt.Errorf("--format %q: expected json (or nothing for the human-readable summary)", format)
+}
