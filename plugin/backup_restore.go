@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"text/tabwriter"
 
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
@@ -139,9 +140,13 @@ func runRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions)
 		return writeJSON(dockerCli, results)
 	}
 	var rows int64
+	tw := tabwriter.NewWriter(dockerCli.Out(), 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TABLE\tROWS")
 	for _, r := range results {
 		rows += r.Rows
+		fmt.Fprintf(tw, "%s\t%d\n", r.Table, r.Rows)
 	}
+	tw.Flush()
 	fmt.Fprintf(dockerCli.Out(), "restored %s: %d tables, %d rows, row counts checked\n", name, len(results), rows)
 	return nil
 }

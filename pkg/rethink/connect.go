@@ -147,6 +147,10 @@ func connectError(o Options, err error) error {
 		strings.Contains(low, "unknown certificate"):
 		return fmt.Errorf("rethinkdb at %s rejected the client certificate (%s): check --rethinkdb-cert and --rethinkdb-key", o.Addr, msg)
 	}
+	msg = strings.TrimRight(msg, ": ")
+	if o.CAFile == "" && strings.Contains(low, "eof") {
+		return fmt.Errorf("connecting to rethinkdb at %s: %s: the server may require TLS (DTR's does): give --rethinkdb-ca, --rethinkdb-cert and --rethinkdb-key", o.Addr, msg)
+	}
 	return fmt.Errorf("connecting to rethinkdb at %s: %s", o.Addr, msg)
 }
 

@@ -1,0 +1,255 @@
+package plugin
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker-dtr/docker-dtr/internal/dtrtest"
+	"github.com/docker-dtr/docker-dtr/internal/rethinktest"
+	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+)
+
+const serverName = "dtr-rethinkdb-0123456789ab.dtr-ol"
+
+type fixture struct {
+	dir    string
+	addr   string
+	certs  *rethinktest.Certs
+	driver *r.Session
+}
+
+// flags are the direct connection flags for this server.
+func (f fixture) flags() []string {
+	return []string{"--rethinkdb-addr", f.addr, "--rethinkdb-ca", f.certs.CA,
+		"--rethinkdb-cert", f.certs.ClientCert, "--rethinkdb-key", f.certs.ClientKey,
+		"--rethinkdb-server-name", serverName}
+}
+
+func newFixture(t *testing.T, opts rethinktest.Options) fixture {
+	t.Helper()
+	dir := t.TempDir()
+	certs, err := rethinktest.NewCerts(dir, serverName)
+	assert.NilError(t, err)
+	opts.TLS, err = certs.ServerTLS()
+	assert.NilError(t, err)
+	srv, err := rethinktest.Start(opts)
+	assert.NilError(t, err)
+	t.Cleanup(func() { srv.Close() })
+	ctls, err := certs.ClientTLS(serverName)
+	assert.NilError(t, err)
+	out := filepath.Join(dir, "out")
+	assert.NilError(t, os.Mkdir(out, 0o700))
+	return fixture{dir: out, addr: srv.Addr(), certs: certs,
+		driver: dtrtest.Connect(t, r.ConnectOpts{Address: srv.Addr(), TLSConfig: ctls, Password: opts.AdminPassword})}
+}
+
+func dirEntries(t *testing.T, dir string) []string {
+	t.Helper()
+	es, err := os.ReadDir(dir)
+	assert.NilError(t, err)
+	var names []string
+	for _, e := range es {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+func TestCLIBackupVerifyInspectRestore(t *testing.T) {
+	fx := newFixture(t, rethinktest.Options{MaxBatchRows: 40})
+	dtrtest.Seed(t, fx.driver)
+	before := dtrtest.Snapshot(t, fx.driver)
+	backup := filepath.Join(fx.dir, "backup-metadata.tar")
+
+	out, errOut, code := run(t, nil, append([]string{"backup", "create", "--dtr-version", "2.9.4", "--replica-id", "0123456789ab", "-o", backup}, fx.flags()...)...)
+	assert.Equal(t, code, 0, errOut)
+	assert.Assert(t, is.Contains(out, backup+": DTR 2.9.4, 12 tables, 391 rows"))
+	assert.Assert(t, is.Contains(errOut, "dumped dtr2.events: 300 rows"), "progress on stderr")
+	st, err := os.Stat(backup)
+	assert.NilError(t, err)
+	assert.Equal(t, st.Mode().Perm(), os.FileMode(0o600))
+	assert.DeepEqual(t, dirEntries(t, fx.dir), []string{"backup-metadata.tar"})
+
+	out, _, code = run(t, nil, "backup", "verify", backup)
+	assert.Equal(t, code, 0)
+	assert.Assert(t, is.Contains(out, ": verified"))
+
+	out, _, code = run(t, nil, "backup", "inspect", "--format", "json", backup)
+	assert.Equal(t, code, 0)
+	var rep struct {
+		DTRVersion string `json:"dtrVersion"`
+		ReplicaID  string `json:"replicaId"`
+		Rows       int64  `json:"rows"`
+		Tables     []any  `json:"tables"`
+	}
+	assert.NilError(t, json.Unmarshal([]byte(out), &rep))
+	assert.Equal(t, rep.DTRVersion, "2.9.4")
+	assert.Equal(t, rep.ReplicaID, "0123456789ab")
+	assert.Equal(t, rep.Rows, int64(391))
+	assert.Equal(t, len(rep.Tables), 12)
+
+	restoreArgs := append([]string{"backup", "restore", backup, "--dtr-version", "2.9.7", "-q"}, fx.flags()...)
+
+	// Tables exist: refused, nothing changed.
+	_, errOut, code = run(t, nil, restoreArgs...)
+	assert.Equal(t, code, 1)
+	assert.Assert(t, is.Contains(errOut, "refusing to replace 12 existing tables"))
+	assert.DeepEqual(t, dtrtest.Snapshot(t, fx.driver), before)
+
+	// Dry run: the plan, nothing changed.
+	dtrtest.DropAll(t, fx.driver)
+	out, _, code = run(t, nil, append(restoreArgs, "--dry-run")...)
+	assert.Equal(t, code, 0)
+	assert.Assert(t, is.Contains(out, "create table dtr2.tags (primary key id), load 60 rows, indexes digests repository, write hook"))
+	assert.Assert(t, is.Contains(out, "create table notarysigner.private_keys (primary key key_id), load 1 rows"))
+	assert.Equal(t, len(dtrtest.Snapshot(t, fx.driver)), 0)
+
+	out, errOut, code = run(t, nil, restoreArgs...)
+	assert.Equal(t, code, 0, errOut)
+	assert.Assert(t, is.Contains(out, "12 tables, 391 rows, row counts checked"))
+	assert.DeepEqual(t, dtrtest.Snapshot(t, fx.driver), before)
+
+	// --force replaces what is there.
+	_, err = r.DB("dtr2").Table("tags").Delete().RunWrite(fx.driver)
+	assert.NilError(t, err)
+	_, errOut, code = run(t, nil, append(restoreArgs, "--force")...)
+	assert.Equal(t, code, 0, errOut)
+	assert.DeepEqual(t, dtrtest.Snapshot(t, fx.driver), before)
+}
+
+func TestCLIBackupToStdoutAndRestoreFromStdin(t *testing.T) {
+	fx := newFixture(t, rethinktest.Options{})
+	dtrtest.Seed(t, fx.driver)
+	before := dtrtest.Snapshot(t, fx.driver)
+	tarball, errOut, code := run(t, nil, append([]string{"backup", "create", "--dtr-version", "2.9.4", "-o", "-"}, fx.flags()...)...)
+	assert.Equal(t, code, 0, errOut)
+	assert.Assert(t, strings.HasPrefix(tarball, "dtr-backup-v2.9.4/"))
+	assert.Assert(t, is.Contains(errOut, "standard output: DTR 2.9.4"), "summary goes to stderr when stdout is the archive")
+
+	dtrtest.DropAll(t, fx.driver)
+	_, errOut, code = run(t, strings.NewReader(tarball), append([]string{"backup", "restore", "-", "--dtr-version", "2.9.4"}, fx.flags()...)...)
+	assert.Equal(t, code, 0, errOut)
+	assert.DeepEqual(t, dtrtest.Snapshot(t, fx.driver), before)
+}
+
+func TestCLIRestoreRefusesBeforeChangingAnything(t *testing.T) {
+	fx := newFixture(t, rethinktest.Options{})
+	dtrtest.Seed(t, fx.driver)
+	backup := filepath.Join(fx.dir, "backup.tar")
+	_, errOut, code := run(t, nil, append([]string{"backup", "create", "--dtr-version", "2.9.4", "-o", backup, "-q"}, fx.flags()...)...)
+	assert.Equal(t, code, 0, errOut)
+	dtrtest.DropAll(t, fx.driver)
+
+	// another major.minor
+	_, errOut, code = run(t, nil, append([]string{"backup", "restore", backup, "--dtr-version", "2.8.0"}, fx.flags()...)...)
+	assert.Equal(t, code, 1)
+	assert.Assert(t, is.Contains(errOut, "is a backup of DTR 2.9.4, the target is DTR 2.8.0"))
+
+	// a damaged document
+	b, err := os.ReadFile(backup)
+	assert.NilError(t, err)
+	i := bytes.Index(b, []byte(`"ha.json"`))
+	b[i+2] = 'X'
+	assert.NilError(t, os.WriteFile(backup, b, 0o600))
+	_, errOut, code = run(t, nil, append([]string{"backup", "restore", backup, "--dtr-version", "2.9.4", "--force"}, fx.flags()...)...)
+	assert.Equal(t, code, 1)
+	assert.Assert(t, is.Contains(errOut, "SHA-256 does not match"))
+	assert.Assert(t, is.Contains(errOut, "it did not verify (1 problem, listed above); nothing was changed"))
+	assert.Equal(t, len(dtrtest.Snapshot(t, fx.driver)), 0, "no database was created")
+}
+
+func TestCLIConnectionErrors(t *testing.T) {
+	fx := newFixture(t, rethinktest.Options{AdminPassword: "s3cret"})
+	other, err := rethinktest.NewCerts(t.TempDir(), serverName)
+	assert.NilError(t, err)
+	wrongPW := filepath.Join(t.TempDir(), "pw")
+	assert.NilError(t, os.WriteFile(wrongPW, []byte("not-it\n"), 0o600))
+	rightPW := filepath.Join(t.TempDir(), "pw-right")
+	assert.NilError(t, os.WriteFile(rightPW, []byte("s3cret\n"), 0o600))
+	out := filepath.Join(fx.dir, "backup.tar")
+	base := []string{"backup", "create", "--dtr-version", "2.9.4", "-o", out, "--rethinkdb-addr", fx.addr, "--rethinkdb-server-name", serverName}
+
+	cases := []struct {
+		name  string
+		flags []string
+		want  string
+	}{
+		{"wrong password", []string{"--rethinkdb-ca", fx.certs.CA, "--rethinkdb-cert", fx.certs.ClientCert, "--rethinkdb-key", fx.certs.ClientKey, "--rethinkdb-password-file", wrongPW},
+			"refused the credentials (Wrong password): check --rethinkdb-password-file"},
+		{"client certificate of another CA", []string{"--rethinkdb-ca", fx.certs.CA, "--rethinkdb-cert", other.ClientCert, "--rethinkdb-key", other.ClientKey, "--rethinkdb-password-file", rightPW},
+			"rejected the client certificate"},
+		{"server certificate of another CA", []string{"--rethinkdb-ca", other.CA, "--rethinkdb-cert", fx.certs.ClientCert, "--rethinkdb-key", fx.certs.ClientKey, "--rethinkdb-password-file", rightPW},
+			"the server certificate does not verify"},
+		{"no TLS", []string{"--rethinkdb-password-file", rightPW}, "the server may require TLS (DTR's does): give --rethinkdb-ca"},
+		{"missing password file", []string{"--rethinkdb-ca", fx.certs.CA, "--rethinkdb-cert", fx.certs.ClientCert, "--rethinkdb-key", fx.certs.ClientKey, "--rethinkdb-password-file", "/nonexistent/pw"},
+			"--rethinkdb-password-file: open /nonexistent/pw"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, errOut, code := run(t, nil, append(base, tc.flags...)...)
+			t.Log(errOut)
+			assert.Equal(t, code, 1)
+			assert.Assert(t, is.Contains(errOut, tc.want))
+			assert.Equal(t, strings.Count(strings.TrimSpace(errOut), "\n"), 0, "one line: %q", errOut)
+			assert.Assert(t, !strings.Contains(errOut, "s3cret") && !strings.Contains(errOut, "not-it"), "no password in messages")
+			assert.Equal(t, len(dirEntries(t, fx.dir)), 0, "nothing written")
+		})
+	}
+
+	// and the right one works
+	_, errOut, code := run(t, nil, append(base, "-q", "--rethinkdb-ca", fx.certs.CA, "--rethinkdb-cert", fx.certs.ClientCert, "--rethinkdb-key", fx.certs.ClientKey, "--rethinkdb-password-file", rightPW)...)
+	assert.Equal(t, code, 0, errOut)
+}
+
+func TestCLIServerGoneMidDump(t *testing.T) {
+	proc := rethinktest.StartProcess(t, rethinktest.ProcessOptions{MaxBatchRows: 50})
+	driver := dtrtest.Connect(t, r.ConnectOpts{Address: proc.Addr()})
+	_, err := r.DBCreate("dtr2").RunWrite(driver)
+	assert.NilError(t, err)
+	_, err = r.DB("dtr2").TableCreate("events").RunWrite(driver)
+	assert.NilError(t, err)
+	for start := 0; start < 40_000; start += 5000 {
+		batch := make([]any, 0, 5000)
+		for i := start; i < start+5000; i++ {
+			batch = append(batch, map[string]any{"id": fmt.Sprintf("event-%06d", i), "payload": strings.Repeat("p", 200)})
+		}
+		_, err := r.DB("dtr2").Table("events").Insert(batch).RunWrite(driver)
+		assert.NilError(t, err)
+	}
+
+	dir := t.TempDir()
+	out := filepath.Join(dir, "backup.tar")
+	type result struct {
+		errOut string
+		code   int
+	}
+	done := make(chan result, 1)
+	go func() {
+		_, errOut, code := run(t, nil, "backup", "create", "--dtr-version", "2.9.4", "-o", out, "--rethinkdb-addr", proc.Addr())
+		done <- result{errOut, code}
+	}()
+	// Kill the server once the dump is well under way.
+	deadline := time.Now().Add(60 * time.Second)
+	for killed := false; !killed; {
+		assert.Assert(t, time.Now().Before(deadline), "the dump never got under way")
+		for _, name := range dirEntries(t, dir) {
+			if st, err := os.Stat(filepath.Join(dir, name)); err == nil && st.Size() > 1<<20 {
+				proc.Kill()
+				killed = true
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	res := <-done
+	t.Log(res.errOut)
+	assert.Equal(t, res.code, 1)
+	assert.Assert(t, is.Contains(res.errOut, "backup failed, "+out+" was not written"))
+	assert.Equal(t, len(dirEntries(t, dir)), 0, "no file and no temporary file left")
+}
