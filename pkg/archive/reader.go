@@ -2,6 +2,7 @@ package archive
 
 import (
 	"archive/tar"
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -16,7 +17,7 @@ type Reader struct {
 
 // NewReader reads the archive whose top directory is versionDir (Report.VersionDir).
 func NewReader(r io.Reader, versionDir string) *Reader {
-	return &Reader{tr: tar.NewReader(r), versionDir: versionDir}
+	return &Reader{tr: tar.NewReader(bufio.NewReaderSize(r, 1<<20)), versionDir: versionDir}
 }
 
 // Next returns the next document and the directory of its table, or io.EOF.

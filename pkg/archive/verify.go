@@ -34,7 +34,12 @@ func scan(f *os.File) layout {
 		l.err = err
 		return l
 	}
-	tr := tar.NewReader(f)
+	bs, err := newBufSeeker(f)
+	if err != nil {
+		l.err = err
+		return l
+	}
+	tr := tar.NewReader(bs)
 	dirIndex := map[string]int{}
 	for {
 		hdr, err := tr.Next()
@@ -57,7 +62,7 @@ func scan(f *os.File) layout {
 			l.hasPlugin = true
 		}
 		if hdr.Name == ManifestName && hdr.Typeflag == tar.TypeReg {
-			off, err := f.Seek(0, io.SeekCurrent)
+			off, err := bs.Seek(0, io.SeekCurrent)
 			if err != nil {
 				l.err = err
 				return l
@@ -134,7 +139,11 @@ func Verify(f *os.File) (*Report, error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, err
 	}
-	c.run(tar.NewReader(f))
+	bs, err := newBufSeeker(f)
+	if err != nil {
+		return nil, err
+	}
+	c.run(tar.NewReader(bs))
 	rep.Verified = rep.Kind == KindPlugin && rep.OK()
 	return rep, nil
 }

@@ -25,6 +25,7 @@ type Info struct {
 // spooled to a temporary file, so memory does not grow with the row count.
 type Writer struct {
 	tw      *tar.Writer
+	out     *bufio.Writer // tar writes headers and padding in small pieces
 	info    Info
 	defs    Definitions
 	spool   *os.File
@@ -48,8 +49,9 @@ func NewWriter(w io.Writer, info Info, defs Definitions) (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating manifest spool: %w", err)
 	}
+	out := bufio.NewWriterSize(w, 1<<20)
 	aw := &Writer{
-		tw: tar.NewWriter(w), info: info, defs: defs,
+		tw: tar.NewWriter(out), out: out, info: info, defs: defs,
 		spool: spool, spoolW: bufio.NewWriterSize(spool, 64<<10), cur: -1,
 	}
 	defsJSON, err := json.MarshalIndent(defs, "", "  ")
@@ -193,6 +195,9 @@ func (aw *Writer) Finish(excluded []Exclusion, finished time.Time) (*Manifest, e
 		return nil, err
 	}
 	if err := aw.tw.Close(); err != nil {
+		return nil, err
+	}
+	if err := aw.out.Flush(); err != nil {
 		return nil, err
 	}
 	return m, nil
