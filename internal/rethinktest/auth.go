@@ -29,7 +29,7 @@ func (c *conn) handshake() error {
 		return errHandshake
 	}
 	if err := c.writeNul(map[string]any{
-		"success": true, "min_protocol_version": 0, "max_protocol_version": 0, "server_version": "2.4.4",
+		"success": true, "min_protocol_version": 0, "max_protocol_version": 0, "server_version": c.s.opts.Version,
 	}); err != nil {
 		return err
 	}

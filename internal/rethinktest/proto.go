@@ -151,6 +151,9 @@ func (c *conn) start(token int64, q []any) error {
 	if err == nil {
 		err = compileTerm(q[1])
 	}
+	if err == nil && c.s.before24() {
+		err = refuseNewerTerms(q[1])
+	}
 	var v any
 	if err == nil {
 		v, err = (&env{q: qc}).eval(q[1])

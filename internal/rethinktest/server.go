@@ -21,6 +21,9 @@ type Options struct {
 	TLS           *tls.Config
 	MaxBatchRows  int // default 1000
 	MaxBatchBytes int // default 1 << 20
+	// Version is reported in the handshake; "2.3.x" also refuses the terms
+	// RethinkDB 2.4 added (write hooks). Default DefaultVersion.
+	Version string
 }
 
 // Server is a running test server.
@@ -50,6 +53,9 @@ func Start(opts Options) (*Server, error) {
 	}
 	if opts.MaxBatchBytes <= 0 {
 		opts.MaxBatchBytes = 1 << 20
+	}
+	if opts.Version == "" {
+		opts.Version = DefaultVersion
 	}
 	s := &Server{opts: opts, cat: newCatalog(), id: newUUID(), conns: map[net.Conn]struct{}{}, iterations: scramIterations}
 	s.salt = make([]byte, 16)

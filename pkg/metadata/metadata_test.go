@@ -208,3 +208,33 @@ func TestRestoreOfficialBackup(t *testing.T) {
 	assert.DeepEqual(t, snap["dtr2.custom_things"].Docs["x"], map[string]any{"id": "x", "list": []any{1.0, []any{2.0, 3.0}}})
 	assert.Equal(t, len(snap["dtr2.properties"].Docs), 1)
 }
+
+// Older DTR releases run RethinkDB 2.3, which has no write hooks: the
+// backup records none instead of failing.
+func TestRoundTripOnRethinkDB23(t *testing.T) {
+	srv, err := rethinktest.Start(rethinktest.Options{Version: "2.3.7"})
+	assert.NilError(t, err)
+	defer srv.Close()
+	driver := dtrtest.Connect(t, r.ConnectOpts{Address: srv.Addr()})
+	_, err = r.DB("dtr2").Table("x").GetWriteHook().Run(driver)
+	assert.ErrorContains(t, err, "Unrecognized TermType")
+
+	_, err = r.DBCreate("dtr2").RunWrite(driver)
+	assert.NilError(t, err)
+	_, err = r.DB("dtr2").TableCreate("properties").RunWrite(driver)
+	assert.NilError(t, err)
+	_, err = r.DB("dtr2").Table("properties").Insert(map[string]any{"id": "ha.json", "at": time.Unix(1700000000, 0)}).RunWrite(driver)
+	assert.NilError(t, err)
+
+	s := connect(t, rethink.Options{Addr: srv.Addr()})
+	f, rep := verifyFile(t, backupToFile(t, s))
+	assert.Assert(t, !rep.Definitions.Tables[0].HasWriteHook())
+	dtrtest.DropAll(t, driver)
+	_, _, err = restore(t, s, f, rep, false)
+	assert.NilError(t, err)
+	var doc struct {
+		At time.Time `rethinkdb:"at"`
+	}
+	assert.NilError(t, r.DB("dtr2").Table("properties").Get("ha.json").ReadOne(&doc, driver))
+	assert.Equal(t, doc.At.Unix(), int64(1700000000))
+}

@@ -3,6 +3,7 @@ package rethink
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -53,12 +54,28 @@ func (s *Session) exec(ctx context.Context, term []byte, v any) error {
 	return s.one(ctx, r.RawQuery(term), v)
 }
 
+// QueryError is a driver error cut to its first line; the driver appends
+// the whole query it ran.
+type QueryError struct {
+	msg string
+	err error
+}
+
+func (e *QueryError) Error() string { return "rethinkdb: " + e.msg }
+func (e *QueryError) Unwrap() error { return e.err }
+
 func queryError(err error) error {
 	msg := strings.TrimPrefix(err.Error(), "rethinkdb: ")
 	msg = strings.TrimPrefix(msg, "gorethink: ")
-	// The driver appends the query it ran on further lines: keep the message.
 	msg, _, _ = strings.Cut(msg, " in:\n")
-	return fmt.Errorf("rethinkdb: %s", msg)
+	return &QueryError{msg: msg, err: err}
+}
+
+// unknownTerm reports a server too old for a term (RethinkDB 2.3 has no
+// write hooks, and older DTR releases run it).
+func unknownTerm(err error) bool {
+	var ce r.RQLCompileError
+	return errors.As(err, &ce) && strings.Contains(err.Error(), "Unrecognized TermType")
 }
 
 // TableRef names a table.
@@ -145,11 +162,11 @@ func (s *Session) Describe(ctx context.Context, t TableRef) (TableInfo, error) {
 	}
 	sort.Slice(info.Indexes, func(i, j int) bool { return info.Indexes[i].Index < info.Indexes[j].Index })
 	hook, err := s.all(ctx, tbl.GetWriteHook())
-	if err != nil {
+	if err != nil && !unknownTerm(err) {
 		return TableInfo{}, fmt.Errorf("reading the write hook of %s: %w", t, err)
 	}
 	info.WriteHook = json.RawMessage("null")
-	if len(hook) == 1 {
+	if err == nil && len(hook) == 1 {
 		info.WriteHook = hook[0]
 	}
 	return info, nil

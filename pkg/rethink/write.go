@@ -114,6 +114,9 @@ func (s *Session) SetWriteHook(ctx context.Context, t TableRef, function json.Ra
 	term := fmt.Appendf(nil, "[%d,[%s,%s]]", p.Term_SET_WRITE_HOOK, tableTerm(t), function)
 	var res map[string]any
 	if err := s.exec(ctx, term, &res); err != nil {
+		if unknownTerm(err) {
+			return fmt.Errorf("setting the write hook of %s: the server predates write hooks (RethinkDB 2.4): %w", t, err)
+		}
 		return fmt.Errorf("setting the write hook of %s: %w", t, err)
 	}
 	return nil
