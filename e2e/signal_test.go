@@ -1,0 +1,66 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/docker-dtr/docker-dtr/internal/dtrtest"
+	"github.com/docker-dtr/docker-dtr/internal/rethinktest"
+	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+)
+
+// An interrupted backup exits non-zero and leaves neither the output nor its
+// temporary file behind.
+func TestInterruptedBackupLeavesNothing(t *testing.T) {
+	cfg := dockerConfig(t)
+	srv, err := rethinktest.Start(rethinktest.Options{MaxBatchRows: 20})
+	assert.NilError(t, err)
+	defer srv.Close()
+	driver := dtrtest.Connect(t, r.ConnectOpts{Address: srv.Addr()})
+	_, err = r.DBCreate("dtr2").RunWrite(driver)
+	assert.NilError(t, err)
+	_, err = r.DB("dtr2").TableCreate("events").RunWrite(driver)
+	assert.NilError(t, err)
+	batch := make([]any, 0, 30000)
+	for i := range 30000 {
+		batch = append(batch, map[string]any{"id": fmt.Sprintf("event-%06d", i), "payload": strings.Repeat("p", 300)})
+	}
+	_, err = r.DB("dtr2").Table("events").Insert(batch).RunWrite(driver)
+	assert.NilError(t, err)
+
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			cmd := exec.Command(filepath.Join(cfg, "cli-plugins", "docker-dtr"), "backup", "create",
+				"--dtr-version", "2.9.4", "-o", filepath.Join(dir, "backup.tar"), "--rethinkdb-addr", srv.Addr())
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			assert.NilError(t, cmd.Start())
+			deadline := time.Now().Add(60 * time.Second)
+			for sent := false; !sent; time.Sleep(time.Millisecond) {
+				assert.Assert(t, time.Now().Before(deadline), "the backup never got under way")
+				entries, _ := os.ReadDir(dir)
+				for _, e := range entries {
+					if info, err := e.Info(); err == nil && info.Size() > 1<<20 {
+						assert.NilError(t, cmd.Process.Signal(sig))
+						sent = true
+					}
+				}
+			}
+			err := cmd.Wait()
+			assert.Assert(t, err != nil, "exit status must be non-zero")
+			assert.Assert(t, is.Contains(stderr.String(), "backup failed, "+filepath.Join(dir, "backup.tar")+" was not written: interrupted"))
+			left, _ := os.ReadDir(dir)
+			assert.Equal(t, len(left), 0, "left behind: %v", left)
+		})
+	}
+}
