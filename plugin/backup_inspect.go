@@ -32,21 +32,5 @@ func runInspect(dockerCli command.Cli, opts inspectOptions) error {
 	if err := checkFormat(opts.format); err != nil {
 		return err
 	}
-	f, done, err := openArchive(dockerCli, opts.file)
-	if err != nil {
-		return err
-	}
-	defer done()
-	rep, err := archive.Inspect(f)
-	if err != nil {
-		return err
-	}
-	name := displayName(opts.file)
-	if err := printReport(dockerCli.Out(), name, rep, opts.format); err != nil {
-		return err
-	}
-	if !rep.OK() {
-		return invalidError(name, rep)
-	}
-	return nil
+	return reportArchive(dockerCli, opts.file, opts.format, archive.Inspect)
 }

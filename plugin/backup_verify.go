@@ -38,21 +38,5 @@ func runVerify(dockerCli command.Cli, opts verifyOptions) error {
 	if err := checkFormat(opts.format); err != nil {
 		return err
 	}
-	f, done, err := openArchive(dockerCli, opts.file)
-	if err != nil {
-		return err
-	}
-	defer done()
-	rep, err := archive.Verify(f)
-	if err != nil {
-		return err
-	}
-	name := displayName(opts.file)
-	if err := printReport(dockerCli.Out(), name, rep, opts.format); err != nil {
-		return err
-	}
-	if !rep.OK() {
-		return invalidError(name, rep)
-	}
-	return nil
+	return reportArchive(dockerCli, opts.file, opts.format, archive.Verify)
 }

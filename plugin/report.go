@@ -4,13 +4,37 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker/cli/cli"
+	"github.com/docker/cli/cli/command"
 )
+
+// reportArchive opens a backup, reads it with read (archive.Verify or
+// archive.Inspect), prints the report and fails when it found problems.
+func reportArchive(dockerCli command.Cli, file, format string, read func(*os.File) (*archive.Report, error)) error {
+	f, done, err := openArchive(dockerCli, file)
+	if err != nil {
+		return err
+	}
+	defer done()
+	rep, err := read(f)
+	if err != nil {
+		return err
+	}
+	name := displayName(file)
+	if err := printReport(dockerCli.Out(), name, rep, format); err != nil {
+		return err
+	}
+	if !rep.OK() {
+		return invalidError(name, rep)
+	}
+	return nil
+}
 
 // printReport writes a verify or inspect report for people, or as JSON.
 func printReport(w io.Writer, name string, rep *archive.Report, format string) error {

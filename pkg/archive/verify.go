@@ -214,7 +214,6 @@ func (k key) less(o key) bool {
 
 type checker struct {
 	rep      *Report
-	l        layout
 	versionD string
 	tables   map[string]int // dir -> index into rep.Tables, as the manifest lists them
 	counted  []TableStats
@@ -230,7 +229,7 @@ type checker struct {
 }
 
 func newChecker(rep *Report, l layout) *checker {
-	return &checker{rep: rep, l: l, versionD: l.versionDir, tables: map[string]int{}, nextDoc: map[string]int64{}}
+	return &checker{rep: rep, versionD: l.versionDir, tables: map[string]int{}, nextDoc: map[string]int64{}}
 }
 
 func (c *checker) expect(m *Manifest, mr *manifestReader) {

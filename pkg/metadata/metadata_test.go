@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -171,8 +172,8 @@ func TestExcludedTablesAreRecordedAndLeftAlone(t *testing.T) {
 	assert.Equal(t, len(after), len(dtrtest.Tables)-1)
 }
 
-func TestRestoreOfficialBackup(t *testing.T) {
-	srv := startTLS(t)
+func officialArchive(t *testing.T, docs map[string][]string) string {
+	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	add := func(name string, body string) {
@@ -187,16 +188,28 @@ func TestRestoreOfficialBackup(t *testing.T) {
 	v := "dtr-backup-v2.9.4-online/"
 	add(v, "")
 	add(v+"rethink/", "")
-	add(v+"rethink/properties/", "")
-	add(v+"rethink/properties/0", `{"id":"ha.json","value":"{}"}`)
-	add(v+"rethink/private_keys/", "")
-	add(v+"rethink/private_keys/0", `{"key_id":"k1","created_at":"2020-01-01T00:00:00Z"}`)
-	add(v+"rethink/custom_things/", "")
-	add(v+"rethink/custom_things/0", `{"id":"x","list":[1,[2,3]]}`)
+	for _, table := range []string{"properties", "private_keys", "custom_things"} {
+		if docs[table] == nil {
+			continue
+		}
+		add(v+"rethink/"+table+"/", "")
+		for i, d := range docs[table] {
+			add(fmt.Sprintf("%srethink/%s/%d", v, table, i), d)
+		}
+	}
 	assert.NilError(t, tw.Close())
 	p := filepath.Join(t.TempDir(), "official.tar")
 	assert.NilError(t, os.WriteFile(p, buf.Bytes(), 0o600))
+	return p
+}
 
+func TestRestoreOfficialBackup(t *testing.T) {
+	srv := startTLS(t)
+	p := officialArchive(t, map[string][]string{
+		"properties":    {`{"id":"ha.json","value":"{}"}`},
+		"private_keys":  {`{"key_id":"k1","created_at":"2020-01-01T00:00:00Z"}`},
+		"custom_things": {`{"id":"x","list":[1,[2,3]]}`},
+	})
 	f, rep := verifyFile(t, p)
 	assert.Equal(t, rep.Kind, archive.KindOfficial)
 	s := connect(t, srv.opts)
@@ -237,4 +250,17 @@ func TestRoundTripOnRethinkDB23(t *testing.T) {
 	}
 	assert.NilError(t, r.DB("dtr2").Table("properties").Get("ha.json").ReadOne(&doc, driver))
 	assert.Equal(t, doc.At.Unix(), int64(1700000000))
+}
+
+func TestFailedLoadSaysTheTargetIsPartlyRestored(t *testing.T) {
+	srv := startTLS(t)
+	// verify cannot know primary keys are unique; the server refuses the second
+	p := officialArchive(t, map[string][]string{
+		"properties": {`{"id":"ha.json"}`, `{"id":"ha.json"}`},
+	})
+	f, rep := verifyFile(t, p)
+	s := connect(t, srv.opts)
+	_, _, err := restore(t, s, f, rep, false)
+	assert.ErrorContains(t, err, "Duplicate primary key `id`")
+	assert.ErrorContains(t, err, "the target is partly restored: fix the cause and run the restore again with --force")
 }

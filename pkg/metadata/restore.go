@@ -144,13 +144,22 @@ type TableResult struct {
 // saved functions and waits for them, restores write hooks and checks the
 // row counts. f must be the archive the plan was made from, already verified.
 func Restore(ctx context.Context, s *rethink.Session, f *os.File, rep *archive.Report, plan *Plan, opts RestoreOptions) ([]TableResult, error) {
-	prog := opts.Progress
-	if prog == nil {
-		prog = noProgress{}
-	}
 	if existing := plan.Existing(); len(existing) > 0 && !opts.Force {
 		return nil, fmt.Errorf("refusing to replace %d existing tables (%s): pass --force to drop and restore them",
 			len(existing), strings.Join(existing, ", "))
+	}
+	res, err := restoreTables(ctx, s, f, rep, plan, opts)
+	if err != nil {
+		// Past this point tables were dropped or created: say so.
+		return nil, fmt.Errorf("%w (the target is partly restored: fix the cause and run the restore again with --force)", err)
+	}
+	return res, nil
+}
+
+func restoreTables(ctx context.Context, s *rethink.Session, f *os.File, rep *archive.Report, plan *Plan, opts RestoreOptions) ([]TableResult, error) {
+	prog := opts.Progress
+	if prog == nil {
+		prog = noProgress{}
 	}
 	for _, db := range plan.CreateDBs {
 		if err := s.DBCreate(ctx, db); err != nil {
