@@ -264,3 +264,27 @@ func TestFailedLoadSaysTheTargetIsPartlyRestored(t *testing.T) {
 	assert.ErrorContains(t, err, "Duplicate primary key `id`")
 	assert.ErrorContains(t, err, "the target is partly restored: fix the cause and run the restore again with --force")
 }
+
+// RethinkDB refuses arrays over 100,000 elements in a query unless
+// array_limit is raised; a document stored with a raised limit must restore.
+func TestRoundTripLargeArray(t *testing.T) {
+	srv := startTLS(t)
+	big := make([]any, 150_000)
+	for i := range big {
+		big[i] = i
+	}
+	_, err := r.DBCreate("dtr2").RunWrite(srv.driver)
+	assert.NilError(t, err)
+	_, err = r.DB("dtr2").TableCreate("properties").RunWrite(srv.driver)
+	assert.NilError(t, err)
+	_, err = r.DB("dtr2").Table("properties").Insert(map[string]any{"id": "big", "list": big}).RunWrite(srv.driver, r.RunOpts{ArrayLimit: 200_000})
+	assert.NilError(t, err)
+	before := dtrtest.Snapshot(t, srv.driver)
+
+	s := connect(t, srv.opts)
+	f, rep := verifyFile(t, backupToFile(t, s))
+	dtrtest.DropAll(t, srv.driver)
+	_, _, err = restore(t, s, f, rep, false)
+	assert.NilError(t, err)
+	assert.DeepEqual(t, dtrtest.Snapshot(t, srv.driver), before)
+}

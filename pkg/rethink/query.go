@@ -18,7 +18,11 @@ func rawOpts(ctx context.Context) r.RunOpts {
 
 // all runs a term and returns every result as raw JSON.
 func (s *Session) all(ctx context.Context, t r.Term) ([]json.RawMessage, error) {
-	cur, err := t.Run(s.s, rawOpts(ctx))
+	return s.allWith(rawOpts(ctx), t)
+}
+
+func (s *Session) allWith(opts r.RunOpts, t r.Term) ([]json.RawMessage, error) {
+	cur, err := t.Run(s.s, opts)
 	if err != nil {
 		return nil, queryError(err)
 	}
@@ -49,9 +53,23 @@ func (s *Session) one(ctx context.Context, t r.Term, v any) error {
 	return json.Unmarshal(res[0], v)
 }
 
-// exec runs a term built from raw JSON (see termJSON) for its side effect.
+// maxArrayLimit lifts RethinkDB's default limit of 100,000 array elements
+// for restores: a stored document may hold a larger array, written with a
+// raised limit, and must come back as it was.
+const maxArrayLimit = 1 << 27
+
+// exec runs a term built from raw JSON (see AppendTerm) for its side effect.
 func (s *Session) exec(ctx context.Context, term []byte, v any) error {
-	return s.one(ctx, r.RawQuery(term), v)
+	opts := rawOpts(ctx)
+	opts.ArrayLimit = maxArrayLimit
+	res, err := s.allWith(opts, r.RawQuery(term))
+	if err != nil {
+		return err
+	}
+	if len(res) != 1 {
+		return fmt.Errorf("expected one result, got %d", len(res))
+	}
+	return json.Unmarshal(res[0], v)
 }
 
 // QueryError is a driver error cut to its first line; the driver appends
