@@ -119,6 +119,17 @@ func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) e
 	ctx, stop := withSignals(ctx)
 	defer stop()
 
+	// The output first: a path that cannot be written fails before any query.
+	var out io.Writer = dockerCli.Out()
+	var file *atomicfile.File
+	if opts.output != "-" {
+		var err error
+		if file, err = atomicfile.Create(opts.output); err != nil {
+			return err
+		}
+		defer file.Abort()
+		out = file
+	}
 	prog := progress.New(dockerCli.Err(), opts.quiet)
 	sess, err := rethink.Connect(ctx, opts.conn.Options)
 	if err != nil {
@@ -126,16 +137,6 @@ func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) e
 	}
 	defer sess.Close()
 	prog.Step("connected to rethinkdb at %s", sess.Addr())
-
-	var out io.Writer = dockerCli.Out()
-	var file *atomicfile.File
-	if opts.output != "-" {
-		if file, err = atomicfile.Create(opts.output); err != nil {
-			return err
-		}
-		defer file.Abort()
-		out = file
-	}
 	m, err := metadata.Backup(ctx, sess, out, metadata.BackupOptions{
 		Info: archive.Info{
 			Tool: version.Tool(), DTRVersion: opts.dtrVersion, ReplicaID: opts.replicaID, Started: time.Now(),

@@ -153,6 +153,8 @@ func TestCreateRefusesBadFlags(t *testing.T) {
 		{[]string{"-o", "x.tar", "--dtr-version", "2.9.4", "--exclude", "events", "--rethinkdb-addr", "127.0.0.1:1"}, `--exclude "events": expected db.table`},
 		{[]string{"-o", "x.tar", "--dtr-version", "2.9.4"}, "--rethinkdb-addr is required"},
 		{[]string{"-o", "x.tar", "--dtr-version", "2.9.4", "--rethinkdb-addr", "127.0.0.1:1", "--rethinkdb-cert", "c.pem"}, "--rethinkdb-cert and --rethinkdb-key go together"},
+		{[]string{"-o", "no/such/dir/x.tar", "--dtr-version", "2.9.4", "--rethinkdb-addr", "127.0.0.1:1"}, "cannot write no/such/dir/x.tar"},
+		{[]string{"-o", "x.tar", "--dtr-version", "2.9.4", "--rethinkdb-addr", "127.0.0.1:1"}, "connecting to rethinkdb at 127.0.0.1:1"},
 	}
 	dir := t.TempDir()
 	t.Chdir(dir)
