@@ -123,7 +123,6 @@ func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) e
 	var out io.Writer = dockerCli.Out()
 	var file *atomicfile.File
 	if opts.output != "-" {
-		var err error
 		if file, err = atomicfile.Create(opts.output); err != nil {
 			return err
 		}
