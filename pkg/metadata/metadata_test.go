@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"testing"
 	"time"
 
@@ -188,10 +189,12 @@ func officialArchive(t *testing.T, docs map[string][]string) string {
 	v := "dtr-backup-v2.9.4-online/"
 	add(v, "")
 	add(v+"rethink/", "")
-	for _, table := range []string{"properties", "private_keys", "custom_things"} {
-		if docs[table] == nil {
-			continue
-		}
+	tables := make([]string, 0, len(docs))
+	for table := range docs {
+		tables = append(tables, table)
+	}
+	sort.Strings(tables)
+	for _, table := range tables {
 		add(v+"rethink/"+table+"/", "")
 		for i, d := range docs[table] {
 			add(fmt.Sprintf("%srethink/%s/%d", v, table, i), d)

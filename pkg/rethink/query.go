@@ -43,7 +43,11 @@ func (s *Session) allWith(opts r.RunOpts, t r.Term) ([]json.RawMessage, error) {
 
 // one runs a term that returns a single value and decodes it into v.
 func (s *Session) one(ctx context.Context, t r.Term, v any) error {
-	res, err := s.all(ctx, t)
+	return s.oneWith(rawOpts(ctx), t, v)
+}
+
+func (s *Session) oneWith(opts r.RunOpts, t r.Term, v any) error {
+	res, err := s.allWith(opts, t)
 	if err != nil {
 		return err
 	}
@@ -62,14 +66,7 @@ const maxArrayLimit = 1 << 27
 func (s *Session) exec(ctx context.Context, term []byte, v any) error {
 	opts := rawOpts(ctx)
 	opts.ArrayLimit = maxArrayLimit
-	res, err := s.allWith(opts, r.RawQuery(term))
-	if err != nil {
-		return err
-	}
-	if len(res) != 1 {
-		return fmt.Errorf("expected one result, got %d", len(res))
-	}
-	return json.Unmarshal(res[0], v)
+	return s.oneWith(opts, r.RawQuery(term), v)
 }
 
 // QueryError is a driver error cut to its first line; the driver appends
