@@ -132,7 +132,8 @@ func runRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions)
 	})
 	if err != nil {
 		if ctx.Err() != nil {
-			err = errors.New("interrupted")
+			// keep the cause: it says whether the target is partly restored
+			err = fmt.Errorf("interrupted: %w", err)
 		}
 		return fmt.Errorf("restore of %s failed: %w", name, err)
 	}
