@@ -10,10 +10,22 @@ BIN        := bin/docker-dtr
 # CI sets a longer fuzz time per target; 0 skips fuzzing.
 FUZZTIME   ?= 0
 
-.PHONY: build install test bench lint clean
+.PHONY: build cross install test bench lint clean
+
+# The plugin runs on operators' machines; its linux builds also run as the
+# tunnel agent on DTR nodes (--agent-binary).
+CROSS := linux/amd64 linux/arm64 linux/ppc64le linux/s390x darwin/amd64 darwin/arm64 windows/amd64
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/docker-dtr
+
+cross:
+	@for p in $(CROSS); do \
+	  os=$${p%/*}; arch=$${p#*/}; ext=; [ $$os = windows ] && ext=.exe; \
+	  echo "bin/docker-dtr-$$os-$$arch$$ext"; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "$(LDFLAGS)" \
+	    -o bin/docker-dtr-$$os-$$arch$$ext ./cmd/docker-dtr || exit 1; \
+	done
 
 install: build
 	install -d -m 0755 $(PLUGIN_DIR)

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/docker-dtr/docker-dtr/internal/dtrfixture"
 	"github.com/docker-dtr/docker-dtr/internal/dtrtest"
 	"github.com/docker-dtr/docker-dtr/internal/rethinktest"
 	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
@@ -49,7 +50,15 @@ func buildPlugin(t *testing.T) string {
 }
 
 func TestMain(m *testing.M) {
+	// A killed run leaves its cluster behind: sweep before and after.
+	if err := dtrfixture.Sweep(); err != nil {
+		fmt.Fprintln(os.Stderr, "sweeping the test engine:", err)
+	}
 	code := m.Run()
+	if err := dtrfixture.Teardown(); err != nil {
+		fmt.Fprintln(os.Stderr, "tearing down the test engine:", err)
+		code = max(code, 1)
+	}
 	if pluginBin != "" {
 		os.RemoveAll(filepath.Dir(pluginBin))
 	}

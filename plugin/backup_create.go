@@ -12,15 +12,13 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/atomicfile"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
-	"github.com/docker-dtr/docker-dtr/pkg/rethink"
 	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
 )
 
 type createOptions struct {
-	conn         rethinkOptions
+	target       targetOptions
 	dtrVersion   string
-	replicaID    string
 	output       string
 	exclude      []string
 	skipScanData bool
@@ -39,10 +37,20 @@ func newCreateCmd(dockerCli command.Cli) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "create [OPTIONS]",
 		Short: "Back up DTR's metadata (RethinkDB) to a tar archive",
-		Example: `  docker dtr backup create --rethinkdb-addr 127.0.0.1:28015 \
+		Long: `Back up DTR's metadata (RethinkDB) to a tar archive.
+
+By default the DTR is the one behind the active Docker context (a UCP client
+bundle, 'docker context use', or 'docker --context NAME'): the backup comes
+from the healthy replica with the lowest id, or the one --replica-id names,
+through a short-lived helper container on that replica's node. No UCP
+password, ssh or published port is needed. --rethinkdb-addr and its TLS
+flags reach a RethinkDB directly instead.`,
+		Example: `  docker dtr backup create -o backup-metadata.tar
+  docker dtr backup create --replica-id 0123456789ab -o - | gpg --symmetric > backup-metadata.tar.gpg
+  docker --context other-cluster dtr backup create -o other-metadata.tar
+  docker dtr backup create --rethinkdb-addr 127.0.0.1:28015 \
     --rethinkdb-ca ca.pem --rethinkdb-cert cert.pem --rethinkdb-key key.pem \
-    --dtr-version 2.9.4 --replica-id 0123456789ab -o backup-metadata.tar
-  docker dtr backup create … -o - | gpg --symmetric > backup-metadata.tar.gpg`,
+    --dtr-version 2.9.4 --replica-id 0123456789ab -o backup-metadata.tar`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runCreate(cmd.Context(), dockerCli, opts)
@@ -50,13 +58,12 @@ func newCreateCmd(dockerCli command.Cli) *cobra.Command {
 	}
 	flags := cmd.Flags()
 	flags.StringVarP(&opts.output, "output", "o", "", `Write the archive to this file ("-" for standard output)`)
-	flags.StringVar(&opts.dtrVersion, "dtr-version", "", "Version of the DTR being backed up, such as 2.9.4")
-	flags.StringVar(&opts.replicaID, "replica-id", "", "Id of the replica being backed up (recorded in the manifest)")
+	flags.StringVar(&opts.dtrVersion, "dtr-version", "", "Version of the DTR being backed up, such as 2.9.4 (needed with --rethinkdb-addr; otherwise read from the replica)")
 	flags.StringArrayVar(&opts.exclude, "exclude", nil, "Leave out a table, as db.table (repeatable)")
 	flags.BoolVar(&opts.skipScanData, "skip-scan-data", false, "Leave out the vulnerability scan results (dtr2.scanned_images, dtr2.scanned_layers)")
 	flags.BoolVar(&opts.skipEvents, "skip-events", false, "Leave out the event log (dtr2.events)")
 	flags.BoolVarP(&opts.quiet, "quiet", "q", false, "Print no progress")
-	opts.conn.addFlags(flags)
+	opts.target.addFlags(flags)
 	return cmd
 }
 
@@ -97,20 +104,17 @@ func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) e
 	if opts.output == "" {
 		return errors.New("-o/--output is required: a file name, or - for standard output")
 	}
-	if opts.dtrVersion == "" {
+	if opts.dtrVersion == "" && opts.target.isDirect() {
 		return errors.New("--dtr-version is required when connecting with --rethinkdb-addr: the version of the DTR being backed up, such as 2.9.4")
 	}
-	if !archive.ValidVersion(opts.dtrVersion) {
+	if opts.dtrVersion != "" && !archive.ValidVersion(opts.dtrVersion) {
 		return fmt.Errorf("--dtr-version %q: expected a version such as 2.9.4", opts.dtrVersion)
 	}
-	if err := checkReplicaID(opts.replicaID); err != nil {
+	if err := opts.target.validate(); err != nil {
 		return err
 	}
 	excluded, err := opts.exclusions()
 	if err != nil {
-		return err
-	}
-	if err := opts.conn.Validate(); err != nil {
 		return err
 	}
 	if opts.output == "-" && dockerCli.Out().IsTerminal() {
@@ -130,19 +134,30 @@ func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) e
 		out = file
 	}
 	prog := progress.New(dockerCli.Err(), opts.quiet)
-	sess, err := rethink.Connect(ctx, opts.conn.Options)
+	tgt, err := opts.target.locate(ctx, dockerCli, prog)
 	if err != nil {
-		return err
+		return backupError(ctx, opts.output, err)
 	}
-	defer sess.Close()
-	prog.Step("connected to rethinkdb at %s", sess.Addr())
-	m, err := metadata.Backup(ctx, sess, out, metadata.BackupOptions{
-		Info: archive.Info{
-			Tool: version.Tool(), DTRVersion: opts.dtrVersion, ReplicaID: opts.replicaID, Started: time.Now(),
-		},
+	defer closeTarget(tgt, prog)
+	info := archive.Info{Tool: version.Tool(), DTRVersion: opts.dtrVersion, ReplicaID: opts.target.replicaID, Started: time.Now()}
+	if rep := tgt.replica; rep != nil {
+		if opts.dtrVersion != "" && opts.dtrVersion != rep.Version {
+			return fmt.Errorf("--dtr-version %s, but replica %s runs DTR %s: leave --dtr-version out, the replica's version is used", opts.dtrVersion, rep.ID, rep.Version)
+		}
+		if !archive.ValidVersion(rep.Version) {
+			return fmt.Errorf("replica %s does not say its DTR version (no DTR_VERSION in its containers' environment, no version tag on their images): pass --dtr-version", rep.ID)
+		}
+		info.DTRVersion, info.ReplicaID = rep.Version, rep.ID
+	}
+	if err := tgt.connect(ctx, dockerCli, prog, 1); err != nil {
+		return backupError(ctx, opts.output, err)
+	}
+	m, err := metadata.Backup(ctx, tgt.sess, out, metadata.BackupOptions{
+		Info:     info,
 		Exclude:  excluded,
 		Progress: prog,
 	})
+	err = tgt.explain(err)
 	if err != nil {
 		return backupError(ctx, opts.output, err)
 	}
@@ -152,8 +167,8 @@ func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) e
 		}
 	}
 	rows, bytes := m.Rows()
-	summary := fmt.Sprintf("%s: DTR %s, %d tables, %d rows, %s of documents",
-		displayOutput(opts.output), m.DTRVersion, len(m.Tables), rows, archive.HumanBytes(bytes))
+	summary := fmt.Sprintf("%s: DTR %s, %s, %d tables, %d rows, %s of documents",
+		displayOutput(opts.output), m.DTRVersion, tgt.where(), len(m.Tables), rows, archive.HumanBytes(bytes))
 	if opts.output == "-" {
 		prog.Step("%s", summary) // stdout carries the archive
 	} else {

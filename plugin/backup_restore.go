@@ -10,13 +10,12 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
-	"github.com/docker-dtr/docker-dtr/pkg/rethink"
 	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
 )
 
 type restoreOptions struct {
-	conn                 rethinkOptions
+	target               targetOptions
 	file                 string
 	dtrVersion           string
 	allowVersionMismatch bool
@@ -37,9 +36,15 @@ func newRestoreCmd(dockerCli command.Cli) *cobra.Command {
 Nothing is changed before the whole backup has verified. Tables that
 already exist are refused unless --force, which drops and recreates them.
 FILE may be "-" for standard input (it is spooled to a private temporary
-file first). Backups written by 'docker/dtr backup' are restored too.`,
-		Example: `  docker dtr backup restore --dry-run backup-metadata.tar --rethinkdb-addr 127.0.0.1:28015 --dtr-version 2.9.4 …
-  docker dtr backup restore --force backup-metadata.tar --rethinkdb-addr 127.0.0.1:28015 --dtr-version 2.9.4 …`,
+file first). Backups written by 'docker/dtr backup' are restored too.
+
+By default the target is the DTR behind the active Docker context, reached
+through a helper container on the chosen replica's node (the healthy
+replica with the lowest id, or --replica-id); --rethinkdb-addr and its TLS
+flags reach a RethinkDB directly instead.`,
+		Example: `  docker dtr backup restore --dry-run backup-metadata.tar
+  docker dtr backup restore --force backup-metadata.tar
+  docker dtr backup restore --rethinkdb-addr 127.0.0.1:28015 --dtr-version 2.9.4 … backup-metadata.tar`,
 		Args: exactArgs(1, "a backup FILE (or - for standard input)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.file = args[0]
@@ -47,14 +52,14 @@ file first). Backups written by 'docker/dtr backup' are restored too.`,
 		},
 	}
 	flags := cmd.Flags()
-	flags.StringVar(&opts.dtrVersion, "dtr-version", "", "Version of the DTR being restored into; must match the backup's major.minor")
+	flags.StringVar(&opts.dtrVersion, "dtr-version", "", "Version of the DTR being restored into (needed with --rethinkdb-addr; otherwise read from the replica)")
 	flags.BoolVar(&opts.allowVersionMismatch, "allow-version-mismatch", false, "Restore a backup of another DTR major.minor version")
 	flags.BoolVarP(&opts.force, "force", "f", false, "Drop and replace tables that already exist")
 	flags.BoolVar(&opts.dryRun, "dry-run", false, "Show what would be done, change nothing")
 	flags.IntVar(&opts.writers, "writers", 4, "Concurrent insert queries")
 	flags.StringVar(&opts.format, "format", "", `Output format: "json", or empty for a summary`)
 	flags.BoolVarP(&opts.quiet, "quiet", "q", false, "Print no progress")
-	opts.conn.addFlags(flags)
+	opts.target.addFlags(flags)
 	return cmd
 }
 
@@ -65,13 +70,13 @@ func runRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions)
 	if opts.writers < 1 || opts.writers > 64 {
 		return fmt.Errorf("--writers %d: expected 1 to 64", opts.writers)
 	}
-	if opts.dtrVersion == "" && !opts.allowVersionMismatch {
+	if opts.dtrVersion == "" && !opts.allowVersionMismatch && opts.target.isDirect() {
 		return errors.New("--dtr-version is required when connecting with --rethinkdb-addr: the version of the DTR being restored into (or --allow-version-mismatch)")
 	}
 	if opts.dtrVersion != "" && !archive.ValidVersion(opts.dtrVersion) {
 		return fmt.Errorf("--dtr-version %q: expected a version such as 2.9.4", opts.dtrVersion)
 	}
-	if err := opts.conn.Validate(); err != nil {
+	if err := opts.target.validate(); err != nil {
 		return err
 	}
 	ctx, stop := withSignals(ctx)
@@ -98,29 +103,39 @@ func runRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions)
 	if rep.Kind == archive.KindOfficial {
 		prog.Warn("%s was written by docker/dtr backup: it has no manifest, so only its structure and documents were checked", name)
 	}
-	if opts.dtrVersion != "" && archive.MajorMinor(opts.dtrVersion) != archive.MajorMinor(rep.DTRVersion) {
-		if !opts.allowVersionMismatch {
-			return fmt.Errorf("%s is a backup of DTR %s, the target is DTR %s: restore into the same major.minor version, or pass --allow-version-mismatch", name, rep.DTRVersion, opts.dtrVersion)
+	// Finding the DTR changes nothing; the tunnel comes after the checks.
+	tgt, err := opts.target.locate(ctx, dockerCli, prog)
+	if err != nil {
+		return err
+	}
+	defer closeTarget(tgt, prog)
+	targetVersion := opts.dtrVersion
+	if rep := tgt.replica; rep != nil {
+		if opts.dtrVersion != "" && opts.dtrVersion != rep.Version {
+			return fmt.Errorf("--dtr-version %s, but replica %s runs DTR %s: leave --dtr-version out, the replica's version is used", opts.dtrVersion, rep.ID, rep.Version)
 		}
-		prog.Warn("restoring a backup of DTR %s into DTR %s (--allow-version-mismatch)", rep.DTRVersion, opts.dtrVersion)
+		targetVersion = rep.Version
+	}
+	if targetVersion != "" && archive.MajorMinor(targetVersion) != archive.MajorMinor(rep.DTRVersion) {
+		if !opts.allowVersionMismatch {
+			return fmt.Errorf("%s is a backup of DTR %s, the target is DTR %s: restore into the same major.minor version, or pass --allow-version-mismatch", name, rep.DTRVersion, targetVersion)
+		}
+		prog.Warn("restoring a backup of DTR %s into DTR %s (--allow-version-mismatch)", rep.DTRVersion, targetVersion)
 	}
 
-	conn := opts.conn.Options
-	conn.Connections = opts.writers + 1
-	sess, err := rethink.Connect(ctx, conn)
-	if err != nil {
+	if err := tgt.connect(ctx, dockerCli, prog, opts.writers+1); err != nil {
 		return err
 	}
-	defer sess.Close()
+	sess := tgt.sess
 	plan, err := metadata.MakePlan(ctx, sess, rep)
 	if err != nil {
-		return err
+		return tgt.explain(err)
 	}
 	if opts.dryRun {
 		if opts.format == "json" {
 			return writeJSON(dockerCli, plan)
 		}
-		fmt.Fprintf(dockerCli.Out(), "Dry run: restoring %s into rethinkdb at %s would:\n", name, sess.Addr())
+		fmt.Fprintf(dockerCli.Out(), "Dry run: restoring %s into %s would:\n", name, tgt.where())
 		plan.Print(dockerCli.Out())
 		return nil
 	}
@@ -131,6 +146,7 @@ func runRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions)
 		Force: opts.force, Writers: opts.writers, Progress: prog,
 	})
 	if err != nil {
+		err = tgt.explain(err)
 		if ctx.Err() != nil {
 			// keep the cause: it says whether the target is partly restored
 			err = fmt.Errorf("interrupted: %w", err)
@@ -148,7 +164,7 @@ func runRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions)
 		fmt.Fprintf(tw, "%s\t%d\n", r.Table, r.Rows)
 	}
 	tw.Flush()
-	fmt.Fprintf(dockerCli.Out(), "restored %s: %d tables, %d rows, row counts checked\n", name, len(results), rows)
+	fmt.Fprintf(dockerCli.Out(), "restored %s into %s: %d tables, %d rows, row counts checked\n", name, tgt.where(), len(results), rows)
 	return nil
 }
 

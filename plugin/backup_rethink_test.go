@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -70,7 +71,7 @@ func TestCLIBackupVerifyInspectRestore(t *testing.T) {
 
 	out, errOut, code := run(t, nil, append([]string{"backup", "create", "--dtr-version", "2.9.4", "--replica-id", "0123456789ab", "-o", backup}, fx.flags()...)...)
 	assert.Equal(t, code, 0, errOut)
-	assert.Assert(t, is.Contains(out, backup+": DTR 2.9.4, 12 tables, 391 rows"))
+	assert.Assert(t, is.Regexp(`^`+regexp.QuoteMeta(backup)+`: DTR 2.9.4, rethinkdb at 127.0.0.1:[0-9]+, 12 tables, 391 rows`, out))
 	assert.Assert(t, is.Contains(errOut, "dumped dtr2.events: 300 rows"), "progress on stderr")
 	st, err := os.Stat(backup)
 	assert.NilError(t, err)

@@ -43,7 +43,7 @@ definitions and a manifest of SHA-256 checksums that 'backup verify' checks.`,
 		Args: cobra.ArbitraryArgs,
 	}
 	cmd.CompletionOptions.HiddenDefaultCmd = true
-	cmd.AddCommand(newBackupCmd(dockerCli))
+	cmd.AddCommand(newBackupCmd(dockerCli), newStatusCmd(dockerCli), newAgentCmd())
 	visitAll(cmd, func(c *cobra.Command) {
 		// "[OPTIONS]" is in each Use line already, as docker's own commands have it.
 		c.DisableFlagsInUseLine = true

@@ -24,6 +24,8 @@ type Options struct {
 	// Version is reported in the handshake; "2.3.x" also refuses the terms
 	// RethinkDB 2.4 added (write hooks). Default DefaultVersion.
 	Version string
+	// Addr is the address to listen on. Default "127.0.0.1:0".
+	Addr string
 }
 
 // Server is a running test server.
@@ -46,7 +48,7 @@ type Server struct {
 
 const scramIterations = 4096
 
-// Start listens on 127.0.0.1:0 and serves until Close.
+// Start listens on opts.Addr (default 127.0.0.1:0) and serves until Close.
 func Start(opts Options) (*Server, error) {
 	if opts.MaxBatchRows <= 0 {
 		opts.MaxBatchRows = 1000
@@ -66,7 +68,10 @@ func Start(opts Options) (*Server, error) {
 	if s.saltedPass, err = pbkdf2.Key(sha256.New, opts.AdminPassword, s.salt, s.iterations, sha256.Size); err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if opts.Addr == "" {
+		opts.Addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +84,7 @@ func Start(opts Options) (*Server, error) {
 	return s, nil
 }
 
-// Addr is "127.0.0.1:port".
+// Addr is the address the server listens on: "127.0.0.1:port" by default.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 func (s *Server) accept() {

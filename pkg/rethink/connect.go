@@ -27,6 +27,12 @@ type Options struct {
 	ServerName   string
 	User         string
 	PasswordFile string
+	// TLS, when set, is used instead of the files: the tunnel reads DTR's
+	// material through the Docker API and keeps it in memory.
+	TLS *tls.Config
+	// Via names the path to the server in errors, such as "the tunnel to
+	// replica 0123456789ab"; empty means the --rethinkdb-* flags.
+	Via string
 	// Connections is the size of the connection pool (writers use one each).
 	Connections int
 	Timeout     time.Duration
@@ -78,7 +84,9 @@ func Connect(ctx context.Context, o Options) (*Session, error) {
 		}
 		opts.Password = pw
 	}
-	if o.CAFile != "" {
+	if o.TLS != nil {
+		opts.TLSConfig = o.TLS.Clone()
+	} else if o.CAFile != "" {
 		cfg, err := o.tlsConfig()
 		if err != nil {
 			return nil, err
@@ -134,6 +142,11 @@ func readPassword(path string) (string, error) {
 // connectError turns driver errors into a line that says what to check.
 func connectError(o Options, err error) error {
 	msg := err.Error()
+	if o.Via != "" {
+		// No flags to check: the material came from DTR's own volume.
+		msg = strings.TrimPrefix(strings.TrimPrefix(msg, "rethinkdb: "), "gorethink: ")
+		return fmt.Errorf("connecting to rethinkdb through %s: %s", o.Via, strings.TrimRight(msg, ": "))
+	}
 	msg = strings.TrimPrefix(msg, "rethinkdb: ")
 	msg = strings.TrimPrefix(msg, "gorethink: ")
 	low := strings.ToLower(msg)

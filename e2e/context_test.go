@@ -1,0 +1,398 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/docker-dtr/docker-dtr/internal/dtrfixture"
+	"github.com/docker-dtr/docker-dtr/internal/dtrtest"
+	"github.com/docker-dtr/docker-dtr/pkg/tunnel"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+	"gotest.tools/v3/poll"
+)
+
+// These tests run the plugin through the Docker CLI against a DTR-shaped
+// cluster on the real engine (internal/dtrfixture), reaching RethinkDB only
+// the way a user's plugin does: discovery and a tunnel helper container.
+
+// statusJSON is what `docker dtr status --format json` prints.
+type statusJSON struct {
+	Context string
+	Quorum  struct {
+		Replicas, Healthy, Needed int
+		OK                        bool
+	}
+	BackupReplica string
+	Replicas      []struct {
+		ID, Node, Version string
+		Healthy           bool
+		Problems          []string
+		Containers        []struct{ Component, Name, State, Health, Version string }
+		ImageStorage      *struct{ Type, Name, Driver string }
+	}
+}
+
+func status(t *testing.T, cfg string) (statusJSON, result) {
+	t.Helper()
+	res := docker(t, cfg, nil, "dtr", "status", "--format", "json")
+	var st statusJSON
+	assert.NilError(t, json.Unmarshal([]byte(res.stdout), &st), "stdout: %s\nstderr: %s", res.stdout, res.stderr)
+	return st, res
+}
+
+// helpers lists the plugin's tunnel helper containers, running or not.
+func helpers(t *testing.T, c *dtrfixture.Cluster) []container.Summary {
+	t.Helper()
+	list, err := c.Client.ContainerList(context.Background(), container.ListOptions{
+		All: true, Filters: filters.NewArgs(filters.Arg("label", tunnel.LabelHelper)),
+	})
+	assert.NilError(t, err)
+	return list
+}
+
+func assertNoHelpers(t *testing.T, c *dtrfixture.Cluster) {
+	t.Helper()
+	left := helpers(t, c)
+	assert.Equal(t, len(left), 0, "tunnel helpers left behind: %v", left)
+}
+
+func TestStatus(t *testing.T) {
+	cfg := dockerConfig(t)
+	c := dtrfixture.Start(t, dtrfixture.Options{NoVersionEnv: true}) // the version comes from the image tag
+	ids := []string{c.Replicas[0].ID, c.Replicas[1].ID, c.Replicas[2].ID}
+	info, err := c.Client.Info(context.Background())
+	assert.NilError(t, err)
+
+	st, res := status(t, cfg)
+	assert.Equal(t, res.code, 0, res.stderr)
+	assert.DeepEqual(t, st.Quorum, struct {
+		Replicas, Healthy, Needed int
+		OK                        bool
+	}{3, 3, 2, true})
+	assert.Equal(t, st.BackupReplica, ids[0], "the healthy replica with the lowest id")
+	assert.Equal(t, len(st.Replicas), 3)
+	for i, rep := range st.Replicas {
+		assert.Equal(t, rep.ID, ids[i])
+		assert.Equal(t, rep.Node, info.Name, "a plain engine is the node")
+		assert.Equal(t, rep.Version, dtrfixture.DefaultVersion)
+		assert.Assert(t, rep.Healthy, "%v", rep.Problems)
+		var components []string
+		for _, ct := range rep.Containers {
+			components = append(components, ct.Component)
+			assert.Equal(t, ct.State, "running")
+		}
+		assert.DeepEqual(t, components, []string{"api", "registry", "rethinkdb"})
+		assert.Assert(t, rep.ImageStorage != nil)
+		assert.Equal(t, rep.ImageStorage.Name, "dtr-registry-"+rep.ID)
+	}
+
+	res = docker(t, cfg, nil, "dtr", "status")
+	assert.Equal(t, res.code, 0, res.stderr)
+	assert.Assert(t, is.Contains(res.stdout, "3 of 3 replicas healthy, a majority needs 2: OK"))
+	assert.Assert(t, is.Contains(res.stdout, "Backups use replica "+ids[0]))
+	assert.Assert(t, is.Regexp(`(?m)^`+ids[1]+`\s+api\s+running\s+healthy\s+2\.9\.4\s+dtrfixture/dtr-api:2\.9\.4$`, res.stdout))
+
+	// One replica down: the majority holds, backups move to the next replica,
+	// and a backup of the one that is down is refused, naming the healthy ones.
+	c.Stop(t, ids[0], "registry")
+	st, res = status(t, cfg)
+	assert.Equal(t, res.code, 0, res.stderr)
+	assert.Equal(t, st.Quorum.Healthy, 2)
+	assert.Assert(t, st.Quorum.OK)
+	assert.Equal(t, st.BackupReplica, ids[1])
+	assert.DeepEqual(t, st.Replicas[0].Problems, []string{"registry is exited"})
+
+	dir := t.TempDir()
+	out := filepath.Join(dir, "backup.tar")
+	res = docker(t, cfg, nil, "dtr", "backup", "create", "--replica-id", ids[0], "-o", out)
+	assert.Equal(t, res.code, 1, res.stderr)
+	assert.Equal(t, strings.TrimSpace(res.stderr), fmt.Sprintf(
+		"backup failed, %s was not written: replica %s is not healthy (registry is exited): healthy replicas: %s, %s", out, ids[0], ids[1], ids[2]))
+	res = docker(t, cfg, nil, "dtr", "backup", "create", "--replica-id", "0000000000ff", "-o", out)
+	assert.Equal(t, res.code, 1)
+	assert.Assert(t, is.Contains(res.stderr, "replica 0000000000ff not found: this DTR's replicas are "+ids[0]+" (registry is exited), "+ids[1]+" (healthy)"))
+	left, _ := os.ReadDir(dir)
+	assert.Equal(t, len(left), 0)
+	assertNoHelpers(t, c)
+
+	// A failing health check counts as down: now the majority is lost.
+	c.SetUnhealthy(t, ids[1], "api", true)
+	st, res = status(t, cfg)
+	assert.Equal(t, res.code, 1, "scripts see the lost majority")
+	assert.Equal(t, strings.TrimSpace(res.stderr), "DTR has lost its majority: 1 of 3 replicas healthy, it needs 2")
+	assert.Assert(t, !st.Quorum.OK)
+	assert.DeepEqual(t, st.Replicas[1].Problems, []string{"api is unhealthy"})
+	assert.Equal(t, st.BackupReplica, ids[2])
+
+	res = docker(t, cfg, nil, "dtr", "status")
+	assert.Equal(t, res.code, 1)
+	assert.Assert(t, is.Contains(res.stdout, "1 of 3 replicas healthy, a majority needs 2: MAJORITY LOST"))
+	assert.Assert(t, is.Regexp(`(?m)^`+ids[1]+`\s+\S+\s+2\.9\.4\s+no: api is unhealthy\s`, res.stdout))
+
+	c.Stop(t, ids[2])
+	st, res = status(t, cfg)
+	assert.Equal(t, res.code, 1)
+	assert.Equal(t, st.Quorum.Healthy, 0)
+	assert.Equal(t, st.BackupReplica, "")
+	res = docker(t, cfg, nil, "dtr", "backup", "create", "-o", out)
+	assert.Equal(t, res.code, 1)
+	assert.Assert(t, is.Contains(res.stderr, "no healthy DTR replica: "))
+}
+
+// The round trip a user makes: back up through the context, verify, wipe,
+// restore, and find every document as it was.
+func TestRoundTripThroughTheContext(t *testing.T) {
+	cfg := dockerConfig(t)
+	c := dtrfixture.Start(t, dtrfixture.Options{})
+	first, second := c.Replicas[0], c.Replicas[1]
+	driver := c.Connect(t, first.ID) // the test's own way in, not the plugin's
+	dtrtest.Seed(t, driver)
+	before := dtrtest.Snapshot(t, driver)
+
+	dir := t.TempDir()
+	backup := filepath.Join(dir, "backup-metadata.tar")
+	res := docker(t, cfg, nil, "dtr", "backup", "create", "-o", backup)
+	assert.Equal(t, res.code, 0, res.stderr)
+	assert.Assert(t, is.Contains(res.stdout, fmt.Sprintf("%s: DTR 2.9.4, replica %s on node ", backup, first.ID)))
+	assert.Assert(t, is.Contains(res.stdout, "12 tables, 391 rows"))
+	assert.Assert(t, is.Contains(res.stderr, "using replica "+first.ID))
+	assert.Assert(t, is.Contains(res.stderr, "the healthy replica with the lowest id"))
+	assertNoHelpers(t, c)
+	st, err := os.Stat(backup)
+	assert.NilError(t, err)
+	assert.Equal(t, st.Mode().Perm(), os.FileMode(0o600))
+
+	res = docker(t, cfg, nil, "dtr", "backup", "verify", backup)
+	assert.Equal(t, res.code, 0, res.stdout+res.stderr)
+	res = docker(t, cfg, nil, "dtr", "backup", "inspect", "--format", "json", backup)
+	assert.Equal(t, res.code, 0, res.stderr)
+	var rep struct{ DTRVersion, ReplicaID string }
+	assert.NilError(t, json.Unmarshal([]byte(res.stdout), &rep))
+	assert.Equal(t, rep.DTRVersion, "2.9.4")
+	assert.Equal(t, rep.ReplicaID, first.ID)
+
+	// Restoring over the live tables is refused, after connecting: the
+	// helper goes away on that failure too.
+	res = docker(t, cfg, nil, "dtr", "backup", "restore", backup)
+	assert.Equal(t, res.code, 1)
+	assert.Assert(t, is.Contains(res.stderr, "--force"))
+	assertNoHelpers(t, c)
+
+	dtrtest.DropAll(t, driver)
+	res = docker(t, cfg, nil, "dtr", "backup", "restore", "--replica-id", first.ID, backup)
+	assert.Equal(t, res.code, 0, res.stderr)
+	assert.Assert(t, is.Contains(res.stdout, "restored "+backup+" into replica "+first.ID))
+	assert.DeepEqual(t, dtrtest.Snapshot(t, driver), before)
+	assertNoHelpers(t, c)
+
+	// Another replica, streamed to stdout and verified from stdin.
+	secondDriver := c.Connect(t, second.ID)
+	_, err = r.DBCreate("dtr2").RunWrite(secondDriver)
+	assert.NilError(t, err)
+	_, err = r.DB("dtr2").TableCreate("properties").RunWrite(secondDriver)
+	assert.NilError(t, err)
+	_, err = r.DB("dtr2").Table("properties").Insert(map[string]any{"id": "ha.json", "replica": second.ID}).RunWrite(secondDriver)
+	assert.NilError(t, err)
+	res = docker(t, cfg, nil, "dtr", "backup", "create", "-q", "--replica-id", second.ID, "-o", "-")
+	assert.Equal(t, res.code, 0, res.stderr)
+	res = docker(t, cfg, []byte(res.stdout), "dtr", "backup", "inspect", "--format", "json", "-")
+	assert.Equal(t, res.code, 0, res.stderr)
+	var rep2 struct {
+		ReplicaID string
+		Tables    []struct {
+			DB, Name string
+			Rows     int
+		}
+	}
+	assert.NilError(t, json.Unmarshal([]byte(res.stdout), &rep2))
+	assert.Equal(t, rep2.ReplicaID, second.ID)
+	assert.Equal(t, len(rep2.Tables), 1)
+	assert.Equal(t, rep2.Tables[0].Rows, 1)
+	assertNoHelpers(t, c)
+}
+
+// `docker --context NAME dtr …` works like any docker command, and the
+// default context is not used then.
+func TestNamedContext(t *testing.T) {
+	cfg := dockerConfig(t)
+	c := dtrfixture.Start(t, dtrfixture.Options{Replicas: 1})
+	host := os.Getenv("DOCKER_HOST")
+	if host == "" {
+		host = "unix:///var/run/docker.sock"
+	}
+	res := docker(t, cfg, nil, "context", "create", "second", "--docker", "host="+host)
+	assert.Equal(t, res.code, 0, res.stderr)
+
+	// The default context leads nowhere; only --context reaches the DTR.
+	t.Setenv("DOCKER_HOST", "unix://"+filepath.Join(t.TempDir(), "nothing.sock"))
+	dir := t.TempDir()
+	out := filepath.Join(dir, "backup.tar")
+	res = docker(t, cfg, nil, "dtr", "backup", "create", "-o", out)
+	assert.Equal(t, res.code, 1)
+	assert.Assert(t, is.Contains(res.stderr, "nothing.sock"))
+	assert.Equal(t, strings.Count(res.stderr, "\n"), 1, "one line: %q", res.stderr)
+
+	res = docker(t, cfg, nil, "--context", "second", "dtr", "backup", "create", "-o", out)
+	assert.Equal(t, res.code, 0, res.stderr)
+	assert.Assert(t, is.Contains(res.stdout, "replica "+c.Replicas[0].ID))
+	res = docker(t, cfg, nil, "--context", "second", "dtr", "status")
+	assert.Equal(t, res.code, 0, res.stderr)
+	assert.Assert(t, is.Contains(res.stdout, `DTR behind Docker context "second": 1 of 1 replicas healthy`))
+}
+
+// The helper container is what the issue describes, and it goes away on
+// SIGINT; one left by a killed run is removed by the next run.
+func TestTunnelHelper(t *testing.T) {
+	cfg := dockerConfig(t)
+	c := dtrfixture.Start(t, dtrfixture.Options{Replicas: 1})
+	rep := c.Replicas[0]
+	driver := c.Connect(t, rep.ID)
+	seedEvents(t, driver, 30000)
+	bin := filepath.Join(cfg, "cli-plugins", "docker-dtr")
+
+	t.Run("missing agent binary", func(t *testing.T) {
+		dir := t.TempDir()
+		missing := filepath.Join(dir, "docker-dtr-linux-arm64")
+		res := docker(t, cfg, nil, "dtr", "backup", "create", "--agent-binary", missing, "-o", filepath.Join(dir, "b.tar"))
+		assert.Equal(t, res.code, 1)
+		assert.Equal(t, res.stderr, "--agent-binary "+missing+": no such file: build static linux binaries with 'make cross' (bin/docker-dtr-linux-<arch>)\n")
+		assertNoHelpers(t, c)
+
+		// A file for another machine is refused once the node's is known.
+		wrong := filepath.Join(dir, "docker-dtr-darwin-arm64")
+		assert.NilError(t, os.WriteFile(wrong, []byte("\xcf\xfa\xed\xfe not ELF"), 0o755))
+		res = docker(t, cfg, nil, "dtr", "backup", "create", "-q", "--agent-binary", wrong, "-o", filepath.Join(dir, "b.tar"))
+		assert.Equal(t, res.code, 1)
+		assert.Equal(t, strings.Count(res.stderr, "\n"), 1, "one line: %q", res.stderr)
+		assert.Assert(t, is.Contains(res.stderr, "--agent-binary "+wrong+" is not a linux program and cannot run on node "))
+		assert.Assert(t, is.Contains(res.stderr, "'make cross' writes bin/docker-dtr-linux-"))
+		assertNoHelpers(t, c)
+	})
+
+	// start runs a backup and waits until its helper runs.
+	start := func(t *testing.T, dir string) (*exec.Cmd, *syncBuffer, container.Summary) {
+		cmd := exec.Command(bin, "backup", "create", "-o", filepath.Join(dir, "backup.tar"))
+		stderr := &syncBuffer{}
+		cmd.Stderr = stderr
+		assert.NilError(t, cmd.Start())
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		var helper container.Summary
+		poll.WaitOn(t, func(poll.LogT) poll.Result {
+			name := helperName.FindStringSubmatch(stderr.String())
+			if name == nil {
+				return poll.Continue("no helper started yet; stderr: %s", stderr.String())
+			}
+			for _, h := range helpers(t, c) {
+				if h.State == "running" && h.Names[0] == "/"+name[1] {
+					helper = h
+					return poll.Success()
+				}
+			}
+			return poll.Continue("%s is not running yet", name[1])
+		}, poll.WithTimeout(60*time.Second), poll.WithDelay(10*time.Millisecond))
+		return cmd, stderr, helper
+	}
+
+	t.Run("SIGINT", func(t *testing.T) {
+		dir := t.TempDir()
+		cmd, stderr, h := start(t, dir)
+		info, err := c.Client.ContainerInspect(context.Background(), h.ID)
+		assert.NilError(t, err)
+		assert.Equal(t, info.HostConfig.LogConfig.Type, "none")
+		assert.Equal(t, string(info.HostConfig.NetworkMode), "dtr-ol")
+		assert.Equal(t, info.Image, mustImageID(t, c, rep.Containers["rethinkdb"]), "the image of the replica's dtr-rethinkdb")
+		assert.DeepEqual(t, []string(info.Config.Entrypoint), []string{"/docker-dtr-agent"})
+		assert.Equal(t, info.Config.Labels[tunnel.LabelReplica], rep.ID)
+		var ca bool
+		for _, m := range info.Mounts {
+			if m.Destination == "/ca" {
+				ca = m.Name == "dtr-ca-"+rep.ID && !m.RW
+			}
+		}
+		assert.Assert(t, ca, "dtr-ca-<id> mounted read-only at /ca: %+v", info.Mounts)
+		for _, e := range info.Config.Env {
+			assert.Assert(t, !strings.Contains(strings.ToLower(e), "key") && !strings.Contains(strings.ToLower(e), "pass"), "no secret in the helper's environment: %s", e)
+		}
+
+		assert.NilError(t, cmd.Process.Signal(syscall.SIGINT))
+		assert.Assert(t, cmd.Wait() != nil, "non-zero exit")
+		assert.Assert(t, is.Contains(stderr.String(), "interrupted"))
+		assertNoHelpers(t, c)
+		left, _ := os.ReadDir(dir)
+		assert.Equal(t, len(left), 0, "left behind: %v", left)
+	})
+
+	t.Run("killed run cleaned up by the next", func(t *testing.T) {
+		dir := t.TempDir()
+		cmd, _, h := start(t, dir)
+		assert.NilError(t, cmd.Process.Kill())
+		cmd.Wait()
+		// The helper's stdin closes with the plugin, so its agent exits.
+		poll.WaitOn(t, func(poll.LogT) poll.Result {
+			info, err := c.Client.ContainerInspect(context.Background(), h.ID)
+			if err != nil || info.State.Running {
+				return poll.Continue("helper still running")
+			}
+			return poll.Success()
+		}, poll.WithTimeout(30*time.Second))
+		res := docker(t, cfg, nil, "dtr", "backup", "create", "-o", filepath.Join(dir, "next.tar"))
+		assert.Equal(t, res.code, 0, res.stderr)
+		assert.Assert(t, is.Contains(res.stderr, "removed 1 tunnel helper(s) left by an earlier run"))
+		assertNoHelpers(t, c)
+	})
+}
+
+var helperName = regexp.MustCompile(`started tunnel helper (\S+) on node`)
+
+// syncBuffer is a buffer a running command writes while the test reads.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func mustImageID(t *testing.T, c *dtrfixture.Cluster, name string) string {
+	info, err := c.Client.ContainerInspect(context.Background(), name)
+	assert.NilError(t, err)
+	return info.Image
+}
+
+// seedEvents makes a table large enough that a backup takes a moment.
+func seedEvents(t *testing.T, driver *r.Session, n int) {
+	_, err := r.DBCreate("dtr2").RunWrite(driver)
+	assert.NilError(t, err)
+	_, err = r.DB("dtr2").TableCreate("events").RunWrite(driver)
+	assert.NilError(t, err)
+	batch := make([]any, 0, n)
+	for i := range n {
+		batch = append(batch, map[string]any{"id": fmt.Sprintf("event-%06d", i), "payload": strings.Repeat("p", 300)})
+	}
+	_, err = r.DB("dtr2").Table("events").Insert(batch).RunWrite(driver)
+	assert.NilError(t, err)
+}

@@ -1,0 +1,309 @@
+package dtrfixture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/swarm"
+	"github.com/docker/docker/api/types/volume"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/errdefs"
+)
+
+// Label is on every container, volume, network and image the fixture makes
+// (value labelValue), and on the swarm it initialises.
+const Label = "com.docker-dtr.test"
+
+const labelValue = "fixture"
+
+func labels() map[string]string { return map[string]string{Label: labelValue} }
+
+func labelFilter() filters.Args { return filters.NewArgs(filters.Arg("label", Label)) }
+
+// networkName is the network every cluster uses, like DTR's.
+const networkName = "dtr-ol"
+
+// gwBridge is the bridge the engine makes for containers on overlay networks
+// and keeps after leaving swarm mode.
+const gwBridge = "docker_gwbridge"
+
+// proc is what the fixture keeps for the whole test process.
+var proc struct {
+	mu sync.Mutex
+
+	cli    *client.Client
+	cliErr error
+
+	// driver is the network driver chosen for dtr-ol: "" until decided.
+	driver string
+	// swarmInited: this process initialised swarm mode (and leaves it in Teardown).
+	swarmInited bool
+	// gwBridgeExisted: docker_gwbridge existed before this process initialised swarm.
+	gwBridgeExisted bool
+	// live names the test whose cluster is up: one at a time.
+	live string
+}
+
+// engine returns the shared client, or why the engine is out of reach.
+func engine() (*client.Client, error) {
+	proc.mu.Lock()
+	defer proc.mu.Unlock()
+	if proc.cli != nil || proc.cliErr != nil {
+		return proc.cli, proc.cliErr
+	}
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err = cli.Ping(ctx); err != nil {
+			cli.Close()
+		}
+	}
+	if err != nil {
+		proc.cliErr = fmt.Errorf("dtrfixture: no Docker engine: %w", err)
+		return nil, proc.cliErr
+	}
+	proc.cli = cli // Ping negotiated the API version
+	return cli, nil
+}
+
+// networkDriver decides once per process whether dtr-ol can be an overlay:
+// it initialises swarm mode (advertising 127.0.0.1) when the engine is not in
+// a swarm, and falls back to a bridge when that is refused or the engine is
+// in a swarm it does not manage.
+func networkDriver(ctx context.Context, cli *client.Client, logf func(string, ...any)) string {
+	proc.mu.Lock()
+	defer proc.mu.Unlock()
+	if proc.driver != "" {
+		return proc.driver
+	}
+	proc.driver = "bridge"
+	if os.Getenv("DTRFIXTURE_NETWORK") == "bridge" {
+		return proc.driver
+	}
+	info, err := cli.Info(ctx)
+	if err != nil {
+		logf("dtrfixture: docker info: %v; using a bridge network", err)
+		return proc.driver
+	}
+	switch {
+	case info.Swarm.LocalNodeState == swarm.LocalNodeStateActive && info.Swarm.ControlAvailable:
+		proc.driver = "overlay"
+	case info.Swarm.LocalNodeState == swarm.LocalNodeStateInactive:
+		_, gwErr := cli.NetworkInspect(ctx, gwBridge, network.InspectOptions{})
+		_, err := cli.SwarmInit(ctx, swarm.InitRequest{
+			ListenAddr:    "127.0.0.1:2377",
+			AdvertiseAddr: "127.0.0.1",
+			Spec:          swarm.Spec{Annotations: swarm.Annotations{Labels: labels()}},
+		})
+		if err != nil {
+			logf("dtrfixture: swarm init refused (%v); using a bridge network", err)
+			return proc.driver
+		}
+		proc.swarmInited = true
+		proc.gwBridgeExisted = gwErr == nil
+		proc.driver = "overlay"
+	default:
+		logf("dtrfixture: swarm state %q (manager: %t); using a bridge network",
+			info.Swarm.LocalNodeState, info.Swarm.ControlAvailable)
+	}
+	return proc.driver
+}
+
+// overlayFailed makes the rest of the process use bridge networks.
+func overlayFailed() {
+	proc.mu.Lock()
+	proc.driver = "bridge"
+	proc.mu.Unlock()
+}
+
+// createNetwork makes dtr-ol with the driver; an overlay is attachable.
+func createNetwork(ctx context.Context, cli *client.Client, driver string) (string, error) {
+	opts := network.CreateOptions{Driver: driver, Labels: labels()}
+	if driver == "overlay" {
+		opts.Attachable = true
+	}
+	resp, err := cli.NetworkCreate(ctx, networkName, opts)
+	if err != nil {
+		return "", fmt.Errorf("creating %s network %s: %w", driver, networkName, err)
+	}
+	return resp.ID, nil
+}
+
+// removeNetwork retries while endpoints of just-removed containers linger,
+// and waits until the network is gone: a swarm removes an overlay
+// asynchronously, and the next cluster reuses the name.
+func removeNetwork(ctx context.Context, cli *client.Client, id string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	removed := false
+	var lastErr error
+	for {
+		if !removed {
+			err := cli.NetworkRemove(ctx, id)
+			switch {
+			case err == nil:
+				removed = true
+			case errdefs.IsNotFound(err):
+				return nil
+			default:
+				lastErr = err // "has active endpoints" for a moment
+			}
+		}
+		if removed {
+			if _, err := cli.NetworkInspect(ctx, id, network.InspectOptions{}); errdefs.IsNotFound(err) {
+				return nil
+			}
+			lastErr = fmt.Errorf("network %s still exists after its removal", id)
+		}
+		if time.Now().After(deadline) {
+			return lastErr
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("removing network %s: %w", id, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func removeContainer(ctx context.Context, cli *client.Client, id string) error {
+	err := cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	if err != nil && !errdefs.IsNotFound(err) && !strings.Contains(err.Error(), "is already in progress") {
+		return err
+	}
+	return nil
+}
+
+func removeVolume(ctx context.Context, cli *client.Client, name string) error {
+	var err error
+	for i := 0; i < 20; i++ {
+		err = cli.VolumeRemove(ctx, name, true)
+		if err == nil || errdefs.IsNotFound(err) {
+			return nil
+		}
+		// "volume is in use" until a container's removal completes.
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return err
+}
+
+// Sweep removes everything carrying Label: containers forcibly, then
+// networks, then volumes. Call it from TestMain before and after m.Run (a
+// killed run leaves things behind). Without a Docker engine it does nothing.
+//
+// The first call (like the first Start) also takes a lock file that keeps
+// other test processes' fixtures off the engine until this process calls
+// Teardown or exits: `go test ./...` runs packages in parallel, and they
+// share one engine, the name dtr-ol and the label.
+func Sweep() error {
+	cli, err := engine()
+	if err != nil {
+		return nil
+	}
+	lockEngine()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	return sweep(ctx, cli)
+}
+
+func sweep(ctx context.Context, cli *client.Client) error {
+	var errs []error
+	cs, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: labelFilter()})
+	errs = append(errs, err)
+	var wg sync.WaitGroup
+	cerrs := make([]error, len(cs))
+	for i, c := range cs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cerrs[i] = removeContainer(ctx, cli, c.ID)
+		}()
+	}
+	wg.Wait()
+	errs = append(errs, cerrs...)
+	ns, err := cli.NetworkList(ctx, network.ListOptions{Filters: labelFilter()})
+	errs = append(errs, err)
+	for _, n := range ns {
+		errs = append(errs, removeNetwork(ctx, cli, n.ID))
+	}
+	vs, err := cli.VolumeList(ctx, volume.ListOptions{Filters: labelFilter()})
+	errs = append(errs, err)
+	for _, v := range vs.Volumes {
+		errs = append(errs, removeVolume(ctx, cli, v.Name))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("dtrfixture: sweep: %w", err)
+	}
+	return nil
+}
+
+// Teardown runs Sweep, removes the fixture's images and leaves swarm mode if
+// this process initialised it (or a killed earlier run did: the swarm carries
+// Label), then releases the engine lock. Call it from TestMain after m.Run.
+func Teardown() error {
+	cli, err := engine()
+	if err != nil {
+		return nil
+	}
+	lockEngine()
+	defer unlockEngine()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	errs := []error{sweep(ctx, cli), removeImages(ctx, cli)}
+
+	proc.mu.Lock()
+	defer proc.mu.Unlock()
+	leave := proc.swarmInited
+	if !leave {
+		if sw, err := cli.SwarmInspect(ctx); err == nil && sw.Spec.Labels[Label] == labelValue {
+			leave = true // a killed run of ours initialised it
+		}
+	}
+	if leave {
+		if err := cli.SwarmLeave(ctx, true); err != nil {
+			errs = append(errs, fmt.Errorf("dtrfixture: leaving swarm mode: %w", err))
+		} else if !proc.gwBridgeExisted {
+			// Leaving keeps the gateway bridge the overlay made; remove it
+			// too so the engine is as we found it.
+			if err := removeNetwork(ctx, cli, gwBridge); err != nil {
+				errs = append(errs, fmt.Errorf("dtrfixture: removing %s: %w", gwBridge, err))
+			}
+		}
+		proc.swarmInited = false
+	}
+	proc.driver = ""
+	clearImages()
+	removeBinary()
+	return errors.Join(errs...)
+}
+
+func removeImages(ctx context.Context, cli *client.Client) error {
+	imgs, err := cli.ImageList(ctx, image.ListOptions{All: true, Filters: labelFilter()})
+	if err != nil {
+		return fmt.Errorf("dtrfixture: listing images: %w", err)
+	}
+	var errs []error
+	for _, img := range imgs {
+		_, err := cli.ImageRemove(ctx, img.ID, image.RemoveOptions{Force: true, PruneChildren: true})
+		if err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("dtrfixture: removing image %s: %w", img.ID, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// inCI reports whether a missing engine is a failure rather than a skip.
+func inCI() bool { return os.Getenv("CI") != "" }

@@ -1,0 +1,74 @@
+package tunnel
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Where DTR keeps RethinkDB's TLS material in the dtr-ca-<id> volume.
+const (
+	clientCertPath = "/ca/rethink-client/cert.pem"
+	clientKeyPath  = "/ca/rethink-client/key.pem"
+	caCertPath     = "/ca/rethink/cert.pem"
+	maxPEM         = 1 << 20
+)
+
+// readFile reads one file out of a container through the archive API; it
+// stays in memory and is never written anywhere.
+func readFile(ctx context.Context, api API, id, path string) ([]byte, error) {
+	rc, _, err := api.CopyFromContainer(ctx, id, path)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%s: not a file", path)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if hdr.Typeflag != tar.TypeReg {
+			continue
+		}
+		if hdr.Size > maxPEM {
+			return nil, fmt.Errorf("%s: %d bytes is too large for a PEM file", path, hdr.Size)
+		}
+		return io.ReadAll(tr)
+	}
+}
+
+// clientTLS builds the TLS configuration DTR's RethinkDB expects: the
+// rethink-client pair as client certificate, the rethink CA as the only root,
+// and the server's name on dtr-ol, verified as usual.
+func clientTLS(ctx context.Context, api API, helperID, caVolume, serverName string) (*tls.Config, error) {
+	files := map[string][]byte{}
+	for _, p := range []string{clientCertPath, clientKeyPath, caCertPath} {
+		b, err := readFile(ctx, api, helperID, p)
+		if err != nil {
+			return nil, fmt.Errorf("reading RethinkDB's TLS material from volume %s: %v", caVolume, err)
+		}
+		files[p] = b
+	}
+	pair, err := tls.X509KeyPair(files[clientCertPath], files[clientKeyPath])
+	if err != nil {
+		return nil, fmt.Errorf("volume %s: %s and %s: %v", caVolume, clientCertPath, clientKeyPath, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(files[caCertPath]) {
+		return nil, fmt.Errorf("volume %s: %s holds no PEM certificate", caVolume, caCertPath)
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{pair},
+		RootCAs:      pool,
+		ServerName:   serverName,
+		MinVersion:   tls.VersionTLS12,
+	}, nil
+}

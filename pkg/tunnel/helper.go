@@ -1,0 +1,284 @@
+package tunnel
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/docker-dtr/docker-dtr/pkg/dtr"
+	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
+)
+
+// Labels on every helper container, so the next run can find what a killed
+// run left behind.
+const (
+	LabelHelper  = "com.docker-dtr.helper"
+	LabelReplica = "com.docker-dtr.replica"
+	helperKind   = "tunnel"
+	namePrefix   = "docker-dtr-tunnel-"
+	agentPath    = "/docker-dtr-agent"
+)
+
+// API is the Docker client; through UCP, these calls reach the replica's node.
+type API = client.APIClient
+
+// helper is one helper container and its attach connection.
+type helper struct {
+	api     API
+	id      string
+	name    string
+	node    string
+	replica string
+
+	hijack types.HijackedResponse
+	stdout *io.PipeReader
+	stderr *tailBuffer
+	copied chan struct{}
+}
+
+// removeTimeout bounds the cleanup, which runs even after Ctrl-C.
+const removeTimeout = 30 * time.Second
+
+// createHelper creates (but does not start) the helper container on the
+// replica's node, from the image of its RethinkDB container, with the agent
+// binary copied in as its entrypoint.
+func createHelper(ctx context.Context, api API, rep *dtr.Replica, binary string) (*helper, error) {
+	rdb := rep.Container("rethinkdb")
+	if rdb == nil {
+		return nil, fmt.Errorf("replica %s has no dtr-rethinkdb-%s container", rep.ID, rep.ID)
+	}
+	img, err := api.ImageInspect(ctx, rdb.ImageID)
+	if err != nil {
+		return nil, fmt.Errorf("inspecting the image of %s: %w", rdb.Name, err)
+	}
+	if img.Os != "" && img.Os != "linux" {
+		return nil, fmt.Errorf("node %s runs %s containers: the tunnel needs linux", rep.Node, img.Os)
+	}
+	path, explicit, err := agentBinary(binary)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkAgent(path, explicit, rep.Node, img.Architecture); err != nil {
+		return nil, err
+	}
+
+	cfg := &container.Config{
+		Image:        rdb.ImageID,
+		Entrypoint:   []string{agentPath},
+		Cmd:          []string{"agent", "--connect", fmt.Sprintf("%s:%d", dtr.RethinkHost(rep.ID), dtr.RethinkPort)},
+		WorkingDir:   "/",
+		OpenStdin:    true,
+		StdinOnce:    true, // the agent sees EOF, and exits, when we go away
+		AttachStdin:  true,
+		AttachStdout: true,
+		AttachStderr: true,
+		Labels:       map[string]string{LabelHelper: helperKind, LabelReplica: rep.ID},
+		Healthcheck:  &container.HealthConfig{Test: []string{"NONE"}},
+	}
+	if rep.NodeFromName {
+		// UCP schedules plain containers the classic-swarm way.
+		cfg.Env = []string{"constraint:node==" + rep.Node}
+	}
+	host := &container.HostConfig{
+		NetworkMode: container.NetworkMode(dtr.Network),
+		LogConfig:   container.LogConfig{Type: "none"},
+		Mounts:      []mount.Mount{{Type: mount.TypeVolume, Source: rep.CAVolume(), Target: "/ca", ReadOnly: true}},
+	}
+	// The image's own volumes (RethinkDB's /data) become tmpfs, so no
+	// anonymous volume is made on the node.
+	if img.Config != nil {
+		for dir := range img.Config.Volumes {
+			if dir != "/ca" {
+				host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeTmpfs, Target: dir})
+			}
+		}
+	}
+	name := namePrefix + rep.ID + "-" + randomSuffix()
+	created, err := api.ContainerCreate(ctx, cfg, host, nil, nil, name)
+	if err != nil {
+		return nil, fmt.Errorf("creating the tunnel helper on node %s: %w", rep.Node, err)
+	}
+	h := &helper{api: api, id: created.ID, name: name, node: rep.Node, replica: rep.ID, stderr: &tailBuffer{max: 4096}}
+	if err := h.copyAgent(ctx, path); err != nil {
+		h.remove()
+		return nil, err
+	}
+	return h, nil
+}
+
+func randomSuffix() string {
+	b := make([]byte, 4)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// copyAgent puts the binary into the container before it starts.
+func (h *helper) copyAgent(ctx context.Context, binary string) error {
+	f, err := os.Open(binary)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		tw := tar.NewWriter(pw)
+		err := tw.WriteHeader(&tar.Header{Name: path.Base(agentPath), Mode: 0o755, Size: st.Size(), ModTime: time.Now(), Typeflag: tar.TypeReg})
+		if err == nil {
+			_, err = io.Copy(tw, f)
+		}
+		if err == nil {
+			err = tw.Close()
+		}
+		pw.CloseWithError(err)
+	}()
+	if err := h.api.CopyToContainer(ctx, h.id, path.Dir(agentPath), pr, container.CopyToContainerOptions{}); err != nil {
+		pr.CloseWithError(err)
+		return fmt.Errorf("copying the agent into the tunnel helper: %w", err)
+	}
+	return nil
+}
+
+// start attaches, then starts, so no output is missed.
+func (h *helper) start(ctx context.Context) error {
+	hj, err := h.api.ContainerAttach(ctx, h.id, container.AttachOptions{Stream: true, Stdin: true, Stdout: true, Stderr: true})
+	if err != nil {
+		return fmt.Errorf("attaching to the tunnel helper: %w", err)
+	}
+	h.hijack = hj
+	pr, pw := io.Pipe()
+	h.stdout = pr
+	h.copied = make(chan struct{})
+	go func() {
+		defer close(h.copied)
+		_, err := stdcopy.StdCopy(pw, h.stderr, hj.Reader)
+		if err == nil {
+			err = io.EOF
+		}
+		pw.CloseWithError(err)
+	}()
+	if err := h.api.ContainerStart(ctx, h.id, container.StartOptions{}); err != nil {
+		return fmt.Errorf("starting the tunnel helper on node %s: %w", h.node, err)
+	}
+	return nil
+}
+
+// conn is the agent's standard input and output as one connection.
+func (h *helper) conn() io.ReadWriteCloser {
+	return stdio{Reader: h.stdout, Writer: h.hijack.Conn, close: func() error {
+		h.hijack.Close()
+		return nil
+	}}
+}
+
+// failure explains why the agent went away: its exit, or what it printed.
+func (h *helper) failure(ctx context.Context) string {
+	var parts []string
+	if st, err := h.api.ContainerInspect(ctx, h.id); err == nil && st.ContainerJSONBase != nil && st.State != nil {
+		if st.State.Error != "" {
+			parts = append(parts, st.State.Error)
+		} else if !st.State.Running && st.State.Status == "exited" {
+			parts = append(parts, fmt.Sprintf("it exited with code %d", st.State.ExitCode))
+		}
+	}
+	if s := strings.TrimSpace(h.stderr.String()); s != "" {
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, ": ")
+}
+
+// remove deletes the container, whatever state it is in; it uses its own
+// context because it runs after the caller's is cancelled.
+func (h *helper) remove() error {
+	if h.hijack.Conn != nil {
+		h.hijack.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), removeTimeout)
+	defer cancel()
+	err := h.api.ContainerRemove(ctx, h.id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	if err != nil && !isNotFound(err) {
+		return fmt.Errorf("removing the tunnel helper %s: %w (remove it with: docker rm -f %s)", h.name, err, h.name)
+	}
+	return nil
+}
+
+func isNotFound(err error) bool {
+	var nf interface{ NotFound() }
+	return errors.As(err, &nf) || strings.Contains(err.Error(), "No such container")
+}
+
+// staleAfter is how long a created-but-never-started helper may be another
+// run's, still being set up, before it counts as left behind.
+const staleAfter = 2 * time.Minute
+
+// RemoveStale removes helpers that a killed run left behind: stopped ones,
+// and ones created long ago that never started. Running helpers belong to
+// runs in progress (a helper whose run died exits on its own, as its stdin
+// closes).
+func RemoveStale(ctx context.Context, api API) (int, error) {
+	list, err := api.ContainerList(ctx, container.ListOptions{
+		All:     true,
+		Filters: filters.NewArgs(filters.Arg("label", LabelHelper)),
+	})
+	if err != nil {
+		return 0, fmt.Errorf("listing tunnel helpers: %w", err)
+	}
+	n := 0
+	var errs []error
+	for _, c := range list {
+		created := time.Unix(c.Created, 0)
+		stale := c.State == "exited" || c.State == "dead" ||
+			(c.State == "created" && time.Since(created) > staleAfter)
+		if !stale {
+			continue
+		}
+		err := api.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
+		if err != nil && !isNotFound(err) {
+			errs = append(errs, err)
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+	max int
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf.Write(p)
+	if over := t.buf.Len() - t.max; over > 0 {
+		t.buf.Next(over)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.buf.String()
+}

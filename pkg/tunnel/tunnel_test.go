@@ -1,0 +1,133 @@
+package tunnel
+
+import (
+	"bytes"
+	"crypto/rand"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+
+	"github.com/hashicorp/yamux"
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+)
+
+// echoServer accepts connections and echoes what they send.
+func echoServer(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	assert.NilError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// agentPair runs the agent on one end of a pipe and returns a client
+// session on the other, as the plugin has over the attach connection.
+func agentPair(t *testing.T, target string) *yamux.Session {
+	a, b := net.Pipe()
+	var log bytes.Buffer
+	done := make(chan error, 1)
+	go func() { done <- Serve(a, target, &log) }()
+	sess, err := yamux.Client(b, muxConfig())
+	assert.NilError(t, err)
+	t.Cleanup(func() {
+		sess.Close()
+		b.Close()
+		assert.NilError(t, <-done, "the agent returns cleanly when its stdio closes")
+	})
+	return sess
+}
+
+func TestAgentRelaysSeveralStreams(t *testing.T) {
+	sess := agentPair(t, echoServer(t))
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := sess.OpenStream()
+			assert.Check(t, err)
+			defer s.Close()
+			assert.Check(t, readStatus(s))
+			data := make([]byte, 3<<20+i) // larger than a stream window
+			rand.Read(data)
+			go func() { s.Write(data) }()
+			got := make([]byte, len(data))
+			_, err = io.ReadFull(s, got)
+			assert.Check(t, err)
+			assert.Check(t, bytes.Equal(got, data), "stream %d came back intact", i)
+		}()
+	}
+	wg.Wait()
+}
+
+func TestAgentReportsDialFailure(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	assert.NilError(t, err)
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	sess := agentPair(t, addr)
+	s, err := sess.OpenStream()
+	assert.NilError(t, err)
+	err = readStatus(s)
+	assert.Assert(t, is.ErrorContains(err, "connection refused"))
+}
+
+func TestReadStatus(t *testing.T) {
+	for in, want := range map[string]string{
+		"ok\nrest":                            "",
+		"error no route\n":                    "no route",
+		"hello\n":                             `unexpected status from the agent: "hello"`,
+		"ok":                                  "the agent closed the stream: EOF",
+		"":                                    "the agent closed the stream: EOF",
+		string(make([]byte, maxStatusLine+1)): "the agent's status line is too long",
+	} {
+		r := bytes.NewBufferString(in)
+		err := readStatus(r)
+		if want == "" {
+			assert.NilError(t, err)
+			assert.Equal(t, r.String(), "rest", "nothing past the line is read")
+			continue
+		}
+		assert.Error(t, err, want)
+	}
+}
+
+func TestCheckAgent(t *testing.T) {
+	dir := t.TempDir()
+	static := filepath.Join(dir, "static")
+	src := filepath.Join(dir, "main.go")
+	assert.NilError(t, os.WriteFile(src, []byte("package main\nfunc main() {}\n"), 0o644))
+	build := exec.Command("go", "build", "-o", static, src)
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOFLAGS=")
+	out, err := build.CombinedOutput()
+	assert.NilError(t, err, string(out))
+	text := filepath.Join(dir, "text")
+	assert.NilError(t, os.WriteFile(text, []byte("#!/bin/sh\n"), 0o755))
+
+	assert.NilError(t, checkAgent(static, true, "node1", "amd64"))
+	assert.Error(t, checkAgent(filepath.Join(dir, "missing"), true, "node1", "amd64"),
+		"--agent-binary "+filepath.Join(dir, "missing")+": no such file: pass --agent-binary with a static linux/amd64 build of docker-dtr ('make cross' writes bin/docker-dtr-linux-amd64)")
+	assert.Assert(t, is.ErrorContains(checkAgent(static, true, "node1", "arm64"),
+		"is a linux/amd64 program and cannot run on node node1 (linux/arm64): pass --agent-binary with a static linux/arm64 build"))
+	assert.Assert(t, is.ErrorContains(checkAgent(text, false, "node1", "amd64"),
+		"this docker-dtr ("+text+") is not a linux program and cannot run on node node1 (linux/amd64)"))
+	if runtime.GOOS == "linux" && runtime.GOARCH == "amd64" {
+		if _, err := os.Stat("/bin/ls"); err == nil { // a dynamically linked program
+			assert.Assert(t, is.ErrorContains(checkAgent("/bin/ls", true, "node1", "amd64"), "is dynamically linked"))
+		}
+	}
+}

@@ -1,0 +1,141 @@
+package plugin
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/docker-dtr/docker-dtr/pkg/dtr"
+	"github.com/docker/cli/cli"
+	"github.com/docker/cli/cli/command"
+	"github.com/spf13/cobra"
+)
+
+type statusOptions struct {
+	format string
+}
+
+func newStatusCmd(dockerCli command.Cli) *cobra.Command {
+	var opts statusOptions
+	cmd := &cobra.Command{
+		Use:   "status [OPTIONS]",
+		Short: "Show the DTR replicas behind the Docker context and their health",
+		Long: `Show the DTR replicas behind the active Docker context: each replica's
+node, version and containers (state and health check), whether a majority
+of replicas is healthy, and which replica a backup will use.
+
+Exit status: 0 when a majority (n/2+1) of replicas is healthy, 1 when the
+majority is lost or no DTR is found, 2 for a usage error.`,
+		Example: `  docker dtr status
+  docker --context other-cluster dtr status --format json`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runStatus(cmd.Context(), dockerCli, opts)
+		},
+	}
+	cmd.Flags().StringVar(&opts.format, "format", "", `Output format: "json", or empty for tables`)
+	return cmd
+}
+
+// statusReport is what status prints, and its JSON.
+type statusReport struct {
+	Context       string         `json:"context"`
+	Quorum        dtr.Quorum     `json:"quorum"`
+	BackupReplica string         `json:"backupReplica,omitempty"`
+	VersionSkew   string         `json:"versionSkew,omitempty"`
+	Replicas      []*dtr.Replica `json:"replicas"`
+}
+
+func runStatus(ctx context.Context, dockerCli command.Cli, opts statusOptions) error {
+	if err := checkFormat(opts.format); err != nil {
+		return err
+	}
+	cluster, err := discover(ctx, dockerCli)
+	if err != nil {
+		return err
+	}
+	st := statusReport{
+		Context:     dockerCli.CurrentContext(),
+		Quorum:      cluster.Quorum(),
+		VersionSkew: cluster.VersionSkew(),
+		Replicas:    cluster.Replicas,
+	}
+	if rep, err := cluster.Choose(""); err == nil {
+		st.BackupReplica = rep.ID
+	}
+	if opts.format == "json" {
+		if err := writeJSON(dockerCli, st); err != nil {
+			return err
+		}
+	} else {
+		printStatus(dockerCli.Out(), st)
+	}
+	if !st.Quorum.OK {
+		return cli.StatusError{StatusCode: 1, Status: fmt.Sprintf(
+			"DTR has lost its majority: %d of %d replicas healthy, it needs %d", st.Quorum.Healthy, st.Quorum.Replicas, st.Quorum.Needed)}
+	}
+	return nil
+}
+
+func printStatus(w io.Writer, st statusReport) {
+	q := st.Quorum
+	verdict := "OK"
+	if !q.OK {
+		verdict = "MAJORITY LOST"
+	}
+	fmt.Fprintf(w, "DTR behind Docker context %q: %d of %d replicas healthy, a majority needs %d: %s\n",
+		st.Context, q.Healthy, q.Replicas, q.Needed, verdict)
+	if st.VersionSkew != "" {
+		fmt.Fprintf(w, "warning: %s\n", st.VersionSkew)
+	}
+	if st.BackupReplica != "" {
+		fmt.Fprintf(w, "Backups use replica %s (the healthy replica with the lowest id; --replica-id chooses another).\n", st.BackupReplica)
+	} else {
+		fmt.Fprintln(w, "No replica is healthy: backups are refused.")
+	}
+	fmt.Fprintln(w)
+
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	fmt.Fprintln(tw, "REPLICA\tNODE\tVERSION\tHEALTHY\tIMAGE STORAGE")
+	for _, r := range st.Replicas {
+		healthy := "yes"
+		if !r.Healthy {
+			healthy = "no: " + strings.Join(r.Problems, "; ")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.ID, dash(r.Node), dash(r.Version), healthy, storage(r))
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+
+	tw = tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	fmt.Fprintln(tw, "REPLICA\tCOMPONENT\tSTATE\tHEALTH CHECK\tVERSION\tIMAGE")
+	for _, r := range st.Replicas {
+		for _, c := range r.Containers {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, c.Component, c.State, dash(c.Health), dash(c.Version), c.Image)
+		}
+	}
+	tw.Flush()
+}
+
+// storage says where a replica's registry keeps image content.
+func storage(r *dtr.Replica) string {
+	m := r.ImageStorage
+	switch {
+	case r.Container("registry") == nil:
+		return "- (no registry container)"
+	case m == nil:
+		return "external (no volume at /storage: S3, Azure, GCS or Swift)"
+	case m.Type == "bind":
+		return "host directory " + m.Source
+	}
+	return fmt.Sprintf("volume %s (%s)", m.Name, m.Driver)
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,189 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"github.com/docker-dtr/docker-dtr/pkg/dtr"
+	"github.com/docker-dtr/docker-dtr/pkg/progress"
+	"github.com/docker-dtr/docker-dtr/pkg/rethink"
+	"github.com/docker-dtr/docker-dtr/pkg/tunnel"
+	"github.com/docker/cli/cli/command"
+	"github.com/spf13/pflag"
+)
+
+// targetOptions say which RethinkDB a command works on: a replica of the DTR
+// behind the active Docker context (the default), or one reached directly
+// with --rethinkdb-addr.
+type targetOptions struct {
+	direct      rethinkOptions
+	replicaID   string
+	agentBinary string
+}
+
+func (o *targetOptions) addFlags(flags *pflag.FlagSet) {
+	flags.StringVar(&o.replicaID, "replica-id", "", "Replica to use (default: the healthy replica with the lowest id)")
+	flags.StringVar(&o.agentBinary, "agent-binary", "", "Static linux build of docker-dtr to run on the replica's node, when this one cannot run there ('make cross')")
+	o.direct.addFlags(flags)
+}
+
+func (o *targetOptions) isDirect() bool { return o.direct.Addr != "" }
+
+func (o *targetOptions) validate() error {
+	if err := checkReplicaID(o.replicaID); err != nil {
+		return err
+	}
+	if o.agentBinary != "" && !o.isDirect() {
+		if _, err := os.Stat(o.agentBinary); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("--agent-binary %s: no such file: build static linux binaries with 'make cross' (bin/docker-dtr-linux-<arch>)", o.agentBinary)
+			}
+			return fmt.Errorf("--agent-binary: %v", err)
+		}
+	}
+	if o.isDirect() {
+		if o.agentBinary != "" {
+			return errors.New("--agent-binary has no use with --rethinkdb-addr: it is for reaching RethinkDB through the Docker context")
+		}
+		return o.direct.Validate()
+	}
+	d := o.direct.Options
+	for flag, set := range map[string]bool{
+		"--rethinkdb-ca": d.CAFile != "", "--rethinkdb-cert": d.CertFile != "", "--rethinkdb-key": d.KeyFile != "",
+		"--rethinkdb-server-name": d.ServerName != "", "--rethinkdb-password-file": d.PasswordFile != "",
+	} {
+		if set {
+			return fmt.Errorf("%s needs --rethinkdb-addr; without it RethinkDB is reached through the Docker context, with DTR's own certificates", flag)
+		}
+	}
+	return nil
+}
+
+// target is a located replica (nil in direct mode) and, once connected, a
+// session to its RethinkDB.
+type target struct {
+	opts    *targetOptions
+	replica *dtr.Replica
+	cluster *dtr.Cluster
+	tunnel  *tunnel.Tunnel
+	sess    *rethink.Session
+}
+
+// locate finds the DTR behind the Docker context and chooses the replica;
+// it changes nothing. In direct mode there is nothing to find.
+func (o *targetOptions) locate(ctx context.Context, dockerCli command.Cli, prog *progress.Printer) (*target, error) {
+	t := &target{opts: o}
+	if o.isDirect() {
+		return t, nil
+	}
+	cluster, err := discover(ctx, dockerCli)
+	if err != nil {
+		return nil, err
+	}
+	if skew := cluster.VersionSkew(); skew != "" {
+		prog.Warn("%s", skew)
+	}
+	rep, err := cluster.Choose(o.replicaID)
+	if err != nil {
+		return nil, err
+	}
+	why := "--replica-id"
+	if o.replicaID == "" {
+		why = "the healthy replica with the lowest id"
+	}
+	prog.Step("using replica %s on node %s (DTR %s): %s", rep.ID, rep.Node, rep.Version, why)
+	t.cluster, t.replica = cluster, rep
+	return t, nil
+}
+
+// discover finds the DTR's replicas through the active Docker context.
+func discover(ctx context.Context, dockerCli command.Cli) (*dtr.Cluster, error) {
+	name := dockerCli.CurrentContext()
+	cluster, err := dtr.Discover(ctx, dockerCli.Client())
+	if errors.Is(err, dtr.ErrNoDTR) {
+		return nil, fmt.Errorf("no DTR found through Docker context %q (%s): no container is named dtr-rethinkdb-<replica id>; use the context of the UCP that runs DTR (a client bundle, or docker context use), or pass --rethinkdb-addr", name, dockerCli.DockerEndpoint().Host)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("through Docker context %q: %w", name, err)
+	}
+	return cluster, nil
+}
+
+// connect opens the session: through a tunnel helper on the replica's
+// node, or directly. connections is the driver's pool size.
+func (t *target) connect(ctx context.Context, dockerCli command.Cli, prog *progress.Printer, connections int) error {
+	conn := t.opts.direct.Options
+	if t.replica != nil {
+		tun, err := tunnel.Open(ctx, dockerCli.Client(), tunnel.Options{
+			Replica:     t.replica,
+			AgentBinary: t.opts.agentBinary,
+			Log:         prog.Step,
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("interrupted while opening the tunnel to replica %s", t.replica.ID)
+			}
+			return err
+		}
+		t.tunnel = tun
+		conn = rethink.Options{
+			Addr: tun.Addr(), TLS: tun.TLS, User: "admin",
+			Via: fmt.Sprintf("the tunnel to replica %s on node %s", t.replica.ID, t.replica.Node),
+		}
+	}
+	conn.Connections = connections
+	sess, err := rethink.Connect(ctx, conn)
+	if err != nil {
+		return t.explain(err)
+	}
+	t.sess = sess
+	if t.replica != nil {
+		prog.Step("connected to rethinkdb of replica %s through %s", t.replica.ID, t.tunnel.Helper)
+	} else {
+		prog.Step("connected to rethinkdb at %s", sess.Addr())
+	}
+	return nil
+}
+
+// explain adds what the tunnel knows to a driver error, which is often a
+// bare EOF when the far side went away.
+func (t *target) explain(err error) error {
+	if err != nil && t.tunnel != nil {
+		if terr := t.tunnel.Err(); terr != nil {
+			return fmt.Errorf("%w (%v)", err, terr)
+		}
+	}
+	return err
+}
+
+// where names the target in messages.
+func (t *target) where() string {
+	if t.replica != nil {
+		return fmt.Sprintf("replica %s on node %s", t.replica.ID, t.replica.Node)
+	}
+	return "rethinkdb at " + t.opts.direct.Addr
+}
+
+// Close closes the session and removes the tunnel helper.
+func (t *target) Close() error {
+	if t == nil {
+		return nil
+	}
+	if t.sess != nil {
+		t.sess.Close()
+	}
+	if t.tunnel != nil {
+		return t.tunnel.Close()
+	}
+	return nil
+}
+
+// closeTarget closes t, warning when the helper could not be removed.
+func closeTarget(t *target, prog *progress.Printer) {
+	if err := t.Close(); err != nil {
+		prog.Warn("%v", err)
+	}
+}
