@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -284,6 +285,23 @@ func TestTunnelHelper(t *testing.T) {
 		assertNoHelpers(t, c)
 	})
 
+	// An agent that starts but dies: its reason reaches the user, and the
+	// helper is removed after the failure.
+	t.Run("agent that fails", func(t *testing.T) {
+		dir := t.TempDir()
+		src := filepath.Join(dir, "main.go")
+		assert.NilError(t, os.WriteFile(src, []byte("package main\nimport \"os\"\nfunc main() { os.Stderr.WriteString(\"agent: boom\\n\"); os.Exit(3) }\n"), 0o644))
+		agent := filepath.Join(dir, "agent")
+		build := exec.Command("go", "build", "-o", agent, src)
+		build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
+		out, err := build.CombinedOutput()
+		assert.NilError(t, err, string(out))
+		res := docker(t, cfg, nil, "dtr", "backup", "create", "-q", "--agent-binary", agent, "-o", filepath.Join(dir, "b.tar"))
+		assert.Equal(t, res.code, 1)
+		assert.Assert(t, is.Regexp(`^backup failed, \S+ was not written: the tunnel helper on node \S+ did not run: it exited with code 3: agent: boom\n$`, res.stderr))
+		assertNoHelpers(t, c)
+	})
+
 	// start runs a backup and waits until its helper runs.
 	start := func(t *testing.T, dir string) (*exec.Cmd, *syncBuffer, container.Summary) {
 		cmd := exec.Command(bin, "backup", "create", "-o", filepath.Join(dir, "backup.tar"))
@@ -384,7 +402,7 @@ func mustImageID(t *testing.T, c *dtrfixture.Cluster, name string) string {
 }
 
 // seedEvents makes a table large enough that a backup takes a moment.
-func seedEvents(t *testing.T, driver *r.Session, n int) {
+func seedEvents(t testing.TB, driver *r.Session, n int) {
 	_, err := r.DBCreate("dtr2").RunWrite(driver)
 	assert.NilError(t, err)
 	_, err = r.DB("dtr2").TableCreate("events").RunWrite(driver)

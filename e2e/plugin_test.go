@@ -28,7 +28,7 @@ var (
 )
 
 // buildPlugin builds the plugin once for the test binary.
-func buildPlugin(t *testing.T) string {
+func buildPlugin(t testing.TB) string {
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "docker-dtr-e2e-*")
 		if err != nil {
@@ -67,7 +67,7 @@ func TestMain(m *testing.M) {
 
 // dockerConfig makes a fresh Docker config directory whose cli-plugins holds
 // the plugin, where the Docker CLI's plugin manager finds it.
-func dockerConfig(t *testing.T) string {
+func dockerConfig(t testing.TB) string {
 	t.Helper()
 	if _, err := exec.LookPath("docker"); err != nil {
 		if os.Getenv("CI") != "" {

@@ -139,15 +139,13 @@ func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) e
 		return backupError(ctx, opts.output, err)
 	}
 	defer closeTarget(tgt, prog)
-	info := archive.Info{Tool: version.Tool(), DTRVersion: opts.dtrVersion, ReplicaID: opts.target.replicaID, Started: time.Now()}
-	if rep := tgt.replica; rep != nil {
-		if opts.dtrVersion != "" && opts.dtrVersion != rep.Version {
-			return fmt.Errorf("--dtr-version %s, but replica %s runs DTR %s: leave --dtr-version out, the replica's version is used", opts.dtrVersion, rep.ID, rep.Version)
-		}
-		if !archive.ValidVersion(rep.Version) {
-			return fmt.Errorf("replica %s does not say its DTR version (no DTR_VERSION in its containers' environment, no version tag on their images): pass --dtr-version", rep.ID)
-		}
-		info.DTRVersion, info.ReplicaID = rep.Version, rep.ID
+	dtrVersion, err := tgt.dtrVersion(opts.dtrVersion)
+	if err != nil {
+		return err
+	}
+	info := archive.Info{Tool: version.Tool(), DTRVersion: dtrVersion, ReplicaID: opts.target.replicaID, Started: time.Now()}
+	if tgt.replica != nil {
+		info.ReplicaID = tgt.replica.ID
 	}
 	if err := tgt.connect(ctx, dockerCli, prog, 1); err != nil {
 		return backupError(ctx, opts.output, err)

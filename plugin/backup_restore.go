@@ -109,12 +109,9 @@ func runRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions)
 		return err
 	}
 	defer closeTarget(tgt, prog)
-	targetVersion := opts.dtrVersion
-	if rep := tgt.replica; rep != nil {
-		if opts.dtrVersion != "" && opts.dtrVersion != rep.Version {
-			return fmt.Errorf("--dtr-version %s, but replica %s runs DTR %s: leave --dtr-version out, the replica's version is used", opts.dtrVersion, rep.ID, rep.Version)
-		}
-		targetVersion = rep.Version
+	targetVersion, err := tgt.dtrVersion(opts.dtrVersion)
+	if err != nil {
+		return err
 	}
 	if targetVersion != "" && archive.MajorMinor(targetVersion) != archive.MajorMinor(rep.DTRVersion) {
 		if !opts.allowVersionMismatch {

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 
+	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker-dtr/docker-dtr/pkg/rethink"
@@ -157,6 +158,23 @@ func (t *target) explain(err error) error {
 		}
 	}
 	return err
+}
+
+// dtrVersion is the target's DTR version: the replica's, or the flag's in
+// direct mode or when the replica does not say.
+func (t *target) dtrVersion(flag string) (string, error) {
+	rep := t.replica
+	switch {
+	case rep == nil:
+		return flag, nil
+	case !archive.ValidVersion(rep.Version) && flag == "":
+		return "", fmt.Errorf("replica %s does not say its DTR version (no DTR_VERSION in its containers' environment, no version tag on their images): pass --dtr-version", rep.ID)
+	case !archive.ValidVersion(rep.Version):
+		return flag, nil
+	case flag != "" && flag != rep.Version:
+		return "", fmt.Errorf("--dtr-version %s, but replica %s runs DTR %s: leave --dtr-version out, the replica's version is used", flag, rep.ID, rep.Version)
+	}
+	return rep.Version, nil
 }
 
 // where names the target in messages.

@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -21,7 +23,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/client"
-	"github.com/docker/docker/pkg/stdcopy"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 )
 
 // Labels on every helper container, so the next run can find what a killed
@@ -46,9 +48,8 @@ type helper struct {
 	replica string
 
 	hijack types.HijackedResponse
-	stdout *io.PipeReader
+	stdout *demux
 	stderr *tailBuffer
-	copied chan struct{}
 }
 
 // removeTimeout bounds the cleanup, which runs even after Ctrl-C.
@@ -77,8 +78,26 @@ func createHelper(ctx context.Context, api API, rep *dtr.Replica, binary string)
 		return nil, err
 	}
 
+	cfg, host := helperConfig(rep, rdb.ImageID, img.Config)
+	name := namePrefix + rep.ID + "-" + randomSuffix()
+	created, err := api.ContainerCreate(ctx, cfg, host, nil, nil, name)
+	if err != nil {
+		return nil, fmt.Errorf("creating the tunnel helper on node %s: %w", rep.Node, err)
+	}
+	h := &helper{api: api, id: created.ID, name: name, node: rep.Node, replica: rep.ID, stderr: &tailBuffer{max: 4096}}
+	if err := h.copyAgent(ctx, path); err != nil {
+		h.remove()
+		return nil, err
+	}
+	return h, nil
+}
+
+// helperConfig is the helper container: the replica's RethinkDB image with
+// the agent as entrypoint, on dtr-ol, DTR's CA volume read-only, no logs, no
+// health check, and pinned to the replica's node the way UCP understands.
+func helperConfig(rep *dtr.Replica, imageID string, img *dockerspec.DockerOCIImageConfig) (*container.Config, *container.HostConfig) {
 	cfg := &container.Config{
-		Image:        rdb.ImageID,
+		Image:        imageID,
 		Entrypoint:   []string{agentPath},
 		Cmd:          []string{"agent", "--connect", fmt.Sprintf("%s:%d", dtr.RethinkHost(rep.ID), dtr.RethinkPort)},
 		WorkingDir:   "/",
@@ -101,24 +120,14 @@ func createHelper(ctx context.Context, api API, rep *dtr.Replica, binary string)
 	}
 	// The image's own volumes (RethinkDB's /data) become tmpfs, so no
 	// anonymous volume is made on the node.
-	if img.Config != nil {
-		for dir := range img.Config.Volumes {
+	if img != nil {
+		for _, dir := range slices.Sorted(maps.Keys(img.Volumes)) {
 			if dir != "/ca" {
 				host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeTmpfs, Target: dir})
 			}
 		}
 	}
-	name := namePrefix + rep.ID + "-" + randomSuffix()
-	created, err := api.ContainerCreate(ctx, cfg, host, nil, nil, name)
-	if err != nil {
-		return nil, fmt.Errorf("creating the tunnel helper on node %s: %w", rep.Node, err)
-	}
-	h := &helper{api: api, id: created.ID, name: name, node: rep.Node, replica: rep.ID, stderr: &tailBuffer{max: 4096}}
-	if err := h.copyAgent(ctx, path); err != nil {
-		h.remove()
-		return nil, err
-	}
-	return h, nil
+	return cfg, host
 }
 
 func randomSuffix() string {
@@ -164,17 +173,7 @@ func (h *helper) start(ctx context.Context) error {
 		return fmt.Errorf("attaching to the tunnel helper: %w", err)
 	}
 	h.hijack = hj
-	pr, pw := io.Pipe()
-	h.stdout = pr
-	h.copied = make(chan struct{})
-	go func() {
-		defer close(h.copied)
-		_, err := stdcopy.StdCopy(pw, h.stderr, hj.Reader)
-		if err == nil {
-			err = io.EOF
-		}
-		pw.CloseWithError(err)
-	}()
+	h.stdout = &demux{r: hj.Reader, errw: h.stderr}
 	if err := h.api.ContainerStart(ctx, h.id, container.StartOptions{}); err != nil {
 		return fmt.Errorf("starting the tunnel helper on node %s: %w", h.node, err)
 	}
