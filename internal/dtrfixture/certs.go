@@ -3,18 +3,16 @@ package dtrfixture
 import (
 	"archive/tar"
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/docker-dtr/docker-dtr/internal/rethinktest"
 )
 
 // pki is a cluster's TLS material in PEM: the CA that signs and the one
@@ -29,28 +27,7 @@ type pki struct {
 
 func newPKI(replicaIDs []string) (*pki, error) {
 	now := time.Now()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "dtrfixture rethink CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(7 * 24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature | x509.KeyUsageCRLSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return nil, err
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return nil, err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := rethinktest.NewCA("dtrfixture rethink CA", 7*24*time.Hour)
 	if err != nil {
 		return nil, err
 	}
@@ -68,26 +45,11 @@ func newPKI(replicaIDs []string) (*pki, error) {
 		name := containerName("rethinkdb", id)
 		leaf.DNSNames = append(leaf.DNSNames, name+"."+networkName, name)
 	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
-	if err != nil {
+	p := &pki{caCert: ca.CertPEM, caKey: ca.KeyPEM, caPool: x509.NewCertPool()}
+	if p.certPEM, p.keyPEM, err = ca.Issue(leaf); err != nil {
 		return nil, err
 	}
-	caKeyDER, err := x509.MarshalPKCS8PrivateKey(caKey)
-	if err != nil {
-		return nil, err
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, err
-	}
-	p := &pki{
-		caCert:  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
-		caKey:   pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: caKeyDER}),
-		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}),
-		keyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
-		caPool:  x509.NewCertPool(),
-	}
-	p.caPool.AddCert(ca)
+	p.caPool.AddCert(ca.Cert)
 	if p.clientCertificate, err = tls.X509KeyPair(p.certPEM, p.keyPEM); err != nil {
 		return nil, err
 	}

@@ -30,28 +30,11 @@ func NewCerts(dir string, hosts ...string) (*Certs, error) {
 		ClientKey:  filepath.Join(dir, "client-key.pem"),
 	}
 	now := time.Now()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := NewCA("rethinktest CA", 24*time.Hour)
 	if err != nil {
 		return nil, err
 	}
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "rethinktest CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return nil, err
-	}
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return nil, err
-	}
-	if err := writePEM(c.CA, "CERTIFICATE", caDER, 0o644); err != nil {
+	if err := os.WriteFile(c.CA, ca.CertPEM, 0o644); err != nil {
 		return nil, err
 	}
 
@@ -72,7 +55,7 @@ func NewCerts(dir string, hosts ...string) (*Certs, error) {
 			server.DNSNames = append(server.DNSNames, h)
 		}
 	}
-	if err := issue(server, caCert, caKey, c.ServerCert, c.ServerKey); err != nil {
+	if err := ca.issueFiles(server, c.ServerCert, c.ServerKey); err != nil {
 		return nil, err
 	}
 	client := &x509.Certificate{
@@ -83,33 +66,82 @@ func NewCerts(dir string, hosts ...string) (*Certs, error) {
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}
-	if err := issue(client, caCert, caKey, c.ClientCert, c.ClientKey); err != nil {
+	if err := ca.issueFiles(client, c.ClientCert, c.ClientKey); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-func issue(tmpl, ca *x509.Certificate, caKey *ecdsa.PrivateKey, certPath, keyPath string) error {
+// CA is a test certificate authority, in memory.
+type CA struct {
+	Cert            *x509.Certificate
+	Key             *ecdsa.PrivateKey
+	CertPEM, KeyPEM []byte
+}
+
+// NewCA makes a self-signed P-256 CA valid for an hour before now and
+// validFor after.
+func NewCA(name string, validFor time.Duration) (*CA, error) {
+	now := time.Now()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: name},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(validFor),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature | x509.KeyUsageCRLSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
 	}
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := writePEM(certPath, "CERTIFICATE", der, 0o644); err != nil {
-		return err
-	}
-	return writePEM(keyPath, "PRIVATE KEY", keyDER, 0o600)
+	return &CA{
+		Cert: cert, Key: key,
+		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+	}, nil
 }
 
-func writePEM(path, typ string, der []byte, mode os.FileMode) error {
-	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), mode)
+// Issue signs tmpl for a new P-256 key and returns both in PEM.
+func (ca *CA) Issue(tmpl *x509.Certificate) (certPEM, keyPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	if err != nil {
+		return nil, nil, err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
+}
+
+func (ca *CA) issueFiles(tmpl *x509.Certificate, certPath, keyPath string) error {
+	cert, key, err := ca.Issue(tmpl)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(certPath, cert, 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(keyPath, key, 0o600)
 }
 
 func (c *Certs) caPool() (*x509.CertPool, error) {
