@@ -1,21 +1,17 @@
 package archive
 
 import (
-	"bufio"
-	"bytes"
-	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"time"
+
+	"github.com/docker-dtr/docker-dtr/pkg/jsonl"
 )
 
-// The manifest is JSON Lines so that it streams both ways: a header line, one
-// line per entry in archive order, and a trailer line holding the SHA-256 of
-// every byte before it. It never has to fit in memory, however many rows.
+// The manifest is JSON Lines (package jsonl) so that it streams both ways: a
+// header line, one line per entry in archive order, and a trailer with the
+// SHA-256 of every byte before it. It never has to fit in memory.
 
 // Manifest is the header line.
 type Manifest struct {
@@ -57,10 +53,6 @@ type Entry struct {
 	SHA256 string `json:"sha256"`
 }
 
-type trailer struct {
-	ManifestSHA256 string `json:"manifestSHA256"`
-}
-
 // Rows and Bytes total the tables.
 func (m *Manifest) Rows() (rows, bytes int64) {
 	for _, t := range m.Tables {
@@ -96,97 +88,30 @@ const (
 // manifestReader streams a manifest: Header first, then Next until io.EOF,
 // which it returns only once the trailer's checksum has matched.
 type manifestReader struct {
-	br     *bufio.Reader
-	sum    hash.Hash
+	r      *jsonl.Reader
 	Header Manifest
-	done   bool
 }
 
-var errManifestChecksum = errors.New("manifest checksum does not match: the manifest is damaged")
-
 func newManifestReader(r io.Reader) (*manifestReader, error) {
-	mr := &manifestReader{br: bufio.NewReaderSize(r, 64<<10), sum: sha256.New()}
-	line, err := mr.line(maxHeaderLine)
-	if err != nil {
-		return nil, fmt.Errorf("manifest header: %w", err)
+	mr := &manifestReader{}
+	var err error
+	if mr.r, err = jsonl.NewReader(r, &mr.Header, maxHeaderLine, maxEntryLine); err != nil {
+		return nil, err
 	}
-	if err := strictUnmarshal(line, &mr.Header); err != nil {
-		return nil, fmt.Errorf("manifest header: %w", err)
-	}
-	mr.sum.Write(line)
 	if err := mr.Header.validate(); err != nil {
 		return nil, err
 	}
 	return mr, nil
 }
 
-// line returns the next line including its newline.
-func (mr *manifestReader) line(limit int) ([]byte, error) {
-	var buf []byte
-	for {
-		chunk, err := mr.br.ReadSlice('\n')
-		buf = append(buf, chunk...)
-		if len(buf) > limit {
-			return nil, fmt.Errorf("line longer than %d bytes", limit)
-		}
-		switch {
-		case err == nil:
-			return buf, nil
-		case errors.Is(err, bufio.ErrBufferFull):
-			continue
-		case errors.Is(err, io.EOF):
-			if len(buf) == 0 {
-				return nil, errors.New("manifest ends without its trailer")
-			}
-			return nil, errors.New("manifest ends in the middle of a line")
-		default:
-			return nil, err
-		}
-	}
-}
-
 // Next returns the next entry, or io.EOF after a valid trailer.
 func (mr *manifestReader) Next() (Entry, error) {
-	if mr.done {
-		return Entry{}, io.EOF
-	}
-	line, err := mr.line(maxEntryLine)
-	if err != nil {
-		return Entry{}, err
-	}
-	if bytes.HasPrefix(line, []byte(`{"manifestSHA256"`)) {
-		var t trailer
-		if err := strictUnmarshal(line, &t); err != nil {
-			return Entry{}, fmt.Errorf("manifest trailer: %w", err)
-		}
-		if t.ManifestSHA256 != hex.EncodeToString(mr.sum.Sum(nil)) {
-			return Entry{}, errManifestChecksum
-		}
-		if _, err := mr.br.ReadByte(); err != io.EOF {
-			return Entry{}, errors.New("data after the manifest trailer")
-		}
-		mr.done = true
-		return Entry{}, io.EOF
-	}
-	mr.sum.Write(line)
 	var e Entry
-	if err := strictUnmarshal(line, &e); err != nil {
-		return Entry{}, fmt.Errorf("manifest entry: %w", err)
+	if err := mr.r.Next(&e); err != nil {
+		return Entry{}, err
 	}
 	if _, err := hex.DecodeString(e.SHA256); err != nil || len(e.SHA256) != 64 || e.Size < 0 {
 		return Entry{}, fmt.Errorf("manifest entry %q: invalid size or sha256", e.Name)
 	}
 	return e, nil
-}
-
-func strictUnmarshal(line []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if dec.More() {
-		return errors.New("more than one JSON value on a line")
-	}
-	return nil
 }

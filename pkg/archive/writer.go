@@ -8,8 +8,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"time"
+
+	"github.com/docker-dtr/docker-dtr/pkg/jsonl"
 )
 
 // Info describes the backup being written.
@@ -24,15 +25,13 @@ type Info struct {
 // definitions, each table's documents as they arrive. Entry checksums are
 // spooled to a temporary file, so memory does not grow with the row count.
 type Writer struct {
-	tw      *tar.Writer
-	out     *bufio.Writer // tar writes headers and padding in small pieces
-	info    Info
-	defs    Definitions
-	spool   *os.File
-	spoolW  *bufio.Writer
-	entries int64
-	stats   []TableStats
-	cur     int // index into defs.Tables of the open table, -1 before the first
+	tw    *tar.Writer
+	out   *bufio.Writer // tar writes headers and padding in small pieces
+	info  Info
+	defs  Definitions
+	spool *jsonl.Spool
+	stats []TableStats
+	cur   int // index into defs.Tables of the open table, -1 before the first
 }
 
 // NewWriter starts an archive on w: the versioned directory first (DTR's
@@ -45,14 +44,14 @@ func NewWriter(w io.Writer, info Info, defs Definitions) (*Writer, error) {
 	if err := defs.validate(); err != nil {
 		return nil, err
 	}
-	spool, err := os.CreateTemp("", "docker-dtr-manifest-*")
+	spool, err := jsonl.NewSpool()
 	if err != nil {
-		return nil, fmt.Errorf("creating manifest spool: %w", err)
+		return nil, err
 	}
 	out := bufio.NewWriterSize(w, 1<<20)
 	aw := &Writer{
 		tw: tar.NewWriter(out), out: out, info: info, defs: defs,
-		spool: spool, spoolW: bufio.NewWriterSize(spool, 64<<10), cur: -1,
+		spool: spool, cur: -1,
 	}
 	defsJSON, err := json.MarshalIndent(defs, "", "  ")
 	if err != nil {
@@ -98,13 +97,7 @@ func (aw *Writer) file(name string, data []byte) error {
 }
 
 func (aw *Writer) record(name string, size int64, sum [32]byte) error {
-	aw.entries++
-	line, err := json.Marshal(Entry{Name: name, Size: size, SHA256: hex.EncodeToString(sum[:])})
-	if err != nil {
-		return err
-	}
-	aw.spoolW.Write(line)
-	return aw.spoolW.WriteByte('\n')
+	return aw.spool.Add(Entry{Name: name, Size: size, SHA256: hex.EncodeToString(sum[:])})
 }
 
 // BeginTable opens the next table of the definitions, which must be t.
@@ -143,9 +136,6 @@ func (aw *Writer) Finish(excluded []Exclusion, finished time.Time) (*Manifest, e
 	if len(aw.stats) != len(aw.defs.Tables) {
 		return nil, fmt.Errorf("%d of %d tables written", len(aw.stats), len(aw.defs.Tables))
 	}
-	if err := aw.spoolW.Flush(); err != nil {
-		return nil, fmt.Errorf("writing manifest spool: %w", err)
-	}
 	if excluded == nil {
 		excluded = []Exclusion{}
 	}
@@ -153,45 +143,12 @@ func (aw *Writer) Finish(excluded []Exclusion, finished time.Time) (*Manifest, e
 		Format: FormatName, FormatVersion: FormatVersion, Tool: aw.info.Tool,
 		DTRVersion: aw.info.DTRVersion, ReplicaID: aw.info.ReplicaID,
 		Started: aw.info.Started.UTC(), Finished: finished.UTC(),
-		Tables: aw.stats, Excluded: excluded, Entries: aw.entries,
+		Tables: aw.stats, Excluded: excluded, Entries: aw.spool.Len(),
 	}
 	if m.Tables == nil {
 		m.Tables = []TableStats{}
 	}
-	head, err := json.Marshal(m)
-	if err != nil {
-		return nil, err
-	}
-	head = append(head, '\n')
-	spoolSize, err := aw.spool.Seek(0, io.SeekCurrent)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := aw.spool.Seek(0, io.SeekStart); err != nil {
-		return nil, err
-	}
-	sum := sha256.New()
-	sum.Write(head)
-	if _, err := io.Copy(sum, aw.spool); err != nil {
-		return nil, fmt.Errorf("reading manifest spool: %w", err)
-	}
-	tail, _ := json.Marshal(trailer{ManifestSHA256: hex.EncodeToString(sum.Sum(nil))})
-	tail = append(tail, '\n')
-
-	size := int64(len(head)) + spoolSize + int64(len(tail))
-	if err := aw.tw.WriteHeader(aw.header(ManifestName, tar.TypeReg, FileMode, size)); err != nil {
-		return nil, err
-	}
-	if _, err := aw.tw.Write(head); err != nil {
-		return nil, err
-	}
-	if _, err := aw.spool.Seek(0, io.SeekStart); err != nil {
-		return nil, err
-	}
-	if _, err := io.Copy(aw.tw, io.LimitReader(aw.spool, spoolSize)); err != nil {
-		return nil, err
-	}
-	if _, err := aw.tw.Write(tail); err != nil {
+	if err := aw.spool.WriteEntry(aw.tw, aw.header(ManifestName, tar.TypeReg, FileMode, 0), m); err != nil {
 		return nil, err
 	}
 	if err := aw.tw.Close(); err != nil {
@@ -205,9 +162,5 @@ func (aw *Writer) Finish(excluded []Exclusion, finished time.Time) (*Manifest, e
 
 // Abort releases the spool; the archive written so far is incomplete.
 func (aw *Writer) Abort() {
-	if aw.spool != nil {
-		aw.spool.Close()
-		os.Remove(aw.spool.Name())
-		aw.spool = nil
-	}
+	aw.spool.Close()
 }

@@ -1,0 +1,198 @@
+// Package jsonl writes and reads the manifests of docker-dtr archives: JSON
+// Lines with a header line, one line per entry, and a trailer line holding
+// the SHA-256 of every byte before it. Both ways stream: entries are spooled
+// to a temporary file while the archive is written, and read one at a time,
+// so nothing grows with the number of entries.
+package jsonl
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+)
+
+type trailer struct {
+	ManifestSHA256 string `json:"manifestSHA256"`
+}
+
+var trailerPrefix = []byte(`{"manifestSHA256"`)
+
+// ErrChecksum means the trailer's checksum does not match the lines.
+var ErrChecksum = errors.New("manifest checksum does not match: the manifest is damaged")
+
+// Spool collects entry lines until the manifest is written.
+type Spool struct {
+	f *os.File
+	w *bufio.Writer
+	n int64
+}
+
+// NewSpool creates the spool's temporary file.
+func NewSpool() (*Spool, error) {
+	f, err := os.CreateTemp("", "docker-dtr-manifest-*")
+	if err != nil {
+		return nil, fmt.Errorf("creating manifest spool: %w", err)
+	}
+	return &Spool{f: f, w: bufio.NewWriterSize(f, 64<<10)}, nil
+}
+
+// Add appends one entry line.
+func (s *Spool) Add(entry any) error {
+	line, err := json.Marshal(entry)
+	if err != nil {
+		return err
+	}
+	s.n++
+	s.w.Write(line)
+	return s.w.WriteByte('\n')
+}
+
+// Len is the number of entries added.
+func (s *Spool) Len() int64 { return s.n }
+
+// WriteEntry writes the manifest, header first, as one tar entry described
+// by hdr (its size is filled in).
+func (s *Spool) WriteEntry(tw *tar.Writer, hdr *tar.Header, header any) error {
+	if err := s.w.Flush(); err != nil {
+		return fmt.Errorf("writing manifest spool: %w", err)
+	}
+	head, err := json.Marshal(header)
+	if err != nil {
+		return err
+	}
+	head = append(head, '\n')
+	size, err := s.f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return err
+	}
+	sum := sha256.New()
+	sum.Write(head)
+	if _, err := io.Copy(sum, io.NewSectionReader(s.f, 0, size)); err != nil {
+		return fmt.Errorf("reading manifest spool: %w", err)
+	}
+	tail, _ := json.Marshal(trailer{ManifestSHA256: hex.EncodeToString(sum.Sum(nil))})
+	tail = append(tail, '\n')
+
+	hdr.Size = int64(len(head)) + size + int64(len(tail))
+	if err := tw.WriteHeader(hdr); err != nil {
+		return err
+	}
+	if _, err := tw.Write(head); err != nil {
+		return err
+	}
+	if _, err := io.Copy(tw, io.NewSectionReader(s.f, 0, size)); err != nil {
+		return err
+	}
+	_, err = tw.Write(tail)
+	return err
+}
+
+// Close removes the spool.
+func (s *Spool) Close() {
+	if s.f != nil {
+		s.f.Close()
+		os.Remove(s.f.Name())
+		s.f = nil
+	}
+}
+
+// Reader reads a manifest: the header when it is made, then Next until
+// io.EOF, which comes only once the trailer's checksum has matched.
+type Reader struct {
+	br      *bufio.Reader
+	sum     hash.Hash
+	maxLine int
+	done    bool
+}
+
+// NewReader reads the header line (at most maxHeader bytes) into header,
+// strictly: unknown fields are errors. Entry lines may be up to maxLine.
+func NewReader(r io.Reader, header any, maxHeader, maxLine int) (*Reader, error) {
+	mr := &Reader{br: bufio.NewReaderSize(r, 64<<10), sum: sha256.New(), maxLine: maxLine}
+	line, err := mr.line(maxHeader)
+	if err != nil {
+		return nil, fmt.Errorf("manifest header: %w", err)
+	}
+	if err := StrictUnmarshal(line, header); err != nil {
+		return nil, fmt.Errorf("manifest header: %w", err)
+	}
+	mr.sum.Write(line)
+	return mr, nil
+}
+
+// line returns the next line including its newline.
+func (mr *Reader) line(limit int) ([]byte, error) {
+	var buf []byte
+	for {
+		chunk, err := mr.br.ReadSlice('\n')
+		buf = append(buf, chunk...)
+		if len(buf) > limit {
+			return nil, fmt.Errorf("line longer than %d bytes", limit)
+		}
+		switch {
+		case err == nil:
+			return buf, nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case errors.Is(err, io.EOF):
+			if len(buf) == 0 {
+				return nil, errors.New("manifest ends without its trailer")
+			}
+			return nil, errors.New("manifest ends in the middle of a line")
+		default:
+			return nil, err
+		}
+	}
+}
+
+// Next decodes the next entry into v, or returns io.EOF after a valid
+// trailer.
+func (mr *Reader) Next(v any) error {
+	if mr.done {
+		return io.EOF
+	}
+	line, err := mr.line(mr.maxLine)
+	if err != nil {
+		return err
+	}
+	if bytes.HasPrefix(line, trailerPrefix) {
+		var t trailer
+		if err := StrictUnmarshal(line, &t); err != nil {
+			return fmt.Errorf("manifest trailer: %w", err)
+		}
+		if t.ManifestSHA256 != hex.EncodeToString(mr.sum.Sum(nil)) {
+			return ErrChecksum
+		}
+		if _, err := mr.br.ReadByte(); err != io.EOF {
+			return errors.New("data after the manifest trailer")
+		}
+		mr.done = true
+		return io.EOF
+	}
+	mr.sum.Write(line)
+	if err := StrictUnmarshal(line, v); err != nil {
+		return fmt.Errorf("manifest entry: %w", err)
+	}
+	return nil
+}
+
+// StrictUnmarshal decodes exactly one JSON value with no unknown fields.
+func StrictUnmarshal(line []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("more than one JSON value on a line")
+	}
+	return nil
+}
