@@ -16,6 +16,7 @@ func newBackupCmd(dockerCli command.Cli) *cobra.Command {
 	}
 	cmd.AddCommand(
 		newCreateCmd(dockerCli),
+		newImagesCmd(dockerCli),
 		newVerifyCmd(dockerCli),
 		newInspectCmd(dockerCli),
 		newRestoreCmd(dockerCli),

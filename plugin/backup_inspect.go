@@ -1,7 +1,6 @@
 package plugin
 
 import (
-	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
 )
@@ -32,5 +31,5 @@ func runInspect(dockerCli command.Cli, opts inspectOptions) error {
 	if err := checkFormat(opts.format); err != nil {
 		return err
 	}
-	return reportArchive(dockerCli, opts.file, opts.format, archive.Inspect)
+	return reportArchive(dockerCli, opts.file, opts.format, false, "")
 }

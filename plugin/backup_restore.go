@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
+	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker/cli/cli/command"
@@ -54,7 +55,7 @@ flags reach a RethinkDB directly instead.`,
 	flags := cmd.Flags()
 	flags.StringVar(&opts.dtrVersion, "dtr-version", "", "Version of the DTR being restored into (needed with --rethinkdb-addr; otherwise read from the replica)")
 	flags.BoolVar(&opts.allowVersionMismatch, "allow-version-mismatch", false, "Restore a backup of another DTR major.minor version")
-	flags.BoolVarP(&opts.force, "force", "f", false, "Drop and replace tables that already exist")
+	flags.BoolVarP(&opts.force, "force", "f", false, "Drop and replace tables that already exist; for image backups, write into a volume that is not empty")
 	flags.BoolVar(&opts.dryRun, "dry-run", false, "Show what would be done, change nothing")
 	flags.IntVar(&opts.writers, "writers", 4, "Concurrent insert queries")
 	flags.StringVar(&opts.format, "format", "", `Output format: "json", or empty for a summary`)
@@ -89,6 +90,11 @@ func runRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions)
 	}
 	defer done()
 	name := displayName(opts.file)
+	if images, err := imagearchive.IsImageArchive(f); err != nil {
+		return err
+	} else if images {
+		return runImageRestore(ctx, dockerCli, opts, f, name, prog)
+	}
 
 	// Verify everything before touching anything.
 	prog.Step("verifying %s", name)

@@ -1,14 +1,14 @@
 package plugin
 
 import (
-	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
 )
 
 type verifyOptions struct {
-	file   string
-	format string
+	file     string
+	format   string
+	metadata string
 }
 
 func newVerifyCmd(dockerCli command.Cli) *cobra.Command {
@@ -21,8 +21,16 @@ func newVerifyCmd(dockerCli command.Cli) *cobra.Command {
 Exit status: 0 the backup is valid, 1 it is not (every problem is listed),
 2 wrong usage. FILE may be "-" for standard input. Backups written by
 'docker/dtr backup' have no manifest: their structure and documents are
-checked, their completeness cannot be.`,
+checked, their completeness cannot be.
+
+Image backups (docker dtr backup images) are recognised: every file's
+SHA-256 is checked against the manifest and every blob against its digest.
+With --metadata FILE, every layer and manifest digest that the metadata
+backup's manifests, blobs and tags tables reference must be in the image
+backup; what is missing is listed with the repository:tag that needs it,
+and blobs nothing references are counted.`,
 		Example: `  docker dtr backup verify backup-metadata.tar
+  docker dtr backup verify backup-images.tar --metadata backup-metadata.tar
   gpg -d backup-metadata.tar.gpg | docker dtr backup verify -`,
 		Args: exactArgs(1, "a backup FILE (or - for standard input)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -31,6 +39,7 @@ checked, their completeness cannot be.`,
 		},
 	}
 	cmd.Flags().StringVar(&opts.format, "format", "", `Output format: "json", or empty for a summary`)
+	cmd.Flags().StringVar(&opts.metadata, "metadata", "", "With an image backup: a metadata backup whose referenced blobs must all be in it")
 	return cmd
 }
 
@@ -38,5 +47,5 @@ func runVerify(dockerCli command.Cli, opts verifyOptions) error {
 	if err := checkFormat(opts.format); err != nil {
 		return err
 	}
-	return reportArchive(dockerCli, opts.file, opts.format, archive.Verify)
+	return reportArchive(dockerCli, opts.file, opts.format, true, opts.metadata)
 }

@@ -60,6 +60,8 @@ func TestHelpGolden(t *testing.T) {
 		{"backup", "verify", "--help"},
 		{"backup", "inspect", "--help"},
 		{"backup", "restore", "--help"},
+		{"backup", "images", "--help"},
+		{"status", "--help"},
 	} {
 		name := strings.Join(append([]string{"help"}, args[:len(args)-1]...), "-") + ".golden"
 		t.Run(name, func(t *testing.T) {

@@ -4,24 +4,38 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
+	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker/cli/cli"
 	"github.com/docker/cli/cli/command"
 )
 
-// reportArchive opens a backup, reads it with read (archive.Verify or
-// archive.Inspect), prints the report and fails when it found problems.
-func reportArchive(dockerCli command.Cli, file, format string, read func(*os.File) (*archive.Report, error)) error {
+// reportArchive opens a backup of either kind, reads all of it (verify) or
+// its manifest (inspect), prints the report and fails when it found
+// problems. metadata, for image backups, names a metadata backup to
+// cross-check with.
+func reportArchive(dockerCli command.Cli, file, format string, full bool, metadata string) error {
 	f, done, err := openArchive(dockerCli, file)
 	if err != nil {
 		return err
 	}
 	defer done()
+	if images, err := imagearchive.IsImageArchive(f); err != nil {
+		return err
+	} else if images {
+		return reportImages(dockerCli, f, displayName(file), format, full, metadata)
+	}
+	if metadata != "" {
+		return fmt.Errorf("--metadata is for image backups, and %s is a metadata backup: verify the image backup with --metadata %s", displayName(file), displayName(file))
+	}
+	read := archive.Inspect
+	if full {
+		read = archive.Verify
+	}
 	rep, err := read(f)
 	if err != nil {
 		return err

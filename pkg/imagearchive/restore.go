@@ -1,0 +1,180 @@
+package imagearchive
+
+import (
+	"archive/tar"
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/docker-dtr/docker-dtr/pkg/jsonl"
+)
+
+// Content writes the archive's content to w as a tar whose names are
+// relative to the volume, for the engine's archive API to extract into it.
+// Every name and link is checked again on the way: nothing may land outside
+// the volume, whatever the archive says.
+func Content(f *os.File, contentDir string, w io.Writer) error {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	tr := tar.NewReader(bufio.NewReaderSize(f, 1<<20))
+	tw := tar.NewWriter(w)
+	buf := make([]byte, 1<<20)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if hdr.Name == ManifestName || hdr.Name == contentDir {
+			continue
+		}
+		rel, ok := strings.CutPrefix(hdr.Name, contentDir)
+		if !ok {
+			return fmt.Errorf("%s is outside %s: refusing to restore it", hdr.Name, contentDir)
+		}
+		if err := SafeName(rel); err != nil {
+			return fmt.Errorf("%s: %v: refusing to restore it", hdr.Name, err)
+		}
+		switch hdr.Typeflag {
+		case tar.TypeSymlink:
+			if err := SafeLink(rel, hdr.Linkname); err != nil {
+				return fmt.Errorf("%s: %v: refusing to restore it", hdr.Name, err)
+			}
+		case tar.TypeDir, tar.TypeReg:
+		default:
+			return fmt.Errorf("%s: entry type %q: refusing to restore it", hdr.Name, hdr.Typeflag)
+		}
+		if err := tw.WriteHeader(copyHeader(hdr, rel)); err != nil {
+			return err
+		}
+		if hdr.Typeflag == tar.TypeReg {
+			if _, err := io.CopyBuffer(tw, tr, buf); err != nil {
+				return err
+			}
+		}
+	}
+	return tw.Close()
+}
+
+// Check is what a restored volume holds against the manifest.
+type Check struct {
+	Checked  int64    `json:"checked"`
+	Missing  []string `json:"missing"`
+	Differ   []string `json:"differ"`
+	Extra    int64    `json:"extra"` // files in the volume the backup does not hold
+	Omitted  int      `json:"omitted,omitempty"`
+}
+
+// OK reports whether every file of the manifest is in the volume, intact.
+func (c *Check) OK() bool { return len(c.Missing) == 0 && len(c.Differ) == 0 && c.Omitted == 0 }
+
+func (c *Check) note(list *[]string, name string) {
+	if len(c.Missing)+len(c.Differ) >= maxProblems {
+		c.Omitted++
+		return
+	}
+	*list = append(*list, name)
+}
+
+// CheckVolume compares the volume's content, as the archive API gives it,
+// with the archive's manifest. Both list entries in the engine's walk order
+// (lexical, directory by directory), so they merge in one pass.
+func CheckVolume(f *os.File, volume io.Reader) (*Check, error) {
+	rep, mr, _ := open(f)
+	if mr == nil {
+		return nil, fmt.Errorf("reading the manifest: %v", rep.Problems)
+	}
+	c := &Check{Missing: []string{}, Differ: []string{}}
+	want, err := nextFile(mr)
+	if err != nil {
+		return nil, err
+	}
+	tr := tar.NewReader(volume)
+	buf := make([]byte, 1<<20)
+	root := ""
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading the volume: %w", err)
+		}
+		if root == "" {
+			root = strings.TrimSuffix(hdr.Name, "/") + "/"
+			continue
+		}
+		if hdr.Typeflag != tar.TypeReg {
+			continue
+		}
+		rel := strings.TrimPrefix(hdr.Name, root)
+		for want != nil && walkLess(want.Name, rel) {
+			c.note(&c.Missing, want.Name)
+			if want, err = nextFile(mr); err != nil {
+				return nil, err
+			}
+		}
+		if want == nil || want.Name != rel {
+			if !isUpload(rel) {
+				c.Extra++
+			}
+			continue
+		}
+		h := sha256.New()
+		n, err := io.CopyBuffer(h, tr, buf)
+		if err != nil {
+			return nil, fmt.Errorf("reading the volume: %s: %w", rel, err)
+		}
+		if n != want.Size || hex.EncodeToString(h.Sum(nil)) != want.SHA256 {
+			c.note(&c.Differ, rel)
+		}
+		c.Checked++
+		if want, err = nextFile(mr); err != nil {
+			return nil, err
+		}
+	}
+	for want != nil {
+		c.note(&c.Missing, want.Name)
+		if want, err = nextFile(mr); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// nextFile returns the manifest's next file entry, or nil at the end.
+func nextFile(mr *jsonl.Reader) (*Entry, error) {
+	for {
+		var e Entry
+		err := mr.Next(&e)
+		if errors.Is(err, io.EOF) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if e.Type == TypeFile {
+			return &e, nil
+		}
+	}
+}
+
+// walkLess orders paths as a directory walk meets them: component by
+// component, so "a/b" comes before "a-b" although '-' < '/'.
+func walkLess(a, b string) bool {
+	as, bs := strings.Split(a, "/"), strings.Split(b, "/")
+	for i := 0; i < len(as) && i < len(bs); i++ {
+		if as[i] != bs[i] {
+			return as[i] < bs[i]
+		}
+	}
+	return len(as) < len(bs)
+}

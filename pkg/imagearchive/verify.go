@@ -1,0 +1,293 @@
+package imagearchive
+
+import (
+	"archive/tar"
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/docker-dtr/docker-dtr/pkg/archive"
+	"github.com/docker-dtr/docker-dtr/pkg/jsonl"
+)
+
+// Kind names image archives in reports, beside archive.KindPlugin.
+const Kind = "docker-dtr images"
+
+const (
+	maxHeaderLine = 1 << 20
+	maxEntryLine  = 8 << 10
+	maxProblems   = 1000
+)
+
+// Report is what verify or inspect learned of an image archive.
+type Report struct {
+	Kind       string     `json:"kind"`
+	DTRVersion string     `json:"dtrVersion"`
+	ReplicaID  string     `json:"replicaId"`
+	Node       string     `json:"node,omitempty"`
+	Volume     string     `json:"volume"`
+	Tool       string     `json:"tool,omitempty"`
+	Started    *time.Time `json:"started,omitempty"`
+	Finished   *time.Time `json:"finished,omitempty"`
+	Totals
+	Size            int64             `json:"size"`
+	FullRead        bool              `json:"fullRead"`
+	Verified        bool              `json:"verified"`
+	Problems        []archive.Problem `json:"problems"`
+	ProblemsOmitted int               `json:"problemsOmitted,omitempty"`
+
+	// Digests of the blobs the archive holds (hex), after Verify.
+	BlobDigests map[string]bool `json:"-"`
+	// ContentDir is the archive's top directory.
+	ContentDir string `json:"-"`
+}
+
+// OK reports whether no problem was found.
+func (r *Report) OK() bool { return len(r.Problems) == 0 && r.ProblemsOmitted == 0 }
+
+func (r *Report) addProblem(entry, format string, args ...any) {
+	if len(r.Problems) >= maxProblems {
+		r.ProblemsOmitted++
+		return
+	}
+	r.Problems = append(r.Problems, archive.Problem{Entry: entry, Message: fmt.Sprintf(format, args...)})
+}
+
+// IsImageArchive tells image archives from metadata ones by the first
+// entry: metadata archives start with DTR's dtr-backup-v<version>/.
+func IsImageArchive(f *os.File) (bool, error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return false, err
+	}
+	defer f.Seek(0, io.SeekStart)
+	hdr, err := tar.NewReader(f).Next()
+	if err != nil {
+		return false, nil // not a tar: the metadata verifier says what is wrong
+	}
+	return !strings.HasPrefix(hdr.Name, "dtr-backup-v"), nil
+}
+
+// locate finds the manifest, which must be the last entry.
+func locate(f *os.File, rep *Report) (off, size int64, ok bool) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		rep.addProblem("", "%v", err)
+		return 0, 0, false
+	}
+	tr := tar.NewReader(f) // *os.File lets tar seek over content
+	var last string
+	found := false
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			rep.addProblem(last, "the archive is damaged or truncated after this entry: %v", err)
+			return 0, 0, false
+		}
+		last = hdr.Name
+		if hdr.Name == ManifestName {
+			if found {
+				rep.addProblem(hdr.Name, "a second manifest")
+				return 0, 0, false
+			}
+			found = true
+			if off, err = f.Seek(0, io.SeekCurrent); err != nil {
+				rep.addProblem("", "%v", err)
+				return 0, 0, false
+			}
+			size = hdr.Size
+		} else if found {
+			rep.addProblem(hdr.Name, "entry after the manifest, which must be last")
+			return 0, 0, false
+		}
+	}
+	if !found {
+		rep.addProblem("", "no %s at the end: not an image backup made by docker-dtr, or cut short", ManifestName)
+		return 0, 0, false
+	}
+	return off, size, true
+}
+
+func open(f *os.File) (*Report, *jsonl.Reader, *Manifest) {
+	rep := &Report{Kind: Kind, Problems: []archive.Problem{}}
+	if st, err := f.Stat(); err == nil {
+		rep.Size = st.Size()
+	}
+	off, size, ok := locate(f, rep)
+	if !ok {
+		return rep, nil, nil
+	}
+	var m Manifest
+	mr, err := jsonl.NewReader(io.NewSectionReader(f, off, size), &m, maxHeaderLine, maxEntryLine)
+	if err == nil {
+		err = m.validate()
+	}
+	if err != nil {
+		rep.addProblem(ManifestName, "%v", err)
+		return rep, nil, nil
+	}
+	rep.DTRVersion, rep.ReplicaID, rep.Node, rep.Volume, rep.Tool = m.DTRVersion, m.ReplicaID, m.Node, m.Volume, m.Tool
+	rep.Started, rep.Finished = &m.Started, &m.Finished
+	rep.Totals, rep.ContentDir = m.Totals, m.ContentDir
+	return rep, mr, &m
+}
+
+// Inspect reads the manifest's header only.
+func Inspect(f *os.File) (*Report, error) {
+	rep, _, _ := open(f)
+	return rep, nil
+}
+
+// Verify reads every entry: names, kinds and modes against the manifest,
+// every file's SHA-256, every blob against its digest, links kept inside.
+func Verify(f *os.File) (*Report, error) {
+	rep, mr, m := open(f)
+	if mr == nil {
+		return rep, nil
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	rep.FullRead = true
+	rep.BlobDigests = map[string]bool{}
+	known := map[string]bool{}
+	for _, name := range m.CorruptBlobs {
+		known[name] = true
+	}
+	var got Totals
+	got.CorruptBlobs = []string{}
+	tr := tar.NewReader(bufio.NewReaderSize(f, 1<<20))
+	buf := make([]byte, 1<<20)
+	first, inSync := true, true
+	last := ""
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			rep.addProblem(last, "the archive is damaged or truncated after this entry: %v", err)
+			return rep, nil
+		}
+		last = hdr.Name
+		if hdr.Name == ManifestName {
+			break
+		}
+		if first {
+			first = false
+			if hdr.Name != m.ContentDir || hdr.Typeflag != tar.TypeDir {
+				rep.addProblem(hdr.Name, "the first entry must be the directory %s", m.ContentDir)
+				inSync = false
+			}
+			continue
+		}
+		rel, ok := strings.CutPrefix(hdr.Name, m.ContentDir)
+		if !ok {
+			rep.addProblem(hdr.Name, "outside the content directory %s", m.ContentDir)
+			continue
+		}
+		if err := SafeName(rel); err != nil {
+			rep.addProblem(hdr.Name, "%v", err)
+			continue
+		}
+		e := Entry{Name: rel, Mode: hdr.Mode}
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			e.Type, e.Name = TypeDir, strings.TrimSuffix(rel, "/")+"/"
+			got.Dirs++
+		case tar.TypeSymlink:
+			e.Type, e.Link = TypeSymlink, hdr.Linkname
+			if err := SafeLink(rel, hdr.Linkname); err != nil {
+				rep.addProblem(hdr.Name, "%v", err)
+			}
+			got.Links++
+		case tar.TypeReg:
+			h := sha256.New()
+			n, err := io.CopyBuffer(h, tr, buf)
+			if err != nil {
+				rep.addProblem(hdr.Name, "reading: %v", err)
+				return rep, nil
+			}
+			e.Type, e.Size, e.SHA256 = TypeFile, n, hex.EncodeToString(h.Sum(nil))
+			got.Files++
+			got.Bytes += n
+			if digest, ok := BlobDigest(rel); ok {
+				got.Blobs++
+				rep.BlobDigests[digest] = true
+				if digest != e.SHA256 {
+					got.CorruptBlobs = append(got.CorruptBlobs, rel)
+					if !known[rel] {
+						rep.addProblem(hdr.Name, "blob data does not match its digest sha256:%s", digest)
+					}
+				}
+			}
+		default:
+			rep.addProblem(hdr.Name, "unexpected entry type %q", hdr.Typeflag)
+			continue
+		}
+		if inSync {
+			inSync = rep.match(mr, e, hdr.Name)
+		}
+	}
+	if inSync {
+		var extra Entry
+		switch err := mr.Next(&extra); {
+		case err == nil:
+			rep.addProblem(ManifestName, "lists %s, which the archive does not hold", extra.Name)
+		case !errors.Is(err, io.EOF):
+			rep.addProblem(ManifestName, "%v", err)
+		}
+	}
+	if got.Files != m.Files || got.Bytes != m.Bytes || got.Blobs != m.Blobs || got.Dirs != m.Dirs || got.Links != m.Links {
+		rep.addProblem(ManifestName, "totals do not match the archive: manifest %d files, %d bytes, %d blobs; archive %d files, %d bytes, %d blobs",
+			m.Files, m.Bytes, m.Blobs, got.Files, got.Bytes, got.Blobs)
+	}
+	// Blobs corrupt in the registry when it was backed up are kept as they
+	// were, and reported; a new mismatch is a problem (above).
+	for _, name := range m.CorruptBlobs {
+		if !slices.Contains(got.CorruptBlobs, name) {
+			rep.addProblem(m.ContentDir+name, "listed as corrupt in the manifest, but it matches its digest")
+		}
+	}
+	rep.Verified = rep.OK()
+	return rep, nil
+}
+
+// match compares an archive entry with the manifest's next; false means they
+// went out of step, and the rest is not compared line by line.
+func (rep *Report) match(mr *jsonl.Reader, got Entry, entry string) bool {
+	var want Entry
+	if err := mr.Next(&want); err != nil {
+		if errors.Is(err, io.EOF) {
+			rep.addProblem(entry, "not in the manifest")
+		} else {
+			rep.addProblem(ManifestName, "%v", err)
+		}
+		return false
+	}
+	if want.Name != got.Name {
+		rep.addProblem(entry, "the manifest lists %s here: archive and manifest differ from this entry on", want.Name)
+		return false
+	}
+	switch {
+	case want.Type != got.Type:
+		rep.addProblem(entry, "is a %s, the manifest says %s", got.Type, want.Type)
+	case want.Size != got.Size:
+		rep.addProblem(entry, "size %d, the manifest says %d", got.Size, want.Size)
+	case want.SHA256 != got.SHA256:
+		rep.addProblem(entry, "SHA-256 does not match the manifest")
+	case want.Link != got.Link:
+		rep.addProblem(entry, "links to %q, the manifest says %q", got.Link, want.Link)
+	case want.Mode != got.Mode:
+		rep.addProblem(entry, "mode %o, the manifest says %o", got.Mode, want.Mode)
+	}
+	return true
+}

@@ -1,0 +1,161 @@
+package imagearchive
+
+import (
+	"archive/tar"
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/docker-dtr/docker-dtr/pkg/jsonl"
+)
+
+// Info describes the backup being written.
+type Info struct {
+	Tool         string
+	DTRVersion   string
+	ReplicaID    string
+	Node         string
+	Volume       string
+	VolumeDriver string
+	Started      time.Time
+}
+
+// Write copies a volume's content, as the engine's archive API gives it (one
+// top directory, the mount point's base name), into an image archive on w.
+// Blob files are hashed while they stream and checked against the digest
+// their path names; a mismatch is recorded in the manifest, not an error.
+// progress, if set, is called now and then with the totals so far.
+func Write(w io.Writer, src io.Reader, info Info, progress func(Totals)) (*Manifest, error) {
+	spool, err := jsonl.NewSpool()
+	if err != nil {
+		return nil, err
+	}
+	defer spool.Close()
+	out := bufio.NewWriterSize(w, 1<<20)
+	tw := tar.NewWriter(out)
+	m := &Manifest{
+		Format: FormatName, FormatVersion: FormatVersion, Tool: info.Tool,
+		DTRVersion: info.DTRVersion, ReplicaID: info.ReplicaID, Node: info.Node,
+		Volume: info.Volume, VolumeDriver: info.VolumeDriver,
+		ContentDir: ContentDirFor(info.Volume), Started: info.Started.UTC(),
+	}
+	m.CorruptBlobs = []string{}
+	tr := tar.NewReader(src)
+	buf := make([]byte, 1<<20)
+	var nextReport int64
+	root := ""
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading the volume: %w", err)
+		}
+		if root == "" {
+			// The engine's top entry is the mount point itself.
+			if hdr.Typeflag != tar.TypeDir {
+				return nil, fmt.Errorf("reading the volume: the archive API gave %q, not a directory", hdr.Name)
+			}
+			root = strings.TrimSuffix(hdr.Name, "/") + "/"
+			if err := tw.WriteHeader(copyHeader(hdr, m.ContentDir)); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		rel, ok := strings.CutPrefix(hdr.Name, root)
+		if !ok {
+			return nil, fmt.Errorf("reading the volume: entry %q is outside %s", hdr.Name, root)
+		}
+		if err := SafeName(rel); err != nil {
+			return nil, fmt.Errorf("reading the volume: %s: %v", hdr.Name, err)
+		}
+		if isUpload(strings.TrimSuffix(rel, "/")) {
+			if hdr.Typeflag == tar.TypeReg {
+				m.UploadFiles++
+				m.UploadBytes += hdr.Size
+			}
+			continue
+		}
+		e := Entry{Name: rel, Mode: hdr.Mode}
+		nh := copyHeader(hdr, m.ContentDir+rel)
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			e.Type = TypeDir
+			e.Name = strings.TrimSuffix(rel, "/") + "/"
+			nh.Name = m.ContentDir + e.Name
+			m.Dirs++
+			if err := tw.WriteHeader(nh); err != nil {
+				return nil, err
+			}
+		case tar.TypeSymlink:
+			if err := SafeLink(rel, hdr.Linkname); err != nil {
+				return nil, fmt.Errorf("the volume holds %s: %v", rel, err)
+			}
+			e.Type, e.Link = TypeSymlink, hdr.Linkname
+			m.Links++
+			if err := tw.WriteHeader(nh); err != nil {
+				return nil, err
+			}
+		case tar.TypeReg:
+			if hdr.Size > MaxFileSize {
+				return nil, fmt.Errorf("the volume holds %s of %d bytes, over the %d limit", rel, hdr.Size, int64(MaxFileSize))
+			}
+			if err := tw.WriteHeader(nh); err != nil {
+				return nil, err
+			}
+			h := sha256.New()
+			n, err := io.CopyBuffer(io.MultiWriter(tw, h), tr, buf)
+			if err != nil {
+				return nil, fmt.Errorf("copying %s: %w", rel, err)
+			}
+			e.Type, e.Size, e.SHA256 = TypeFile, n, hex.EncodeToString(h.Sum(nil))
+			m.Files++
+			m.Bytes += n
+			if digest, ok := BlobDigest(rel); ok {
+				m.Blobs++
+				if digest != e.SHA256 {
+					m.CorruptBlobs = append(m.CorruptBlobs, rel)
+				}
+			}
+		default:
+			return nil, fmt.Errorf("the volume holds %s, of a kind a registry does not write (tar type %q)", rel, hdr.Typeflag)
+		}
+		if err := spool.Add(e); err != nil {
+			return nil, err
+		}
+		if progress != nil && m.Bytes >= nextReport {
+			progress(m.Totals)
+			nextReport = m.Bytes + 256<<20
+		}
+	}
+	if root == "" {
+		return nil, errors.New("reading the volume: the archive API gave nothing")
+	}
+	m.Finished = time.Now().UTC()
+	mh := &tar.Header{Name: ManifestName, Typeflag: tar.TypeReg, Mode: FileMode, ModTime: m.Finished}
+	if err := spool.WriteEntry(tw, mh, m); err != nil {
+		return nil, err
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	if err := out.Flush(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// copyHeader keeps what a restore by hand needs (mode, owner, times) under a
+// new name.
+func copyHeader(h *tar.Header, name string) *tar.Header {
+	return &tar.Header{
+		Name: name, Typeflag: h.Typeflag, Mode: h.Mode, Size: h.Size, Linkname: h.Linkname,
+		Uid: h.Uid, Gid: h.Gid, Uname: h.Uname, Gname: h.Gname, ModTime: h.ModTime,
+	}
+}

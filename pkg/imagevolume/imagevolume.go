@@ -1,0 +1,223 @@
+// Package imagevolume moves a DTR replica's image content (the volume at
+// /storage on dtr-registry-<id>) in and out through the Docker archive API
+// of a helper container that mounts the volume and is never started: no
+// binary runs on the node, no ssh, no sudo.
+package imagevolume
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/docker-dtr/docker-dtr/pkg/dtr"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/client"
+)
+
+// API is the Docker client; through UCP the calls reach the replica's node.
+type API = client.APIClient
+
+// MountPoint is where DTR's registry mounts its image volume.
+const MountPoint = "/storage"
+
+// Labels of the helper containers.
+const (
+	LabelHelper  = "com.docker-dtr.helper"
+	LabelReplica = "com.docker-dtr.replica"
+	namePrefix   = "docker-dtr-images-"
+)
+
+// Volume is a replica's image volume and what it needs from the replica.
+type Volume struct {
+	Replica *dtr.Replica
+	Name    string
+	Driver  string
+	// Image is the registry container's image, already on the node.
+	Image string
+}
+
+// ExternalStorageError means the registry keeps images outside any volume.
+type ExternalStorageError struct{ ReplicaID string }
+
+func (e *ExternalStorageError) Error() string {
+	return fmt.Sprintf("replica %s has no image volume (no volume at %s on dtr-registry-%s): DTR stores its images in external storage (S3, Azure, GCS or Swift); back that storage up with its own tools (bucket versioning and replication, azcopy, gsutil rsync, swift), nothing was written", e.ReplicaID, MountPoint, e.ReplicaID)
+}
+
+// Of returns the replica's image volume.
+func Of(rep *dtr.Replica) (*Volume, error) {
+	reg := rep.Container("registry")
+	if reg == nil {
+		return nil, fmt.Errorf("replica %s has no dtr-registry-%s container: its image volume cannot be found", rep.ID, rep.ID)
+	}
+	m := rep.ImageStorage
+	if m == nil {
+		return nil, &ExternalStorageError{ReplicaID: rep.ID}
+	}
+	if m.Type != "volume" || m.Name == "" {
+		return nil, fmt.Errorf("replica %s keeps images in the host directory %s (a bind mount, not a volume): back it up on the node", rep.ID, m.Source)
+	}
+	return &Volume{Replica: rep, Name: m.Name, Driver: m.Driver, Image: reg.ImageID}, nil
+}
+
+// Users are the replica's containers that mount the volume and run: the
+// ones a restore stops while it writes.
+func (v *Volume) Users() []dtr.Container {
+	var out []dtr.Container
+	for _, c := range v.Replica.Containers {
+		for _, m := range c.Mounts {
+			if m.Name == v.Name && c.State == "running" {
+				out = append(out, c)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// helper is a created, never started container that mounts the volume.
+type helper struct {
+	api  API
+	id   string
+	name string
+}
+
+func (v *Volume) helper(ctx context.Context, api API, readOnly bool) (*helper, error) {
+	b := make([]byte, 4)
+	rand.Read(b)
+	name := namePrefix + v.Replica.ID + "-" + hex.EncodeToString(b)
+	cfg := &container.Config{
+		Image: v.Image,
+		// Never started: the entrypoint only has to be a valid one to create.
+		Entrypoint: []string{"/docker-dtr-never-started"},
+		Labels:     map[string]string{LabelHelper: "images", LabelReplica: v.Replica.ID},
+	}
+	if v.Replica.NodeFromName {
+		cfg.Env = []string{"constraint:node==" + v.Replica.Node}
+	}
+	host := &container.HostConfig{
+		NetworkMode: "none",
+		LogConfig:   container.LogConfig{Type: "none"},
+		Mounts:      []mount.Mount{{Type: mount.TypeVolume, Source: v.Name, Target: MountPoint, ReadOnly: readOnly}},
+	}
+	created, err := api.ContainerCreate(ctx, cfg, host, nil, nil, name)
+	if err != nil {
+		return nil, fmt.Errorf("creating a helper container on node %s to mount %s: %w", v.Replica.Node, v.Name, err)
+	}
+	return &helper{api: api, id: created.ID, name: name}, nil
+}
+
+// remove runs with its own context: it must happen after Ctrl-C too.
+func (h *helper) remove() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := h.api.ContainerRemove(ctx, h.id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	if err != nil && !strings.Contains(err.Error(), "No such container") {
+		return fmt.Errorf("removing helper %s: %w (remove it with: docker rm -f %s)", h.name, err, h.name)
+	}
+	return nil
+}
+
+// Read streams the volume's content as the archive API gives it (a tar
+// under the top directory "storage/") to fn, through a read-only helper.
+func (v *Volume) Read(ctx context.Context, api API, fn func(io.Reader) error) (err error) {
+	h, err := v.helper(ctx, api, true)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if rerr := h.remove(); err == nil {
+			err = rerr
+		}
+	}()
+	rc, _, err := api.CopyFromContainer(ctx, h.id, MountPoint)
+	if err != nil {
+		return fmt.Errorf("reading volume %s: %w", v.Name, err)
+	}
+	defer rc.Close()
+	return fn(rc)
+}
+
+// Write extracts a tar (names relative to the volume) into the volume
+// through a read-write helper, then reads it back through fn.
+func (v *Volume) Write(ctx context.Context, api API, content io.Reader, check func(io.Reader) error) (err error) {
+	h, err := v.helper(ctx, api, false)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if rerr := h.remove(); err == nil {
+			err = rerr
+		}
+	}()
+	if err := api.CopyToContainer(ctx, h.id, MountPoint, content, container.CopyToContainerOptions{}); err != nil {
+		return fmt.Errorf("writing into volume %s: %w", v.Name, err)
+	}
+	rc, _, err := api.CopyFromContainer(ctx, h.id, MountPoint)
+	if err != nil {
+		return fmt.Errorf("reading volume %s back: %w", v.Name, err)
+	}
+	defer rc.Close()
+	return check(rc)
+}
+
+// Empty reports whether the volume holds nothing at all.
+func (v *Volume) Empty(ctx context.Context, api API) (empty bool, err error) {
+	err = v.Read(ctx, api, func(r io.Reader) error {
+		n, err := countEntries(r, 2)
+		empty = n < 2 // the top directory alone
+		return err
+	})
+	return empty, err
+}
+
+// Stop stops the running users of the volume and returns a function that
+// starts them again; call it whatever happens next (it uses its own context,
+// so it works after Ctrl-C).
+func (v *Volume) Stop(ctx context.Context, api API, log func(string, ...any)) (restart func() error, err error) {
+	var stopped []dtr.Container
+	restart = func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		var errs []error
+		for _, c := range stopped {
+			if err := api.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
+				errs = append(errs, fmt.Errorf("starting %s again: %w (start it with: docker start %s)", c.Name, err, c.Name))
+				continue
+			}
+			log("started %s again", c.Name)
+		}
+		return errors.Join(errs...)
+	}
+	timeout := 30
+	for _, c := range v.Users() {
+		if err := api.ContainerStop(ctx, c.ID, container.StopOptions{Timeout: &timeout}); err != nil {
+			return restart, fmt.Errorf("stopping %s: %w", c.Name, err)
+		}
+		stopped = append(stopped, c)
+		log("stopped %s", c.Name)
+	}
+	return restart, nil
+}
+
+// countEntries reads up to max tar headers.
+func countEntries(r io.Reader, max int) (int, error) {
+	tr := tar.NewReader(r)
+	n := 0
+	for n < max {
+		if _, err := tr.Next(); err != nil {
+			if errors.Is(err, io.EOF) {
+				return n, nil
+			}
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}

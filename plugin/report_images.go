@@ -1,0 +1,145 @@
+package plugin
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/docker-dtr/docker-dtr/pkg/archive"
+	"github.com/docker-dtr/docker-dtr/pkg/crosscheck"
+	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
+	"github.com/docker/cli/cli"
+	"github.com/docker/cli/cli/command"
+)
+
+// reportImages verifies (or inspects) an image backup, cross-checks it with
+// a metadata backup when one is named, prints and sets the exit status.
+func reportImages(dockerCli command.Cli, f *os.File, name, format string, full bool, metadata string) error {
+	if metadata != "" && !full {
+		return fmt.Errorf("--metadata needs the whole image backup read: use 'backup verify'")
+	}
+	read := imagearchive.Inspect
+	if full {
+		read = imagearchive.Verify
+	}
+	rep, err := read(f)
+	if err != nil {
+		return err
+	}
+	var cross *crosscheck.Result
+	if metadata != "" && rep.BlobDigests != nil {
+		if cross, err = crossCheck(metadata, rep); err != nil {
+			return err
+		}
+	}
+	if format == "json" {
+		enc := json.NewEncoder(dockerCli.Out())
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(struct {
+			File string `json:"file"`
+			*imagearchive.Report
+			CrossCheck *crosscheck.Result `json:"crossCheck,omitempty"`
+		}{name, rep, cross}); err != nil {
+			return err
+		}
+	} else {
+		printImageReport(dockerCli.Out(), name, rep)
+		if cross != nil {
+			printCrossCheck(dockerCli.Out(), metadata, cross)
+		}
+	}
+	switch {
+	case !rep.OK():
+		n := len(rep.Problems) + rep.ProblemsOmitted
+		return cli.StatusError{StatusCode: 1, Status: fmt.Sprintf("%s is not a valid backup: %s found (listed above)", name, plural(n, "problem"))}
+	case cross != nil && !cross.OK():
+		n := len(cross.Missing) + cross.MissingOmitted
+		return cli.StatusError{StatusCode: 1, Status: fmt.Sprintf("%s lacks %s that %s references (listed above)", name, plural(n, "blob"), metadata)}
+	}
+	return nil
+}
+
+// crossCheck verifies the metadata backup, then looks up its digests.
+func crossCheck(metadata string, rep *imagearchive.Report) (*crosscheck.Result, error) {
+	mf, err := os.Open(metadata)
+	if err != nil {
+		return nil, fmt.Errorf("--metadata: %w", err)
+	}
+	defer mf.Close()
+	if images, _ := imagearchive.IsImageArchive(mf); images {
+		return nil, fmt.Errorf("--metadata %s is an image backup: give the metadata backup (docker dtr backup create)", metadata)
+	}
+	mrep, err := archive.Verify(mf)
+	if err != nil {
+		return nil, fmt.Errorf("--metadata %s: %w", metadata, err)
+	}
+	if !mrep.OK() {
+		return nil, fmt.Errorf("--metadata %s is not a valid backup (%s): verify it on its own", metadata, mrep.Problems[0])
+	}
+	return crosscheck.Check(mf, mrep, rep.BlobDigests)
+}
+
+func printImageReport(w io.Writer, name string, rep *imagearchive.Report) {
+	verdict := "verified"
+	switch {
+	case !rep.OK():
+		verdict = "INVALID"
+	case !rep.FullRead:
+		verdict = "not verified (inspect reads only the manifest; run 'backup verify')"
+	}
+	fmt.Fprintf(w, "%s: %s\n", name, verdict)
+	if rep.ContentDir != "" {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintf(tw, "  Kind\t%s\n", rep.Kind)
+		fmt.Fprintf(tw, "  DTR version\t%s\n", rep.DTRVersion)
+		fmt.Fprintf(tw, "  Replica\t%s (node %s)\n", rep.ReplicaID, rep.Node)
+		fmt.Fprintf(tw, "  Volume\t%s\n", rep.Volume)
+		if rep.Started != nil && rep.Finished != nil {
+			fmt.Fprintf(tw, "  Created\t%s (took %s)\n", rep.Started.UTC().Format(time.RFC3339), rep.Finished.Sub(*rep.Started).Round(time.Second))
+		}
+		if rep.Tool != "" {
+			fmt.Fprintf(tw, "  Tool\t%s\n", rep.Tool)
+		}
+		fmt.Fprintf(tw, "  Files\t%d, %s\n", rep.Files, archive.HumanBytes(rep.Bytes))
+		fmt.Fprintf(tw, "  Blobs\t%d\n", rep.Blobs)
+		if rep.UploadFiles > 0 {
+			fmt.Fprintf(tw, "  Left out\t%s in unfinished uploads, %s\n", plural(int(rep.UploadFiles), "file"), archive.HumanBytes(rep.UploadBytes))
+		}
+		for _, b := range rep.CorruptBlobs {
+			fmt.Fprintf(tw, "  Corrupt in the registry\t%s\n", b)
+		}
+		fmt.Fprintf(tw, "  Archive\t%s\n", archive.HumanBytes(rep.Size))
+		tw.Flush()
+	}
+	if !rep.OK() {
+		fmt.Fprintf(w, "\n%s:\n", plural(len(rep.Problems)+rep.ProblemsOmitted, "problem"))
+		for _, p := range rep.Problems {
+			fmt.Fprintf(w, "  %s\n", p)
+		}
+		if rep.ProblemsOmitted > 0 {
+			fmt.Fprintf(w, "  … and %d more\n", rep.ProblemsOmitted)
+		}
+	}
+}
+
+func printCrossCheck(w io.Writer, metadata string, c *crosscheck.Result) {
+	fmt.Fprintf(w, "\nCross-check with %s: %d digests referenced by %d documents of the %v tables\n",
+		metadata, c.Referenced, c.DocumentsWithDigests, c.TablesFound)
+	if c.OK() {
+		fmt.Fprintln(w, "  every referenced blob is in the image backup")
+	} else {
+		fmt.Fprintf(w, "  %s missing from the image backup:\n", plural(len(c.Missing)+c.MissingOmitted, "blob"))
+		for _, m := range c.Missing {
+			fmt.Fprintf(w, "    %s (referenced by %v)\n", m.Digest, m.By)
+		}
+		if c.MissingOmitted > 0 {
+			fmt.Fprintf(w, "    … and %d more\n", c.MissingOmitted)
+		}
+	}
+	if c.UnreferencedCount > 0 {
+		fmt.Fprintf(w, "  %s in the image backup that no metadata references (garbage collection will remove them)\n", plural(c.UnreferencedCount, "blob"))
+	}
+}
