@@ -66,11 +66,11 @@ func Content(f *os.File, contentDir string, w io.Writer) error {
 
 // Check is what a restored volume holds against the manifest.
 type Check struct {
-	Checked  int64    `json:"checked"`
-	Missing  []string `json:"missing"`
-	Differ   []string `json:"differ"`
-	Extra    int64    `json:"extra"` // files in the volume the backup does not hold
-	Omitted  int      `json:"omitted,omitempty"`
+	Checked int64    `json:"checked"`
+	Missing []string `json:"missing"`
+	Differ  []string `json:"differ"`
+	Extra   int64    `json:"extra"` // files in the volume the backup does not hold
+	Omitted int      `json:"omitted,omitempty"`
 }
 
 // OK reports whether every file of the manifest is in the volume, intact.
