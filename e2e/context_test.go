@@ -395,7 +395,7 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-func mustImageID(t *testing.T, c *dtrfixture.Cluster, name string) string {
+func mustImageID(t testing.TB, c *dtrfixture.Cluster, name string) string {
 	info, err := c.Client.ContainerInspect(context.Background(), name)
 	assert.NilError(t, err)
 	return info.Image

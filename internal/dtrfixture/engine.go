@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -287,6 +288,7 @@ func Teardown() error {
 	proc.driver = ""
 	clearImages()
 	removeBinary()
+	removeRegistryBinary()
 	return errors.Join(errs...)
 }
 
@@ -295,12 +297,47 @@ func removeImages(ctx context.Context, cli *client.Client) error {
 	if err != nil {
 		return fmt.Errorf("dtrfixture: listing images: %w", err)
 	}
-	var errs []error
-	for _, img := range imgs {
-		_, err := cli.ImageRemove(ctx, img.ID, image.RemoveOptions{Force: true, PruneChildren: true})
-		if err != nil && !errdefs.IsNotFound(err) {
-			errs = append(errs, fmt.Errorf("dtrfixture: removing image %s: %w", img.ID, err))
+	ids := make([]string, len(imgs))
+	for i, img := range imgs {
+		ids[i] = img.ID
+	}
+	if err := removeImageIDs(ctx, cli, ids); err != nil {
+		return fmt.Errorf("dtrfixture: %w", err)
+	}
+	return nil
+}
+
+// removeImageIDs removes images forcibly, with all their tags (registry
+// tags like 127.0.0.1:PORT/name:tag too) and their untagged parents. Not
+// even force removes an image with child images (the classic builder's
+// parents): those it retries after the others, until no pass makes progress.
+func removeImageIDs(ctx context.Context, cli *client.Client, ids []string) error {
+	var left []string
+	for _, id := range ids {
+		if !slices.Contains(left, id) {
+			left = append(left, id)
 		}
+	}
+	var errs []error
+	for len(left) > 0 {
+		var next []string
+		var conflicts []error
+		for _, id := range left {
+			_, err := cli.ImageRemove(ctx, id, image.RemoveOptions{Force: true, PruneChildren: true})
+			switch {
+			case err == nil || errdefs.IsNotFound(err):
+			case errdefs.IsConflict(err):
+				next = append(next, id)
+				conflicts = append(conflicts, fmt.Errorf("removing image %s: %w", id, err))
+			default:
+				errs = append(errs, fmt.Errorf("removing image %s: %w", id, err))
+			}
+		}
+		if len(next) == len(left) {
+			errs = append(errs, conflicts...)
+			break
+		}
+		left = next
 	}
 	return errors.Join(errs...)
 }

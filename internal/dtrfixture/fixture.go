@@ -5,7 +5,8 @@
 // RethinkDB (the project's wire-protocol test server, internal/rethinktest)
 // that requires mutual TLS with the certificates at DTR's paths in /ca.
 // Images are built FROM scratch around one static helper binary
-// (internal/dtrfixture/dtrfake), so no registry is needed.
+// (internal/dtrfixture/dtrfake), so no registry is needed; on request
+// (Options.Registry) the registry component is a real image registry.
 //
 // Only one cluster exists at a time, per process (Start fails while another
 // is up) and per engine (a lock file keeps other test processes' fixtures
@@ -21,6 +22,43 @@
 //
 // Each replica's RethinkDB is its own in-memory server: replicas do not
 // replicate to each other, and stopping a RethinkDB container loses its data.
+//
+// # A real registry
+//
+// With Options.Registry, each replica's dtr-registry-<id> runs a real image
+// registry instead of a placeholder: distribution v3
+// (github.com/distribution/distribution/v3/cmd/registry, a Go tool of the
+// module, built static once per process; 3-4 minutes the first time on a
+// machine, a few seconds once the Go build cache has it), in the image
+// dtrfixture/dtr-registry:<version>. It stores on the filesystem under
+// /storage, where the volume dtr-registry-<id> is mounted, so the volume
+// holds DTR's layout (docker/registry/v2/blobs/sha256/<2 hex>/<64 hex>/data,
+// docker/registry/v2/repositories/<name>/_manifests, _layers, _uploads); it
+// has no auth, no TLS and no cache, and deletes are enabled. It answers
+// plain HTTP on Replica.RegistryAddr ("127.0.0.1:PORT", fixed across Stop
+// and Start), which the engine pushes to and pulls from without any setting.
+//
+// Helpers move images through the engine (all take the engine's client,
+// Cluster.Client, and fail the test on error):
+//
+//	BuildImages(t, cli, seed) []TestImage
+//	    builds lib/base:1, team/app:1.0, team/app:1.1 (= team/app:latest),
+//	    team/web:latest, big:1 FROM scratch with the classic builder: files
+//	    generated from the seed, lib/base's layer shared by all, a
+//	    BigLayerSize (50 MiB) random layer in big:1.
+//	Push(t, cli, registryAddr, images) []Pushed
+//	    tags registryAddr/<repo>:<tag> and pushes; returns the manifest
+//	    digest and the config and layer blobs (digest, size) as stored.
+//	PullAndCompare(t, cli, registryAddr, pushed)
+//	    removes the local images, pulls them back, checks the digests.
+//	VolumeFiles(t, cli, volume) map[string]string   path -> sha256 hex
+//	CorruptBlob(t, cli, volume, digest)             same length, other bytes
+//	WipeVolume(t, cli, volume)                      empties it, keeps it
+//	BlobPath(digest) string                         where a blob lives in the volume
+//
+// Every image and helper container they make carries Label: the helpers
+// remove what they made on cleanup, and Teardown removes any image carrying
+// the label, whatever its tags (127.0.0.1:PORT/... included).
 //
 // Environment: DTRFIXTURE_NETWORK=bridge skips swarm mode and uses a bridge
 // network; DTRFIXTURE_DEBUG=1 prints timings of the steps to stderr.
@@ -75,6 +113,13 @@ type Options struct {
 	// NoVersionEnv leaves DTR_VERSION out of the environment, so only the
 	// image tag tells the version.
 	NoVersionEnv bool
+	// Registry makes each replica's dtr-registry-<id> run a real image
+	// registry (distribution v3, a Go tool of the module) that stores in
+	// the volume dtr-registry-<id> at /storage, published on
+	// Replica.RegistryAddr, instead of a placeholder. The first Start with
+	// Registry builds it: 3-4 minutes with a cold Go build cache, a few
+	// seconds after. Needs "registry" among the components.
+	Registry bool
 }
 
 // Cluster is a running fixture cluster.
@@ -88,9 +133,10 @@ type Cluster struct {
 	// tests that reach RethinkDB directly.
 	CAFile, CertFile, KeyFile string
 
-	components []string
-	noEnv      bool
-	pki        *pki
+	components   []string
+	noEnv        bool
+	realRegistry bool
+	pki          *pki
 
 	mu         sync.Mutex // guards what was created, for cleanup
 	networkID  string
@@ -106,8 +152,14 @@ type Replica struct {
 	// loopback, for tests that bypass the plugin's tunnel. It stays the same
 	// across Stop and Start.
 	RethinkAddr string
+	// RegistryAddr is "127.0.0.1:PORT", where the real registry of the
+	// replica answers plain HTTP (Options.Registry; "" without it). It stays
+	// the same across Stop and Start. The engine pushes to and pulls from
+	// it without any daemon setting: tag images RegistryAddr+"/name:tag".
+	RegistryAddr string
 
-	hostPort string
+	hostPort     string
+	registryPort string
 }
 
 const (
@@ -168,15 +220,22 @@ func Start(t testing.TB, opts Options) *Cluster {
 			comps = append(comps, c)
 		}
 	}
+	if opts.Registry && !slices.Contains(comps, "registry") {
+		t.Fatalf("dtrfixture: Options.Registry needs the component \"registry\" (components: %v)", comps)
+	}
 
 	began := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	timeout := startTimeout
+	if opts.Registry {
+		timeout += registryBuildTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	// Images build while the network side gets ready.
 	var imagesDone time.Time
 	imagesErr := make(chan error, 1)
 	go func() {
-		err := ensureImages(ctx, cli, opts.Version, comps)
+		err := ensureImages(ctx, cli, opts.Version, comps, opts.Registry)
 		imagesDone = time.Now()
 		imagesErr <- err
 	}()
@@ -199,12 +258,13 @@ func Start(t testing.TB, opts Options) *Cluster {
 		t.Fatalf("dtrfixture: certificates: %v", err)
 	}
 	c := &Cluster{
-		Client:     cli,
-		Version:    opts.Version,
-		Network:    networkName,
-		components: comps,
-		noEnv:      opts.NoVersionEnv,
-		pki:        pki,
+		Client:       cli,
+		Version:      opts.Version,
+		Network:      networkName,
+		components:   comps,
+		noEnv:        opts.NoVersionEnv,
+		realRegistry: opts.Registry,
+		pki:          pki,
 	}
 	if c.CAFile, c.CertFile, c.KeyFile, err = pki.writeFiles(t.TempDir()); err != nil {
 		t.Fatalf("dtrfixture: %v", err)
@@ -239,6 +299,9 @@ func Start(t testing.TB, opts Options) *Cluster {
 		t.Fatalf("dtrfixture: %v", err)
 	}
 	debugf("images ready")
+	if opts.Registry && registryBinary.builtAt.After(began) {
+		t.Logf("dtrfixture: built the registry in %s", registryBinary.took.Round(100*time.Millisecond))
+	}
 	err = c.up(ctx)
 	debugf("up")
 	if err != nil && c.NetworkDriver == "overlay" {
@@ -271,25 +334,39 @@ func newReplicaID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// freePort picks a loopback port to publish RethinkDB on. It stays fixed for
+// freePort picks a loopback port to publish RethinkDB or the registry on,
+// skipping the ports in used and adding the one it picks. It stays fixed for
 // the container's life (a random published port changes on every start) and
 // comes from below the kernel's and Docker's ephemeral ranges.
-func freePort() (string, error) {
+func freePort(used map[string]bool) (string, error) {
 	for i := 0; i < 50; i++ {
 		p := strconv.Itoa(20000 + mrand.IntN(12000))
+		if used[p] {
+			continue
+		}
 		ln, err := net.Listen("tcp", "127.0.0.1:"+p)
 		if err == nil {
 			ln.Close()
+			used[p] = true
 			return p, nil
 		}
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+	for i := 0; i < 50; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		_, p, err := net.SplitHostPort(ln.Addr().String())
+		ln.Close()
+		if err != nil {
+			return "", err
+		}
+		if !used[p] {
+			used[p] = true
+			return p, nil
+		}
 	}
-	defer ln.Close()
-	_, p, err := net.SplitHostPort(ln.Addr().String())
-	return p, err
+	return "", errors.New("no free loopback port")
 }
 
 // up creates the network, volumes and containers and starts them.
@@ -306,6 +383,7 @@ func (c *Cluster) up(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	usedPorts := map[string]bool{}
 	for _, rep := range c.Replicas {
 		for _, v := range []string{"dtr-ca-", "dtr-rethink-", "dtr-registry-"} {
 			name := v + rep.ID
@@ -316,10 +394,16 @@ func (c *Cluster) up(ctx context.Context) error {
 			c.volumes = append(c.volumes, name)
 			c.mu.Unlock()
 		}
-		if rep.hostPort, err = freePort(); err != nil {
+		if rep.hostPort, err = freePort(usedPorts); err != nil {
 			return err
 		}
 		rep.RethinkAddr = net.JoinHostPort("127.0.0.1", rep.hostPort)
+		if c.realRegistry {
+			if rep.registryPort, err = freePort(usedPorts); err != nil {
+				return err
+			}
+			rep.RegistryAddr = net.JoinHostPort("127.0.0.1", rep.registryPort)
+		}
 	}
 	// Create every container (and fill the CA volumes), then start them.
 	ids := make([]map[string]string, len(c.Replicas))
@@ -441,6 +525,12 @@ func (c *Cluster) containerConfig(rep *Replica, comp string) (*container.Config,
 		hostCfg.Mounts = append(hostCfg.Mounts, mount.Mount{Type: mount.TypeVolume, Source: "dtr-rethink-" + rep.ID, Target: "/data"})
 	case "registry":
 		hostCfg.Mounts = append(hostCfg.Mounts, mount.Mount{Type: mount.TypeVolume, Source: "dtr-registry-" + rep.ID, Target: "/storage"})
+		if c.realRegistry {
+			cfg.Cmd = []string{"serve", registryConfigPath}
+			port := nat.Port(registryPort + "/tcp")
+			cfg.ExposedPorts = nat.PortSet{port: {}}
+			hostCfg.PortBindings = nat.PortMap{port: {{HostIP: "127.0.0.1", HostPort: rep.registryPort}}}
+		}
 	case healthComponent:
 		cfg.Healthcheck = &container.HealthConfig{
 			Test:     []string{"CMD", "/dtrfake", "health"},
@@ -477,8 +567,9 @@ func (c *Cluster) remove(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// waitReady waits for the RethinkDB of the replicas to answer and for their
-// health-checked containers to report a status ("healthy" on a fresh start).
+// waitReady waits for the RethinkDB and real registry of the replicas to
+// answer and for their health-checked containers to report a status
+// ("healthy" on a fresh start).
 func (c *Cluster) waitReady(ctx context.Context, reps []*Replica, comps []string) error {
 	ctx, cancel := context.WithTimeout(ctx, waitTimeout)
 	defer cancel()
@@ -486,6 +577,9 @@ func (c *Cluster) waitReady(ctx context.Context, reps []*Replica, comps []string
 	for _, rep := range reps {
 		if slices.Contains(comps, "rethinkdb") {
 			errs = append(errs, c.waitRethink(ctx, rep))
+		}
+		if c.realRegistry && slices.Contains(comps, "registry") {
+			errs = append(errs, c.waitRegistry(ctx, rep))
 		}
 	}
 	for _, rep := range reps {
@@ -552,9 +646,13 @@ func (c *Cluster) waitHealth(ctx context.Context, name string, ok func(string) b
 
 // logs returns the tail of a container's output, for error messages.
 func (c *Cluster) logs(ctx context.Context, name string) string {
+	return containerLogs(ctx, c.Client, name)
+}
+
+func containerLogs(ctx context.Context, cli *client.Client, name string) string {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	rc, err := c.Client.ContainerLogs(ctx, name, container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: "20"})
+	rc, err := cli.ContainerLogs(ctx, name, container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: "20"})
 	if err != nil {
 		return err.Error()
 	}
@@ -633,9 +731,10 @@ func (c *Cluster) Stop(t testing.TB, replicaID string, components ...string) {
 }
 
 // Start starts stopped containers of a replica again (no components means
-// all of them) and waits until its RethinkDB answers, if started, and its
-// health-checked containers have a status again. RethinkAddr stays the same;
-// the restarted RethinkDB is empty.
+// all of them) and waits until its RethinkDB and real registry answer, if
+// started, and its health-checked containers have a status again.
+// RethinkAddr and RegistryAddr stay the same; the restarted RethinkDB is
+// empty, the registry keeps what its volume holds.
 func (c *Cluster) Start(t testing.TB, replicaID string, components ...string) {
 	t.Helper()
 	rep, comps := c.replica(t, replicaID, components)

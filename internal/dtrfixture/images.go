@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -27,11 +28,17 @@ var binary struct {
 	err  error
 }
 
-// images are the tags imported by this process ("dtrfixture/dtr-api:2.9.4").
+// images are the tags imported by this process ("dtrfixture/dtr-api:2.9.4")
+// and what each holds: imageFake or imageRegistry (dtr-registry holds either).
 var images struct {
 	sync.Mutex
-	done map[string]bool
+	done map[string]string
 }
+
+const (
+	imageFake     = "dtrfake"
+	imageRegistry = "registry"
+)
 
 func clearImages() {
 	images.Lock()
@@ -109,25 +116,45 @@ func removeBinary() {
 }
 
 // rootFS is the image's only layer: /dtrfake and a world-writable /tmp (for
-// the health marker). Fixed times make every import the same layer.
+// the health marker).
 func rootFS(bin string) ([]byte, error) {
 	data, err := os.ReadFile(bin)
 	if err != nil {
 		return nil, err
 	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	mtime := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
-	hdrs := []*tar.Header{
-		{Name: "tmp/", Typeflag: tar.TypeDir, Mode: 0o1777, ModTime: mtime},
-		{Name: "dtrfake", Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(data)), ModTime: mtime},
+	return layerTar([]layerFile{
+		{name: "tmp/", mode: 0o1777},
+		{name: "dtrfake", mode: 0o755, data: data},
+	})
+}
+
+// layerFile is an entry of a layer: a directory when name ends in "/".
+type layerFile struct {
+	name string
+	mode int64
+	data []byte
+}
+
+// layerTar makes a layer of the files. Fixed times and owners make every
+// import of the same files the same layer.
+func layerTar(files []layerFile) ([]byte, error) {
+	size := 0
+	for _, f := range files {
+		size += len(f.data) + 1024
 	}
-	for _, h := range hdrs {
+	buf := bytes.NewBuffer(make([]byte, 0, size+1024))
+	tw := tar.NewWriter(buf)
+	mtime := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, f := range files {
+		h := &tar.Header{Name: f.name, Typeflag: tar.TypeReg, Mode: f.mode, Size: int64(len(f.data)), ModTime: mtime}
+		if strings.HasSuffix(f.name, "/") {
+			h.Typeflag, h.Size = tar.TypeDir, 0
+		}
 		if err := tw.WriteHeader(h); err != nil {
 			return nil, err
 		}
 		if h.Typeflag == tar.TypeReg {
-			if _, err := tw.Write(data); err != nil {
+			if _, err := tw.Write(f.data); err != nil {
 				return nil, err
 			}
 		}
@@ -140,50 +167,108 @@ func rootFS(bin string) ([]byte, error) {
 
 // ensureImages imports (once per process) the image of every component for
 // the version: FROM-scratch images whose entrypoint is /dtrfake, labelled.
-func ensureImages(ctx context.Context, cli *client.Client, version string, components []string) error {
+// With realRegistry, the registry component's image runs the real registry
+// instead (registryImageLayer).
+func ensureImages(ctx context.Context, cli *client.Client, version string, components []string, realRegistry bool) error {
 	images.Lock()
 	defer images.Unlock()
 	var todo []string
 	for _, comp := range components {
-		if !images.done[imageName(comp, version)] {
+		if images.done[imageName(comp, version)] != imageKind(comp, realRegistry) {
 			todo = append(todo, comp)
 		}
 	}
 	if len(todo) == 0 {
 		return nil
 	}
+	var fakeLayer []byte
+	for _, comp := range todo {
+		ref := imageName(comp, version)
+		kind := imageKind(comp, realRegistry)
+		var layer []byte
+		var changes []string
+		var err error
+		switch kind {
+		case imageRegistry:
+			if layer, err = registryImageLayer(ctx); err != nil {
+				return err
+			}
+			changes = registryImageChanges()
+		default:
+			if fakeLayer == nil {
+				bin, err := buildBinary()
+				if err != nil {
+					return err
+				}
+				if fakeLayer, err = rootFS(bin); err != nil {
+					return err
+				}
+			}
+			layer = fakeLayer
+			cmd := `["component","` + comp + `"]`
+			if comp == "rethinkdb" {
+				cmd = `["rethinkdb","--bind","all"]`
+			}
+			changes = []string{`ENTRYPOINT ["/dtrfake"]`, `CMD ` + cmd}
+		}
+		if err := importImage(ctx, cli, ref, layer, changes); err != nil {
+			return err
+		}
+		if images.done == nil {
+			images.done = map[string]string{}
+		}
+		images.done[ref] = kind
+	}
+	return nil
+}
+
+func imageKind(comp string, realRegistry bool) string {
+	if comp == "registry" && realRegistry {
+		return imageRegistry
+	}
+	return imageFake
+}
+
+// importImage imports a one-layer image with the Dockerfile changes and
+// the fixture's label.
+func importImage(ctx context.Context, cli *client.Client, ref string, layer []byte, changes []string) error {
+	rc, err := cli.ImageImport(ctx, image.ImportSource{Source: bytes.NewReader(layer), SourceName: "-"}, ref,
+		image.ImportOptions{Changes: append(slices.Clip(changes), `LABEL `+Label+`=`+labelValue)})
+	if err != nil {
+		return fmt.Errorf("importing %s: %w", ref, err)
+	}
+	defer rc.Close()
+	if err := jsonmessage.DisplayJSONMessagesStream(rc, io.Discard, 0, false, nil); err != nil {
+		return fmt.Errorf("importing %s: %w", ref, err)
+	}
+	return nil
+}
+
+// helperImage is the image of the fixture's short-lived helper containers
+// (volume access): /dtrfake as its entrypoint.
+const helperImage = "dtrfixture/helper:1"
+
+// ensureHelperImage imports helperImage once per process.
+func ensureHelperImage(ctx context.Context, cli *client.Client) (string, error) {
+	images.Lock()
+	defer images.Unlock()
+	if images.done[helperImage] == imageFake {
+		return helperImage, nil
+	}
 	bin, err := buildBinary()
 	if err != nil {
-		return err
+		return "", err
 	}
 	layer, err := rootFS(bin)
 	if err != nil {
-		return err
+		return "", err
+	}
+	if err := importImage(ctx, cli, helperImage, layer, []string{`ENTRYPOINT ["/dtrfake"]`}); err != nil {
+		return "", err
 	}
 	if images.done == nil {
-		images.done = map[string]bool{}
+		images.done = map[string]string{}
 	}
-	for _, comp := range todo {
-		ref := imageName(comp, version)
-		cmd := `["component","` + comp + `"]`
-		if comp == "rethinkdb" {
-			cmd = `["rethinkdb","--bind","all"]`
-		}
-		rc, err := cli.ImageImport(ctx, image.ImportSource{Source: bytes.NewReader(layer), SourceName: "-"}, ref,
-			image.ImportOptions{Changes: []string{
-				`ENTRYPOINT ["/dtrfake"]`,
-				`CMD ` + cmd,
-				`LABEL ` + Label + `=` + labelValue,
-			}})
-		if err != nil {
-			return fmt.Errorf("importing %s: %w", ref, err)
-		}
-		err = jsonmessage.DisplayJSONMessagesStream(rc, io.Discard, 0, false, nil)
-		rc.Close()
-		if err != nil {
-			return fmt.Errorf("importing %s: %w", ref, err)
-		}
-		images.done[ref] = true
-	}
-	return nil
+	images.done[helperImage] = imageFake
+	return helperImage, nil
 }

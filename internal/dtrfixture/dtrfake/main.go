@@ -7,6 +7,7 @@
 //	dtrfake health                       exits 1 if /tmp/unhealthy exists, else 0 (Docker health check)
 //	dtrfake set-health healthy|unhealthy removes or creates /tmp/unhealthy
 //	dtrfake dial HOST:PORT...            exits 0 if a TCP connection to each succeeds, else 1
+//	dtrfake wipe DIR                     removes everything inside DIR, keeping DIR (emptying a volume)
 //
 // As PID 1 of a container it gets no default signal handlers, so every
 // long-running mode handles SIGTERM and SIGINT itself.
@@ -20,6 +21,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -70,6 +72,11 @@ func main() {
 			usage()
 		}
 		err = dial(args)
+	case "wipe":
+		if len(args) != 1 {
+			usage()
+		}
+		err = wipe(args[0])
 	default:
 		usage()
 	}
@@ -80,7 +87,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: dtrfake rethinkdb [flags] | component NAME | health | set-health healthy|unhealthy | dial HOST:PORT...")
+	fmt.Fprintln(os.Stderr, "usage: dtrfake rethinkdb [flags] | component NAME | health | set-health healthy|unhealthy | dial HOST:PORT... | wipe DIR")
 	os.Exit(2)
 }
 
@@ -97,6 +104,20 @@ func dial(addrs []string) error {
 		fmt.Printf("%s: connected to %s\n", a, c.RemoteAddr())
 		c.Close()
 	}
+	return errors.Join(errs...)
+}
+
+// wipe removes the contents of dir, not dir itself (a volume's mount point).
+func wipe(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		errs = append(errs, os.RemoveAll(filepath.Join(dir, e.Name())))
+	}
+	fmt.Printf("wiped %s: removed %d entries\n", dir, len(entries))
 	return errors.Join(errs...)
 }
 
