@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -107,6 +108,25 @@ func TestImageBackupRoundTrip(t *testing.T) {
 	res = docker(t, cfg, nil, "dtr", "backup", "verify", images)
 	assert.Equal(t, res.code, 0, res.stdout)
 	assert.Assert(t, is.Contains(res.stdout, images+": verified"))
+	res = docker(t, cfg, nil, "dtr", "backup", "inspect", "--format", "json", images)
+	assert.Equal(t, res.code, 0, res.stderr)
+	var inspected struct {
+		Kind, Volume, ReplicaID string
+		Blobs                   int
+	}
+	assert.NilError(t, json.Unmarshal([]byte(res.stdout), &inspected))
+	assert.Equal(t, inspected.Kind, "docker-dtr images")
+	assert.Equal(t, inspected.Volume, vol)
+	assert.Equal(t, inspected.ReplicaID, rep.ID)
+	assert.Equal(t, inspected.Blobs, 15, "5 layers, 5 configs, 5 manifests")
+
+	// Streamed to standard output, and verified from standard input.
+	res = docker(t, cfg, nil, "dtr", "backup", "images", "-q", "-o", "-")
+	assert.Equal(t, res.code, 0, res.stderr)
+	assert.Equal(t, res.stderr, "")
+	res = docker(t, cfg, []byte(res.stdout), "dtr", "backup", "verify", "-")
+	assert.Equal(t, res.code, 0, res.stdout)
+	assert.Assert(t, is.Contains(res.stdout, "standard input: verified"))
 	res = docker(t, cfg, nil, "dtr", "backup", "verify", images, "--metadata", meta)
 	assert.Equal(t, res.code, 0, res.stdout+res.stderr)
 	assert.Assert(t, is.Contains(res.stdout, "every referenced blob is in the image backup"))
