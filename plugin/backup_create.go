@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/internal/version"
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
-	"github.com/docker-dtr/docker-dtr/pkg/atomicfile"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker/cli/cli/command"
@@ -101,8 +99,8 @@ func (o createOptions) exclusions() ([]archive.Exclusion, error) {
 }
 
 func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) error {
-	if opts.output == "" {
-		return errors.New("-o/--output is required: a file name, or - for standard output")
+	if err := checkOutput(dockerCli, opts.output); err != nil {
+		return err
 	}
 	if opts.dtrVersion == "" && opts.target.isDirect() {
 		return errors.New("--dtr-version is required when connecting with --rethinkdb-addr: the version of the DTR being backed up, such as 2.9.4")
@@ -117,22 +115,14 @@ func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) e
 	if err != nil {
 		return err
 	}
-	if opts.output == "-" && dockerCli.Out().IsTerminal() {
-		return errors.New("refusing to write a backup to a terminal: use -o FILE, or redirect standard output")
-	}
 	ctx, stop := withSignals(ctx)
 	defer stop()
 
-	// The output first: a path that cannot be written fails before any query.
-	var out io.Writer = dockerCli.Out()
-	var file *atomicfile.File
-	if opts.output != "-" {
-		if file, err = atomicfile.Create(opts.output); err != nil {
-			return err
-		}
-		defer file.Abort()
-		out = file
+	out, err := openOutput(dockerCli, opts.output)
+	if err != nil {
+		return err
 	}
+	defer out.Abort()
 	prog := progress.New(dockerCli.Err(), opts.quiet)
 	tgt, err := opts.target.locate(ctx, dockerCli, prog)
 	if err != nil {
@@ -159,19 +149,12 @@ func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) e
 	if err != nil {
 		return backupError(ctx, opts.output, err)
 	}
-	if file != nil {
-		if err := file.Commit(); err != nil {
-			return err
-		}
+	if err := out.Commit(); err != nil {
+		return err
 	}
 	rows, bytes := m.Rows()
-	summary := fmt.Sprintf("%s: DTR %s, %s, %d tables, %d rows, %s of documents",
+	out.summary(dockerCli, prog, "%s: DTR %s, %s, %d tables, %d rows, %s of documents",
 		displayOutput(opts.output), m.DTRVersion, tgt.where(), len(m.Tables), rows, archive.HumanBytes(bytes))
-	if opts.output == "-" {
-		prog.Step("%s", summary) // stdout carries the archive
-	} else {
-		fmt.Fprintln(dockerCli.Out(), summary)
-	}
 	return nil
 }
 

@@ -2,14 +2,12 @@ package plugin
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/internal/version"
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
-	"github.com/docker-dtr/docker-dtr/pkg/atomicfile"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/imagevolume"
@@ -61,28 +59,20 @@ that storage up with its own tools.`,
 }
 
 func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) error {
-	if opts.output == "" {
-		return errors.New("-o/--output is required: a file name, or - for standard output")
+	if err := checkOutput(dockerCli, opts.output); err != nil {
+		return err
 	}
 	if err := checkReplicaID(opts.replicaID); err != nil {
 		return err
 	}
-	if opts.output == "-" && dockerCli.Out().IsTerminal() {
-		return errors.New("refusing to write a backup to a terminal: use -o FILE, or redirect standard output")
-	}
 	ctx, stop := withSignals(ctx)
 	defer stop()
 
-	var out io.Writer = dockerCli.Out()
-	var file *atomicfile.File
-	var err error
-	if opts.output != "-" {
-		if file, err = atomicfile.Create(opts.output); err != nil {
-			return err
-		}
-		defer file.Abort()
-		out = file
+	out, err := openOutput(dockerCli, opts.output)
+	if err != nil {
+		return err
 	}
+	defer out.Abort()
 	prog := progress.New(dockerCli.Err(), opts.quiet)
 	rep, err := chooseReplica(ctx, dockerCli, opts.replicaID, prog)
 	if err != nil {
@@ -107,21 +97,15 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 	if err != nil {
 		return backupError(ctx, opts.output, err)
 	}
-	if file != nil {
-		if err := file.Commit(); err != nil {
-			return err
-		}
+	if err := out.Commit(); err != nil {
+		return err
 	}
 	summary := fmt.Sprintf("%s: DTR %s, replica %s, volume %s: %d files, %d blobs, %s",
 		displayOutput(opts.output), m.DTRVersion, m.ReplicaID, m.Volume, m.Files, m.Blobs, archive.HumanBytes(m.Bytes))
 	if m.UploadFiles > 0 {
 		summary += fmt.Sprintf(" (%s in unfinished uploads left out)", plural(int(m.UploadFiles), "file"))
 	}
-	if opts.output == "-" {
-		prog.Step("%s", summary)
-	} else {
-		fmt.Fprintln(dockerCli.Out(), summary)
-	}
+	out.summary(dockerCli, prog, "%s", summary)
 	if n := len(m.CorruptBlobs); n > 0 {
 		for _, b := range m.CorruptBlobs {
 			prog.Warn("corrupt in the registry (data does not match its digest): %s", b)

@@ -92,16 +92,22 @@ func printReport(w io.Writer, name string, rep *archive.Report, format string) e
 			tw.Flush()
 		}
 	}
-	if !rep.OK() {
-		fmt.Fprintf(w, "\n%s:\n", plural(len(rep.Problems)+rep.ProblemsOmitted, "problem"))
-		for _, p := range rep.Problems {
-			fmt.Fprintf(w, "  %s\n", p)
-		}
-		if rep.ProblemsOmitted > 0 {
-			fmt.Fprintf(w, "  … and %d more\n", rep.ProblemsOmitted)
-		}
-	}
+	printProblems(w, rep.Problems, rep.ProblemsOmitted)
 	return nil
+}
+
+// printProblems lists what verify found, if anything.
+func printProblems(w io.Writer, problems []archive.Problem, omitted int) {
+	if len(problems)+omitted == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n%s:\n", plural(len(problems)+omitted, "problem"))
+	for _, p := range problems {
+		fmt.Fprintf(w, "  %s\n", p)
+	}
+	if omitted > 0 {
+		fmt.Fprintf(w, "  … and %d more\n", omitted)
+	}
 }
 
 func verdict(rep *archive.Report) string {

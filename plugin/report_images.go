@@ -114,15 +114,7 @@ func printImageReport(w io.Writer, name string, rep *imagearchive.Report) {
 		fmt.Fprintf(tw, "  Archive\t%s\n", archive.HumanBytes(rep.Size))
 		tw.Flush()
 	}
-	if !rep.OK() {
-		fmt.Fprintf(w, "\n%s:\n", plural(len(rep.Problems)+rep.ProblemsOmitted, "problem"))
-		for _, p := range rep.Problems {
-			fmt.Fprintf(w, "  %s\n", p)
-		}
-		if rep.ProblemsOmitted > 0 {
-			fmt.Fprintf(w, "  … and %d more\n", rep.ProblemsOmitted)
-		}
-	}
+	printProblems(w, rep.Problems, rep.ProblemsOmitted)
 }
 
 func printCrossCheck(w io.Writer, metadata string, c *crosscheck.Result) {
