@@ -42,9 +42,16 @@ file first). Backups written by 'docker/dtr backup' are restored too.
 By default the target is the DTR behind the active Docker context, reached
 through a helper container on the chosen replica's node (the healthy
 replica with the lowest id, or --replica-id); --rethinkdb-addr and its TLS
-flags reach a RethinkDB directly instead.`,
+flags reach a RethinkDB directly instead.
+
+Image backups (docker dtr backup images) are restored into the replica's
+image volume: after verifying, a volume that is not empty is refused unless
+--force; the containers that mount it are stopped, the content is written
+through the Docker archive API, they are started again whatever happens,
+and the volume is checked file by file against the backup's manifest.`,
 		Example: `  docker dtr backup restore --dry-run backup-metadata.tar
   docker dtr backup restore --force backup-metadata.tar
+  docker dtr backup restore --dry-run backup-images.tar
   docker dtr backup restore --rethinkdb-addr 127.0.0.1:28015 --dtr-version 2.9.4 … backup-metadata.tar`,
 		Args: exactArgs(1, "a backup FILE (or - for standard input)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
