@@ -18,7 +18,7 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/internal/dtrfixture"
 	"github.com/docker-dtr/docker-dtr/internal/dtrtest"
-	"github.com/docker-dtr/docker-dtr/pkg/tunnel"
+	helpers "github.com/docker-dtr/docker-dtr/pkg/helper"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
@@ -57,10 +57,10 @@ func status(t *testing.T, cfg string) (statusJSON, result) {
 }
 
 // helpers lists the plugin's tunnel helper containers, running or not.
-func helpers(t *testing.T, c *dtrfixture.Cluster) []container.Summary {
+func helperContainers(t *testing.T, c *dtrfixture.Cluster) []container.Summary {
 	t.Helper()
 	list, err := c.Client.ContainerList(context.Background(), container.ListOptions{
-		All: true, Filters: filters.NewArgs(filters.Arg("label", tunnel.LabelHelper)),
+		All: true, Filters: filters.NewArgs(filters.Arg("label", helpers.LabelKind)),
 	})
 	assert.NilError(t, err)
 	return list
@@ -68,7 +68,7 @@ func helpers(t *testing.T, c *dtrfixture.Cluster) []container.Summary {
 
 func assertNoHelpers(t *testing.T, c *dtrfixture.Cluster) {
 	t.Helper()
-	left := helpers(t, c)
+	left := helperContainers(t, c)
 	assert.Equal(t, len(left), 0, "tunnel helpers left behind: %v", left)
 }
 
@@ -315,7 +315,7 @@ func TestTunnelHelper(t *testing.T) {
 			if name == nil {
 				return poll.Continue("no helper started yet; stderr: %s", stderr.String())
 			}
-			for _, h := range helpers(t, c) {
+			for _, h := range helperContainers(t, c) {
 				if h.State == "running" && h.Names[0] == "/"+name[1] {
 					helper = h
 					return poll.Success()
@@ -335,7 +335,7 @@ func TestTunnelHelper(t *testing.T) {
 		assert.Equal(t, string(info.HostConfig.NetworkMode), "dtr-ol")
 		assert.Equal(t, info.Image, mustImageID(t, c, rep.Containers["rethinkdb"]), "the image of the replica's dtr-rethinkdb")
 		assert.DeepEqual(t, []string(info.Config.Entrypoint), []string{"/docker-dtr-agent"})
-		assert.Equal(t, info.Config.Labels[tunnel.LabelReplica], rep.ID)
+		assert.Equal(t, info.Config.Labels[helpers.LabelReplica], rep.ID)
 		var ca bool
 		for _, m := range info.Mounts {
 			if m.Destination == "/ca" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	helpers "github.com/docker-dtr/docker-dtr/pkg/helper"
 	"os"
 	"slices"
 	"strings"
@@ -201,7 +202,8 @@ func removeVolume(ctx context.Context, cli *client.Client, name string) error {
 	return err
 }
 
-// Sweep removes everything carrying Label: containers forcibly, then
+// Sweep removes everything carrying Label, and the plugin's own helper
+// containers (which hold the fixture's volumes): containers forcibly, then
 // networks, then volumes. Call it from TestMain before and after m.Run (a
 // killed run leaves things behind). Without a Docker engine it does nothing.
 //
@@ -224,6 +226,11 @@ func sweep(ctx context.Context, cli *client.Client) error {
 	var errs []error
 	cs, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: labelFilter()})
 	errs = append(errs, err)
+	// The plugin's own helpers, left by a test killed while one ran, hold
+	// the fixture's volumes: they go too.
+	hs, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", helpers.LabelKind))})
+	errs = append(errs, err)
+	cs = append(cs, hs...)
 	var wg sync.WaitGroup
 	cerrs := make([]error, len(cs))
 	for i, c := range cs {

@@ -12,10 +12,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
+	helpers "github.com/docker-dtr/docker-dtr/pkg/helper"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/client"
@@ -27,12 +27,7 @@ type API = client.APIClient
 // MountPoint is where DTR's registry mounts its image volume.
 const MountPoint = "/storage"
 
-// Labels of the helper containers.
-const (
-	LabelHelper  = "com.docker-dtr.helper"
-	LabelReplica = "com.docker-dtr.replica"
-	namePrefix   = "docker-dtr-images-"
-)
+const namePrefix = "docker-dtr-images-"
 
 // Volume is a replica's image volume and what it needs from the replica.
 type Volume struct {
@@ -89,6 +84,9 @@ type helper struct {
 }
 
 func (v *Volume) helper(ctx context.Context, api API, readOnly bool) (*helper, error) {
+	// What killed runs left behind goes first (best effort); it may hold
+	// the volume.
+	helpers.RemoveStale(ctx, api)
 	b := make([]byte, 4)
 	rand.Read(b)
 	name := namePrefix + v.Replica.ID + "-" + hex.EncodeToString(b)
@@ -96,7 +94,7 @@ func (v *Volume) helper(ctx context.Context, api API, readOnly bool) (*helper, e
 		Image: v.Image,
 		// Never started: the entrypoint only has to be a valid one to create.
 		Entrypoint: []string{"/docker-dtr-never-started"},
-		Labels:     map[string]string{LabelHelper: "images", LabelReplica: v.Replica.ID},
+		Labels:     helpers.Labels(helpers.KindImages, v.Replica.ID),
 	}
 	if v.Replica.NodeFromName {
 		cfg.Env = []string{"constraint:node==" + v.Replica.Node}
@@ -117,8 +115,7 @@ func (v *Volume) helper(ctx context.Context, api API, readOnly bool) (*helper, e
 func (h *helper) remove() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := h.api.ContainerRemove(ctx, h.id, container.RemoveOptions{Force: true, RemoveVolumes: true})
-	if err != nil && !strings.Contains(err.Error(), "No such container") {
+	if err := helpers.Remove(ctx, h.api, h.id); err != nil {
 		return fmt.Errorf("removing helper %s: %w (remove it with: docker rm -f %s)", h.name, err, h.name)
 	}
 	return nil

@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -18,22 +17,17 @@ import (
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
+	helpers "github.com/docker-dtr/docker-dtr/pkg/helper"
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/client"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 )
 
-// Labels on every helper container, so the next run can find what a killed
-// run left behind.
 const (
-	LabelHelper  = "com.docker-dtr.helper"
-	LabelReplica = "com.docker-dtr.replica"
-	helperKind   = "tunnel"
-	namePrefix   = "docker-dtr-tunnel-"
-	agentPath    = "/docker-dtr-agent"
+	namePrefix = "docker-dtr-tunnel-"
+	agentPath  = "/docker-dtr-agent"
 )
 
 // API is the Docker client; through UCP, these calls reach the replica's node.
@@ -106,7 +100,7 @@ func helperConfig(rep *dtr.Replica, imageID string, img *dockerspec.DockerOCIIma
 		AttachStdin:  true,
 		AttachStdout: true,
 		AttachStderr: true,
-		Labels:       map[string]string{LabelHelper: helperKind, LabelReplica: rep.ID},
+		Labels:       helpers.Labels(helpers.KindTunnel, rep.ID),
 		Healthcheck:  &container.HealthConfig{Test: []string{"NONE"}},
 	}
 	if rep.NodeFromName {
@@ -212,51 +206,10 @@ func (h *helper) remove() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), removeTimeout)
 	defer cancel()
-	err := h.api.ContainerRemove(ctx, h.id, container.RemoveOptions{Force: true, RemoveVolumes: true})
-	if err != nil && !isNotFound(err) {
+	if err := helpers.Remove(ctx, h.api, h.id); err != nil {
 		return fmt.Errorf("removing the tunnel helper %s: %w (remove it with: docker rm -f %s)", h.name, err, h.name)
 	}
 	return nil
-}
-
-func isNotFound(err error) bool {
-	var nf interface{ NotFound() }
-	return errors.As(err, &nf) || strings.Contains(err.Error(), "No such container")
-}
-
-// staleAfter is how long a created-but-never-started helper may be another
-// run's, still being set up, before it counts as left behind.
-const staleAfter = 2 * time.Minute
-
-// RemoveStale removes helpers that a killed run left behind: stopped ones,
-// and ones created long ago that never started. Running helpers belong to
-// runs in progress (a helper whose run died exits on its own, as its stdin
-// closes).
-func RemoveStale(ctx context.Context, api API) (int, error) {
-	list, err := api.ContainerList(ctx, container.ListOptions{
-		All:     true,
-		Filters: filters.NewArgs(filters.Arg("label", LabelHelper)),
-	})
-	if err != nil {
-		return 0, fmt.Errorf("listing tunnel helpers: %w", err)
-	}
-	n := 0
-	var errs []error
-	for _, c := range list {
-		created := time.Unix(c.Created, 0)
-		stale := c.State == "exited" || c.State == "dead" ||
-			(c.State == "created" && time.Since(created) > staleAfter)
-		if !stale {
-			continue
-		}
-		err := api.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
-		if err != nil && !isNotFound(err) {
-			errs = append(errs, err)
-			continue
-		}
-		n++
-	}
-	return n, errors.Join(errs...)
 }
 
 // tailBuffer keeps the last max bytes written to it.
