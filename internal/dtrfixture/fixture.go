@@ -597,17 +597,26 @@ func (c *Cluster) waitReady(ctx context.Context, reps []*Replica, comps []string
 func (c *Cluster) waitRethink(ctx context.Context, rep *Replica) error {
 	name := rep.Containers["rethinkdb"]
 	cfg := c.pki.clientTLS(name + "." + networkName)
-	var lastErr error
-	for i := 0; ; i++ {
+	return c.waitAnswer(ctx, name, "RethinkDB of "+name, rep.RethinkAddr, func() error {
 		d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 2 * time.Second}, Config: cfg}
 		hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
 		conn, err := d.DialContext(hctx, "tcp", rep.RethinkAddr)
-		cancel()
 		if err == nil {
 			conn.Close()
+		}
+		return err
+	})
+}
+
+// waitAnswer polls probe until it succeeds, the container stops (its logs
+// then say why) or ctx ends.
+func (c *Cluster) waitAnswer(ctx context.Context, name, what, addr string, probe func() error) error {
+	var lastErr error
+	for i := 0; ; i++ {
+		if lastErr = probe(); lastErr == nil {
 			return nil
 		}
-		lastErr = err
 		if i%10 == 9 {
 			if st, err := c.Client.ContainerInspect(ctx, name); err == nil && !st.State.Running {
 				return fmt.Errorf("%s is %s (exit code %d): %s", name, st.State.Status, st.State.ExitCode, c.logs(ctx, name))
@@ -615,7 +624,7 @@ func (c *Cluster) waitRethink(ctx context.Context, rep *Replica) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("RethinkDB of %s does not answer on %s: %v (logs: %s)", name, rep.RethinkAddr, lastErr, c.logs(ctx, name))
+			return fmt.Errorf("%s does not answer on %s: %v (logs: %s)", what, addr, lastErr, c.logs(ctx, name))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/volume"
+	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
 	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
 	"gotest.tools/v3/assert"
@@ -162,6 +163,13 @@ func TestCluster(t *testing.T) {
 
 	// The subtest's cleanup has run: nothing labelled is left but the images.
 	assert.NilError(t, err)
+	assertNothingLabelled(t, cli)
+}
+
+// assertNothingLabelled checks that no container, volume or network of the
+// fixture is left.
+func assertNothingLabelled(t *testing.T, cli *client.Client) {
+	t.Helper()
 	ctx := context.Background()
 	cs, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: labelFilter()})
 	assert.NilError(t, err)

@@ -145,30 +145,19 @@ func (c *Cluster) waitRegistry(ctx context.Context, rep *Replica) error {
 	name := rep.Containers["registry"]
 	hc := &http.Client{Timeout: 2 * time.Second}
 	url := "http://" + rep.RegistryAddr + "/v2/"
-	var lastErr error
-	for i := 0; ; i++ {
+	return c.waitAnswer(ctx, name, "the registry "+name, rep.RegistryAddr, func() error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
 			return err
 		}
 		resp, err := hc.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("GET %s: %s", url, resp.Status)
+		if err != nil {
+			return err
 		}
-		lastErr = err
-		if i%10 == 9 {
-			if st, err := c.Client.ContainerInspect(ctx, name); err == nil && !st.State.Running {
-				return fmt.Errorf("%s is %s (exit code %d): %s", name, st.State.Status, st.State.ExitCode, c.logs(ctx, name))
-			}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET %s: %s", url, resp.Status)
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("the registry %s does not answer on %s: %v (logs: %s)", name, rep.RegistryAddr, lastErr, c.logs(ctx, name))
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+		return nil
+	})
 }

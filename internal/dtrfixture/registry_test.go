@@ -12,10 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
-	"github.com/docker/docker/api/types/network"
-	"github.com/docker/docker/api/types/volume"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 )
@@ -167,16 +164,8 @@ func TestRegistry(t *testing.T) {
 	// The subtest's cleanup has run: nothing of it is left but the
 	// fixture's component images.
 	assert.NilError(t, err)
+	assertNothingLabelled(t, cli)
 	ctx := context.Background()
-	cs, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: labelFilter()})
-	assert.NilError(t, err)
-	assert.Check(t, is.Len(cs, 0))
-	vs, err := cli.VolumeList(ctx, volume.ListOptions{Filters: labelFilter()})
-	assert.NilError(t, err)
-	assert.Check(t, is.Len(vs.Volumes, 0))
-	ns, err := cli.NetworkList(ctx, network.ListOptions{Filters: labelFilter()})
-	assert.NilError(t, err)
-	assert.Check(t, is.Len(ns, 0))
 	imgs, err := cli.ImageList(ctx, image.ListOptions{All: true})
 	assert.NilError(t, err)
 	for _, img := range imgs {
