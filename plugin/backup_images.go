@@ -74,7 +74,7 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 	}
 	defer out.Abort()
 	prog := progress.New(dockerCli.Err(), opts.quiet)
-	rep, err := chooseReplica(ctx, dockerCli, opts.replicaID, prog)
+	rep, err := chooseReplica(ctx, dockerCli, &targetOptions{replicaID: opts.replicaID}, prog)
 	if err != nil {
 		return backupError(ctx, opts.output, err)
 	}
@@ -120,8 +120,8 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 
 // chooseReplica finds the DTR behind the Docker context and picks the
 // replica, printing which and why.
-func chooseReplica(ctx context.Context, dockerCli command.Cli, id string, prog *progress.Printer) (*dtr.Replica, error) {
-	t, err := (&targetOptions{replicaID: id}).locate(ctx, dockerCli, prog)
+func chooseReplica(ctx context.Context, dockerCli command.Cli, o *targetOptions, prog *progress.Printer) (*dtr.Replica, error) {
+	t, err := o.locate(ctx, dockerCli, prog)
 	if err != nil {
 		return nil, err
 	}

@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
-	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/imagevolume"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
@@ -43,7 +42,8 @@ func runImageRestore(ctx context.Context, dockerCli command.Cli, opts restoreOpt
 		printImageReport(dockerCli.Err(), name, rep)
 		return fmt.Errorf("refusing to restore %s: it did not verify (%s, listed above); nothing was changed", name, plural(len(rep.Problems)+rep.ProblemsOmitted, "problem"))
 	}
-	replica, err := restoreReplica(ctx, dockerCli, opts.target.replicaID, prog)
+	// A named replica may be unhealthy: its registry may be what is repaired.
+	replica, err := chooseReplica(ctx, dockerCli, &targetOptions{replicaID: opts.target.replicaID, allowUnhealthy: true}, prog)
 	if err != nil {
 		return err
 	}
@@ -136,29 +136,6 @@ func contentStream(f *os.File, contentDir string) io.ReadCloser {
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(imagearchive.Content(f, contentDir, pw)) }()
 	return pr
-}
-
-// restoreReplica picks the replica to restore into. A named replica may be
-// unhealthy (its registry may be what is being repaired); the default is
-// the healthy one with the lowest id.
-func restoreReplica(ctx context.Context, dockerCli command.Cli, id string, prog *progress.Printer) (*dtr.Replica, error) {
-	if id == "" {
-		return chooseReplica(ctx, dockerCli, "", prog)
-	}
-	cluster, err := discover(ctx, dockerCli)
-	if err != nil {
-		return nil, err
-	}
-	rep := cluster.Replica(id)
-	if rep == nil {
-		_, err := cluster.Choose(id) // says which replicas there are
-		return nil, err
-	}
-	if !rep.Healthy {
-		prog.Warn("replica %s is not healthy (%s): restoring into it as --replica-id asks", rep.ID, strings.Join(rep.Problems, "; "))
-	}
-	prog.Step("using replica %s on node %s (DTR %s): --replica-id", rep.ID, rep.Node, rep.Version)
-	return rep, nil
 }
 
 func orNone(names []string) string {

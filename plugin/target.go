@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strings"
 
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
@@ -23,6 +24,9 @@ type targetOptions struct {
 	direct      rethinkOptions
 	replicaID   string
 	agentBinary string
+	// allowUnhealthy takes a replica named by --replica-id even when it is
+	// not healthy: its registry may be what is being repaired.
+	allowUnhealthy bool
 }
 
 func (o *targetOptions) addFlags(flags *pflag.FlagSet) {
@@ -68,7 +72,6 @@ func (o *targetOptions) validate() error {
 type target struct {
 	opts    *targetOptions
 	replica *dtr.Replica
-	cluster *dtr.Cluster
 	tunnel  *tunnel.Tunnel
 	sess    *rethink.Session
 }
@@ -87,8 +90,10 @@ func (o *targetOptions) locate(ctx context.Context, dockerCli command.Cli, prog 
 	if skew := cluster.VersionSkew(); skew != "" {
 		prog.Warn("%s", skew)
 	}
-	rep, err := cluster.Choose(o.replicaID)
-	if err != nil {
+	rep := cluster.Replica(o.replicaID)
+	if rep != nil && !rep.Healthy && o.allowUnhealthy {
+		prog.Warn("replica %s is not healthy (%s): using it as --replica-id asks", rep.ID, strings.Join(rep.Problems, "; "))
+	} else if rep, err = cluster.Choose(o.replicaID); err != nil {
 		return nil, err
 	}
 	why := "--replica-id"
@@ -96,7 +101,7 @@ func (o *targetOptions) locate(ctx context.Context, dockerCli command.Cli, prog 
 		why = "the healthy replica with the lowest id"
 	}
 	prog.Step("using replica %s on node %s (DTR %s): %s", rep.ID, rep.Node, rep.Version, why)
-	t.cluster, t.replica = cluster, rep
+	t.replica = rep
 	return t, nil
 }
 
