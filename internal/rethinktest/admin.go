@@ -238,17 +238,19 @@ func registerAdminTerms() {
 		if err != nil {
 			return nil, err
 		}
-		cat.mu.Lock()
-		defer cat.mu.Unlock()
-		if name == systemDB || cat.dbs[name] != nil {
-			return nil, opFailed("Database `%s` already exists.", name)
-		}
-		db := &database{id: newUUID(), name: name, tables: map[string]*table{}}
-		cat.dbs[name] = db
-		return map[string]any{
-			"config_changes": []any{map[string]any{"new_val": dbConfig(db), "old_val": nil}},
-			"dbs_created":    1.0,
-		}, nil
+		return e.logged(true, func(j *journal) (any, uint64, error) {
+			cat.mu.Lock()
+			defer cat.mu.Unlock()
+			if name == systemDB || cat.dbs[name] != nil {
+				return nil, 0, opFailed("Database `%s` already exists.", name)
+			}
+			db := &database{id: newUUID(), name: name, tables: map[string]*table{}}
+			cat.dbs[name] = db
+			return map[string]any{
+				"config_changes": []any{map[string]any{"new_val": dbConfig(db), "old_val": nil}},
+				"dbs_created":    1.0,
+			}, j.log(recDBCreate(nil, db)), nil
+		})
 	})
 	reg(p.Term_DB_DROP, 1, 1, nil, func(e *env, args []any, _ map[string]any) (any, error) {
 		name, err := e.evalString(args[0])
@@ -265,18 +267,20 @@ func registerAdminTerms() {
 		if err != nil {
 			return nil, err
 		}
-		cat.mu.Lock()
-		defer cat.mu.Unlock()
-		db := cat.dbs[name]
-		if db == nil {
-			return nil, nonExistence("Database `%s` does not exist.", name)
-		}
-		delete(cat.dbs, name)
-		return map[string]any{
-			"config_changes": []any{map[string]any{"new_val": nil, "old_val": dbConfig(db)}},
-			"dbs_dropped":    1.0,
-			"tables_dropped": float64(len(db.tables)),
-		}, nil
+		return e.logged(true, func(j *journal) (any, uint64, error) {
+			cat.mu.Lock()
+			defer cat.mu.Unlock()
+			db := cat.dbs[name]
+			if db == nil {
+				return nil, 0, nonExistence("Database `%s` does not exist.", name)
+			}
+			delete(cat.dbs, name)
+			return map[string]any{
+				"config_changes": []any{map[string]any{"new_val": nil, "old_val": dbConfig(db)}},
+				"dbs_dropped":    1.0,
+				"tables_dropped": float64(len(db.tables)),
+			}, j.log(recJSON(nil, jrec{Op: "db_drop", ID: db.id})), nil
+		})
 	})
 	reg(p.Term_TABLE_LIST, 0, 1, nil, func(e *env, args []any, _ map[string]any) (any, error) {
 		db, _, err := e.dbArg(args, 0)
@@ -313,20 +317,22 @@ func registerAdminTerms() {
 			return nil, logicErr("Table name `%s` invalid (Use A-Z, a-z, 0-9, _ and - only).", name)
 		}
 		cat, _ := e.catalog()
-		cat.mu.Lock()
-		defer cat.mu.Unlock()
-		t := db.tables[name]
-		if t == nil {
-			return nil, nonExistence("Table `%s.%s` does not exist.", db.name, name)
-		}
-		delete(db.tables, name)
-		t.mu.RLock()
-		cfg := t.configLocked()
-		t.mu.RUnlock()
-		return map[string]any{
-			"config_changes": []any{map[string]any{"new_val": nil, "old_val": cfg}},
-			"tables_dropped": 1.0,
-		}, nil
+		return e.logged(true, func(j *journal) (any, uint64, error) {
+			cat.mu.Lock()
+			defer cat.mu.Unlock()
+			t := db.tables[name]
+			if t == nil {
+				return nil, 0, nonExistence("Table `%s.%s` does not exist.", db.name, name)
+			}
+			delete(db.tables, name)
+			t.mu.RLock()
+			cfg := t.configLocked()
+			t.mu.RUnlock()
+			return map[string]any{
+				"config_changes": []any{map[string]any{"new_val": nil, "old_val": cfg}},
+				"tables_dropped": 1.0,
+			}, j.log(recJSON(nil, jrec{Op: "table_drop", ID: t.id})), nil
+		})
 	})
 	reg(p.Term_CONFIG, 1, 1, nil, func(e *env, args []any, _ map[string]any) (any, error) {
 		v, err := e.eval(args[0])
@@ -382,6 +388,11 @@ func registerAdminTerms() {
 			return nil, err
 		}
 		if err := t.checkWritable(); err != nil {
+			return nil, err
+		}
+		// Every earlier write, to any table, reaches the disk: more than
+		// RethinkDB promises, never less.
+		if err := e.journal().syncAll(); err != nil {
 			return nil, err
 		}
 		return map[string]any{"synced": 1.0}, nil
@@ -462,21 +473,23 @@ func evalTableCreate(e *env, args []any, opts map[string]any) (any, error) {
 		}
 	}
 	cat, _ := e.catalog()
-	cat.mu.Lock()
-	defer cat.mu.Unlock()
-	if cat.dbs[db.name] != db {
-		return nil, nonExistence("Database `%s` does not exist.", db.name)
-	}
-	if db.tables[name] != nil {
-		return nil, opFailed("Table `%s.%s` already exists.", db.name, name)
-	}
-	t := &table{
-		id: newUUID(), name: name, db: db, pk: pk, durability: dur,
-		docs: map[string]map[string]any{}, indexes: map[string]*sindex{},
-	}
-	db.tables[name] = t
-	return map[string]any{
-		"config_changes": []any{map[string]any{"new_val": t.configLocked(), "old_val": nil}},
-		"tables_created": 1.0,
-	}, nil
+	return e.logged(true, func(j *journal) (any, uint64, error) {
+		cat.mu.Lock()
+		defer cat.mu.Unlock()
+		if cat.dbs[db.name] != db {
+			return nil, 0, nonExistence("Database `%s` does not exist.", db.name)
+		}
+		if db.tables[name] != nil {
+			return nil, 0, opFailed("Table `%s.%s` already exists.", db.name, name)
+		}
+		t := &table{
+			id: newUUID(), name: name, db: db, pk: pk, durability: dur,
+			docs: map[string]map[string]any{}, indexes: map[string]*sindex{},
+		}
+		db.tables[name] = t
+		return map[string]any{
+			"config_changes": []any{map[string]any{"new_val": t.configLocked(), "old_val": nil}},
+			"tables_created": 1.0,
+		}, j.log(recTableCreate(nil, t)), nil
+	})
 }

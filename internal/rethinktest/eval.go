@@ -12,6 +12,7 @@ type queryCtx struct {
 	defaultDB  string
 	arrayLimit int
 	now        Time
+	durability string // run()'s durability option; "" when not given
 }
 
 // scope is a linked list of bound variables; implicit marks the argument of a

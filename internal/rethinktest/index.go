@@ -99,13 +99,15 @@ func registerIndexTerms() {
 		if err != nil {
 			return nil, err
 		}
-		t.mu.Lock()
-		defer t.mu.Unlock()
-		if t.indexes[name] == nil {
-			return nil, opFailed("Index `%s` does not exist on table `%s`.", name, t.displayName())
-		}
-		delete(t.indexes, name)
-		return map[string]any{"dropped": 1.0}, nil
+		return e.logged(true, func(j *journal) (any, uint64, error) {
+			t.mu.Lock()
+			defer t.mu.Unlock()
+			if t.indexes[name] == nil {
+				return nil, 0, opFailed("Index `%s` does not exist on table `%s`.", name, t.displayName())
+			}
+			delete(t.indexes, name)
+			return map[string]any{"dropped": 1.0}, j.log(recJSON(nil, jrec{Op: "index_drop", Table: t.id, Name: name})), nil
+		})
 	})
 	reg(p.Term_INDEX_LIST, 1, 1, nil, func(e *env, args []any, _ map[string]any) (any, error) {
 		t, err := e.evalTable(args[0])
@@ -167,22 +169,24 @@ func registerIndexTerms() {
 				return nil, logicErr("Index name conflict: `%s` is the name of the primary key.", n)
 			}
 		}
-		t.mu.Lock()
-		defer t.mu.Unlock()
-		ix := t.indexes[oldName]
-		if ix == nil {
-			return nil, opFailed("Index `%s` does not exist on table `%s`.", oldName, t.displayName())
-		}
-		if oldName == newName {
-			return map[string]any{"renamed": 0.0}, nil
-		}
-		if t.indexes[newName] != nil && !overwrite {
-			return nil, opFailed("Index `%s` already exists on table `%s`.", newName, t.displayName())
-		}
-		delete(t.indexes, oldName)
-		ix.name = newName
-		t.indexes[newName] = ix
-		return map[string]any{"renamed": 1.0}, nil
+		return e.logged(true, func(j *journal) (any, uint64, error) {
+			t.mu.Lock()
+			defer t.mu.Unlock()
+			ix := t.indexes[oldName]
+			if ix == nil {
+				return nil, 0, opFailed("Index `%s` does not exist on table `%s`.", oldName, t.displayName())
+			}
+			if oldName == newName {
+				return map[string]any{"renamed": 0.0}, 0, nil
+			}
+			if t.indexes[newName] != nil && !overwrite {
+				return nil, 0, opFailed("Index `%s` already exists on table `%s`.", newName, t.displayName())
+			}
+			delete(t.indexes, oldName)
+			ix.name = newName
+			t.indexes[newName] = ix
+			return map[string]any{"renamed": 1.0}, j.log(recJSON(nil, jrec{Op: "index_rename", Table: t.id, Name: oldName, NewName: newName})), nil
+		})
 	})
 }
 
@@ -266,18 +270,20 @@ func evalIndexCreate(e *env, args []any, opts map[string]any) (any, error) {
 			return nil, err
 		}
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.indexes[name] != nil {
-		return nil, opFailed("Index `%s` already exists on table `%s`.", name, t.displayName())
-	}
-	if !ix.geo { // geo indexes are recorded but not built (no geometry support)
-		for k, d := range t.docs {
-			ix.add(k, d)
+	return e.logged(true, func(j *journal) (any, uint64, error) {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if t.indexes[name] != nil {
+			return nil, 0, opFailed("Index `%s` already exists on table `%s`.", name, t.displayName())
 		}
-	}
-	t.indexes[name] = ix
-	return map[string]any{"created": 1.0}, nil
+		if !ix.geo { // geo indexes are recorded but not built (no geometry support)
+			for k, d := range t.docs {
+				ix.add(k, d)
+			}
+		}
+		t.indexes[name] = ix
+		return map[string]any{"created": 1.0}, j.log(recIndexCreate(nil, t, ix)), nil
+	})
 }
 
 func parseIndexBlob(b Binary, ix *sindex) error {
@@ -347,17 +353,19 @@ func registerHookTerms() {
 				return nil, logicErr("Write hook functions must expect 3 arguments.")
 			}
 		}
-		t.mu.Lock()
-		defer t.mu.Unlock()
-		msg := "deleted"
-		if fd != nil {
-			msg = "created"
-			if t.hook != nil {
-				msg = "replaced"
+		return e.logged(true, func(j *journal) (any, uint64, error) {
+			t.mu.Lock()
+			defer t.mu.Unlock()
+			msg := "deleted"
+			if fd != nil {
+				msg = "created"
+				if t.hook != nil {
+					msg = "replaced"
+				}
 			}
-		}
-		t.hook = fd
-		return map[string]any{msg: 1.0}, nil
+			t.hook = fd
+			return map[string]any{msg: 1.0}, j.log(recHook(nil, t)), nil
+		})
 	})
 	reg(p.Term_GET_WRITE_HOOK, 1, 1, nil, func(e *env, args []any, _ map[string]any) (any, error) {
 		t, err := e.evalTable(args[0])

@@ -24,6 +24,7 @@ type ProcessOptions struct {
 	Certs             *Certs
 	MaxBatchRows      int
 	MaxBatchBytes     int
+	Directory         string // Options.Directory
 }
 
 // Process is a server running in a child process.
@@ -52,7 +53,7 @@ func serveChild(raw string) error {
 	if err := json.Unmarshal([]byte(raw), &po); err != nil {
 		return err
 	}
-	opts := Options{MaxBatchRows: po.MaxBatchRows, MaxBatchBytes: po.MaxBatchBytes}
+	opts := Options{MaxBatchRows: po.MaxBatchRows, MaxBatchBytes: po.MaxBatchBytes, Directory: po.Directory}
 	if po.AdminPasswordFile != "" {
 		b, err := os.ReadFile(po.AdminPasswordFile)
 		if err != nil {
@@ -112,9 +113,15 @@ func StartProcess(t testing.TB, opts ProcessOptions) *Process {
 			}
 		}
 		io.Copy(io.Discard, stdout)
+		close(addrCh) // exited (or closed stdout) without listening
 	}()
 	select {
-	case pr.addr = <-addrCh:
+	case addr, ok := <-addrCh:
+		if !ok {
+			pr.Kill()
+			t.Fatalf("rethinktest: server process exited without listening")
+		}
+		pr.addr = addr
 	case <-time.After(30 * time.Second):
 		pr.Kill()
 		t.Fatalf("rethinktest: server process did not start listening")

@@ -300,9 +300,11 @@ func (c *conn) globalOpts(qc *queryCtx, cur *cursor, opts map[string]any) (bool,
 			}
 			qc.defaultDB = dv.db.name
 		case "durability":
-			if _, err := e.durabilityOpt(opts, "hard"); err != nil {
+			d, err := e.durabilityOpt(opts, "hard")
+			if err != nil {
 				return noreply, err
 			}
+			qc.durability = d
 		case "read_mode":
 			if err := e.checkReadMode(raw); err != nil {
 				return noreply, err

@@ -1,4 +1,5 @@
-// Package rethinktest is an in-memory RethinkDB wire-protocol server for tests.
+// Package rethinktest is a RethinkDB wire-protocol server for tests, in memory
+// or, with Options.Directory, persisted with RethinkDB's durability (persist.go).
 // It speaks the V1_0 handshake with SCRAM-SHA-256, the JSON query protocol
 // with cursors and partial batches, and the subset of ReQL a backup/restore
 // tool needs, with RethinkDB 2.4's result shapes and error messages.
@@ -26,6 +27,10 @@ type Options struct {
 	Version string
 	// Addr is the address to listen on. Default "127.0.0.1:0".
 	Addr string
+	// Directory is rethinkdb's --directory: where databases, tables,
+	// documents, indexes and write hooks are kept across restarts (created if
+	// missing). Empty keeps everything in memory.
+	Directory string
 }
 
 // Server is a running test server.
@@ -34,6 +39,7 @@ type Server struct {
 	ln   net.Listener
 	cat  *catalog
 	id   string
+	jnl  *journal // nil in memory
 
 	// SCRAM material for the admin user, derived once.
 	salt       []byte
@@ -71,8 +77,15 @@ func Start(opts Options) (*Server, error) {
 	if opts.Addr == "" {
 		opts.Addr = "127.0.0.1:0"
 	}
+	if opts.Directory != "" {
+		if s.jnl, err = openJournal(opts.Directory); err != nil {
+			return nil, err
+		}
+		s.cat, s.id = s.jnl.cat, s.jnl.serverID
+	}
 	ln, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
+		s.jnl.close()
 		return nil, err
 	}
 	if opts.TLS != nil {
@@ -125,7 +138,8 @@ func (s *Server) DropConnections() {
 	}
 }
 
-// Close stops the listener and all connections.
+// Close stops the listener and all connections, then writes every change to
+// the data directory (soft-durability ones too) and closes it.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -139,6 +153,9 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+	if jerr := s.jnl.close(); err == nil {
+		err = jerr
+	}
 	return err
 }
 

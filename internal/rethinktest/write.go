@@ -36,10 +36,20 @@ func (w *writeResult) datum() map[string]any {
 	return out
 }
 
-func (e *env) writeOpts(opts map[string]any) error {
-	if _, err := e.durabilityOpt(opts, "hard"); err != nil {
-		return err
+// writeOpts checks a write's options and returns its durability: the write's
+// own option, else run()'s, else "" for the table's.
+func (e *env) writeOpts(opts map[string]any) (string, error) {
+	dur, err := e.durabilityOpt(opts, "")
+	if err != nil {
+		return "", err
 	}
+	if dur == "" && e.q != nil {
+		dur = e.q.durability
+	}
+	return dur, e.checkWriteOpts(opts)
+}
+
+func (e *env) checkWriteOpts(opts map[string]any) error {
 	if raw, ok := opts["return_changes"]; ok {
 		d, err := e.evalDatum(raw)
 		if err != nil {
@@ -55,6 +65,43 @@ func (e *env) writeOpts(opts map[string]any) error {
 		}
 	}
 	return nil
+}
+
+// hard tells whether a write with durability dur (from writeOpts) is
+// acknowledged only once on disk.
+func (t *table) hard(dur string) bool {
+	if dur == "" {
+		dur = t.durability
+	}
+	return dur != "soft"
+}
+
+func (e *env) journal() *journal {
+	if e.q == nil {
+		return nil
+	}
+	return e.q.srv.jnl
+}
+
+// logged runs a change: fn applies it in memory and logs its record (returning
+// the record's sequence number) under the lock that orders it; the change is
+// acknowledged once that record is on disk when hard.
+func (e *env) logged(hard bool, fn func(j *journal) (any, uint64, error)) (any, error) {
+	j := e.journal()
+	res, seq, err := func() (any, uint64, error) {
+		j.enter()
+		defer j.leave()
+		return fn(j)
+	}()
+	if err != nil {
+		return nil, err
+	}
+	if hard {
+		if err := j.durable(seq); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
 }
 
 func registerWriteTerms() {
@@ -89,7 +136,8 @@ func evalInsert(e *env, args []any, opts map[string]any) (any, error) {
 	if err := t.checkWritable(); err != nil {
 		return nil, err
 	}
-	if err := e.writeOpts(opts); err != nil {
+	dur, err := e.writeOpts(opts)
+	if err != nil {
 		return nil, err
 	}
 	conflict := "error"
@@ -118,9 +166,16 @@ func evalInsert(e *env, args []any, opts map[string]any) (any, error) {
 	if !isArr {
 		docs = []any{d}
 	}
-	var res writeResult
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	return e.logged(t.hard(dur), func(j *journal) (any, uint64, error) {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		res, written := insertLocked(t, docs, conflict, j != nil)
+		return res.datum(), j.logPut(t, written), nil
+	})
+}
+
+// insertLocked inserts docs; with keep it returns the documents stored.
+func insertLocked(t *table, docs []any, conflict string, keep bool) (res writeResult, written []map[string]any) {
 	for _, raw := range docs {
 		doc, ok := raw.(map[string]any)
 		if !ok {
@@ -143,6 +198,9 @@ func evalInsert(e *env, args []any, opts map[string]any) (any, error) {
 		if !exists {
 			t.putLocked(key, doc)
 			res.inserted++
+			if keep {
+				written = append(written, doc)
+			}
 			continue
 		}
 		switch conflict {
@@ -158,8 +216,11 @@ func evalInsert(e *env, args []any, opts map[string]any) (any, error) {
 		}
 		t.putLocked(key, doc)
 		res.replaced++
+		if keep {
+			written = append(written, doc)
+		}
 	}
-	return res.datum(), nil
+	return res, written
 }
 
 func evalDelete(e *env, args []any, opts map[string]any) (any, error) {
@@ -167,23 +228,46 @@ func evalDelete(e *env, args []any, opts map[string]any) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := e.writeOpts(opts); err != nil {
+	dur, err := e.writeOpts(opts)
+	if err != nil {
 		return nil, err
 	}
 	var res writeResult
+	var last uint64 // the last record logged
+	// deleteKey deletes and logs one document.
+	deleteKey := func(t *table, key string) {
+		e.logged(false, func(j *journal) (any, uint64, error) {
+			t.mu.Lock()
+			defer t.mu.Unlock()
+			old, ok := t.docs[key]
+			if !ok {
+				res.skipped++
+				return nil, 0, nil
+			}
+			t.deleteLocked(key)
+			res.deleted++
+			if j != nil {
+				last = j.log(recDel(nil, t, []any{old[t.pk]}))
+			}
+			return nil, 0, nil
+		})
+	}
+	// done acknowledges the deletes once they are durable.
+	done := func(t *table) (any, error) {
+		if t.hard(dur) {
+			if err := e.journal().durable(last); err != nil {
+				return nil, err
+			}
+		}
+		return res.datum(), nil
+	}
 	switch x := v.(type) {
 	case *singleSel:
 		if err := x.t.checkWritable(); err != nil {
 			return nil, err
 		}
-		x.t.mu.Lock()
-		if x.t.deleteLocked(x.key) {
-			res.deleted++
-		} else {
-			res.skipped++
-		}
-		x.t.mu.Unlock()
-		return res.datum(), nil
+		deleteKey(x.t, x.key)
+		return done(x.t)
 	case *tableVal, *streamVal:
 		var t *table
 		if tv, ok := x.(*tableVal); ok {
@@ -215,15 +299,9 @@ func evalDelete(e *env, args []any, opts map[string]any) (any, error) {
 				res.fail(kerr.(*rqlError).msg)
 				continue
 			}
-			t.mu.Lock()
-			if t.deleteLocked(key) {
-				res.deleted++
-			} else {
-				res.skipped++
-			}
-			t.mu.Unlock()
+			deleteKey(t, key)
 		}
-		return res.datum(), nil
+		return done(t)
 	}
 	return nil, expectType(v, "SELECTION")
 }

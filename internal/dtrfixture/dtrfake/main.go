@@ -2,7 +2,8 @@
 // replica in the images internal/dtrfixture builds. It is linked statically and
 // runs FROM scratch; the first argument picks the mode:
 //
-//	dtrfake rethinkdb [rethinkdb flags]  the project's RethinkDB test server (internal/rethinktest)
+//	dtrfake rethinkdb [rethinkdb flags]  the project's RethinkDB test server (internal/rethinktest),
+//	                                     keeping its data in --directory if given
 //	dtrfake component NAME               a placeholder for another DTR component: waits for SIGTERM
 //	dtrfake health                       exits 1 if /tmp/unhealthy exists, else 0 (Docker health check)
 //	dtrfake set-health healthy|unhealthy removes or creates /tmp/unhealthy
@@ -131,6 +132,7 @@ func signals() <-chan os.Signal {
 type rethinkFlags struct {
 	bind                   string
 	port                   int
+	directory              string
 	tlsKey, tlsCert, tlsCA string
 }
 
@@ -179,6 +181,11 @@ func parseRethinkFlags(args []string) (rethinkFlags, error) {
 				return f, fmt.Errorf("bad --driver-port %q", value)
 			}
 			f.port = p
+		case "directory", "d":
+			if err := needValue(); err != nil {
+				return f, err
+			}
+			f.directory = value
 		case "driver-tls-key", "driver-tls-cert", "driver-tls-ca":
 			if err := needValue(); err != nil {
 				return f, err
@@ -209,7 +216,9 @@ func runRethinkDB(args []string) error {
 	default:
 		host = f.bind
 	}
-	opts := rethinktest.Options{Addr: net.JoinHostPort(host, strconv.Itoa(f.port))}
+	// Like rethinkdb, the directory is created on first start; without
+	// --directory everything stays in memory (rethinkdb would use ./rethinkdb_data).
+	opts := rethinktest.Options{Addr: net.JoinHostPort(host, strconv.Itoa(f.port)), Directory: f.directory}
 	if f.tlsKey != "" || f.tlsCert != "" || f.tlsCA != "" {
 		if opts.TLS, err = serverTLS(f); err != nil {
 			return err
@@ -220,7 +229,7 @@ func runRethinkDB(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "dtrfake: rethinkdb listening on %s (tls: %t)\n", s.Addr(), opts.TLS != nil)
+	fmt.Fprintf(os.Stderr, "dtrfake: rethinkdb listening on %s (tls: %t, directory: %q)\n", s.Addr(), opts.TLS != nil, opts.Directory)
 	got := <-sig
 	fmt.Fprintf(os.Stderr, "dtrfake: rethinkdb stopping on %s\n", got)
 	return s.Close()
