@@ -7,10 +7,20 @@ COMMIT     ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS    := -s -w -X $(PKG)/internal/version.Version=$(VERSION) -X $(PKG)/internal/version.Commit=$(COMMIT)
 PLUGIN_DIR ?= $(HOME)/.docker/cli-plugins
 BIN        := bin/docker-dtr
-# CI sets a longer fuzz time per target; 0 skips fuzzing.
-FUZZTIME   ?= 0
+# Time each fuzz target runs (.ci/run: 20s); 0 skips fuzzing.
+FUZZTIME   ?= 15s
+# Each new input is shrunk for at most this many runs (Nx) or this long:
+# Go's default of 60s would take a short run's whole time.
+FUZZMINIMIZE ?= 1000x
+# Fuzz targets as "package target" pairs, run one after another for
+# FUZZTIME each: go test fuzzes one target of one package per run.
+FUZZ_TARGETS := \
+	./pkg/jsonl FuzzManifest \
+	./pkg/archive FuzzVerify \
+	./pkg/imagearchive FuzzVerify \
+	./pkg/crypt FuzzDecrypt
 
-.PHONY: build cross install test bench lint clean
+.PHONY: build cross install test bench fuzz lint clean
 
 # The plugin runs on operators' machines; its linux builds also run as the
 # tunnel agent on DTR nodes (--agent-binary).
@@ -42,6 +52,17 @@ test: lint
 
 bench:
 	$(GO) test -count=1 -run '^$$' -bench . -benchmem -timeout 60m ./...
+
+# Crashers are written to the package's testdata/fuzz/<target>/: check them
+# in once fixed, and plain `go test` runs them from then on.
+fuzz:
+	@case "$(FUZZTIME)" in 0|0s|0x) echo "FUZZTIME=$(FUZZTIME): fuzzing skipped"; exit 0;; esac; \
+	set -- $(FUZZ_TARGETS); \
+	while [ $$# -ge 2 ]; do \
+	  echo "fuzz $$2 in $$1 for $(FUZZTIME)"; \
+	  $(GO) test -run '^$$' -fuzz "^$$2\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) $$1 || exit 1; \
+	  shift 2; \
+	done
 
 clean:
 	rm -rf bin

@@ -200,6 +200,29 @@ func TestRoundTripThroughTheContext(t *testing.T) {
 	assert.Assert(t, is.Contains(res.stdout, "restored "+backup+" into replica "+first.ID))
 	assert.DeepEqual(t, dtrtest.Snapshot(t, driver), before)
 	assertNoHelpers(t, c)
+	// The replica's other containers use the database: stopped while it
+	// loads, started again after.
+	for _, comp := range []string{"api", "registry"} {
+		name := "dtr-" + comp + "-" + first.ID
+		assert.Assert(t, is.Contains(res.stderr, "stopped "+name))
+		assert.Assert(t, is.Contains(res.stderr, "started "+name+" again"))
+		assertRunning(t, c, name)
+	}
+	assert.Assert(t, !strings.Contains(res.stderr, "stopped dtr-rethinkdb-"))
+
+	// Over live tables: the plan, then a safety backup beside the input.
+	res = docker(t, cfg, nil, "dtr", "backup", "restore", "--dry-run", backup)
+	assert.Equal(t, res.code, 0, res.stderr)
+	assert.Assert(t, is.Regexp("(?m)^stop dtr-.*-"+first.ID+", dtr-.*-"+first.ID+"$", res.stdout))
+	assert.Assert(t, is.Contains(res.stdout, "drop and create table dtr2.tags: 60 rows now, 60 rows after"))
+	res = docker(t, cfg, nil, "dtr", "backup", "restore", "-y", backup)
+	assert.Equal(t, res.code, 0, res.stderr)
+	safety, err := filepath.Glob(filepath.Join(dir, "safety-metadata-"+first.ID+"-*.tar"))
+	assert.NilError(t, err)
+	assert.Equal(t, len(safety), 1, res.stderr)
+	assert.Assert(t, is.Contains(res.stderr, "safety backup of the 12 tables this restore replaces: "+safety[0]))
+	assert.DeepEqual(t, dtrtest.Snapshot(t, driver), before)
+	assertNoHelpers(t, c)
 
 	// Another replica, streamed to stdout and verified from stdin.
 	secondDriver := c.Connect(t, second.ID)

@@ -7,18 +7,27 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/docker-dtr/docker-dtr/internal/dtrfixture"
+	helpers "github.com/docker-dtr/docker-dtr/pkg/helper"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
 	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
+	"gotest.tools/v3/poll"
 )
 
 // These tests push images of their own into the fixture's real registry
@@ -215,16 +224,219 @@ func TestImageBackupFaults(t *testing.T) {
 	assertRunning(t, c, registry)
 	assert.DeepEqual(t, dtrfixture.VolumeFiles(t, c.Client, vol), before)
 
+	// An agent that cannot run on the node: refused before anything is
+	// saved, stopped or written, since a failed write could not be undone.
+	wrong := filepath.Join(dir, "docker-dtr-darwin-arm64")
+	assert.NilError(t, os.WriteFile(wrong, []byte("\xcf\xfa\xed\xfe not ELF"), 0o755))
+	res = docker(t, cfg, nil, "dtr", "backup", "restore", "-q", "--force", "--agent-binary", wrong, images)
+	assert.Equal(t, res.code, 1)
+	assert.Assert(t, is.Regexp(`^refusing to restore `+regexp.QuoteMeta(images)+`, nothing was changed: putting volume `+vol+` back if writing fails runs this plugin as an agent on node \S+: --agent-binary `+regexp.QuoteMeta(wrong)+` is not a linux program`, res.stderr))
+	assert.Equal(t, strings.Count(res.stderr, "\n"), 1, "one line: %q", res.stderr)
+	assertRunning(t, c, registry)
+	assert.DeepEqual(t, dtrfixture.VolumeFiles(t, c.Client, vol), before)
+	left, err := filepath.Glob(filepath.Join(dir, "*safety*"))
+	assert.NilError(t, err)
+	assert.Equal(t, len(left), 0, "no safety backup: %v", left)
+
+	// --force over a volume that holds data: what it holds is saved first,
+	// beside the input, private, and a backup that verifies, with the blob
+	// that was already corrupt kept as it was.
+	res = docker(t, cfg, nil, "dtr", "backup", "restore", "--dry-run", "--force", "--format", "json", images)
+	assert.Equal(t, res.code, 0, res.stderr)
+	var plan struct {
+		VolumeEmpty  bool
+		SafetyBackup string
+	}
+	assert.NilError(t, json.Unmarshal([]byte(res.stdout), &plan))
+	assert.Assert(t, !plan.VolumeEmpty)
+	assert.Assert(t, is.Regexp(`^`+regexp.QuoteMeta(filepath.Join(dir, "safety-images-"+rep.ID+"-"))+`\d{8}T\d{6}Z\.tar$`, plan.SafetyBackup))
+	res = docker(t, cfg, nil, "dtr", "backup", "restore", "--force", images)
+	assert.Equal(t, res.code, 0, res.stderr)
+	safety := safetyBackupPath(t, res.stderr, vol)
+	assert.Equal(t, filepath.Dir(safety), dir, "beside the input")
+	st, err := os.Stat(safety)
+	assert.NilError(t, err)
+	assert.Equal(t, st.Mode().Perm(), os.FileMode(0o600))
+	res = docker(t, cfg, nil, "dtr", "backup", "verify", safety)
+	assert.Equal(t, res.code, 0, res.stdout+res.stderr)
+	assert.Assert(t, is.Contains(res.stdout, "Corrupt in the registry  "+dtrfixture.BlobPath(bad)))
+	assert.DeepEqual(t, dtrfixture.VolumeFiles(t, c.Client, vol), before)
+	assertRunning(t, c, registry)
+	assertNoHelpers(t, c)
+
 	// A restore that fails while writing (a file where the backup has a
-	// directory) starts the registry again, and says what state it left.
+	// directory, met after the blobs were written) puts the volume back
+	// from the safety backup, then starts the registry again.
 	dtrfixture.WipeVolume(t, c.Client, vol)
-	putFile(t, c, vol, "docker", "in the way")
+	putFile(t, c, vol, "docker/registry/v2/repositories", "in the way")
+	putFile(t, c, vol, "zz-kept", "was here before")
+	held := dtrfixture.VolumeFiles(t, c.Client, vol)
 	res = docker(t, cfg, nil, "dtr", "backup", "restore", "--force", images)
 	assert.Equal(t, res.code, 1, res.stdout)
-	assert.Assert(t, is.Contains(res.stderr, "restore of "+images+" failed, volume "+vol+" may be partly written (run the restore again with --force)"))
+	safety = safetyBackupPath(t, res.stderr, vol)
+	assert.Assert(t, is.Regexp(`^restore of `+regexp.QuoteMeta(images)+` failed, and volume `+vol+` was put back from the safety backup `+regexp.QuoteMeta(safety)+`: writing into volume `+vol+`: \S`, lastLine(res.stderr)))
+	assert.Assert(t, is.Contains(res.stderr, "put volume "+vol+" back from "+safety))
+	assert.Assert(t, strings.Index(res.stderr, "put volume "+vol+" back") < strings.Index(res.stderr, "started "+registry+" again"), "the registry starts after the rollback:\n%s", res.stderr)
+	assert.DeepEqual(t, dtrfixture.VolumeFiles(t, c.Client, vol), held)
+	assertRunning(t, c, registry)
+	assertNoHelpers(t, c)
+
+	// The same failure, and putting the volume back fails too (an agent
+	// that dies): the command that finishes by hand is printed, and works.
+	boom := buildAgent(t, dir, `os.Stderr.WriteString("agent: boom\n"); os.Exit(3)`)
+	res = docker(t, cfg, nil, "dtr", "backup", "restore", "--force", "--agent-binary", boom, images)
+	assert.Equal(t, res.code, 1, res.stdout)
+	safety = safetyBackupPath(t, res.stderr, vol)
+	byHand := `docker dtr backup restore --yes --no-safety-backup --replica-id ` + rep.ID + ` --agent-binary ` + boom + ` ` + safety
+	assert.Assert(t, is.Regexp(`^restore of `+regexp.QuoteMeta(images)+` failed \(writing into volume `+vol+`: .+\), and putting the volume back failed too \(emptying volume `+vol+` on node \S+ failed: the agent in helper docker-dtr-wipe-\S+ exited with code 3: agent: boom\): finish by hand, once the cause is fixed, with: `+regexp.QuoteMeta(byHand)+`; files the failed restore added stay beside what it puts back$`, lastLine(res.stderr)))
 	assert.Assert(t, is.Contains(res.stderr, "started "+registry+" again"))
 	assertRunning(t, c, registry)
 	assertNoHelpers(t, c)
+	res = docker(t, cfg, nil, strings.Fields(strings.TrimPrefix(byHand, "docker "))...)
+	assert.Equal(t, res.code, 0, res.stderr)
+	after := dtrfixture.VolumeFiles(t, c.Client, vol)
+	for name, sum := range held {
+		assert.Equal(t, after[name], sum, "%s put back by hand", name)
+	}
+	assertRunning(t, c, registry)
+	assertNoHelpers(t, c)
+
+	// Into an empty volume, a write whose helper is removed under it: the
+	// volume is emptied again.
+	dtrfixture.WipeVolume(t, c.Client, vol)
+	run := startRestore(t, cfg, "--quiet", images)
+	writer := waitForWriter(t, c, run)
+	assert.NilError(t, c.Client.ContainerRemove(context.Background(), writer, container.RemoveOptions{Force: true}))
+	res = run.wait(t)
+	assert.Equal(t, res.code, 1, res.stdout)
+	assert.Assert(t, is.Regexp(`^restore of `+regexp.QuoteMeta(images)+` failed, and volume `+vol+` was emptied again, as it was before: \S`, lastLine(res.stderr)))
+	assert.Equal(t, strings.Count(res.stderr, "\n"), 1, "--quiet: the reason alone: %q", res.stderr)
+	assert.Equal(t, len(dtrfixture.VolumeFiles(t, c.Client, vol)), 0)
+	assertRunning(t, c, registry)
+	assertNoHelpers(t, c)
+
+	// SIGINT while writing over a volume that holds data: put back from the
+	// safety backup, and the registry started again.
+	putFile(t, c, vol, "docker/registry/v2/repositories/team/old/_layers/x", "an older registry")
+	held = dtrfixture.VolumeFiles(t, c.Client, vol)
+	run = startRestore(t, cfg, "--force", images)
+	waitForWriter(t, c, run)
+	assert.NilError(t, run.cmd.Process.Signal(syscall.SIGINT))
+	res = run.wait(t)
+	assert.Equal(t, res.code, 1, res.stdout)
+	safety = safetyBackupPath(t, res.stderr, vol)
+	assert.Assert(t, is.Regexp(`^restore of `+regexp.QuoteMeta(images)+` was interrupted, and volume `+vol+` was put back from the safety backup `+regexp.QuoteMeta(safety)+`: interrupted$`, lastLine(res.stderr)))
+	assert.Assert(t, is.Contains(res.stderr, "started "+registry+" again"))
+	assert.DeepEqual(t, dtrfixture.VolumeFiles(t, c.Client, vol), held)
+	assertRunning(t, c, registry)
+	assertNoHelpers(t, c)
+}
+
+// buildAgent builds a static linux program whose main is body, to stand in
+// for the plugin's agent.
+func buildAgent(t *testing.T, dir, body string) string {
+	t.Helper()
+	src := filepath.Join(dir, "agent.go")
+	assert.NilError(t, os.WriteFile(src, []byte("package main\nimport \"os\"\nfunc main() { "+body+" }\n"), 0o644))
+	bin := filepath.Join(dir, "agent")
+	build := exec.Command("go", "build", "-o", bin, src)
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
+	out, err := build.CombinedOutput()
+	assert.NilError(t, err, string(out))
+	return bin
+}
+
+// safetyBackupPath is the safety backup a restore announced on stderr.
+func safetyBackupPath(t *testing.T, stderr, volume string) string {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^safety backup of volume ` + regexp.QuoteMeta(volume) + `: (\S+)$`).FindStringSubmatch(stderr)
+	assert.Assert(t, m != nil, "no safety backup announced:\n%s", stderr)
+	return m[1]
+}
+
+// lastLine is the last line of a command's stderr: the one-line reason.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return lines[len(lines)-1]
+}
+
+// restoreRun is the plugin restoring, run directly so that the test can
+// signal it.
+type restoreRun struct {
+	cmd            *exec.Cmd
+	stdout, stderr *syncBuffer
+	done           chan struct{}
+	err            error
+}
+
+func startRestore(t *testing.T, cfg string, args ...string) *restoreRun {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(cfg, "cli-plugins", "docker-dtr"), append([]string{"backup", "restore"}, args...)...)
+	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+cfg)
+	run := &restoreRun{cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = run.stdout, run.stderr
+	assert.NilError(t, cmd.Start())
+	go func() {
+		run.err = cmd.Wait()
+		close(run.done)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-run.done
+	})
+	return run
+}
+
+// wait waits for the plugin to exit; one that runs on for minutes hangs.
+func (run *restoreRun) wait(t *testing.T) result {
+	t.Helper()
+	select {
+	case <-run.done:
+	case <-time.After(3 * time.Minute):
+		run.cmd.Process.Kill()
+		<-run.done
+		t.Fatalf("the restore hung; killed; stderr: %s", run.stderr)
+	}
+	code := 0
+	var exit *exec.ExitError
+	if errors.As(run.err, &exit) {
+		code = exit.ExitCode()
+	} else {
+		assert.NilError(t, run.err)
+	}
+	return result{run.stdout.String(), run.stderr.String(), code}
+}
+
+// waitForWriter waits until the restore's writing helper exists (an image
+// helper that mounts the volume read-write and never starts), and returns
+// its ID: the restore is writing, or about to.
+func waitForWriter(t *testing.T, c *dtrfixture.Cluster, run *restoreRun) string {
+	t.Helper()
+	var id string
+	poll.WaitOn(t, func(poll.LogT) poll.Result {
+		select {
+		case <-run.done:
+			return poll.Error(fmt.Errorf("the restore ended (%v) before it wrote: %s", run.err, run.stderr))
+		default:
+		}
+		for _, h := range helperContainers(t, c) {
+			if h.State != "created" || h.Labels[helpers.LabelKind] != helpers.KindImages {
+				continue
+			}
+			info, err := c.Client.ContainerInspect(context.Background(), h.ID)
+			if err != nil || slices.Contains(info.Config.Entrypoint, "/docker-dtr-agent") {
+				continue
+			}
+			for _, m := range info.Mounts {
+				if m.Destination == "/storage" && m.RW {
+					id = h.ID
+					return poll.Success()
+				}
+			}
+		}
+		return poll.Continue("no writing helper yet; stderr: %s", run.stderr)
+	}, poll.WithTimeout(2*time.Minute), poll.WithDelay(2*time.Millisecond))
+	return id
 }
 
 // putFile writes one file into a volume through the archive API.

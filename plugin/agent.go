@@ -1,37 +1,66 @@
 package plugin
 
 import (
+	"errors"
+	"fmt"
+	"io"
 	"os"
+	"path"
 
+	"github.com/docker-dtr/docker-dtr/pkg/agent"
+	"github.com/docker-dtr/docker-dtr/pkg/imagevolume"
 	"github.com/docker-dtr/docker-dtr/pkg/tunnel"
 	"github.com/spf13/cobra"
 )
 
 type agentOptions struct {
 	connect string
+	wipe    string
 }
 
-// newAgentCmd is what runs inside the tunnel helper container: it relays
-// streams multiplexed on its stdin and stdout to RethinkDB. Hidden: users
-// never run it.
+// newAgentCmd is what runs inside the plugin's helper containers: with
+// --connect it relays streams multiplexed on its stdin and stdout to
+// RethinkDB (the tunnel); with --wipe it empties the image volume mounted
+// at /storage (a failed image restore put back). Hidden: users never run it.
 func newAgentCmd() *cobra.Command {
 	var opts agentOptions
 	cmd := &cobra.Command{
-		Use:    "agent --connect HOST:PORT",
-		Short:  "Relay the plugin's streams to RethinkDB (runs in the helper container)",
+		Use:    "agent (--connect HOST:PORT | --wipe /storage)",
+		Short:  "Relay the plugin's streams to RethinkDB, or empty an image volume (runs in a helper container)",
 		Hidden: true,
 		Args:   noArgs,
 		// The helper has no Docker CLI configuration to load.
 		PersistentPreRunE: func(*cobra.Command, []string) error { return nil },
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runAgent(opts)
+			return runAgent(opts, os.Stdout)
 		},
 	}
 	cmd.Flags().StringVar(&opts.connect, "connect", "", "Address to relay streams to")
-	cmd.MarkFlagRequired("connect")
+	cmd.Flags().StringVar(&opts.wipe, "wipe", "", "Remove everything inside this directory (only "+imagevolume.MountPoint+", the image volume's mount point in the helper)")
 	return cmd
 }
 
-func runAgent(opts agentOptions) error {
-	return tunnel.ServeStdio(os.Stdin, os.Stdout, opts.connect, os.Stderr)
+func runAgent(opts agentOptions, stdout io.Writer) error {
+	switch {
+	case (opts.connect == "") == (opts.wipe == ""):
+		return errors.New("agent: give exactly one of --connect and --wipe")
+	case opts.wipe != "":
+		return wipe(opts.wipe, stdout)
+	default:
+		return tunnel.ServeStdio(os.Stdin, os.Stdout, opts.connect, os.Stderr)
+	}
+}
+
+// wipe empties the image volume's mount point, and nothing else: a wrong
+// argument must not empty the helper's root file system.
+func wipe(dir string, stdout io.Writer) error {
+	if path.Clean(dir) != imagevolume.MountPoint {
+		return fmt.Errorf("agent: --wipe %s: refusing, only %s (the image volume's mount point in a helper) is emptied", dir, imagevolume.MountPoint)
+	}
+	n, err := agent.Wipe(imagevolume.MountPoint)
+	if err != nil {
+		return fmt.Errorf("agent: emptying %s: %w", imagevolume.MountPoint, err)
+	}
+	fmt.Fprintf(stdout, "emptied %s: removed %d entries\n", imagevolume.MountPoint, n)
+	return nil
 }

@@ -22,6 +22,7 @@ type createOptions struct {
 	skipScanData bool
 	skipEvents   bool
 	quiet        bool
+	enc          encryptOptions
 }
 
 // The large tables in the field, which operators leave out of frequent backups.
@@ -42,9 +43,16 @@ bundle, 'docker context use', or 'docker --context NAME'): the backup comes
 from the healthy replica with the lowest id, or the one --replica-id names,
 through a short-lived helper container on that replica's node. No UCP
 password, ssh or published port is needed. --rethinkdb-addr and its TLS
-flags reach a RethinkDB directly instead.`,
+flags reach a RethinkDB directly instead.
+
+With --encrypt the backup is an OpenPGP message (AES-256, the format gpg
+2.2 reads) that 'gpg -d' decrypts, sealed with a passphrase from
+--passphrase-file, $DTR_BACKUP_PASSPHRASE or the terminal (asked twice);
+--recipient-file encrypts to public keys instead, so that an unattended job
+holds no secret. verify, inspect and restore decrypt it themselves.`,
 		Example: `  docker dtr backup create -o backup-metadata.tar
-  docker dtr backup create --replica-id 0123456789ab -o - | gpg --symmetric > backup-metadata.tar.gpg
+  docker dtr backup create --encrypt --passphrase-file /root/.dtr-backup-pass -o backup-metadata.tar.gpg
+  docker dtr backup create --recipient-file backup-key.asc -o backup-metadata.tar.gpg
   docker --context other-cluster dtr backup create -o other-metadata.tar
   docker dtr backup create --rethinkdb-addr 127.0.0.1:28015 \
     --rethinkdb-ca ca.pem --rethinkdb-cert cert.pem --rethinkdb-key key.pem \
@@ -61,6 +69,7 @@ flags reach a RethinkDB directly instead.`,
 	flags.BoolVar(&opts.skipScanData, "skip-scan-data", false, "Leave out the vulnerability scan results (dtr2.scanned_images, dtr2.scanned_layers)")
 	flags.BoolVar(&opts.skipEvents, "skip-events", false, "Leave out the event log (dtr2.events)")
 	flags.BoolVarP(&opts.quiet, "quiet", "q", false, "Print no progress")
+	opts.enc.addFlags(flags)
 	opts.target.addFlags(flags)
 	return cmd
 }
@@ -115,6 +124,13 @@ func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) e
 	if err != nil {
 		return err
 	}
+	if err := opts.enc.validate(); err != nil {
+		return err
+	}
+	rcpt, err := opts.enc.recipients(dockerCli)
+	if err != nil {
+		return err
+	}
 	ctx, stop := withSignals(ctx)
 	defer stop()
 
@@ -123,6 +139,9 @@ func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) e
 		return err
 	}
 	defer out.Abort()
+	if err := out.encrypt(rcpt); err != nil {
+		return err
+	}
 	prog := progress.New(dockerCli.Err(), opts.quiet)
 	tgt, err := opts.target.locate(ctx, dockerCli, prog)
 	if err != nil {
@@ -153,8 +172,8 @@ func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) e
 		return err
 	}
 	rows, bytes := m.Rows()
-	out.summary(dockerCli, prog, "%s: DTR %s, %s, %d tables, %d rows, %s of documents",
-		displayOutput(opts.output), m.DTRVersion, tgt.where(), len(m.Tables), rows, archive.HumanBytes(bytes))
+	out.summary(dockerCli, prog, "%s: DTR %s, %s, %d tables, %d rows, %s of documents%s",
+		displayOutput(opts.output), m.DTRVersion, tgt.where(), len(m.Tables), rows, archive.HumanBytes(bytes), opts.enc.describe())
 	return nil
 }
 

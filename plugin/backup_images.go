@@ -22,6 +22,7 @@ type imagesOptions struct {
 	replicaID         string
 	allowCorruptBlobs bool
 	quiet             bool
+	enc               encryptOptions
 }
 
 func newImagesCmd(dockerCli command.Cli) *cobra.Command {
@@ -42,9 +43,16 @@ streams: a corrupt blob in the registry is reported by name, and the
 command exits 1 unless --allow-corrupt-blobs.
 
 When DTR stores images in S3, Azure, GCS or Swift there is no volume: back
-that storage up with its own tools.`,
+that storage up with its own tools.
+
+With --encrypt the backup is an OpenPGP message (AES-256, the format gpg
+2.2 reads) that 'gpg -d' decrypts, sealed with a passphrase from
+--passphrase-file, $DTR_BACKUP_PASSPHRASE or the terminal (asked twice);
+--recipient-file encrypts to public keys instead, so that an unattended job
+holds no secret. verify, inspect and restore decrypt it themselves.`,
 		Example: `  docker dtr backup images -o backup-images.tar
-  docker dtr backup images --replica-id 0123456789ab -o - | gpg --symmetric > backup-images.tar.gpg`,
+  docker dtr backup images --recipient-file backup-key.asc -o backup-images.tar.gpg
+  docker dtr backup images --replica-id 0123456789ab -o - | aws s3 cp - s3://bucket/backup-images.tar`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runImages(cmd.Context(), dockerCli, opts)
@@ -55,6 +63,7 @@ that storage up with its own tools.`,
 	flags.StringVar(&opts.replicaID, "replica-id", "", "Replica to use (default: the healthy replica with the lowest id)")
 	flags.BoolVar(&opts.allowCorruptBlobs, "allow-corrupt-blobs", false, "Exit 0 even when blobs in the registry do not match their digests")
 	flags.BoolVarP(&opts.quiet, "quiet", "q", false, "Print no progress")
+	opts.enc.addFlags(flags)
 	return cmd
 }
 
@@ -65,6 +74,13 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 	if err := checkReplicaID(opts.replicaID); err != nil {
 		return err
 	}
+	if err := opts.enc.validate(); err != nil {
+		return err
+	}
+	rcpt, err := opts.enc.recipients(dockerCli)
+	if err != nil {
+		return err
+	}
 	ctx, stop := withSignals(ctx)
 	defer stop()
 
@@ -73,6 +89,9 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 		return err
 	}
 	defer out.Abort()
+	if err := out.encrypt(rcpt); err != nil {
+		return err
+	}
 	prog := progress.New(dockerCli.Err(), opts.quiet)
 	rep, err := chooseReplica(ctx, dockerCli, &targetOptions{replicaID: opts.replicaID}, prog)
 	if err != nil {
@@ -100,8 +119,8 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 	if err := out.Commit(); err != nil {
 		return err
 	}
-	summary := fmt.Sprintf("%s: DTR %s, replica %s, volume %s: %d files, %d blobs, %s",
-		displayOutput(opts.output), m.DTRVersion, m.ReplicaID, m.Volume, m.Files, m.Blobs, archive.HumanBytes(m.Bytes))
+	summary := fmt.Sprintf("%s: DTR %s, replica %s, volume %s: %d files, %d blobs, %s%s",
+		displayOutput(opts.output), m.DTRVersion, m.ReplicaID, m.Volume, m.Files, m.Blobs, archive.HumanBytes(m.Bytes), opts.enc.describe())
 	if m.UploadFiles > 0 {
 		summary += fmt.Sprintf(" (%s in unfinished uploads left out)", plural(int(m.UploadFiles), "file"))
 	}

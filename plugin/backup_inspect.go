@@ -8,6 +8,7 @@ import (
 type inspectOptions struct {
 	file   string
 	format string
+	dec    decryptOptions
 }
 
 func newInspectCmd(dockerCli command.Cli) *cobra.Command {
@@ -24,6 +25,7 @@ func newInspectCmd(dockerCli command.Cli) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&opts.format, "format", "", `Output format: "json", or empty for a summary`)
+	opts.dec.addFlags(cmd.Flags())
 	return cmd
 }
 
@@ -31,5 +33,5 @@ func runInspect(dockerCli command.Cli, opts inspectOptions) error {
 	if err := checkFormat(opts.format); err != nil {
 		return err
 	}
-	return reportArchive(dockerCli, opts.file, opts.format, false, "")
+	return reportArchive(dockerCli, opts.file, opts.format, false, "", opts.dec)
 }

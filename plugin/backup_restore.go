@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"text/tabwriter"
 
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
+	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
@@ -22,6 +22,8 @@ type restoreOptions struct {
 	allowVersionMismatch bool
 	force                bool
 	dryRun               bool
+	safety               safetyOptions
+	dec                  decryptOptions
 	writers              int
 	format               string
 	quiet                bool
@@ -34,10 +36,22 @@ func newRestoreCmd(dockerCli command.Cli) *cobra.Command {
 		Short: "Restore DTR's metadata from a backup, after verifying all of it",
 		Long: `Restore DTR's metadata from a backup, after verifying all of it.
 
-Nothing is changed before the whole backup has verified. Tables that
-already exist are refused unless --force, which drops and recreates them.
-FILE may be "-" for standard input (it is spooled to a private temporary
-file first). Backups written by 'docker/dtr backup' are restored too.
+Nothing is changed before the whole backup has verified. On a terminal the
+restore asks before it changes anything; --force (or --yes) does not ask.
+Without a terminal, tables that already exist are replaced only with
+--force. FILE may be "-" for standard input (it is spooled to a private
+temporary file first). Backups written by 'docker/dtr backup' are restored
+too.
+
+Before it changes anything, the restore saves what it replaces in a safety
+backup beside FILE (or in --safety-dir) and prints its path. The replica's
+DTR containers that use the database are stopped while it loads and started
+again whatever happens. If loading fails part way (an error, a lost
+connection, Ctrl-C), the safety backup is put back; if that fails too, the
+command that finishes the job by hand is printed. --dry-run shows the plan.
+
+Encrypted backups are decrypted first, as 'backup verify' does; the safety
+backup is written unencrypted, mode 0600.
 
 By default the target is the DTR behind the active Docker context, reached
 through a helper container on the chosen replica's node (the healthy
@@ -46,9 +60,13 @@ flags reach a RethinkDB directly instead.
 
 Image backups (docker dtr backup images) are restored into the replica's
 image volume: after verifying, a volume that is not empty is refused unless
---force; the containers that mount it are stopped, the content is written
-through the Docker archive API, they are started again whatever happens,
-and the volume is checked file by file against the backup's manifest.`,
+--force, and what it holds is saved in a safety backup first; the
+containers that mount it are stopped, the content is written through the
+Docker archive API, and the volume is checked file by file against the
+backup's manifest. If that fails, the volume is emptied (by this plugin's
+own binary in a short-lived helper container; --agent-binary when it cannot
+run on the node) and the safety backup written back; the containers are
+started again whatever happens.`,
 		Example: `  docker dtr backup restore --dry-run backup-metadata.tar
   docker dtr backup restore --force backup-metadata.tar
   docker dtr backup restore --dry-run backup-images.tar
@@ -62,8 +80,11 @@ and the volume is checked file by file against the backup's manifest.`,
 	flags := cmd.Flags()
 	flags.StringVar(&opts.dtrVersion, "dtr-version", "", "Version of the DTR being restored into (needed with --rethinkdb-addr; otherwise read from the replica)")
 	flags.BoolVar(&opts.allowVersionMismatch, "allow-version-mismatch", false, "Restore a backup of another DTR major.minor version")
-	flags.BoolVarP(&opts.force, "force", "f", false, "Drop and replace tables that already exist; for image backups, write into a volume that is not empty")
+	flags.BoolVarP(&opts.force, "force", "f", false, "Do not ask; replace tables that already exist; for image backups, write into a volume that is not empty")
+	flags.BoolVarP(&opts.force, "yes", "y", false, "Same as --force")
 	flags.BoolVar(&opts.dryRun, "dry-run", false, "Show what would be done, change nothing")
+	opts.safety.addFlags(flags)
+	opts.dec.addFlags(flags)
 	flags.IntVar(&opts.writers, "writers", 4, "Concurrent insert queries")
 	flags.StringVar(&opts.format, "format", "", `Output format: "json", or empty for a summary`)
 	flags.BoolVarP(&opts.quiet, "quiet", "q", false, "Print no progress")
@@ -87,11 +108,14 @@ func runRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions)
 	if err := opts.target.validate(); err != nil {
 		return err
 	}
+	if err := opts.safety.validate(); err != nil {
+		return err
+	}
 	ctx, stop := withSignals(ctx)
 	defer stop()
 	prog := progress.New(dockerCli.Err(), opts.quiet)
 
-	f, done, err := openArchive(dockerCli, opts.file)
+	f, done, err := openArchive(dockerCli, opts.file, opts.dec, prog)
 	if err != nil {
 		return err
 	}
@@ -136,46 +160,25 @@ func runRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions)
 	if err := tgt.connect(ctx, dockerCli, prog, opts.writers+1); err != nil {
 		return err
 	}
-	sess := tgt.sess
-	plan, err := metadata.MakePlan(ctx, sess, rep)
+	plan, err := metadata.MakePlan(ctx, tgt.sess, rep)
 	if err != nil {
 		return tgt.explain(err)
 	}
+	r := &metadataRestore{
+		dockerCli: dockerCli, opts: opts, prog: prog, tgt: tgt, name: name,
+		file: f, rep: rep, plan: plan, version: targetVersion,
+	}
+	if tgt.replica != nil {
+		// The database is the replica's rethinkdb; everything else uses it.
+		r.stop = tgt.replica.Running(func(c dtr.Container) bool { return c.Component != "rethinkdb" })
+	}
+	if replaced := plan.Replaced(); len(replaced) > 0 && !opts.safety.skip {
+		r.safetyPath = opts.safety.path(opts.file, "metadata", r.replicaID())
+	}
 	if opts.dryRun {
-		if opts.format == "json" {
-			return writeJSON(dockerCli, plan)
-		}
-		fmt.Fprintf(dockerCli.Out(), "Dry run: restoring %s into %s would:\n", name, tgt.where())
-		plan.Print(dockerCli.Out())
-		return nil
+		return r.printPlan()
 	}
-	for _, w := range plan.Warnings {
-		prog.Warn("%s", w)
-	}
-	results, err := metadata.Restore(ctx, sess, f, rep, plan, metadata.RestoreOptions{
-		Force: opts.force, Writers: opts.writers, Progress: prog,
-	})
-	if err != nil {
-		err = tgt.explain(err)
-		if ctx.Err() != nil {
-			// keep the cause: it says whether the target is partly restored
-			err = fmt.Errorf("interrupted: %w", err)
-		}
-		return fmt.Errorf("restore of %s failed: %w", name, err)
-	}
-	if opts.format == "json" {
-		return writeJSON(dockerCli, results)
-	}
-	var rows int64
-	tw := tabwriter.NewWriter(dockerCli.Out(), 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TABLE\tROWS")
-	for _, r := range results {
-		rows += r.Rows
-		fmt.Fprintf(tw, "%s\t%d\n", r.Table, r.Rows)
-	}
-	tw.Flush()
-	fmt.Fprintf(dockerCli.Out(), "restored %s into %s: %d tables, %d rows, row counts checked\n", name, tgt.where(), len(results), rows)
-	return nil
+	return r.run(ctx)
 }
 
 func writeJSON(dockerCli command.Cli, v any) error {

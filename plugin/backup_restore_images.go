@@ -2,12 +2,17 @@ package plugin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+	"time"
 
+	"github.com/docker-dtr/docker-dtr/internal/version"
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
+	"github.com/docker-dtr/docker-dtr/pkg/atomicfile"
+	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/imagevolume"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
@@ -16,19 +21,46 @@ import (
 
 // imagePlan is what an image restore will do, for --dry-run.
 type imagePlan struct {
-	Replica     string   `json:"replica"`
-	Node        string   `json:"node"`
-	Volume      string   `json:"volume"`
-	VolumeEmpty bool     `json:"volumeEmpty"`
-	Stop        []string `json:"stop"`
-	Files       int64    `json:"files"`
-	Bytes       int64    `json:"bytes"`
+	Replica     string `json:"replica"`
+	Node        string `json:"node"`
+	Volume      string `json:"volume"`
+	VolumeEmpty bool   `json:"volumeEmpty"`
+	// SafetyBackup is where what the volume holds is saved first; empty
+	// when the volume is empty or --no-safety-backup.
+	SafetyBackup string   `json:"safetyBackup,omitempty"`
+	Stop         []string `json:"stop"`
+	Files        int64    `json:"files"`
+	Bytes        int64    `json:"bytes"`
+}
+
+// imageRestore is one verified image backup on its way into a replica's
+// image volume, with its safety net.
+type imageRestore struct {
+	dockerCli command.Cli
+	opts      restoreOptions
+	prog      *progress.Printer
+	name      string
+	file      *os.File
+	rep       *imagearchive.Report
+	replica   *dtr.Replica
+	vol       *imagevolume.Volume
+	empty     bool
+	plan      imagePlan
+	// safetyPath is where what the volume holds is saved before it is
+	// written over; empty when the volume is empty or --no-safety-backup.
+	safetyPath string
+	// agentErr says why the agent that empties the volume cannot run on
+	// the node, when a failed write would be put back.
+	agentErr error
+	// wiped says the rollback emptied the volume.
+	wiped bool
 }
 
 // runImageRestore restores an image backup into a replica's image volume:
-// verify, refuse a volume in use by data unless --force, stop what mounts
-// it, write through the archive API, start them again whatever happened,
-// and check the volume against the manifest.
+// verify, refuse a volume that holds data unless --force, save what it
+// holds in a safety backup, stop what mounts it, write through the archive
+// API, check the volume against the manifest, put the volume back as it was
+// if that failed, and start what was stopped again whatever happened.
 func runImageRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions, f *os.File, name string, prog *progress.Printer) error {
 	if opts.target.isDirect() {
 		return fmt.Errorf("%s is an image backup: it is restored through the Docker context, without --rethinkdb-addr", name)
@@ -54,57 +86,125 @@ func runImageRestore(ctx context.Context, dockerCli command.Cli, opts restoreOpt
 	if err != nil {
 		return err
 	}
-	api := dockerCli.Client()
-	empty, err := vol.Empty(ctx, api)
+	empty, err := vol.Empty(ctx, dockerCli.Client())
 	if err != nil {
 		return err
 	}
-	plan := imagePlan{Replica: replica.ID, Node: replica.Node, Volume: vol.Name, VolumeEmpty: empty, Stop: []string{}, Files: rep.Files, Bytes: rep.Bytes}
+	r := &imageRestore{
+		dockerCli: dockerCli, opts: opts, prog: prog, name: name, file: f, rep: rep,
+		replica: replica, vol: vol, empty: empty,
+	}
+	if !empty && !opts.safety.skip {
+		r.safetyPath = opts.safety.path(opts.file, "images", replica.ID)
+	}
+	r.plan = imagePlan{
+		Replica: replica.ID, Node: replica.Node, Volume: vol.Name, VolumeEmpty: empty,
+		SafetyBackup: r.safetyPath, Stop: []string{}, Files: rep.Files, Bytes: rep.Bytes,
+	}
 	for _, c := range vol.Users() {
-		plan.Stop = append(plan.Stop, c.Name)
+		r.plan.Stop = append(r.plan.Stop, c.Name)
+	}
+	// Putting the volume back empties it first, which only the agent can
+	// do: make sure it can run there before anything changes.
+	if r.canRollBack() {
+		r.agentErr = vol.CheckAgent(ctx, dockerCli.Client(), opts.target.agentBinary)
 	}
 	if opts.dryRun {
-		if opts.format == "json" {
-			return writeJSON(dockerCli, plan)
-		}
-		out := dockerCli.Out()
-		fmt.Fprintf(out, "Dry run: restoring %s into volume %s of replica %s on node %s would:\n", name, vol.Name, replica.ID, replica.Node)
-		if !empty {
-			fmt.Fprintf(out, "  refuse: the volume is not empty (--force writes over it)\n")
-		}
-		fmt.Fprintf(out, "  stop %s\n", orNone(plan.Stop))
-		fmt.Fprintf(out, "  write %d files, %s\n", plan.Files, archive.HumanBytes(plan.Bytes))
-		fmt.Fprintf(out, "  start %s again, and check the volume against the manifest\n", orNone(plan.Stop))
-		return nil
+		return r.printPlan()
 	}
-	if !empty && !opts.force {
-		return fmt.Errorf("volume %s of replica %s is not empty: refusing to restore %s over it; pass --force to write over it (files the backup does not hold stay), or restore into an empty volume", vol.Name, replica.ID, name)
+	return r.run(ctx)
+}
+
+// canRollBack says whether a failed write is put back: not with
+// --no-safety-backup, which gives the safety net up.
+func (r *imageRestore) canRollBack() bool { return !r.opts.safety.skip }
+
+func (r *imageRestore) printPlan() error {
+	if r.opts.format == "json" {
+		return writeJSON(r.dockerCli, r.plan)
+	}
+	out, plan := r.dockerCli.Out(), r.plan
+	fmt.Fprintf(out, "Dry run: restoring %s into volume %s of replica %s on node %s would:\n", r.name, r.vol.Name, r.replica.ID, r.replica.Node)
+	if !r.empty && !r.opts.force {
+		fmt.Fprintf(out, "  refuse: the volume is not empty (--force writes over it; files the backup does not hold stay)\n")
+	}
+	if r.agentErr != nil {
+		fmt.Fprintf(out, "  refuse: putting the volume back if writing fails runs this plugin as an agent on node %s: %v\n", r.replica.Node, r.agentErr)
+	}
+	switch {
+	case r.safetyPath != "":
+		fmt.Fprintf(out, "  save what the volume holds now to %s (a safety backup)\n", r.safetyPath)
+	case !r.empty:
+		fmt.Fprintf(out, "  write over what the volume holds without a safety backup (--no-safety-backup)\n")
+	}
+	fmt.Fprintf(out, "  stop %s\n", orNone(plan.Stop))
+	fmt.Fprintf(out, "  write %d files, %s\n", plan.Files, archive.HumanBytes(plan.Bytes))
+	fmt.Fprintf(out, "  check the volume against the manifest\n")
+	switch {
+	case r.safetyPath != "":
+		fmt.Fprintf(out, "  if writing fails: empty the volume and put the safety backup back\n")
+	case r.canRollBack():
+		fmt.Fprintf(out, "  if writing fails: empty the volume again\n")
+	}
+	fmt.Fprintf(out, "  start %s again\n", orNone(plan.Stop))
+	return nil
+}
+
+// run confirms, saves the safety backup, stops what mounts the volume,
+// writes and checks, and puts the volume back when that fails.
+func (r *imageRestore) run(ctx context.Context) error {
+	prog, opts, vol := r.prog, r.opts, r.vol
+	api := r.dockerCli.Client()
+	if !r.empty && !opts.force {
+		return fmt.Errorf("volume %s of replica %s is not empty: refusing to restore %s over it; pass --force to write over it (what it holds is saved in a safety backup first; files the backup does not hold stay), or restore into an empty volume", vol.Name, r.replica.ID, r.name)
+	}
+	if r.agentErr != nil {
+		return fmt.Errorf("refusing to restore %s, nothing was changed: putting volume %s back if writing fails runs this plugin as an agent on node %s: %w", r.name, vol.Name, r.replica.Node, r.agentErr)
+	}
+	if !opts.force {
+		q := fmt.Sprintf("Restore %s into volume %s of replica %s on node %s, writing %d files (%s)", r.name, vol.Name, r.replica.ID, r.replica.Node, r.rep.Files, archive.HumanBytes(r.rep.Bytes))
+		if !r.empty {
+			q += " over what it holds now"
+		}
+		if len(r.plan.Stop) > 0 {
+			q += ", and stopping " + strings.Join(r.plan.Stop, ", ") + " while it writes"
+		}
+		if err := confirm(ctx, r.dockerCli, q+"?"); err != nil {
+			return err
+		}
+	}
+	switch {
+	case r.safetyPath != "":
+		if err := r.saveSafety(ctx); err != nil {
+			return err
+		}
+	case !r.empty:
+		prog.Warn("no safety backup (--no-safety-backup): if this restore fails, what volume %s holds now is lost", vol.Name)
 	}
 
 	restart, err := vol.Stop(ctx, api, prog.Step)
 	defer func() {
+		// After the rollback: the registry comes back on the volume as it is
+		// meant to stay.
 		if rerr := restart(); rerr != nil {
 			prog.Warn("%v", rerr)
 		}
 	}()
 	if err != nil {
-		return fmt.Errorf("restore of %s failed before writing anything: %w", name, err)
+		return fmt.Errorf("restore of %s failed before writing anything: %w", r.name, err)
 	}
-	prog.Step("writing %d files (%s) into volume %s", rep.Files, archive.HumanBytes(rep.Bytes), vol.Name)
+	prog.Step("writing %d files (%s) into volume %s", r.rep.Files, archive.HumanBytes(r.rep.Bytes), vol.Name)
 	var check *imagearchive.Check
-	content := contentStream(f, rep.ContentDir)
-	defer content.Close() // ends the writer if the engine stopped reading
-	err = vol.Write(ctx, api, content, func(r io.Reader) error {
+	content := contentStream(r.file, r.rep.ContentDir)
+	err = vol.Write(ctx, api, content, func(rd io.Reader) error {
 		prog.Step("checking volume %s against the manifest", vol.Name)
 		var cerr error
-		check, cerr = imagearchive.CheckVolume(f, r)
+		check, cerr = imagearchive.CheckVolume(r.file, rd)
 		return cerr
 	})
+	content.Close() // ends the writer if the engine stopped reading
 	if err != nil {
-		if ctx.Err() != nil {
-			err = fmt.Errorf("interrupted: %w", err)
-		}
-		return fmt.Errorf("restore of %s failed, volume %s may be partly written (run the restore again with --force): %w", name, vol.Name, err)
+		return r.failed(ctx, err)
 	}
 	if !check.OK() {
 		for _, m := range check.Missing {
@@ -113,19 +213,161 @@ func runImageRestore(ctx context.Context, dockerCli command.Cli, opts restoreOpt
 		for _, d := range check.Differ {
 			prog.Warn("differs from the backup: %s", d)
 		}
-		return fmt.Errorf("restore of %s wrote volume %s, but %d files are missing and %d differ (listed above)", name, vol.Name, len(check.Missing), len(check.Differ))
+		return r.failed(ctx, fmt.Errorf("after writing, %d files are missing from the volume and %d differ from the backup (listed above)", len(check.Missing), len(check.Differ)))
 	}
-	msg := fmt.Sprintf("restored %s into volume %s of replica %s: %d files, %s, every file checked", name, vol.Name, replica.ID, check.Checked, archive.HumanBytes(rep.Bytes))
+	msg := fmt.Sprintf("restored %s into volume %s of replica %s: %d files, %s, every file checked", r.name, vol.Name, r.replica.ID, check.Checked, archive.HumanBytes(r.rep.Bytes))
 	if check.Extra > 0 {
 		msg += fmt.Sprintf(" (%s already there and not in the backup were left)", plural(int(check.Extra), "file"))
 	}
 	if opts.format == "json" {
-		return writeJSON(dockerCli, struct {
+		return writeJSON(r.dockerCli, struct {
 			Plan  imagePlan           `json:"plan"`
 			Check *imagearchive.Check `json:"check"`
-		}{plan, check})
+		}{r.plan, check})
 	}
-	fmt.Fprintln(dockerCli.Out(), msg)
+	fmt.Fprintln(r.dockerCli.Out(), msg)
+	return nil
+}
+
+// saveSafety backs up what the volume holds, the way 'backup images' does,
+// and verifies the copy, before anything is changed.
+func (r *imageRestore) saveSafety(ctx context.Context) error {
+	vol := r.vol
+	r.prog.Step("saving what volume %s holds now to %s", vol.Name, r.safetyPath)
+	out, err := atomicfile.Create(r.safetyPath)
+	if err != nil {
+		return fmt.Errorf("cannot write the safety backup (choose another place with --safety-dir, or --no-safety-backup): %w; nothing was changed", err)
+	}
+	defer out.Abort()
+	info := imagearchive.Info{
+		Tool: version.Tool(), DTRVersion: r.replica.Version, ReplicaID: r.replica.ID, Node: r.replica.Node,
+		Volume: vol.Name, VolumeDriver: vol.Driver, Started: time.Now(),
+	}
+	var m *imagearchive.Manifest
+	err = vol.Read(ctx, r.dockerCli.Client(), func(rd io.Reader) error {
+		var werr error
+		m, werr = imagearchive.Write(out, rd, info, func(t imagearchive.Totals) {
+			r.prog.Step("%d files, %s so far", t.Files, archive.HumanBytes(t.Bytes))
+		})
+		return werr
+	})
+	if err == nil {
+		err = out.Commit()
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("interrupted: %w", err)
+		}
+		return fmt.Errorf("saving the safety backup %s failed, nothing was changed: %w", r.safetyPath, err)
+	}
+	f, err := os.Open(r.safetyPath)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	// Blobs already corrupt in the registry are listed in the manifest,
+	// kept as they are, and not problems.
+	rep, err := imagearchive.Verify(f)
+	if err == nil && !rep.OK() {
+		err = fmt.Errorf("%s: %s", rep.Problems[0].Entry, rep.Problems[0].Message)
+	}
+	if err != nil {
+		return fmt.Errorf("the safety backup %s did not verify, nothing was changed: %w", r.safetyPath, err)
+	}
+	if n := len(m.CorruptBlobs); n > 0 {
+		r.prog.Warn("%s in volume %s already did not match their digests; the safety backup keeps them as they are", plural(n, "blob"), vol.Name)
+	}
+	fmt.Fprintf(r.dockerCli.Err(), "safety backup of volume %s: %s\n", vol.Name, r.safetyPath)
+	return nil
+}
+
+// failed puts the volume back after a failed write and says what state it
+// is in. It runs before the stopped containers are started again.
+func (r *imageRestore) failed(ctx context.Context, cause error) error {
+	what := "failed"
+	if ctx.Err() != nil {
+		// What broke off is only the engine's "context canceled".
+		what, cause = "was interrupted", errors.New("interrupted")
+	}
+	vol := r.vol.Name
+	if !r.canRollBack() {
+		return fmt.Errorf("restore of %s %s, volume %s may be partly written and was not put back (--no-safety-backup): run the restore again with --force once the cause is fixed: %w", r.name, what, vol, cause)
+	}
+	r.prog.Step("restore %s: putting volume %s back as it was", what, vol)
+	rctx, cancel := cleanupContext()
+	defer cancel()
+	err := r.rollback(rctx)
+	switch {
+	case err == nil && r.safetyPath != "":
+		return fmt.Errorf("restore of %s %s, and volume %s was put back from the safety backup %s: %w", r.name, what, vol, r.safetyPath, cause)
+	case err == nil:
+		return fmt.Errorf("restore of %s %s, and volume %s was emptied again, as it was before: %w", r.name, what, vol, cause)
+	case r.safetyPath != "":
+		// Name the replica: the default one may be another by then.
+		tgt := r.opts.target
+		tgt.replicaID = r.replica.ID
+		note := ""
+		if !r.wiped {
+			note = "; files the failed restore added stay beside what it puts back"
+		}
+		return fmt.Errorf("restore of %s %s (%v), and putting the volume back failed too (%v): finish by hand, once the cause is fixed, with: %s%s",
+			r.name, what, cause, err, byHand(r.dockerCli, &tgt, r.replica.Version, r.safetyPath), note)
+	default:
+		return fmt.Errorf("restore of %s %s (%v), and putting the volume back failed too (%v): volume %s was empty before and may be partly written now; run the restore again with --force once the cause is fixed",
+			r.name, what, cause, err, vol)
+	}
+}
+
+// rollback empties the volume and writes the safety backup back, checking
+// every file against its manifest.
+func (r *imageRestore) rollback(ctx context.Context) error {
+	api := r.dockerCli.Client()
+	r.prog.Step("emptying volume %s (a helper container runs this plugin as an agent)", r.vol.Name)
+	if err := r.vol.Wipe(ctx, api, r.opts.target.agentBinary); err != nil {
+		return err
+	}
+	r.wiped = true
+	if r.safetyPath == "" {
+		empty, err := r.vol.Empty(ctx, api)
+		if err != nil {
+			return err
+		}
+		if !empty {
+			return fmt.Errorf("volume %s still holds files after emptying it", r.vol.Name)
+		}
+		r.prog.Step("emptied volume %s again", r.vol.Name)
+		return nil
+	}
+	f, err := os.Open(r.safetyPath)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	// Verified when it was written, minutes ago: the header is enough.
+	rep, err := imagearchive.Inspect(f)
+	if err != nil {
+		return err
+	}
+	if !rep.OK() {
+		return fmt.Errorf("the safety backup %s: %s", r.safetyPath, rep.Problems[0].Message)
+	}
+	r.prog.Step("writing the safety backup %s back into volume %s: %s (%s)", r.safetyPath, r.vol.Name, plural(int(rep.Files), "file"), archive.HumanBytes(rep.Bytes))
+	var check *imagearchive.Check
+	content := contentStream(f, rep.ContentDir)
+	err = r.vol.Write(ctx, api, content, func(rd io.Reader) error {
+		var cerr error
+		check, cerr = imagearchive.CheckVolume(f, rd)
+		return cerr
+	})
+	content.Close()
+	if err != nil {
+		return err
+	}
+	if !check.OK() || check.Extra > 0 {
+		return fmt.Errorf("volume %s does not match the safety backup after writing it back: %d files missing, %d differ, %d not in it",
+			r.vol.Name, len(check.Missing)+check.Omitted, len(check.Differ), check.Extra)
+	}
+	r.prog.Step("put volume %s back from %s: %s, every file checked", r.vol.Name, r.safetyPath, plural(int(check.Checked), "file"))
 	return nil
 }
 

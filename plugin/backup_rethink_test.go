@@ -1,12 +1,15 @@
 package plugin
 
 import (
+	"archive/tar"
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -108,8 +111,9 @@ func TestCLIBackupVerifyInspectRestore(t *testing.T) {
 	dtrtest.DropAll(t, fx.driver)
 	out, _, code = run(t, nil, append(restoreArgs, "--dry-run")...)
 	assert.Equal(t, code, 0)
-	assert.Assert(t, is.Contains(out, "create table dtr2.tags (primary key id), load 60 rows, indexes digests repository, write hook"))
-	assert.Assert(t, is.Contains(out, "create table notarysigner.private_keys (primary key key_id), load 1 rows"))
+	assert.Assert(t, is.Contains(out, "create table dtr2.tags: not there now, 60 rows after (primary key id, indexes digests repository, write hook)"))
+	assert.Assert(t, is.Contains(out, "create table notarysigner.private_keys: not there now, 1 rows after (primary key key_id)"))
+	assert.Assert(t, !strings.Contains(out, "save the"), "nothing to replace, nothing to save")
 	assert.Equal(t, len(dtrtest.Snapshot(t, fx.driver)), 0)
 
 	out, errOut, code = run(t, nil, restoreArgs...)
@@ -117,12 +121,74 @@ func TestCLIBackupVerifyInspectRestore(t *testing.T) {
 	assert.Assert(t, is.Contains(out, "12 tables, 391 rows, row counts checked"))
 	assert.DeepEqual(t, dtrtest.Snapshot(t, fx.driver), before)
 
-	// --force replaces what is there.
+	// --force replaces what is there, after saving it beside the backup.
 	_, err = r.DB("dtr2").Table("tags").Delete().RunWrite(fx.driver)
 	assert.NilError(t, err)
+	out, _, code = run(t, nil, append(restoreArgs, "--dry-run")...)
+	assert.Equal(t, code, 0)
+	assert.Assert(t, is.Contains(out, "drop and create table dtr2.tags: 0 rows now, 60 rows after"))
+	assert.Assert(t, is.Regexp(`save the 12 tables it replaces to .*/safety-metadata-direct-\d{8}T\d{6}Z\.tar`, out))
 	_, errOut, code = run(t, nil, append(restoreArgs, "--force")...)
 	assert.Equal(t, code, 0, errOut)
 	assert.DeepEqual(t, dtrtest.Snapshot(t, fx.driver), before)
+	safety := regexp.MustCompile(`safety backup of the 12 tables this restore replaces: (\S+)`).FindStringSubmatch(errOut)
+	assert.Assert(t, safety != nil, errOut)
+	assert.Equal(t, filepath.Dir(safety[1]), fx.dir)
+	st, err = os.Stat(safety[1])
+	assert.NilError(t, err)
+	assert.Equal(t, st.Mode().Perm(), os.FileMode(0o600))
+	out, errOut, code = run(t, nil, "backup", "inspect", safety[1])
+	assert.Equal(t, code, 0, errOut)
+	assert.Assert(t, is.Contains(out, "dtr2.tags"))
+}
+
+// A load that fails part way puts back what it replaced, from the safety
+// backup, and says so.
+func TestCLIRestoreRollsBack(t *testing.T) {
+	fx := newFixture(t, rethinktest.Options{})
+	dtrtest.Seed(t, fx.driver)
+	before := dtrtest.Snapshot(t, fx.driver)
+	// Verify cannot know that primary keys are unique; the server refuses
+	// the second document after the table was dropped and created.
+	bad := filepath.Join(fx.dir, "official.tar")
+	writeOfficial(t, bad, map[string][]string{"properties": {`{"id":"x"}`, `{"id":"x"}`}})
+	safetyDir := t.TempDir()
+	_, errOut, code := run(t, nil, append([]string{"backup", "restore", bad, "--dtr-version", "2.9.4", "--force", "--safety-dir", safetyDir}, fx.flags()...)...)
+	assert.Equal(t, code, 1, errOut)
+	lines := strings.Split(strings.TrimSpace(errOut), "\n")
+	last := lines[len(lines)-1]
+	assert.Assert(t, is.Contains(last, "restore of "+bad+" failed, and the tables it replaced were put back from the safety backup "+safetyDir), errOut)
+	assert.Assert(t, is.Contains(last, "Duplicate primary key"))
+	assert.DeepEqual(t, dtrtest.Snapshot(t, fx.driver), before)
+
+	// Without a safety backup it warns, and cannot put anything back.
+	_, errOut, code = run(t, nil, append([]string{"backup", "restore", bad, "--dtr-version", "2.9.4", "--force", "--no-safety-backup"}, fx.flags()...)...)
+	assert.Equal(t, code, 1, errOut)
+	assert.Assert(t, is.Contains(errOut, "warning: no safety backup (--no-safety-backup): if this restore fails, the 1 table it replaces are lost"))
+	assert.Equal(t, len(dirEntries(t, fx.dir)), 1, "no safety backup written: %v", dirEntries(t, fx.dir))
+}
+
+// writeOfficial writes an archive in docker/dtr backup's format.
+func writeOfficial(t *testing.T, path string, docs map[string][]string) {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	add := func(name, body string, typ byte) {
+		assert.NilError(t, tw.WriteHeader(&tar.Header{Name: name, Typeflag: typ, Mode: 0o600, Size: int64(len(body))}))
+		_, err := tw.Write([]byte(body))
+		assert.NilError(t, err)
+	}
+	v := "dtr-backup-v2.9.4-online/"
+	add(v, "", tar.TypeDir)
+	add(v+"rethink/", "", tar.TypeDir)
+	for _, table := range slices.Sorted(maps.Keys(docs)) {
+		add(v+"rethink/"+table+"/", "", tar.TypeDir)
+		for i, d := range docs[table] {
+			add(fmt.Sprintf("%srethink/%s/%d", v, table, i), d, tar.TypeReg)
+		}
+	}
+	assert.NilError(t, tw.Close())
+	assert.NilError(t, os.WriteFile(path, buf.Bytes(), 0o600))
 }
 
 func TestCLIBackupToStdoutAndRestoreFromStdin(t *testing.T) {

@@ -9,6 +9,7 @@ type verifyOptions struct {
 	file     string
 	format   string
 	metadata string
+	dec      decryptOptions
 }
 
 func newVerifyCmd(dockerCli command.Cli) *cobra.Command {
@@ -28,10 +29,18 @@ SHA-256 is checked against the manifest and every blob against its digest.
 With --metadata FILE, every layer and manifest digest that the metadata
 backup's manifests, blobs and tags tables reference must be in the image
 backup; what is missing is listed with the repository:tag that needs it,
-and blobs nothing references are counted.`,
+and blobs nothing references are counted.
+
+Encrypted backups (--encrypt, 'gpg -c', 'gpg -e', armored or not) are
+decrypted into a private temporary file in $TMPDIR first, with the
+passphrase from --passphrase-file, $DTR_BACKUP_PASSPHRASE or the terminal,
+or the secret key of --identity-file; nothing decrypted is checked before
+the message's own integrity check has passed. A wrong passphrase, a
+modified file and a cut one each get their own error.`,
 		Example: `  docker dtr backup verify backup-metadata.tar
   docker dtr backup verify backup-images.tar --metadata backup-metadata.tar
-  gpg -d backup-metadata.tar.gpg | docker dtr backup verify -`,
+  docker dtr backup verify --passphrase-file /root/.dtr-backup-pass backup-metadata.tar.gpg
+  docker dtr backup verify --identity-file backup-secret-key.asc backup-images.tar.gpg`,
 		Args: exactArgs(1, "a backup FILE (or - for standard input)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.file = args[0]
@@ -40,6 +49,7 @@ and blobs nothing references are counted.`,
 	}
 	cmd.Flags().StringVar(&opts.format, "format", "", `Output format: "json", or empty for a summary`)
 	cmd.Flags().StringVar(&opts.metadata, "metadata", "", "With an image backup: a metadata backup whose referenced blobs must all be in it")
+	opts.dec.addFlags(cmd.Flags())
 	return cmd
 }
 
@@ -47,5 +57,5 @@ func runVerify(dockerCli command.Cli, opts verifyOptions) error {
 	if err := checkFormat(opts.format); err != nil {
 		return err
 	}
-	return reportArchive(dockerCli, opts.file, opts.format, true, opts.metadata)
+	return reportArchive(dockerCli, opts.file, opts.format, true, opts.metadata, opts.dec)
 }

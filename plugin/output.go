@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/docker-dtr/docker-dtr/pkg/atomicfile"
+	"github.com/docker-dtr/docker-dtr/pkg/crypt"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker/cli/cli/command"
 )
@@ -16,6 +17,8 @@ type backupOutput struct {
 	name string
 	w    io.Writer
 	file *atomicfile.File
+	// enc, when encrypting, is the OpenPGP message w writes into.
+	enc io.WriteCloser
 }
 
 // checkOutput checks -o before anything else happens.
@@ -45,8 +48,28 @@ func openOutput(dockerCli command.Cli, name string) (*backupOutput, error) {
 
 func (o *backupOutput) Write(p []byte) (int, error) { return o.w.Write(p) }
 
-// Commit renames the finished file into place.
+// encrypt makes what is written from now on an OpenPGP message to rcpt.
+func (o *backupOutput) encrypt(rcpt *crypt.Recipients) error {
+	if rcpt == nil {
+		return nil
+	}
+	enc, err := crypt.Encrypt(o.w, *rcpt)
+	if err != nil {
+		return err
+	}
+	o.enc, o.w = enc, enc
+	return nil
+}
+
+// Commit ends the encrypted message, if any, and renames the finished file
+// into place.
 func (o *backupOutput) Commit() error {
+	if o.enc != nil {
+		if err := o.enc.Close(); err != nil {
+			return fmt.Errorf("finishing the encrypted backup: %w", err)
+		}
+		o.enc = nil
+	}
 	if o.file == nil {
 		return nil
 	}

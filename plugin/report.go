@@ -10,6 +10,7 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
+	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker/cli/cli"
 	"github.com/docker/cli/cli/command"
 )
@@ -18,8 +19,9 @@ import (
 // its manifest (inspect), prints the report and fails when it found
 // problems. metadata, for image backups, names a metadata backup to
 // cross-check with.
-func reportArchive(dockerCli command.Cli, file, format string, full bool, metadata string) error {
-	f, done, err := openArchive(dockerCli, file)
+func reportArchive(dockerCli command.Cli, file, format string, full bool, metadata string, dec decryptOptions) error {
+	prog := progress.New(dockerCli.Err(), false)
+	f, done, err := openArchive(dockerCli, file, dec, prog)
 	if err != nil {
 		return err
 	}
@@ -27,7 +29,7 @@ func reportArchive(dockerCli command.Cli, file, format string, full bool, metada
 	if images, err := imagearchive.IsImageArchive(f); err != nil {
 		return err
 	} else if images {
-		return reportImages(dockerCli, f, displayName(file), format, full, metadata)
+		return reportImages(dockerCli, f, displayName(file), format, full, metadata, dec)
 	}
 	if metadata != "" {
 		return fmt.Errorf("--metadata is for image backups, and %s is a metadata backup: verify the image backup with --metadata %s", displayName(file), displayName(file))

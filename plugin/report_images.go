@@ -11,13 +11,14 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker-dtr/docker-dtr/pkg/crosscheck"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
+	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker/cli/cli"
 	"github.com/docker/cli/cli/command"
 )
 
 // reportImages verifies (or inspects) an image backup, cross-checks it with
 // a metadata backup when one is named, prints and sets the exit status.
-func reportImages(dockerCli command.Cli, f *os.File, name, format string, full bool, metadata string) error {
+func reportImages(dockerCli command.Cli, f *os.File, name, format string, full bool, metadata string, dec decryptOptions) error {
 	if metadata != "" && !full {
 		return fmt.Errorf("--metadata needs the whole image backup read: use 'backup verify'")
 	}
@@ -31,7 +32,7 @@ func reportImages(dockerCli command.Cli, f *os.File, name, format string, full b
 	}
 	var cross *crosscheck.Result
 	if metadata != "" && rep.BlobDigests != nil {
-		if cross, err = crossCheck(metadata, rep); err != nil {
+		if cross, err = crossCheck(dockerCli, metadata, rep, dec); err != nil {
 			return err
 		}
 	}
@@ -63,12 +64,15 @@ func reportImages(dockerCli command.Cli, f *os.File, name, format string, full b
 }
 
 // crossCheck verifies the metadata backup, then looks up its digests.
-func crossCheck(metadata string, rep *imagearchive.Report) (*crosscheck.Result, error) {
-	mf, err := os.Open(metadata)
+func crossCheck(dockerCli command.Cli, metadata string, rep *imagearchive.Report, dec decryptOptions) (*crosscheck.Result, error) {
+	if metadata == "-" {
+		return nil, fmt.Errorf("--metadata -: give the metadata backup's file name")
+	}
+	mf, done, err := openArchive(dockerCli, metadata, dec, progress.New(dockerCli.Err(), false))
 	if err != nil {
 		return nil, fmt.Errorf("--metadata: %w", err)
 	}
-	defer mf.Close()
+	defer done()
 	if images, _ := imagearchive.IsImageArchive(mf); images {
 		return nil, fmt.Errorf("--metadata %s is an image backup: give the metadata backup (docker dtr backup create)", metadata)
 	}

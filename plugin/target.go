@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"strings"
+	"syscall"
 
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
@@ -154,15 +156,55 @@ func (t *target) connect(ctx context.Context, dockerCli command.Cli, prog *progr
 	return nil
 }
 
+// reconnect drops the session and tunnel and opens new ones: after a lost
+// connection, a rollback needs a way in again.
+func (t *target) reconnect(ctx context.Context, dockerCli command.Cli, prog *progress.Printer, connections int) error {
+	if t.sess != nil {
+		t.sess.Close()
+		t.sess = nil
+	}
+	if t.tunnel != nil {
+		if err := t.tunnel.Close(); err != nil {
+			prog.Warn("%v", err)
+		}
+		t.tunnel = nil
+	}
+	return t.connect(ctx, dockerCli, prog, connections)
+}
+
 // explain adds what the tunnel knows to a driver error, which is often a
 // bare EOF when the far side went away.
 func (t *target) explain(err error) error {
-	if err != nil && t.tunnel != nil {
+	if err == nil {
+		return nil
+	}
+	if t.tunnel != nil {
 		if terr := t.tunnel.Err(); terr != nil {
 			return fmt.Errorf("%w (%v)", err, terr)
 		}
 	}
+	if connectionClosed(err) {
+		if t.replica != nil {
+			return fmt.Errorf("%w (RethinkDB of replica %s closed the connection: check that dtr-rethinkdb-%s is running, with docker dtr status)", err, t.replica.ID, t.replica.ID)
+		}
+		return fmt.Errorf("%w (RethinkDB at %s closed the connection: check that it is running)", err, t.opts.direct.Addr)
+	}
 	return err
+}
+
+// connectionClosed says the driver lost its connection; its errors say so
+// only in their text ("rethinkdb: EOF").
+func connectionClosed(err error) bool {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		return true
+	}
+	msg := err.Error()
+	for _, s := range []string{": EOF", "connection reset", "broken pipe", "use of closed network connection"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // dtrVersion is the target's DTR version: the replica's, or the flag's in

@@ -271,7 +271,7 @@ func TestVerifyRejects(t *testing.T) {
 			tw := tar.NewWriter(&hdrBuf)
 			assert.NilError(t, tw.WriteHeader(&tar.Header{Name: "dtr-backup-v2.9.4/rethink/tags/0", Typeflag: tar.TypeReg, Mode: 0o600, Size: 2 << 30}))
 			return append(append(b, hdrBuf.Bytes()...), []byte(`{"id":"x"}`)...)
-		}, []string{"size 2147483648 exceeds", "truncated"}},
+		}, []string{"document 0 of table directory \"tags\" is 2147483648 bytes, over the 67108864 byte (64.0 MiB) document limit", "truncated"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

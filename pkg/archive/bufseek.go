@@ -20,7 +20,22 @@ func newBufSeeker(f *os.File) (*bufSeeker, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &bufSeeker{f: f, buf: make([]byte, 1<<20), end: off}, nil
+	return &bufSeeker{f: f, buf: make([]byte, bufferSize(f)), end: off}, nil
+}
+
+// bufferSize is 1 MiB, or what the rest of a regular file holds when that is
+// less: a small file needs no large buffer.
+func bufferSize(r io.Reader) int {
+	size := int64(1 << 20)
+	if f, ok := r.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+			off, err := f.Seek(0, io.SeekCurrent)
+			if err == nil {
+				size = min(size, max(st.Size()-off, 0)+4<<10)
+			}
+		}
+	}
+	return int(size)
 }
 
 func (b *bufSeeker) Read(p []byte) (int, error) {

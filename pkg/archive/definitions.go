@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 )
@@ -66,10 +67,14 @@ func (d *Definitions) validate() error {
 	if d.FormatVersion != FormatVersion {
 		return fmt.Errorf("unknown format version %d (this docker-dtr reads version %d: upgrade the plugin)", d.FormatVersion, FormatVersion)
 	}
+	if len(d.Tables) > MaxTables {
+		return fmt.Errorf("defines %d tables, more than the %d an archive may hold", len(d.Tables), MaxTables)
+	}
 	dirs := map[string]bool{}
+	names := map[string]bool{}
 	for _, t := range d.Tables {
-		if !ValidName(t.DB) || !ValidName(t.Name) {
-			return fmt.Errorf("invalid table name %q.%q", t.DB, t.Name)
+		if err := CheckTable(t.DB, t.Name); err != nil {
+			return err
 		}
 		if t.Dir != t.Name && t.Dir != t.DB+"."+t.Name {
 			return fmt.Errorf("table %s: invalid directory %q", t.FullName(), t.Dir)
@@ -77,18 +82,44 @@ func (d *Definitions) validate() error {
 		if dirs[t.Dir] {
 			return fmt.Errorf("table directory %q defined twice", t.Dir)
 		}
-		dirs[t.Dir] = true
+		if names[t.FullName()] {
+			return fmt.Errorf("table %s defined twice", t.FullName())
+		}
+		dirs[t.Dir], names[t.FullName()] = true, true
 		if t.PrimaryKey == "" {
 			return fmt.Errorf("table %s: no primary key", t.FullName())
 		}
+		indexes := map[string]bool{}
 		for _, ix := range t.Indexes {
 			if ix.Name == "" || !isBinaryPseudo(ix.Function) {
 				return fmt.Errorf("table %s: index %q has no function binary", t.FullName(), ix.Name)
+			}
+			if indexes[ix.Name] {
+				return fmt.Errorf("table %s: index %q defined twice", t.FullName(), ix.Name)
+			}
+			if ix.Name == t.PrimaryKey {
+				return fmt.Errorf("table %s: index %q has the primary key's name, which RethinkDB refuses", t.FullName(), ix.Name)
+			}
+			indexes[ix.Name] = true
+		}
+		if t.HasWriteHook() {
+			var hook struct {
+				Function json.RawMessage `json:"function"`
+			}
+			if json.Unmarshal(t.WriteHook, &hook) != nil || !isBinaryPseudo(hook.Function) {
+				return fmt.Errorf("table %s: write hook has no function binary", t.FullName())
 			}
 		}
 	}
 	return nil
 }
+
+// maxDefinitionValues bounds the JSON values (jsonl.CountValues) of the
+// definitions entry before it is decoded: one array element costs a whole
+// Table (about 110 bytes) however few bytes it has, so the entry's size alone
+// does not bound the memory decoding takes. A DTR's definitions hold about a
+// thousand values; MaxTables tables with a few indexes each fit.
+const maxDefinitionValues = 1 << 18
 
 // isBinaryPseudo reports whether raw is a {"$reql_type$":"BINARY","data":...} value.
 func isBinaryPseudo(raw json.RawMessage) bool {
@@ -96,5 +127,9 @@ func isBinaryPseudo(raw json.RawMessage) bool {
 		Type string `json:"$reql_type$"`
 		Data string `json:"data"`
 	}
-	return json.Unmarshal(raw, &v) == nil && v.Type == "BINARY"
+	if json.Unmarshal(raw, &v) != nil || v.Type != "BINARY" {
+		return false
+	}
+	_, err := base64.StdEncoding.DecodeString(v.Data)
+	return err == nil
 }

@@ -25,10 +25,18 @@ const (
 	// ManifestName is the manifest entry, always the last one.
 	ManifestName = PluginDir + "manifest.jsonl"
 
-	// MaxDocumentSize bounds one document (RethinkDB's own query size limit).
+	// MaxDocumentSize bounds one document: RethinkDB's documented limit of a
+	// query's size (64 MiB), which a document must fit in to be inserted.
 	MaxDocumentSize = 64 << 20
 	// MaxPluginEntrySize bounds the definitions entry, read whole into memory.
 	MaxPluginEntrySize = 64 << 20
+	// MaxTables bounds the tables of an archive. RethinkDB has no hard limit,
+	// but each table costs 8 MiB of memory on every server that holds it:
+	// 4096 tables would need 32 GiB per server, and DTR has fewer than 30.
+	MaxTables = 4096
+
+	// SystemDB is RethinkDB's own database: never backed up, never restored.
+	SystemDB = "rethinkdb"
 
 	// DirMode and FileMode are the modes of every entry: backups hold private keys.
 	DirMode  = 0o700
@@ -44,11 +52,32 @@ var (
 	tableNameRe  = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 )
 
-// ValidVersion reports whether v looks like a DTR version (2.9.4, 2.9.4-rc1).
-func ValidVersion(v string) bool { return versionRe.MatchString(v) }
+// maxVersion bounds a DTR version and so the archive's top directory, part
+// of every name.
+const maxVersion = 64
 
-// ValidName reports whether s is a valid RethinkDB database or table name.
-func ValidName(s string) bool { return tableNameRe.MatchString(s) && len(s) <= 127 }
+// ValidVersion reports whether v looks like a DTR version (2.9.4, 2.9.4-rc1).
+func ValidVersion(v string) bool { return len(v) <= maxVersion && versionRe.MatchString(v) }
+
+// ValidName reports whether s is a valid RethinkDB database or table name:
+// RethinkDB accepts A-Z, a-z, 0-9, _ and - only. It documents no length
+// limit; names longer than 127 bytes (its primary key limit) are refused
+// here as well.
+func ValidName(s string) bool { return len(s) <= 127 && tableNameRe.MatchString(s) }
+
+// CheckTable refuses a table a restore must not create: a name RethinkDB
+// would refuse, or a table of its system database.
+func CheckTable(db, table string) error {
+	switch {
+	case !ValidName(db):
+		return fmt.Errorf("invalid database name %q (RethinkDB accepts A-Z, a-z, 0-9, _ and - only, here at most 127 of them)", db)
+	case !ValidName(table):
+		return fmt.Errorf("invalid table name %q in database %s (RethinkDB accepts A-Z, a-z, 0-9, _ and - only, here at most 127 of them)", table, db)
+	case db == SystemDB:
+		return fmt.Errorf("table %s.%s is in RethinkDB's system database, which is never backed up or restored", db, table)
+	}
+	return nil
+}
 
 // VersionDir is the archive's top directory for a DTR version, with trailing slash.
 func VersionDir(dtrVersion string) string { return versionDirPrefix + dtrVersion + "/" }
@@ -68,6 +97,9 @@ func DocumentName(dtrVersion, dir string, n int64) string {
 // DTR 2.9.4 writes "dtr-backup-v2.9.4-online/", so a suffix is kept as part of
 // the directory but not of the version.
 func parseVersionDir(name string) (dir, version string, ok bool) {
+	if len(name) > len(versionDirPrefix)+maxVersion+1 {
+		return "", "", false
+	}
 	m := versionDirRe.FindStringSubmatch(name)
 	if m == nil {
 		return "", "", false

@@ -72,18 +72,37 @@ func (m *Manifest) validate() error {
 	if !ValidVersion(m.DTRVersion) {
 		return fmt.Errorf("invalid DTR version %q", m.DTRVersion)
 	}
+	if len(m.Tables) > MaxTables || len(m.Excluded) > MaxTables {
+		return fmt.Errorf("lists %d tables and %d exclusions, more than the %d an archive may hold", len(m.Tables), len(m.Excluded), MaxTables)
+	}
+	if m.Entries < 0 {
+		return fmt.Errorf("negative entry count %d", m.Entries)
+	}
+	var rows, bytes int64
 	for _, t := range m.Tables {
-		if t.Rows < 0 || t.Bytes < 0 {
-			return fmt.Errorf("table %s: negative counts", t.FullName())
+		if err := CheckTable(t.DB, t.Table); err != nil {
+			return err
+		}
+		if t.Dir != t.Table && t.Dir != t.DB+"."+t.Table {
+			return fmt.Errorf("table %s: invalid directory %q", t.FullName(), t.Dir)
+		}
+		if t.Rows < 0 || t.Bytes < 0 || rows+t.Rows < rows || bytes+t.Bytes < bytes {
+			return fmt.Errorf("table %s: invalid counts", t.FullName())
+		}
+		rows, bytes = rows+t.Rows, bytes+t.Bytes
+	}
+	for _, x := range m.Excluded {
+		if !ValidName(x.DB) || !ValidName(x.Table) {
+			return fmt.Errorf("invalid excluded table %q.%q", x.DB, x.Table)
 		}
 	}
 	return nil
 }
 
-const (
-	maxHeaderLine = 16 << 20
-	maxEntryLine  = 4 << 10
-)
+// manifestLimits bound the manifest a reader accepts. A header of MaxTables
+// tables and as many exclusions holds about 41,000 JSON values and a few
+// MiB; an entry line holds one name of a few hundred bytes.
+var manifestLimits = jsonl.Limits{HeaderBytes: 16 << 20, HeaderValues: 1 << 16, LineBytes: 4 << 10}
 
 // manifestReader streams a manifest: Header first, then Next until io.EOF,
 // which it returns only once the trailer's checksum has matched.
@@ -95,7 +114,7 @@ type manifestReader struct {
 func newManifestReader(r io.Reader) (*manifestReader, error) {
 	mr := &manifestReader{}
 	var err error
-	if mr.r, err = jsonl.NewReader(r, &mr.Header, maxHeaderLine, maxEntryLine); err != nil {
+	if mr.r, err = jsonl.NewReader(r, &mr.Header, manifestLimits); err != nil {
 		return nil, err
 	}
 	if err := mr.Header.validate(); err != nil {

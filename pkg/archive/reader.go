@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 )
 
 // Reader yields the documents of an archive that Verify has accepted, in
@@ -17,10 +18,12 @@ type Reader struct {
 
 // NewReader reads the archive whose top directory is versionDir (Report.VersionDir).
 func NewReader(r io.Reader, versionDir string) *Reader {
-	return &Reader{tr: tar.NewReader(bufio.NewReaderSize(r, 1<<20)), versionDir: versionDir}
+	return &Reader{tr: tar.NewReader(bufio.NewReaderSize(r, bufferSize(r))), versionDir: versionDir}
 }
 
 // Next returns the next document and the directory of its table, or io.EOF.
+// It checks again what Verify refused, so that a document never reaches
+// RethinkDB, nor memory, because of a mistake elsewhere.
 func (r *Reader) Next() (dir string, doc []byte, err error) {
 	for {
 		hdr, err := r.tr.Next()
@@ -36,17 +39,43 @@ func (r *Reader) Next() (dir string, doc []byte, err error) {
 		if hdr.Typeflag != tar.TypeReg {
 			continue
 		}
-		dir, _, ok := documentPath(r.versionDir, hdr.Name)
+		dir, n, ok := documentPath(r.versionDir, hdr.Name)
 		if !ok {
 			continue
 		}
-		if hdr.Size > MaxDocumentSize {
-			return "", nil, fmt.Errorf("%s: size %d exceeds the document limit", hdr.Name, hdr.Size)
+		if err := checkName(hdr.Name); err != nil {
+			return "", nil, fmt.Errorf("%s: unsafe name: %v", hdr.Name, err)
 		}
-		doc := make([]byte, hdr.Size)
-		if _, err := io.ReadFull(r.tr, doc); err != nil {
+		if isSparse(hdr) {
+			return "", nil, fmt.Errorf("document %d of table directory %s: a sparse file", n, dir)
+		}
+		if hdr.Size > MaxDocumentSize {
+			return "", nil, fmt.Errorf("document %d of table directory %s is %d bytes, over the %d byte (%s) document limit",
+				n, dir, hdr.Size, MaxDocumentSize, HumanBytes(MaxDocumentSize))
+		}
+		doc, err := readFull(r.tr, hdr.Size)
+		if err != nil {
 			return "", nil, fmt.Errorf("reading %s: %w", hdr.Name, err)
 		}
 		return dir, doc, nil
 	}
+}
+
+// readFull reads size bytes. Memory grows with what arrives, not with what
+// the header claims: a cut or crafted archive costs no more than it holds.
+func readFull(r io.Reader, size int64) ([]byte, error) {
+	const first = 1 << 20
+	doc := make([]byte, min(size, first))
+	if _, err := io.ReadFull(r, doc); err != nil {
+		return nil, err
+	}
+	for int64(len(doc)) < size {
+		start := len(doc)
+		more := int(min(size-int64(start), int64(start))) // double at most
+		doc = slices.Grow(doc, more)[:start+more]
+		if _, err := io.ReadFull(r, doc[start:]); err != nil {
+			return nil, err
+		}
+	}
+	return doc, nil
 }

@@ -3,6 +3,7 @@ package archive
 import (
 	"fmt"
 	"time"
+	"unicode/utf8"
 )
 
 // Kind says who wrote an archive.
@@ -15,8 +16,13 @@ const (
 	KindOfficial Kind = "docker/dtr backup"
 )
 
-// maxProblems bounds the problems kept in a report; the rest are counted.
-const maxProblems = 1000
+const (
+	// maxProblems bounds the problems kept in a report; the rest are counted.
+	maxProblems = 1000
+	// maxProblemText bounds an entry name or message kept in a problem: tar
+	// names can be a MiB long, and a thousand of them would be a GiB.
+	maxProblemText = 1024
+)
 
 // Problem is one thing wrong with an archive, and where it was found.
 type Problem struct {
@@ -68,7 +74,24 @@ func (r *Report) addProblem(entry, format string, args ...any) {
 		r.ProblemsOmitted++
 		return
 	}
-	r.Problems = append(r.Problems, Problem{Entry: entry, Message: fmt.Sprintf(format, args...)})
+	r.Problems = append(r.Problems, NewProblem(entry, fmt.Sprintf(format, args...)))
+}
+
+// NewProblem makes a problem, shortening an entry name or message too long
+// to be useful.
+func NewProblem(entry, message string) Problem {
+	return Problem{Entry: shorten(entry), Message: shorten(message)}
+}
+
+func shorten(s string) string {
+	if len(s) <= maxProblemText {
+		return s
+	}
+	cut := maxProblemText
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + fmt.Sprintf("… (%d bytes)", len(s))
 }
 
 // Table returns the definition of a table directory, for docker-dtr archives

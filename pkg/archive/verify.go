@@ -12,6 +12,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/docker-dtr/docker-dtr/pkg/jsonl"
 )
 
 // layout is what a header-only pass over an archive finds.
@@ -23,8 +25,10 @@ type layout struct {
 	hasManifest         bool
 	// per table directory of an official archive, in order: documents and bytes
 	official []TableStats
-	entries  int64
-	err      error // why the pass stopped early; verify reports it in its own pass
+	// tooManyTables is set when more than MaxTables directories hold documents
+	tooManyTables bool
+	entries       int64
+	err           error // why the pass stopped early; verify reports it in its own pass
 }
 
 // scan reads only headers, seeking over content, to find the manifest.
@@ -70,9 +74,15 @@ func scan(f *os.File) layout {
 			l.hasManifest, l.manifestOff, l.manifestSize = true, off, hdr.Size
 		}
 		if l.versionDir != "" && hdr.Typeflag == tar.TypeReg {
-			if dir, _, ok := documentPath(l.versionDir, hdr.Name); ok {
+			// Invalid directories are reported by verify; none is kept here.
+			if dir, _, ok := documentPath(l.versionDir, hdr.Name); ok && validDir(dir) {
 				i, seen := dirIndex[dir]
 				if !seen {
+					if len(l.official) >= MaxTables {
+						l.tooManyTables = true
+						continue
+					}
+					dir = strings.Clone(dir) // not the whole name
 					i = len(l.official)
 					dirIndex[dir] = i
 					t, _ := OfficialTable(dir)
@@ -143,7 +153,7 @@ func Verify(f *os.File) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.run(tar.NewReader(bs))
+	c.run(tar.NewReader(bs), bs)
 	rep.Verified = rep.Kind == KindPlugin && rep.OK()
 	return rep, nil
 }
@@ -170,6 +180,9 @@ func open(f *os.File) (*Report, layout, *manifestReader, error) {
 	rep.VersionDir, rep.DTRVersion = l.versionDir, l.version
 	if !l.hasPlugin {
 		rep.Kind = KindOfficial
+		if l.tooManyTables {
+			rep.addProblem("", "documents of more than %d tables: not a DTR metadata backup", MaxTables)
+		}
 		return rep, l, nil, nil
 	}
 	rep.Kind = KindPlugin
@@ -223,9 +236,12 @@ type checker struct {
 	mErr     bool
 	buf      bytes.Buffer
 	// official archives: next expected document number per table directory
-	nextDoc     map[string]int64
-	sawDefs     bool
-	sawManifest bool
+	nextDoc       map[string]int64
+	tooManyTables bool
+	sawDefs       bool
+	sawManifest   bool
+	// entries before the manifest, and how many the manifest header says
+	entries, wantEntries int64
 }
 
 func newChecker(rep *Report, l layout) *checker {
@@ -234,19 +250,20 @@ func newChecker(rep *Report, l layout) *checker {
 
 func (c *checker) expect(m *Manifest, mr *manifestReader) {
 	c.manifest = mr
+	c.wantEntries = m.Entries
 	c.counted = make([]TableStats, len(m.Tables))
+	included := map[string]bool{}
 	for i, t := range m.Tables {
 		if _, dup := c.tables[t.Dir]; dup {
 			c.rep.addProblem(ManifestName, "table directory %q listed twice", t.Dir)
 		}
 		c.tables[t.Dir] = i
 		c.counted[i] = TableStats{DB: t.DB, Table: t.Table, Dir: t.Dir}
+		included[t.FullName()] = true
 	}
 	for _, x := range m.Excluded {
-		for _, t := range m.Tables {
-			if t.DB == x.DB && t.Table == x.Table {
-				c.rep.addProblem(ManifestName, "table %s is both excluded and included", t.FullName())
-			}
+		if name := x.DB + "." + x.Table; included[name] {
+			c.rep.addProblem(ManifestName, "table %s is both excluded and included", name)
 		}
 	}
 	c.advance()
@@ -324,11 +341,18 @@ func (c *checker) match(name string, k key, size int64, sum string) {
 	c.advance()
 }
 
-func (c *checker) run(tr *tar.Reader) {
+func (c *checker) run(tr *tar.Reader, pos io.Seeker) {
 	var last string
+	var end int64 // where the last entry's content and padding end
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
+			// docker/dtr backup ends its archives as tar does, with two
+			// zero blocks. Without a manifest they are what tells a whole
+			// archive from one cut after any entry.
+			if at, err := pos.Seek(0, io.SeekCurrent); c.rep.Kind == KindOfficial && (err != nil || at < end+2*blockSize) {
+				c.rep.addProblem(last, "the archive ends without tar's end-of-archive blocks: it was cut short after this entry")
+			}
 			break
 		}
 		if errors.Is(err, tar.ErrInsecurePath) {
@@ -339,8 +363,13 @@ func (c *checker) run(tr *tar.Reader) {
 			break
 		}
 		last = hdr.Name
+		if at, err := pos.Seek(0, io.SeekCurrent); err == nil {
+			end = at + paddedSize(hdr)
+		}
 		if c.sawManifest {
 			c.rep.addProblem(hdr.Name, "entry after the manifest, which must be last")
+		} else if hdr.Name != ManifestName {
+			c.entries++
 		}
 		if !c.entry(tr, hdr) {
 			c.truncated(hdr.Name, io.ErrUnexpectedEOF)
@@ -369,6 +398,10 @@ func (c *checker) entry(tr *tar.Reader, hdr *tar.Header) bool {
 		c.rep.addProblem(name, "unsafe name: %v", err)
 		return true
 	}
+	if isSparse(hdr) {
+		c.rep.addProblem(name, "sparse file: this format never holds one")
+		return true
+	}
 	switch hdr.Typeflag {
 	case tar.TypeDir:
 		if !strings.HasSuffix(name, "/") {
@@ -391,7 +424,12 @@ func (c *checker) entry(tr *tar.Reader, hdr *tar.Header) bool {
 		limit = MaxPluginEntrySize
 	}
 	if hdr.Size > limit {
-		c.rep.addProblem(name, "size %d exceeds the %d byte limit", hdr.Size, limit)
+		if dir, n, ok := documentPath(c.versionD, name); ok {
+			c.rep.addProblem(name, "document %d of table %s is %d bytes, over the %d byte (%s) document limit: RethinkDB's query size limit",
+				n, c.tableName(dir), hdr.Size, limit, HumanBytes(limit))
+		} else {
+			c.rep.addProblem(name, "size %d exceeds the %d byte limit", hdr.Size, limit)
+		}
 		return true
 	}
 	c.buf.Reset()
@@ -424,8 +462,8 @@ func (c *checker) dirEntry(name string) {
 	case name == PluginDir && c.rep.Kind == KindPlugin:
 	case strings.HasPrefix(name, rd) && strings.Count(strings.TrimPrefix(name, rd), "/") == 1:
 		dir := strings.TrimSuffix(strings.TrimPrefix(name, rd), "/")
-		if !validDir(dir) {
-			c.rep.addProblem(name, "invalid table directory name")
+		if err := c.checkDir(dir); err != nil {
+			c.rep.addProblem(name, "%v", err)
 			return
 		}
 		if c.manifest != nil {
@@ -446,6 +484,8 @@ func (c *checker) dirEntry(name string) {
 
 var emptySHA = sha256.Sum256(nil)
 
+// validDir reports whether dir is a table directory this format can name:
+// "table", or "db.table" where two databases hold tables of one name.
 func validDir(dir string) bool {
 	db, table, dotted := strings.Cut(dir, ".")
 	if dotted {
@@ -454,17 +494,58 @@ func validDir(dir string) bool {
 	return ValidName(dir)
 }
 
+// checkDir refuses a table directory whose table a restore must not create.
+// docker/dtr backup names directories by the table alone, and its restore
+// takes the name as the table's: a dot or other character would reach
+// table_create.
+func (c *checker) checkDir(dir string) error {
+	if c.rep.Kind == KindOfficial {
+		t, _ := OfficialTable(dir)
+		if err := CheckTable(t.DB, t.Name); err != nil {
+			return fmt.Errorf("invalid table directory: %v", err)
+		}
+		return nil
+	}
+	if !validDir(dir) {
+		return fmt.Errorf("invalid table directory name")
+	}
+	return nil
+}
+
+// tableName names a table directory's table for people.
+func (c *checker) tableName(dir string) string {
+	if i, ok := c.tables[dir]; ok {
+		return c.rep.Tables[i].FullName()
+	}
+	if c.rep.Kind == KindOfficial && ValidName(dir) {
+		t, _ := OfficialTable(dir)
+		return t.FullName()
+	}
+	return fmt.Sprintf("directory %q", dir)
+}
+
 func (c *checker) document(name, dir string, n int64, data []byte) {
 	if err := checkDocument(data); err != nil {
 		c.rep.addProblem(name, "%v", err)
 	}
 	if c.manifest == nil {
 		// Official archives: documents are numbered 0, 1, 2, … per table.
-		if !validDir(dir) {
-			c.rep.addProblem(name, "invalid table directory name")
+		if err := c.checkDir(dir); err != nil {
+			c.rep.addProblem(name, "%v", err)
 			return
 		}
-		if want := c.nextDoc[dir]; n != want {
+		want, seen := c.nextDoc[dir]
+		if !seen && len(c.nextDoc) >= MaxTables {
+			if !c.tooManyTables {
+				c.tooManyTables = true
+				c.rep.addProblem(name, "documents of more than %d tables: not a DTR metadata backup", MaxTables)
+			}
+			return
+		}
+		if !seen {
+			dir = strings.Clone(dir) // not the whole name
+		}
+		if n != want {
 			c.rep.addProblem(name, "document number %d out of sequence (expected %d): duplicate or missing documents", n, want)
 		}
 		c.nextDoc[dir] = n + 1
@@ -493,6 +574,10 @@ func checkDocument(data []byte) error {
 
 func (c *checker) definitions(data []byte) {
 	c.sawDefs = true
+	if err := jsonl.MaxValues(data, maxDefinitionValues); err != nil {
+		c.rep.addProblem(DefinitionsName, "invalid table definitions: %v", err)
+		return
+	}
 	var d Definitions
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -538,6 +623,9 @@ func (c *checker) finish() {
 		c.rep.addProblem(c.pending.Name, "missing: listed in the manifest but not in the archive")
 		c.advance()
 	}
+	if c.entries != c.wantEntries {
+		c.rep.addProblem(ManifestName, "the manifest counts %d entries, the archive holds %d before it", c.wantEntries, c.entries)
+	}
 	for i, want := range c.rep.Tables {
 		got := c.counted[i]
 		if got.Rows != want.Rows || got.Bytes != want.Bytes {
@@ -546,6 +634,35 @@ func (c *checker) finish() {
 				want.FullName(), got.Rows, got.Bytes, want.Rows, want.Bytes)
 		}
 	}
+}
+
+const blockSize = 512
+
+// paddedSize is how much of the archive an entry's content takes.
+func paddedSize(hdr *tar.Header) int64 {
+	switch hdr.Typeflag {
+	case tar.TypeLink, tar.TypeSymlink, tar.TypeChar, tar.TypeBlock, tar.TypeDir, tar.TypeFifo:
+		return 0
+	}
+	if hdr.Size > 1<<62 {
+		return hdr.Size
+	}
+	return (hdr.Size + blockSize - 1) / blockSize * blockSize
+}
+
+// isSparse reports a sparse file, old GNU or PAX: its size says how much it
+// expands to, not how much the archive holds, and no writer of these formats
+// makes one.
+func isSparse(hdr *tar.Header) bool {
+	if hdr.Typeflag == tar.TypeGNUSparse {
+		return true
+	}
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
 }
 
 // HumanBytes renders a size for people.

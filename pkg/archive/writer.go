@@ -116,10 +116,11 @@ func (aw *Writer) WriteDocument(doc []byte) error {
 	if aw.cur < 0 {
 		return fmt.Errorf("document written before any table")
 	}
-	if len(doc) > MaxDocumentSize {
-		return fmt.Errorf("document of %d bytes exceeds the %d byte limit", len(doc), MaxDocumentSize)
-	}
 	st := &aw.stats[len(aw.stats)-1]
+	if len(doc) > MaxDocumentSize {
+		return fmt.Errorf("document %d of table %s is %d bytes, over the %d byte (%s) document limit",
+			st.Rows, st.FullName(), len(doc), MaxDocumentSize, HumanBytes(MaxDocumentSize))
+	}
 	name := DocumentName(aw.info.DTRVersion, st.Dir, st.Rows)
 	if err := aw.file(name, doc); err != nil {
 		return err
@@ -139,6 +140,9 @@ func (aw *Writer) Finish(excluded []Exclusion, finished time.Time) (*Manifest, e
 	if excluded == nil {
 		excluded = []Exclusion{}
 	}
+	if len(excluded) > MaxTables {
+		return nil, fmt.Errorf("%d tables excluded, more than the %d an archive may list", len(excluded), MaxTables)
+	}
 	m := &Manifest{
 		Format: FormatName, FormatVersion: FormatVersion, Tool: aw.info.Tool,
 		DTRVersion: aw.info.DTRVersion, ReplicaID: aw.info.ReplicaID,
@@ -147,6 +151,13 @@ func (aw *Writer) Finish(excluded []Exclusion, finished time.Time) (*Manifest, e
 	}
 	if m.Tables == nil {
 		m.Tables = []TableStats{}
+	}
+	// A manifest that verify would refuse is an error now, not at restore.
+	if err := m.validate(); err != nil {
+		return nil, fmt.Errorf("manifest: %w", err)
+	}
+	if err := jsonl.CheckHeader(m, manifestLimits); err != nil {
+		return nil, err
 	}
 	if err := aw.spool.WriteEntry(aw.tw, aw.header(ManifestName, tar.TypeReg, FileMode, 0), m); err != nil {
 		return nil, err

@@ -75,12 +75,26 @@ func RemoveStale(ctx context.Context, api client.APIClient) (int, error) {
 
 // Remove deletes a helper in any state, with the anonymous volumes its image
 // may have declared (never a named volume it mounts).
+// A removal that fails is tried again: after a dropped engine connection,
+// the first request may go out on a connection that is already dead, and
+// the HTTP client does not resend a DELETE by itself.
 func Remove(ctx context.Context, api client.APIClient, id string) error {
-	err := api.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
-	if err != nil && !IsNotFound(err) {
-		return err
+	var err error
+	for attempt := range 3 {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(time.Duration(attempt) * 500 * time.Millisecond):
+			}
+		}
+		err = api.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+		// Someone else (a user's docker rm -f) removing it is as good.
+		if err == nil || IsNotFound(err) || strings.Contains(err.Error(), "is already in progress") {
+			return nil
+		}
 	}
-	return nil
+	return err
 }
 
 // IsNotFound says the container is already gone.

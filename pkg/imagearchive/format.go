@@ -6,6 +6,7 @@
 package imagearchive
 
 import (
+	"archive/tar"
 	"fmt"
 	"path"
 	"regexp"
@@ -23,6 +24,9 @@ const (
 	// MaxFileSize bounds one file of the volume: a layer of a terabyte is not
 	// a layer anyone pushed.
 	MaxFileSize = 1 << 40
+	// MaxCorruptBlobs bounds the corrupt blobs a manifest lists: a registry
+	// with more is not one to back up before it is repaired.
+	MaxCorruptBlobs = 50000
 )
 
 // Manifest is the manifest's header line.
@@ -81,12 +85,26 @@ func (m *Manifest) validate() error {
 	if !validContentDir(m.ContentDir) {
 		return fmt.Errorf("invalid content directory %q", m.ContentDir)
 	}
+	t := m.Totals
+	if t.Files < 0 || t.Dirs < 0 || t.Links < 0 || t.Bytes < 0 || t.Blobs < 0 || t.UploadFiles < 0 || t.UploadBytes < 0 {
+		return fmt.Errorf("negative totals")
+	}
+	if len(t.CorruptBlobs) > MaxCorruptBlobs {
+		return fmt.Errorf("lists %d corrupt blobs, more than %d", len(t.CorruptBlobs), MaxCorruptBlobs)
+	}
+	for _, name := range t.CorruptBlobs {
+		if _, ok := BlobDigest(name); !ok || SafeName(name) != nil {
+			return fmt.Errorf("lists %q as a corrupt blob, which is not a blob's path", name)
+		}
+	}
 	return nil
 }
 
 var contentDirRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*/$`)
 
-func validContentDir(d string) bool { return contentDirRe.MatchString(d) && d != "./" && d != "../" }
+func validContentDir(d string) bool {
+	return len(d) <= 256 && contentDirRe.MatchString(d) && d != "./" && d != "../"
+}
 
 // ContentDirFor names the top directory after the volume it holds.
 func ContentDirFor(volume string) string {
@@ -97,14 +115,25 @@ func ContentDirFor(volume string) string {
 	return d
 }
 
+// MaxNameSize bounds a path inside the volume: Linux's PATH_MAX.
+const MaxNameSize = 4096
+
+// MaxLinks bounds the symlinks of an archive, which Verify and Content
+// remember while they read it. A registry writes none.
+const MaxLinks = 10000
+
 // SafeName checks a path inside the volume: relative, clean, no "..".
 func SafeName(name string) error {
 	trimmed := strings.TrimSuffix(name, "/")
 	switch {
 	case trimmed == "":
 		return fmt.Errorf("empty name")
+	case len(name) > MaxNameSize:
+		return fmt.Errorf("name of %d bytes, longer than Linux's %d byte paths", len(name), MaxNameSize)
 	case strings.HasPrefix(name, "/"):
 		return fmt.Errorf("absolute path")
+	case strings.ContainsRune(name, 0):
+		return fmt.Errorf("NUL in name")
 	case path.Clean(trimmed) != trimmed:
 		return fmt.Errorf("path is not clean")
 	case trimmed == ".." || strings.HasPrefix(trimmed, "../"):
@@ -113,17 +142,81 @@ func SafeName(name string) error {
 	return nil
 }
 
-// SafeLink checks a symlink's target: relative, and inside the volume when
-// resolved from the link's directory.
+// SafeLink checks a symlink's target: relative, clean, and inside the volume
+// when resolved from the link's directory. Clean means ".." only at the
+// start: "d/t/../.." resolves inside the volume on paper, but not where t is
+// itself a symlink, to "." say.
 func SafeLink(name, target string) error {
 	if target == "" || strings.HasPrefix(target, "/") {
 		return fmt.Errorf("link to %q points outside the volume", target)
+	}
+	if len(target) > MaxNameSize || strings.ContainsRune(target, 0) || path.Clean(target) != target {
+		return fmt.Errorf("link to %q: the target is not a clean path", target)
 	}
 	resolved := path.Join(path.Dir(strings.TrimSuffix(name, "/")), target)
 	if resolved == ".." || strings.HasPrefix(resolved, "../") {
 		return fmt.Errorf("link to %q points outside the volume", target)
 	}
 	return nil
+}
+
+// linkSet remembers the symlinks met so far in an archive, in order. An
+// entry at or under one of them would be written through the link, wherever
+// it points: a link "a/l" to ".." then a link "a/l/m" to "../.." reaches out
+// of the volume although each resolves inside it on paper.
+type linkSet map[string]bool
+
+// check refuses a name (relative to the volume) at or under a symlink.
+func (s linkSet) check(name string) error {
+	if len(s) == 0 {
+		return nil
+	}
+	name = strings.TrimSuffix(name, "/")
+	for i := 0; i < len(name); i++ {
+		if name[i] == '/' && s[name[:i]] {
+			return fmt.Errorf("lies under the symlink %s: it would be written wherever the link points", name[:i])
+		}
+	}
+	if s[name] {
+		return fmt.Errorf("a second entry for the symlink %s", name)
+	}
+	return nil
+}
+
+// add records a symlink.
+func (s linkSet) add(name string) error {
+	if len(s) >= MaxLinks {
+		return fmt.Errorf("more than %d symlinks: a registry writes none", MaxLinks)
+	}
+	s[strings.TrimSuffix(name, "/")] = true
+	return nil
+}
+
+// checkType refuses what a registry volume never holds and a restore must
+// not create: hard links, devices, fifos, sparse files and unknown kinds.
+// (A tar cannot hold a socket.)
+func checkType(hdr *tar.Header) error {
+	if hdr.Typeflag == tar.TypeGNUSparse {
+		return fmt.Errorf("a sparse file: refused")
+	}
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return fmt.Errorf("a sparse file: refused")
+		}
+	}
+	switch hdr.Typeflag {
+	case tar.TypeDir, tar.TypeReg, tar.TypeSymlink:
+		return nil
+	case tar.TypeLink:
+		return fmt.Errorf("a hard link to %q: refused (only directories, regular files and symlinks)", hdr.Linkname)
+	case tar.TypeChar:
+		return fmt.Errorf("a character device: refused (only directories, regular files and symlinks)")
+	case tar.TypeBlock:
+		return fmt.Errorf("a block device: refused (only directories, regular files and symlinks)")
+	case tar.TypeFifo:
+		return fmt.Errorf("a fifo: refused (only directories, regular files and symlinks)")
+	}
+	return fmt.Errorf("entry type %q: refused (only directories, regular files and symlinks)", hdr.Typeflag)
 }
 
 // blobPath matches distribution's content-addressed blob files.

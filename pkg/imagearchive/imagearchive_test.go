@@ -33,7 +33,7 @@ func blob(data string) volumeFile {
 // volumeTar is what the engine's archive API gives for a volume mounted at
 // /storage: a top directory "storage/", then every directory and file, in
 // walk order.
-func volumeTar(t *testing.T, files ...volumeFile) []byte {
+func volumeTar(t testing.TB, files ...volumeFile) []byte {
 	t.Helper()
 	dirs := map[string]bool{}
 	var names []string
@@ -84,7 +84,7 @@ func write(t *testing.T, vol []byte) (*os.File, *Manifest) {
 	return f, m
 }
 
-func sampleVolume(t *testing.T, extra ...volumeFile) []byte {
+func sampleVolume(t testing.TB, extra ...volumeFile) []byte {
 	files := []volumeFile{
 		blob("layer one"), blob("layer two"), blob(`{"config":1}`),
 		{name: "docker/registry/v2/repositories/team/app/_manifests/tags/1.0/current/link", data: []byte("sha256:00")},
@@ -156,7 +156,7 @@ func TestWriteVerifyRestore(t *testing.T) {
 }
 
 // rewrap puts a content tar under "storage/", as the archive API returns it.
-func rewrap(t *testing.T, content []byte) []byte {
+func rewrap(t testing.TB, content []byte) []byte {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	tw.WriteHeader(&tar.Header{Name: "storage/", Typeflag: tar.TypeDir, Mode: 0o755})

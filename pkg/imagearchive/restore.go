@@ -19,12 +19,16 @@ import (
 // Every name and link is checked again on the way: nothing may land outside
 // the volume, whatever the archive says.
 func Content(f *os.File, contentDir string, w io.Writer) error {
+	if !validContentDir(contentDir) {
+		return fmt.Errorf("invalid content directory %q", contentDir)
+	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	tr := tar.NewReader(bufio.NewReaderSize(f, 1<<20))
+	tr := tar.NewReader(bufio.NewReaderSize(f, bufferSize(f)))
 	tw := tar.NewWriter(w)
-	buf := make([]byte, 1<<20)
+	buf := make([]byte, bufferSize(f))
+	links := linkSet{}
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -43,14 +47,24 @@ func Content(f *os.File, contentDir string, w io.Writer) error {
 		if err := SafeName(rel); err != nil {
 			return fmt.Errorf("%s: %v: refusing to restore it", hdr.Name, err)
 		}
+		if err := links.check(rel); err != nil {
+			return fmt.Errorf("%s: %v: refusing to restore it", hdr.Name, err)
+		}
+		if err := checkType(hdr); err != nil {
+			return fmt.Errorf("%s: %v: refusing to restore it", hdr.Name, err)
+		}
 		switch hdr.Typeflag {
 		case tar.TypeSymlink:
 			if err := SafeLink(rel, hdr.Linkname); err != nil {
 				return fmt.Errorf("%s: %v: refusing to restore it", hdr.Name, err)
 			}
-		case tar.TypeDir, tar.TypeReg:
-		default:
-			return fmt.Errorf("%s: entry type %q: refusing to restore it", hdr.Name, hdr.Typeflag)
+			if err := links.add(rel); err != nil {
+				return fmt.Errorf("%s: %v: refusing to restore it", hdr.Name, err)
+			}
+		case tar.TypeReg:
+			if hdr.Size > MaxFileSize {
+				return fmt.Errorf("%s: a file of %d bytes, over the %d byte limit: refusing to restore it", hdr.Name, hdr.Size, int64(MaxFileSize))
+			}
 		}
 		if err := tw.WriteHeader(copyHeader(hdr, rel)); err != nil {
 			return err

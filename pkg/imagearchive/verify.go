@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -20,11 +19,12 @@ import (
 // Kind names image archives in reports, beside archive.KindPlugin.
 const Kind = "docker-dtr images"
 
-const (
-	maxHeaderLine = 1 << 20
-	maxEntryLine  = 8 << 10
-	maxProblems   = 1000
-)
+const maxProblems = 1000
+
+// manifestLimits bound the manifest a reader accepts. The header's one list
+// is the corrupt blobs: MaxCorruptBlobs paths of at most a few hundred bytes.
+// An entry line holds one path, at most 4096 bytes on Linux, and its hash.
+var manifestLimits = jsonl.Limits{HeaderBytes: 16 << 20, HeaderValues: MaxCorruptBlobs + 64, LineBytes: 8 << 10}
 
 // Report is what verify or inspect learned of an image archive.
 type Report struct {
@@ -57,7 +57,16 @@ func (r *Report) addProblem(entry, format string, args ...any) {
 		r.ProblemsOmitted++
 		return
 	}
-	r.Problems = append(r.Problems, archive.Problem{Entry: entry, Message: fmt.Sprintf(format, args...)})
+	r.Problems = append(r.Problems, archive.NewProblem(entry, fmt.Sprintf(format, args...)))
+}
+
+// bufferSize is 1 MiB, or what a small file holds.
+func bufferSize(f *os.File) int {
+	size := int64(1 << 20)
+	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+		size = min(size, st.Size()+4<<10)
+	}
+	return int(size)
 }
 
 // IsImageArchive tells image archives from metadata ones by the first
@@ -126,7 +135,7 @@ func open(f *os.File) (*Report, *jsonl.Reader, *Manifest) {
 		return rep, nil, nil
 	}
 	var m Manifest
-	mr, err := jsonl.NewReader(io.NewSectionReader(f, off, size), &m, maxHeaderLine, maxEntryLine)
+	mr, err := jsonl.NewReader(io.NewSectionReader(f, off, size), &m, manifestLimits)
 	if err == nil {
 		err = m.validate()
 	}
@@ -158,14 +167,15 @@ func Verify(f *os.File) (*Report, error) {
 	}
 	rep.FullRead = true
 	rep.BlobDigests = map[string]bool{}
+	// corrupt blobs the manifest lists, and whether the archive's are
 	known := map[string]bool{}
 	for _, name := range m.CorruptBlobs {
-		known[name] = true
+		known[name] = false
 	}
 	var got Totals
-	got.CorruptBlobs = []string{}
-	tr := tar.NewReader(bufio.NewReaderSize(f, 1<<20))
-	buf := make([]byte, 1<<20)
+	links := linkSet{}
+	tr := tar.NewReader(bufio.NewReaderSize(f, bufferSize(f)))
+	buf := make([]byte, bufferSize(f))
 	first, inSync := true, true
 	last := ""
 	for {
@@ -198,6 +208,14 @@ func Verify(f *os.File) (*Report, error) {
 			rep.addProblem(hdr.Name, "%v", err)
 			continue
 		}
+		if err := links.check(rel); err != nil {
+			rep.addProblem(hdr.Name, "%v", err)
+			continue
+		}
+		if err := checkType(hdr); err != nil {
+			rep.addProblem(hdr.Name, "%v", err)
+			continue
+		}
 		e := Entry{Name: rel, Mode: hdr.Mode}
 		switch hdr.Typeflag {
 		case tar.TypeDir:
@@ -208,8 +226,16 @@ func Verify(f *os.File) (*Report, error) {
 			if err := SafeLink(rel, hdr.Linkname); err != nil {
 				rep.addProblem(hdr.Name, "%v", err)
 			}
+			if err := links.add(rel); err != nil {
+				rep.addProblem(hdr.Name, "%v", err)
+				return rep, nil
+			}
 			got.Links++
 		case tar.TypeReg:
+			if hdr.Size > MaxFileSize {
+				rep.addProblem(hdr.Name, "a file of %d bytes, over the %d byte limit", hdr.Size, int64(MaxFileSize))
+				continue
+			}
 			h := sha256.New()
 			n, err := io.CopyBuffer(h, tr, buf)
 			if err != nil {
@@ -223,15 +249,13 @@ func Verify(f *os.File) (*Report, error) {
 				got.Blobs++
 				rep.BlobDigests[digest] = true
 				if digest != e.SHA256 {
-					got.CorruptBlobs = append(got.CorruptBlobs, rel)
-					if !known[rel] {
+					if _, listed := known[rel]; listed {
+						known[rel] = true
+					} else {
 						rep.addProblem(hdr.Name, "blob data does not match its digest sha256:%s", digest)
 					}
 				}
 			}
-		default:
-			rep.addProblem(hdr.Name, "unexpected entry type %q", hdr.Typeflag)
-			continue
 		}
 		if inSync {
 			inSync = rep.match(mr, e, hdr.Name)
@@ -253,8 +277,9 @@ func Verify(f *os.File) (*Report, error) {
 	// Blobs corrupt in the registry when it was backed up are kept as they
 	// were, and reported; a new mismatch is a problem (above).
 	for _, name := range m.CorruptBlobs {
-		if !slices.Contains(got.CorruptBlobs, name) {
-			rep.addProblem(m.ContentDir+name, "listed as corrupt in the manifest, but it matches its digest")
+		if !known[name] {
+			rep.addProblem(m.ContentDir+name, "listed as corrupt in the manifest, but the archive holds no such corrupt blob")
+			known[name] = true // once
 		}
 	}
 	rep.Verified = rep.OK()

@@ -47,6 +47,7 @@ func Write(w io.Writer, src io.Reader, info Info, progress func(Totals)) (*Manif
 	m.CorruptBlobs = []string{}
 	tr := tar.NewReader(src)
 	buf := make([]byte, 1<<20)
+	links := linkSet{}
 	var nextReport int64
 	root := ""
 	for {
@@ -75,6 +76,9 @@ func Write(w io.Writer, src io.Reader, info Info, progress func(Totals)) (*Manif
 		if err := SafeName(rel); err != nil {
 			return nil, fmt.Errorf("reading the volume: %s: %v", hdr.Name, err)
 		}
+		if err := links.check(rel); err != nil {
+			return nil, fmt.Errorf("reading the volume: %s: %v", hdr.Name, err)
+		}
 		if isUpload(strings.TrimSuffix(rel, "/")) {
 			if hdr.Typeflag == tar.TypeReg {
 				m.UploadFiles++
@@ -95,6 +99,9 @@ func Write(w io.Writer, src io.Reader, info Info, progress func(Totals)) (*Manif
 			}
 		case tar.TypeSymlink:
 			if err := SafeLink(rel, hdr.Linkname); err != nil {
+				return nil, fmt.Errorf("the volume holds %s: %v", rel, err)
+			}
+			if err := links.add(rel); err != nil {
 				return nil, fmt.Errorf("the volume holds %s: %v", rel, err)
 			}
 			e.Type, e.Link = TypeSymlink, hdr.Linkname
@@ -120,6 +127,9 @@ func Write(w io.Writer, src io.Reader, info Info, progress func(Totals)) (*Manif
 			if digest, ok := BlobDigest(rel); ok {
 				m.Blobs++
 				if digest != e.SHA256 {
+					if len(m.CorruptBlobs) == MaxCorruptBlobs {
+						return nil, fmt.Errorf("the registry holds more than %d blobs whose data does not match their digest, more than a backup lists: repair it first", MaxCorruptBlobs)
+					}
 					m.CorruptBlobs = append(m.CorruptBlobs, rel)
 				}
 			}
@@ -137,7 +147,14 @@ func Write(w io.Writer, src io.Reader, info Info, progress func(Totals)) (*Manif
 	if root == "" {
 		return nil, errors.New("reading the volume: the archive API gave nothing")
 	}
-	m.Finished = time.Now().UTC()
+	m.Finished = now().UTC()
+	// A manifest that verify would refuse is an error now, not at restore.
+	if err := m.validate(); err != nil {
+		return nil, fmt.Errorf("manifest: %w", err)
+	}
+	if err := jsonl.CheckHeader(m, manifestLimits); err != nil {
+		return nil, err
+	}
 	mh := &tar.Header{Name: ManifestName, Typeflag: tar.TypeReg, Mode: FileMode, ModTime: m.Finished}
 	if err := spool.WriteEntry(tw, mh, m); err != nil {
 		return nil, err
@@ -151,11 +168,22 @@ func Write(w io.Writer, src io.Reader, info Info, progress func(Totals)) (*Manif
 	return m, nil
 }
 
+// now is the clock of the manifest's finish time; tests fix it.
+var now = time.Now
+
 // copyHeader keeps what a restore by hand needs (mode, owner, times) under a
-// new name.
+// new name. Nothing else is carried: no PAX records, so no extended
+// attributes such as file capabilities, and a link target only for links.
 func copyHeader(h *tar.Header, name string) *tar.Header {
-	return &tar.Header{
-		Name: name, Typeflag: h.Typeflag, Mode: h.Mode, Size: h.Size, Linkname: h.Linkname,
+	nh := &tar.Header{
+		Name: name, Typeflag: h.Typeflag, Mode: h.Mode, Size: h.Size,
 		Uid: h.Uid, Gid: h.Gid, Uname: h.Uname, Gname: h.Gname, ModTime: h.ModTime,
 	}
+	if h.Typeflag == tar.TypeSymlink {
+		nh.Linkname = h.Linkname
+	}
+	if h.Typeflag != tar.TypeReg {
+		nh.Size = 0
+	}
+	return nh
 }

@@ -12,6 +12,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
+	"syscall"
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
@@ -64,16 +67,14 @@ func Of(rep *dtr.Replica) (*Volume, error) {
 // Users are the replica's containers that mount the volume and run: the
 // ones a restore stops while it writes.
 func (v *Volume) Users() []dtr.Container {
-	var out []dtr.Container
-	for _, c := range v.Replica.Containers {
+	return v.Replica.Running(func(c dtr.Container) bool {
 		for _, m := range c.Mounts {
-			if m.Name == v.Name && c.State == "running" {
-				out = append(out, c)
-				break
+			if m.Name == v.Name {
+				return true
 			}
 		}
-	}
-	return out
+		return false
+	})
 }
 
 // helper is a created, never started container that mounts the volume.
@@ -131,6 +132,8 @@ func (v *Volume) Read(ctx context.Context, api API, fn func(io.Reader) error) (e
 	defer func() {
 		if rerr := h.remove(); err == nil {
 			err = rerr
+		} else if rerr != nil {
+			err = fmt.Errorf("%w; and %v", err, rerr)
 		}
 	}()
 	rc, _, err := api.CopyFromContainer(ctx, h.id, MountPoint)
@@ -138,7 +141,20 @@ func (v *Volume) Read(ctx context.Context, api API, fn func(io.Reader) error) (e
 		return fmt.Errorf("reading volume %s: %w", v.Name, err)
 	}
 	defer rc.Close()
-	return fn(rc)
+	if err := fn(rc); err != nil {
+		if ctx.Err() == nil && streamBroke(err) {
+			// The engine's stream ended mid-file: the connection, not the
+			// registry's data.
+			return fmt.Errorf("reading volume %s through helper %s: the connection to the Docker engine was lost: %w", v.Name, h.name, err)
+		}
+		return err
+	}
+	return nil
+}
+
+// streamBroke says a read ended because the connection did.
+func streamBroke(err error) bool {
+	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, net.ErrClosed)
 }
 
 // Write extracts a tar (names relative to the volume) into the volume
@@ -154,11 +170,11 @@ func (v *Volume) Write(ctx context.Context, api API, content io.Reader, check fu
 		}
 	}()
 	if err := api.CopyToContainer(ctx, h.id, MountPoint, content, container.CopyToContainerOptions{}); err != nil {
-		return fmt.Errorf("writing into volume %s: %w", v.Name, err)
+		return fmt.Errorf("writing into volume %s: %w", v.Name, requestErr(err))
 	}
 	rc, _, err := api.CopyFromContainer(ctx, h.id, MountPoint)
 	if err != nil {
-		return fmt.Errorf("reading volume %s back: %w", v.Name, err)
+		return fmt.Errorf("reading volume %s back: %w", v.Name, requestErr(err))
 	}
 	defer rc.Close()
 	return check(rc)
@@ -175,32 +191,20 @@ func (v *Volume) Empty(ctx context.Context, api API) (empty bool, err error) {
 }
 
 // Stop stops the running users of the volume and returns a function that
-// starts them again; call it whatever happens next (it uses its own context,
-// so it works after Ctrl-C).
+// starts them again; call it whatever happens next.
 func (v *Volume) Stop(ctx context.Context, api API, log func(string, ...any)) (restart func() error, err error) {
-	var stopped []dtr.Container
-	restart = func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		var errs []error
-		for _, c := range stopped {
-			if err := api.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
-				errs = append(errs, fmt.Errorf("starting %s again: %w (start it with: docker start %s)", c.Name, err, c.Name))
-				continue
-			}
-			log("started %s again", c.Name)
-		}
-		return errors.Join(errs...)
+	return dtr.Stop(ctx, api, v.Users(), log)
+}
+
+// requestErr drops the request line the HTTP client puts before why a
+// request failed (`Put "http://%2Fvar%2Frun%2Fdocker.sock/v1.41/…": `),
+// which says nothing the message does not.
+func requestErr(err error) error {
+	var uerr *url.Error
+	if errors.As(err, &uerr) && uerr.Err != nil {
+		return uerr.Err
 	}
-	timeout := 30
-	for _, c := range v.Users() {
-		if err := api.ContainerStop(ctx, c.ID, container.StopOptions{Timeout: &timeout}); err != nil {
-			return restart, fmt.Errorf("stopping %s: %w", c.Name, err)
-		}
-		stopped = append(stopped, c)
-		log("stopped %s", c.Name)
-	}
-	return restart, nil
+	return err
 }
 
 // countEntries reads up to max tar headers.

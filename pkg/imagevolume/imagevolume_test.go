@@ -1,9 +1,15 @@
 package imagevolume
 
 import (
+	"errors"
+	"fmt"
+	"net/url"
 	"testing"
 
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
+	helpers "github.com/docker-dtr/docker-dtr/pkg/helper"
+	"github.com/docker/docker/api/types/mount"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"gotest.tools/v3/assert"
 )
 
@@ -33,4 +39,38 @@ func TestOf(t *testing.T) {
 	rep.Containers = []dtr.Container{api}
 	_, err = Of(rep)
 	assert.ErrorContains(t, err, "has no dtr-registry-0123456789ab container")
+}
+
+func TestWipeConfig(t *testing.T) {
+	rep := &dtr.Replica{ID: "0123456789ab", Node: "node3", NodeFromName: true}
+	v := &Volume{Replica: rep, Name: "dtr-registry-0123456789ab", Image: "sha256:reg"}
+	img := &dockerspec.DockerOCIImageConfig{}
+	img.Volumes = map[string]struct{}{"/storage": {}, "/var/cache": {}}
+	cfg, host := v.wipeConfig(img)
+
+	assert.Equal(t, cfg.Image, "sha256:reg", "the registry's image, already on the node")
+	assert.Equal(t, cfg.User, "0:0")
+	assert.DeepEqual(t, []string(cfg.Entrypoint), []string{"/docker-dtr-agent"})
+	assert.DeepEqual(t, []string(cfg.Cmd), []string{"agent", "--wipe", "/storage"})
+	assert.DeepEqual(t, cfg.Env, []string{"constraint:node==node3"})
+	assert.DeepEqual(t, cfg.Labels, map[string]string{helpers.LabelKind: helpers.KindImages, helpers.LabelReplica: "0123456789ab"})
+	assert.DeepEqual(t, cfg.Healthcheck.Test, []string{"NONE"})
+	assert.Equal(t, string(host.NetworkMode), "none")
+	assert.Equal(t, host.LogConfig.Type, "none")
+	assert.DeepEqual(t, host.Mounts, []mount.Mount{
+		{Type: mount.TypeVolume, Source: "dtr-registry-0123456789ab", Target: "/storage"},
+		{Type: mount.TypeTmpfs, Target: "/var/cache"},
+	})
+
+	rep.NodeFromName = false
+	cfg, _ = v.wipeConfig(nil)
+	assert.Assert(t, cfg.Env == nil)
+}
+
+func TestRequestErr(t *testing.T) {
+	cause := errors.New("interrupt signal received")
+	err := &url.Error{Op: "Put", URL: "http://%2Fvar%2Frun%2Fdocker.sock/v1.41/containers/abc/archive?path=%2Fstorage", Err: cause}
+	assert.Equal(t, requestErr(fmt.Errorf("wrapped: %w", err)), cause)
+	other := errors.New("Error response from daemon: No such container: abc")
+	assert.Equal(t, requestErr(other), other)
 }

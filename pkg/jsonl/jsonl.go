@@ -104,6 +104,20 @@ func (s *Spool) Close() {
 	}
 }
 
+// Limits bound what a Reader accepts, so that a hostile manifest cannot make
+// it allocate without bound.
+type Limits struct {
+	// HeaderBytes bounds the header line, newline included.
+	HeaderBytes int
+	// HeaderValues bounds the JSON values in the header line: array elements
+	// and object members, at any depth (see CountValues). Decoding can cost
+	// far more memory than the line's bytes, a whole struct for a two-byte
+	// array element, so the count is what bounds it. 0 means no bound.
+	HeaderValues int
+	// LineBytes bounds each entry line and the trailer, newline included.
+	LineBytes int
+}
+
 // Reader reads a manifest: the header when it is made, then Next until
 // io.EOF, which comes only once the trailer's checksum has matched.
 type Reader struct {
@@ -113,19 +127,82 @@ type Reader struct {
 	done    bool
 }
 
-// NewReader reads the header line (at most maxHeader bytes) into header,
-// strictly: unknown fields are errors. Entry lines may be up to maxLine.
-func NewReader(r io.Reader, header any, maxHeader, maxLine int) (*Reader, error) {
-	mr := &Reader{br: bufio.NewReaderSize(r, 64<<10), sum: sha256.New(), maxLine: maxLine}
-	line, err := mr.line(maxHeader)
+// NewReader reads the header line into header, strictly: unknown fields are
+// errors. Lines over their limits are errors, read no further than the
+// limit.
+func NewReader(r io.Reader, header any, lim Limits) (*Reader, error) {
+	if lim.HeaderBytes <= 0 || lim.LineBytes <= 0 {
+		return nil, errors.New("manifest reader: no line limits")
+	}
+	mr := &Reader{br: bufio.NewReaderSize(r, 64<<10), sum: sha256.New(), maxLine: lim.LineBytes}
+	line, err := mr.line(lim.HeaderBytes)
 	if err != nil {
 		return nil, fmt.Errorf("manifest header: %w", err)
+	}
+	if lim.HeaderValues > 0 {
+		if err := MaxValues(line, lim.HeaderValues); err != nil {
+			return nil, fmt.Errorf("manifest header: %w", err)
+		}
 	}
 	if err := StrictUnmarshal(line, header); err != nil {
 		return nil, fmt.Errorf("manifest header: %w", err)
 	}
 	mr.sum.Write(line)
 	return mr, nil
+}
+
+// CheckHeader tells a writer, before it writes anything, whether a Reader
+// with these limits will accept header: a manifest that cannot be read back
+// is worse than a backup that stops with the reason.
+func CheckHeader(header any, lim Limits) error {
+	line, err := json.Marshal(header)
+	if err != nil {
+		return err
+	}
+	if len(line)+1 > lim.HeaderBytes {
+		return fmt.Errorf("manifest header of %d bytes, over the %d byte limit", len(line)+1, lim.HeaderBytes)
+	}
+	if lim.HeaderValues > 0 {
+		if err := MaxValues(line, lim.HeaderValues); err != nil {
+			return fmt.Errorf("manifest header: %w", err)
+		}
+	}
+	return nil
+}
+
+// CountValues returns an upper bound of the values in a JSON text: every
+// array element and object member, at any depth, counted by the brackets,
+// braces and commas outside strings. It reads invalid JSON too (the decoder
+// says what is wrong with it), and never more than data.
+func CountValues(data []byte) int {
+	n := 0
+	inString, escaped := false, false
+	for _, c := range data {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '[', c == '{', c == ',':
+			n++
+		}
+	}
+	return n
+}
+
+// MaxValues refuses a JSON text of more than limit values (CountValues).
+func MaxValues(data []byte, limit int) error {
+	if n := CountValues(data); n > limit {
+		return fmt.Errorf("more than %d JSON values (%d)", limit, n)
+	}
+	return nil
 }
 
 // line returns the next line including its newline.
@@ -185,10 +262,15 @@ func (mr *Reader) Next(v any) error {
 }
 
 // StrictUnmarshal decodes exactly one JSON value with no unknown fields.
+// Its errors are never io.EOF, which to a Reader's callers means the end of
+// a manifest whose checksum matched.
 func StrictUnmarshal(line []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return errors.New("no JSON value on the line")
+		}
 		return err
 	}
 	if dec.More() {

@@ -36,7 +36,7 @@ func write(t *testing.T, n int) []byte {
 
 func read(data []byte) (int, error) {
 	var h head
-	r, err := NewReader(bytes.NewReader(data), &h, 1<<10, 1<<10)
+	r, err := NewReader(bytes.NewReader(data), &h, Limits{HeaderBytes: 1 << 10, LineBytes: 1 << 10})
 	if err != nil {
 		return 0, err
 	}
@@ -73,6 +73,10 @@ func TestDamage(t *testing.T) {
 		"data after":     {append(append([]byte{}, data...), "x"...), "data after the manifest trailer"},
 		"unknown field":  {bytes.Replace(data, []byte(`{"Name":"x"}`), []byte(`{"Nome":"x"}`), 1), `manifest entry: json: unknown field "Nome"`},
 		"header too big": {append(bytes.Repeat([]byte(" "), 2<<10), data...), "manifest header: line longer than 1024 bytes"},
+		// Found by FuzzManifest: a blank line read as io.EOF, the end of a
+		// manifest whose checksum matched.
+		"blank line for the trailer": {append(bytes.Clone(data[:bytes.LastIndex(data[:len(data)-1], []byte("\n"))+1]), '\n'), "manifest entry: no JSON value on the line"},
+		"blank header":               {append([]byte("\n"), data...), "manifest header: no JSON value on the line"},
 	} {
 		_, err := read(tc.data)
 		assert.Error(t, err, tc.want, name)

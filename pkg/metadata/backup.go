@@ -26,7 +26,10 @@ func (noProgress) Step(string, ...any) {}
 type BackupOptions struct {
 	Info archive.Info
 	// Exclude leaves tables out, each with the reason recorded in the manifest.
-	Exclude  []archive.Exclusion
+	Exclude []archive.Exclusion
+	// Only, when not nil, keeps just these tables (a restore's safety
+	// backup holds what the restore replaces).
+	Only     []rethink.TableRef
 	Progress Progress
 }
 
@@ -47,6 +50,17 @@ func Backup(ctx context.Context, s *rethink.Session, w io.Writer, opts BackupOpt
 	excluded := map[rethink.TableRef]bool{}
 	for _, x := range opts.Exclude {
 		excluded[rethink.TableRef{DB: x.DB, Table: x.Table}] = true
+	}
+	if opts.Only != nil {
+		only := map[rethink.TableRef]bool{}
+		for _, ref := range opts.Only {
+			only[ref] = true
+		}
+		for _, ref := range refs {
+			if !only[ref] {
+				excluded[ref] = true
+			}
+		}
 	}
 	var tables []archive.Table
 	var kept []rethink.TableRef

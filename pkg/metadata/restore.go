@@ -41,8 +41,66 @@ func (p *Plan) Existing() []string {
 	return names
 }
 
+// Replaced are the tables that exist and that the restore drops.
+func (p *Plan) Replaced() []rethink.TableRef {
+	var refs []rethink.TableRef
+	for _, t := range p.Tables {
+		if t.Exists {
+			refs = append(refs, rethink.TableRef{DB: t.DB, Table: t.Name})
+		}
+	}
+	return refs
+}
+
+// Created are the tables the restore makes that were not there before.
+func (p *Plan) Created() []string {
+	var names []string
+	for _, t := range p.Tables {
+		if !t.Exists {
+			names = append(names, t.FullName())
+		}
+	}
+	return names
+}
+
+// Undo drops what a failed restore made that was not there before: the
+// tables it created and the databases it created. What it replaced comes
+// back from the safety backup.
+func (p *Plan) Undo(ctx context.Context, s *rethink.Session) error {
+	newDB := map[string]bool{}
+	for _, db := range p.CreateDBs {
+		newDB[db] = true
+	}
+	for _, db := range p.CreateDBs {
+		if err := ignoreMissing(s.DBDrop(ctx, db)); err != nil {
+			return err
+		}
+	}
+	for _, t := range p.Tables {
+		if t.Exists || newDB[t.DB] {
+			continue
+		}
+		if err := ignoreMissing(s.TableDrop(ctx, rethink.TableRef{DB: t.DB, Table: t.Name})); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ignoreMissing: a table or database the failed restore never got to is
+// already as it was.
+func ignoreMissing(err error) error {
+	if err != nil && strings.Contains(err.Error(), "does not exist") {
+		return nil
+	}
+	return err
+}
+
 // MakePlan compares a verified archive with the server.
 func MakePlan(ctx context.Context, s *rethink.Session, rep *archive.Report) (*Plan, error) {
+	if err := checkArchive(rep); err != nil {
+		return nil, err
+	}
 	plan := &Plan{CreateDBs: []string{}, Tables: []TablePlan{}, Warnings: []string{}}
 	if rep.Kind == archive.KindOfficial {
 		plan.Warnings = append(plan.Warnings,
@@ -104,9 +162,9 @@ func (p *Plan) Print(w io.Writer) {
 		fmt.Fprintf(w, "create database %s\n", db)
 	}
 	for _, t := range p.Tables {
-		action := "create"
+		action, now := "create", "not there now"
 		if t.Exists {
-			action = fmt.Sprintf("drop (%d rows) and create", t.ExistingRows)
+			action, now = "drop and create", fmt.Sprintf("%d rows now", t.ExistingRows)
 		}
 		extra := ""
 		if len(t.Indexes) > 0 {
@@ -119,7 +177,7 @@ func (p *Plan) Print(w io.Writer) {
 		if t.HasWriteHook() {
 			extra += ", write hook"
 		}
-		fmt.Fprintf(w, "%s table %s (primary key %s), load %d rows%s\n", action, t.FullName(), t.PrimaryKey, t.Rows, extra)
+		fmt.Fprintf(w, "%s table %s: %s, %d rows after (primary key %s%s)\n", action, t.FullName(), now, t.Rows, t.PrimaryKey, extra)
 	}
 }
 
@@ -139,11 +197,23 @@ type TableResult struct {
 	Rows  int64  `json:"rows"`
 }
 
+// PartialError is a restore that failed after it began changing the target.
+type PartialError struct{ Err error }
+
+func (e *PartialError) Error() string {
+	return e.Err.Error() + " (the target is partly restored: fix the cause and run the restore again with --force)"
+}
+
+func (e *PartialError) Unwrap() error { return e.Err }
+
 // Restore carries out a plan: it creates databases and tables, loads the
 // rows with several writers, syncs, recreates secondary indexes from their
 // saved functions and waits for them, restores write hooks and checks the
 // row counts. f must be the archive the plan was made from, already verified.
 func Restore(ctx context.Context, s *rethink.Session, f *os.File, rep *archive.Report, plan *Plan, opts RestoreOptions) ([]TableResult, error) {
+	if err := checkPlan(rep, plan); err != nil {
+		return nil, err
+	}
 	if existing := plan.Existing(); len(existing) > 0 && !opts.Force {
 		return nil, fmt.Errorf("refusing to replace %d existing tables (%s): pass --force to drop and restore them",
 			len(existing), strings.Join(existing, ", "))
@@ -151,7 +221,7 @@ func Restore(ctx context.Context, s *rethink.Session, f *os.File, rep *archive.R
 	res, err := restoreTables(ctx, s, f, rep, plan, opts)
 	if err != nil {
 		// Past this point tables were dropped or created: say so.
-		return nil, fmt.Errorf("%w (the target is partly restored: fix the cause and run the restore again with --force)", err)
+		return nil, &PartialError{Err: err}
 	}
 	return res, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 
 	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
 	p "gopkg.in/rethinkdb/rethinkdb-go.v6/ql2"
@@ -25,6 +26,15 @@ func (s *Session) DBCreate(ctx context.Context, db string) error {
 	var res map[string]any
 	if err := s.one(ctx, r.DBCreate(db), &res); err != nil {
 		return fmt.Errorf("creating database %s: %w", db, err)
+	}
+	return nil
+}
+
+// DBDrop drops a database and its tables.
+func (s *Session) DBDrop(ctx context.Context, db string) error {
+	var res map[string]any
+	if err := s.one(ctx, r.DBDrop(db), &res); err != nil {
+		return fmt.Errorf("dropping database %s: %w", db, err)
 	}
 	return nil
 }
@@ -75,7 +85,7 @@ func (s *Session) Insert(ctx context.Context, t TableRef, docs [][]byte) (int64,
 		return 0, fmt.Errorf("inserting into %s: %w", t, err)
 	}
 	if res.Errors > 0 {
-		return res.Inserted, fmt.Errorf("inserting into %s: %d documents refused: %s", t, res.Errors, res.FirstError)
+		return res.Inserted, fmt.Errorf("inserting into %s: %d documents refused: %s", t, res.Errors, oneLine(res.FirstError))
 	}
 	return res.Inserted, nil
 }
@@ -157,3 +167,7 @@ func AppendTerm(dst, doc []byte) []byte {
 	}
 	return append(dst, doc[start:]...)
 }
+
+// oneLine folds the server's pretty-printed documents in an error onto one
+// line: errors are one line.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

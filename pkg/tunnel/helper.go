@@ -1,21 +1,17 @@
 package tunnel
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"maps"
-	"os"
-	"path"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/docker-dtr/docker-dtr/pkg/agent"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	helpers "github.com/docker-dtr/docker-dtr/pkg/helper"
 	"github.com/docker/docker/api/types"
@@ -25,10 +21,7 @@ import (
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 )
 
-const (
-	namePrefix = "docker-dtr-tunnel-"
-	agentPath  = "/docker-dtr-agent"
-)
+const namePrefix = "docker-dtr-tunnel-"
 
 // API is the Docker client; through UCP, these calls reach the replica's node.
 type API = client.APIClient
@@ -43,7 +36,7 @@ type helper struct {
 
 	hijack types.HijackedResponse
 	stdout *demux
-	stderr *tailBuffer
+	stderr *agent.Tail
 }
 
 // removeTimeout bounds the cleanup, which runs even after Ctrl-C.
@@ -64,11 +57,11 @@ func createHelper(ctx context.Context, api API, rep *dtr.Replica, binary string)
 	if img.Os != "" && img.Os != "linux" {
 		return nil, fmt.Errorf("node %s runs %s containers: the tunnel needs linux", rep.Node, img.Os)
 	}
-	path, explicit, err := agentBinary(binary)
+	path, explicit, err := agent.Find(binary)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkAgent(path, explicit, rep.Node, img.Architecture); err != nil {
+	if err := agent.Check(path, explicit, rep.Node, img.Architecture); err != nil {
 		return nil, err
 	}
 
@@ -78,7 +71,7 @@ func createHelper(ctx context.Context, api API, rep *dtr.Replica, binary string)
 	if err != nil {
 		return nil, fmt.Errorf("creating the tunnel helper on node %s: %w", rep.Node, err)
 	}
-	h := &helper{api: api, id: created.ID, name: name, node: rep.Node, replica: rep.ID, stderr: &tailBuffer{max: 4096}}
+	h := &helper{api: api, id: created.ID, name: name, node: rep.Node, replica: rep.ID, stderr: &agent.Tail{}}
 	if err := h.copyAgent(ctx, path); err != nil {
 		h.remove()
 		return nil, err
@@ -92,7 +85,7 @@ func createHelper(ctx context.Context, api API, rep *dtr.Replica, binary string)
 func helperConfig(rep *dtr.Replica, imageID string, img *dockerspec.DockerOCIImageConfig) (*container.Config, *container.HostConfig) {
 	cfg := &container.Config{
 		Image:        imageID,
-		Entrypoint:   []string{agentPath},
+		Entrypoint:   []string{agent.Path},
 		Cmd:          []string{"agent", "--connect", fmt.Sprintf("%s:%d", dtr.RethinkHost(rep.ID), dtr.RethinkPort)},
 		WorkingDir:   "/",
 		OpenStdin:    true,
@@ -132,29 +125,7 @@ func randomSuffix() string {
 
 // copyAgent puts the binary into the container before it starts.
 func (h *helper) copyAgent(ctx context.Context, binary string) error {
-	f, err := os.Open(binary)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	pr, pw := io.Pipe()
-	go func() {
-		tw := tar.NewWriter(pw)
-		err := tw.WriteHeader(&tar.Header{Name: path.Base(agentPath), Mode: 0o755, Size: st.Size(), ModTime: time.Now(), Typeflag: tar.TypeReg})
-		if err == nil {
-			_, err = io.Copy(tw, f)
-		}
-		if err == nil {
-			err = tw.Close()
-		}
-		pw.CloseWithError(err)
-	}()
-	if err := h.api.CopyToContainer(ctx, h.id, path.Dir(agentPath), pr, container.CopyToContainerOptions{}); err != nil {
-		pr.CloseWithError(err)
+	if err := agent.Copy(ctx, h.api, h.id, binary); err != nil {
 		return fmt.Errorf("copying the agent into the tunnel helper: %w", err)
 	}
 	return nil
@@ -210,27 +181,4 @@ func (h *helper) remove() error {
 		return fmt.Errorf("removing the tunnel helper %s: %w (remove it with: docker rm -f %s)", h.name, err, h.name)
 	}
 	return nil
-}
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-	max int
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf.Write(p)
-	if over := t.buf.Len() - t.max; over > 0 {
-		t.buf.Next(over)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.buf.String()
 }

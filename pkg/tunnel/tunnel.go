@@ -170,7 +170,9 @@ func (t *Tunnel) setErr(err error) {
 func (t *Tunnel) Err() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.lastErr == nil && t.sess != nil && t.sess.IsClosed() {
+	// A lost session explains everything after it, including the
+	// multiplexer's own "session shutdown" on the next stream.
+	if t.sess != nil && t.sess.IsClosed() {
 		return fmt.Errorf("the connection to tunnel helper %s on node %s was lost", t.helper.name, t.helper.node)
 	}
 	return t.lastErr

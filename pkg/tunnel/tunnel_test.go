@@ -5,10 +5,6 @@ import (
 	"crypto/rand"
 	"io"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"sync"
 	"testing"
 
@@ -108,32 +104,6 @@ func TestReadStatus(t *testing.T) {
 			continue
 		}
 		assert.Error(t, err, want)
-	}
-}
-
-func TestCheckAgent(t *testing.T) {
-	dir := t.TempDir()
-	static := filepath.Join(dir, "static")
-	src := filepath.Join(dir, "main.go")
-	assert.NilError(t, os.WriteFile(src, []byte("package main\nfunc main() {}\n"), 0o644))
-	build := exec.Command("go", "build", "-o", static, src)
-	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOFLAGS=")
-	out, err := build.CombinedOutput()
-	assert.NilError(t, err, string(out))
-	text := filepath.Join(dir, "text")
-	assert.NilError(t, os.WriteFile(text, []byte("#!/bin/sh\n"), 0o755))
-
-	assert.NilError(t, checkAgent(static, true, "node1", "amd64"))
-	assert.Error(t, checkAgent(filepath.Join(dir, "missing"), true, "node1", "amd64"),
-		"--agent-binary "+filepath.Join(dir, "missing")+": no such file: pass --agent-binary with a static linux/amd64 build of docker-dtr ('make cross' writes bin/docker-dtr-linux-amd64)")
-	assert.Assert(t, is.ErrorContains(checkAgent(static, true, "node1", "arm64"),
-		"is a linux/amd64 program and cannot run on node node1 (linux/arm64): pass --agent-binary with a static linux/arm64 build"))
-	assert.Assert(t, is.ErrorContains(checkAgent(text, false, "node1", "amd64"),
-		"this docker-dtr ("+text+") is not a linux program and cannot run on node node1 (linux/amd64)"))
-	if runtime.GOOS == "linux" && runtime.GOARCH == "amd64" {
-		if _, err := os.Stat("/bin/ls"); err == nil { // a dynamically linked program
-			assert.Assert(t, is.ErrorContains(checkAgent("/bin/ls", true, "node1", "amd64"), "is dynamically linked"))
-		}
 	}
 }
 

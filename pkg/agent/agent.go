@@ -1,0 +1,125 @@
+// Package agent is the plugin's own static binary run inside a helper
+// container on a replica's node: finding it (--agent-binary, or this very
+// executable), checking that it can run there, and copying it into a
+// created container before it starts. The tunnel runs it to relay streams
+// to RethinkDB, the image restore to empty a volume.
+package agent
+
+import (
+	"archive/tar"
+	"context"
+	"debug/elf"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+)
+
+// Path is where the agent is copied into a helper container; helpers use
+// it as their entrypoint.
+const Path = "/docker-dtr-agent"
+
+// elfArch names ELF machines as Go and image platforms do.
+var elfArch = map[elf.Machine]string{
+	elf.EM_X86_64:  "amd64",
+	elf.EM_AARCH64: "arm64",
+	elf.EM_386:     "386",
+	elf.EM_ARM:     "arm",
+	elf.EM_PPC64:   "ppc64le",
+	elf.EM_S390:    "s390x",
+	elf.EM_RISCV:   "riscv64",
+}
+
+// Find returns the path of the binary to run in a helper: flag
+// (--agent-binary) when set, else this plugin's own executable. explicit
+// says the path came from the flag.
+func Find(flag string) (path string, explicit bool, err error) {
+	if flag != "" {
+		return flag, true, nil
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return "", false, fmt.Errorf("finding this plugin's own binary: %v: pass --agent-binary", err)
+	}
+	return self, false, nil
+}
+
+// Check makes sure the binary at path can run in a linux container of
+// arch: a static ELF executable for that machine. explicit says the path
+// came from --agent-binary rather than being this plugin's own executable.
+func Check(path string, explicit bool, node, arch string) error {
+	fix := fmt.Sprintf("pass --agent-binary with a static linux/%s build of docker-dtr ('make cross' writes bin/docker-dtr-linux-%s)", arch, arch)
+	what := "this docker-dtr (" + path + ")"
+	if explicit {
+		what = "--agent-binary " + path
+	}
+	if _, err := os.Stat(path); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%s: no such file: %s", what, fix)
+		}
+		return fmt.Errorf("%s: %v", what, err)
+	}
+	f, err := elf.Open(path)
+	if err != nil {
+		// Not ELF (a Mach-O or PE build, a script, a truncated file).
+		return fmt.Errorf("%s is not a linux program and cannot run on node %s (linux/%s): %s", what, node, arch, fix)
+	}
+	defer f.Close()
+	got := elfArch[f.Machine]
+	if got == "" {
+		got = f.Machine.String()
+	}
+	if got != arch {
+		return fmt.Errorf("%s is a linux/%s program and cannot run on node %s (linux/%s): %s", what, got, node, arch, fix)
+	}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("%s is dynamically linked and cannot run in DTR's images: build it with CGO_ENABLED=0, or %s", what, fix)
+		}
+	}
+	if f.Type != elf.ET_EXEC && f.Type != elf.ET_DYN {
+		return fmt.Errorf("%s is not an executable: %s", what, fix)
+	}
+	return nil
+}
+
+// Copier is the part of the Docker client that Copy needs.
+type Copier interface {
+	CopyToContainer(ctx context.Context, id, dst string, content io.Reader, options container.CopyToContainerOptions) error
+}
+
+// Copy puts the binary at Path in the created container, before it starts,
+// through the archive API.
+func Copy(ctx context.Context, api Copier, containerID, binary string) error {
+	f, err := os.Open(binary)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		tw := tar.NewWriter(pw)
+		err := tw.WriteHeader(&tar.Header{Name: path.Base(Path), Mode: 0o755, Size: st.Size(), ModTime: time.Now(), Typeflag: tar.TypeReg})
+		if err == nil {
+			_, err = io.Copy(tw, f)
+		}
+		if err == nil {
+			err = tw.Close()
+		}
+		pw.CloseWithError(err)
+	}()
+	err = api.CopyToContainer(ctx, containerID, path.Dir(Path), pr, container.CopyToContainerOptions{})
+	// Ends the writer whether or not the engine read it all; f stays open
+	// until it has.
+	pr.CloseWithError(errors.New("the copy ended"))
+	return err
+}

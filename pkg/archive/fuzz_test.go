@@ -1,0 +1,292 @@
+package archive
+
+import (
+	"archive/tar"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// seedArchive writes a docker-dtr archive with the package's own writer.
+func seedArchive(tb testing.TB, tables []Table, docs int, excluded []Exclusion) []byte {
+	tb.Helper()
+	var buf bytes.Buffer
+	w, err := NewWriter(&buf, Info{Tool: "fuzz", DTRVersion: "2.9.4", ReplicaID: "0123456789ab", Started: testStarted}, Definitions{Tables: tables})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, t := range tables {
+		if err := w.BeginTable(t); err != nil {
+			tb.Fatal(err)
+		}
+		for i := range docs {
+			doc := fmt.Sprintf(`{%q:"%s-%d","n":%d,"when":{"$reql_type$":"TIME","epoch_time":1.7e9,"timezone":"+00:00"}}`, t.PrimaryKey, t.Name, i, i)
+			if err := w.WriteDocument([]byte(doc)); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
+	if _, err := w.Finish(excluded, testStarted.Add(time.Second)); err != nil {
+		tb.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// officialArchive is laid out as docker/dtr backup writes it.
+func officialArchive(tb testing.TB) []byte {
+	tb.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	add := func(name string, typ byte, data string) {
+		mode := int64(0o600)
+		if typ == tar.TypeDir {
+			mode = 0o700
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: typ, Mode: mode, Size: int64(len(data)), ModTime: testStarted}); err != nil {
+			tb.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(data)); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	const top = "dtr-backup-v2.9.4-online/"
+	add(top, tar.TypeDir, "")
+	add(top+"rethink/", tar.TypeDir, "")
+	add(top+"rethink/properties/", tar.TypeDir, "")
+	add(top+"rethink/properties/0", tar.TypeReg, `{"id":"ha.json","value":"{}"}`)
+	add(top+"rethink/private_keys/", tar.TypeDir, "")
+	add(top+"rethink/private_keys/0", tar.TypeReg, `{"key_id":"k1","created_at":"2020-01-01T00:00:00Z"}`)
+	add(top+"rethink/private_keys/1", tar.TypeReg, `{"key_id":"k2"}`)
+	add(top+"rethink/tags/", tar.TypeDir, "")
+	add(top+"rethink/tags/0", tar.TypeReg, `{"id":"repo:v1","digest":"sha256:00"}`)
+	if err := tw.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func fuzzSeeds(tb testing.TB) [][]byte {
+	fn := json.RawMessage(`{"$reql_type$":"BINARY","data":"AAEC"}`)
+	hook := json.RawMessage(`{"function":{"$reql_type$":"BINARY","data":"AAEC"},"query":"setWriteHook(...)"}`)
+	withIndexes := []Table{
+		{DB: "dtr2", Name: "properties", PrimaryKey: "id", WriteHook: json.RawMessage("null")},
+		{DB: "dtr2", Name: "tags", PrimaryKey: "id", WriteHook: hook,
+			Indexes: []Index{{Name: "repository", Function: fn}, {Name: "digests", Function: fn, Multi: true}}},
+		{DB: "other", Name: "tags", PrimaryKey: "pk", WriteHook: json.RawMessage("null")},
+	}
+	AssignDirs(withIndexes)
+	plugin := seedArchive(tb, sampleTables(), 2, []Exclusion{{DB: "dtr2", Table: "events", Reason: "--skip-events"}})
+	official := officialArchive(tb)
+	seeds := [][]byte{
+		plugin,
+		seedArchive(tb, withIndexes, 3, nil),
+		seedArchive(tb, nil, 0, nil), // no tables at all
+		official,
+	}
+	// Mutations, at fixed places: cut short, a flipped bit, a document
+	// changed in place.
+	for _, b := range [][]byte{plugin, official} {
+		for _, cut := range []int{512, len(b) / 2, len(b) - 1024 - 1, len(b) - 1024} {
+			seeds = append(seeds, bytes.Clone(b[:cut]))
+		}
+		for _, at := range []int{100, 700, len(b) / 3, len(b) - 1536} {
+			c := bytes.Clone(b)
+			c[at] ^= 0x10
+			seeds = append(seeds, c)
+		}
+	}
+	c := bytes.Clone(plugin)
+	i := bytes.Index(c, []byte(`"properties-0"`))
+	c[i+1] = 'P'
+	seeds = append(seeds, c)
+	return seeds
+}
+
+// FuzzVerify reads arbitrary bytes as a metadata archive with Inspect,
+// Verify and the restore's Reader. None may panic or hang, memory must not
+// grow beyond what the input holds (a header's claim of 10 GiB is only a
+// claim), and an archive Verify passes must be what restore reads: every
+// document read without error, and the counts of the report.
+func FuzzVerify(f *testing.F) {
+	for _, s := range fuzzSeeds(f) {
+		f.Add(s)
+	}
+	// one file for every input: a fuzzing process runs one input at a time
+	p := filepath.Join(f.TempDir(), "backup.tar")
+	f.Fuzz(func(t *testing.T, data []byte) {
+		check(t, p, data)
+		// The same with every tar header's checksum put right, so that a
+		// change to a header's fields reaches more than the tar reader.
+		if fixed := fixTarChecksums(data); fixed != nil {
+			check(t, p, fixed)
+		}
+	})
+}
+
+// check runs one input through everything that reads an archive.
+func check(t *testing.T, p string, data []byte) {
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+
+	ins, err := Inspect(file)
+	if err != nil {
+		t.Fatalf("Inspect: %v", err)
+	}
+	rep, err := Verify(file)
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if _, err := file.Seek(0, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	type counts struct{ rows, bytes int64 }
+	read := map[string]*counts{}
+	var order []string
+	rd := NewReader(file, rep.VersionDir)
+	var readErr error
+	for {
+		dir, doc, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			readErr = err
+			break
+		}
+		c := read[dir]
+		if c == nil {
+			c = &counts{}
+			read[dir] = c
+			order = append(order, dir)
+		}
+		c.rows++
+		c.bytes += int64(len(doc))
+		if rep.OK() && checkDocument(doc) != nil {
+			t.Fatalf("verified, but %s holds a document that is not a JSON object: %q", dir, doc)
+		}
+	}
+
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 64<<20+64*uint64(len(data)) {
+		t.Fatalf("%d bytes allocated for %d bytes of input", alloc, len(data))
+	}
+
+	if len(rep.Problems) > maxProblems || len(ins.Problems) > maxProblems {
+		t.Fatalf("more than %d problems kept", maxProblems)
+	}
+	for _, p := range rep.Problems {
+		if len(p.Entry) > 2*maxProblemText || len(p.Message) > 2*maxProblemText {
+			t.Fatalf("a problem of %d+%d bytes", len(p.Entry), len(p.Message))
+		}
+	}
+	if !rep.OK() {
+		if rep.Verified {
+			t.Fatalf("verified with problems: %v", rep.Problems)
+		}
+		return
+	}
+
+	// Verify passed: restore must read what the report says.
+	if readErr != nil {
+		t.Fatalf("verified, but the reader fails: %v", readErr)
+	}
+	if rep.Kind != KindPlugin && rep.Kind != KindOfficial {
+		t.Fatalf("verified an archive of kind %q", rep.Kind)
+	}
+	if rep.Verified != (rep.Kind == KindPlugin) {
+		t.Fatalf("kind %s, verified %v", rep.Kind, rep.Verified)
+	}
+	if !ins.OK() || ins.Kind != rep.Kind || ins.Rows != rep.Rows || ins.Entries != rep.Entries {
+		t.Fatalf("inspect and verify disagree: %+v, %+v", ins, rep)
+	}
+	if len(read) > len(rep.Tables) {
+		t.Fatalf("read documents of %d tables, the report lists %d", len(read), len(rep.Tables))
+	}
+	var rows, bytes int64
+	for _, st := range rep.Tables {
+		c := read[st.Dir]
+		if c == nil {
+			c = &counts{}
+		}
+		if c.rows != st.Rows || c.bytes != st.Bytes {
+			t.Fatalf("table %s: read %d documents (%d bytes), the report says %d (%d bytes)", st.Dir, c.rows, c.bytes, st.Rows, st.Bytes)
+		}
+		tb, known := rep.Table(st.Dir)
+		if rep.Kind == KindPlugin && !known {
+			t.Fatalf("table %s has no definition", st.Dir)
+		}
+		if err := CheckTable(tb.DB, tb.Name); err != nil {
+			t.Fatalf("verified an archive whose table a restore must not create: %v", err)
+		}
+		rows += st.Rows
+		bytes += st.Bytes
+	}
+	if rows != rep.Rows || bytes != rep.Bytes {
+		t.Fatalf("the report's totals %d/%d are not its tables' %d/%d", rep.Rows, rep.Bytes, rows, bytes)
+	}
+	if rep.Kind == KindPlugin {
+		if rep.Definitions == nil || len(rep.Definitions.Tables) != len(rep.Tables) {
+			t.Fatalf("verified without matching definitions")
+		}
+		if n := countEntries(data); n != rep.Entries {
+			t.Fatalf("the report counts %d entries, the archive holds %d", rep.Entries, n)
+		}
+	}
+}
+
+// countEntries counts a tar's entries with archive/tar alone.
+func countEntries(data []byte) int64 {
+	tr := tar.NewReader(bytes.NewReader(data))
+	var n int64
+	for {
+		if _, err := tr.Next(); err != nil {
+			return n
+		}
+		n++
+	}
+}
+
+// fixTarChecksums returns data with the checksum of every block that looks
+// like a tar header recomputed, or nil if none changed.
+func fixTarChecksums(data []byte) []byte {
+	var out []byte
+	for off := 0; off+512 <= len(data); off += 512 {
+		blk := data[off : off+512]
+		if !bytes.Equal(blk[257:262], []byte("ustar")) {
+			continue
+		}
+		sum := 0
+		for i, c := range blk {
+			if i >= 148 && i < 156 {
+				c = ' '
+			}
+			sum += int(c)
+		}
+		want := fmt.Sprintf("%06o\x00 ", sum)
+		if string(blk[148:156]) == want {
+			continue
+		}
+		if out == nil {
+			out = bytes.Clone(data)
+		}
+		copy(out[off+148:off+156], want)
+	}
+	return out
+}

@@ -1,0 +1,158 @@
+package imagevolume
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/docker-dtr/docker-dtr/pkg/agent"
+	helpers "github.com/docker-dtr/docker-dtr/pkg/helper"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/pkg/stdcopy"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+)
+
+const wipePrefix = "docker-dtr-wipe-"
+
+// CheckAgent makes sure the agent that Wipe runs can run on the replica's
+// node, in the registry's image: a restore checks it before it changes
+// anything, so that it can empty the volume again if writing fails.
+// agentBinary is --agent-binary, or empty for this plugin's own binary.
+func (v *Volume) CheckAgent(ctx context.Context, api API, agentBinary string) error {
+	_, _, err := v.agent(ctx, api, agentBinary)
+	return err
+}
+
+// agent finds and checks the agent binary against the registry's image.
+func (v *Volume) agent(ctx context.Context, api API, agentBinary string) (string, *dockerspec.DockerOCIImageConfig, error) {
+	img, err := api.ImageInspect(ctx, v.Image)
+	if err != nil {
+		return "", nil, fmt.Errorf("inspecting the image of dtr-registry-%s: %w", v.Replica.ID, requestErr(err))
+	}
+	if img.Os != "" && img.Os != "linux" {
+		return "", nil, fmt.Errorf("node %s runs %s containers: emptying volume %s needs linux", v.Replica.Node, img.Os, v.Name)
+	}
+	path, explicit, err := agent.Find(agentBinary)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := agent.Check(path, explicit, v.Replica.Node, img.Architecture); err != nil {
+		return "", nil, err
+	}
+	return path, img.Config, nil
+}
+
+// Wipe removes everything inside the volume, keeping the volume (the
+// archive API cannot delete): a helper container from the registry's image
+// mounts it read-write, with no network and no logs, and runs this plugin's
+// own binary as its entrypoint ("agent --wipe /storage"), as root so that
+// whoever owns the files, they go. The helper is removed whatever happens;
+// a failure says what the agent printed.
+func (v *Volume) Wipe(ctx context.Context, api API, agentBinary string) (err error) {
+	path, img, err := v.agent(ctx, api, agentBinary)
+	if err != nil {
+		return err
+	}
+	helpers.RemoveStale(ctx, api)
+	b := make([]byte, 4)
+	rand.Read(b)
+	name := wipePrefix + v.Replica.ID + "-" + hex.EncodeToString(b)
+	cfg, host := v.wipeConfig(img)
+	created, err := api.ContainerCreate(ctx, cfg, host, nil, nil, name)
+	if err != nil {
+		return fmt.Errorf("creating a helper container on node %s to empty %s: %w", v.Replica.Node, v.Name, requestErr(err))
+	}
+	h := &helper{api: api, id: created.ID, name: name}
+	defer func() {
+		if rerr := h.remove(); err == nil {
+			err = rerr
+		}
+	}()
+	if err := agent.Copy(ctx, api, h.id, path); err != nil {
+		return fmt.Errorf("copying the agent into helper %s: %w", name, requestErr(err))
+	}
+	// Attach, and wait, before starting: no output and no exit is missed.
+	hj, err := api.ContainerAttach(ctx, h.id, container.AttachOptions{Stream: true, Stdout: true, Stderr: true})
+	if err != nil {
+		return fmt.Errorf("attaching to helper %s: %w", name, requestErr(err))
+	}
+	defer hj.Close()
+	var stdout, stderr agent.Tail
+	copied := make(chan struct{})
+	go func() {
+		stdcopy.StdCopy(&stdout, &stderr, hj.Reader)
+		close(copied)
+	}()
+	waitC, errC := api.ContainerWait(ctx, h.id, container.WaitConditionNextExit)
+	if err := api.ContainerStart(ctx, h.id, container.StartOptions{}); err != nil {
+		return fmt.Errorf("starting helper %s on node %s to empty %s: %w", name, v.Replica.Node, v.Name, requestErr(err))
+	}
+	var code int64
+	select {
+	case w := <-waitC:
+		if w.Error != nil && w.Error.Message != "" {
+			return fmt.Errorf("emptying volume %s: waiting for helper %s: %s", v.Name, name, w.Error.Message)
+		}
+		code = w.StatusCode
+	case err := <-errC:
+		return fmt.Errorf("emptying volume %s: waiting for helper %s: %w", v.Name, name, requestErr(err))
+	}
+	// The attach stream ends with the container.
+	select {
+	case <-copied:
+	case <-time.After(5 * time.Second):
+	}
+	if code != 0 {
+		msg := strings.TrimSpace(stderr.String())
+		if msg == "" {
+			msg = strings.TrimSpace(stdout.String())
+		}
+		if msg == "" {
+			msg = "it printed nothing"
+		}
+		return fmt.Errorf("emptying volume %s on node %s failed: the agent in helper %s exited with code %d: %s",
+			v.Name, v.Replica.Node, name, code, strings.ReplaceAll(msg, "\n", "; "))
+	}
+	return nil
+}
+
+// wipeConfig is the wipe helper: the registry's image with the agent as
+// entrypoint, as root, the volume read-write at /storage, no network, no
+// logs, no health check, pinned to the replica's node the way UCP
+// understands; the image's other volumes become tmpfs, so no anonymous
+// volume is made on the node.
+func (v *Volume) wipeConfig(img *dockerspec.DockerOCIImageConfig) (*container.Config, *container.HostConfig) {
+	cfg := &container.Config{
+		Image:        v.Image,
+		User:         "0:0",
+		Entrypoint:   []string{agent.Path},
+		Cmd:          []string{"agent", "--wipe", MountPoint},
+		WorkingDir:   "/",
+		AttachStdout: true,
+		AttachStderr: true,
+		Labels:       helpers.Labels(helpers.KindImages, v.Replica.ID),
+		Healthcheck:  &container.HealthConfig{Test: []string{"NONE"}},
+	}
+	if v.Replica.NodeFromName {
+		cfg.Env = []string{"constraint:node==" + v.Replica.Node}
+	}
+	host := &container.HostConfig{
+		NetworkMode: "none",
+		LogConfig:   container.LogConfig{Type: "none"},
+		Mounts:      []mount.Mount{{Type: mount.TypeVolume, Source: v.Name, Target: MountPoint}},
+	}
+	if img != nil {
+		for _, dir := range slices.Sorted(maps.Keys(img.Volumes)) {
+			if dir != MountPoint {
+				host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeTmpfs, Target: dir})
+			}
+		}
+	}
+	return cfg, host
+}

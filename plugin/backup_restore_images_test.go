@@ -1,0 +1,69 @@
+package plugin
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/docker-dtr/docker-dtr/pkg/dtr"
+	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
+	"github.com/docker-dtr/docker-dtr/pkg/imagevolume"
+	"github.com/docker/cli/cli/command"
+	"gotest.tools/v3/assert"
+)
+
+func TestImagePlan(t *testing.T) {
+	rep := &dtr.Replica{ID: "0123456789ab", Node: "node1"}
+	vol := &imagevolume.Volume{Replica: rep, Name: "dtr-registry-0123456789ab"}
+	plan := func(empty bool, opts restoreOptions, agentErr ...error) (string, imagePlan) {
+		t.Helper()
+		var out bytes.Buffer
+		dcli, err := command.NewDockerCli(command.WithInputStream(io.NopCloser(strings.NewReader(""))), command.WithOutputStream(&out), command.WithErrorStream(io.Discard))
+		assert.NilError(t, err)
+		r := &imageRestore{dockerCli: dcli, opts: opts, name: "backup-images.tar", rep: &imagearchive.Report{}, replica: rep, vol: vol, empty: empty}
+		if len(agentErr) > 0 {
+			r.agentErr = agentErr[0]
+		}
+		if !empty && !opts.safety.skip {
+			r.safetyPath = "/backups/safety-images-0123456789ab-20250101T000000Z.tar"
+		}
+		r.plan = imagePlan{Replica: rep.ID, Node: rep.Node, Volume: vol.Name, VolumeEmpty: empty, SafetyBackup: r.safetyPath,
+			Stop: []string{"dtr-registry-0123456789ab", "dtr-nginx-0123456789ab"}, Files: 45, Bytes: 53 << 20}
+		assert.NilError(t, r.printPlan())
+		var got imagePlan
+		if opts.format == "json" {
+			assert.NilError(t, json.Unmarshal(out.Bytes(), &got))
+		}
+		return out.String(), got
+	}
+
+	text, _ := plan(false, restoreOptions{force: true})
+	assert.Equal(t, text, `Dry run: restoring backup-images.tar into volume dtr-registry-0123456789ab of replica 0123456789ab on node node1 would:
+  save what the volume holds now to /backups/safety-images-0123456789ab-20250101T000000Z.tar (a safety backup)
+  stop dtr-registry-0123456789ab, dtr-nginx-0123456789ab
+  write 45 files, 53.0 MiB
+  check the volume against the manifest
+  if writing fails: empty the volume and put the safety backup back
+  start dtr-registry-0123456789ab, dtr-nginx-0123456789ab again
+`)
+	text, _ = plan(false, restoreOptions{})
+	assert.Assert(t, strings.Contains(text, "  refuse: the volume is not empty (--force writes over it; files the backup does not hold stay)\n"), text)
+	text, _ = plan(false, restoreOptions{force: true, safety: safetyOptions{skip: true}})
+	assert.Assert(t, strings.Contains(text, "  write over what the volume holds without a safety backup (--no-safety-backup)\n"), text)
+	assert.Assert(t, !strings.Contains(text, "if writing fails"), text)
+	text, _ = plan(true, restoreOptions{}, errors.New("this docker-dtr (/usr/local/bin/docker-dtr) is not a linux program and cannot run on node node1 (linux/amd64): pass --agent-binary"))
+	assert.Assert(t, strings.Contains(text, "  refuse: putting the volume back if writing fails runs this plugin as an agent on node node1: this docker-dtr (/usr/local/bin/docker-dtr) is not a linux program"), text)
+	text, _ = plan(true, restoreOptions{})
+	assert.Assert(t, !strings.Contains(text, "refuse") && !strings.Contains(text, "safety"), text)
+	assert.Assert(t, strings.Contains(text, "  if writing fails: empty the volume again\n"), text)
+
+	_, got := plan(false, restoreOptions{format: "json", force: true})
+	assert.Equal(t, got.SafetyBackup, "/backups/safety-images-0123456789ab-20250101T000000Z.tar")
+	assert.Equal(t, got.Files, int64(45))
+	_, got = plan(true, restoreOptions{format: "json"})
+	assert.Equal(t, got.SafetyBackup, "", "an empty volume needs none")
+	assert.Assert(t, got.VolumeEmpty)
+}

@@ -1,0 +1,125 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/docker/cli/cli/command"
+	"github.com/spf13/pflag"
+)
+
+// safetyOptions say where a restore saves what it is about to replace, so
+// that a failed restore can put it back.
+type safetyOptions struct {
+	dir  string
+	skip bool
+}
+
+func (o *safetyOptions) addFlags(flags *pflag.FlagSet) {
+	flags.StringVar(&o.dir, "safety-dir", "", "Directory for the safety backup of what the restore replaces (default: beside FILE; the current directory for standard input)")
+	flags.BoolVar(&o.skip, "no-safety-backup", false, "Replace without saving a safety backup first: a failed restore cannot then be rolled back")
+}
+
+// validate checks --safety-dir before anything happens.
+func (o *safetyOptions) validate() error {
+	if o.dir == "" {
+		return nil
+	}
+	if o.skip {
+		return errors.New("--safety-dir and --no-safety-backup contradict each other: give one")
+	}
+	st, err := os.Stat(o.dir)
+	if err != nil {
+		return fmt.Errorf("--safety-dir %s: %w", o.dir, err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("--safety-dir %s is not a directory", o.dir)
+	}
+	return nil
+}
+
+// path is where the safety backup of kind ("metadata" or "images") goes.
+func (o *safetyOptions) path(input, kind, replica string) string {
+	dir := o.dir
+	if dir == "" {
+		dir = "."
+		if input != "-" {
+			dir = filepath.Dir(input)
+		}
+	}
+	if replica == "" {
+		replica = "direct"
+	}
+	base := fmt.Sprintf("safety-%s-%s-%s", kind, replica, time.Now().UTC().Format("20060102T150405Z"))
+	// Never over an earlier safety backup, even one of the same second.
+	p := filepath.Join(dir, base+".tar")
+	for n := 2; ; n++ {
+		if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
+			return p
+		}
+		p = filepath.Join(dir, fmt.Sprintf("%s-%d.tar", base, n))
+	}
+}
+
+// cleanupContext is for putting things back after the command's own
+// context ended (Ctrl-C, SIGTERM, a lost connection): it has its own time
+// limit, and a second SIGINT or SIGTERM ends it.
+func cleanupContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	sctx, stop := withSignals(ctx)
+	return sctx, func() { stop(); cancel() }
+}
+
+// byHand is the command that restores the safety backup when the plugin
+// could not: the same target, the same way in.
+func byHand(dockerCli command.Cli, tgt *targetOptions, version, safety string) string {
+	args := []string{"docker"}
+	if name := dockerCli.CurrentContext(); name != "" && name != "default" && !tgt.isDirect() {
+		args = append(args, "--context", name)
+	}
+	args = append(args, "dtr", "backup", "restore", "--yes", "--no-safety-backup")
+	if tgt.replicaID != "" {
+		args = append(args, "--replica-id", tgt.replicaID)
+	}
+	if tgt.isDirect() {
+		d := tgt.direct.Options
+		for _, f := range [][2]string{
+			{"--rethinkdb-addr", d.Addr}, {"--rethinkdb-ca", d.CAFile}, {"--rethinkdb-cert", d.CertFile},
+			{"--rethinkdb-key", d.KeyFile}, {"--rethinkdb-server-name", d.ServerName},
+			{"--rethinkdb-password-file", d.PasswordFile},
+		} {
+			if f[1] != "" {
+				args = append(args, f[0], f[1])
+			}
+		}
+		if d.User != "" && d.User != "admin" {
+			args = append(args, "--rethinkdb-user", d.User)
+		}
+		if version != "" {
+			args = append(args, "--dtr-version", version)
+		} else {
+			args = append(args, "--allow-version-mismatch")
+		}
+	}
+	if tgt.agentBinary != "" {
+		args = append(args, "--agent-binary", tgt.agentBinary)
+	}
+	args = append(args, safety)
+	for i, a := range args {
+		args[i] = shellQuote(a)
+	}
+	return strings.Join(args, " ")
+}
+
+// shellQuote quotes a word for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=@,+") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
