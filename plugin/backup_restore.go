@@ -55,8 +55,9 @@ backup is written unencrypted, mode 0600.
 
 By default the target is the DTR behind the active Docker context, reached
 through a helper container on the chosen replica's node (the healthy
-replica with the lowest id, or --replica-id); --rethinkdb-addr and its TLS
-flags reach a RethinkDB directly instead.
+replica with the lowest id, or --replica-id, which is used even when it is
+not healthy, with a warning); --rethinkdb-addr and its TLS flags reach a
+RethinkDB directly instead.
 
 Image backups (docker dtr backup images) are restored into the replica's
 image volume: after verifying, a volume that is not empty is refused unless
@@ -141,6 +142,9 @@ func runRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions)
 		prog.Warn("%s was written by docker/dtr backup: it has no manifest, so only its structure and documents were checked", name)
 	}
 	// Finding the DTR changes nothing; the tunnel comes after the checks.
+	// A replica named by --replica-id may be unhealthy: its database may
+	// be what is being repaired.
+	opts.target.allowUnhealthy = true
 	tgt, err := opts.target.locate(ctx, dockerCli, prog)
 	if err != nil {
 		return err

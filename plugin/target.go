@@ -199,7 +199,7 @@ func connectionClosed(err error) bool {
 		return true
 	}
 	msg := err.Error()
-	for _, s := range []string{": EOF", "connection reset", "broken pipe", "use of closed network connection"} {
+	for _, s := range []string{": EOF", "connection reset", "broken pipe", "use of closed network connection", "connection is closed"} {
 		if strings.Contains(msg, s) {
 			return true
 		}
