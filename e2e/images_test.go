@@ -301,17 +301,37 @@ func TestImageBackupFaults(t *testing.T) {
 	assertRunning(t, c, registry)
 	assertNoHelpers(t, c)
 
-	// Into an empty volume, a write whose helper is removed under it: the
-	// volume is emptied again.
+	// Into an empty volume, SIGTERM while writing: the volume is emptied
+	// again.
 	dtrfixture.WipeVolume(t, c.Client, vol)
 	run := startRestore(t, cfg, "--quiet", images)
+	waitForWriter(t, c, run)
+	assert.NilError(t, run.cmd.Process.Signal(syscall.SIGTERM))
+	res = run.wait(t)
+	assert.Equal(t, res.code, 1, res.stdout)
+	assert.Assert(t, is.Regexp(`^restore of `+regexp.QuoteMeta(images)+` was interrupted, and volume `+vol+` was emptied again, as it was before: interrupted$`, lastLine(res.stderr)))
+	assert.Equal(t, strings.Count(res.stderr, "\n"), 1, "--quiet: the reason alone: %q", res.stderr)
+	assert.Equal(t, len(dtrfixture.VolumeFiles(t, c.Client, vol)), 0)
+	assertRunning(t, c, registry)
+	assertNoHelpers(t, c)
+
+	// The writing helper removed under the restore. The engine holds the
+	// removal until the copy into it ends, so the copy may complete; the
+	// read-back then fails (the volume is emptied again), unless it too
+	// got in first (the restore is whole). Either way the volume is one of
+	// the two, never half written.
+	run = startRestore(t, cfg, "--quiet", images)
 	writer := waitForWriter(t, c, run)
 	assert.NilError(t, c.Client.ContainerRemove(context.Background(), writer, container.RemoveOptions{Force: true}))
 	res = run.wait(t)
-	assert.Equal(t, res.code, 1, res.stdout)
-	assert.Assert(t, is.Regexp(`^restore of `+regexp.QuoteMeta(images)+` failed, and volume `+vol+` was emptied again, as it was before: \S`, lastLine(res.stderr)))
-	assert.Equal(t, strings.Count(res.stderr, "\n"), 1, "--quiet: the reason alone: %q", res.stderr)
-	assert.Equal(t, len(dtrfixture.VolumeFiles(t, c.Client, vol)), 0)
+	if res.code == 0 {
+		t.Logf("the restore finished before the helper went: %s", res.stdout)
+		assert.Assert(t, is.Contains(res.stdout, "every file checked"))
+		dtrfixture.WipeVolume(t, c.Client, vol)
+	} else {
+		assert.Assert(t, is.Regexp(`^restore of `+regexp.QuoteMeta(images)+` failed, and volume `+vol+` was emptied again, as it was before: \S`, lastLine(res.stderr)))
+		assert.Equal(t, len(dtrfixture.VolumeFiles(t, c.Client, vol)), 0)
+	}
 	assertRunning(t, c, registry)
 	assertNoHelpers(t, c)
 
