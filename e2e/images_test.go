@@ -155,6 +155,23 @@ func TestImageBackupRoundTrip(t *testing.T) {
 	assert.Assert(t, is.Contains(res.stdout, ghostDigest+" (referenced by [team/ghost:1])"))
 	assert.Equal(t, strings.TrimSpace(res.stderr), images+" lacks 1 blob that "+meta2+" references (listed above)")
 
+	// Encrypted to a public key, as an unattended job does: both kinds,
+	// cross-checked, need the secret key to read.
+	pub, sec := filepath.Join("..", "pkg", "crypt", "testdata", "ecc-pub.asc"), filepath.Join("..", "pkg", "crypt", "testdata", "ecc-sec.asc")
+	sealed, sealedMeta := filepath.Join(dir, "backup-images.tar.gpg"), filepath.Join(dir, "backup-metadata.tar.gpg")
+	res = docker(t, cfg, nil, "dtr", "backup", "images", "-q", "--recipient-file", pub, "-o", sealed)
+	assert.Equal(t, res.code, 0, res.stderr)
+	assert.Assert(t, is.Contains(res.stdout, ", encrypted to 1 recipient file"))
+	res = docker(t, cfg, nil, "dtr", "backup", "create", "-q", "--recipient-file", pub, "-o", sealedMeta)
+	assert.Equal(t, res.code, 0, res.stderr)
+	res = docker(t, cfg, nil, "dtr", "backup", "verify", sealed, "--metadata", sealedMeta)
+	assert.Equal(t, res.code, 1)
+	assert.Assert(t, is.Contains(res.stderr, "give it with --identity-file"))
+	res = docker(t, cfg, nil, "dtr", "backup", "verify", "--identity-file", sec, sealed, "--metadata", sealedMeta)
+	assert.Equal(t, res.code, 1, res.stdout+res.stderr)
+	assert.Assert(t, is.Contains(res.stdout, sealed+": verified"))
+	assert.Assert(t, is.Contains(res.stdout, ghostDigest+" (referenced by [team/ghost:1])"), "the ghost tag is in this metadata too")
+
 	// Restoring over the live volume is refused; nothing is stopped.
 	res = docker(t, cfg, nil, "dtr", "backup", "restore", images)
 	assert.Equal(t, res.code, 1)
@@ -167,9 +184,9 @@ func TestImageBackupRoundTrip(t *testing.T) {
 	res = docker(t, cfg, nil, "dtr", "backup", "restore", "--dry-run", images)
 	assert.Equal(t, res.code, 0, res.stderr)
 	assert.Assert(t, is.Contains(res.stdout, "stop "+registry))
-	res = docker(t, cfg, nil, "dtr", "backup", "restore", images)
+	res = docker(t, cfg, nil, "dtr", "backup", "restore", "--identity-file", sec, sealed)
 	assert.Equal(t, res.code, 0, res.stderr)
-	assert.Assert(t, is.Contains(res.stdout, "restored "+images+" into volume "+vol+" of replica "+rep.ID))
+	assert.Assert(t, is.Contains(res.stdout, "restored "+sealed+" into volume "+vol+" of replica "+rep.ID))
 	assert.Assert(t, is.Contains(res.stdout, "every file checked"))
 	assert.Assert(t, is.Contains(res.stderr, "stopped "+registry))
 	assert.Assert(t, is.Contains(res.stderr, "started "+registry+" again"))
