@@ -121,7 +121,10 @@ func (r *metadataRestore) run(ctx context.Context) error {
 			return err
 		}
 	case len(replaced) > 0:
-		prog.Warn("no safety backup (--no-safety-backup): if this restore fails, the %s it replaces are lost", plural(len(replaced), "table"))
+		prog.Warn("no safety backup (--no-safety-backup): if this restore fails, what it replaces (%s) is lost", plural(len(replaced), "table"))
+	}
+	if r.tgt.replica == nil {
+		prog.Warn("with --rethinkdb-addr no DTR containers are stopped: stop the replica's containers other than dtr-rethinkdb-<id> while it loads")
 	}
 
 	restart, err := dtr.Stop(ctx, r.dockerCli.Client(), r.stop, prog.Step)

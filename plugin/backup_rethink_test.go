@@ -164,7 +164,7 @@ func TestCLIRestoreRollsBack(t *testing.T) {
 	// Without a safety backup it warns, and cannot put anything back.
 	_, errOut, code = run(t, nil, append([]string{"backup", "restore", bad, "--dtr-version", "2.9.4", "--force", "--no-safety-backup"}, fx.flags()...)...)
 	assert.Equal(t, code, 1, errOut)
-	assert.Assert(t, is.Contains(errOut, "warning: no safety backup (--no-safety-backup): if this restore fails, the 1 table it replaces are lost"))
+	assert.Assert(t, is.Contains(errOut, "warning: no safety backup (--no-safety-backup): if this restore fails, what it replaces (1 table) is lost"))
 	assert.Equal(t, len(dirEntries(t, fx.dir)), 1, "no safety backup written: %v", dirEntries(t, fx.dir))
 }
 
