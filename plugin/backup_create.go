@@ -124,24 +124,13 @@ func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) e
 	if err != nil {
 		return err
 	}
-	if err := opts.enc.validate(); err != nil {
-		return err
-	}
-	rcpt, err := opts.enc.recipients(dockerCli)
-	if err != nil {
-		return err
-	}
-	ctx, stop := withSignals(ctx)
-	defer stop()
-
-	out, err := openOutput(dockerCli, opts.output)
+	out, err := openBackup(dockerCli, opts.output, &opts.enc)
 	if err != nil {
 		return err
 	}
 	defer out.Abort()
-	if err := out.encrypt(rcpt); err != nil {
-		return err
-	}
+	ctx, stop := withSignals(ctx)
+	defer stop()
 	prog := progress.New(dockerCli.Err(), opts.quiet)
 	tgt, err := opts.target.locate(ctx, dockerCli, prog)
 	if err != nil {

@@ -34,21 +34,27 @@ func run(t *testing.T, stdin io.Reader, args ...string) (string, string, int) {
 		command.WithErrorStream(&errb),
 	)
 	assert.NilError(t, err)
+	code := execute(dcli, &out, &errb, args)
+	return out.String(), errb.String(), code
+}
+
+// execute runs the command line and returns the exit status the plugin
+// would exit with, printing the error as it would.
+func execute(dcli command.Cli, out, errb io.Writer, args []string) int {
 	cmd := NewRootCmd("dtr", false, dcli)
 	cmd.SetArgs(args)
-	cmd.SetOut(&out)
-	cmd.SetErr(&errb)
-	err = cmd.Execute()
-	code := 0
-	if err != nil {
-		code = 1
-		var st cli.StatusError
-		if errors.As(err, &st) {
-			code = st.StatusCode
-		}
-		fmt.Fprintln(&errb, err)
+	cmd.SetOut(out)
+	cmd.SetErr(errb)
+	err := cmd.Execute()
+	if err == nil {
+		return 0
 	}
-	return out.String(), errb.String(), code
+	fmt.Fprintln(errb, err)
+	var st cli.StatusError
+	if errors.As(err, &st) {
+		return st.StatusCode
+	}
+	return 1
 }
 
 func TestHelpGolden(t *testing.T) {

@@ -48,6 +48,29 @@ func openOutput(dockerCli command.Cli, name string) (*backupOutput, error) {
 
 func (o *backupOutput) Write(p []byte) (int, error) { return o.w.Write(p) }
 
+// openBackup reads what encryption needs (keys, or a passphrase that may be
+// asked for), then opens the output, encrypting when asked: all before any
+// query, so a bad flag or an unwritable path changes nothing. Abort it in
+// every case.
+func openBackup(dockerCli command.Cli, name string, enc *encryptOptions) (*backupOutput, error) {
+	if err := enc.validate(); err != nil {
+		return nil, err
+	}
+	rcpt, err := enc.recipients(dockerCli)
+	if err != nil {
+		return nil, err
+	}
+	out, err := openOutput(dockerCli, name)
+	if err != nil {
+		return nil, err
+	}
+	if err := out.encrypt(rcpt); err != nil {
+		out.Abort()
+		return nil, err
+	}
+	return out, nil
+}
+
 // encrypt makes what is written from now on an OpenPGP message to rcpt.
 func (o *backupOutput) encrypt(rcpt *crypt.Recipients) error {
 	if rcpt == nil {

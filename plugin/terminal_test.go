@@ -2,8 +2,6 @@ package plugin
 
 import (
 	"bytes"
-	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -13,7 +11,6 @@ import (
 	"github.com/creack/pty"
 	"github.com/docker-dtr/docker-dtr/internal/dtrtest"
 	"github.com/docker-dtr/docker-dtr/internal/rethinktest"
-	"github.com/docker/cli/cli"
 	"github.com/docker/cli/cli/command"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
@@ -36,18 +33,7 @@ func runOnTerminal(t *testing.T, typed []string, args ...string) (string, string
 	dcli, err := command.NewDockerCli(command.WithInputStream(tty), command.WithOutputStream(&out), command.WithErrorStream(&errb))
 	assert.NilError(t, err)
 	assert.Assert(t, dcli.In().IsTerminal())
-	cmd := NewRootCmd("dtr", false, dcli)
-	cmd.SetArgs(args)
-	err = cmd.Execute()
-	code := 0
-	if err != nil {
-		code = 1
-		var st cli.StatusError
-		if errors.As(err, &st) {
-			code = st.StatusCode
-		}
-		fmt.Fprintln(&errb, err)
-	}
+	code := execute(dcli, &out, &errb, args)
 	return out.String(), errb.String(), code
 }
 
