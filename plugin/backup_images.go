@@ -2,12 +2,18 @@ package plugin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/internal/version"
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
+	"github.com/docker-dtr/docker-dtr/pkg/crypt"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/imagevolume"
@@ -22,6 +28,7 @@ type imagesOptions struct {
 	replicaID         string
 	allowCorruptBlobs bool
 	quiet             bool
+	since             string
 	enc               encryptOptions
 }
 
@@ -49,8 +56,20 @@ With --encrypt the backup is an OpenPGP message (AES-256, the format gpg
 2.2 reads) that 'gpg -d' decrypts, sealed with a passphrase from
 --passphrase-file, $DTR_BACKUP_PASSPHRASE or the terminal (asked twice);
 --recipient-file encrypts to public keys instead, so that an unattended job
-holds no secret. verify, inspect and restore decrypt it themselves.`,
+holds no secret. verify, inspect and restore decrypt it themselves.
+
+With --since PATH the backup is incremental: a blob whose bytes an earlier
+image backup holds is listed in the manifest (name, size, SHA-256 and which
+backup holds it, by the hash of that backup's manifest) but not written;
+everything else (links, tags, repositories) is. PATH is an image backup, or
+a directory whose image backups all count (other files are skipped).
+Earlier incremental backups count only for the blobs they hold themselves.
+Encrypted earlier backups cannot serve in this version: they are skipped
+with a note (refused when named). An earlier backup of another replica or
+volume serves (blobs are content-addressed), with a warning. 'backup verify'
+checks the chain and 'backup restore FILE --from DIR' writes the union.`,
 		Example: `  docker dtr backup images -o backup-images.tar
+  docker dtr backup images --since /backups/images -o /backups/images/backup-images-monday.tar
   docker dtr backup images --recipient-file backup-key.asc -o backup-images.tar.gpg
   docker dtr backup images --replica-id 0123456789ab -o - | aws s3 cp - s3://bucket/backup-images.tar`,
 		Args: noArgs,
@@ -63,6 +82,7 @@ holds no secret. verify, inspect and restore decrypt it themselves.`,
 	flags.StringVar(&opts.replicaID, "replica-id", "", "Replica to use (default: the healthy replica with the lowest id)")
 	flags.BoolVar(&opts.allowCorruptBlobs, "allow-corrupt-blobs", false, "Exit 0 even when blobs in the registry do not match their digests")
 	flags.BoolVarP(&opts.quiet, "quiet", "q", false, "Print no progress")
+	flags.StringVar(&opts.since, "since", "", "Write only the blobs that the image backups in this file or directory do not hold (an incremental backup)")
 	opts.enc.addFlags(flags)
 	return cmd
 }
@@ -74,6 +94,14 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 	if err := checkReplicaID(opts.replicaID); err != nil {
 		return err
 	}
+	prog := progress.New(dockerCli.Err(), opts.quiet)
+	var bases []*imagearchive.Base
+	if opts.since != "" {
+		var err error
+		if bases, err = sinceBases(opts.since, opts.output, prog); err != nil {
+			return err
+		}
+	}
 	out, err := openBackup(dockerCli, opts.output, &opts.enc)
 	if err != nil {
 		return err
@@ -81,7 +109,6 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 	defer out.Abort()
 	ctx, stop := withSignals(ctx)
 	defer stop()
-	prog := progress.New(dockerCli.Err(), opts.quiet)
 	rep, err := chooseReplica(ctx, dockerCli, &targetOptions{replicaID: opts.replicaID}, prog)
 	if err != nil {
 		return backupError(ctx, opts.output, err)
@@ -90,10 +117,15 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 	if err != nil {
 		return backupError(ctx, opts.output, err)
 	}
+	for _, b := range bases {
+		if b.ReplicaID != rep.ID || b.Volume != vol.Name {
+			prog.Warn("%s is a backup of volume %s of replica %s, not of %s of %s: its blobs serve all the same (they are content-addressed)", b.Path, b.Volume, b.ReplicaID, vol.Name, rep.ID)
+		}
+	}
 	prog.Step("reading volume %s (%s) through a helper container on node %s", vol.Name, vol.Driver, rep.Node)
 	info := imagearchive.Info{
 		Tool: version.Tool(), DTRVersion: rep.Version, ReplicaID: rep.ID, Node: rep.Node,
-		Volume: vol.Name, VolumeDriver: vol.Driver, Started: time.Now(),
+		Volume: vol.Name, VolumeDriver: vol.Driver, Started: time.Now(), Since: bases,
 	}
 	var m *imagearchive.Manifest
 	err = vol.Read(ctx, dockerCli.Client(), func(r io.Reader) error {
@@ -110,6 +142,11 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 	}
 	summary := fmt.Sprintf("%s: DTR %s, replica %s, volume %s: %d files, %d blobs, %s%s",
 		displayOutput(opts.output), m.DTRVersion, m.ReplicaID, m.Volume, m.Files, m.Blobs, archive.HumanBytes(m.Bytes), opts.enc.describe())
+	if len(m.DependsOn) > 0 {
+		summary += fmt.Sprintf("; incremental: %d more blobs, %s, held by %s (%s)", m.OmittedBlobs, archive.HumanBytes(m.OmittedBytes), plural(len(m.DependsOn), "earlier backup"), dependencyNames(m.DependsOn))
+	} else if len(bases) > 0 {
+		summary += "; a full backup: the earlier backups hold none of its blobs"
+	}
 	if m.UploadFiles > 0 {
 		summary += fmt.Sprintf(" (%s in unfinished uploads left out)", plural(int(m.UploadFiles), "file"))
 	}
@@ -134,4 +171,92 @@ func chooseReplica(ctx context.Context, dockerCli command.Cli, o *targetOptions,
 		return nil, err
 	}
 	return t.replica, nil
+}
+
+// sinceBases reads the earlier image backups --since names: a file, or
+// every image backup in a directory, oldest first. output, the backup
+// being written, is not one of them.
+func sinceBases(path, output string, prog *progress.Printer) ([]*imagearchive.Base, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("--since: %w", err)
+	}
+	if !st.IsDir() {
+		b, err := readBase(path)
+		if err != nil {
+			return nil, fmt.Errorf("--since %s: %w", path, err)
+		}
+		prog.Step("incremental: %s holds %s", path, plural(b.Blobs(), "blob"))
+		return []*imagearchive.Base{b}, nil
+	}
+	ents, err := os.ReadDir(path)
+	if err != nil {
+		return nil, fmt.Errorf("--since: %w", err)
+	}
+	outAbs, _ := filepath.Abs(output)
+	var bases []*imagearchive.Base
+	seen := map[string]bool{}
+	blobs := map[string]bool{}
+	for _, e := range ents {
+		p := filepath.Join(path, e.Name())
+		if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		if abs, _ := filepath.Abs(p); output != "-" && abs == outAbs {
+			continue // written over: not an earlier backup
+		}
+		b, err := readBase(p)
+		switch {
+		case errors.Is(err, errNotImages):
+			continue
+		case err != nil:
+			prog.Warn("--since: skipping %s: %v", p, err)
+			continue
+		case seen[b.ManifestSHA256]:
+			continue // a copy
+		}
+		seen[b.ManifestSHA256] = true
+		bases = append(bases, b)
+	}
+	if len(bases) == 0 {
+		return nil, fmt.Errorf("--since %s: the directory holds no readable image backup", path)
+	}
+	// The oldest first: a full backup before the incremental ones after it.
+	sort.SliceStable(bases, func(i, j int) bool { return bases[i].Created.Before(bases[j].Created) })
+	for _, b := range bases {
+		for _, d := range b.HeldDigests() {
+			blobs[d] = true
+		}
+	}
+	prog.Step("incremental: %s in %s hold %s", plural(len(bases), "image backup"), path, plural(len(blobs), "blob"))
+	return bases, nil
+}
+
+var errNotImages = errors.New("not an image backup")
+
+// readBase reads one earlier image backup's manifest.
+func readBase(p string) (*imagearchive.Base, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	prefix := make([]byte, 512)
+	n, err := f.ReadAt(prefix, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	if crypt.IsEncrypted(prefix[:n]) {
+		return nil, errors.New("encrypted: earlier backups must be plain tar files for --since in this version (decrypt it with gpg -d first)")
+	}
+	if ok, err := imagearchive.IsImageArchive(f); err != nil {
+		return nil, err
+	} else if !ok {
+		return nil, errNotImages
+	}
+	b, err := imagearchive.OpenBase(f, p)
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
 }

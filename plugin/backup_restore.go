@@ -27,6 +27,8 @@ type restoreOptions struct {
 	writers              int
 	format               string
 	quiet                bool
+	// from is where an incremental image backup's earlier backups are.
+	from string
 }
 
 func newRestoreCmd(dockerCli command.Cli) *cobra.Command {
@@ -89,6 +91,7 @@ started again whatever happens.`,
 	flags.IntVar(&opts.writers, "writers", 4, "Concurrent insert queries")
 	flags.StringVar(&opts.format, "format", "", `Output format: "json", or empty for a summary`)
 	flags.BoolVarP(&opts.quiet, "quiet", "q", false, "Print no progress")
+	flags.StringVar(&opts.from, "from", "", "With an incremental image backup: the directory of the earlier backups it depends on (default: FILE's directory)")
 	opts.target.addFlags(flags)
 	return cmd
 }

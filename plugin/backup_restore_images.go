@@ -31,6 +31,9 @@ type imagePlan struct {
 	Stop         []string `json:"stop"`
 	Files        int64    `json:"files"`
 	Bytes        int64    `json:"bytes"`
+	// From lists, for an incremental backup, the earlier backups whose
+	// blobs are written with it.
+	From []string `json:"from,omitempty"`
 }
 
 // imageRestore is one verified image backup on its way into a replica's
@@ -42,6 +45,10 @@ type imageRestore struct {
 	name      string
 	file      *os.File
 	rep       *imagearchive.Report
+	// bases and baseFiles are the earlier backups an incremental one
+	// depends on, open.
+	bases     []*imagearchive.Base
+	baseFiles []*os.File
 	replica   *dtr.Replica
 	vol       *imagevolume.Volume
 	empty     bool
@@ -74,6 +81,25 @@ func runImageRestore(ctx context.Context, dockerCli command.Cli, opts restoreOpt
 		printImageReport(dockerCli.Err(), name, rep)
 		return fmt.Errorf("refusing to restore %s: it did not verify (%s, listed above); nothing was changed", name, plural(len(rep.Problems)+rep.ProblemsOmitted, "problem"))
 	}
+	var bases []*imagearchive.Base
+	var baseFiles []*os.File
+	if rep.Incremental() {
+		dir := chainDir(opts.file, opts.from)
+		prog.Step("%s is incremental: looking for the %s it depends on in %s", name, plural(len(rep.DependsOn), "earlier backup"), dir)
+		bases, baseFiles, err = imagearchive.VerifyChain(rep, dir)
+		defer func() {
+			for _, f := range baseFiles {
+				f.Close()
+			}
+		}()
+		if err != nil {
+			return err
+		}
+		if !rep.OK() {
+			printImageReport(dockerCli.Err(), name, rep)
+			return fmt.Errorf("refusing to restore %s: its chain of earlier backups is not complete (%s, listed above; --from DIR says where they are); nothing was changed", name, plural(len(rep.Problems)+rep.ProblemsOmitted, "problem"))
+		}
+	}
 	// A named replica may be unhealthy: its registry may be what is repaired.
 	replica, err := chooseReplica(ctx, dockerCli, &targetOptions{replicaID: opts.target.replicaID, allowUnhealthy: true}, prog)
 	if err != nil {
@@ -92,14 +118,17 @@ func runImageRestore(ctx context.Context, dockerCli command.Cli, opts restoreOpt
 	}
 	r := &imageRestore{
 		dockerCli: dockerCli, opts: opts, prog: prog, name: name, file: f, rep: rep,
-		replica: replica, vol: vol, empty: empty,
+		bases: bases, baseFiles: baseFiles, replica: replica, vol: vol, empty: empty,
 	}
 	if !empty && !opts.safety.skip {
 		r.safetyPath = opts.safety.path(opts.file, "images", replica.ID)
 	}
 	r.plan = imagePlan{
 		Replica: replica.ID, Node: replica.Node, Volume: vol.Name, VolumeEmpty: empty,
-		SafetyBackup: r.safetyPath, Stop: []string{}, Files: rep.Files, Bytes: rep.Bytes,
+		SafetyBackup: r.safetyPath, Stop: []string{}, Files: rep.Files + rep.OmittedBlobs, Bytes: rep.Bytes + rep.OmittedBytes,
+	}
+	for _, b := range bases {
+		r.plan.From = append(r.plan.From, b.Path)
 	}
 	for _, c := range vol.Users() {
 		r.plan.Stop = append(r.plan.Stop, c.Name)
@@ -139,6 +168,9 @@ func (r *imageRestore) printPlan() error {
 	}
 	fmt.Fprintf(out, "  stop %s\n", orNone(plan.Stop))
 	fmt.Fprintf(out, "  write %d files, %s\n", plan.Files, archive.HumanBytes(plan.Bytes))
+	for _, p := range plan.From {
+		fmt.Fprintf(out, "    with blobs read from %s\n", p)
+	}
 	fmt.Fprintf(out, "  check the volume against the manifest\n")
 	switch {
 	case r.safetyPath != "":
@@ -162,7 +194,10 @@ func (r *imageRestore) run(ctx context.Context) error {
 		return fmt.Errorf("refusing to restore %s, nothing was changed: putting volume %s back if writing fails runs this plugin as an agent on node %s: %w", r.name, vol.Name, r.replica.Node, r.agentErr)
 	}
 	if !opts.force {
-		q := fmt.Sprintf("Restore %s into volume %s of replica %s on node %s, writing %d files (%s)", r.name, vol.Name, r.replica.ID, r.replica.Node, r.rep.Files, archive.HumanBytes(r.rep.Bytes))
+		q := fmt.Sprintf("Restore %s into volume %s of replica %s on node %s, writing %d files (%s)", r.name, vol.Name, r.replica.ID, r.replica.Node, r.plan.Files, archive.HumanBytes(r.plan.Bytes))
+		if len(r.plan.From) > 0 {
+			q += " with blobs from " + strings.Join(r.plan.From, ", ")
+		}
 		if !r.empty {
 			q += " over what it holds now"
 		}
@@ -193,9 +228,14 @@ func (r *imageRestore) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("restore of %s failed before writing anything: %w", r.name, err)
 	}
-	prog.Step("writing %d files (%s) into volume %s", r.rep.Files, archive.HumanBytes(r.rep.Bytes), vol.Name)
+	prog.Step("writing %d files (%s) into volume %s", r.plan.Files, archive.HumanBytes(r.plan.Bytes), vol.Name)
 	var check *imagearchive.Check
-	content := contentStream(r.file, r.rep.ContentDir)
+	var content io.ReadCloser
+	if r.rep.Incremental() {
+		content = chainStream(r.file, r.rep, r.bases, r.baseFiles)
+	} else {
+		content = contentStream(r.file, r.rep.ContentDir)
+	}
 	err = vol.Write(ctx, api, content, func(rd io.Reader) error {
 		prog.Step("checking volume %s against the manifest", vol.Name)
 		var cerr error
@@ -215,7 +255,10 @@ func (r *imageRestore) run(ctx context.Context) error {
 		}
 		return r.failed(ctx, fmt.Errorf("after writing, %d files are missing from the volume and %d differ from the backup (listed above)", len(check.Missing), len(check.Differ)))
 	}
-	msg := fmt.Sprintf("restored %s into volume %s of replica %s: %d files, %s, every file checked", r.name, vol.Name, r.replica.ID, check.Checked, archive.HumanBytes(r.rep.Bytes))
+	msg := fmt.Sprintf("restored %s into volume %s of replica %s: %d files, %s, every file checked", r.name, vol.Name, r.replica.ID, check.Checked, archive.HumanBytes(r.plan.Bytes))
+	if len(r.plan.From) > 0 {
+		msg += fmt.Sprintf("; %d blobs (%s) from %s", r.rep.OmittedBlobs, archive.HumanBytes(r.rep.OmittedBytes), strings.Join(r.plan.From, ", "))
+	}
 	if check.Extra > 0 {
 		msg += fmt.Sprintf(" (%s already there and not in the backup were left)", plural(int(check.Extra), "file"))
 	}
@@ -377,6 +420,14 @@ func (r *imageRestore) rollback(ctx context.Context) error {
 func contentStream(f *os.File, contentDir string) io.ReadCloser {
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(imagearchive.Content(f, contentDir, pw)) }()
+	return pr
+}
+
+// chainStream pipes an incremental backup's content with the blobs its
+// earlier backups hold, as contentStream does.
+func chainStream(f *os.File, rep *imagearchive.Report, bases []*imagearchive.Base, files []*os.File) io.ReadCloser {
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(imagearchive.ChainContent(f, rep, bases, files, pw)) }()
 	return pr
 }
 

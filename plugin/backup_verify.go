@@ -9,6 +9,7 @@ type verifyOptions struct {
 	file     string
 	format   string
 	metadata string
+	from     string
 	dec      decryptOptions
 }
 
@@ -31,6 +32,13 @@ backup's manifests, blobs and tags tables reference must be in the image
 backup; what is missing is listed with the repository:tag that needs it,
 and blobs nothing references are counted.
 
+An incremental image backup (backup images --since) is verified with its
+chain: every earlier backup it depends on must be found, by the hash of its
+manifest, in --from DIR (default: FILE's directory, whatever the file names
+now), and must list with their bytes, of the same size and SHA-256, the
+blobs it is said to hold. The earlier backups' contents are not read: verify
+each of them to check their bytes.
+
 Encrypted backups (--encrypt, 'gpg -c', 'gpg -e', armored or not) are
 decrypted into a private temporary file in $TMPDIR first, with the
 passphrase from --passphrase-file, $DTR_BACKUP_PASSPHRASE or the terminal,
@@ -39,6 +47,7 @@ the message's own integrity check has passed. A wrong passphrase, a
 modified file and a cut one each get their own error.`,
 		Example: `  docker dtr backup verify backup-metadata.tar
   docker dtr backup verify backup-images.tar --metadata backup-metadata.tar
+  docker dtr backup verify backup-images-monday.tar --from /backups/images
   docker dtr backup verify --passphrase-file /root/.dtr-backup-pass backup-metadata.tar.gpg
   docker dtr backup verify --identity-file backup-secret-key.asc backup-images.tar.gpg`,
 		Args: exactArgs(1, "a backup FILE (or - for standard input)"),
@@ -49,6 +58,7 @@ modified file and a cut one each get their own error.`,
 	}
 	cmd.Flags().StringVar(&opts.format, "format", "", `Output format: "json", or empty for a summary`)
 	cmd.Flags().StringVar(&opts.metadata, "metadata", "", "With an image backup: a metadata backup whose referenced blobs must all be in it")
+	cmd.Flags().StringVar(&opts.from, "from", "", "With an incremental image backup: the directory of the earlier backups it depends on (default: FILE's directory)")
 	opts.dec.addFlags(cmd.Flags())
 	return cmd
 }
@@ -57,5 +67,5 @@ func runVerify(dockerCli command.Cli, opts verifyOptions) error {
 	if err := checkFormat(opts.format); err != nil {
 		return err
 	}
-	return reportArchive(dockerCli, opts.file, opts.format, true, opts.metadata, opts.dec)
+	return reportArchiveFrom(dockerCli, opts.file, opts.format, true, opts.metadata, opts.from, opts.dec)
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -18,7 +20,8 @@ import (
 
 // reportImages verifies (or inspects) an image backup, cross-checks it with
 // a metadata backup when one is named, prints and sets the exit status.
-func reportImages(dockerCli command.Cli, f *os.File, name, format string, full bool, metadata string, dec decryptOptions) error {
+// An incremental backup's chain is verified too, in chainDir.
+func reportImages(dockerCli command.Cli, f *os.File, name, format string, full bool, metadata, chainDir string, dec decryptOptions) error {
 	if metadata != "" && !full {
 		return fmt.Errorf("--metadata needs the whole image backup read: use 'backup verify'")
 	}
@@ -29,6 +32,15 @@ func reportImages(dockerCli command.Cli, f *os.File, name, format string, full b
 	rep, err := read(f)
 	if err != nil {
 		return err
+	}
+	if full && rep.OK() && rep.Incremental() {
+		_, files, err := imagearchive.VerifyChain(rep, chainDir)
+		for _, f := range files {
+			f.Close()
+		}
+		if err != nil {
+			return err
+		}
 	}
 	var cross *crosscheck.Result
 	if metadata != "" && rep.BlobDigests != nil {
@@ -107,8 +119,14 @@ func printImageReport(w io.Writer, name string, rep *imagearchive.Report) {
 		if rep.Tool != "" {
 			fmt.Fprintf(tw, "  Tool\t%s\n", rep.Tool)
 		}
-		fmt.Fprintf(tw, "  Files\t%d, %s\n", rep.Files, archive.HumanBytes(rep.Bytes))
-		fmt.Fprintf(tw, "  Blobs\t%d\n", rep.Blobs)
+		if rep.Incremental() {
+			fmt.Fprintf(tw, "  Incremental\tdepends on %s (%s)\n", plural(len(rep.DependsOn), "backup"), dependencyNames(rep.DependsOn))
+			fmt.Fprintf(tw, "  Files\t%d held, %s; %d listed, %s\n", rep.Files, archive.HumanBytes(rep.Bytes), rep.Files+rep.OmittedBlobs, archive.HumanBytes(rep.Bytes+rep.OmittedBytes))
+			fmt.Fprintf(tw, "  Blobs\t%d held; %d listed, %d of them (%s) held by earlier backups\n", rep.Blobs, rep.Blobs+rep.OmittedBlobs, rep.OmittedBlobs, archive.HumanBytes(rep.OmittedBytes))
+		} else {
+			fmt.Fprintf(tw, "  Files\t%d, %s\n", rep.Files, archive.HumanBytes(rep.Bytes))
+			fmt.Fprintf(tw, "  Blobs\t%d\n", rep.Blobs)
+		}
 		if rep.UploadFiles > 0 {
 			fmt.Fprintf(tw, "  Left out\t%s in unfinished uploads, %s\n", plural(int(rep.UploadFiles), "file"), archive.HumanBytes(rep.UploadBytes))
 		}
@@ -116,6 +134,20 @@ func printImageReport(w io.Writer, name string, rep *imagearchive.Report) {
 			fmt.Fprintf(tw, "  Corrupt in the registry\t%s\n", b)
 		}
 		fmt.Fprintf(tw, "  Archive\t%s\n", archive.HumanBytes(rep.Size))
+		if rep.ManifestSHA256 != "" {
+			fmt.Fprintf(tw, "  Manifest\tsha256:%s\n", rep.ManifestSHA256)
+		}
+		for _, d := range rep.DependsOn {
+			fmt.Fprintf(tw, "  Depends on\t%s (manifest sha256:%s, created %s, replica %s, volume %s)\n", orUnnamed(d.File), d.ManifestSHA256, d.Created.UTC().Format(time.RFC3339), d.ReplicaID, d.Volume)
+		}
+		for _, c := range rep.Chain {
+			if c.Path != "" {
+				fmt.Fprintf(tw, "  Earlier backup\t%s: found, lists the %d blobs (%s) this one needs from it\n", c.Path, c.Blobs, archive.HumanBytes(c.Bytes))
+			}
+		}
+		if len(rep.Chain) > 0 && rep.OK() {
+			fmt.Fprintf(tw, "  Chain\tcomplete; the earlier backups' contents were not read: verify each of them\n")
+		}
 		tw.Flush()
 	}
 	printProblems(w, rep.Problems, rep.ProblemsOmitted)
@@ -138,4 +170,33 @@ func printCrossCheck(w io.Writer, metadata string, c *crosscheck.Result) {
 	if c.UnreferencedCount > 0 {
 		fmt.Fprintf(w, "  %s in the image backup that no metadata references (garbage collection will remove them)\n", plural(c.UnreferencedCount, "blob"))
 	}
+}
+
+// dependencyNames lists the earlier backups by their file hints.
+func dependencyNames(deps []imagearchive.Dependency) string {
+	names := make([]string, len(deps))
+	for i, d := range deps {
+		names[i] = orUnnamed(d.File)
+	}
+	return strings.Join(names, ", ")
+}
+
+func orUnnamed(file string) string {
+	if file == "" {
+		return "(unnamed)"
+	}
+	return file
+}
+
+// chainDir is where an incremental image backup's earlier backups are
+// looked for: --from, or the backup's own directory (the current one for
+// standard input).
+func chainDir(file, from string) string {
+	switch {
+	case from != "":
+		return from
+	case file == "-":
+		return "."
+	}
+	return filepath.Dir(file)
 }

@@ -17,6 +17,13 @@ import (
 const (
 	FormatName    = "docker-dtr-images"
 	FormatVersion = 1
+	// IncrementalVersion is the format version of an incremental backup:
+	// one that lists blobs whose bytes earlier backups hold (DependsOn).
+	// Full backups stay at FormatVersion, which older plugins read.
+	IncrementalVersion = 2
+	// MaxDependencies bounds the earlier backups one incremental backup
+	// depends on.
+	MaxDependencies = 100
 	// ManifestName is the last entry, outside the content directory.
 	ManifestName = "docker-dtr-images.jsonl"
 	// FileMode is the mode of the manifest entry: backups hold private data.
@@ -42,7 +49,25 @@ type Manifest struct {
 	ContentDir    string    `json:"contentDir"`
 	Started       time.Time `json:"started"`
 	Finished      time.Time `json:"finished"`
+	// DependsOn lists, in an incremental backup (IncrementalVersion), the
+	// earlier backups that hold the bytes of the blobs it lists but does
+	// not hold.
+	DependsOn []Dependency `json:"dependsOn,omitempty"`
 	Totals
+}
+
+// Dependency names an earlier image backup by its manifest hash.
+type Dependency struct {
+	// ManifestSHA256 is the SHA-256 (hex) of the earlier backup's manifest
+	// entry's content: the bytes of docker-dtr-images.jsonl as stored in
+	// it, trailer included. See ManifestHash.
+	ManifestSHA256 string `json:"manifestSHA256"`
+	// File is the earlier backup's base name when this one was written: a
+	// hint where to look first.
+	File      string    `json:"file"`
+	Created   time.Time `json:"created"` // its header's started
+	ReplicaID string    `json:"replicaId"`
+	Volume    string    `json:"volume"`
 }
 
 // Totals count what the archive holds and what was left out.
@@ -57,6 +82,11 @@ type Totals struct {
 	UploadBytes int64 `json:"uploadBytes"`
 	// CorruptBlobs did not match their digest in the live registry.
 	CorruptBlobs []string `json:"corruptBlobs"`
+	// OmittedBlobs and OmittedBytes count, in an incremental backup, the
+	// blobs listed whose bytes an earlier backup holds (not in Files,
+	// Bytes or Blobs).
+	OmittedBlobs int64 `json:"omittedBlobs,omitempty"`
+	OmittedBytes int64 `json:"omittedBytes,omitempty"`
 }
 
 // Entry is one file, directory or link, by its path inside the volume.
@@ -67,6 +97,9 @@ type Entry struct {
 	Size   int64  `json:"size,omitempty"`
 	SHA256 string `json:"sha256,omitempty"`
 	Link   string `json:"link,omitempty"`
+	// In, for a blob an incremental backup lists but does not hold, is
+	// the manifest hash of the earlier backup (of DependsOn) that holds it.
+	In string `json:"in,omitempty"`
 }
 
 const (
@@ -79,8 +112,36 @@ func (m *Manifest) validate() error {
 	if m.Format != FormatName {
 		return fmt.Errorf("format is %q, not %q", m.Format, FormatName)
 	}
-	if m.FormatVersion != FormatVersion {
-		return fmt.Errorf("unknown format version %d (this docker-dtr reads version %d: upgrade the plugin)", m.FormatVersion, FormatVersion)
+	switch m.FormatVersion {
+	case FormatVersion:
+		if len(m.DependsOn) > 0 || m.OmittedBlobs != 0 || m.OmittedBytes != 0 {
+			return fmt.Errorf("format version %d lists earlier backups or omitted blobs: only incremental backups (version %d) do", FormatVersion, IncrementalVersion)
+		}
+	case IncrementalVersion:
+		if len(m.DependsOn) == 0 {
+			return fmt.Errorf("an incremental backup (format version %d) that depends on no earlier backup", IncrementalVersion)
+		}
+		if len(m.DependsOn) > MaxDependencies {
+			return fmt.Errorf("depends on %d earlier backups, more than %d", len(m.DependsOn), MaxDependencies)
+		}
+		seen := map[string]bool{}
+		for _, d := range m.DependsOn {
+			if !validHash(d.ManifestSHA256) {
+				return fmt.Errorf("depends on a backup whose manifest hash %q is not 64 hex digits", d.ManifestSHA256)
+			}
+			if seen[d.ManifestSHA256] {
+				return fmt.Errorf("depends twice on the backup %s", d.ManifestSHA256)
+			}
+			seen[d.ManifestSHA256] = true
+			if d.File != "" && (len(d.File) > 255 || strings.ContainsAny(d.File, "/\x00") || d.File == "." || d.File == "..") {
+				return fmt.Errorf("depends on a backup whose file name %q is not a base name", d.File)
+			}
+		}
+		if m.OmittedBlobs < 0 || m.OmittedBytes < 0 {
+			return fmt.Errorf("negative totals")
+		}
+	default:
+		return fmt.Errorf("unknown format version %d (this docker-dtr reads versions %d and %d: upgrade the plugin)", m.FormatVersion, FormatVersion, IncrementalVersion)
 	}
 	if !validContentDir(m.ContentDir) {
 		return fmt.Errorf("invalid content directory %q", m.ContentDir)
@@ -98,6 +159,20 @@ func (m *Manifest) validate() error {
 		}
 	}
 	return nil
+}
+
+var hashRe = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+func validHash(h string) bool { return hashRe.MatchString(h) }
+
+// dependency returns the earlier backup the manifest names by hash.
+func (m *Manifest) dependency(hash string) (Dependency, bool) {
+	for _, d := range m.DependsOn {
+		if d.ManifestSHA256 == hash {
+			return d, true
+		}
+	}
+	return Dependency{}, false
 }
 
 var contentDirRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*/$`)

@@ -33,6 +33,34 @@ func writeSeed(tb testing.TB, vol []byte) []byte {
 	return buf.Bytes()
 }
 
+// incrementalSeed is an incremental archive of a grown sample volume
+// against the archive base.
+func incrementalSeed(tb testing.TB, base []byte) []byte {
+	tb.Helper()
+	p := filepath.Join(tb.TempDir(), "base.tar")
+	if err := os.WriteFile(p, base, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	b, err := OpenBase(f, p)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer func(saved func() time.Time) { now = saved }(now)
+	now = func() time.Time { return fuzzInfo.Started.Add(time.Minute) }
+	in := fuzzInfo
+	in.Since = []*Base{b}
+	var buf bytes.Buffer
+	if _, err := Write(&buf, bytes.NewReader(sampleVolume(tb, blob("layer three, new"))), in, nil); err != nil {
+		tb.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
 // hostileArchive is an image archive around one crafted entry, with a
 // manifest that lists it, so that only the entry is wrong.
 func hostileArchive(tb testing.TB, hdrs ...tar.Header) []byte {
@@ -96,6 +124,7 @@ func imageSeeds(tb testing.TB) [][]byte {
 		good,
 		writeSeed(tb, sampleVolume(tb, bad, volumeFile{name: "docker/registry/v2/repositories/team/app/_manifests/tags/latest", link: "1.0"})),
 		writeSeed(tb, volumeTar(tb)), // an empty volume
+		incrementalSeed(tb, good),
 	}
 	const d = "dtr-registry-0123456789ab/"
 	for _, h := range []tar.Header{

@@ -279,9 +279,9 @@ func TestManifestEntryIs0600(t *testing.T) {
 // is decoded, and the backup refuses to write more than a reader accepts.
 func TestManifestBounds(t *testing.T) {
 	var h Manifest
-	head := fmt.Sprintf(`{"format":"docker-dtr-images","formatVersion":1,"contentDir":%q,"corruptBlobs":[%s""]}`, cdir, strings.Repeat(`"",`, MaxCorruptBlobs+100))
+	head := fmt.Sprintf(`{"format":"docker-dtr-images","formatVersion":1,"contentDir":%q,"corruptBlobs":[%s""]}`, cdir, strings.Repeat(`"",`, manifestLimits.HeaderValues+100))
 	_, err := jsonl.NewReader(strings.NewReader(head+"\n"), &h, manifestLimits)
-	assert.ErrorContains(t, err, "manifest header: more than 50064 JSON values")
+	assert.ErrorContains(t, err, fmt.Sprintf("manifest header: more than %d JSON values", MaxCorruptBlobs+64+8*MaxDependencies))
 
 	m := Manifest{Format: FormatName, FormatVersion: FormatVersion, ContentDir: cdir}
 	m.CorruptBlobs = []string{"not/a/blob"}

@@ -19,14 +19,23 @@ import (
 // Every name and link is checked again on the way: nothing may land outside
 // the volume, whatever the archive says.
 func Content(f *os.File, contentDir string, w io.Writer) error {
-	if !validContentDir(contentDir) {
-		return fmt.Errorf("invalid content directory %q", contentDir)
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
+	tw := tar.NewWriter(w)
+	if _, err := content(f, contentDir, tw); err != nil {
 		return err
 	}
+	return tw.Close()
+}
+
+// content writes the archive's content to tw, and returns the symlinks it
+// met.
+func content(f *os.File, contentDir string, tw *tar.Writer) (linkSet, error) {
+	if !validContentDir(contentDir) {
+		return nil, fmt.Errorf("invalid content directory %q", contentDir)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
 	tr := tar.NewReader(bufio.NewReaderSize(f, bufferSize(f)))
-	tw := tar.NewWriter(w)
 	buf := make([]byte, bufferSize(f))
 	links := linkSet{}
 	for {
@@ -35,47 +44,47 @@ func Content(f *os.File, contentDir string, w io.Writer) error {
 			break
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if hdr.Name == ManifestName || hdr.Name == contentDir {
 			continue
 		}
 		rel, ok := strings.CutPrefix(hdr.Name, contentDir)
 		if !ok {
-			return fmt.Errorf("%s is outside %s: refusing to restore it", hdr.Name, contentDir)
+			return nil, fmt.Errorf("%s is outside %s: refusing to restore it", hdr.Name, contentDir)
 		}
 		if err := SafeName(rel); err != nil {
-			return fmt.Errorf("%s: %v: refusing to restore it", hdr.Name, err)
+			return nil, fmt.Errorf("%s: %v: refusing to restore it", hdr.Name, err)
 		}
 		if err := links.check(rel); err != nil {
-			return fmt.Errorf("%s: %v: refusing to restore it", hdr.Name, err)
+			return nil, fmt.Errorf("%s: %v: refusing to restore it", hdr.Name, err)
 		}
 		if err := checkType(hdr); err != nil {
-			return fmt.Errorf("%s: %v: refusing to restore it", hdr.Name, err)
+			return nil, fmt.Errorf("%s: %v: refusing to restore it", hdr.Name, err)
 		}
 		switch hdr.Typeflag {
 		case tar.TypeSymlink:
 			if err := SafeLink(rel, hdr.Linkname); err != nil {
-				return fmt.Errorf("%s: %v: refusing to restore it", hdr.Name, err)
+				return nil, fmt.Errorf("%s: %v: refusing to restore it", hdr.Name, err)
 			}
 			if err := links.add(rel); err != nil {
-				return fmt.Errorf("%s: %v: refusing to restore it", hdr.Name, err)
+				return nil, fmt.Errorf("%s: %v: refusing to restore it", hdr.Name, err)
 			}
 		case tar.TypeReg:
 			if hdr.Size > MaxFileSize {
-				return fmt.Errorf("%s: a file of %d bytes, over the %d byte limit: refusing to restore it", hdr.Name, hdr.Size, int64(MaxFileSize))
+				return nil, fmt.Errorf("%s: a file of %d bytes, over the %d byte limit: refusing to restore it", hdr.Name, hdr.Size, int64(MaxFileSize))
 			}
 		}
 		if err := tw.WriteHeader(copyHeader(hdr, rel)); err != nil {
-			return err
+			return nil, err
 		}
 		if hdr.Typeflag == tar.TypeReg {
 			if _, err := io.CopyBuffer(tw, tr, buf); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
-	return tw.Close()
+	return links, nil
 }
 
 // Check is what a restored volume holds against the manifest.

@@ -24,7 +24,9 @@ const maxProblems = 1000
 // manifestLimits bound the manifest a reader accepts. The header's one list
 // is the corrupt blobs: MaxCorruptBlobs paths of at most a few hundred bytes.
 // An entry line holds one path, at most 4096 bytes on Linux, and its hash.
-var manifestLimits = jsonl.Limits{HeaderBytes: 16 << 20, HeaderValues: MaxCorruptBlobs + 64, LineBytes: 8 << 10}
+// Each earlier backup an incremental one depends on is an object of 5
+// members.
+var manifestLimits = jsonl.Limits{HeaderBytes: 16 << 20, HeaderValues: MaxCorruptBlobs + 64 + 8*MaxDependencies, LineBytes: 8 << 10}
 
 // Report is what verify or inspect learned of an image archive.
 type Report struct {
@@ -37,6 +39,13 @@ type Report struct {
 	Started    *time.Time `json:"started,omitempty"`
 	Finished   *time.Time `json:"finished,omitempty"`
 	Totals
+	// ManifestSHA256 names this backup in later incremental ones.
+	ManifestSHA256 string `json:"manifestSHA256,omitempty"`
+	// DependsOn lists, for an incremental backup, the earlier backups that
+	// hold the blobs it lists but does not hold.
+	DependsOn []Dependency `json:"dependsOn,omitempty"`
+	// Chain is what VerifyChain found of them.
+	Chain           []ChainLink       `json:"chain,omitempty"`
 	Size            int64             `json:"size"`
 	FullRead        bool              `json:"fullRead"`
 	Verified        bool              `json:"verified"`
@@ -47,7 +56,13 @@ type Report struct {
 	BlobDigests map[string]bool `json:"-"`
 	// ContentDir is the archive's top directory.
 	ContentDir string `json:"-"`
+	// Omitted, after Verify, lists the blobs an incremental backup does not
+	// hold: by the manifest hash of the backup that does, then digest.
+	Omitted map[string]map[string]Entry `json:"-"`
 }
+
+// Incremental says the backup depends on earlier ones.
+func (r *Report) Incremental() bool { return len(r.DependsOn) > 0 }
 
 // OK reports whether no problem was found.
 func (r *Report) OK() bool { return len(r.Problems) == 0 && r.ProblemsOmitted == 0 }
@@ -134,6 +149,12 @@ func open(f *os.File) (*Report, *jsonl.Reader, *Manifest) {
 	if !ok {
 		return rep, nil, nil
 	}
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, off, size)); err != nil {
+		rep.addProblem(ManifestName, "reading: %v", err)
+		return rep, nil, nil
+	}
+	rep.ManifestSHA256 = hex.EncodeToString(h.Sum(nil))
 	var m Manifest
 	mr, err := jsonl.NewReader(io.NewSectionReader(f, off, size), &m, manifestLimits)
 	if err == nil {
@@ -145,7 +166,7 @@ func open(f *os.File) (*Report, *jsonl.Reader, *Manifest) {
 	}
 	rep.DTRVersion, rep.ReplicaID, rep.Node, rep.Volume, rep.Tool = m.DTRVersion, m.ReplicaID, m.Node, m.Volume, m.Tool
 	rep.Started, rep.Finished = &m.Started, &m.Finished
-	rep.Totals, rep.ContentDir = m.Totals, m.ContentDir
+	rep.Totals, rep.ContentDir, rep.DependsOn = m.Totals, m.ContentDir, m.DependsOn
 	return rep, mr, &m
 }
 
@@ -167,6 +188,7 @@ func Verify(f *os.File) (*Report, error) {
 	}
 	rep.FullRead = true
 	rep.BlobDigests = map[string]bool{}
+	om := &omissions{m: m, rep: rep}
 	// corrupt blobs the manifest lists, and whether the archive's are
 	known := map[string]bool{}
 	for _, name := range m.CorruptBlobs {
@@ -258,16 +280,19 @@ func Verify(f *os.File) (*Report, error) {
 			}
 		}
 		if inSync {
-			inSync = rep.match(mr, e, hdr.Name)
+			inSync = rep.match(om.next(mr, links), e, hdr.Name)
 		}
 	}
 	if inSync {
-		var extra Entry
-		switch err := mr.Next(&extra); {
+		switch extra, err := om.next(mr, links)(); {
 		case err == nil:
 			rep.addProblem(ManifestName, "lists %s, which the archive does not hold", extra.Name)
 		case !errors.Is(err, io.EOF):
 			rep.addProblem(ManifestName, "%v", err)
+		}
+		if om.blobs != m.OmittedBlobs || om.bytes != m.OmittedBytes {
+			rep.addProblem(ManifestName, "totals do not match the entries: the header says %d blobs, %d bytes held by earlier backups; the entries list %d blobs, %d bytes",
+				m.OmittedBlobs, m.OmittedBytes, om.blobs, om.bytes)
 		}
 	}
 	if got.Files != m.Files || got.Bytes != m.Bytes || got.Blobs != m.Blobs || got.Dirs != m.Dirs || got.Links != m.Links {
@@ -288,9 +313,9 @@ func Verify(f *os.File) (*Report, error) {
 
 // match compares an archive entry with the manifest's next; false means they
 // went out of step, and the rest is not compared line by line.
-func (rep *Report) match(mr *jsonl.Reader, got Entry, entry string) bool {
-	var want Entry
-	if err := mr.Next(&want); err != nil {
+func (rep *Report) match(next func() (Entry, error), got Entry, entry string) bool {
+	want, err := next()
+	if err != nil {
 		if errors.Is(err, io.EOF) {
 			rep.addProblem(entry, "not in the manifest")
 		} else {
@@ -315,4 +340,65 @@ func (rep *Report) match(mr *jsonl.Reader, got Entry, entry string) bool {
 		rep.addProblem(entry, "mode %o, the manifest says %o", got.Mode, want.Mode)
 	}
 	return true
+}
+
+// omissions checks and records the entries of an incremental backup's
+// manifest that the archive does not hold: blobs an earlier backup holds.
+type omissions struct {
+	m            *Manifest
+	rep          *Report
+	blobs, bytes int64
+}
+
+// next returns a function that reads the manifest's next entry the archive
+// holds, recording the omitted ones before it.
+func (o *omissions) next(mr *jsonl.Reader, links linkSet) func() (Entry, error) {
+	return func() (Entry, error) {
+		for {
+			var e Entry
+			if err := mr.Next(&e); err != nil {
+				return e, err
+			}
+			if e.In == "" {
+				return e, nil
+			}
+			o.add(e, links)
+		}
+	}
+}
+
+func (o *omissions) add(e Entry, links linkSet) {
+	rep, entry := o.rep, o.m.ContentDir+e.Name
+	if _, ok := o.m.dependency(e.In); !ok {
+		rep.addProblem(entry, "held by the earlier backup %s, which the manifest does not list", e.In)
+		return
+	}
+	digest, ok := BlobDigest(e.Name)
+	switch {
+	case !ok || e.Type != TypeFile:
+		rep.addProblem(entry, "left out as held by an earlier backup, but only blob files may be")
+		return
+	case SafeName(e.Name) != nil:
+		rep.addProblem(entry, "%v", SafeName(e.Name))
+		return
+	case links.check(e.Name) != nil:
+		rep.addProblem(entry, "%v", links.check(e.Name))
+		return
+	case e.SHA256 != digest:
+		rep.addProblem(entry, "left out as held by an earlier backup, with a SHA-256 that is not its digest")
+		return
+	case e.Size < 0 || e.Size > MaxFileSize:
+		rep.addProblem(entry, "a file of %d bytes, over the %d byte limit", e.Size, int64(MaxFileSize))
+		return
+	}
+	if rep.Omitted == nil {
+		rep.Omitted = map[string]map[string]Entry{}
+	}
+	if rep.Omitted[e.In] == nil {
+		rep.Omitted[e.In] = map[string]Entry{}
+	}
+	rep.Omitted[e.In][digest] = e
+	rep.BlobDigests[digest] = true
+	o.blobs++
+	o.bytes += e.Size
 }

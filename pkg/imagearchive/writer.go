@@ -23,6 +23,9 @@ type Info struct {
 	Volume       string
 	VolumeDriver string
 	Started      time.Time
+	// Since makes the backup incremental: a blob whose bytes one of these
+	// earlier backups holds is listed, not written.
+	Since []*Base
 }
 
 // Write copies a volume's content, as the engine's archive API gives it (one
@@ -48,6 +51,7 @@ func Write(w io.Writer, src io.Reader, info Info, progress func(Totals)) (*Manif
 	tr := tar.NewReader(src)
 	buf := make([]byte, 1<<20)
 	links := linkSet{}
+	used := map[*Base]bool{}
 	var nextReport int64
 	root := ""
 	for {
@@ -113,6 +117,23 @@ func Write(w io.Writer, src io.Reader, info Info, progress func(Totals)) (*Manif
 			if hdr.Size > MaxFileSize {
 				return nil, fmt.Errorf("the volume holds %s of %d bytes, over the %d limit", rel, hdr.Size, int64(MaxFileSize))
 			}
+			if b := heldBy(info.Since, rel, hdr.Size); b != nil {
+				// Read, to check it is the blob the base holds, not written.
+				h := sha256.New()
+				n, err := io.CopyBuffer(h, tr, buf)
+				if err != nil {
+					return nil, fmt.Errorf("copying %s: %w", rel, err)
+				}
+				sum := hex.EncodeToString(h.Sum(nil))
+				if digest, _ := BlobDigest(rel); sum != digest {
+					return nil, fmt.Errorf("blob %s in the live registry does not match its digest, and the earlier backup %s holds good bytes for it: take a full backup (without --since), which keeps it as it is and reports it, or repair the registry", rel, b.File)
+				}
+				e.Type, e.Size, e.SHA256, e.In = TypeFile, n, sum, b.ManifestSHA256
+				used[b] = true
+				m.OmittedBlobs++
+				m.OmittedBytes += n
+				break
+			}
 			if err := tw.WriteHeader(nh); err != nil {
 				return nil, err
 			}
@@ -148,6 +169,14 @@ func Write(w io.Writer, src io.Reader, info Info, progress func(Totals)) (*Manif
 		return nil, errors.New("reading the volume: the archive API gave nothing")
 	}
 	m.Finished = now().UTC()
+	for _, b := range info.Since {
+		if used[b] {
+			m.DependsOn = append(m.DependsOn, b.Dependency)
+		}
+	}
+	if len(m.DependsOn) > 0 {
+		m.FormatVersion = IncrementalVersion
+	}
 	// A manifest that verify would refuse is an error now, not at restore.
 	if err := m.validate(); err != nil {
 		return nil, fmt.Errorf("manifest: %w", err)
@@ -166,6 +195,19 @@ func Write(w io.Writer, src io.Reader, info Info, progress func(Totals)) (*Manif
 		return nil, err
 	}
 	return m, nil
+}
+
+// heldBy returns the earlier backup that holds the bytes of the blob file
+// rel, if one does and it is one.
+func heldBy(bases []*Base, rel string, size int64) *Base {
+	if len(bases) == 0 {
+		return nil
+	}
+	digest, ok := BlobDigest(rel)
+	if !ok {
+		return nil
+	}
+	return holder(bases, digest, size)
 }
 
 // now is the clock of the manifest's finish time; tests fix it.

@@ -1,0 +1,133 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/docker-dtr/docker-dtr/internal/dtrfixture"
+	"github.com/docker/docker/api/types/image"
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+)
+
+// A full image backup, more images pushed, an incremental backup against
+// the full one that holds only the new blobs, its chain verified (and found
+// broken without the full one), the volume lost, and the chain restored:
+// every image, old and new, pulls back.
+func TestIncrementalImageBackup(t *testing.T) {
+	cfg := dockerConfig(t)
+	c := dtrfixture.Start(t, dtrfixture.Options{Replicas: 1, Registry: true, Components: []string{"rethinkdb", "registry"}})
+	rep := c.Replicas[0]
+	vol := "dtr-registry-" + rep.ID
+	registry := rep.Containers["registry"]
+	pushed := dtrfixture.Push(t, c.Client, rep.RegistryAddr, dtrfixture.BuildImages(t, c.Client, 1))
+
+	dir := t.TempDir()
+	full := filepath.Join(dir, "backup-images-full.tar")
+	res := docker(t, cfg, nil, "dtr", "backup", "images", "-q", "-o", full)
+	assert.Equal(t, res.code, 0, res.stderr)
+	fullSize := size(t, full)
+	assert.Assert(t, fullSize > dtrfixture.BigLayerSize)
+
+	// New images with layers of their own (another seed), under other
+	// repositories so that the first ones' tags stay: all but big:1, so
+	// what is new is small next to what was there.
+	var more []dtrfixture.TestImage
+	for _, img := range dtrfixture.BuildImages(t, c.Client, 2) {
+		if img.Repo == "big" {
+			// Not pushed: removed now, or it would keep its parent, the
+			// new lib/base:1, from PullAndCompare's removal.
+			_, err := c.Client.ImageRemove(context.Background(), img.ID, image.RemoveOptions{Force: true, PruneChildren: true})
+			assert.NilError(t, err)
+			continue
+		}
+		img.Repo = "next/" + img.Repo
+		more = append(more, img)
+	}
+	pushedMore := dtrfixture.Push(t, c.Client, rep.RegistryAddr, more)
+	before := dtrfixture.VolumeFiles(t, c.Client, vol)
+
+	// A stray file, a metadata-less non-backup, beside the backups: skipped.
+	assert.NilError(t, os.WriteFile(filepath.Join(dir, "README"), []byte("backups of DTR\n"), 0o600))
+	inc := filepath.Join(dir, "backup-images-inc.tar")
+	res = docker(t, cfg, nil, "dtr", "backup", "images", "--since", dir, "-o", inc)
+	assert.Equal(t, res.code, 0, res.stderr)
+	assert.Assert(t, is.Contains(res.stdout, "; incremental: "))
+	assert.Assert(t, is.Contains(res.stdout, "held by 1 earlier backup (backup-images-full.tar)"))
+	incSize := size(t, inc)
+	t.Logf("full backup %d bytes, incremental %d bytes (%.1f %%)", fullSize, incSize, 100*float64(incSize)/float64(fullSize))
+	assert.Assert(t, incSize < fullSize/5, "incremental %d bytes, full %d", incSize, fullSize)
+
+	res = docker(t, cfg, nil, "dtr", "backup", "inspect", "--format", "json", inc)
+	assert.Equal(t, res.code, 0, res.stderr)
+	var inspected struct {
+		ManifestSHA256 string
+		DependsOn      []struct{ ManifestSHA256, File, Volume, ReplicaID string }
+		Blobs          int
+		OmittedBlobs   int
+	}
+	assert.NilError(t, json.Unmarshal([]byte(res.stdout), &inspected))
+	assert.Equal(t, len(inspected.DependsOn), 1)
+	assert.Equal(t, inspected.DependsOn[0].File, "backup-images-full.tar")
+	assert.Equal(t, inspected.DependsOn[0].Volume, vol)
+	assert.Equal(t, inspected.OmittedBlobs, 15, "the first images' 15 blobs are in the full backup")
+	assert.Assert(t, inspected.Blobs > 0)
+	res = docker(t, cfg, nil, "dtr", "backup", "inspect", "--format", "json", full)
+	assert.Equal(t, res.code, 0, res.stderr)
+	var fullInspected struct{ ManifestSHA256 string }
+	assert.NilError(t, json.Unmarshal([]byte(res.stdout), &fullInspected))
+	assert.Equal(t, inspected.DependsOn[0].ManifestSHA256, fullInspected.ManifestSHA256)
+	res = docker(t, cfg, nil, "dtr", "backup", "inspect", inc)
+	assert.Equal(t, res.code, 0, res.stderr)
+	assert.Assert(t, is.Contains(res.stdout, "Incremental  depends on 1 backup (backup-images-full.tar)"))
+
+	// The chain verifies; without the full backup it does not.
+	res = docker(t, cfg, nil, "dtr", "backup", "verify", inc)
+	assert.Equal(t, res.code, 0, res.stdout+res.stderr)
+	assert.Assert(t, is.Contains(res.stdout, inc+": verified"))
+	assert.Assert(t, is.Contains(res.stdout, full+": found, lists the 15 blobs"))
+	elsewhere := t.TempDir()
+	moved := filepath.Join(elsewhere, "full.tar")
+	assert.NilError(t, os.Rename(full, moved))
+	res = docker(t, cfg, nil, "dtr", "backup", "verify", inc)
+	assert.Equal(t, res.code, 1, res.stdout)
+	assert.Assert(t, is.Contains(res.stdout, "backup-images-full.tar: the earlier backup this one depends on (manifest sha256:"+fullInspected.ManifestSHA256))
+	assert.Assert(t, is.Contains(res.stdout, "is not in "+dir))
+	res = docker(t, cfg, nil, "dtr", "backup", "verify", inc, "--from", elsewhere)
+	assert.Equal(t, res.code, 0, "found by its hash under another name: %s", res.stdout)
+
+	// Restoring without the chain changes nothing.
+	dtrfixture.WipeVolume(t, c.Client, vol)
+	res = docker(t, cfg, nil, "dtr", "backup", "restore", "--force", inc)
+	assert.Equal(t, res.code, 1, res.stderr)
+	assert.Assert(t, is.Contains(res.stderr, "its chain of earlier backups is not complete"))
+	assert.Assert(t, is.Contains(res.stderr, "nothing was changed"))
+	assert.Equal(t, len(dtrfixture.VolumeFiles(t, c.Client, vol)), 0)
+
+	// Lose the volume and restore the chain: every image pulls back.
+	res = docker(t, cfg, nil, "dtr", "backup", "restore", "--dry-run", inc, "--from", elsewhere)
+	assert.Equal(t, res.code, 0, res.stderr)
+	assert.Assert(t, is.Contains(res.stdout, "with blobs read from "+moved))
+	res = docker(t, cfg, nil, "dtr", "backup", "restore", "--force", inc, "--from", elsewhere)
+	assert.Equal(t, res.code, 0, res.stderr)
+	assert.Assert(t, is.Contains(res.stdout, "restored "+inc+" into volume "+vol+" of replica "+rep.ID))
+	assert.Assert(t, is.Contains(res.stdout, "every file checked; 15 blobs"))
+	assert.Assert(t, is.Contains(res.stdout, "from "+moved))
+	assert.DeepEqual(t, dtrfixture.VolumeFiles(t, c.Client, vol), before)
+	assertRunning(t, c, registry)
+	c.Start(t, rep.ID, "registry")
+	dtrfixture.PullAndCompare(t, c.Client, rep.RegistryAddr, append(pushed, pushedMore...))
+	assertNoHelpers(t, c)
+	assert.Assert(t, !strings.Contains(res.stderr, "safety backup"), "the volume was empty: no safety backup")
+}
+
+func size(t *testing.T, p string) int64 {
+	t.Helper()
+	st, err := os.Stat(p)
+	assert.NilError(t, err)
+	return st.Size()
+}
