@@ -82,27 +82,38 @@ func serveChild(raw string) error {
 // listens. The process is killed in t.Cleanup.
 func StartProcess(t testing.TB, opts ProcessOptions) *Process {
 	t.Helper()
-	raw, err := json.Marshal(opts)
+	pr, err := Spawn(opts)
 	if err != nil {
 		t.Fatalf("rethinktest: %v", err)
+	}
+	t.Cleanup(pr.Kill)
+	return pr
+}
+
+// Spawn is StartProcess without a test to tie it to: the caller kills it,
+// or it exits with the test binary (its stdin closes). Benchmarks use it to
+// share one loaded server across their runs.
+func Spawn(opts ProcessOptions) (*Process, error) {
+	raw, err := json.Marshal(opts)
+	if err != nil {
+		return nil, err
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+string(raw))
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		t.Fatalf("rethinktest: %v", err)
+		return nil, err
 	}
 	_ = stdin // kept open for the child's lifetime; closed when we exit
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		t.Fatalf("rethinktest: %v", err)
+		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("rethinktest: starting server process: %v", err)
+		return nil, fmt.Errorf("starting server process: %w", err)
 	}
 	pr := &Process{cmd: cmd}
-	t.Cleanup(pr.Kill)
 	addrCh := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -119,14 +130,14 @@ func StartProcess(t testing.TB, opts ProcessOptions) *Process {
 	case addr, ok := <-addrCh:
 		if !ok {
 			pr.Kill()
-			t.Fatalf("rethinktest: server process exited without listening")
+			return nil, fmt.Errorf("server process exited without listening")
 		}
 		pr.addr = addr
 	case <-time.After(30 * time.Second):
 		pr.Kill()
-		t.Fatalf("rethinktest: server process did not start listening")
+		return nil, fmt.Errorf("server process did not start listening")
 	}
-	return pr
+	return pr, nil
 }
 
 // Addr is the child server's "127.0.0.1:port".
