@@ -17,6 +17,10 @@ FUZZMINIMIZE ?= 1000x
 FUZZ_TARGETS := \
 	./pkg/jsonl FuzzManifest \
 	./pkg/archive FuzzVerify \
+	./pkg/archive FuzzVerifyFast \
+	./pkg/archive FuzzValidJSON \
+	./pkg/archive FuzzEntryLine \
+	./pkg/archive FuzzTarHeader \
 	./pkg/imagearchive FuzzVerify \
 	./pkg/crypt FuzzDecrypt
 

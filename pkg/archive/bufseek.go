@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"errors"
 	"io"
 	"os"
 )
@@ -9,10 +10,11 @@ import (
 // skip entry content and which scan uses to learn where the manifest starts.
 // Without it, tar reads each 512-byte block with its own system call.
 type bufSeeker struct {
-	f    *os.File
-	buf  []byte
-	r, w int   // unread data is buf[r:w]
-	end  int64 // file offset just past buf[w-1]
+	f     *os.File
+	pread bool // read with ReadAt, leaving f's offset alone
+	buf   []byte
+	r, w  int   // unread data is buf[r:w]
+	end   int64 // file offset just past buf[w-1]
 }
 
 func newBufSeeker(f *os.File) (*bufSeeker, error) {
@@ -38,14 +40,35 @@ func bufferSize(r io.Reader) int {
 	return int(size)
 }
 
+// newBufSeekerAt reads f from off with ReadAt, so that it can read f
+// alongside another reader.
+func newBufSeekerAt(f *os.File, off int64) *bufSeeker {
+	size := 1 << 20
+	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+		size = int(min(int64(size), max(st.Size()-off, 0)+4<<10))
+	}
+	return &bufSeeker{f: f, pread: true, buf: make([]byte, size), end: off}
+}
+
+func (b *bufSeeker) read(p []byte) (int, error) {
+	if !b.pread {
+		return b.f.Read(p)
+	}
+	n, err := b.f.ReadAt(p, b.end)
+	if n > 0 && errors.Is(err, io.EOF) {
+		err = nil
+	}
+	return n, err
+}
+
 func (b *bufSeeker) Read(p []byte) (int, error) {
 	if b.r == b.w {
 		if len(p) >= len(b.buf) {
-			n, err := b.f.Read(p)
+			n, err := b.read(p)
 			b.end += int64(n)
 			return n, err
 		}
-		n, err := b.f.Read(b.buf)
+		n, err := b.read(b.buf)
 		b.r, b.w = 0, n
 		b.end += int64(n)
 		if n == 0 {
@@ -66,6 +89,9 @@ func (b *bufSeeker) Seek(offset int64, whence int) (int64, error) {
 	case io.SeekCurrent:
 		abs = cur + offset
 	default:
+		if b.pread {
+			return cur, errors.New("bufSeeker: unsupported whence")
+		}
 		b.r, b.w = 0, 0
 		n, err := b.f.Seek(offset, whence)
 		b.end = n
@@ -75,6 +101,13 @@ func (b *bufSeeker) Seek(offset int64, whence int) (int64, error) {
 		b.r = int(abs - start)
 		return abs, nil
 	}
+	if b.pread {
+		if abs < 0 {
+			return cur, errors.New("bufSeeker: negative position")
+		}
+		b.r, b.w, b.end = 0, 0, abs
+		return abs, nil
+	}
 	n, err := b.f.Seek(abs, io.SeekStart)
 	if err != nil {
 		return cur, err
@@ -82,3 +115,31 @@ func (b *bufSeeker) Seek(offset int64, whence int) (int64, error) {
 	b.r, b.w, b.end = 0, 0, n
 	return n, nil
 }
+
+// peek returns the next n bytes without consuming them, reading more of the
+// file as needed. It returns fewer only at the end of the file or on an
+// error; n must not exceed the buffer's size.
+func (b *bufSeeker) peek(n int) ([]byte, error) {
+	if b.w-b.r >= n {
+		return b.buf[b.r : b.r+n], nil
+	}
+	if b.r > 0 {
+		m := copy(b.buf, b.buf[b.r:b.w])
+		b.r, b.w = 0, m
+	}
+	for b.w < n {
+		m, err := b.read(b.buf[b.w:])
+		b.w += m
+		b.end += int64(m)
+		if err != nil {
+			return b.buf[:b.w], err
+		}
+		if m == 0 {
+			return b.buf[:b.w], io.ErrNoProgress
+		}
+	}
+	return b.buf[:n], nil
+}
+
+// discard consumes n bytes that peek has returned.
+func (b *bufSeeker) discard(n int) { b.r += n }

@@ -134,16 +134,41 @@ func checkName(name string) error {
 		return fmt.Errorf("NUL in name")
 	}
 	trimmed := strings.TrimSuffix(name, "/")
-	for _, part := range strings.Split(trimmed, "/") {
+	for rest := trimmed; ; {
+		part, more, found := strings.Cut(rest, "/")
 		switch part {
 		case "..":
 			return fmt.Errorf("parent directory (..) in name")
 		case ".", "":
 			return fmt.Errorf("empty or . path element")
 		}
+		if !found {
+			break
+		}
+		rest = more
 	}
-	if path.Clean(trimmed) != trimmed {
+	// What passes the checks above is clean; the check stays as it was.
+	if !cleanRelative(trimmed) && path.Clean(trimmed) != trimmed {
 		return fmt.Errorf("name is not clean")
 	}
 	return nil
+}
+
+// cleanRelative reports, without allocating, what path.Clean(name) == name
+// says of a name that checkName has found to be relative with no empty, "."
+// or ".." element: every such name is clean.
+func cleanRelative(name string) bool {
+	if name == "" || name[0] == '/' {
+		return false
+	}
+	for rest := name; ; {
+		part, more, found := strings.Cut(rest, "/")
+		if part == "" || part == "." || part == ".." {
+			return false
+		}
+		if !found {
+			return true
+		}
+		rest = more
+	}
 }

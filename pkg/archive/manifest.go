@@ -1,9 +1,10 @@
 package archive
 
 import (
-	"encoding/hex"
+	"bytes"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/pkg/jsonl"
@@ -109,6 +110,8 @@ var manifestLimits = jsonl.Limits{HeaderBytes: 16 << 20, HeaderValues: 1 << 16, 
 type manifestReader struct {
 	r      *jsonl.Reader
 	Header Manifest
+	ahead  <-chan []entryOrErr // set by prefetch
+	batch  []entryOrErr
 }
 
 func newManifestReader(r io.Reader) (*manifestReader, error) {
@@ -125,12 +128,170 @@ func newManifestReader(r io.Reader) (*manifestReader, error) {
 
 // Next returns the next entry, or io.EOF after a valid trailer.
 func (mr *manifestReader) Next() (Entry, error) {
-	var e Entry
-	if err := mr.r.Next(&e); err != nil {
+	if mr.ahead == nil {
+		return mr.next()
+	}
+	for len(mr.batch) == 0 {
+		b, ok := <-mr.ahead
+		if !ok {
+			return Entry{}, io.EOF // not reached: the last batch ends with an error
+		}
+		mr.batch = b
+	}
+	r := mr.batch[0]
+	mr.batch = mr.batch[1:]
+	return r.e, r.err
+}
+
+func (mr *manifestReader) next() (Entry, error) {
+	line, err := mr.r.NextLine()
+	if err != nil {
 		return Entry{}, err
 	}
-	if _, err := hex.DecodeString(e.SHA256); err != nil || len(e.SHA256) != 64 || e.Size < 0 {
+	e, ok := parseEntryLine(line)
+	if ok {
+		return e, nil // its sha256 is 64 hex digits and its size not negative
+	}
+	if err := jsonl.StrictUnmarshal(line, &e); err != nil {
+		return Entry{}, fmt.Errorf("manifest entry: %w", err)
+	}
+	if !isHexSHA256(e.SHA256) || e.Size < 0 {
 		return Entry{}, fmt.Errorf("manifest entry %q: invalid size or sha256", e.Name)
 	}
 	return e, nil
+}
+
+// isHexSHA256 is what hex.DecodeString accepts, of 64 digits.
+func isHexSHA256(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if charClass[s[i]]&classHex == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// charClass classifies bytes for the manifest's fast decoder.
+var charClass = func() (t [256]uint8) {
+	for c := 0x20; c <= 0x7e; c++ {
+		if c != '"' && c != '\\' {
+			t[c] |= classPlain
+		}
+	}
+	for _, c := range "0123456789abcdefABCDEF" {
+		t[c] |= classHex
+	}
+	return t
+}()
+
+const (
+	classPlain = 1 << iota // printable ASCII but a quote or backslash
+	classHex
+)
+
+// parseEntryLine decodes an entry line as the writer writes it,
+// {"name":"…","size":…,"sha256":"…"} and a newline, where the name is
+// printable ASCII without escapes, the size a plain decimal and the sha256
+// 64 hex digits: a line Next accepts. For any
+// other line it reports false, and jsonl.StrictUnmarshal decides:
+// FuzzEntryLine checks that the two agree wherever this one decodes.
+func parseEntryLine(line []byte) (Entry, bool) {
+	var e Entry
+	rest, ok := bytes.CutPrefix(line, []byte(`{"name":"`))
+	if !ok {
+		return e, false
+	}
+	name, rest, ok := plainString(rest)
+	if !ok {
+		return e, false
+	}
+	if rest, ok = bytes.CutPrefix(rest, []byte(`,"size":`)); !ok {
+		return e, false
+	}
+	n := 0
+	for n < len(rest) && '0' <= rest[n] && rest[n] <= '9' {
+		n++
+	}
+	if n == 0 || n > 18 || (n > 1 && rest[0] == '0') {
+		return e, false
+	}
+	var size int64
+	for _, c := range rest[:n] {
+		size = size*10 + int64(c-'0')
+	}
+	if rest, ok = bytes.CutPrefix(rest[n:], []byte(`,"sha256":"`)); !ok {
+		return e, false
+	}
+	if len(rest) != sha256Hex+3 || rest[sha256Hex] != '"' || string(rest[sha256Hex+1:]) != "}\n" {
+		return e, false
+	}
+	sum := rest[:sha256Hex]
+	for _, c := range sum {
+		if charClass[c]&classHex == 0 {
+			return e, false
+		}
+	}
+	return Entry{Name: string(name), Size: size, SHA256: string(sum)}, true
+}
+
+// plainString splits b after a string's closing quote, where the string
+// is printable ASCII without a backslash.
+func plainString(b []byte) (s, rest []byte, ok bool) {
+	i := bytes.IndexByte(b, '"')
+	if i < 0 {
+		return nil, nil, false
+	}
+	for _, c := range b[:i] {
+		if charClass[c]&classPlain == 0 {
+			return nil, nil, false
+		}
+	}
+	return b[:i], b[i+1:], true
+}
+
+const sha256Hex = 64
+
+// entryOrErr is one result of manifestReader.Next.
+type entryOrErr struct {
+	e   Entry
+	err error
+}
+
+// prefetch reads the manifest's entries on another goroutine, in batches,
+// so that decoding them and hashing the lines runs alongside the check.
+// Next then returns exactly what it would have returned without. stop ends
+// the reading, and waits for it.
+func (mr *manifestReader) prefetch() (stop func()) {
+	ch := make(chan []entryOrErr, 64)
+	quit := make(chan struct{})
+	var done sync.WaitGroup
+	done.Add(1)
+	go func() {
+		defer done.Done()
+		defer close(ch)
+		batch := make([]entryOrErr, 0, 128)
+		for {
+			e, err := mr.next()
+			batch = append(batch, entryOrErr{e, err})
+			if err != nil || len(batch) == cap(batch) {
+				select {
+				case ch <- batch:
+				case <-quit:
+					return
+				}
+				if err != nil {
+					return
+				}
+				batch = make([]entryOrErr, 0, 128)
+			}
+		}
+	}()
+	mr.ahead = ch
+	return func() {
+		close(quit)
+		done.Wait()
+	}
 }

@@ -205,11 +205,15 @@ func MaxValues(data []byte, limit int) error {
 	return nil
 }
 
-// line returns the next line including its newline.
+// line returns the next line including its newline. It may be in the
+// reader's buffer, valid until the next read.
 func (mr *Reader) line(limit int) ([]byte, error) {
 	var buf []byte
-	for {
+	for first := true; ; first = false {
 		chunk, err := mr.br.ReadSlice('\n')
+		if first && err == nil && len(chunk) <= limit {
+			return chunk, nil // most lines: in the buffer whole
+		}
 		buf = append(buf, chunk...)
 		if len(buf) > limit {
 			return nil, fmt.Errorf("line longer than %d bytes", limit)
@@ -233,32 +237,43 @@ func (mr *Reader) line(limit int) ([]byte, error) {
 // Next decodes the next entry into v, or returns io.EOF after a valid
 // trailer.
 func (mr *Reader) Next(v any) error {
-	if mr.done {
-		return io.EOF
-	}
-	line, err := mr.line(mr.maxLine)
+	line, err := mr.NextLine()
 	if err != nil {
 		return err
 	}
-	if bytes.HasPrefix(line, trailerPrefix) {
-		var t trailer
-		if err := StrictUnmarshal(line, &t); err != nil {
-			return fmt.Errorf("manifest trailer: %w", err)
-		}
-		if t.ManifestSHA256 != hex.EncodeToString(mr.sum.Sum(nil)) {
-			return ErrChecksum
-		}
-		if _, err := mr.br.ReadByte(); err != io.EOF {
-			return errors.New("data after the manifest trailer")
-		}
-		mr.done = true
-		return io.EOF
-	}
-	mr.sum.Write(line)
 	if err := StrictUnmarshal(line, v); err != nil {
 		return fmt.Errorf("manifest entry: %w", err)
 	}
 	return nil
+}
+
+// NextLine returns the next entry's line, newline included, for a caller
+// that decodes it itself (as strictly as StrictUnmarshal), or io.EOF after
+// a valid trailer. The line is valid until the next call.
+func (mr *Reader) NextLine() ([]byte, error) {
+	if mr.done {
+		return nil, io.EOF
+	}
+	line, err := mr.line(mr.maxLine)
+	if err != nil {
+		return nil, err
+	}
+	if bytes.HasPrefix(line, trailerPrefix) {
+		var t trailer
+		if err := StrictUnmarshal(line, &t); err != nil {
+			return nil, fmt.Errorf("manifest trailer: %w", err)
+		}
+		if t.ManifestSHA256 != hex.EncodeToString(mr.sum.Sum(nil)) {
+			return nil, ErrChecksum
+		}
+		if _, err := mr.br.ReadByte(); err != io.EOF {
+			return nil, errors.New("data after the manifest trailer")
+		}
+		mr.done = true
+		return nil, io.EOF
+	}
+	mr.sum.Write(line)
+	return line, nil
 }
 
 // StrictUnmarshal decodes exactly one JSON value with no unknown fields.
