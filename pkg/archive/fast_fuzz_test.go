@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/docker-dtr/docker-dtr/internal/tartest"
 	"github.com/docker-dtr/docker-dtr/pkg/jsonl"
 )
 
@@ -92,7 +93,7 @@ func FuzzTarHeader(f *testing.F) {
 			}
 		}
 		var fast tar.Header
-		if fixed := fixTarChecksums(blk); fixed != nil {
+		if fixed := tartest.FixChecksums(blk); fixed != nil {
 			blk = fixed
 		}
 		if !parseUSTAR(blk, &fast) {
@@ -121,7 +122,7 @@ func FuzzVerifyFast(f *testing.F) {
 	p := filepath.Join(f.TempDir(), "backup.tar")
 	f.Fuzz(func(t *testing.T, data []byte) {
 		compareVerify(t, p, data)
-		if fixed := fixTarChecksums(data); fixed != nil {
+		if fixed := tartest.FixChecksums(data); fixed != nil {
 			compareVerify(t, p, fixed)
 		}
 	})

@@ -12,6 +12,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/docker-dtr/docker-dtr/internal/tartest"
 )
 
 // seedArchive writes a docker-dtr archive with the package's own writer.
@@ -124,7 +126,7 @@ func FuzzVerify(f *testing.F) {
 		check(t, p, data)
 		// The same with every tar header's checksum put right, so that a
 		// change to a header's fields reaches more than the tar reader.
-		if fixed := fixTarChecksums(data); fixed != nil {
+		if fixed := tartest.FixChecksums(data); fixed != nil {
 			check(t, p, fixed)
 		}
 	})
@@ -261,32 +263,4 @@ func countEntries(data []byte) int64 {
 		}
 		n++
 	}
-}
-
-// fixTarChecksums returns data with the checksum of every block that looks
-// like a tar header recomputed, or nil if none changed.
-func fixTarChecksums(data []byte) []byte {
-	var out []byte
-	for off := 0; off+512 <= len(data); off += 512 {
-		blk := data[off : off+512]
-		if !bytes.Equal(blk[257:262], []byte("ustar")) {
-			continue
-		}
-		sum := 0
-		for i, c := range blk {
-			if i >= 148 && i < 156 {
-				c = ' '
-			}
-			sum += int(c)
-		}
-		want := fmt.Sprintf("%06o\x00 ", sum)
-		if string(blk[148:156]) == want {
-			continue
-		}
-		if out == nil {
-			out = bytes.Clone(data)
-		}
-		copy(out[off+148:off+156], want)
-	}
-	return out
 }

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/docker-dtr/docker-dtr/internal/tartest"
 )
 
 var fuzzInfo = Info{Tool: "fuzz", DTRVersion: "2.9.4", ReplicaID: "0123456789ab", Volume: "dtr-registry-0123456789ab",
@@ -169,7 +171,7 @@ func FuzzVerify(f *testing.F) {
 		check(t, p, volume, data)
 		// The same with every tar header's checksum put right, so that a
 		// change to a header's fields reaches more than the tar reader.
-		if fixed := fixTarChecksums(data); fixed != nil {
+		if fixed := tartest.FixChecksums(data); fixed != nil {
 			check(t, p, volume, fixed)
 		}
 	})
@@ -329,32 +331,4 @@ func totalsOf(t *testing.T, data []byte) Totals {
 			got.Bytes += n
 		}
 	}
-}
-
-// fixTarChecksums returns data with the checksum of every block that looks
-// like a tar header recomputed, or nil if none changed.
-func fixTarChecksums(data []byte) []byte {
-	var out []byte
-	for off := 0; off+512 <= len(data); off += 512 {
-		blk := data[off : off+512]
-		if !bytes.Equal(blk[257:262], []byte("ustar")) {
-			continue
-		}
-		sum := 0
-		for i, c := range blk {
-			if i >= 148 && i < 156 {
-				c = ' '
-			}
-			sum += int(c)
-		}
-		want := fmt.Sprintf("%06o\x00 ", sum)
-		if string(blk[148:156]) == want {
-			continue
-		}
-		if out == nil {
-			out = bytes.Clone(data)
-		}
-		copy(out[off+148:off+156], want)
-	}
-	return out
 }
