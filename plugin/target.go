@@ -193,13 +193,13 @@ func (t *target) explain(err error) error {
 }
 
 // connectionClosed says the driver lost its connection; its errors say so
-// only in their text ("rethinkdb: EOF").
+// only in their text ("rethinkdb: EOF", "rethinkdb: unexpected EOF").
 func connectionClosed(err error) bool {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
 		return true
 	}
 	msg := err.Error()
-	for _, s := range []string{": EOF", "connection reset", "broken pipe", "use of closed network connection", "connection is closed"} {
+	for _, s := range []string{": EOF", "unexpected EOF", "connection reset", "broken pipe", "use of closed network connection", "connection is closed"} {
 		if strings.Contains(msg, s) {
 			return true
 		}
