@@ -7,6 +7,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"runtime"
+	"sync"
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
@@ -31,10 +33,17 @@ type BackupOptions struct {
 	// backup holds what the restore replaces).
 	Only     []rethink.TableRef
 	Progress Progress
+	// Parallel is how many tables are read at once (1 when 0), each on a
+	// connection of its own: the session's pool needs that many.
+	Parallel int
+	// QueueBytes bounds each table's documents read ahead of the writer
+	// (DefaultQueueBytes when 0).
+	QueueBytes int
 }
 
 // Backup writes an archive of every table except the excluded ones to w.
-// Nothing is buffered beyond one server batch and one document.
+// Memory is bounded by Parallel × QueueBytes plus a server batch per
+// reader, whatever the size of the tables.
 func Backup(ctx context.Context, s *rethink.Session, w io.Writer, opts BackupOptions) (*archive.Manifest, error) {
 	prog := opts.Progress
 	if prog == nil {
@@ -85,21 +94,148 @@ func Backup(ctx context.Context, s *rethink.Session, w io.Writer, opts BackupOpt
 		return nil, err
 	}
 	defer aw.Abort()
-	for i, ref := range kept {
-		if err := aw.BeginTable(tables[i]); err != nil {
-			return nil, err
-		}
-		var rows int64
-		err := s.Scan(ctx, ref, func(doc []byte) error {
-			rows++
-			return aw.WriteDocument(doc)
-		})
-		if err != nil {
-			return nil, err
-		}
-		prog.Step("dumped %s: %d rows", ref, rows)
+	if err := dump(ctx, s, aw, tables, kept, opts, prog); err != nil {
+		return nil, err
 	}
 	return aw.Finish(opts.Exclude, time.Now())
+}
+
+// Counter hears how many documents and bytes went by; a Progress that also
+// implements it is told after every batch (a progress bar's rate and ETA).
+type Counter interface {
+	Add(rows, bytes int64)
+}
+
+// Batches of documents handed from a table's reader to the archive writer.
+const (
+	batchDocs  = 512
+	batchBytes = 256 << 10
+)
+
+// DefaultParallel reads as many tables at once as there are CPUs, up to 4:
+// past that the single archive writer is the limit.
+func DefaultParallel() int {
+	return min(runtime.NumCPU(), 4)
+}
+
+// DefaultQueueBytes bounds the documents read ahead for each table.
+const DefaultQueueBytes = 4 << 20
+
+type docBatch struct {
+	docs  [][]byte
+	bytes int64
+}
+
+// dump reads up to opts.Parallel tables at once, each on its own connection
+// of the session's pool, while one writer takes them in the order of the
+// definitions (the archive's order, which verify checks). A table read ahead
+// waits in a bounded queue, so memory stays at Parallel × QueueBytes
+// whatever the table sizes; reading overlaps with hashing and writing even
+// with Parallel 1.
+func dump(ctx context.Context, s *rethink.Session, aw *archive.Writer, tables []archive.Table, kept []rethink.TableRef, opts BackupOptions, prog Progress) error {
+	parallel := max(opts.Parallel, 1)
+	queueBytes := opts.QueueBytes
+	if queueBytes <= 0 {
+		queueBytes = DefaultQueueBytes
+	}
+	depth := max(queueBytes/batchBytes, 2)
+	counter, _ := prog.(Counter)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	feeds := make([]chan docBatch, len(kept))
+	errs := make([]error, len(kept))
+	for i := range feeds {
+		feeds[i] = make(chan docBatch, depth)
+	}
+	// slots holds one token per table being read or waiting to be written.
+	slots := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	defer func() {
+		// No reader outlives Backup, which may close the session next.
+		cancel()
+		wg.Wait()
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := range kept {
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer close(feeds[i])
+				errs[i] = readTable(ctx, s, kept[i], feeds[i])
+			}()
+		}
+	}()
+
+	for i, ref := range kept {
+		if err := aw.BeginTable(tables[i]); err != nil {
+			return err
+		}
+		var rows int64
+		for done := false; !done; {
+			select {
+			case b, ok := <-feeds[i]:
+				if !ok {
+					done = true
+					break
+				}
+				for _, doc := range b.docs {
+					if err := aw.WriteDocument(doc); err != nil {
+						return err
+					}
+				}
+				rows += int64(len(b.docs))
+				if counter != nil {
+					counter.Add(int64(len(b.docs)), b.bytes)
+				}
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		// The feed is closed: its reader has stored its error.
+		if errs[i] != nil {
+			return errs[i]
+		}
+		<-slots
+		prog.Step("dumped %s: %d rows", ref, rows)
+	}
+	return nil
+}
+
+// readTable scans one table into feed, in batches.
+func readTable(ctx context.Context, s *rethink.Session, ref rethink.TableRef, feed chan<- docBatch) error {
+	var b docBatch
+	send := func() error {
+		select {
+		case feed <- b:
+			b = docBatch{docs: make([][]byte, 0, batchDocs)}
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	b.docs = make([][]byte, 0, batchDocs)
+	err := s.Scan(ctx, ref, func(doc []byte) error {
+		// The driver decodes each server batch into fresh slices: doc
+		// stays valid after the next call, so it is kept without a copy.
+		b.docs = append(b.docs, doc)
+		b.bytes += int64(len(doc))
+		if len(b.docs) >= batchDocs || b.bytes >= batchBytes {
+			return send()
+		}
+		return nil
+	})
+	if err == nil && len(b.docs) > 0 {
+		err = send()
+	}
+	return err
 }
 
 // ParseExclusion parses "db.table" as given to --exclude.

@@ -18,7 +18,8 @@ import (
 func BenchmarkDump(b *testing.B) {
 	ls := loadedWith(b, benchRows(b))
 	ctx := context.Background()
-	s := benchConnect(b, ls.proc.Addr(), 1)
+	parallel := benchParallel(b)
+	s := benchConnect(b, ls.proc.Addr(), parallel)
 	refs, err := s.Tables(ctx)
 	if err != nil {
 		b.Fatal(err)
@@ -28,7 +29,7 @@ func BenchmarkDump(b *testing.B) {
 	dump := func() {
 		var out countingWriter
 		start := time.Now()
-		m, err := Backup(ctx, s, &out, BackupOptions{Info: archive.Info{Tool: "bench", DTRVersion: "2.9.4"}})
+		m, err := Backup(ctx, s, &out, BackupOptions{Info: archive.Info{Tool: "bench", DTRVersion: "2.9.4"}, Parallel: parallel})
 		if err != nil {
 			b.Fatal(err)
 		}

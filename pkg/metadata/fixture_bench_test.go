@@ -35,6 +35,19 @@ func benchRows(b *testing.B) int {
 	return 100_000
 }
 
+// benchParallel is the dump's Parallel: DTR_BENCH_PARALLEL, or the
+// plugin's default.
+func benchParallel(b *testing.B) int {
+	if v := os.Getenv("DTR_BENCH_PARALLEL"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.Fatalf("DTR_BENCH_PARALLEL=%q: expected 1 or more", v)
+		}
+		return n
+	}
+	return DefaultParallel()
+}
+
 // loadedServer is a test server in a child process (its CPU and memory stay
 // out of the measured process) holding a generated data set.
 type loadedServer struct {

@@ -307,9 +307,11 @@ func load(ctx context.Context, s *rethink.Session, rd *archive.Reader, tables ma
 		batchBytes = 4 << 20
 	}
 	type batch struct {
-		ref  rethink.TableRef
-		docs [][]byte
+		ref   rethink.TableRef
+		docs  [][]byte
+		bytes int64
 	}
+	counter, _ := prog.(Counter)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	work := make(chan batch, writers)
@@ -331,6 +333,8 @@ func load(ctx context.Context, s *rethink.Session, rd *archive.Reader, tables ma
 				}
 				if _, err := s.Insert(ctx, b.ref, b.docs); err != nil {
 					fail(err)
+				} else if counter != nil {
+					counter.Add(int64(len(b.docs)), b.bytes)
 				}
 			}
 		}()
@@ -368,6 +372,7 @@ func load(ctx context.Context, s *rethink.Session, rd *archive.Reader, tables ma
 		}
 		cur.ref = ref
 		cur.docs = append(cur.docs, doc)
+		cur.bytes += int64(len(doc))
 		size += len(doc)
 	}
 	if len(cur.docs) > 0 && ctx.Err() == nil {
