@@ -24,7 +24,7 @@ FUZZ_TARGETS := \
 	./pkg/imagearchive FuzzVerify \
 	./pkg/crypt FuzzDecrypt
 
-.PHONY: build cross install test bench fuzz lint clean
+.PHONY: build cross install test bench fuzz lint clean docs
 
 # The plugin runs on operators' machines; its linux builds also run as the
 # tunnel agent on DTR nodes (--agent-binary).
@@ -67,6 +67,11 @@ fuzz:
 	  $(GO) test -run '^$$' -fuzz "^$$2\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) $$1 || exit 1; \
 	  shift 2; \
 	done
+
+# docs/reference: one page per command, from the command tree; a test
+# (internal/refdocs) fails when the pages are stale.
+docs:
+	$(GO) run ./internal/refdocs/cmd -o docs/reference
 
 clean:
 	rm -rf bin

@@ -479,7 +479,7 @@ func (rig *faultRig) assertPutBack(t *testing.T, b *pluginRun, res faultResult, 
 // command, checked against what it should be.
 func (rig *faultRig) assertByHand(t *testing.T, res faultResult, safety string) string {
 	t.Helper()
-	assert.Check(t, res.code != 0, "the restore succeeded despite the fault; stdout: %s\nstderr: %s", res.stdout, res.stderr)
+	assert.Check(t, is.Equal(res.code, 3), "exit status 3, partly restored; stdout: %s\nstderr: %s", res.stdout, res.stderr)
 	last := reasonLine(res.stderr)
 	t.Logf("exit %d: %s", res.code, last)
 	const sep = ": finish by hand, once the cause is fixed, with: "

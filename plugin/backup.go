@@ -20,6 +20,7 @@ func newBackupCmd(dockerCli command.Cli) *cobra.Command {
 		newVerifyCmd(dockerCli),
 		newInspectCmd(dockerCli),
 		newRestoreCmd(dockerCli),
+		newPruneCmd(dockerCli),
 	)
 	return cmd
 }

@@ -9,7 +9,6 @@ import (
 	"github.com/docker-dtr/docker-dtr/internal/version"
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
-	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
 )
@@ -21,7 +20,9 @@ type createOptions struct {
 	exclude      []string
 	skipScanData bool
 	skipEvents   bool
-	quiet        bool
+	progress     progressOptions
+	format       string
+	parallel     int
 	enc          encryptOptions
 }
 
@@ -49,7 +50,10 @@ With --encrypt the backup is an OpenPGP message (AES-256, the format gpg
 2.2 reads) that 'gpg -d' decrypts, sealed with a passphrase from
 --passphrase-file, $DTR_BACKUP_PASSPHRASE or the terminal (asked twice);
 --recipient-file encrypts to public keys instead, so that an unattended job
-holds no secret. verify, inspect and restore decrypt it themselves.`,
+holds no secret. verify, inspect and restore decrypt it themselves.
+
+Exit status: 0 the backup was written; 1 it failed, and no file is left at
+-o (on standard output the archive is incomplete); 2 wrong usage.`,
 		Example: `  docker dtr backup create -o backup-metadata.tar
   docker dtr backup create --encrypt --passphrase-file /root/.dtr-backup-pass -o backup-metadata.tar.gpg
   docker dtr backup create --recipient-file backup-key.asc -o backup-metadata.tar.gpg
@@ -68,7 +72,9 @@ holds no secret. verify, inspect and restore decrypt it themselves.`,
 	flags.StringArrayVar(&opts.exclude, "exclude", nil, "Leave out a table, as db.table (repeatable)")
 	flags.BoolVar(&opts.skipScanData, "skip-scan-data", false, "Leave out the vulnerability scan results (dtr2.scanned_images, dtr2.scanned_layers)")
 	flags.BoolVar(&opts.skipEvents, "skip-events", false, "Leave out the event log (dtr2.events)")
-	flags.BoolVarP(&opts.quiet, "quiet", "q", false, "Print no progress")
+	flags.IntVar(&opts.parallel, "parallel", metadata.DefaultParallel(), "Tables read at once, each on its own connection (the archive keeps their order)")
+	opts.progress.addFlags(flags)
+	flags.StringVar(&opts.format, "format", "", `Output format: "json", or empty for a summary`)
 	opts.enc.addFlags(flags)
 	opts.target.addFlags(flags)
 	return cmd
@@ -111,11 +117,17 @@ func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) e
 	if err := checkOutput(dockerCli, opts.output); err != nil {
 		return err
 	}
+	if err := checkFormat(opts.format); err != nil {
+		return err
+	}
 	if opts.dtrVersion == "" && opts.target.isDirect() {
 		return errors.New("--dtr-version is required when connecting with --rethinkdb-addr: the version of the DTR being backed up, such as 2.9.4")
 	}
 	if opts.dtrVersion != "" && !archive.ValidVersion(opts.dtrVersion) {
 		return fmt.Errorf("--dtr-version %q: expected a version such as 2.9.4", opts.dtrVersion)
+	}
+	if opts.parallel < 1 {
+		return fmt.Errorf("--parallel %d: expected 1 or more tables at once", opts.parallel)
 	}
 	if err := opts.target.validate(); err != nil {
 		return err
@@ -131,7 +143,8 @@ func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) e
 	defer out.Abort()
 	ctx, stop := withSignals(ctx)
 	defer stop()
-	prog := progress.New(dockerCli.Err(), opts.quiet)
+	prog := opts.progress.printer(dockerCli)
+	defer prog.Close()
 	tgt, err := opts.target.locate(ctx, dockerCli, prog)
 	if err != nil {
 		return backupError(ctx, opts.output, err)
@@ -145,25 +158,30 @@ func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) e
 	if tgt.replica != nil {
 		info.ReplicaID = tgt.replica.ID
 	}
-	if err := tgt.connect(ctx, dockerCli, prog, 1); err != nil {
+	if err := tgt.connect(ctx, dockerCli, prog, opts.parallel); err != nil {
 		return backupError(ctx, opts.output, err)
 	}
+	prog.Phase("dumping tables", countRows(ctx, tgt.sess, excluded, nil, prog), 0)
 	m, err := metadata.Backup(ctx, tgt.sess, out, metadata.BackupOptions{
 		Info:     info,
 		Exclude:  excluded,
 		Progress: prog,
+		Parallel: opts.parallel,
 	})
 	err = tgt.explain(err)
 	if err != nil {
 		return backupError(ctx, opts.output, err)
 	}
+	rows, bytes := m.Rows()
+	prog.Set(rows, bytes) // the manifest's counts are the truth
+	prog.Done()
 	if err := out.Commit(); err != nil {
 		return err
 	}
-	rows, bytes := m.Rows()
-	out.summary(dockerCli, prog, "%s: DTR %s, %s, %d tables, %d rows, %s of documents%s",
-		displayOutput(opts.output), m.DTRVersion, tgt.where(), len(m.Tables), rows, archive.HumanBytes(bytes), opts.enc.describe())
-	return nil
+	return out.result(dockerCli, prog, opts.format,
+		createSummary{File: opts.output, Target: tgt.where(), Rows: rows, Bytes: bytes, Encrypted: opts.enc.enabled(), Manifest: m},
+		fmt.Sprintf("%s: DTR %s, %s, %d tables, %d rows, %s of documents%s",
+			displayOutput(opts.output), m.DTRVersion, tgt.where(), len(m.Tables), rows, archive.HumanBytes(bytes), opts.enc.describe()))
 }
 
 func displayOutput(name string) string {

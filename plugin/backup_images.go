@@ -27,7 +27,8 @@ type imagesOptions struct {
 	output            string
 	replicaID         string
 	allowCorruptBlobs bool
-	quiet             bool
+	progress          progressOptions
+	format            string
 	since             string
 	enc               encryptOptions
 }
@@ -67,7 +68,11 @@ Earlier incremental backups count only for the blobs they hold themselves.
 Encrypted earlier backups cannot serve in this version: they are skipped
 with a note (refused when named). An earlier backup of another replica or
 volume serves (blobs are content-addressed), with a warning. 'backup verify'
-checks the chain and 'backup restore FILE --from DIR' writes the union.`,
+checks the chain and 'backup restore FILE --from DIR' writes the union.
+
+Exit status: 0 the backup was written; 1 it failed, and no file is left at
+-o, or it was written but blobs in the live registry are corrupt (without
+--allow-corrupt-blobs); 2 wrong usage.`,
 		Example: `  docker dtr backup images -o backup-images.tar
   docker dtr backup images --since /backups/images -o /backups/images/backup-images-monday.tar
   docker dtr backup images --recipient-file backup-key.asc -o backup-images.tar.gpg
@@ -81,7 +86,8 @@ checks the chain and 'backup restore FILE --from DIR' writes the union.`,
 	flags.StringVarP(&opts.output, "output", "o", "", `Write the archive to this file ("-" for standard output)`)
 	flags.StringVar(&opts.replicaID, "replica-id", "", "Replica to use (default: the healthy replica with the lowest id)")
 	flags.BoolVar(&opts.allowCorruptBlobs, "allow-corrupt-blobs", false, "Exit 0 even when blobs in the registry do not match their digests")
-	flags.BoolVarP(&opts.quiet, "quiet", "q", false, "Print no progress")
+	opts.progress.addFlags(flags)
+	flags.StringVar(&opts.format, "format", "", `Output format: "json", or empty for a summary`)
 	flags.StringVar(&opts.since, "since", "", "Write only the blobs that the image backups in this file or directory do not hold (an incremental backup)")
 	opts.enc.addFlags(flags)
 	return cmd
@@ -94,7 +100,11 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 	if err := checkReplicaID(opts.replicaID); err != nil {
 		return err
 	}
-	prog := progress.New(dockerCli.Err(), opts.quiet)
+	if err := checkFormat(opts.format); err != nil {
+		return err
+	}
+	prog := opts.progress.printer(dockerCli)
+	defer prog.Close()
 	var bases []*imagearchive.Base
 	if opts.since != "" {
 		var err error
@@ -128,8 +138,11 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 		Volume: vol.Name, VolumeDriver: vol.Driver, Started: time.Now(), Since: bases,
 	}
 	var m *imagearchive.Manifest
+	// The volume's size is not known without walking it: the meter counts
+	// the bytes read, with their rate, and no ETA.
+	prog.PhaseOf("reading volume "+vol.Name, "", 0, 0)
 	err = vol.Read(ctx, dockerCli.Client(), func(r io.Reader) error {
-		m, err = imagearchive.Write(out, r, info, func(t imagearchive.Totals) {
+		m, err = imagearchive.Write(out, prog.Reader(r), info, func(t imagearchive.Totals) {
 			prog.Step("%d files, %s so far", t.Files, archive.HumanBytes(t.Bytes))
 		})
 		return err
@@ -137,6 +150,7 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 	if err != nil {
 		return backupError(ctx, opts.output, err)
 	}
+	prog.Done()
 	if err := out.Commit(); err != nil {
 		return err
 	}
@@ -150,7 +164,9 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 	if m.UploadFiles > 0 {
 		summary += fmt.Sprintf(" (%s in unfinished uploads left out)", plural(int(m.UploadFiles), "file"))
 	}
-	out.summary(dockerCli, prog, "%s", summary)
+	if err := out.result(dockerCli, prog, opts.format, imagesSummary{File: opts.output, Encrypted: opts.enc.enabled(), Manifest: m}, summary); err != nil {
+		return err
+	}
 	if n := len(m.CorruptBlobs); n > 0 {
 		for _, b := range m.CorruptBlobs {
 			prog.Warn("corrupt in the registry (data does not match its digest): %s", b)

@@ -16,6 +16,10 @@ func newInspectCmd(dockerCli command.Cli) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "inspect [OPTIONS] FILE",
 		Short: "Show what a backup holds, from its manifest, without reading it all",
+		Long: `Show what a backup holds, from its manifest, without reading it all.
+
+Exit status: 0 shown; 1 FILE cannot be read or decrypted, or is not a
+backup; 2 wrong usage.`,
 		Example: `  docker dtr backup inspect backup-metadata.tar
   docker dtr backup inspect --format json backup-metadata.tar`,
 		Args: exactArgs(1, "a backup FILE (or - for standard input)"),

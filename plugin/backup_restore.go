@@ -10,7 +10,6 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
-	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
 )
@@ -26,7 +25,7 @@ type restoreOptions struct {
 	dec                  decryptOptions
 	writers              int
 	format               string
-	quiet                bool
+	progress             progressOptions
 	// from is where an incremental image backup's earlier backups are.
 	from string
 }
@@ -69,7 +68,14 @@ Docker archive API, and the volume is checked file by file against the
 backup's manifest. If that fails, the volume is emptied (by this plugin's
 own binary in a short-lived helper container; --agent-binary when it cannot
 run on the node) and the safety backup written back; the containers are
-started again whatever happens.`,
+started again whatever happens.
+
+Exit status: 0 restored (or, with --dry-run, the plan shown); 1 the
+restore was refused or failed, and the target is as it was (what was
+loaded was rolled back); 2 wrong usage; 3 the restore failed and the
+target could not be put back: it is partly restored, and the error gives
+the command that finishes by hand. An unattended job should call a person
+on 3 rather than retry.`,
 		Example: `  docker dtr backup restore --dry-run backup-metadata.tar
   docker dtr backup restore --force backup-metadata.tar
   docker dtr backup restore --dry-run backup-images.tar
@@ -90,7 +96,7 @@ started again whatever happens.`,
 	opts.dec.addFlags(flags)
 	flags.IntVar(&opts.writers, "writers", 4, "Concurrent insert queries")
 	flags.StringVar(&opts.format, "format", "", `Output format: "json", or empty for a summary`)
-	flags.BoolVarP(&opts.quiet, "quiet", "q", false, "Print no progress")
+	opts.progress.addFlags(flags)
 	flags.StringVar(&opts.from, "from", "", "With an incremental image backup: the directory of the earlier backups it depends on (default: FILE's directory)")
 	opts.target.addFlags(flags)
 	return cmd
@@ -117,7 +123,8 @@ func runRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions)
 	}
 	ctx, stop := withSignals(ctx)
 	defer stop()
-	prog := progress.New(dockerCli.Err(), opts.quiet)
+	prog := opts.progress.printer(dockerCli)
+	defer prog.Close()
 
 	f, done, err := openArchive(dockerCli, opts.file, opts.dec, prog)
 	if err != nil {
@@ -132,8 +139,7 @@ func runRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions)
 	}
 
 	// Verify everything before touching anything.
-	prog.Step("verifying %s", name)
-	rep, err := archive.Verify(f)
+	rep, err := metered(prog, "verifying "+name, archive.Verify)(f)
 	if err != nil {
 		return err
 	}

@@ -72,8 +72,7 @@ func runImageRestore(ctx context.Context, dockerCli command.Cli, opts restoreOpt
 	if opts.target.isDirect() {
 		return fmt.Errorf("%s is an image backup: it is restored through the Docker context, without --rethinkdb-addr", name)
 	}
-	prog.Step("verifying %s", name)
-	rep, err := imagearchive.Verify(f)
+	rep, err := metered(prog, "verifying "+name, imagearchive.Verify)(f)
 	if err != nil {
 		return err
 	}
@@ -236,13 +235,23 @@ func (r *imageRestore) run(ctx context.Context) error {
 	} else {
 		content = contentStream(r.file, r.rep.ContentDir)
 	}
-	err = vol.Write(ctx, api, content, func(rd io.Reader) error {
+	// The stream re-tars the archive's content (with, when incremental,
+	// the blobs of earlier backups): its size is close to the archive's.
+	streamSize := r.rep.Size + r.rep.OmittedBytes
+	prog.PhaseOf("writing into volume "+vol.Name, "", 0, streamSize)
+	err = vol.Write(ctx, api, prog.Reader(content), func(rd io.Reader) error {
+		prog.Done()
 		prog.Step("checking volume %s against the manifest", vol.Name)
+		prog.PhaseOf("checking volume "+vol.Name, "", 0, streamSize)
 		var cerr error
-		check, cerr = imagearchive.CheckVolume(r.file, rd)
+		check, cerr = imagearchive.CheckVolume(r.file, prog.Reader(rd))
 		return cerr
 	})
 	content.Close() // ends the writer if the engine stopped reading
+	if err == nil {
+		prog.Done()
+	}
+	prog.Close()
 	if err != nil {
 		return r.failed(ctx, err)
 	}
@@ -334,7 +343,7 @@ func (r *imageRestore) failed(ctx context.Context, cause error) error {
 	}
 	vol := r.vol.Name
 	if !r.canRollBack() {
-		return fmt.Errorf("restore of %s %s, volume %s may be partly written and was not put back (--no-safety-backup): run the restore again with --force once the cause is fixed: %w", r.name, what, vol, cause)
+		return leftByHand(fmt.Errorf("restore of %s %s, volume %s may be partly written and was not put back (--no-safety-backup): run the restore again with --force once the cause is fixed: %w", r.name, what, vol, cause))
 	}
 	r.prog.Step("restore %s: putting volume %s back as it was", what, vol)
 	rctx, cancel := cleanupContext()
@@ -353,11 +362,11 @@ func (r *imageRestore) failed(ctx context.Context, cause error) error {
 		if !r.wiped {
 			note = "; files the failed restore added stay beside what it puts back"
 		}
-		return fmt.Errorf("restore of %s %s (%v), and putting the volume back failed too (%v): finish by hand, once the cause is fixed, with: %s%s",
-			r.name, what, cause, err, byHand(r.dockerCli, &tgt, r.replica.Version, r.safetyPath), note)
+		return leftByHand(fmt.Errorf("restore of %s %s (%v), and putting the volume back failed too (%v): finish by hand, once the cause is fixed, with: %s%s",
+			r.name, what, cause, err, byHand(r.dockerCli, &tgt, r.replica.Version, r.safetyPath), note))
 	default:
-		return fmt.Errorf("restore of %s %s (%v), and putting the volume back failed too (%v): volume %s was empty before and may be partly written now; run the restore again with --force once the cause is fixed",
-			r.name, what, cause, err, vol)
+		return leftByHand(fmt.Errorf("restore of %s %s (%v), and putting the volume back failed too (%v): volume %s was empty before and may be partly written now; run the restore again with --force once the cause is fixed",
+			r.name, what, cause, err, vol))
 	}
 }
 

@@ -136,9 +136,15 @@ func (r *metadataRestore) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("restore of %s failed before changing the database: %w", r.name, err)
 	}
+	prog.Phase("loading tables", r.rep.Rows, r.rep.Bytes)
 	results, err := metadata.Restore(ctx, r.tgt.sess, r.file, r.rep, r.plan, metadata.RestoreOptions{
 		Force: true, Writers: opts.writers, Progress: prog,
 	})
+	if err == nil {
+		prog.Set(r.rep.Rows, r.rep.Bytes) // every row loaded: counts checked
+		prog.Done()
+	}
+	prog.Close() // the rollback's messages come below the last counts
 	if err != nil {
 		// The safety net below says what state the target is in.
 		var partial *metadata.PartialError
@@ -176,7 +182,12 @@ func (r *metadataRestore) saveSafety(ctx context.Context) error {
 	if info.DTRVersion == "" {
 		info.DTRVersion = r.rep.DTRVersion
 	}
-	_, err = metadata.Backup(ctx, r.tgt.sess, out, metadata.BackupOptions{Info: info, Only: replaced})
+	r.prog.Phase("saving the safety backup", countRows(ctx, r.tgt.sess, nil, replaced, r.prog), 0)
+	_, err = metadata.Backup(ctx, r.tgt.sess, out, metadata.BackupOptions{Info: info, Only: replaced, Progress: r.prog, Parallel: min(r.opts.writers, metadata.DefaultParallel())})
+	if err == nil {
+		r.prog.Done()
+	}
+	r.prog.Close()
 	if err == nil {
 		err = out.Commit()
 	}
@@ -224,11 +235,11 @@ func (r *metadataRestore) failed(ctx context.Context, cause error) error {
 	case err == nil:
 		return fmt.Errorf("restore of %s %s, and the tables it created were dropped again; nothing else had been there: %w", r.name, what, cause)
 	case r.safetyPath != "":
-		return fmt.Errorf("restore of %s %s (%v), and putting the safety backup back failed too (%v): finish by hand, once the cause is fixed, with: %s",
-			r.name, what, cause, err, byHand(r.dockerCli, r.sameTarget(), r.version, r.safetyPath)+r.dropNote())
+		return leftByHand(fmt.Errorf("restore of %s %s (%v), and putting the safety backup back failed too (%v): finish by hand, once the cause is fixed, with: %s",
+			r.name, what, cause, err, byHand(r.dockerCli, r.sameTarget(), r.version, r.safetyPath)+r.dropNote()))
 	default:
-		return fmt.Errorf("restore of %s %s (%v), and dropping the tables it created failed too (%v): the target is partly restored; run the restore again with --force once the cause is fixed",
-			r.name, what, cause, err)
+		return leftByHand(fmt.Errorf("restore of %s %s (%v), and dropping the tables it created failed too (%v): the target is partly restored; run the restore again with --force once the cause is fixed",
+			r.name, what, cause, err))
 	}
 }
 

@@ -11,6 +11,7 @@ type verifyOptions struct {
 	metadata string
 	from     string
 	dec      decryptOptions
+	progress progressOptions
 }
 
 func newVerifyCmd(dockerCli command.Cli) *cobra.Command {
@@ -20,8 +21,7 @@ func newVerifyCmd(dockerCli command.Cli) *cobra.Command {
 		Short: "Check a backup completely: structure, every document, every checksum",
 		Long: `Check a backup completely: structure, every document, every checksum.
 
-Exit status: 0 the backup is valid, 1 it is not (every problem is listed),
-2 wrong usage. FILE may be "-" for standard input. Backups written by
+FILE may be "-" for standard input. Backups written by
 'docker/dtr backup' have no manifest: their structure and documents are
 checked, their completeness cannot be.
 
@@ -44,7 +44,11 @@ decrypted into a private temporary file in $TMPDIR first, with the
 passphrase from --passphrase-file, $DTR_BACKUP_PASSPHRASE or the terminal,
 or the secret key of --identity-file; nothing decrypted is checked before
 the message's own integrity check has passed. A wrong passphrase, a
-modified file and a cut one each get their own error.`,
+modified file and a cut one each get their own error.
+
+Exit status: 0 the backup is valid; 1 it is not (every problem is listed),
+cannot be read or decrypted, or lacks blobs that --metadata references;
+2 wrong usage.`,
 		Example: `  docker dtr backup verify backup-metadata.tar
   docker dtr backup verify backup-images.tar --metadata backup-metadata.tar
   docker dtr backup verify backup-images-monday.tar --from /backups/images
@@ -60,6 +64,7 @@ modified file and a cut one each get their own error.`,
 	cmd.Flags().StringVar(&opts.metadata, "metadata", "", "With an image backup: a metadata backup whose referenced blobs must all be in it")
 	cmd.Flags().StringVar(&opts.from, "from", "", "With an incremental image backup: the directory of the earlier backups it depends on (default: FILE's directory)")
 	opts.dec.addFlags(cmd.Flags())
+	opts.progress.addFlags(cmd.Flags())
 	return cmd
 }
 
@@ -67,5 +72,7 @@ func runVerify(dockerCli command.Cli, opts verifyOptions) error {
 	if err := checkFormat(opts.format); err != nil {
 		return err
 	}
-	return reportArchiveFrom(dockerCli, opts.file, opts.format, true, opts.metadata, opts.from, opts.dec)
+	prog := opts.progress.printer(dockerCli)
+	defer prog.Close()
+	return reportArchiveFrom(dockerCli, prog, opts.file, opts.format, true, opts.metadata, opts.from, opts.dec)
 }

@@ -20,13 +20,12 @@ import (
 // problems. metadata, for image backups, names a metadata backup to
 // cross-check with.
 func reportArchive(dockerCli command.Cli, file, format string, full bool, metadata string, dec decryptOptions) error {
-	return reportArchiveFrom(dockerCli, file, format, full, metadata, "", dec)
+	return reportArchiveFrom(dockerCli, progress.New(dockerCli.Err(), false), file, format, full, metadata, "", dec)
 }
 
 // reportArchiveFrom is reportArchive with the directory where an
 // incremental image backup's earlier backups are (from; empty for FILE's).
-func reportArchiveFrom(dockerCli command.Cli, file, format string, full bool, metadata, from string, dec decryptOptions) error {
-	prog := progress.New(dockerCli.Err(), false)
+func reportArchiveFrom(dockerCli command.Cli, prog *progress.Printer, file, format string, full bool, metadata, from string, dec decryptOptions) error {
 	f, done, err := openArchive(dockerCli, file, dec, prog)
 	if err != nil {
 		return err
@@ -35,14 +34,14 @@ func reportArchiveFrom(dockerCli command.Cli, file, format string, full bool, me
 	if images, err := imagearchive.IsImageArchive(f); err != nil {
 		return err
 	} else if images {
-		return reportImages(dockerCli, f, displayName(file), format, full, metadata, chainDir(file, from), dec)
+		return reportImages(dockerCli, prog, f, displayName(file), format, full, metadata, chainDir(file, from), dec)
 	}
 	if metadata != "" {
 		return fmt.Errorf("--metadata is for image backups, and %s is a metadata backup: verify the image backup with --metadata %s", displayName(file), displayName(file))
 	}
 	read := archive.Inspect
 	if full {
-		read = archive.Verify
+		read = measured(prog, "verifying "+displayName(file), archive.Verify)
 	}
 	rep, err := read(f)
 	if err != nil {

@@ -21,13 +21,13 @@ import (
 // reportImages verifies (or inspects) an image backup, cross-checks it with
 // a metadata backup when one is named, prints and sets the exit status.
 // An incremental backup's chain is verified too, in chainDir.
-func reportImages(dockerCli command.Cli, f *os.File, name, format string, full bool, metadata, chainDir string, dec decryptOptions) error {
+func reportImages(dockerCli command.Cli, prog *progress.Printer, f *os.File, name, format string, full bool, metadata, chainDir string, dec decryptOptions) error {
 	if metadata != "" && !full {
 		return fmt.Errorf("--metadata needs the whole image backup read: use 'backup verify'")
 	}
 	read := imagearchive.Inspect
 	if full {
-		read = imagearchive.Verify
+		read = measured(prog, "verifying "+name, imagearchive.Verify)
 	}
 	rep, err := read(f)
 	if err != nil {

@@ -21,7 +21,11 @@ func NewRootCmd(name string, isPlugin bool, dockerCli command.Cli) *cobra.Comman
 		Long: `Back up, verify and restore Docker Trusted Registry (DTR / Mirantis Secure Registry 2.x).
 
 Backups are plain tar archives laid out like DTR's own, with table
-definitions and a manifest of SHA-256 checksums that 'backup verify' checks.`,
+definitions and a manifest of SHA-256 checksums that 'backup verify' checks.
+
+Exit status: 0 success; 1 failure; 2 wrong usage (an unknown command or
+flag, a missing argument); 3 a restore failed and left its target partly
+restored, to finish by hand. Each command's help says what its codes mean.`,
 		SilenceUsage:     true,
 		SilenceErrors:    true,
 		TraverseChildren: true,
@@ -43,12 +47,13 @@ definitions and a manifest of SHA-256 checksums that 'backup verify' checks.`,
 		Args: cobra.ArbitraryArgs,
 	}
 	cmd.CompletionOptions.HiddenDefaultCmd = true
-	cmd.AddCommand(newBackupCmd(dockerCli), newStatusCmd(dockerCli), newAgentCmd())
+	cmd.AddCommand(newBackupCmd(dockerCli), newStatusCmd(dockerCli), newVersionCmd(dockerCli), newAgentCmd())
 	visitAll(cmd, func(c *cobra.Command) {
 		// "[OPTIONS]" is in each Use line already, as docker's own commands have it.
 		c.DisableFlagsInUseLine = true
 		c.SetFlagErrorFunc(flagError)
 	})
+	registerCompletions(cmd, dockerCli)
 	return cmd
 }
 

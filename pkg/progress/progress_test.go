@@ -1,0 +1,220 @@
+package progress
+
+import (
+	"bytes"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+)
+
+// screen is what a terminal shows for what was written to it: carriage
+// return, erase to the end of the line, newline (as the pty's ONLCR makes
+// it: to the start of the next line). frames are the lines erased, the
+// updates a person saw go by.
+type screen struct {
+	lines  [][]rune
+	row    int
+	col    int
+	frames []string
+}
+
+func render(t *testing.T, out string) *screen {
+	t.Helper()
+	s := &screen{lines: [][]rune{nil}}
+	rs := []rune(out)
+	for i := 0; i < len(rs); i++ {
+		switch c := rs[i]; {
+		case c == '\r':
+			s.col = 0
+		case c == '\n':
+			s.row++
+			s.col = 0
+			if s.row == len(s.lines) {
+				s.lines = append(s.lines, nil)
+			}
+		case c == '\x1b':
+			if i+2 >= len(rs) || rs[i+1] != '[' || rs[i+2] != 'K' {
+				t.Fatalf("unexpected escape sequence at %d: %q", i, string(rs[i:min(i+6, len(rs))]))
+			}
+			i += 2
+			line := s.lines[s.row]
+			if len(line) > 0 {
+				s.frames = append(s.frames, string(line))
+			}
+			if s.col < len(line) {
+				s.lines[s.row] = line[:s.col]
+			}
+		default:
+			line := s.lines[s.row]
+			for len(line) <= s.col {
+				line = append(line, ' ')
+			}
+			line[s.col] = c
+			s.lines[s.row] = line
+			s.col++
+		}
+	}
+	return s
+}
+
+func (s *screen) text() []string {
+	var out []string
+	for _, l := range s.lines {
+		if len(l) > 0 {
+			out = append(out, string(l))
+		}
+	}
+	return out
+}
+
+// syncBuffer is written by the ticker and read by the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+var stamp = regexp.MustCompile(`^\d\d:\d\d:\d\d `)
+
+func TestTTYPhasesOnOneLineEach(t *testing.T) {
+	var buf syncBuffer
+	p := NewMode(&buf, TTY)
+	p.SetIntervals(2*time.Millisecond, 0)
+	p.Step("connecting")
+	p.Phase("dumping tables", 4000, 0)
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 1000; i++ {
+				p.Add(1, 100)
+				if i%100 == 0 {
+					time.Sleep(2 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	time.Sleep(5 * time.Millisecond)
+	p.Step("dumped dtr2.tags: 10 rows")
+	p.Warn("something odd")
+	wg.Wait()
+	p.Done()
+	p.PhaseOf("verifying b.tar", "", 0, 1000)
+	p.Set(0, 500)
+	time.Sleep(20 * time.Millisecond)
+	p.Close() // a failure: not "done"
+
+	s := render(t, buf.String())
+	lines := s.text()
+	assert.Equal(t, len(lines), 5, "%q", lines)
+	assert.Assert(t, stamp.MatchString(lines[0]) && strings.HasSuffix(lines[0], "connecting"), lines[0])
+	assert.Assert(t, strings.HasSuffix(lines[1], "dumped dtr2.tags: 10 rows"), lines[1])
+	assert.Equal(t, lines[2], "warning: something odd")
+	assert.Assert(t, is.Regexp(`^dumping tables: done, 4000 rows, 390\.6 KiB in [0-9.]+s \([0-9.]+ [KM]iB/s\)$`, lines[3]))
+	assert.Assert(t, is.Regexp(`^verifying b\.tar:  50% 500 B/1000 B, [0-9.]+ [KM]?i?B/s, ETA [0-9.]+s$`, lines[4]))
+	// Between, the line updated with counts of the total, rate and ETA.
+	var withETA bool
+	for _, f := range s.frames {
+		if strings.HasPrefix(f, "dumping tables: ") && regexp.MustCompile(`\d+/4000 rows, .*/s, ETA `).MatchString(f) {
+			withETA = true
+		}
+	}
+	assert.Assert(t, withETA, "frames: %q", s.frames)
+}
+
+func TestTTYLineFitsTheTerminal(t *testing.T) {
+	var buf syncBuffer
+	p := NewMode(&buf, TTY)
+	p.width = 30
+	p.Phase(strings.Repeat("x", 50), 10, 0)
+	p.Close()
+	for _, l := range render(t, buf.String()).text() {
+		assert.Assert(t, len([]rune(l)) <= 29, l)
+	}
+	// A wide terminal has room for a bar.
+	buf = syncBuffer{}
+	p = NewMode(&buf, TTY)
+	p.width = 120
+	p.Phase("loading tables", 10, 0)
+	p.Add(5, 0)
+	p.Close()
+	assert.DeepEqual(t, render(t, buf.String()).text(), []string{"loading tables: [==========          ]  50% 5/10 rows"})
+}
+
+func TestPlainLinesAreTimestamped(t *testing.T) {
+	var buf syncBuffer
+	p := NewMode(&buf, Plain)
+	p.SetIntervals(0, 5*time.Millisecond)
+	p.Step("connecting to %s", "db")
+	p.Phase("loading tables", 100, 2048)
+	p.Add(50, 1024)
+	time.Sleep(30 * time.Millisecond)
+	p.Add(50, 1024)
+	p.Done()
+	p.Phase("a short one", 1, 1)
+	p.Add(1, 1)
+	p.Done() // before the first periodic line: no line at all
+	out := buf.String()
+	assert.Assert(t, !strings.ContainsAny(out, "\r\x1b"), "%q", out)
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	for _, l := range lines {
+		assert.Assert(t, stamp.MatchString(l), "%q", l)
+	}
+	assert.Assert(t, strings.HasSuffix(lines[0], " connecting to db"))
+	// The phase's totals when it has lasted the interval.
+	assert.Assert(t, strings.HasSuffix(lines[1], " loading tables: 100 rows, 2.0 KiB"), lines[1])
+	// Periodic lines while the phase runs, then the final one.
+	assert.Assert(t, len(lines) >= 4, "%q", lines)
+	assert.Assert(t, is.Regexp(`loading tables:  50% 50/100 rows, 1\.0 KiB/2\.0 KiB, .*/s, ETA `, lines[2]))
+	assert.Assert(t, is.Regexp(`loading tables: done, 100 rows, 2\.0 KiB in `, lines[len(lines)-1]))
+	assert.Assert(t, !strings.Contains(out, "a short one"))
+}
+
+func TestQuietPrintsOnlyWarnings(t *testing.T) {
+	var buf syncBuffer
+	p := New(&buf, true)
+	p.Step("connecting")
+	p.Phase("dumping tables", 10, 0)
+	p.Add(10, 10)
+	p.Done()
+	p.Warn("careful")
+	p.Close()
+	assert.Equal(t, buf.String(), "warning: careful\n")
+}
+
+func TestNilPrinterIsQuiet(t *testing.T) {
+	var p *Printer
+	p.Step("x")
+	p.Phase("x", 1, 1)
+	p.Add(1, 1)
+	p.Done()
+	assert.Equal(t, p.Mode(), Quiet)
+}
+
+func BenchmarkAdd(b *testing.B) {
+	p := NewMode(&syncBuffer{}, TTY)
+	p.Phase("x", 0, 0)
+	defer p.Close()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			p.Add(1, 300)
+		}
+	})
+}

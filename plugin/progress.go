@@ -1,0 +1,222 @@
+package plugin
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/docker-dtr/docker-dtr/pkg/archive"
+	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
+	"github.com/docker-dtr/docker-dtr/pkg/progress"
+	"github.com/docker-dtr/docker-dtr/pkg/rethink"
+	"github.com/docker/cli/cli/command"
+	"github.com/spf13/pflag"
+)
+
+// progressOptions are --progress and its -q/--quiet alias, as buildx and
+// compose spell them.
+type progressOptions struct {
+	mode  progressMode
+	quiet bool
+}
+
+// progressMode is --progress's value, checked as the flag is parsed so that
+// a bad one is a usage error (exit 2) naming the flag.
+type progressMode string
+
+var progressModes = []string{"auto", "tty", "plain", "quiet"}
+
+func (m *progressMode) String() string {
+	if *m == "" {
+		return "auto"
+	}
+	return string(*m)
+}
+
+func (m *progressMode) Set(s string) error {
+	for _, v := range progressModes {
+		if strings.EqualFold(s, v) {
+			*m = progressMode(v)
+			return nil
+		}
+	}
+	return fmt.Errorf("expected %s", strings.Join(progressModes, ", "))
+}
+
+func (m *progressMode) Type() string { return "string" }
+
+func (o *progressOptions) addFlags(flags *pflag.FlagSet) {
+	flags.Var(&o.mode, "progress", `Progress on standard error: "auto" (tty on a terminal, else plain), "tty", "plain" or "quiet"`)
+	flags.BoolVarP(&o.quiet, "quiet", "q", false, `Print no progress (same as --progress quiet); warnings still print`)
+}
+
+// resolve turns auto into tty or plain by what standard error is.
+func (o progressOptions) resolve(dockerCli command.Cli) progress.Mode {
+	switch {
+	case o.quiet || o.mode == "quiet":
+		return progress.Quiet
+	case o.mode == "tty":
+		return progress.TTY
+	case o.mode == "plain":
+		return progress.Plain
+	case dockerCli.Err().IsTerminal():
+		return progress.TTY
+	}
+	return progress.Plain
+}
+
+// printer is the progress printer on standard error. Defer its Close, so
+// that an unfinished phase line ends before an error is printed.
+func (o progressOptions) printer(dockerCli command.Cli) *progress.Printer {
+	p := progress.NewMode(dockerCli.Err(), o.resolve(dockerCli))
+	if testIntervals != nil {
+		p.SetIntervals(testIntervals[0], testIntervals[1])
+	}
+	return p
+}
+
+// testIntervals, when set by a test, makes phases drawn faster.
+var testIntervals *[2]time.Duration
+
+// watchOffset shows, in the running phase, how far f has been read, until
+// the returned function is called. Verify reads the archive sequentially
+// through f's offset (side reads use ReadAt, which leaves it alone), so the
+// offset is an honest measure of the work done: no reader wrapper is needed
+// inside pkg/archive or pkg/imagearchive.
+func watchOffset(prog *progress.Printer, f *os.File) func() {
+	if prog.Mode() == progress.Quiet {
+		return func() {}
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(10 * time.Millisecond) // an lseek: cheap
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				// Seek with SeekCurrent moves nothing: it reports the offset.
+				if off, err := f.Seek(0, io.SeekCurrent); err == nil {
+					prog.Set(0, off)
+				}
+			}
+		}
+	}()
+	return func() {
+		close(stop)
+		<-done
+	}
+}
+
+// fileSize is the size of f, 0 when unknown.
+func fileSize(f *os.File) int64 {
+	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+		return st.Size()
+	}
+	return 0
+}
+
+// result prints a command's summary: JSON with --format json, else text;
+// on stdout, or on stderr when stdout carries the archive (-o -).
+func (o *backupOutput) result(dockerCli command.Cli, prog *progress.Printer, format string, v any, text string) error {
+	if format == "json" {
+		w := io.Writer(dockerCli.Out())
+		if o.name == "-" {
+			w = dockerCli.Err()
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	o.summary(dockerCli, prog, "%s", text)
+	return nil
+}
+
+// countRows counts the rows of the tables a backup will dump, so that the
+// phase has a total (RethinkDB counts on the server: nothing is read).
+// Counting is only for the meter: on an error the total is unknown (0),
+// and the backup itself reports what is wrong.
+func countRows(ctx context.Context, s *rethink.Session, excluded []archive.Exclusion, only []rethink.TableRef, prog *progress.Printer) int64 {
+	if prog.Mode() == progress.Quiet || s == nil {
+		return 0
+	}
+	refs, err := s.Tables(ctx)
+	if err != nil {
+		return 0
+	}
+	skip := map[rethink.TableRef]bool{}
+	for _, x := range excluded {
+		skip[rethink.TableRef{DB: x.DB, Table: x.Table}] = true
+	}
+	var keep map[rethink.TableRef]bool
+	if only != nil {
+		keep = map[rethink.TableRef]bool{}
+		for _, ref := range only {
+			keep[ref] = true
+		}
+	}
+	var total int64
+	for _, ref := range refs {
+		if skip[ref] || (keep != nil && !keep[ref]) {
+			continue
+		}
+		n, err := s.Count(ctx, ref)
+		if err != nil {
+			return 0
+		}
+		total += n
+	}
+	return total
+}
+
+// createSummary is backup create --format json.
+type createSummary struct {
+	File      string `json:"file"`
+	Target    string `json:"target"`
+	Rows      int64  `json:"rows"`
+	Bytes     int64  `json:"bytes"`
+	Encrypted bool   `json:"encrypted"`
+	*archive.Manifest
+}
+
+// imagesSummary is backup images --format json.
+type imagesSummary struct {
+	File      string `json:"file"`
+	Encrypted bool   `json:"encrypted"`
+	*imagearchive.Manifest
+}
+
+// metered runs a whole-file read (verify) as a phase measured by f's
+// offset. In plain mode it says first what it reads, as a step: a short
+// phase prints no line of its own there.
+func metered[R any](prog *progress.Printer, name string, read func(*os.File) (R, error)) func(*os.File) (R, error) {
+	return func(f *os.File) (R, error) {
+		if prog.Mode() == progress.Plain {
+			prog.Step("%s", name)
+		}
+		return measured(prog, name, read)(f)
+	}
+}
+
+// measured is metered without the step: for 'backup verify', whose report
+// is the result.
+func measured[R any](prog *progress.Printer, name string, read func(*os.File) (R, error)) func(*os.File) (R, error) {
+	return func(f *os.File) (R, error) {
+		prog.PhaseOf(name, "", 0, fileSize(f))
+		stop := watchOffset(prog, f)
+		rep, err := read(f)
+		stop()
+		if err == nil {
+			prog.Set(0, fileSize(f)) // read to the end
+			prog.Done()
+		}
+		prog.Close()
+		return rep, err
+	}
+}
