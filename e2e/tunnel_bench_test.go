@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"context"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,8 +8,6 @@ import (
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/internal/dtrfixture"
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/mount"
 	"gotest.tools/v3/assert"
 )
 
@@ -56,46 +52,4 @@ func BenchmarkBackupThroughTunnel(b *testing.B) {
 	b.ReportMetric(mb/viaDirect.Seconds(), "direct-MB/s")
 	b.ReportMetric(viaDirect.Seconds()/viaTunnel.Seconds(), "tunnel/direct")
 	b.ReportMetric(float64(rows), "rows")
-}
-
-// BenchmarkImageBackup measures `backup images` against the limit it stands
-// on: the same volume read through the archive API (what `docker cp` does)
-// and thrown away, in the same run.
-func BenchmarkImageBackup(b *testing.B) {
-	cfg := dockerConfig(b)
-	c := dtrfixture.Start(b, dtrfixture.Options{Replicas: 1, Registry: true, Components: []string{"rethinkdb", "registry"}})
-	rep := c.Replicas[0]
-	dtrfixture.Push(b, c.Client, rep.RegistryAddr, dtrfixture.BuildImages(b, c.Client, 3))
-	bin := filepath.Join(cfg, "cli-plugins", "docker-dtr")
-	out := filepath.Join(b.TempDir(), "images.tar")
-	ctx := context.Background()
-	img := mustImageID(b, c, rep.Containers["registry"])
-
-	var viaPlugin, viaCopy time.Duration
-	b.ResetTimer()
-	for range b.N {
-		start := time.Now()
-		cr, err := c.Client.ContainerCreate(ctx, &container.Config{Image: img, Labels: map[string]string{dtrfixture.Label: "fixture"}},
-			&container.HostConfig{Mounts: []mount.Mount{{Type: mount.TypeVolume, Source: "dtr-registry-" + rep.ID, Target: "/storage", ReadOnly: true}}}, nil, nil, "")
-		assert.NilError(b, err)
-		rc, _, err := c.Client.CopyFromContainer(ctx, cr.ID, "/storage")
-		assert.NilError(b, err)
-		_, err = io.Copy(io.Discard, rc)
-		assert.NilError(b, err)
-		rc.Close()
-		assert.NilError(b, c.Client.ContainerRemove(ctx, cr.ID, container.RemoveOptions{Force: true}))
-		viaCopy += time.Since(start)
-
-		start = time.Now()
-		output, err := exec.Command(bin, "backup", "images", "-q", "-o", out).CombinedOutput()
-		assert.NilError(b, err, string(output))
-		viaPlugin += time.Since(start)
-	}
-	b.StopTimer()
-	st, err := os.Stat(out)
-	assert.NilError(b, err)
-	mb := float64(st.Size()) / 1e6 * float64(b.N)
-	b.ReportMetric(mb/viaPlugin.Seconds(), "plugin-MB/s")
-	b.ReportMetric(mb/viaCopy.Seconds(), "archive-api-MB/s")
-	b.ReportMetric(viaCopy.Seconds()/viaPlugin.Seconds(), "plugin/archive-api")
 }
