@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,17 +17,20 @@ import (
 type agentOptions struct {
 	connect string
 	wipe    string
+	du      string
 }
 
 // newAgentCmd is what runs inside the plugin's helper containers: with
 // --connect it relays streams multiplexed on its stdin and stdout to
 // RethinkDB (the tunnel); with --wipe it empties the image volume mounted
-// at /storage (a failed image restore put back). Hidden: users never run it.
+// at /storage (a failed image restore put back); with --du it prints, as one
+// line of JSON, what the image volume holds (an image backup's progress
+// total). Hidden: users never run it.
 func newAgentCmd() *cobra.Command {
 	var opts agentOptions
 	cmd := &cobra.Command{
-		Use:    "agent (--connect HOST:PORT | --wipe /storage)",
-		Short:  "Relay the plugin's streams to RethinkDB, or empty an image volume (runs in a helper container)",
+		Use:    "agent (--connect HOST:PORT | --wipe /storage | --du DIR)",
+		Short:  "Relay the plugin's streams to RethinkDB, or empty or measure an image volume (runs in a helper container)",
 		Hidden: true,
 		Args:   noArgs,
 		// The helper has no Docker CLI configuration to load.
@@ -36,16 +40,29 @@ func newAgentCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&opts.connect, "connect", "", "Address to relay streams to")
+	cmd.Flags().StringVar(&opts.du, "du", "", "Print what this directory holds as one line of JSON (files and bytes), following no link")
 	cmd.Flags().StringVar(&opts.wipe, "wipe", "", "Remove everything inside this directory (only "+imagevolume.MountPoint+", the image volume's mount point in the helper)")
 	return cmd
 }
 
 func runAgent(opts agentOptions, stdout io.Writer) error {
+	n := 0
+	for _, set := range []string{opts.connect, opts.wipe, opts.du} {
+		if set != "" {
+			n++
+		}
+	}
 	switch {
-	case (opts.connect == "") == (opts.wipe == ""):
-		return errors.New("agent: give exactly one of --connect and --wipe")
+	case n != 1:
+		return errors.New("agent: give exactly one of --connect, --wipe and --du")
 	case opts.wipe != "":
 		return wipe(opts.wipe, stdout)
+	case opts.du != "":
+		u, err := agent.DU(opts.du)
+		if err != nil {
+			return fmt.Errorf("agent: --du %s: %w", opts.du, err)
+		}
+		return json.NewEncoder(stdout).Encode(u)
 	default:
 		return tunnel.ServeStdio(os.Stdin, os.Stdout, opts.connect, os.Stderr)
 	}

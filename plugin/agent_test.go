@@ -9,8 +9,8 @@ import (
 
 func TestAgentModes(t *testing.T) {
 	var out bytes.Buffer
-	for _, opts := range []agentOptions{{}, {connect: "dtr-rethinkdb-0123456789ab.dtr-ol:28015", wipe: "/storage"}} {
-		assert.Error(t, runAgent(opts, &out), "agent: give exactly one of --connect and --wipe")
+	for _, opts := range []agentOptions{{}, {connect: "dtr-rethinkdb-0123456789ab.dtr-ol:28015", wipe: "/storage"}, {wipe: "/storage", du: "/storage"}} {
+		assert.Error(t, runAgent(opts, &out), "agent: give exactly one of --connect, --wipe and --du")
 	}
 	// Only the volume's mount point: never the root, a parent, or a path
 	// that only starts like it.
@@ -25,4 +25,5 @@ func TestAgentCommand(t *testing.T) {
 	assert.Assert(t, cmd.Hidden)
 	assert.Assert(t, cmd.Flags().Lookup("connect") != nil)
 	assert.Assert(t, cmd.Flags().Lookup("wipe") != nil)
+	assert.Assert(t, cmd.Flags().Lookup("du") != nil)
 }

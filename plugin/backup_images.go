@@ -31,6 +31,7 @@ type imagesOptions struct {
 	format            string
 	since             string
 	enc               encryptOptions
+	agentBinary       string
 }
 
 func newImagesCmd(dockerCli command.Cli) *cobra.Command {
@@ -42,7 +43,10 @@ func newImagesCmd(dockerCli command.Cli) *cobra.Command {
 
 The volume mounted at /storage on dtr-registry-<id> is read through the
 Docker archive API of a helper container that mounts it read-only and is
-never started: nothing runs on the node, no ssh or sudo is needed. The
+never started: no ssh or sudo is needed. Before, for the progress's total
+and ETA, this plugin's own binary measures the volume in a short-lived
+helper (read-only, no network; --agent-binary when this binary cannot run
+on the node); when it cannot, the backup goes on without a total. The
 archive is a plain tar of the volume under one top directory, so
 'tar -x --strip-components=1' into the volume restores it by hand; the
 manifest with every file's SHA-256 is its last entry. Unfinished pushes
@@ -90,6 +94,7 @@ Exit status: 0 the backup was written; 1 it failed, and no file is left at
 	flags.StringVar(&opts.format, "format", "", `Output format: "json", or empty for a summary`)
 	flags.StringVar(&opts.since, "since", "", "Write only the blobs that the image backups in this file or directory do not hold (an incremental backup)")
 	opts.enc.addFlags(flags)
+	flags.StringVar(&opts.agentBinary, "agent-binary", "", "Static linux build of docker-dtr to measure the volume with on the replica's node, when this one cannot run there ('make cross')")
 	return cmd
 }
 
@@ -102,6 +107,11 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 	}
 	if err := checkFormat(opts.format); err != nil {
 		return err
+	}
+	if opts.agentBinary != "" {
+		if _, err := os.Stat(opts.agentBinary); err != nil {
+			return fmt.Errorf("--agent-binary: %v: build static linux binaries with 'make cross' (bin/docker-dtr-linux-<arch>)", err)
+		}
 	}
 	prog := opts.progress.printer(dockerCli)
 	defer prog.Close()
@@ -138,9 +148,8 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 		Volume: vol.Name, VolumeDriver: vol.Driver, Started: time.Now(), Since: bases,
 	}
 	var m *imagearchive.Manifest
-	// The volume's size is not known without walking it: the meter counts
-	// the bytes read, with their rate, and no ETA.
-	prog.PhaseOf("reading volume "+vol.Name, "", 0, 0)
+	total := volumeTotal(ctx, dockerCli, vol, opts.agentBinary, prog)
+	prog.PhaseOf("reading volume "+vol.Name, "", 0, total)
 	err = vol.Read(ctx, dockerCli.Client(), func(r io.Reader) error {
 		m, err = imagearchive.Write(out, prog.Reader(r), info, func(t imagearchive.Totals) {
 			prog.Step("%d files, %s so far", t.Files, archive.HumanBytes(t.Bytes))
@@ -177,6 +186,40 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 		}
 	}
 	return nil
+}
+
+// sizeTimeout bounds measuring the volume: a walk costs a stat per file,
+// far less than reading the files, so a huge registry still fits.
+var sizeTimeout = 2 * time.Minute
+
+// volumeTotal is the progress's total for reading the volume: the size of
+// the archive the engine will send, which the meter counts, measured by
+// the agent in a helper. Any failure only costs the total and the ETA,
+// never the backup. Quiet progress shows neither: no helper is run.
+func volumeTotal(ctx context.Context, dockerCli command.Cli, vol *imagevolume.Volume, agentBinary string, prog *progress.Printer) int64 {
+	if prog.Mode() == progress.Quiet {
+		return 0
+	}
+	sctx, cancel := context.WithTimeout(ctx, sizeTimeout)
+	defer cancel()
+	u, err := vol.Size(sctx, dockerCli.Client(), agentBinary)
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		return 0 // interrupted: the read that follows says so
+	case sctx.Err() != nil:
+		prog.Step("volume size unknown (measuring it took over %s): no ETA", sizeTimeout)
+		return 0
+	default:
+		prog.Step("volume size unknown (%v): no ETA", err)
+		return 0
+	}
+	uploads := ""
+	if u.UploadFiles > 0 {
+		uploads = fmt.Sprintf(", and %s, %s in unfinished uploads to skip", plural(int(u.UploadFiles), "file"), archive.HumanBytes(u.UploadBytes))
+	}
+	prog.Step("volume %s holds %s, %s%s", vol.Name, plural(int(u.Files), "file"), archive.HumanBytes(u.Bytes), uploads)
+	return u.Stream
 }
 
 // chooseReplica finds the DTR behind the Docker context and picks the

@@ -18,25 +18,35 @@ import (
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 )
 
-const wipePrefix = "docker-dtr-wipe-"
+// agentJob is one run of the agent in a helper container, with the words
+// its messages use.
+type agentJob struct {
+	prefix   string   // of the helper's name
+	args     []string // the agent's, after "agent"
+	readOnly bool     // the volume's mount
+	verb     string   // "… on node N to <verb> V"
+	doing    string   // "<doing> volume V …"
+}
+
+var wipeJob = agentJob{prefix: "docker-dtr-wipe-", args: []string{"--wipe", MountPoint}, verb: "empty", doing: "emptying"}
 
 // CheckAgent makes sure the agent that Wipe runs can run on the replica's
 // node, in the registry's image: a restore checks it before it changes
 // anything, so that it can empty the volume again if writing fails.
 // agentBinary is --agent-binary, or empty for this plugin's own binary.
 func (v *Volume) CheckAgent(ctx context.Context, api API, agentBinary string) error {
-	_, _, err := v.agent(ctx, api, agentBinary)
+	_, _, err := v.agent(ctx, api, agentBinary, wipeJob)
 	return err
 }
 
 // agent finds and checks the agent binary against the registry's image.
-func (v *Volume) agent(ctx context.Context, api API, agentBinary string) (string, *dockerspec.DockerOCIImageConfig, error) {
+func (v *Volume) agent(ctx context.Context, api API, agentBinary string, job agentJob) (string, *dockerspec.DockerOCIImageConfig, error) {
 	img, err := api.ImageInspect(ctx, v.Image)
 	if err != nil {
 		return "", nil, fmt.Errorf("inspecting the image of dtr-registry-%s: %w", v.Replica.ID, requestErr(err))
 	}
 	if img.Os != "" && img.Os != "linux" {
-		return "", nil, fmt.Errorf("node %s runs %s containers: emptying volume %s needs linux", v.Replica.Node, img.Os, v.Name)
+		return "", nil, fmt.Errorf("node %s runs %s containers: %s volume %s needs linux", v.Replica.Node, img.Os, job.doing, v.Name)
 	}
 	path, explicit, err := agent.Find(agentBinary)
 	if err != nil {
@@ -54,19 +64,26 @@ func (v *Volume) agent(ctx context.Context, api API, agentBinary string) (string
 // own binary as its entrypoint ("agent --wipe /storage"), as root so that
 // whoever owns the files, they go. The helper is removed whatever happens;
 // a failure says what the agent printed.
-func (v *Volume) Wipe(ctx context.Context, api API, agentBinary string) (err error) {
-	path, img, err := v.agent(ctx, api, agentBinary)
+func (v *Volume) Wipe(ctx context.Context, api API, agentBinary string) error {
+	_, err := v.runAgent(ctx, api, agentBinary, wipeJob)
+	return err
+}
+
+// runAgent runs the agent for job in a helper and returns what it printed
+// on stdout (its last 4 KiB).
+func (v *Volume) runAgent(ctx context.Context, api API, agentBinary string, job agentJob) (out string, err error) {
+	path, img, err := v.agent(ctx, api, agentBinary, job)
 	if err != nil {
-		return err
+		return "", err
 	}
 	helpers.RemoveStale(ctx, api)
 	b := make([]byte, 4)
 	rand.Read(b)
-	name := wipePrefix + v.Replica.ID + "-" + hex.EncodeToString(b)
-	cfg, host := v.wipeConfig(img)
+	name := job.prefix + v.Replica.ID + "-" + hex.EncodeToString(b)
+	cfg, host := v.agentConfig(img, job)
 	created, err := api.ContainerCreate(ctx, cfg, host, nil, nil, name)
 	if err != nil {
-		return fmt.Errorf("creating a helper container on node %s to empty %s: %w", v.Replica.Node, v.Name, requestErr(err))
+		return "", fmt.Errorf("creating a helper container on node %s to %s %s: %w", v.Replica.Node, job.verb, v.Name, requestErr(err))
 	}
 	h := &helper{api: api, id: created.ID, name: name}
 	defer func() {
@@ -75,12 +92,12 @@ func (v *Volume) Wipe(ctx context.Context, api API, agentBinary string) (err err
 		}
 	}()
 	if err := agent.Copy(ctx, api, h.id, path); err != nil {
-		return fmt.Errorf("copying the agent into helper %s: %w", name, requestErr(err))
+		return "", fmt.Errorf("copying the agent into helper %s: %w", name, requestErr(err))
 	}
 	// Attach, and wait, before starting: no output and no exit is missed.
 	hj, err := api.ContainerAttach(ctx, h.id, container.AttachOptions{Stream: true, Stdout: true, Stderr: true})
 	if err != nil {
-		return fmt.Errorf("attaching to helper %s: %w", name, requestErr(err))
+		return "", fmt.Errorf("attaching to helper %s: %w", name, requestErr(err))
 	}
 	defer hj.Close()
 	var stdout, stderr agent.Tail
@@ -91,17 +108,17 @@ func (v *Volume) Wipe(ctx context.Context, api API, agentBinary string) (err err
 	}()
 	waitC, errC := api.ContainerWait(ctx, h.id, container.WaitConditionNextExit)
 	if err := api.ContainerStart(ctx, h.id, container.StartOptions{}); err != nil {
-		return fmt.Errorf("starting helper %s on node %s to empty %s: %w", name, v.Replica.Node, v.Name, requestErr(err))
+		return "", fmt.Errorf("starting helper %s on node %s to %s %s: %w", name, v.Replica.Node, job.verb, v.Name, requestErr(err))
 	}
 	var code int64
 	select {
 	case w := <-waitC:
 		if w.Error != nil && w.Error.Message != "" {
-			return fmt.Errorf("emptying volume %s: waiting for helper %s: %s", v.Name, name, w.Error.Message)
+			return "", fmt.Errorf("%s volume %s: waiting for helper %s: %s", job.doing, v.Name, name, w.Error.Message)
 		}
 		code = w.StatusCode
 	case err := <-errC:
-		return fmt.Errorf("emptying volume %s: waiting for helper %s: %w", v.Name, name, requestErr(err))
+		return "", fmt.Errorf("%s volume %s: waiting for helper %s: %w", job.doing, v.Name, name, requestErr(err))
 	}
 	// The attach stream ends with the container.
 	select {
@@ -116,23 +133,28 @@ func (v *Volume) Wipe(ctx context.Context, api API, agentBinary string) (err err
 		if msg == "" {
 			msg = "it printed nothing"
 		}
-		return fmt.Errorf("emptying volume %s on node %s failed: the agent in helper %s exited with code %d: %s",
-			v.Name, v.Replica.Node, name, code, strings.ReplaceAll(msg, "\n", "; "))
+		return "", fmt.Errorf("%s volume %s on node %s failed: the agent in helper %s exited with code %d: %s",
+			job.doing, v.Name, v.Replica.Node, name, code, strings.ReplaceAll(msg, "\n", "; "))
 	}
-	return nil
+	return stdout.String(), nil
 }
 
-// wipeConfig is the wipe helper: the registry's image with the agent as
-// entrypoint, as root, the volume read-write at /storage, no network, no
-// logs, no health check, pinned to the replica's node the way UCP
-// understands; the image's other volumes become tmpfs, so no anonymous
-// volume is made on the node.
+// wipeConfig is the wipe helper's configuration.
 func (v *Volume) wipeConfig(img *dockerspec.DockerOCIImageConfig) (*container.Config, *container.HostConfig) {
+	return v.agentConfig(img, wipeJob)
+}
+
+// agentConfig is an agent helper: the registry's image with the agent as
+// entrypoint, as root, the volume at /storage (read-write to wipe), no
+// network, no logs, no health check, pinned to the replica's node the way
+// UCP understands; the image's other volumes become tmpfs, so no anonymous
+// volume is made on the node.
+func (v *Volume) agentConfig(img *dockerspec.DockerOCIImageConfig, job agentJob) (*container.Config, *container.HostConfig) {
 	cfg := &container.Config{
 		Image:        v.Image,
 		User:         "0:0",
 		Entrypoint:   []string{agent.Path},
-		Cmd:          []string{"agent", "--wipe", MountPoint},
+		Cmd:          append([]string{"agent"}, job.args...),
 		WorkingDir:   "/",
 		AttachStdout: true,
 		AttachStderr: true,
@@ -145,7 +167,7 @@ func (v *Volume) wipeConfig(img *dockerspec.DockerOCIImageConfig) (*container.Co
 	host := &container.HostConfig{
 		NetworkMode: "none",
 		LogConfig:   container.LogConfig{Type: "none"},
-		Mounts:      []mount.Mount{{Type: mount.TypeVolume, Source: v.Name, Target: MountPoint}},
+		Mounts:      []mount.Mount{{Type: mount.TypeVolume, Source: v.Name, Target: MountPoint, ReadOnly: job.readOnly}},
 	}
 	if img != nil {
 		for _, dir := range slices.Sorted(maps.Keys(img.Volumes)) {

@@ -1,0 +1,162 @@
+package e2e
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/docker-dtr/docker-dtr/internal/dtrfixture"
+	"github.com/docker-dtr/docker-dtr/pkg/archive"
+	"github.com/docker-dtr/docker-dtr/pkg/dtr"
+	"github.com/docker-dtr/docker-dtr/pkg/imagevolume"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/mount"
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+)
+
+// The image backup measures the volume first (the agent in a helper), so
+// that its progress has a total; when it cannot, it goes on without.
+func TestImageBackupProgressTotal(t *testing.T) {
+	cfg := dockerConfig(t)
+	c := dtrfixture.Start(t, dtrfixture.Options{Replicas: 1, Components: []string{"rethinkdb", "registry"}})
+	rep := c.Replicas[0]
+	vol := "dtr-registry-" + rep.ID
+	dir := t.TempDir()
+
+	// Known content, in DTR's layout: a blob at its digest, many small
+	// link files (tar headers, long names: what the estimate must count
+	// besides the data), and an unfinished push, which the backup reads
+	// through the archive API but leaves out.
+	blob := make([]byte, 1<<20)
+	rand.Read(blob)
+	sum := sha256.Sum256(blob)
+	digest := hex.EncodeToString(sum[:])
+	files := map[string][]byte{dtrfixture.BlobPath("sha256:" + digest): blob}
+	const links = 300
+	for i := range links {
+		files[fmt.Sprintf("docker/registry/v2/repositories/team/app%03d/_layers/sha256/%s/link", i, digest)] = []byte("sha256:" + digest)
+	}
+	upload := make([]byte, 100<<10)
+	files["docker/registry/v2/repositories/team/app000/_uploads/0f4c2a5e-upload/data"] = upload
+	files["docker/registry/v2/repositories/team/app000/_uploads/0f4c2a5e-upload/startedat"] = []byte("2026-11-25T12:00:00Z")
+	putFiles(t, c, vol, files)
+
+	images := filepath.Join(dir, "backup-images.tar")
+	res := docker(t, cfg, nil, "dtr", "backup", "images", "--progress", "plain", "-o", images)
+	assert.Equal(t, res.code, 0, res.stderr)
+	m := regexp.MustCompile(`(?m)^\S+ volume ` + regexp.QuoteMeta(vol) + ` holds (\d+) files, (\S+ \w*B), and 2 files, (\S+ \w*B) in unfinished uploads to skip$`).FindStringSubmatch(res.stderr)
+	assert.Assert(t, m != nil, "no size announced:\n%s", res.stderr)
+	assert.Equal(t, m[1], strconv.Itoa(1+links))
+	assert.Equal(t, m[2], archive.HumanBytes(int64(len(blob)+links*len("sha256:"+digest))))
+	assert.Equal(t, m[3], archive.HumanBytes(int64(len(upload)+len("2026-11-25T12:00:00Z"))))
+	// What the backup itself counted.
+	assert.Assert(t, is.Contains(res.stdout, fmt.Sprintf(": %s files, 1 blobs, %s", m[1], m[2])), res.stdout)
+	assert.Assert(t, is.Contains(res.stdout, "(2 files in unfinished uploads left out)"), res.stdout)
+	assert.Assert(t, !strings.Contains(res.stderr, "unknown"), res.stderr)
+	assertNoHelpers(t, c)
+
+	// On a terminal's line: a percentage of the total, which is the
+	// archive the engine sends (headers and uploads too), as read.
+	res = docker(t, cfg, nil, "dtr", "backup", "images", "--progress", "tty", "-o", images)
+	assert.Equal(t, res.code, 0, res.stderr)
+	first := regexp.MustCompile(`reading volume ` + regexp.QuoteMeta(vol) + `:\s+0% 0 B/(\S+ \w*B)`).FindStringSubmatch(res.stderr)
+	assert.Assert(t, first != nil, "no percentage of a total:\n%q", res.stderr)
+	done := regexp.MustCompile(`reading volume ` + regexp.QuoteMeta(vol) + `: done, (\S+ \w*B) in `).FindStringSubmatch(res.stderr)
+	assert.Assert(t, done != nil, "no end of the phase:\n%q", res.stderr)
+	assert.Equal(t, first[1], done[1], "the estimate is what was read")
+	t.Logf("estimated %s, read %s", first[1], done[1])
+	assertNoHelpers(t, c)
+
+	// To the byte: the agent's estimate, and the archive the engine sends.
+	v := &imagevolume.Volume{Replica: &dtr.Replica{ID: rep.ID, Node: "test-node"}, Name: vol, Image: mustImageID(t, c, rep.Containers["registry"])}
+	u, err := v.Size(context.Background(), c.Client, buildPlugin(t))
+	assert.NilError(t, err)
+	assert.Equal(t, u.Files, int64(1+links))
+	sent := archiveSize(t, c, vol)
+	t.Logf("estimated %d bytes, the engine sent %d", u.Stream, sent)
+	assert.Equal(t, u.Stream, sent)
+	assertNoHelpers(t, c)
+
+	// Quiet: nothing is measured, nothing printed.
+	res = docker(t, cfg, nil, "dtr", "backup", "images", "-q", "-o", images)
+	assert.Equal(t, res.code, 0, res.stderr)
+	assert.Equal(t, res.stderr, "")
+
+	// An agent that cannot run on the node, or that fails there: the
+	// backup is written all the same, with a plain note.
+	notELF := filepath.Join(dir, "docker-dtr-darwin-arm64")
+	assert.NilError(t, os.WriteFile(notELF, []byte("\xcf\xfa\xed\xfe not ELF"), 0o644))
+	boom := buildAgent(t, dir, `os.Stderr.WriteString("agent: boom\n"); os.Exit(3)`)
+	for bin, why := range map[string]string{
+		notELF: "--agent-binary " + notELF + " is not a linux program",
+		boom:   "the agent in helper docker-dtr-du-" + rep.ID + "-",
+	} {
+		assert.NilError(t, os.Remove(images))
+		res = docker(t, cfg, nil, "dtr", "backup", "images", "--progress", "plain", "--agent-binary", bin, "-o", images)
+		assert.Equal(t, res.code, 0, res.stderr)
+		assert.Assert(t, is.Regexp(`(?m)^\S+ volume size unknown \(.*`+regexp.QuoteMeta(why)+`.*\): no ETA$`, res.stderr))
+		assert.Assert(t, !strings.Contains(strings.ToLower(res.stderr), "warning"), res.stderr)
+		assert.Assert(t, is.Contains(res.stdout, images+": DTR "), res.stdout)
+		_, err := os.Stat(images)
+		assert.NilError(t, err)
+		assertNoHelpers(t, c)
+	}
+
+	// A flag naming no file is wrong usage, before anything runs.
+	res = docker(t, cfg, nil, "dtr", "backup", "images", "--agent-binary", filepath.Join(dir, "missing"), "-o", images+".2")
+	assert.Equal(t, res.code, 1)
+	assert.Assert(t, is.Contains(res.stderr, "--agent-binary: "), res.stderr)
+	_, err = os.Stat(images + ".2")
+	assert.Assert(t, os.IsNotExist(err))
+}
+
+// archiveSize is the size of the tar the archive API gives of the volume
+// mounted at /storage, as the backup's helper mounts it.
+func archiveSize(t *testing.T, c *dtrfixture.Cluster, volume string) int64 {
+	t.Helper()
+	ctx := context.Background()
+	img := mustImageID(t, c, c.Replicas[0].Containers["rethinkdb"])
+	cr, err := c.Client.ContainerCreate(ctx, &container.Config{Image: img, Labels: map[string]string{dtrfixture.Label: "fixture"}},
+		&container.HostConfig{Mounts: []mount.Mount{{Type: mount.TypeVolume, Source: volume, Target: "/storage", ReadOnly: true}}}, nil, nil, "")
+	assert.NilError(t, err)
+	defer c.Client.ContainerRemove(ctx, cr.ID, container.RemoveOptions{Force: true})
+	rc, _, err := c.Client.CopyFromContainer(ctx, cr.ID, "/storage")
+	assert.NilError(t, err)
+	defer rc.Close()
+	n, err := io.Copy(io.Discard, rc)
+	assert.NilError(t, err)
+	return n
+}
+
+// putFiles writes files into a volume in one copy through the archive API
+// of a labelled helper, removed after.
+func putFiles(t *testing.T, c *dtrfixture.Cluster, volume string, files map[string][]byte) {
+	t.Helper()
+	ctx := context.Background()
+	img := mustImageID(t, c, c.Replicas[0].Containers["rethinkdb"])
+	cr, err := c.Client.ContainerCreate(ctx, &container.Config{Image: img, Labels: map[string]string{dtrfixture.Label: "fixture"}},
+		&container.HostConfig{Mounts: []mount.Mount{{Type: mount.TypeVolume, Source: volume, Target: "/v"}}}, nil, nil, "")
+	assert.NilError(t, err)
+	defer c.Client.ContainerRemove(ctx, cr.ID, container.RemoveOptions{Force: true})
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for name, content := range files {
+		assert.NilError(t, tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(content))}))
+		_, err := tw.Write(content)
+		assert.NilError(t, err)
+	}
+	assert.NilError(t, tw.Close())
+	assert.NilError(t, c.Client.CopyToContainer(ctx, cr.ID, "/v", &buf, container.CopyToContainerOptions{}))
+}
