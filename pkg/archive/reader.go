@@ -6,18 +6,29 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 )
 
 // Reader yields the documents of an archive that Verify has accepted, in
 // archive order, one table after another.
 type Reader struct {
-	tr         *tar.Reader
+	tr interface {
+		Next() (*tar.Header, error)
+		io.Reader
+	}
 	versionDir string
 }
 
-// NewReader reads the archive whose top directory is versionDir (Report.VersionDir).
+// NewReader reads the archive whose top directory is versionDir
+// (Report.VersionDir). A file is read with verify's tar parser, which
+// restore feels: a tar header per document.
 func NewReader(r io.Reader, versionDir string) *Reader {
+	if f, ok := r.(*os.File); ok {
+		if bs, err := newBufSeeker(f); err == nil {
+			return &Reader{tr: newTarStream(bs), versionDir: versionDir}
+		}
+	}
 	return &Reader{tr: tar.NewReader(bufio.NewReaderSize(r, bufferSize(r))), versionDir: versionDir}
 }
 
@@ -27,7 +38,7 @@ func NewReader(r io.Reader, versionDir string) *Reader {
 func (r *Reader) Next() (dir string, doc []byte, err error) {
 	for {
 		hdr, err := r.tr.Next()
-		if errors.Is(err, tar.ErrInsecurePath) {
+		if errors.Is(err, tar.ErrInsecurePath) && hdr != nil {
 			return "", nil, fmt.Errorf("unsafe name %q in archive", hdr.Name)
 		}
 		if err != nil {
