@@ -433,10 +433,14 @@ func seedEvents(t testing.TB, driver *r.Session, n int) {
 	assert.NilError(t, err)
 	_, err = r.DB("dtr2").TableCreate("events").RunWrite(driver)
 	assert.NilError(t, err)
-	batch := make([]any, 0, n)
-	for i := range n {
-		batch = append(batch, map[string]any{"id": fmt.Sprintf("event-%06d", i), "payload": strings.Repeat("p", 300)})
+	// In batches: a query holds at most 100,000 array elements (RethinkDB's
+	// array_limit) and 64 MiB.
+	for start := 0; start < n; start += 50000 {
+		batch := make([]any, 0, 50000)
+		for i := start; i < min(start+50000, n); i++ {
+			batch = append(batch, map[string]any{"id": fmt.Sprintf("event-%07d", i), "payload": strings.Repeat("p", 300)})
+		}
+		_, err = r.DB("dtr2").Table("events").Insert(batch).RunWrite(driver)
+		assert.NilError(t, err)
 	}
-	_, err = r.DB("dtr2").Table("events").Insert(batch).RunWrite(driver)
-	assert.NilError(t, err)
 }

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -20,7 +21,14 @@ func BenchmarkBackupThroughTunnel(b *testing.B) {
 	cfg := dockerConfig(b)
 	c := dtrfixture.Start(b, dtrfixture.Options{Replicas: 1, Components: []string{"rethinkdb", "registry"}})
 	rep := c.Replicas[0]
-	const rows = 100000 // about 36 MB of documents
+	// 100,000 rows by default (about 36 MB of documents); the helper's start
+	// and removal are a constant second or so that more rows amortise.
+	rows := 100000
+	if v := os.Getenv("DTR_BENCH_ROWS"); v != "" {
+		n, err := strconv.Atoi(v)
+		assert.NilError(b, err, "DTR_BENCH_ROWS")
+		rows = n
+	}
 	seedEvents(b, c.Connect(b, rep.ID), rows)
 	bin := filepath.Join(cfg, "cli-plugins", "docker-dtr")
 	dir := b.TempDir()
