@@ -72,7 +72,7 @@ Exit status: 0 the backup was written; 1 it failed, and no file is left at
 	flags.StringArrayVar(&opts.exclude, "exclude", nil, "Leave out a table, as db.table (repeatable)")
 	flags.BoolVar(&opts.skipScanData, "skip-scan-data", false, "Leave out the vulnerability scan results (dtr2.scanned_images, dtr2.scanned_layers)")
 	flags.BoolVar(&opts.skipEvents, "skip-events", false, "Leave out the event log (dtr2.events)")
-	flags.IntVar(&opts.parallel, "parallel", metadata.DefaultParallel(), "Tables read at once, each on its own connection (the archive keeps their order)")
+	flags.IntVar(&opts.parallel, "parallel", 0, "Tables read at once, each on its own connection; the archive keeps their order (default: the number of CPUs, at most 4)")
 	opts.progress.addFlags(flags)
 	flags.StringVar(&opts.format, "format", "", `Output format: "json", or empty for a summary`)
 	opts.enc.addFlags(flags)
@@ -126,8 +126,11 @@ func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) e
 	if opts.dtrVersion != "" && !archive.ValidVersion(opts.dtrVersion) {
 		return fmt.Errorf("--dtr-version %q: expected a version such as 2.9.4", opts.dtrVersion)
 	}
-	if opts.parallel < 1 {
+	switch {
+	case opts.parallel < 0:
 		return fmt.Errorf("--parallel %d: expected 1 or more tables at once", opts.parallel)
+	case opts.parallel == 0: // the help's default, the same on every machine
+		opts.parallel = metadata.DefaultParallel()
 	}
 	if err := opts.target.validate(); err != nil {
 		return err

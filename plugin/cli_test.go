@@ -163,6 +163,7 @@ func TestCreateRefusesBadFlags(t *testing.T) {
 		{[]string{"-o", "x.tar", "--dtr-version", "2.9.4", "--rethinkdb-addr", "127.0.0.1:1", "--agent-binary", "x"}, "--agent-binary has no use with --rethinkdb-addr"},
 		{[]string{"-o", "x.tar", "--dtr-version", "2.9.4", "--rethinkdb-addr", "127.0.0.1:1", "--rethinkdb-cert", "c.pem"}, "--rethinkdb-cert and --rethinkdb-key go together"},
 		{[]string{"-o", "no/such/dir/x.tar", "--dtr-version", "2.9.4", "--rethinkdb-addr", "127.0.0.1:1"}, "cannot write no/such/dir/x.tar"},
+		{[]string{"-o", "x.tar", "--dtr-version", "2.9.4", "--rethinkdb-addr", "127.0.0.1:1", "--parallel", "-1"}, "--parallel -1: expected 1 or more"},
 		{[]string{"-o", "x.tar", "--dtr-version", "2.9.4", "--rethinkdb-addr", "127.0.0.1:1"}, "connecting to rethinkdb at 127.0.0.1:1"},
 	}
 	dir := t.TempDir()
