@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -138,25 +136,4 @@ func archiveSize(t *testing.T, c *dtrfixture.Cluster, volume string) int64 {
 	n, err := io.Copy(io.Discard, rc)
 	assert.NilError(t, err)
 	return n
-}
-
-// putFiles writes files into a volume in one copy through the archive API
-// of a labelled helper, removed after.
-func putFiles(t *testing.T, c *dtrfixture.Cluster, volume string, files map[string][]byte) {
-	t.Helper()
-	ctx := context.Background()
-	img := mustImageID(t, c, c.Replicas[0].Containers["rethinkdb"])
-	cr, err := c.Client.ContainerCreate(ctx, &container.Config{Image: img, Labels: map[string]string{dtrfixture.Label: "fixture"}},
-		&container.HostConfig{Mounts: []mount.Mount{{Type: mount.TypeVolume, Source: volume, Target: "/v"}}}, nil, nil, "")
-	assert.NilError(t, err)
-	defer c.Client.ContainerRemove(ctx, cr.ID, container.RemoveOptions{Force: true})
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for name, content := range files {
-		assert.NilError(t, tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(content))}))
-		_, err := tw.Write(content)
-		assert.NilError(t, err)
-	}
-	assert.NilError(t, tw.Close())
-	assert.NilError(t, c.Client.CopyToContainer(ctx, cr.ID, "/v", &buf, container.CopyToContainerOptions{}))
 }

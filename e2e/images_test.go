@@ -478,6 +478,14 @@ func waitForWriter(t *testing.T, c *dtrfixture.Cluster, run *restoreRun) string 
 
 // putFile writes one file into a volume through the archive API.
 func putFile(t *testing.T, c *dtrfixture.Cluster, volume, name, content string) {
+	t.Helper()
+	putFiles(t, c, volume, map[string][]byte{name: []byte(content)})
+}
+
+// putFiles writes files into a volume in one copy through the archive API
+// of a labelled helper, removed after.
+func putFiles(t *testing.T, c *dtrfixture.Cluster, volume string, files map[string][]byte) {
+	t.Helper()
 	ctx := context.Background()
 	img := mustImageID(t, c, c.Replicas[0].Containers["rethinkdb"])
 	cr, err := c.Client.ContainerCreate(ctx, &container.Config{Image: img, Labels: map[string]string{dtrfixture.Label: "fixture"}},
@@ -486,8 +494,11 @@ func putFile(t *testing.T, c *dtrfixture.Cluster, volume, name, content string) 
 	defer c.Client.ContainerRemove(ctx, cr.ID, container.RemoveOptions{Force: true})
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(content))})
-	tw.Write([]byte(content))
-	tw.Close()
+	for name, content := range files {
+		assert.NilError(t, tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(content))}))
+		_, err := tw.Write(content)
+		assert.NilError(t, err)
+	}
+	assert.NilError(t, tw.Close())
 	assert.NilError(t, c.Client.CopyToContainer(ctx, cr.ID, "/v", &buf, container.CopyToContainerOptions{}))
 }

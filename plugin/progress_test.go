@@ -15,6 +15,7 @@ import (
 	"github.com/creack/pty"
 	"github.com/docker-dtr/docker-dtr/internal/dtrtest"
 	"github.com/docker-dtr/docker-dtr/internal/rethinktest"
+	"github.com/docker-dtr/docker-dtr/internal/termscreen"
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker/cli/cli/command"
 	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
@@ -46,63 +47,12 @@ func runWithTTYStderr(t *testing.T, args ...string) (string, string, int) {
 	return out.String(), screen.String(), code
 }
 
-// termScreen is what a terminal shows for what was written to it: carriage
-// return, erase to the end of the line (the only escape sequence the
-// progress printer writes), newline. frames are the lines erased: the
-// updates a person saw go by.
-type termScreen struct {
-	lines  [][]rune
-	row    int
-	col    int
-	frames []string
-}
-
-func renderTerminal(t *testing.T, out string) *termScreen {
+// renderTerminal is what a terminal shows for out.
+func renderTerminal(t *testing.T, out string) *termscreen.Screen {
 	t.Helper()
-	s := &termScreen{lines: [][]rune{nil}}
-	rs := []rune(out)
-	for i := 0; i < len(rs); i++ {
-		switch c := rs[i]; {
-		case c == '\r':
-			s.col = 0
-		case c == '\n':
-			s.row++
-			if s.row == len(s.lines) {
-				s.lines = append(s.lines, nil)
-			}
-		case c == '\x1b':
-			if i+2 >= len(rs) || rs[i+1] != '[' || rs[i+2] != 'K' {
-				t.Fatalf("unexpected escape sequence at %d: %q", i, string(rs[i:min(i+6, len(rs))]))
-			}
-			i += 2
-			line := s.lines[s.row]
-			if len(line) > 0 {
-				s.frames = append(s.frames, string(line))
-			}
-			if s.col < len(line) {
-				s.lines[s.row] = line[:s.col]
-			}
-		default:
-			line := s.lines[s.row]
-			for len(line) <= s.col {
-				line = append(line, ' ')
-			}
-			line[s.col] = c
-			s.lines[s.row] = line
-			s.col++
-		}
-	}
+	s, err := termscreen.Render(out)
+	assert.NilError(t, err)
 	return s
-}
-
-func (s *termScreen) text() []string {
-	var out []string
-	for _, l := range s.lines {
-		if len(l) > 0 {
-			out = append(out, string(l))
-		}
-	}
-	return out
 }
 
 // seedBulk adds a table of n documents, so that the phases last long enough
@@ -142,8 +92,8 @@ func TestProgressOnATerminal(t *testing.T) {
 	assert.Equal(t, code, 0, screen)
 	assert.Assert(t, is.Contains(out, "13 tables, 20391 rows"), "the summary on stdout")
 	s := renderTerminal(t, screen)
-	assert.Assert(t, is.Contains(strings.Join(s.text(), "\n"), "dumped dtr2.bulk: 20000 rows"), "steps stay, above the phase line")
-	last := s.text()[len(s.text())-1]
+	assert.Assert(t, is.Contains(strings.Join(s.Text(), "\n"), "dumped dtr2.bulk: 20000 rows"), "steps stay, above the phase line")
+	last := s.Text()[len(s.Text())-1]
 	assert.Assert(t, is.Regexp(`^dumping tables: done, 20391 rows, [0-9.]+ MiB in [0-9.]+s \([0-9.]+ [KM]iB/s\)$`, last))
 	assertFrames(t, s, "dumping tables: ", `\d+/20391 rows`)
 
@@ -151,8 +101,8 @@ func TestProgressOnATerminal(t *testing.T) {
 	assert.Equal(t, code, 0, screen)
 	assert.Assert(t, is.Contains(out, ": verified"))
 	s = renderTerminal(t, screen)
-	assert.Equal(t, len(s.text()), 1, "one line for the phase: %q", s.text())
-	assert.Assert(t, is.Regexp(`^verifying `+regexp.QuoteMeta(backup)+`: done, `+regexp.QuoteMeta(archive.HumanBytes(fileSizeOf(t, backup)))+` in [0-9.]+s`, s.text()[0]))
+	assert.Equal(t, len(s.Text()), 1, "one line for the phase: %q", s.Text())
+	assert.Assert(t, is.Regexp(`^verifying `+regexp.QuoteMeta(backup)+`: done, `+regexp.QuoteMeta(archive.HumanBytes(fileSizeOf(t, backup)))+` in [0-9.]+s`, s.Text()[0]))
 	assertFrames(t, s, "verifying "+backup+": ", `[0-9.]+ [KM]iB/[0-9.]+ MiB`)
 
 	dtrtest.DropAll(t, fx.driver)
@@ -161,25 +111,25 @@ func TestProgressOnATerminal(t *testing.T) {
 	assert.Assert(t, is.Contains(out, "row counts checked"))
 	s = renderTerminal(t, screen)
 	var loaded bool
-	for _, l := range s.text() {
+	for _, l := range s.Text() {
 		loaded = loaded || regexp.MustCompile(`^loading tables: done, 20391 rows, [0-9.]+ MiB in `).MatchString(l)
-		assert.Assert(t, !strings.HasPrefix(l, "loading tables: ") || strings.Contains(l, "done"), "one line for the phase: %q", s.text())
+		assert.Assert(t, !strings.HasPrefix(l, "loading tables: ") || strings.Contains(l, "done"), "one line for the phase: %q", s.Text())
 	}
-	assert.Assert(t, loaded, "%q", s.text())
+	assert.Assert(t, loaded, "%q", s.Text())
 	assertFrames(t, s, "loading tables: ", `\d+/20391 rows, [0-9.]+ [KM]iB/[0-9.]+ MiB`)
 }
 
 // assertFrames checks that the phase's line was updated with counts of its
 // total, a rate and an ETA before it was done.
-func assertFrames(t *testing.T, s *termScreen, prefix, counts string) {
+func assertFrames(t *testing.T, s *termscreen.Screen, prefix, counts string) {
 	t.Helper()
 	re := regexp.MustCompile(`^` + regexp.QuoteMeta(prefix) + `(\[[= ]+\] )?\s*\d+% ` + counts + `, .*/s, ETA [0-9hms.]+$`)
-	for _, f := range s.frames {
+	for _, f := range s.Frames {
 		if re.MatchString(f) {
 			return
 		}
 	}
-	t.Fatalf("no frame of %q with counts, rate and ETA in %q", prefix, s.frames)
+	t.Fatalf("no frame of %q with counts, rate and ETA in %q", prefix, s.Frames)
 }
 
 func TestProgressPlainQuietAndJSON(t *testing.T) {

@@ -8,68 +8,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker-dtr/docker-dtr/internal/termscreen"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 )
 
-// screen is what a terminal shows for what was written to it: carriage
-// return, erase to the end of the line, newline (as the pty's ONLCR makes
-// it: to the start of the next line). frames are the lines erased, the
-// updates a person saw go by.
-type screen struct {
-	lines  [][]rune
-	row    int
-	col    int
-	frames []string
-}
-
-func render(t *testing.T, out string) *screen {
+// render is what a terminal shows for out.
+func render(t *testing.T, out string) *termscreen.Screen {
 	t.Helper()
-	s := &screen{lines: [][]rune{nil}}
-	rs := []rune(out)
-	for i := 0; i < len(rs); i++ {
-		switch c := rs[i]; {
-		case c == '\r':
-			s.col = 0
-		case c == '\n':
-			s.row++
-			s.col = 0
-			if s.row == len(s.lines) {
-				s.lines = append(s.lines, nil)
-			}
-		case c == '\x1b':
-			if i+2 >= len(rs) || rs[i+1] != '[' || rs[i+2] != 'K' {
-				t.Fatalf("unexpected escape sequence at %d: %q", i, string(rs[i:min(i+6, len(rs))]))
-			}
-			i += 2
-			line := s.lines[s.row]
-			if len(line) > 0 {
-				s.frames = append(s.frames, string(line))
-			}
-			if s.col < len(line) {
-				s.lines[s.row] = line[:s.col]
-			}
-		default:
-			line := s.lines[s.row]
-			for len(line) <= s.col {
-				line = append(line, ' ')
-			}
-			line[s.col] = c
-			s.lines[s.row] = line
-			s.col++
-		}
-	}
+	s, err := termscreen.Render(out)
+	assert.NilError(t, err)
 	return s
-}
-
-func (s *screen) text() []string {
-	var out []string
-	for _, l := range s.lines {
-		if len(l) > 0 {
-			out = append(out, string(l))
-		}
-	}
-	return out
 }
 
 // syncBuffer is written by the ticker and read by the test.
@@ -122,7 +71,7 @@ func TestTTYPhasesOnOneLineEach(t *testing.T) {
 	p.Close() // a failure: not "done"
 
 	s := render(t, buf.String())
-	lines := s.text()
+	lines := s.Text()
 	assert.Equal(t, len(lines), 5, "%q", lines)
 	assert.Assert(t, stamp.MatchString(lines[0]) && strings.HasSuffix(lines[0], "connecting"), lines[0])
 	assert.Assert(t, strings.HasSuffix(lines[1], "dumped dtr2.tags: 10 rows"), lines[1])
@@ -131,12 +80,12 @@ func TestTTYPhasesOnOneLineEach(t *testing.T) {
 	assert.Assert(t, is.Regexp(`^verifying b\.tar:  50% 500 B/1000 B, [0-9.]+ [KM]?i?B/s, ETA [0-9.]+s$`, lines[4]))
 	// Between, the line updated with counts of the total, rate and ETA.
 	var withETA bool
-	for _, f := range s.frames {
+	for _, f := range s.Frames {
 		if strings.HasPrefix(f, "dumping tables: ") && regexp.MustCompile(`\d+/4000 rows, .*/s, ETA `).MatchString(f) {
 			withETA = true
 		}
 	}
-	assert.Assert(t, withETA, "frames: %q", s.frames)
+	assert.Assert(t, withETA, "frames: %q", s.Frames)
 }
 
 func TestTTYLineFitsTheTerminal(t *testing.T) {
@@ -145,7 +94,7 @@ func TestTTYLineFitsTheTerminal(t *testing.T) {
 	p.width = 30
 	p.Phase(strings.Repeat("x", 50), 10, 0)
 	p.Close()
-	for _, l := range render(t, buf.String()).text() {
+	for _, l := range render(t, buf.String()).Text() {
 		assert.Assert(t, len([]rune(l)) <= 29, l)
 	}
 	// A wide terminal has room for a bar.
@@ -155,7 +104,7 @@ func TestTTYLineFitsTheTerminal(t *testing.T) {
 	p.Phase("loading tables", 10, 0)
 	p.Add(5, 0)
 	p.Close()
-	assert.DeepEqual(t, render(t, buf.String()).text(), []string{"loading tables: [==========          ]  50% 5/10 rows"})
+	assert.DeepEqual(t, render(t, buf.String()).Text(), []string{"loading tables: [==========          ]  50% 5/10 rows"})
 }
 
 func TestPlainLinesAreTimestamped(t *testing.T) {
