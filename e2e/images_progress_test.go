@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -87,10 +88,28 @@ func TestImageBackupProgressTotal(t *testing.T) {
 	assert.Equal(t, u.Stream, sent)
 	assertNoHelpers(t, c)
 
-	// Quiet: nothing is measured, nothing printed.
-	res = docker(t, cfg, nil, "dtr", "backup", "images", "-q", "-o", images)
+	// Quiet: nothing is measured, nothing printed; the summary as JSON.
+	assert.NilError(t, os.Remove(images))
+	res = docker(t, cfg, nil, "dtr", "backup", "images", "-q", "--format", "json", "-o", images)
 	assert.Equal(t, res.code, 0, res.stderr)
 	assert.Equal(t, res.stderr, "")
+	var summary struct {
+		File        string `json:"file"`
+		Encrypted   bool   `json:"encrypted"`
+		ReplicaID   string `json:"replicaId"`
+		Volume      string `json:"volume"`
+		Files       int64  `json:"files"`
+		Blobs       int64  `json:"blobs"`
+		UploadFiles int64  `json:"uploadFiles"`
+	}
+	assert.NilError(t, json.Unmarshal([]byte(res.stdout), &summary), res.stdout)
+	assert.Equal(t, summary.File, images)
+	assert.Equal(t, summary.ReplicaID, rep.ID)
+	assert.Equal(t, summary.Volume, vol)
+	assert.Equal(t, summary.Files, int64(1+links))
+	assert.Equal(t, summary.Blobs, int64(1))
+	assert.Equal(t, summary.UploadFiles, int64(2))
+	assert.Assert(t, !summary.Encrypted)
 
 	// An agent that cannot run on the node, or that fails there: the
 	// backup is written all the same, with a plain note.
