@@ -63,6 +63,10 @@ func TestCompletionThroughDocker(t *testing.T) {
 
 	_, d = complete(t, cfg, nil, "backup", "restore", "--safety-dir", "")
 	assert.Equal(t, d, cobra.ShellCompDirectiveFilterDirs)
+	_, d = complete(t, cfg, nil, "backup", "prune", "")
+	assert.Equal(t, d, cobra.ShellCompDirectiveFilterDirs, "prune takes a DIR")
+	_, d = complete(t, cfg, nil, "backup", "prune", "/backups", "")
+	assert.Equal(t, d, cobra.ShellCompDirectiveNoFileComp, "prune takes one DIR")
 	_, d = complete(t, cfg, nil, "backup", "verify", "--from", "")
 	assert.Equal(t, d, cobra.ShellCompDirectiveFilterDirs)
 	_, d = complete(t, cfg, nil, "backup", "create", "--passphrase-file", "")

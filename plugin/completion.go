@@ -63,6 +63,15 @@ func registerCompletions(root *cobra.Command, dockerCli command.Cli) {
 				return backupFiles(nil, nil, "")
 			}
 		}
+		// Commands whose argument is a directory of backups ("prune … DIR").
+		if c.ValidArgsFunction == nil && strings.HasSuffix(c.Use, " DIR") {
+			c.ValidArgsFunction = func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+				if len(args) > 0 {
+					return nil, cobra.ShellCompDirectiveNoFileComp
+				}
+				return dirs(nil, nil, "")
+			}
+		}
 		// Every other command takes no file argument: offer none.
 		if c.ValidArgsFunction == nil {
 			c.ValidArgsFunction = cobra.NoFileCompletions
