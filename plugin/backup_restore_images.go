@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -427,16 +428,29 @@ func (r *imageRestore) rollback(ctx context.Context) error {
 // The writer goroutine ends before the pipe's reader sees EOF or an error,
 // so the file is free again once the engine has read the stream.
 func contentStream(f *os.File, contentDir string) io.ReadCloser {
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(imagearchive.Content(f, contentDir, pw)) }()
-	return pr
+	return pipeBuffered(func(w io.Writer) error { return imagearchive.Content(f, contentDir, w) })
 }
 
 // chainStream pipes an incremental backup's content with the blobs its
 // earlier backups hold, as contentStream does.
 func chainStream(f *os.File, rep *imagearchive.Report, bases []*imagearchive.Base, files []*os.File) io.ReadCloser {
+	return pipeBuffered(func(w io.Writer) error { return imagearchive.ChainContent(f, rep, bases, files, w) })
+}
+
+// pipeBuffered runs write into a pipe through a buffer: a tar writer
+// writes each 512-byte header and padding on its own, and through a bare
+// pipe each would reach the engine as a read, an HTTP chunk and a system
+// call of its own.
+func pipeBuffered(write func(io.Writer) error) io.ReadCloser {
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(imagearchive.ChainContent(f, rep, bases, files, pw)) }()
+	go func() {
+		bw := bufio.NewWriterSize(pw, 256<<10)
+		err := write(bw)
+		if err == nil {
+			err = bw.Flush()
+		}
+		pw.CloseWithError(err)
+	}()
 	return pr
 }
 
