@@ -48,13 +48,14 @@ func TestVersionThroughDocker(t *testing.T) {
 	res = docker(t, cfg, nil, "dtr", "version", "extra")
 	assert.Equal(t, res.code, 2, "usage error: %s", res.stderr)
 
-	// The Docker CLI reads the version from the plugin's metadata.
+	// The Docker CLI reads the version from the plugin's metadata, with the
+	// commit as semver build metadata.
 	meta, err := exec.Command(filepath.Join(plugins, "docker-dtr"), "docker-cli-plugin-metadata").Output()
 	assert.NilError(t, err)
 	var m struct{ Version, Vendor string }
 	assert.NilError(t, json.Unmarshal(meta, &m))
-	assert.Equal(t, m.Version, ver)
+	assert.Equal(t, m.Version, ver+"+"+commit)
 	res = docker(t, cfg, nil, "info", "--format", "{{range .ClientInfo.Plugins}}{{.Name}} {{.Version}}{{\"\\n\"}}{{end}}")
 	assert.Equal(t, res.code, 0, res.stderr)
-	assert.Assert(t, is.Contains(res.stdout, "dtr "+ver+"\n"))
+	assert.Assert(t, is.Contains(res.stdout, "dtr "+ver+"+"+commit+"\n"))
 }

@@ -26,7 +26,7 @@ func main() {
 	}, metadata.Metadata{
 		SchemaVersion:    "0.1.0",
 		Vendor:           "docker-dtr",
-		Version:          version.Version,
+		Version:          version.Plugin(),
 		ShortDescription: "Back up, verify and restore Docker Trusted Registry",
 		URL:              "https://github.com/docker-dtr/docker-dtr",
 	})
