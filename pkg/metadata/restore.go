@@ -267,6 +267,11 @@ func restoreTables(ctx context.Context, s *rethink.Session, f *os.File, rep *arc
 				return nil, err
 			}
 		}
+	}
+	// RethinkDB builds indexes in the background: every table's build is
+	// under way before the first wait.
+	for _, t := range plan.Tables {
+		ref := rethink.TableRef{DB: t.DB, Table: t.Name}
 		if len(t.Indexes) > 0 {
 			if _, err := s.IndexWait(ctx, ref); err != nil {
 				return nil, err
