@@ -5,6 +5,8 @@ package tartest
 import (
 	"bytes"
 	"fmt"
+	"os"
+	"testing"
 )
 
 // FixChecksums returns data with the checksum of every block that looks
@@ -34,4 +36,19 @@ func FixChecksums(data []byte) []byte {
 		copy(out[off+148:off+156], want)
 	}
 	return out
+}
+
+// Open writes data to the file p (one file serves every input: a fuzzing
+// process runs one at a time) and opens it; it is closed when t ends.
+func Open(t testing.TB, p string, data []byte) *os.File {
+	t.Helper()
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
 }

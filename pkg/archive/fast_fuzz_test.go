@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -129,14 +128,7 @@ func FuzzVerifyFast(f *testing.F) {
 }
 
 func compareVerify(t *testing.T, p string, data []byte) {
-	if err := os.WriteFile(p, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	file, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer file.Close()
+	file := tartest.Open(t, p, data)
 	fast, err := Verify(file)
 	if err != nil {
 		t.Fatalf("Verify: %v", err)

@@ -179,14 +179,7 @@ func FuzzVerify(f *testing.F) {
 
 // check runs one input through everything that reads an archive.
 func check(t *testing.T, p string, volume, data []byte) {
-	if err := os.WriteFile(p, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	file, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer file.Close()
+	file := tartest.Open(t, p, data)
 
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
