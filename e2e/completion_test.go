@@ -21,7 +21,11 @@ import (
 // directive.
 func complete(t *testing.T, cfg string, env []string, args ...string) ([]string, cobra.ShellCompDirective) {
 	t.Helper()
-	cmd := exec.Command("docker", append([]string{"--config", cfg, cobra.ShellCompRequestCmd, "dtr"}, args...)...)
+	var global []string // flags of docker itself: --context
+	for len(args) >= 2 && args[0] == "--context" {
+		global, args = append(global, args[:2]...), args[2:]
+	}
+	cmd := exec.Command("docker", append(append(append([]string{"--config", cfg}, global...), cobra.ShellCompRequestCmd, "dtr"), args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -94,4 +98,21 @@ func TestCompletionThroughDocker(t *testing.T) {
 	assert.Equal(t, d, cobra.ShellCompDirectiveNoFileComp)
 	values, _ = complete(t, cfg, nil, "backup", "restore", "--replica-id", "")
 	assert.Equal(t, len(values), 3)
+
+	// `docker --context X dtr …<TAB>` asks the engine of context X: one
+	// with no engine offers nothing, even with a DTR behind the default.
+	dead := "unix://" + filepath.Join(t.TempDir(), "none.sock")
+	ctxCmd := exec.Command("docker", "--config", cfg, "context", "create", "nowhere", "--docker", "host="+dead)
+	out, err := ctxCmd.CombinedOutput()
+	assert.NilError(t, err, "%s", out)
+	values, d = complete(t, cfg, nil, "--context", "nowhere", "backup", "create", "--replica-id", "")
+	assert.Equal(t, len(values), 0, "the ids of the default context's DTR: %v", values)
+	assert.Equal(t, d, cobra.ShellCompDirectiveNoFileComp)
+	// And one on the fixture's engine offers its ids.
+	host, err := exec.Command("docker", "--config", cfg, "context", "inspect", "--format", "{{.Endpoints.docker.Host}}").Output()
+	assert.NilError(t, err)
+	out, err = exec.Command("docker", "--config", cfg, "context", "create", "here", "--docker", "host="+strings.TrimSpace(string(host))).CombinedOutput()
+	assert.NilError(t, err, "%s", out)
+	values, _ = complete(t, cfg, nil, "--context", "here", "backup", "create", "--replica-id", "")
+	assert.Equal(t, len(values), 3, "%v", values)
 }

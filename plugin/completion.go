@@ -8,7 +8,6 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker/cli/cli/command"
-	cliflags "github.com/docker/cli/cli/flags"
 	"github.com/spf13/cobra"
 )
 
@@ -100,13 +99,13 @@ func formats(usage string) cobra.CompletionFunc {
 	return cobra.FixedCompletions(values, cobra.ShellCompDirectiveNoFileComp)
 }
 
-// replicaIDs completes the replica ids of the DTR behind the active Docker
-// context, with their health as the description; any error gives nothing.
+// replicaIDs completes the replica ids of the DTR behind the Docker context
+// the completed command would use, with their health as the description; any error gives nothing.
 func replicaIDs(dockerCli command.Cli) cobra.CompletionFunc {
 	return func(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
 		// __complete runs no PersistentPreRunE: the client is not set up yet.
 		if dcli, ok := dockerCli.(*command.DockerCli); ok {
-			if err := dcli.Initialize(cliflags.NewClientOptions()); err != nil {
+			if err := dcli.Initialize(completionClientOptions()); err != nil {
 				return nil, cobra.ShellCompDirectiveNoFileComp
 			}
 		}
