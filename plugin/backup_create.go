@@ -164,7 +164,7 @@ func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) e
 	if err := tgt.connect(ctx, dockerCli, prog, opts.parallel); err != nil {
 		return backupError(ctx, opts.output, err)
 	}
-	prog.Phase("dumping tables", countRows(ctx, tgt.sess, excluded, nil, prog), 0)
+	prog.Phase("dumping tables", estimateRows(ctx, tgt.sess, excluded, nil, prog), 0)
 	m, err := metadata.Backup(ctx, tgt.sess, out, metadata.BackupOptions{
 		Info:     info,
 		Exclude:  excluded,

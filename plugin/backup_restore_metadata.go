@@ -182,7 +182,7 @@ func (r *metadataRestore) saveSafety(ctx context.Context) error {
 	if info.DTRVersion == "" {
 		info.DTRVersion = r.rep.DTRVersion
 	}
-	r.prog.Phase("saving the safety backup", countRows(ctx, r.tgt.sess, nil, replaced, r.prog), 0)
+	r.prog.Phase("saving the safety backup", estimateRows(ctx, r.tgt.sess, nil, replaced, r.prog), 0)
 	_, err = metadata.Backup(ctx, r.tgt.sess, out, metadata.BackupOptions{Info: info, Only: replaced, Progress: r.prog, Parallel: min(r.opts.writers, metadata.DefaultParallel())})
 	if err == nil {
 		r.prog.Done()

@@ -138,11 +138,13 @@ func (o *backupOutput) result(dockerCli command.Cli, prog *progress.Printer, for
 	return nil
 }
 
-// countRows counts the rows of the tables a backup will dump, so that the
-// phase has a total (RethinkDB counts on the server: nothing is read).
-// Counting is only for the meter: on an error the total is unknown (0),
-// and the backup itself reports what is wrong.
-func countRows(ctx context.Context, s *rethink.Session, excluded []archive.Exclusion, only []rethink.TableRef, prog *progress.Printer) int64 {
+// estimateRows is the number of rows of the tables a backup will dump, as
+// RethinkDB estimates them, so that the phase has a total and an ETA.
+// Estimates, not count(): count() scans every table, which on millions of
+// rows would cost the backup a second read before it starts. The total is
+// only for the meter: on an error it is unknown (0), and the backup itself
+// reports what is wrong.
+func estimateRows(ctx context.Context, s *rethink.Session, excluded []archive.Exclusion, only []rethink.TableRef, prog *progress.Printer) int64 {
 	if prog.Mode() == progress.Quiet || s == nil {
 		return 0
 	}
@@ -166,7 +168,7 @@ func countRows(ctx context.Context, s *rethink.Session, excluded []archive.Exclu
 		if skip[ref] || (keep != nil && !keep[ref]) {
 			continue
 		}
-		n, err := s.Count(ctx, ref)
+		n, err := s.Estimate(ctx, ref)
 		if err != nil {
 			return 0
 		}
