@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -374,7 +375,10 @@ func TestTunnelHelper(t *testing.T) {
 		}
 
 		assert.NilError(t, cmd.Process.Signal(syscall.SIGINT))
-		assert.Assert(t, cmd.Wait() != nil, "non-zero exit")
+		err = cmd.Wait()
+		var exit *exec.ExitError
+		assert.Assert(t, errors.As(err, &exit), "non-zero exit: %v", err)
+		assert.Equal(t, exit.ExitCode(), 130, "exit status 130, interrupted")
 		assert.Assert(t, is.Contains(stderr.String(), "interrupted"))
 		assertNoHelpers(t, c)
 		left, _ := os.ReadDir(dir)

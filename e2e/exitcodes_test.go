@@ -37,7 +37,9 @@ func writeArchive(t *testing.T, path string) {
 // The exit statuses each command's help documents, as the Docker CLI
 // passes them on, for those that need no DTR. A lost majority (status: 1)
 // is checked by TestStatus, a restore left partly done (3) by
-// TestImageBackupFaults and TestFaultRestoreMetadata.
+// TestImageBackupFaults and TestFaultRestoreMetadata, an interrupted
+// command (130) by the signal scenarios of the TestFault tests,
+// TestImageBackupFaults and TestTunnelHelper.
 func TestDocumentedExitCodes(t *testing.T) {
 	cfg := dockerConfig(t)
 	dir := t.TempDir()

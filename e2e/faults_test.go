@@ -288,6 +288,7 @@ func TestFaultRestoreMetadata(t *testing.T) {
 			assert.NilError(t, b.cmd.Process.Signal(sig))
 		}, runOptions{viaDocker: via})
 		rig.assertPutBack(t, b, res, "was interrupted", "interrupted")
+		assert.Check(t, is.Equal(res.code, 130), "exit status 130, interrupted: %s", res.stderr)
 		// The driver calls every ended context a "query timeout": after a
 		// signal, that sends the operator looking for a slow database.
 		assert.Check(t, !strings.Contains(reasonLine(res.stderr), "timeout"),
@@ -661,9 +662,12 @@ func (rig *faultRig) outputDirScenarios(t *testing.T) {
 // them on by closing the plugin's socket).
 func (rig *faultRig) signalScenarios(t *testing.T) {
 	forEachSignal(t, func(t *testing.T, sig syscall.Signal, via bool) {
-		rig.killDuringBackup(t, func(t *testing.T, b *pluginRun) {
+		res := rig.killDuringBackupResult(t, func(t *testing.T, b *pluginRun) {
 			assert.NilError(t, b.cmd.Process.Signal(sig))
-		}, "was not written: interrupted", runOptions{viaDocker: via})
+		}, runOptions{viaDocker: via})
+		rig.assertFailed(t, res, "was not written: interrupted")
+		assert.Check(t, is.Equal(res.code, 130), "exit status 130, interrupted: %s", res.stderr)
+		rig.assertUnchanged(t)
 	})
 }
 

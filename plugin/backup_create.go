@@ -53,7 +53,8 @@ With --encrypt the backup is an OpenPGP message (AES-256, the format gpg
 holds no secret. verify, inspect and restore decrypt it themselves.
 
 Exit status: 0 the backup was written; 1 it failed, and no file is left at
--o (on standard output the archive is incomplete); 2 wrong usage.`,
+-o (on standard output the archive is incomplete); 2 wrong usage; 130
+interrupted (SIGINT, SIGTERM), and no file is left at -o.`,
 		Example: `  docker dtr backup create -o backup-metadata.tar
   docker dtr backup create --encrypt --passphrase-file /root/.dtr-backup-pass -o backup-metadata.tar.gpg
   docker dtr backup create --recipient-file backup-key.asc -o backup-metadata.tar.gpg

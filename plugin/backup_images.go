@@ -76,7 +76,8 @@ checks the chain and 'backup restore FILE --from DIR' writes the union.
 
 Exit status: 0 the backup was written; 1 it failed, and no file is left at
 -o, or it was written but blobs in the live registry are corrupt (without
---allow-corrupt-blobs); 2 wrong usage.`,
+--allow-corrupt-blobs); 2 wrong usage; 130 interrupted (SIGINT, SIGTERM),
+and no file is left at -o.`,
 		Example: `  docker dtr backup images -o backup-images.tar
   docker dtr backup images --since /backups/images -o /backups/images/backup-images-monday.tar
   docker dtr backup images --recipient-file backup-key.asc -o backup-images.tar.gpg

@@ -74,8 +74,9 @@ Exit status: 0 restored (or, with --dry-run, the plan shown); 1 the
 restore was refused or failed, and the target is as it was (what was
 loaded was rolled back); 2 wrong usage; 3 the restore failed and the
 target could not be put back: it is partly restored, and the error gives
-the command that finishes by hand. An unattended job should call a person
-on 3 rather than retry.`,
+the command that finishes by hand; 130 interrupted (SIGINT, SIGTERM), and
+the target put back as for 1 (3 when it could not be). An unattended job
+should call a person on 3 rather than retry.`,
 		Example: `  docker dtr backup restore --dry-run backup-metadata.tar
   docker dtr backup restore --force backup-metadata.tar
   docker dtr backup restore --dry-run backup-images.tar

@@ -17,6 +17,10 @@ const (
 	// as it was: it is partly restored, and the error says how to finish by
 	// hand. Unattended jobs should call a person rather than retry.
 	ExitByHand = 3
+	// ExitInterrupted is a command ended by SIGINT or SIGTERM (Ctrl-C, or
+	// the Docker CLI passing one on); what it half wrote is removed or put
+	// back as for a failure (1).
+	ExitInterrupted = 130
 )
 
 // leftByHand marks the error of a restore that left its target partly

@@ -25,7 +25,9 @@ definitions and a manifest of SHA-256 checksums that 'backup verify' checks.
 
 Exit status: 0 success; 1 failure; 2 wrong usage (an unknown command or
 flag, a missing argument); 3 a restore failed and left its target partly
-restored, to finish by hand. Each command's help says what its codes mean.`,
+restored, to finish by hand; 130 interrupted (SIGINT, SIGTERM), with what
+was half done removed or put back. Each command's help says what its codes
+mean.`,
 		SilenceUsage:     true,
 		SilenceErrors:    true,
 		TraverseChildren: true,
@@ -52,6 +54,7 @@ restored, to finish by hand. Each command's help says what its codes mean.`,
 		// "[OPTIONS]" is in each Use line already, as docker's own commands have it.
 		c.DisableFlagsInUseLine = true
 		c.SetFlagErrorFunc(flagError)
+		interruptible(c)
 	})
 	registerCompletions(cmd, dockerCli)
 	return cmd

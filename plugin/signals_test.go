@@ -1,0 +1,64 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/docker/cli/cli"
+	"gotest.tools/v3/assert"
+)
+
+func statusOf(t *testing.T, err error) (int, string) {
+	t.Helper()
+	var st cli.StatusError
+	if !errors.As(err, &st) {
+		return 1, err.Error()
+	}
+	return st.StatusCode, st.Error()
+}
+
+func TestExitInterrupted(t *testing.T) {
+	failed := errors.New("backup failed, x.tar was not written: interrupted")
+	assert.NilError(t, exitInterrupted(context.Background(), nil))
+	// Not interrupted: as it was.
+	assert.Equal(t, exitInterrupted(context.Background(), failed), failed)
+
+	// The Docker CLI cancelled the command's context (its socket closed).
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	code, msg := statusOf(t, exitInterrupted(ended, failed))
+	assert.Equal(t, code, 130)
+	assert.Equal(t, msg, failed.Error())
+	code, msg = statusOf(t, exitInterrupted(ended, cli.StatusError{StatusCode: 1, Status: "x.tar is not a valid backup"}))
+	assert.Equal(t, code, 130)
+	assert.Equal(t, msg, "x.tar is not a valid backup")
+	// Partly restored stays 3: it needs a person.
+	code, _ = statusOf(t, exitInterrupted(ended, leftByHand(failed)))
+	assert.Equal(t, code, ExitByHand)
+	assert.NilError(t, exitInterrupted(ended, nil))
+}
+
+// A real SIGINT ends withSignals' context and marks the command interrupted.
+func TestWithSignals(t *testing.T) {
+	t.Cleanup(func() { signalled.Store(false) })
+	ctx, stop := withSignals(context.Background())
+	defer stop()
+	assert.NilError(t, syscall.Kill(syscall.Getpid(), syscall.SIGINT))
+	select {
+	case <-ctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("SIGINT did not end the context")
+	}
+	code, _ := statusOf(t, exitInterrupted(context.Background(), errors.New("interrupted")))
+	assert.Equal(t, code, 130)
+
+	// stop alone is not an interruption.
+	signalled.Store(false)
+	ctx, stop = withSignals(context.Background())
+	stop()
+	<-ctx.Done()
+	assert.Assert(t, !signalled.Load())
+}
