@@ -100,7 +100,8 @@ func formats(usage string) cobra.CompletionFunc {
 }
 
 // replicaIDs completes the replica ids of the DTR behind the Docker context
-// the completed command would use, with their health as the description; any error gives nothing.
+// the completed command would use, with their health as the description;
+// any error gives nothing.
 func replicaIDs(dockerCli command.Cli) cobra.CompletionFunc {
 	return func(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
 		// __complete runs no PersistentPreRunE: the client is not set up yet.

@@ -26,22 +26,31 @@ import (
 // the plugin runs standalone, the environment and the config decide, as
 // they do for docker itself.
 func completionClientOptions() *cliflags.ClientOptions {
+	if os.Getenv(metadata.ReexecEnvvar) != "" {
+		if args, err := processArgs(os.Getppid()); err == nil {
+			if global, ok := dockerGlobalFlags(args); ok {
+				if opts, err := parseClientOptions(global); err == nil {
+					return opts
+				}
+			}
+		}
+	}
+	opts, _ := parseClientOptions(nil)
+	return opts
+}
+
+// parseClientOptions parses docker's own flags with docker's flag set, its
+// defaults from the environment included.
+func parseClientOptions(args []string) (*cliflags.ClientOptions, error) {
 	opts := cliflags.NewClientOptions()
 	flags := pflag.NewFlagSet("docker", pflag.ContinueOnError)
 	flags.SetOutput(io.Discard)
 	opts.InstallFlags(flags)
-	if os.Getenv(metadata.ReexecEnvvar) != "" {
-		if args, err := processArgs(os.Getppid()); err == nil {
-			if global, ok := dockerGlobalFlags(args); ok && flags.Parse(global) != nil {
-				// Flags this CLI does not know: start again from the defaults.
-				opts = cliflags.NewClientOptions()
-				flags = pflag.NewFlagSet("docker", pflag.ContinueOnError)
-				opts.InstallFlags(flags)
-			}
-		}
+	if err := flags.Parse(args); err != nil {
+		return nil, err
 	}
 	opts.SetDefaultOptions(flags)
-	return opts
+	return opts, nil
 }
 
 // dockerGlobalFlags returns the words between the docker binary and its

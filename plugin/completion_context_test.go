@@ -89,3 +89,16 @@ func TestCompletionClientOptionsChild(t *testing.T) {
 	opts := completionClientOptions()
 	os.Stdout.WriteString("context=" + opts.Context + " config=" + opts.ConfigDir + "\n")
 }
+
+func TestParseClientOptions(t *testing.T) {
+	opts, err := parseClientOptions([]string{"-c", "prod", "--log-level", "error"})
+	assert.NilError(t, err)
+	assert.Equal(t, opts.Context, "prod")
+	opts, err = parseClientOptions([]string{"-H", "tcp://ucp.example.com:443", "--tlsverify"})
+	assert.NilError(t, err)
+	assert.DeepEqual(t, opts.Hosts, []string{"tcp://ucp.example.com:443"})
+	assert.Assert(t, opts.TLS && opts.TLSVerify)
+	// A flag of a newer docker than this plugin's: the defaults instead.
+	_, err = parseClientOptions([]string{"--some-future-flag", "x"})
+	assert.ErrorContains(t, err, "unknown flag")
+}
