@@ -307,6 +307,20 @@ func timed(f func()) time.Duration {
 	return time.Since(start)
 }
 
+// alternate runs steps n times, in order on even rounds and in reverse on
+// odd ones, so that neither side of a ratio always runs first (on a warm
+// cache, or in a burst of load).
+func alternate(n int, steps ...func()) {
+	for i := range n {
+		for j := range steps {
+			if i%2 == 1 {
+				j = len(steps) - 1 - j
+			}
+			steps[j]()
+		}
+	}
+}
+
 // BenchmarkImageBackup measures `backup images` of a generated volume
 // against the limits it stands on, in the same run on the same volume:
 // `docker cp CONTAINER:/storage - > FILE` (the goal's reference: the
@@ -345,14 +359,7 @@ func BenchmarkImageBackup(b *testing.B) {
 		},
 	}
 	b.ResetTimer()
-	for i := range b.N {
-		for j := range steps {
-			if i%2 == 1 {
-				j = len(steps) - 1 - j
-			}
-			steps[j]()
-		}
-	}
+	alternate(b.N, steps...)
 	b.StopTimer()
 	ib.trace(b, "backup", "images", "-o", out)
 	mb := float64(ib.data.Bytes) / 1e6 * float64(b.N)
@@ -396,14 +403,7 @@ func BenchmarkImageRestore(b *testing.B) {
 		},
 	}
 	b.ResetTimer()
-	for i := range b.N {
-		for j := range steps {
-			if i%2 == 1 {
-				j = len(steps) - 1 - j
-			}
-			steps[j]()
-		}
-	}
+	alternate(b.N, steps...)
 	b.StopTimer()
 	dtrfixture.WipeVolume(b, ib.c.Client, ib.vol)
 	ib.trace(b, "backup", "restore", "--yes", backup)
@@ -445,15 +445,9 @@ func BenchmarkImageBackupInProcess(b *testing.B) {
 	}
 	var ours, limit time.Duration
 	b.ResetTimer()
-	for i := range b.N {
-		if i%2 == 0 {
-			ours += timed(backup)
-		}
-		limit += timed(func() { ib.copyOut(b, cpOut) })
-		if i%2 == 1 {
-			ours += timed(backup)
-		}
-	}
+	alternate(b.N,
+		func() { ours += timed(backup) },
+		func() { limit += timed(func() { ib.copyOut(b, cpOut) }) })
 	b.StopTimer()
 	mb := float64(ib.data.Bytes) / 1e6 * float64(b.N)
 	b.ReportMetric(mb/ours.Seconds(), "in-process-MB/s")
