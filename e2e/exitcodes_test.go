@@ -75,7 +75,10 @@ func TestDocumentedExitCodes(t *testing.T) {
 		{"verify missing", []string{"dtr", "backup", "verify", missing}, 1, missing},
 		{"inspect missing", []string{"dtr", "backup", "inspect", missing}, 1, missing},
 		{"restore missing", []string{"dtr", "backup", "restore", "--dry-run", missing}, 1, missing},
-		{"create without -o", []string{"dtr", "backup", "create"}, 1, "-o/--output is required"},
+		{"create without -o", []string{"dtr", "backup", "create"}, 2, "-o/--output is required"},
+		{"images without -o", []string{"dtr", "backup", "images"}, 2, "-o/--output is required"},
+		{"create --parallel -1", []string{"dtr", "backup", "create", "-o", filepath.Join(dir, "x.tar"), "--parallel", "-1"}, 2, "--parallel -1"},
+		{"status --format yaml", []string{"dtr", "status", "--format", "yaml"}, 2, `--format "yaml"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := docker(t, cfg, nil, tc.args...)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/internal/version"
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
+	"github.com/docker-dtr/docker-dtr/pkg/exitcode"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
 	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
@@ -129,7 +130,7 @@ func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) e
 	}
 	switch {
 	case opts.parallel < 0:
-		return fmt.Errorf("--parallel %d: expected 1 or more tables at once", opts.parallel)
+		return exitcode.UsageError(fmt.Errorf("--parallel %d: expected 1 or more tables at once", opts.parallel))
 	case opts.parallel == 0: // the help's default, the same on every machine
 		opts.parallel = metadata.DefaultParallel()
 	}

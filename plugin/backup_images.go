@@ -18,7 +18,6 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/imagevolume"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
-	"github.com/docker/cli/cli"
 	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
 )
@@ -182,8 +181,7 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 			prog.Warn("corrupt in the registry (data does not match its digest): %s", b)
 		}
 		if !opts.allowCorruptBlobs {
-			return cli.StatusError{StatusCode: 1, Status: fmt.Sprintf(
-				"the backup is complete, but %s in the live registry do not match their digests (listed above): repair them, or pass --allow-corrupt-blobs", plural(n, "blob"))}
+			return fmt.Errorf("the backup is complete, but %s in the live registry do not match their digests (listed above): repair them, or pass --allow-corrupt-blobs", plural(n, "blob"))
 		}
 	}
 	return nil

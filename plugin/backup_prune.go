@@ -17,7 +17,6 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker-dtr/docker-dtr/pkg/retention"
-	"github.com/docker/cli/cli"
 	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
 )
@@ -177,7 +176,7 @@ func runPrune(dockerCli command.Cli, opts pruneOptions) error {
 		return err
 	}
 	if failed > 0 {
-		return cli.StatusError{StatusCode: 1, Status: fmt.Sprintf("%s in %s could not be removed (listed above)", plural(failed, "backup"), opts.dir)}
+		return fmt.Errorf("%s in %s could not be removed (listed above)", plural(failed, "backup"), opts.dir)
 	}
 	return nil
 }

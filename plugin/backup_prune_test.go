@@ -375,7 +375,7 @@ func TestPruneUsage(t *testing.T) {
 		{[]string{dir, "--keep-last", "x"}, 2, "--keep-last"},
 		{[]string{file, "--keep-last", "1"}, 1, file + " is not a directory"},
 		{[]string{filepath.Join(dir, "nope"), "--keep-last", "1"}, 1, "cannot read the backup directory"},
-		{[]string{dir, "--keep-last", "1", "--format", "yaml"}, 1, `--format "yaml"`},
+		{[]string{dir, "--keep-last", "1", "--format", "yaml"}, 2, `--format "yaml"`},
 	} {
 		out, errOut, code := run(t, nil, append([]string{"backup", "prune"}, tc.args...)...)
 		assert.Equal(t, code, tc.code, "%v: %s", tc.args, errOut)

@@ -14,6 +14,7 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker-dtr/docker-dtr/pkg/atomicfile"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
+	"github.com/docker-dtr/docker-dtr/pkg/exitcode"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/imagevolume"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
@@ -344,7 +345,7 @@ func (r *imageRestore) failed(ctx context.Context, cause error) error {
 	}
 	vol := r.vol.Name
 	if !r.canRollBack() {
-		return leftByHand(fmt.Errorf("restore of %s %s, volume %s may be partly written and was not put back (--no-safety-backup): run the restore again with --force once the cause is fixed: %w", r.name, what, vol, cause))
+		return exitcode.ByHandError(fmt.Errorf("restore of %s %s, volume %s may be partly written and was not put back (--no-safety-backup): run the restore again with --force once the cause is fixed: %w", r.name, what, vol, cause))
 	}
 	r.prog.Step("restore %s: putting volume %s back as it was", what, vol)
 	rctx, cancel := cleanupContext()
@@ -363,10 +364,10 @@ func (r *imageRestore) failed(ctx context.Context, cause error) error {
 		if !r.wiped {
 			note = "; files the failed restore added stay beside what it puts back"
 		}
-		return leftByHand(fmt.Errorf("restore of %s %s (%v), and putting the volume back failed too (%v): finish by hand, once the cause is fixed, with: %s%s",
+		return exitcode.ByHandError(fmt.Errorf("restore of %s %s (%v), and putting the volume back failed too (%v): finish by hand, once the cause is fixed, with: %s%s",
 			r.name, what, cause, err, byHand(r.dockerCli, &tgt, r.replica.Version, r.safetyPath), note))
 	default:
-		return leftByHand(fmt.Errorf("restore of %s %s (%v), and putting the volume back failed too (%v): volume %s was empty before and may be partly written now; run the restore again with --force once the cause is fixed",
+		return exitcode.ByHandError(fmt.Errorf("restore of %s %s (%v), and putting the volume back failed too (%v): volume %s was empty before and may be partly written now; run the restore again with --force once the cause is fixed",
 			r.name, what, cause, err, vol))
 	}
 }

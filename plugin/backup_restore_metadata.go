@@ -13,6 +13,7 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker-dtr/docker-dtr/pkg/atomicfile"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
+	"github.com/docker-dtr/docker-dtr/pkg/exitcode"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker/cli/cli/command"
@@ -235,10 +236,10 @@ func (r *metadataRestore) failed(ctx context.Context, cause error) error {
 	case err == nil:
 		return fmt.Errorf("restore of %s %s, and the tables it created were dropped again; nothing else had been there: %w", r.name, what, cause)
 	case r.safetyPath != "":
-		return leftByHand(fmt.Errorf("restore of %s %s (%v), and putting the safety backup back failed too (%v): finish by hand, once the cause is fixed, with: %s",
+		return exitcode.ByHandError(fmt.Errorf("restore of %s %s (%v), and putting the safety backup back failed too (%v): finish by hand, once the cause is fixed, with: %s",
 			r.name, what, cause, err, byHand(r.dockerCli, r.sameTarget(), r.version, r.safetyPath)+r.dropNote()))
 	default:
-		return leftByHand(fmt.Errorf("restore of %s %s (%v), and dropping the tables it created failed too (%v): the target is partly restored; run the restore again with --force once the cause is fixed",
+		return exitcode.ByHandError(fmt.Errorf("restore of %s %s (%v), and dropping the tables it created failed too (%v): the target is partly restored; run the restore again with --force once the cause is fixed",
 			r.name, what, cause, err))
 	}
 }

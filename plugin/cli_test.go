@@ -153,24 +153,25 @@ func TestCreateRefusesBadFlags(t *testing.T) {
 	cases := []struct {
 		args []string
 		want string
+		code int
 	}{
-		{[]string{"--dtr-version", "2.9.4", "--rethinkdb-addr", "127.0.0.1:1"}, "-o/--output is required"},
-		{[]string{"-o", "x.tar", "--rethinkdb-addr", "127.0.0.1:1"}, "--dtr-version is required"},
-		{[]string{"-o", "x.tar", "--dtr-version", "latest", "--rethinkdb-addr", "127.0.0.1:1"}, `--dtr-version "latest"`},
-		{[]string{"-o", "x.tar", "--dtr-version", "2.9.4", "--replica-id", "XYZ", "--rethinkdb-addr", "127.0.0.1:1"}, `--replica-id "XYZ"`},
-		{[]string{"-o", "x.tar", "--dtr-version", "2.9.4", "--exclude", "events", "--rethinkdb-addr", "127.0.0.1:1"}, `--exclude "events": expected db.table`},
-		{[]string{"-o", "x.tar", "--rethinkdb-ca", "ca.pem"}, "--rethinkdb-ca needs --rethinkdb-addr; without it RethinkDB is reached through the Docker context"},
-		{[]string{"-o", "x.tar", "--dtr-version", "2.9.4", "--rethinkdb-addr", "127.0.0.1:1", "--agent-binary", "x"}, "--agent-binary has no use with --rethinkdb-addr"},
-		{[]string{"-o", "x.tar", "--dtr-version", "2.9.4", "--rethinkdb-addr", "127.0.0.1:1", "--rethinkdb-cert", "c.pem"}, "--rethinkdb-cert and --rethinkdb-key go together"},
-		{[]string{"-o", "no/such/dir/x.tar", "--dtr-version", "2.9.4", "--rethinkdb-addr", "127.0.0.1:1"}, "cannot write no/such/dir/x.tar"},
-		{[]string{"-o", "x.tar", "--dtr-version", "2.9.4", "--rethinkdb-addr", "127.0.0.1:1", "--parallel", "-1"}, "--parallel -1: expected 1 or more"},
-		{[]string{"-o", "x.tar", "--dtr-version", "2.9.4", "--rethinkdb-addr", "127.0.0.1:1"}, "connecting to rethinkdb at 127.0.0.1:1"},
+		{[]string{"--dtr-version", "2.9.4", "--rethinkdb-addr", "127.0.0.1:1"}, "-o/--output is required", 2},
+		{[]string{"-o", "x.tar", "--rethinkdb-addr", "127.0.0.1:1"}, "--dtr-version is required", 1},
+		{[]string{"-o", "x.tar", "--dtr-version", "latest", "--rethinkdb-addr", "127.0.0.1:1"}, `--dtr-version "latest"`, 1},
+		{[]string{"-o", "x.tar", "--dtr-version", "2.9.4", "--replica-id", "XYZ", "--rethinkdb-addr", "127.0.0.1:1"}, `--replica-id "XYZ"`, 1},
+		{[]string{"-o", "x.tar", "--dtr-version", "2.9.4", "--exclude", "events", "--rethinkdb-addr", "127.0.0.1:1"}, `--exclude "events": expected db.table`, 1},
+		{[]string{"-o", "x.tar", "--rethinkdb-ca", "ca.pem"}, "--rethinkdb-ca needs --rethinkdb-addr; without it RethinkDB is reached through the Docker context", 1},
+		{[]string{"-o", "x.tar", "--dtr-version", "2.9.4", "--rethinkdb-addr", "127.0.0.1:1", "--agent-binary", "x"}, "--agent-binary has no use with --rethinkdb-addr", 1},
+		{[]string{"-o", "x.tar", "--dtr-version", "2.9.4", "--rethinkdb-addr", "127.0.0.1:1", "--rethinkdb-cert", "c.pem"}, "--rethinkdb-cert and --rethinkdb-key go together", 1},
+		{[]string{"-o", "no/such/dir/x.tar", "--dtr-version", "2.9.4", "--rethinkdb-addr", "127.0.0.1:1"}, "cannot write no/such/dir/x.tar", 1},
+		{[]string{"-o", "x.tar", "--dtr-version", "2.9.4", "--rethinkdb-addr", "127.0.0.1:1", "--parallel", "-1"}, "--parallel -1: expected 1 or more", 2},
+		{[]string{"-o", "x.tar", "--dtr-version", "2.9.4", "--rethinkdb-addr", "127.0.0.1:1"}, "connecting to rethinkdb at 127.0.0.1:1", 1},
 	}
 	dir := t.TempDir()
 	t.Chdir(dir)
 	for _, tc := range cases {
 		_, errOut, code := run(t, nil, append([]string{"backup", "create"}, tc.args...)...)
-		assert.Equal(t, code, 1)
+		assert.Equal(t, code, tc.code, "%v: %s", tc.args, errOut)
 		assert.Assert(t, is.Contains(errOut, tc.want))
 		assert.Equal(t, strings.Count(errOut, "\n"), 1, "one line: %q", errOut)
 	}

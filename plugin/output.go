@@ -7,6 +7,7 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/pkg/atomicfile"
 	"github.com/docker-dtr/docker-dtr/pkg/crypt"
+	"github.com/docker-dtr/docker-dtr/pkg/exitcode"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker/cli/cli/command"
 )
@@ -24,7 +25,7 @@ type backupOutput struct {
 // checkOutput checks -o before anything else happens.
 func checkOutput(dockerCli command.Cli, name string) error {
 	if name == "" {
-		return errors.New("-o/--output is required: a file name, or - for standard output")
+		return exitcode.UsageError(errors.New("-o/--output is required: a file name, or - for standard output"))
 	}
 	if name == "-" && dockerCli.Out().IsTerminal() {
 		return errors.New("refusing to write a backup to a terminal: use -o FILE, or redirect standard output")

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
+	"github.com/docker-dtr/docker-dtr/pkg/exitcode"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
-	"github.com/docker/cli/cli"
 	"github.com/docker/cli/cli/command"
 )
 
@@ -133,7 +133,7 @@ func verdict(rep *archive.Report) string {
 // invalidError is exit status 1 with one line naming the file.
 func invalidError(name string, rep *archive.Report) error {
 	n := len(rep.Problems) + rep.ProblemsOmitted
-	return cli.StatusError{StatusCode: 1, Status: fmt.Sprintf("%s is not a valid backup: %s found (listed above)", name, plural(n, "problem"))}
+	return fmt.Errorf("%s is not a valid backup: %s found (listed above)", name, plural(n, "problem"))
 }
 
 func plural(n int, word string) string {
@@ -148,5 +148,5 @@ func checkFormat(format string) error {
 	case "", "pretty", "json":
 		return nil
 	}
-	return fmt.Errorf("--format %q: expected json (or nothing for the human-readable summary)", format)
+	return exitcode.UsageError(fmt.Errorf("--format %q: expected json (or nothing for the human-readable summary)", format))
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/crosscheck"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
-	"github.com/docker/cli/cli"
 	"github.com/docker/cli/cli/command"
 )
 
@@ -67,10 +66,10 @@ func reportImages(dockerCli command.Cli, prog *progress.Printer, f *os.File, nam
 	switch {
 	case !rep.OK():
 		n := len(rep.Problems) + rep.ProblemsOmitted
-		return cli.StatusError{StatusCode: 1, Status: fmt.Sprintf("%s is not a valid backup: %s found (listed above)", name, plural(n, "problem"))}
+		return fmt.Errorf("%s is not a valid backup: %s found (listed above)", name, plural(n, "problem"))
 	case cross != nil && !cross.OK():
 		n := len(cross.Missing) + cross.MissingOmitted
-		return cli.StatusError{StatusCode: 1, Status: fmt.Sprintf("%s lacks %s that %s references (listed above)", name, plural(n, "blob"), metadata)}
+		return fmt.Errorf("%s lacks %s that %s references (listed above)", name, plural(n, "blob"), metadata)
 	}
 	return nil
 }

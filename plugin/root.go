@@ -5,7 +5,7 @@ package plugin
 import (
 	"fmt"
 
-	"github.com/docker/cli/cli"
+	"github.com/docker-dtr/docker-dtr/pkg/exitcode"
 	"github.com/docker/cli/cli-plugins/plugin"
 	"github.com/docker/cli/cli/command"
 	cliflags "github.com/docker/cli/cli/flags"
@@ -24,7 +24,8 @@ Backups are plain tar archives laid out like DTR's own, with table
 definitions and a manifest of SHA-256 checksums that 'backup verify' checks.
 
 Exit status: 0 success; 1 failure; 2 wrong usage (an unknown command or
-flag, a missing argument); 3 a restore failed and left its target partly
+flag, a missing argument or -o, a flag's value out of range or an unknown
+--format); 3 a restore failed and left its target partly
 restored, to finish by hand; 130 interrupted (SIGINT, SIGTERM), with what
 was half done removed or put back. Each command's help says what its codes
 mean.`,
@@ -54,7 +55,7 @@ mean.`,
 		// "[OPTIONS]" is in each Use line already, as docker's own commands have it.
 		c.DisableFlagsInUseLine = true
 		c.SetFlagErrorFunc(flagError)
-		interruptible(c)
+		withExitStatus(c)
 	})
 	registerCompletions(cmd, dockerCli)
 	return cmd
@@ -67,9 +68,11 @@ func visitAll(cmd *cobra.Command, fn func(*cobra.Command)) {
 	}
 }
 
-// usageError is a wrong invocation: exit status 2, as for flag errors.
+// usageError is a wrong invocation that cobra reports before RunE (an
+// unknown flag, a missing argument): exit status 2, with a pointer to the
+// help.
 func usageError(cmd *cobra.Command, msg string) error {
-	return cli.StatusError{StatusCode: 2, Status: fmt.Sprintf("%s\nSee '%s --help'.", msg, cmd.CommandPath())}
+	return exitStatus(nil, exitcode.UsageError(fmt.Errorf("%s\nSee '%s --help'.", msg, cmd.CommandPath())))
 }
 
 func flagError(cmd *cobra.Command, err error) error {

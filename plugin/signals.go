@@ -2,13 +2,11 @@ package plugin
 
 import (
 	"context"
-	"errors"
 	"os"
 	"os/signal"
 	"sync/atomic"
 	"syscall"
 
-	"github.com/docker/cli/cli"
 	"github.com/spf13/cobra"
 )
 
@@ -38,30 +36,11 @@ func withSignals(ctx context.Context) (context.Context, context.CancelFunc) {
 	}
 }
 
-// exitInterrupted gives the error of a command that was interrupted exit
-// status 130 (128 + SIGINT, what a shell reports, and what restic exits
-// with): by a signal, or by the Docker CLI, which on one closes the
-// plugin's socket and so cancels ctx. A restore that could not be put back
-// keeps its 3: it needs a person either way.
-func exitInterrupted(ctx context.Context, err error) error {
-	if err == nil || !(signalled.Load() || (ctx != nil && ctx.Err() != nil)) {
-		return err
-	}
-	var st cli.StatusError
-	if errors.As(err, &st) {
-		if st.StatusCode == ExitByHand || st.StatusCode == ExitUsage {
-			return err
-		}
-		return cli.StatusError{StatusCode: ExitInterrupted, Status: st.Error(), Cause: err}
-	}
-	return cli.StatusError{StatusCode: ExitInterrupted, Status: err.Error(), Cause: err}
-}
-
-// interruptible wraps a command's RunE with exitInterrupted.
-func interruptible(c *cobra.Command) {
+// withExitStatus wraps a command's RunE with exitStatus.
+func withExitStatus(c *cobra.Command) {
 	if run := c.RunE; run != nil {
 		c.RunE = func(cmd *cobra.Command, args []string) error {
-			return exitInterrupted(cmd.Context(), run(cmd, args))
+			return exitStatus(cmd.Context(), run(cmd, args))
 		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker-dtr/docker-dtr/pkg/exitcode"
+
 	"github.com/docker/cli/cli"
 	"gotest.tools/v3/assert"
 )
@@ -20,25 +22,27 @@ func statusOf(t *testing.T, err error) (int, string) {
 	return st.StatusCode, st.Error()
 }
 
-func TestExitInterrupted(t *testing.T) {
+func TestExitStatus(t *testing.T) {
 	failed := errors.New("backup failed, x.tar was not written: interrupted")
-	assert.NilError(t, exitInterrupted(context.Background(), nil))
-	// Not interrupted: as it was.
-	assert.Equal(t, exitInterrupted(context.Background(), failed), failed)
+	assert.NilError(t, exitStatus(context.Background(), nil))
+	// Not interrupted: a failure, its message as it was.
+	code, msg := statusOf(t, exitStatus(context.Background(), failed))
+	assert.Equal(t, code, 1)
+	assert.Equal(t, msg, failed.Error())
 
 	// The Docker CLI cancelled the command's context (its socket closed).
 	ended, cancel := context.WithCancel(context.Background())
 	cancel()
-	code, msg := statusOf(t, exitInterrupted(ended, failed))
+	code, msg = statusOf(t, exitStatus(ended, failed))
 	assert.Equal(t, code, 130)
 	assert.Equal(t, msg, failed.Error())
-	code, msg = statusOf(t, exitInterrupted(ended, cli.StatusError{StatusCode: 1, Status: "x.tar is not a valid backup"}))
+	code, msg = statusOf(t, exitStatus(ended, errors.New("x.tar is not a valid backup")))
 	assert.Equal(t, code, 130)
 	assert.Equal(t, msg, "x.tar is not a valid backup")
 	// Partly restored stays 3: it needs a person.
-	code, _ = statusOf(t, exitInterrupted(ended, leftByHand(failed)))
-	assert.Equal(t, code, ExitByHand)
-	assert.NilError(t, exitInterrupted(ended, nil))
+	code, _ = statusOf(t, exitStatus(ended, exitcode.ByHandError(failed)))
+	assert.Equal(t, code, exitcode.ByHand)
+	assert.NilError(t, exitStatus(ended, nil))
 }
 
 // A real SIGINT ends withSignals' context and marks the command interrupted.
@@ -52,7 +56,7 @@ func TestWithSignals(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("SIGINT did not end the context")
 	}
-	code, _ := statusOf(t, exitInterrupted(context.Background(), errors.New("interrupted")))
+	code, _ := statusOf(t, exitStatus(context.Background(), errors.New("interrupted")))
 	assert.Equal(t, code, 130)
 
 	// stop alone is not an interruption.

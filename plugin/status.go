@@ -8,7 +8,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
-	"github.com/docker/cli/cli"
 	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
 )
@@ -73,8 +72,7 @@ func runStatus(ctx context.Context, dockerCli command.Cli, opts statusOptions) e
 		printStatus(dockerCli.Out(), st)
 	}
 	if !st.Quorum.OK {
-		return cli.StatusError{StatusCode: 1, Status: fmt.Sprintf(
-			"DTR has lost its majority: %d of %d replicas healthy, it needs %d", st.Quorum.Healthy, st.Quorum.Replicas, st.Quorum.Needed)}
+		return fmt.Errorf("DTR has lost its majority: %d of %d replicas healthy, it needs %d", st.Quorum.Healthy, st.Quorum.Replicas, st.Quorum.Needed)
 	}
 	return nil
 }

@@ -31,7 +31,7 @@ func newVersionCmd(dockerCli command.Cli) *cobra.Command {
 		Long: `Show the plugin's version, the git commit it was built from, the Go
 version that built it and the platform it runs on.
 
-Exit status: 0 success; 1 an unknown --format; 2 wrong usage.`,
+Exit status: 0 success; 2 wrong usage (an unknown --format too).`,
 		Example: `  docker dtr version
   docker dtr version --format json`,
 		Args: noArgs,
