@@ -16,8 +16,8 @@ import (
 	"testing"
 
 	"github.com/docker-dtr/docker-dtr/internal/dtrfixture"
-	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
+	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/imagevolume"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
@@ -58,8 +58,8 @@ func TestImageBackupProgressTotal(t *testing.T) {
 	m := regexp.MustCompile(`(?m)^\S+ volume ` + regexp.QuoteMeta(vol) + ` holds (\d+) files, (\S+ \w*B), and 2 files, (\S+ \w*B) in unfinished uploads to skip$`).FindStringSubmatch(res.stderr)
 	assert.Assert(t, m != nil, "no size announced:\n%s", res.stderr)
 	assert.Equal(t, m[1], strconv.Itoa(1+links))
-	assert.Equal(t, m[2], archive.HumanBytes(int64(len(blob)+links*len("sha256:"+digest))))
-	assert.Equal(t, m[3], archive.HumanBytes(int64(len(upload)+len("2026-11-25T12:00:00Z"))))
+	assert.Equal(t, m[2], human.Bytes(int64(len(blob)+links*len("sha256:"+digest))))
+	assert.Equal(t, m[3], human.Bytes(int64(len(upload)+len("2026-11-25T12:00:00Z"))))
 	// What the backup itself counted.
 	assert.Assert(t, is.Contains(res.stdout, fmt.Sprintf(": %s files, 1 blobs, %s", m[1], m[2])), res.stdout)
 	assert.Assert(t, is.Contains(res.stdout, "(2 files in unfinished uploads left out)"), res.stdout)

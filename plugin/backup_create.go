@@ -9,7 +9,9 @@ import (
 	"github.com/docker-dtr/docker-dtr/internal/version"
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker-dtr/docker-dtr/pkg/exitcode"
+	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
+	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
 )
@@ -166,13 +168,13 @@ func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) e
 	if err := tgt.connect(ctx, dockerCli, prog, opts.parallel); err != nil {
 		return backupError(ctx, opts.output, err)
 	}
-	prog.Phase("dumping tables", estimateRows(ctx, tgt.sess, excluded, nil, prog), 0)
-	m, err := metadata.Backup(ctx, tgt.sess, out, metadata.BackupOptions{
-		Info:     info,
-		Exclude:  excluded,
-		Progress: prog,
-		Parallel: opts.parallel,
-	})
+	backup := metadata.BackupOptions{Info: info, Exclude: excluded, Progress: prog, Parallel: opts.parallel}
+	var rows int64
+	if prog.Mode() != progress.Quiet {
+		rows = metadata.EstimateRows(ctx, tgt.sess, backup)
+	}
+	prog.Phase("dumping tables", rows, 0)
+	m, err := metadata.Backup(ctx, tgt.sess, out, backup)
 	err = tgt.explain(err)
 	if err != nil {
 		return backupError(ctx, opts.output, err)
@@ -186,7 +188,7 @@ func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) e
 	return out.result(dockerCli, prog, opts.format,
 		createSummary{File: opts.output, Target: tgt.where(), Rows: rows, Bytes: bytes, Encrypted: opts.enc.enabled(), Manifest: m},
 		fmt.Sprintf("%s: DTR %s, %s, %d tables, %d rows, %s of documents%s",
-			displayOutput(opts.output), m.DTRVersion, tgt.where(), len(m.Tables), rows, archive.HumanBytes(bytes), opts.enc.describe()))
+			displayOutput(opts.output), m.DTRVersion, tgt.where(), len(m.Tables), rows, human.Bytes(bytes), opts.enc.describe()))
 }
 
 func displayOutput(name string) string {

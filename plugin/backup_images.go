@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/internal/version"
-	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker-dtr/docker-dtr/pkg/crypt"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
+	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/imagevolume"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
@@ -152,7 +152,7 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 	prog.PhaseOf("reading volume "+vol.Name, "", 0, total)
 	err = vol.Read(ctx, dockerCli.Client(), func(r io.Reader) error {
 		m, err = imagearchive.Write(out, prog.Reader(r), info, func(t imagearchive.Totals) {
-			prog.Step("%d files, %s so far", t.Files, archive.HumanBytes(t.Bytes))
+			prog.Step("%d files, %s so far", t.Files, human.Bytes(t.Bytes))
 		})
 		return err
 	})
@@ -164,9 +164,9 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 		return err
 	}
 	summary := fmt.Sprintf("%s: DTR %s, replica %s, volume %s: %d files, %d blobs, %s%s",
-		displayOutput(opts.output), m.DTRVersion, m.ReplicaID, m.Volume, m.Files, m.Blobs, archive.HumanBytes(m.Bytes), opts.enc.describe())
+		displayOutput(opts.output), m.DTRVersion, m.ReplicaID, m.Volume, m.Files, m.Blobs, human.Bytes(m.Bytes), opts.enc.describe())
 	if len(m.DependsOn) > 0 {
-		summary += fmt.Sprintf("; incremental: %d more blobs, %s, held by %s (%s)", m.OmittedBlobs, archive.HumanBytes(m.OmittedBytes), plural(len(m.DependsOn), "earlier backup"), dependencyNames(m.DependsOn))
+		summary += fmt.Sprintf("; incremental: %d more blobs, %s, held by %s (%s)", m.OmittedBlobs, human.Bytes(m.OmittedBytes), plural(len(m.DependsOn), "earlier backup"), dependencyNames(m.DependsOn))
 	} else if len(bases) > 0 {
 		summary += "; a full backup: the earlier backups hold none of its blobs"
 	}
@@ -215,9 +215,9 @@ func volumeTotal(ctx context.Context, dockerCli command.Cli, vol *imagevolume.Vo
 	}
 	uploads := ""
 	if u.UploadFiles > 0 {
-		uploads = fmt.Sprintf(", and %s, %s in unfinished uploads to skip", plural(int(u.UploadFiles), "file"), archive.HumanBytes(u.UploadBytes))
+		uploads = fmt.Sprintf(", and %s, %s in unfinished uploads to skip", plural(int(u.UploadFiles), "file"), human.Bytes(u.UploadBytes))
 	}
-	prog.Step("volume %s holds %s, %s%s", vol.Name, plural(int(u.Files), "file"), archive.HumanBytes(u.Bytes), uploads)
+	prog.Step("volume %s holds %s, %s%s", vol.Name, plural(int(u.Files), "file"), human.Bytes(u.Bytes), uploads)
 	return u.Stream
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker-dtr/docker-dtr/pkg/crypt"
+	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker-dtr/docker-dtr/pkg/retention"
@@ -514,9 +515,9 @@ func printPrune(w io.Writer, opts pruneOptions, entries []*pruneEntry) error {
 	}
 	tw.Flush()
 	if opts.dryRun {
-		fmt.Fprintf(w, "\ndry run: %s would be removed (%s); nothing was removed\n", plural(wouldRemove, "backup"), archive.HumanBytes(freed))
+		fmt.Fprintf(w, "\ndry run: %s would be removed (%s); nothing was removed\n", plural(wouldRemove, "backup"), human.Bytes(freed))
 	} else {
-		fmt.Fprintf(w, "\nremoved %s (%s)\n", plural(removed, "backup"), archive.HumanBytes(freed))
+		fmt.Fprintf(w, "\nremoved %s (%s)\n", plural(removed, "backup"), human.Bytes(freed))
 	}
 	return nil
 }

@@ -7,9 +7,9 @@ import (
 	"fmt"
 
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
-	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
-	"github.com/docker-dtr/docker-dtr/pkg/metadata"
+	"github.com/docker-dtr/docker-dtr/pkg/progress"
+	"github.com/docker-dtr/docker-dtr/pkg/restore"
 	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
 )
@@ -138,61 +138,22 @@ func runRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions)
 	} else if images {
 		return runImageRestore(ctx, dockerCli, opts, f, name, prog)
 	}
+	return runMetadataRestore(ctx, dockerCli, opts, f, name, prog)
+}
 
-	// Verify everything before touching anything.
-	rep, err := metered(prog, "verifying "+name, archive.Verify)(f)
-	if err != nil {
-		return err
+// engineOptions are how the restore engine reaches the person running it.
+// byHand is the command that restores a safety backup into the same
+// target.
+func engineOptions(dockerCli command.Cli, opts restoreOptions, prog *progress.Printer, byHand func(string) string) restore.Options {
+	return restore.Options{
+		Force:    opts.force,
+		Terminal: dockerCli.In().IsTerminal(),
+		Confirm:  func(ctx context.Context, q string) error { return confirm(ctx, dockerCli, q) },
+		Log:      prog.Step,
+		Warn:     prog.Warn,
+		ByHand:   byHand,
+		Cleanup:  cleanupContext,
 	}
-	if !rep.OK() {
-		printReport(dockerCli.Err(), name, rep, "")
-		return fmt.Errorf("refusing to restore %s: it did not verify (%s, listed above); nothing was changed", name, plural(len(rep.Problems)+rep.ProblemsOmitted, "problem"))
-	}
-	if rep.Kind == archive.KindOfficial {
-		prog.Warn("%s was written by docker/dtr backup: it has no manifest, so only its structure and documents were checked", name)
-	}
-	// Finding the DTR changes nothing; the tunnel comes after the checks.
-	// A replica named by --replica-id may be unhealthy: its database may
-	// be what is being repaired.
-	opts.target.allowUnhealthy = true
-	tgt, err := opts.target.locate(ctx, dockerCli, prog)
-	if err != nil {
-		return err
-	}
-	defer closeTarget(tgt, prog)
-	targetVersion, err := tgt.dtrVersion(opts.dtrVersion)
-	if err != nil {
-		return err
-	}
-	if targetVersion != "" && archive.MajorMinor(targetVersion) != archive.MajorMinor(rep.DTRVersion) {
-		if !opts.allowVersionMismatch {
-			return fmt.Errorf("%s is a backup of DTR %s, the target is DTR %s: restore into the same major.minor version, or pass --allow-version-mismatch", name, rep.DTRVersion, targetVersion)
-		}
-		prog.Warn("restoring a backup of DTR %s into DTR %s (--allow-version-mismatch)", rep.DTRVersion, targetVersion)
-	}
-
-	if err := tgt.connect(ctx, dockerCli, prog, opts.writers+1); err != nil {
-		return err
-	}
-	plan, err := metadata.MakePlan(ctx, tgt.sess, rep)
-	if err != nil {
-		return tgt.explain(err)
-	}
-	r := &metadataRestore{
-		dockerCli: dockerCli, opts: opts, prog: prog, tgt: tgt, name: name,
-		file: f, rep: rep, plan: plan, version: targetVersion,
-	}
-	if tgt.replica != nil {
-		// The database is the replica's rethinkdb; everything else uses it.
-		r.stop = tgt.replica.Running(func(c dtr.Container) bool { return c.Component != "rethinkdb" })
-	}
-	if replaced := plan.Replaced(); len(replaced) > 0 && !opts.safety.skip {
-		r.safetyPath = opts.safety.path(opts.file, "metadata", r.replicaID())
-	}
-	if opts.dryRun {
-		return r.printPlan()
-	}
-	return r.run(ctx)
 }
 
 func writeJSON(dockerCli command.Cli, v any) error {

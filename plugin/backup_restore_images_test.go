@@ -11,6 +11,7 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/imagevolume"
+	"github.com/docker-dtr/docker-dtr/pkg/restore"
 	"github.com/docker/cli/cli/command"
 	"gotest.tools/v3/assert"
 )
@@ -18,22 +19,22 @@ import (
 func TestImagePlan(t *testing.T) {
 	rep := &dtr.Replica{ID: "0123456789ab", Node: "node1"}
 	vol := &imagevolume.Volume{Replica: rep, Name: "dtr-registry-0123456789ab"}
-	plan := func(empty bool, opts restoreOptions, agentErr ...error) (string, imagePlan) {
+	plan := func(empty bool, opts restoreOptions, agentErr ...error) (string, restore.ImagePlan) {
 		t.Helper()
 		var out bytes.Buffer
 		dcli, err := command.NewDockerCli(command.WithInputStream(io.NopCloser(strings.NewReader(""))), command.WithOutputStream(&out), command.WithErrorStream(io.Discard))
 		assert.NilError(t, err)
-		r := &imageRestore{dockerCli: dcli, opts: opts, name: "backup-images.tar", rep: &imagearchive.Report{}, replica: rep, vol: vol, empty: empty}
-		if len(agentErr) > 0 {
-			r.agentErr = agentErr[0]
-		}
+		safety := ""
 		if !empty && !opts.safety.skip {
-			r.safetyPath = "/backups/safety-images-0123456789ab-20250101T000000Z.tar"
+			safety = "/backups/safety-images-0123456789ab-20250101T000000Z.tar"
 		}
-		r.plan = imagePlan{Replica: rep.ID, Node: rep.Node, Volume: vol.Name, VolumeEmpty: empty, SafetyBackup: r.safetyPath,
-			Stop: []string{"dtr-registry-0123456789ab", "dtr-nginx-0123456789ab"}, Files: 45, Bytes: 53 << 20}
-		assert.NilError(t, r.printPlan())
-		var got imagePlan
+		r := restore.NewImages(&restore.Images{Name: "backup-images.tar", Report: &imagearchive.Report{Totals: imagearchive.Totals{Files: 45, Bytes: 53 << 20}}, Replica: rep, Volume: vol, NoSafety: opts.safety.skip}, empty, safety)
+		if len(agentErr) > 0 {
+			r.AgentErr = agentErr[0]
+		}
+		r.Plan.Stop = []string{"dtr-registry-0123456789ab", "dtr-nginx-0123456789ab"}
+		assert.NilError(t, printImagePlan(dcli, opts, r))
+		var got restore.ImagePlan
 		if opts.format == "json" {
 			assert.NilError(t, json.Unmarshal(out.Bytes(), &got))
 		}

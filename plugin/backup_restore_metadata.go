@@ -2,40 +2,117 @@ package plugin
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"text/tabwriter"
-	"time"
 
-	"github.com/docker-dtr/docker-dtr/internal/version"
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
-	"github.com/docker-dtr/docker-dtr/pkg/atomicfile"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
-	"github.com/docker-dtr/docker-dtr/pkg/exitcode"
+	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
+	"github.com/docker-dtr/docker-dtr/pkg/restore"
+	"github.com/docker-dtr/docker-dtr/pkg/rethink"
 	"github.com/docker/cli/cli/command"
 )
 
-// metadataRestore is one verified metadata backup on its way into a
-// connected target, with its safety net.
-type metadataRestore struct {
-	dockerCli command.Cli
-	opts      restoreOptions
-	prog      *progress.Printer
-	tgt       *target
-	name      string
-	file      *os.File
-	rep       *archive.Report
-	plan      *metadata.Plan
-	version   string
-	// stop are the containers that use the database while it is replaced.
-	stop []dtr.Container
-	// safetyPath is where what the restore replaces is saved; empty when
-	// nothing is replaced or --no-safety-backup.
-	safetyPath string
+// runMetadataRestore verifies a metadata backup, plans its restore into
+// the target, and shows the plan (--dry-run) or has the engine run it.
+func runMetadataRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions, f *os.File, name string, prog *progress.Printer) error {
+	// Verify everything before touching anything.
+	rep, err := metered(prog, "verifying "+name, archive.Verify)(f)
+	if err != nil {
+		return err
+	}
+	if !rep.OK() {
+		printReport(dockerCli.Err(), name, rep, "")
+		return fmt.Errorf("refusing to restore %s: it did not verify (%s, listed above); nothing was changed", name, human.Plural(len(rep.Problems)+rep.ProblemsOmitted, "problem"))
+	}
+	if rep.Kind == archive.KindOfficial {
+		prog.Warn("%s was written by docker/dtr backup: it has no manifest, so only its structure and documents were checked", name)
+	}
+	// Finding the DTR changes nothing; the tunnel comes after the checks.
+	// A replica named by --replica-id may be unhealthy: its database may
+	// be what is being repaired.
+	opts.target.allowUnhealthy = true
+	tgt, err := opts.target.locate(ctx, dockerCli, prog)
+	if err != nil {
+		return err
+	}
+	defer closeTarget(tgt, prog)
+	targetVersion, err := tgt.dtrVersion(opts.dtrVersion)
+	if err != nil {
+		return err
+	}
+	if targetVersion != "" && archive.MajorMinor(targetVersion) != archive.MajorMinor(rep.DTRVersion) {
+		if !opts.allowVersionMismatch {
+			return fmt.Errorf("%s is a backup of DTR %s, the target is DTR %s: restore into the same major.minor version, or pass --allow-version-mismatch", name, rep.DTRVersion, targetVersion)
+		}
+		prog.Warn("restoring a backup of DTR %s into DTR %s (--allow-version-mismatch)", rep.DTRVersion, targetVersion)
+	}
+
+	connections := opts.writers + 1
+	if err := tgt.connect(ctx, dockerCli, prog, connections); err != nil {
+		return err
+	}
+	plan, err := metadata.MakePlan(ctx, tgt.sess, rep)
+	if err != nil {
+		return tgt.explain(err)
+	}
+	// The way back in for a command run by hand: the replica this restore
+	// chose, whether or not --replica-id named it.
+	same := opts.target
+	if tgt.replica != nil {
+		same.replicaID = tgt.replica.ID
+	}
+	t := &restore.Metadata{
+		Name: name, File: f, Report: rep, Plan: plan, Where: tgt.where(),
+		DB:      targetDB{tgt: tgt, dockerCli: dockerCli, prog: prog, connections: connections},
+		Version: targetVersion, ReplicaID: same.replicaID,
+		Writers: opts.writers, Progress: prog, Stderr: dockerCli.Err(),
+	}
+	if tgt.replica != nil {
+		// The database is the replica's rethinkdb; everything else uses it.
+		t.Docker = dockerCli.Client()
+		t.Containers = tgt.replica.Running(func(c dtr.Container) bool { return c.Component != "rethinkdb" })
+	}
+	if len(plan.Replaced()) > 0 && !opts.safety.skip {
+		t.Safety = restore.SafetyPath(opts.safety.dir, opts.file, "metadata", same.replicaID)
+	}
+	if opts.dryRun {
+		return printMetadataPlan(dockerCli, opts, t)
+	}
+	byHand := func(safety string) string { return byHand(dockerCli, &same, targetVersion, safety) }
+	if err := restore.Run(ctx, t, engineOptions(dockerCli, opts, prog, byHand)); err != nil {
+		return err
+	}
+	if opts.format == "json" {
+		return writeJSON(dockerCli, t.Results)
+	}
+	var rows int64
+	tw := tabwriter.NewWriter(dockerCli.Out(), 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TABLE\tROWS")
+	for _, res := range t.Results {
+		rows += res.Rows
+		fmt.Fprintf(tw, "%s\t%d\n", res.Table, res.Rows)
+	}
+	tw.Flush()
+	fmt.Fprintf(dockerCli.Out(), "restored %s into %s: %d tables, %d rows, row counts checked\n", name, t.Where, len(t.Results), rows)
+	return nil
+}
+
+// targetDB is the restore engine's way into the target's RethinkDB.
+type targetDB struct {
+	tgt         *target
+	dockerCli   command.Cli
+	prog        *progress.Printer
+	connections int
+}
+
+func (d targetDB) Session() *rethink.Session { return d.tgt.sess }
+func (d targetDB) Explain(err error) error   { return d.tgt.explain(err) }
+func (d targetDB) Reconnect(ctx context.Context) error {
+	return d.tgt.reconnect(ctx, d.dockerCli, d.prog, d.connections)
 }
 
 // metadataPlan is --dry-run --format json.
@@ -46,242 +123,37 @@ type metadataPlan struct {
 	SafetyBackup string   `json:"safetyBackup,omitempty"`
 }
 
-func (r *metadataRestore) replicaID() string {
-	if r.tgt.replica != nil {
-		return r.tgt.replica.ID
+func printMetadataPlan(dockerCli command.Cli, opts restoreOptions, t *restore.Metadata) error {
+	stop := containerNames(t.Containers)
+	if opts.format == "json" {
+		return writeJSON(dockerCli, metadataPlan{Plan: t.Plan, Stop: stop, Bytes: t.Report.Bytes, SafetyBackup: t.Safety})
 	}
-	return r.opts.target.replicaID
+	out, replaced := dockerCli.Out(), t.Plan.Replaced()
+	fmt.Fprintf(out, "Dry run: restoring %s into %s would:\n", t.Name, t.Where)
+	switch {
+	case t.Safety != "":
+		fmt.Fprintf(out, "save the %s it replaces to %s\n", human.Plural(len(replaced), "table"), t.Safety)
+	case len(replaced) > 0:
+		fmt.Fprintf(out, "replace %s without a safety backup (--no-safety-backup)\n", human.Plural(len(replaced), "table"))
+	}
+	if t.Docker != nil {
+		fmt.Fprintf(out, "stop %s\n", orNone(stop))
+	}
+	t.Plan.Print(out)
+	fmt.Fprintf(out, "write %d rows, %s of documents\n", t.Report.Rows, human.Bytes(t.Report.Bytes))
+	if t.Docker != nil {
+		fmt.Fprintf(out, "start %s again\n", orNone(stop))
+	}
+	if len(replaced) > 0 && !opts.force && !dockerCli.In().IsTerminal() {
+		fmt.Fprintf(out, "refuse without --force: %s already exist\n", human.Plural(len(replaced), "table"))
+	}
+	return nil
 }
 
-// sameTarget is the way back in for a command run by hand: the replica
-// this restore chose, whether or not --replica-id named it.
-func (r *metadataRestore) sameTarget() *targetOptions {
-	t := r.opts.target
-	t.replicaID = r.replicaID()
-	return &t
-}
-
-func (r *metadataRestore) stopNames() []string {
+func containerNames(cs []dtr.Container) []string {
 	names := []string{}
-	for _, c := range r.stop {
+	for _, c := range cs {
 		names = append(names, c.Name)
 	}
 	return names
-}
-
-func (r *metadataRestore) printPlan() error {
-	if r.opts.format == "json" {
-		return writeJSON(r.dockerCli, metadataPlan{Plan: r.plan, Stop: r.stopNames(), Bytes: r.rep.Bytes, SafetyBackup: r.safetyPath})
-	}
-	out := r.dockerCli.Out()
-	fmt.Fprintf(out, "Dry run: restoring %s into %s would:\n", r.name, r.tgt.where())
-	switch {
-	case r.safetyPath != "":
-		fmt.Fprintf(out, "save the %s it replaces to %s\n", plural(len(r.plan.Replaced()), "table"), r.safetyPath)
-	case len(r.plan.Replaced()) > 0:
-		fmt.Fprintf(out, "replace %s without a safety backup (--no-safety-backup)\n", plural(len(r.plan.Replaced()), "table"))
-	}
-	if r.tgt.replica != nil {
-		fmt.Fprintf(out, "stop %s\n", orNone(r.stopNames()))
-	}
-	r.plan.Print(out)
-	fmt.Fprintf(out, "write %d rows, %s of documents\n", r.rep.Rows, archive.HumanBytes(r.rep.Bytes))
-	if r.tgt.replica != nil {
-		fmt.Fprintf(out, "start %s again\n", orNone(r.stopNames()))
-	}
-	if existing := r.plan.Replaced(); len(existing) > 0 && !r.opts.force && !r.dockerCli.In().IsTerminal() {
-		fmt.Fprintf(out, "refuse without --force: %s already exist\n", plural(len(existing), "table"))
-	}
-	return nil
-}
-
-// run confirms, saves the safety backup, stops the DTR containers, loads,
-// and puts the safety backup back when loading fails.
-func (r *metadataRestore) run(ctx context.Context) error {
-	prog, opts := r.prog, r.opts
-	replaced := r.plan.Replaced()
-	for _, w := range r.plan.Warnings {
-		prog.Warn("%s", w)
-	}
-	if !opts.force {
-		if len(replaced) > 0 && !r.dockerCli.In().IsTerminal() {
-			return fmt.Errorf("refusing to replace %d existing tables (%s): pass --force to drop and restore them",
-				len(replaced), strings.Join(r.plan.Existing(), ", "))
-		}
-		q := fmt.Sprintf("Restore %s into %s, creating %d tables", r.name, r.tgt.where(), len(r.plan.Created()))
-		if len(replaced) > 0 {
-			q = fmt.Sprintf("Restore %s into %s, replacing %d tables that hold data now", r.name, r.tgt.where(), len(replaced))
-		}
-		if err := confirm(ctx, r.dockerCli, q+"?"); err != nil {
-			return err
-		}
-	}
-	switch {
-	case r.safetyPath != "":
-		if err := r.saveSafety(ctx); err != nil {
-			return err
-		}
-	case len(replaced) > 0:
-		prog.Warn("no safety backup (--no-safety-backup): if this restore fails, what it replaces (%s) is lost", plural(len(replaced), "table"))
-	}
-	if r.tgt.replica == nil {
-		prog.Warn("with --rethinkdb-addr no DTR containers are stopped: stop the replica's containers other than dtr-rethinkdb-<id> while it loads")
-	}
-
-	restart, err := dtr.Stop(ctx, r.dockerCli.Client(), r.stop, prog.Step)
-	defer func() {
-		if rerr := restart(); rerr != nil {
-			prog.Warn("%v", rerr)
-		}
-	}()
-	if err != nil {
-		return fmt.Errorf("restore of %s failed before changing the database: %w", r.name, err)
-	}
-	prog.Phase("loading tables", r.rep.Rows, r.rep.Bytes)
-	results, err := metadata.Restore(ctx, r.tgt.sess, r.file, r.rep, r.plan, metadata.RestoreOptions{
-		Force: true, Writers: opts.writers, Progress: prog,
-	})
-	if err == nil {
-		prog.Set(r.rep.Rows, r.rep.Bytes) // every row loaded: counts checked
-		prog.Done()
-	}
-	prog.Close() // the rollback's messages come below the last counts
-	if err != nil {
-		// The safety net below says what state the target is in.
-		var partial *metadata.PartialError
-		if errors.As(err, &partial) {
-			err = partial.Err
-		}
-		return r.failed(ctx, r.tgt.explain(err))
-	}
-	if opts.format == "json" {
-		return writeJSON(r.dockerCli, results)
-	}
-	var rows int64
-	tw := tabwriter.NewWriter(r.dockerCli.Out(), 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TABLE\tROWS")
-	for _, res := range results {
-		rows += res.Rows
-		fmt.Fprintf(tw, "%s\t%d\n", res.Table, res.Rows)
-	}
-	tw.Flush()
-	fmt.Fprintf(r.dockerCli.Out(), "restored %s into %s: %d tables, %d rows, row counts checked\n", r.name, r.tgt.where(), len(results), rows)
-	return nil
-}
-
-// saveSafety backs up the tables the restore replaces, and verifies the
-// copy, before anything is changed.
-func (r *metadataRestore) saveSafety(ctx context.Context) error {
-	replaced := r.plan.Replaced()
-	r.prog.Step("saving the %s this restore replaces to %s", plural(len(replaced), "table"), r.safetyPath)
-	out, err := atomicfile.Create(r.safetyPath)
-	if err != nil {
-		return fmt.Errorf("cannot write the safety backup (choose another place with --safety-dir, or --no-safety-backup): %w; nothing was changed", err)
-	}
-	defer out.Abort()
-	info := archive.Info{Tool: version.Tool(), DTRVersion: r.version, ReplicaID: r.replicaID(), Started: time.Now()}
-	if info.DTRVersion == "" {
-		info.DTRVersion = r.rep.DTRVersion
-	}
-	r.prog.Phase("saving the safety backup", estimateRows(ctx, r.tgt.sess, nil, replaced, r.prog), 0)
-	_, err = metadata.Backup(ctx, r.tgt.sess, out, metadata.BackupOptions{Info: info, Only: replaced, Progress: r.prog, Parallel: min(r.opts.writers, metadata.DefaultParallel())})
-	if err == nil {
-		r.prog.Done()
-	}
-	r.prog.Close()
-	if err == nil {
-		err = out.Commit()
-	}
-	if err != nil {
-		return fmt.Errorf("saving the safety backup %s failed, nothing was changed: %w", r.safetyPath, r.tgt.explain(err))
-	}
-	f, err := os.Open(r.safetyPath)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	rep, err := archive.Verify(f)
-	if err == nil && !rep.OK() {
-		err = fmt.Errorf("%s", rep.Problems[0].Message)
-	}
-	if err != nil {
-		return fmt.Errorf("the safety backup %s did not verify, nothing was changed: %w", r.safetyPath, err)
-	}
-	fmt.Fprintf(r.dockerCli.Err(), "safety backup of the %s this restore replaces: %s\n", plural(len(replaced), "table"), r.safetyPath)
-	return nil
-}
-
-// failed puts things back after a failed load and says what state the
-// target is in.
-func (r *metadataRestore) failed(ctx context.Context, cause error) error {
-	what := "failed"
-	if ctx.Err() != nil {
-		// The driver's own word for a cancelled query is "query timeout".
-		what, cause = "was interrupted", errors.New("interrupted")
-	}
-	r.prog.Step("restore %s: putting back what was there before", what)
-	rctx, cancel := cleanupContext()
-	defer cancel()
-	err := r.rollback(rctx)
-	if err != nil && rctx.Err() == nil {
-		// The connection may be what failed: once more on a new one.
-		r.prog.Step("putting back failed (%v): trying again on a new connection", err)
-		if err = r.tgt.reconnect(rctx, r.dockerCli, r.prog, r.opts.writers+1); err == nil {
-			err = r.rollback(rctx)
-		}
-	}
-	switch {
-	case err == nil && r.safetyPath != "":
-		return fmt.Errorf("restore of %s %s, and the tables it replaced were put back from the safety backup %s: %w", r.name, what, r.safetyPath, cause)
-	case err == nil:
-		return fmt.Errorf("restore of %s %s, and the tables it created were dropped again; nothing else had been there: %w", r.name, what, cause)
-	case r.safetyPath != "":
-		return exitcode.ByHandError(fmt.Errorf("restore of %s %s (%v), and putting the safety backup back failed too (%v): finish by hand, once the cause is fixed, with: %s",
-			r.name, what, cause, err, byHand(r.dockerCli, r.sameTarget(), r.version, r.safetyPath)+r.dropNote()))
-	default:
-		return exitcode.ByHandError(fmt.Errorf("restore of %s %s (%v), and dropping the tables it created failed too (%v): the target is partly restored; run the restore again with --force once the cause is fixed",
-			r.name, what, cause, err))
-	}
-}
-
-// dropNote names tables the failed restore created beyond what the safety
-// backup puts back.
-func (r *metadataRestore) dropNote() string {
-	if created := r.plan.Created(); len(created) > 0 {
-		return "; then drop the tables it created: " + strings.Join(created, ", ")
-	}
-	return ""
-}
-
-// rollback drops what the restore created and loads the safety backup.
-func (r *metadataRestore) rollback(ctx context.Context) error {
-	sess := r.tgt.sess
-	if sess == nil {
-		return errors.New("not connected")
-	}
-	if err := r.plan.Undo(ctx, sess); err != nil {
-		return err
-	}
-	if r.safetyPath == "" {
-		return nil
-	}
-	f, err := os.Open(r.safetyPath)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	rep, err := archive.Verify(f)
-	if err != nil {
-		return err
-	}
-	plan, err := metadata.MakePlan(ctx, sess, rep)
-	if err != nil {
-		return err
-	}
-	_, err = metadata.Restore(ctx, sess, f, rep, plan, metadata.RestoreOptions{Force: true, Writers: r.opts.writers, Progress: r.prog})
-	if err != nil {
-		return r.tgt.explain(err)
-	}
-	r.prog.Step("put back %s from %s", plural(len(plan.Tables), "table"), r.safetyPath)
-	return nil
 }

@@ -1,7 +1,6 @@
 package plugin
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
-	"github.com/docker-dtr/docker-dtr/pkg/rethink"
 	"github.com/docker/cli/cli/command"
 	"github.com/spf13/pflag"
 )
@@ -136,45 +134,6 @@ func (o *backupOutput) result(dockerCli command.Cli, prog *progress.Printer, for
 	}
 	o.summary(dockerCli, prog, "%s", text)
 	return nil
-}
-
-// estimateRows is the number of rows of the tables a backup will dump, as
-// RethinkDB estimates them, so that the phase has a total and an ETA.
-// Estimates, not count(): count() scans every table, which on millions of
-// rows would cost the backup a second read before it starts. The total is
-// only for the meter: on an error it is unknown (0), and the backup itself
-// reports what is wrong.
-func estimateRows(ctx context.Context, s *rethink.Session, excluded []archive.Exclusion, only []rethink.TableRef, prog *progress.Printer) int64 {
-	if prog.Mode() == progress.Quiet || s == nil {
-		return 0
-	}
-	refs, err := s.Tables(ctx)
-	if err != nil {
-		return 0
-	}
-	skip := map[rethink.TableRef]bool{}
-	for _, x := range excluded {
-		skip[rethink.TableRef{DB: x.DB, Table: x.Table}] = true
-	}
-	var keep map[rethink.TableRef]bool
-	if only != nil {
-		keep = map[rethink.TableRef]bool{}
-		for _, ref := range only {
-			keep[ref] = true
-		}
-	}
-	var total int64
-	for _, ref := range refs {
-		if skip[ref] || (keep != nil && !keep[ref]) {
-			continue
-		}
-		n, err := s.Estimate(ctx, ref)
-		if err != nil {
-			return 0
-		}
-		total += n
-	}
-	return total
 }
 
 // createSummary is backup create --format json.

@@ -16,7 +16,7 @@ import (
 	"github.com/docker-dtr/docker-dtr/internal/dtrtest"
 	"github.com/docker-dtr/docker-dtr/internal/rethinktest"
 	"github.com/docker-dtr/docker-dtr/internal/termscreen"
-	"github.com/docker-dtr/docker-dtr/pkg/archive"
+	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker/cli/cli/command"
 	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
 	"gotest.tools/v3/assert"
@@ -102,7 +102,7 @@ func TestProgressOnATerminal(t *testing.T) {
 	assert.Assert(t, is.Contains(out, ": verified"))
 	s = renderTerminal(t, screen)
 	assert.Equal(t, len(s.Text()), 1, "one line for the phase: %q", s.Text())
-	assert.Assert(t, is.Regexp(`^verifying `+regexp.QuoteMeta(backup)+`: done, `+regexp.QuoteMeta(archive.HumanBytes(fileSizeOf(t, backup)))+` in [0-9.]+s`, s.Text()[0]))
+	assert.Assert(t, is.Regexp(`^verifying `+regexp.QuoteMeta(backup)+`: done, `+regexp.QuoteMeta(human.Bytes(fileSizeOf(t, backup)))+` in [0-9.]+s`, s.Text()[0]))
 	assertFrames(t, s, "verifying "+backup+": ", `[0-9.]+ [KM]iB/[0-9.]+ MiB`)
 
 	dtrtest.DropAll(t, fx.driver)

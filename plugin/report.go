@@ -10,6 +10,7 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker-dtr/docker-dtr/pkg/exitcode"
+	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker/cli/cli/command"
@@ -86,15 +87,15 @@ func printReport(w io.Writer, name string, rep *archive.Report, format string) e
 			fmt.Fprintf(tw, "  Excluded\t%s.%s (%s)\n", x.DB, x.Table, x.Reason)
 		}
 		fmt.Fprintf(tw, "  Rows\t%d\n", rep.Rows)
-		fmt.Fprintf(tw, "  Documents\t%s\n", archive.HumanBytes(rep.Bytes))
-		fmt.Fprintf(tw, "  Archive\t%s, %d entries\n", archive.HumanBytes(rep.Size), rep.Entries)
+		fmt.Fprintf(tw, "  Documents\t%s\n", human.Bytes(rep.Bytes))
+		fmt.Fprintf(tw, "  Archive\t%s, %d entries\n", human.Bytes(rep.Size), rep.Entries)
 		tw.Flush()
 		if len(rep.Tables) > 0 {
 			fmt.Fprintln(w)
 			tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "  TABLE\tROWS\tBYTES")
 			for _, t := range rep.Tables {
-				fmt.Fprintf(tw, "  %s\t%d\t%s\n", t.FullName(), t.Rows, archive.HumanBytes(t.Bytes))
+				fmt.Fprintf(tw, "  %s\t%d\t%s\n", t.FullName(), t.Rows, human.Bytes(t.Bytes))
 			}
 			tw.Flush()
 		}

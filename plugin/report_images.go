@@ -12,6 +12,7 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker-dtr/docker-dtr/pkg/crosscheck"
+	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker/cli/cli/command"
@@ -120,19 +121,19 @@ func printImageReport(w io.Writer, name string, rep *imagearchive.Report) {
 		}
 		if rep.Incremental() {
 			fmt.Fprintf(tw, "  Incremental\tdepends on %s (%s)\n", plural(len(rep.DependsOn), "backup"), dependencyNames(rep.DependsOn))
-			fmt.Fprintf(tw, "  Files\t%d held, %s; %d listed, %s\n", rep.Files, archive.HumanBytes(rep.Bytes), rep.Files+rep.OmittedBlobs, archive.HumanBytes(rep.Bytes+rep.OmittedBytes))
-			fmt.Fprintf(tw, "  Blobs\t%d held; %d listed, %d of them (%s) held by earlier backups\n", rep.Blobs, rep.Blobs+rep.OmittedBlobs, rep.OmittedBlobs, archive.HumanBytes(rep.OmittedBytes))
+			fmt.Fprintf(tw, "  Files\t%d held, %s; %d listed, %s\n", rep.Files, human.Bytes(rep.Bytes), rep.Files+rep.OmittedBlobs, human.Bytes(rep.Bytes+rep.OmittedBytes))
+			fmt.Fprintf(tw, "  Blobs\t%d held; %d listed, %d of them (%s) held by earlier backups\n", rep.Blobs, rep.Blobs+rep.OmittedBlobs, rep.OmittedBlobs, human.Bytes(rep.OmittedBytes))
 		} else {
-			fmt.Fprintf(tw, "  Files\t%d, %s\n", rep.Files, archive.HumanBytes(rep.Bytes))
+			fmt.Fprintf(tw, "  Files\t%d, %s\n", rep.Files, human.Bytes(rep.Bytes))
 			fmt.Fprintf(tw, "  Blobs\t%d\n", rep.Blobs)
 		}
 		if rep.UploadFiles > 0 {
-			fmt.Fprintf(tw, "  Left out\t%s in unfinished uploads, %s\n", plural(int(rep.UploadFiles), "file"), archive.HumanBytes(rep.UploadBytes))
+			fmt.Fprintf(tw, "  Left out\t%s in unfinished uploads, %s\n", plural(int(rep.UploadFiles), "file"), human.Bytes(rep.UploadBytes))
 		}
 		for _, b := range rep.CorruptBlobs {
 			fmt.Fprintf(tw, "  Corrupt in the registry\t%s\n", b)
 		}
-		fmt.Fprintf(tw, "  Archive\t%s\n", archive.HumanBytes(rep.Size))
+		fmt.Fprintf(tw, "  Archive\t%s\n", human.Bytes(rep.Size))
 		if rep.ManifestSHA256 != "" {
 			fmt.Fprintf(tw, "  Manifest\tsha256:%s\n", rep.ManifestSHA256)
 		}
@@ -141,7 +142,7 @@ func printImageReport(w io.Writer, name string, rep *imagearchive.Report) {
 		}
 		for _, c := range rep.Chain {
 			if c.Path != "" {
-				fmt.Fprintf(tw, "  Earlier backup\t%s: found, lists the %d blobs (%s) this one needs from it\n", c.Path, c.Blobs, archive.HumanBytes(c.Bytes))
+				fmt.Fprintf(tw, "  Earlier backup\t%s: found, lists the %d blobs (%s) this one needs from it\n", c.Path, c.Blobs, human.Bytes(c.Bytes))
 			}
 		}
 		if len(rep.Chain) > 0 && rep.OK() {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -41,29 +40,6 @@ func (o *safetyOptions) validate() error {
 		return fmt.Errorf("--safety-dir %s is not a directory", o.dir)
 	}
 	return nil
-}
-
-// path is where the safety backup of kind ("metadata" or "images") goes.
-func (o *safetyOptions) path(input, kind, replica string) string {
-	dir := o.dir
-	if dir == "" {
-		dir = "."
-		if input != "-" {
-			dir = filepath.Dir(input)
-		}
-	}
-	if replica == "" {
-		replica = "direct"
-	}
-	base := fmt.Sprintf("safety-%s-%s-%s", kind, replica, time.Now().UTC().Format("20060102T150405Z"))
-	// Never over an earlier safety backup, even one of the same second.
-	p := filepath.Join(dir, base+".tar")
-	for n := 2; ; n++ {
-		if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
-			return p
-		}
-		p = filepath.Join(dir, fmt.Sprintf("%s-%d.tar", base, n))
-	}
 }
 
 // cleanupContext is for putting things back after the command's own

@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"slices"
+
+	"github.com/docker-dtr/docker-dtr/pkg/human"
 )
 
 // Reader yields the documents of an archive that Verify has accepted, in
@@ -62,7 +64,7 @@ func (r *Reader) Next() (dir string, doc []byte, err error) {
 		}
 		if hdr.Size > MaxDocumentSize {
 			return "", nil, fmt.Errorf("document %d of table directory %s is %d bytes, over the %d byte (%s) document limit",
-				n, dir, hdr.Size, MaxDocumentSize, HumanBytes(MaxDocumentSize))
+				n, dir, hdr.Size, MaxDocumentSize, human.Bytes(MaxDocumentSize))
 		}
 		doc, err := readFull(r.tr, hdr.Size)
 		if err != nil {

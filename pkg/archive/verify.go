@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/jsonl"
 )
 
@@ -587,7 +588,7 @@ func (c *checker) entry(tr *tarStream, hdr *tar.Header) bool {
 	if hdr.Size > limit {
 		if dir, n, ok := documentPath(c.versionD, name); ok {
 			c.rep.addProblem(name, "document %d of table %s is %d bytes, over the %d byte (%s) document limit: RethinkDB's query size limit",
-				n, c.tableName(dir), hdr.Size, limit, HumanBytes(limit))
+				n, c.tableName(dir), hdr.Size, limit, human.Bytes(limit))
 		} else {
 			c.rep.addProblem(name, "size %d exceeds the %d byte limit", hdr.Size, limit)
 		}
@@ -860,18 +861,4 @@ func isSparse(hdr *tar.Header) bool {
 		}
 	}
 	return false
-}
-
-// HumanBytes renders a size for people.
-func HumanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/jsonl"
 )
 
@@ -119,7 +120,7 @@ func (aw *Writer) WriteDocument(doc []byte) error {
 	st := &aw.stats[len(aw.stats)-1]
 	if len(doc) > MaxDocumentSize {
 		return fmt.Errorf("document %d of table %s is %d bytes, over the %d byte (%s) document limit",
-			st.Rows, st.FullName(), len(doc), MaxDocumentSize, HumanBytes(MaxDocumentSize))
+			st.Rows, st.FullName(), len(doc), MaxDocumentSize, human.Bytes(MaxDocumentSize))
 	}
 	name := DocumentName(aw.info.DTRVersion, st.Dir, st.Rows)
 	if err := aw.file(name, doc); err != nil {

@@ -332,3 +332,38 @@ func (b *Base) HeldDigests() []string {
 	}
 	return out
 }
+
+// Chain is the earlier backups an incremental one depends on, found by
+// VerifyChain and open for reading their blobs.
+type Chain struct {
+	Bases []*Base
+	files []*os.File
+}
+
+// OpenChain is VerifyChain keeping the bases open, for Content; Close it
+// in every case.
+func OpenChain(rep *Report, dir string) (*Chain, error) {
+	bases, files, err := VerifyChain(rep, dir)
+	return &Chain{Bases: bases, files: files}, err
+}
+
+// CheckChain is VerifyChain for a caller that needs only its verdict,
+// which is in rep.
+func CheckChain(rep *Report, dir string) error {
+	c, err := OpenChain(rep, dir)
+	c.Close()
+	return err
+}
+
+// Content is ChainContent of f, an incremental backup, with these bases.
+func (c *Chain) Content(f *os.File, rep *Report, w io.Writer) error {
+	return ChainContent(f, rep, c.Bases, c.files, w)
+}
+
+// Close closes the bases' files.
+func (c *Chain) Close() {
+	for _, f := range c.files {
+		f.Close()
+	}
+	c.files = nil
+}

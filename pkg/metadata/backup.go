@@ -56,27 +56,9 @@ func Backup(ctx context.Context, s *rethink.Session, w io.Writer, opts BackupOpt
 	if err != nil {
 		return nil, err
 	}
-	excluded := map[rethink.TableRef]bool{}
-	for _, x := range opts.Exclude {
-		excluded[rethink.TableRef{DB: x.DB, Table: x.Table}] = true
-	}
-	if opts.Only != nil {
-		only := map[rethink.TableRef]bool{}
-		for _, ref := range opts.Only {
-			only[ref] = true
-		}
-		for _, ref := range refs {
-			if !only[ref] {
-				excluded[ref] = true
-			}
-		}
-	}
 	var tables []archive.Table
 	var kept []rethink.TableRef
-	for _, ref := range refs {
-		if excluded[ref] {
-			continue
-		}
+	for _, ref := range opts.selected(refs) {
 		info, err := s.Describe(ctx, ref)
 		if err != nil {
 			return nil, err
@@ -98,6 +80,53 @@ func Backup(ctx context.Context, s *rethink.Session, w io.Writer, opts BackupOpt
 		return nil, err
 	}
 	return aw.Finish(opts.Exclude, time.Now())
+}
+
+// selected are the tables of refs that a backup with these options holds.
+func (opts BackupOptions) selected(refs []rethink.TableRef) []rethink.TableRef {
+	excluded := map[rethink.TableRef]bool{}
+	for _, x := range opts.Exclude {
+		excluded[rethink.TableRef{DB: x.DB, Table: x.Table}] = true
+	}
+	var only map[rethink.TableRef]bool
+	if opts.Only != nil {
+		only = map[rethink.TableRef]bool{}
+		for _, ref := range opts.Only {
+			only[ref] = true
+		}
+	}
+	var out []rethink.TableRef
+	for _, ref := range refs {
+		if !excluded[ref] && (only == nil || only[ref]) {
+			out = append(out, ref)
+		}
+	}
+	return out
+}
+
+// EstimateRows is the number of rows of the tables Backup would dump with
+// these options, as RethinkDB estimates them, so that a progress phase has
+// a total and an ETA. Estimates, not count(): count() scans every table,
+// which on millions of rows would cost the backup a second read before it
+// starts. The total is only for a meter: on an error it is unknown (0),
+// and the backup itself reports what is wrong.
+func EstimateRows(ctx context.Context, s *rethink.Session, opts BackupOptions) int64 {
+	if s == nil {
+		return 0
+	}
+	refs, err := s.Tables(ctx)
+	if err != nil {
+		return 0
+	}
+	var total int64
+	for _, ref := range opts.selected(refs) {
+		n, err := s.Estimate(ctx, ref)
+		if err != nil {
+			return 0
+		}
+		total += n
+	}
+	return total
 }
 
 // Counter hears how many documents and bytes went by; a Progress that also

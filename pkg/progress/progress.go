@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/docker-dtr/docker-dtr/pkg/archive"
+	"github.com/docker-dtr/docker-dtr/pkg/human"
 )
 
 // Mode is how progress is shown.
@@ -181,7 +181,7 @@ func (p *Printer) expected() string {
 		parts = append(parts, fmt.Sprintf("%d %s", p.ph.totalRows, p.ph.unit))
 	}
 	if p.ph.totalBytes > 0 {
-		parts = append(parts, archive.HumanBytes(p.ph.totalBytes))
+		parts = append(parts, human.Bytes(p.ph.totalBytes))
 	}
 	if len(parts) == 0 {
 		return ""
@@ -321,14 +321,14 @@ func (p *Printer) status(bar bool) string {
 		counts = append(counts, count(rows, ph.totalRows, ph.unit, func(n int64) string { return fmt.Sprint(n) }))
 	}
 	if bytes > 0 || ph.totalBytes > 0 || ph.unit == "" {
-		counts = append(counts, count(bytes, ph.totalBytes, "", archive.HumanBytes))
+		counts = append(counts, count(bytes, ph.totalBytes, "", human.Bytes))
 	}
 	b.WriteString(strings.Join(counts, ", "))
 	// On a terminal, a rate once a frame's time has passed: earlier it is
 	// noise.
 	if secs := elapsed.Seconds(); secs > 0 && (!bar || elapsed >= p.ttyEvery) && (rows > 0 || bytes > 0) {
 		if bytes > 0 {
-			fmt.Fprintf(&b, ", %s/s", archive.HumanBytes(int64(float64(bytes)/secs)))
+			fmt.Fprintf(&b, ", %s/s", human.Bytes(int64(float64(bytes)/secs)))
 		} else {
 			fmt.Fprintf(&b, ", %.0f %s/s", float64(rows)/secs, ph.unit)
 		}
@@ -357,11 +357,11 @@ func (p *Printer) final() string {
 		s += fmt.Sprintf(", %d %s", rows, ph.unit)
 	}
 	if bytes > 0 || ph.unit == "" {
-		s += ", " + archive.HumanBytes(bytes)
+		s += ", " + human.Bytes(bytes)
 	}
 	s += " in " + clock(elapsed)
 	if secs := elapsed.Seconds(); secs > 0 && bytes > 0 {
-		s += fmt.Sprintf(" (%s/s)", archive.HumanBytes(int64(float64(bytes)/secs)))
+		s += fmt.Sprintf(" (%s/s)", human.Bytes(int64(float64(bytes)/secs)))
 	}
 	return s
 }

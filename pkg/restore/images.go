@@ -1,0 +1,316 @@
+package restore
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/docker-dtr/docker-dtr/internal/version"
+	"github.com/docker-dtr/docker-dtr/pkg/atomicfile"
+	"github.com/docker-dtr/docker-dtr/pkg/dtr"
+	"github.com/docker-dtr/docker-dtr/pkg/human"
+	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
+	"github.com/docker-dtr/docker-dtr/pkg/imagevolume"
+	"github.com/docker-dtr/docker-dtr/pkg/progress"
+)
+
+// ImagePlan is what an image restore will do, for --dry-run.
+type ImagePlan struct {
+	Replica     string `json:"replica"`
+	Node        string `json:"node"`
+	Volume      string `json:"volume"`
+	VolumeEmpty bool   `json:"volumeEmpty"`
+	// SafetyBackup is where what the volume holds is saved first; empty
+	// when the volume is empty or --no-safety-backup.
+	SafetyBackup string   `json:"safetyBackup,omitempty"`
+	Stop         []string `json:"stop"`
+	Files        int64    `json:"files"`
+	Bytes        int64    `json:"bytes"`
+	// From lists, for an incremental backup, the earlier backups whose
+	// blobs are written with it.
+	From []string `json:"from,omitempty"`
+}
+
+// Images is a verified image backup on its way into a replica's image
+// volume: a Target.
+type Images struct {
+	Name   string
+	File   *os.File
+	Report *imagearchive.Report
+	// Chain is, for an incremental backup, the earlier backups it depends
+	// on, open.
+	Chain   *imagearchive.Chain
+	Replica *dtr.Replica
+	Volume  *imagevolume.Volume
+	Docker  imagevolume.API
+	// AgentBinary is --agent-binary: the agent that empties the volume.
+	AgentBinary string
+	Plan        ImagePlan
+	// NoSafety is --no-safety-backup: a failed write is not put back.
+	NoSafety bool
+	// AgentErr says why the agent that empties the volume cannot run on
+	// the node, when a failed write would be put back.
+	AgentErr error
+	Progress *progress.Printer
+	// Stderr is told the safety backup's path, whatever the progress mode.
+	Stderr io.Writer
+	// Check is the volume checked against the manifest, once Apply has
+	// succeeded.
+	Check *imagearchive.Check
+	// wiped says the rollback emptied the volume.
+	wiped bool
+}
+
+// NewImages plans the restore of a verified image backup into the volume
+// of replica: what it stops, writes and saves first. empty says the volume
+// holds nothing now; safety is where what it holds is saved ("" for no
+// safety backup).
+func NewImages(t *Images, empty bool, safety string) *Images {
+	t.Plan = ImagePlan{
+		Replica: t.Replica.ID, Node: t.Replica.Node, Volume: t.Volume.Name, VolumeEmpty: empty,
+		SafetyBackup: safety, Stop: []string{},
+		Files: t.Report.Files + t.Report.OmittedBlobs, Bytes: t.Report.Bytes + t.Report.OmittedBytes,
+	}
+	if t.Chain != nil {
+		for _, b := range t.Chain.Bases {
+			t.Plan.From = append(t.Plan.From, b.Path)
+		}
+	}
+	for _, c := range t.Volume.Users() {
+		t.Plan.Stop = append(t.Plan.Stop, c.Name)
+	}
+	return t
+}
+
+func (t *Images) Words() Words {
+	vol := t.Volume.Name
+	w := Words{
+		Name:           t.Name,
+		BeforeChange:   "writing anything",
+		PuttingBack:    fmt.Sprintf("putting volume %s back as it was", vol),
+		PutBack:        fmt.Sprintf("volume %s was put back", vol),
+		Undone:         fmt.Sprintf("volume %s was emptied again, as it was before", vol),
+		PutBackFailed:  "putting the volume back",
+		UndoFailed:     "putting the volume back",
+		PartlyRestored: fmt.Sprintf("volume %s was empty before and may be partly written now", vol),
+		NotPutBack:     fmt.Sprintf("volume %s may be partly written and was not put back (--no-safety-backup)", vol),
+	}
+	if !t.Plan.VolumeEmpty {
+		w.Unprotected = fmt.Sprintf("what volume %s holds now", vol)
+	}
+	if !t.wiped {
+		w.ByHandNote = "; files the failed restore added stay beside what it puts back"
+	}
+	return w
+}
+
+func (t *Images) Refuse(force, _ bool) error {
+	vol := t.Volume.Name
+	if !t.Plan.VolumeEmpty && !force {
+		return fmt.Errorf("volume %s of replica %s is not empty: refusing to restore %s over it; pass --force to write over it (what it holds is saved in a safety backup first; files the backup does not hold stay), or restore into an empty volume", vol, t.Replica.ID, t.Name)
+	}
+	if t.AgentErr != nil {
+		return fmt.Errorf("refusing to restore %s, nothing was changed: putting volume %s back if writing fails runs this plugin as an agent on node %s: %w", t.Name, vol, t.Replica.Node, t.AgentErr)
+	}
+	return nil
+}
+
+func (t *Images) Question() string {
+	q := fmt.Sprintf("Restore %s into volume %s of replica %s on node %s, writing %d files (%s)", t.Name, t.Volume.Name, t.Replica.ID, t.Replica.Node, t.Plan.Files, human.Bytes(t.Plan.Bytes))
+	if len(t.Plan.From) > 0 {
+		q += " with blobs from " + strings.Join(t.Plan.From, ", ")
+	}
+	if !t.Plan.VolumeEmpty {
+		q += " over what it holds now"
+	}
+	if len(t.Plan.Stop) > 0 {
+		q += ", and stopping " + strings.Join(t.Plan.Stop, ", ") + " while it writes"
+	}
+	return q
+}
+
+func (t *Images) SafetyPath() string { return t.Plan.SafetyBackup }
+
+// CanRollBack is false with --no-safety-backup, which gives the safety net up.
+func (t *Images) CanRollBack() bool { return !t.NoSafety }
+
+// SaveSafety backs up what the volume holds, the way 'backup images' does,
+// and verifies the copy, before anything is changed.
+func (t *Images) SaveSafety(ctx context.Context) error {
+	vol, path := t.Volume, t.SafetyPath()
+	t.Progress.Step("saving what volume %s holds now to %s", vol.Name, path)
+	out, err := atomicfile.Create(path)
+	if err != nil {
+		return fmt.Errorf("cannot write the safety backup (choose another place with --safety-dir, or --no-safety-backup): %w; nothing was changed", err)
+	}
+	defer out.Abort()
+	info := imagearchive.Info{
+		Tool: version.Tool(), DTRVersion: t.Replica.Version, ReplicaID: t.Replica.ID, Node: t.Replica.Node,
+		Volume: vol.Name, VolumeDriver: vol.Driver, Started: time.Now(),
+	}
+	var m *imagearchive.Manifest
+	err = vol.Read(ctx, t.Docker, func(rd io.Reader) error {
+		var werr error
+		m, werr = imagearchive.Write(out, rd, info, func(n imagearchive.Totals) {
+			t.Progress.Step("%d files, %s so far", n.Files, human.Bytes(n.Bytes))
+		})
+		return werr
+	})
+	if err == nil {
+		err = out.Commit()
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("interrupted: %w", err)
+		}
+		return fmt.Errorf("saving the safety backup %s failed, nothing was changed: %w", path, err)
+	}
+	// Blobs already corrupt in the registry are listed in the manifest,
+	// kept as they are, and not problems.
+	if err := withFile(path, func(f *os.File) error {
+		rep, err := imagearchive.Verify(f)
+		if err == nil && !rep.OK() {
+			err = fmt.Errorf("%s: %s", rep.Problems[0].Entry, rep.Problems[0].Message)
+		}
+		return err
+	}); err != nil {
+		return fmt.Errorf("the safety backup %s did not verify, nothing was changed: %w", path, err)
+	}
+	if n := len(m.CorruptBlobs); n > 0 {
+		t.Progress.Warn("%s in volume %s already did not match their digests; the safety backup keeps them as they are", human.Plural(n, "blob"), vol.Name)
+	}
+	fmt.Fprintf(t.Stderr, "safety backup of volume %s: %s\n", vol.Name, path)
+	return nil
+}
+
+func (t *Images) Stop(ctx context.Context) (func() error, error) {
+	return t.Volume.Stop(ctx, t.Docker, t.Progress.Step)
+}
+
+// Apply writes the content through the archive API and checks the volume
+// against the manifest, file by file.
+func (t *Images) Apply(ctx context.Context) error {
+	prog, vol, rep := t.Progress, t.Volume, t.Report
+	prog.Step("writing %d files (%s) into volume %s", t.Plan.Files, human.Bytes(t.Plan.Bytes), vol.Name)
+	var content io.ReadCloser
+	if t.Chain != nil {
+		content = pipeBuffered(func(w io.Writer) error { return t.Chain.Content(t.File, rep, w) })
+	} else {
+		content = contentStream(t.File, rep.ContentDir)
+	}
+	// The stream re-tars the archive's content (with, when incremental,
+	// the blobs of earlier backups): its size is close to the archive's.
+	streamSize := rep.Size + rep.OmittedBytes
+	prog.PhaseOf("writing into volume "+vol.Name, "", 0, streamSize)
+	var check *imagearchive.Check
+	err := vol.Write(ctx, t.Docker, prog.Reader(content), func(rd io.Reader) error {
+		prog.Done()
+		prog.Step("checking volume %s against the manifest", vol.Name)
+		prog.PhaseOf("checking volume "+vol.Name, "", 0, streamSize)
+		var cerr error
+		check, cerr = imagearchive.CheckVolume(t.File, prog.Reader(rd))
+		return cerr
+	})
+	content.Close() // ends the writer if the engine stopped reading
+	if err == nil {
+		prog.Done()
+	}
+	prog.Close()
+	if err != nil {
+		return err
+	}
+	if !check.OK() {
+		for _, m := range check.Missing {
+			prog.Warn("missing from the volume: %s", m)
+		}
+		for _, d := range check.Differ {
+			prog.Warn("differs from the backup: %s", d)
+		}
+		return fmt.Errorf("after writing, %d files are missing from the volume and %d differ from the backup (listed above)", len(check.Missing), len(check.Differ))
+	}
+	t.Check = check
+	return nil
+}
+
+// Rollback empties the volume and writes the safety backup back, checking
+// every file against its manifest.
+func (t *Images) Rollback(ctx context.Context) error {
+	vol, prog := t.Volume, t.Progress
+	prog.Step("emptying volume %s (a helper container runs this plugin as an agent)", vol.Name)
+	if err := vol.Wipe(ctx, t.Docker, t.AgentBinary); err != nil {
+		return err
+	}
+	t.wiped = true
+	path := t.SafetyPath()
+	if path == "" {
+		empty, err := vol.Empty(ctx, t.Docker)
+		if err != nil {
+			return err
+		}
+		if !empty {
+			return fmt.Errorf("volume %s still holds files after emptying it", vol.Name)
+		}
+		prog.Step("emptied volume %s again", vol.Name)
+		return nil
+	}
+	return withFile(path, func(f *os.File) error { return t.writeBack(ctx, f, path) })
+}
+
+// writeBack writes the safety backup f back into the emptied volume.
+func (t *Images) writeBack(ctx context.Context, f *os.File, path string) error {
+	vol := t.Volume
+	// Verified when it was written, minutes ago: the header is enough.
+	rep, err := imagearchive.Inspect(f)
+	if err != nil {
+		return err
+	}
+	if !rep.OK() {
+		return fmt.Errorf("the safety backup %s: %s", path, rep.Problems[0].Message)
+	}
+	t.Progress.Step("writing the safety backup %s back into volume %s: %s (%s)", path, vol.Name, human.Plural(int(rep.Files), "file"), human.Bytes(rep.Bytes))
+	var check *imagearchive.Check
+	content := contentStream(f, rep.ContentDir)
+	err = vol.Write(ctx, t.Docker, content, func(rd io.Reader) error {
+		var cerr error
+		check, cerr = imagearchive.CheckVolume(f, rd)
+		return cerr
+	})
+	content.Close()
+	if err != nil {
+		return err
+	}
+	if !check.OK() || check.Extra > 0 {
+		return fmt.Errorf("volume %s does not match the safety backup after writing it back: %d files missing, %d differ, %d not in it",
+			vol.Name, len(check.Missing)+check.Omitted, len(check.Differ), check.Extra)
+	}
+	t.Progress.Step("put volume %s back from %s: %s, every file checked", vol.Name, path, human.Plural(int(check.Checked), "file"))
+	return nil
+}
+
+// contentStream pipes the archive's content, names relative to the volume.
+// The writer goroutine ends before the pipe's reader sees EOF or an error,
+// so the file is free again once the engine has read the stream.
+func contentStream(f *os.File, contentDir string) io.ReadCloser {
+	return pipeBuffered(func(w io.Writer) error { return imagearchive.Content(f, contentDir, w) })
+}
+
+// pipeBuffered runs write into a pipe through a buffer: a tar writer
+// writes each 512-byte header and padding on its own, and through a bare
+// pipe each would reach the engine as a read, an HTTP chunk and a system
+// call of its own.
+func pipeBuffered(write func(io.Writer) error) io.ReadCloser {
+	pr, pw := io.Pipe()
+	go func() {
+		bw := bufio.NewWriterSize(pw, 256<<10)
+		err := write(bw)
+		if err == nil {
+			err = bw.Flush()
+		}
+		pw.CloseWithError(err)
+	}()
+	return pr
+}

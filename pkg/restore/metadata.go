@@ -1,0 +1,219 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/docker-dtr/docker-dtr/internal/version"
+	"github.com/docker-dtr/docker-dtr/pkg/archive"
+	"github.com/docker-dtr/docker-dtr/pkg/atomicfile"
+	"github.com/docker-dtr/docker-dtr/pkg/dtr"
+	"github.com/docker-dtr/docker-dtr/pkg/human"
+	"github.com/docker-dtr/docker-dtr/pkg/metadata"
+	"github.com/docker-dtr/docker-dtr/pkg/progress"
+	"github.com/docker-dtr/docker-dtr/pkg/rethink"
+)
+
+// Database is the way into the RethinkDB a metadata backup is restored
+// into: its session, a new one after a lost connection, and what the way
+// in knows about an error (a tunnel's own failure).
+type Database interface {
+	Session() *rethink.Session
+	Reconnect(ctx context.Context) error
+	Explain(err error) error
+}
+
+// Metadata is a verified metadata backup on its way into a database's
+// tables: a Target.
+type Metadata struct {
+	Name   string
+	File   *os.File
+	Report *archive.Report
+	Plan   *metadata.Plan
+	DB     Database
+	// Where names the database ("replica X on node Y").
+	Where string
+	// Docker stops and starts Containers, those that use the database;
+	// nil in direct mode (--rethinkdb-addr), where none can be.
+	Docker     dtr.Starter
+	Containers []dtr.Container
+	// Version and ReplicaID are the target's, for the safety backup.
+	Version, ReplicaID string
+	// Safety is where what the restore replaces is saved; empty when
+	// nothing is replaced, or --no-safety-backup.
+	Safety   string
+	Writers  int
+	Progress *progress.Printer
+	// Stderr is told the safety backup's path, whatever the progress mode.
+	Stderr io.Writer
+	// Results are the tables loaded, once Apply has succeeded.
+	Results []metadata.TableResult
+}
+
+var _ Reconnector = (*Metadata)(nil)
+
+func (m *Metadata) Words() Words {
+	w := Words{
+		Name:           m.Name,
+		BeforeChange:   "changing the database",
+		PuttingBack:    "putting back what was there before",
+		PutBack:        "the tables it replaced were put back",
+		Undone:         "the tables it created were dropped again; nothing else had been there",
+		PutBackFailed:  "putting the safety backup back",
+		UndoFailed:     "dropping the tables it created",
+		PartlyRestored: "the target is partly restored",
+	}
+	if n := len(m.Plan.Replaced()); n > 0 {
+		w.Unprotected = "what it replaces (" + human.Plural(n, "table") + ")"
+	}
+	if created := m.Plan.Created(); len(created) > 0 {
+		w.ByHandNote = "; then drop the tables it created: " + strings.Join(created, ", ")
+	}
+	return w
+}
+
+func (m *Metadata) Refuse(force, terminal bool) error {
+	for _, w := range m.Plan.Warnings {
+		m.Progress.Warn("%s", w)
+	}
+	if replaced := m.Plan.Replaced(); len(replaced) > 0 && !force && !terminal {
+		return fmt.Errorf("refusing to replace %d existing tables (%s): pass --force to drop and restore them",
+			len(replaced), strings.Join(m.Plan.Existing(), ", "))
+	}
+	return nil
+}
+
+func (m *Metadata) Question() string {
+	if replaced := m.Plan.Replaced(); len(replaced) > 0 {
+		return fmt.Sprintf("Restore %s into %s, replacing %d tables that hold data now", m.Name, m.Where, len(replaced))
+	}
+	return fmt.Sprintf("Restore %s into %s, creating %d tables", m.Name, m.Where, len(m.Plan.Created()))
+}
+
+func (m *Metadata) SafetyPath() string { return m.Safety }
+
+func (m *Metadata) CanRollBack() bool { return true }
+
+// SaveSafety backs up the tables the restore replaces, and verifies the
+// copy, before anything is changed.
+func (m *Metadata) SaveSafety(ctx context.Context) error {
+	replaced, prog := m.Plan.Replaced(), m.Progress
+	prog.Step("saving the %s this restore replaces to %s", human.Plural(len(replaced), "table"), m.Safety)
+	out, err := atomicfile.Create(m.Safety)
+	if err != nil {
+		return fmt.Errorf("cannot write the safety backup (choose another place with --safety-dir, or --no-safety-backup): %w; nothing was changed", err)
+	}
+	defer out.Abort()
+	info := archive.Info{Tool: version.Tool(), DTRVersion: m.Version, ReplicaID: m.ReplicaID, Started: time.Now()}
+	if info.DTRVersion == "" {
+		info.DTRVersion = m.Report.DTRVersion
+	}
+	opts := metadata.BackupOptions{Info: info, Only: replaced, Progress: prog, Parallel: min(m.Writers, metadata.DefaultParallel())}
+	sess := m.DB.Session()
+	var rows int64
+	if prog.Mode() != progress.Quiet {
+		rows = metadata.EstimateRows(ctx, sess, opts)
+	}
+	prog.Phase("saving the safety backup", rows, 0)
+	_, err = metadata.Backup(ctx, sess, out, opts)
+	if err == nil {
+		prog.Done()
+	}
+	prog.Close()
+	if err == nil {
+		err = out.Commit()
+	}
+	if err != nil {
+		return fmt.Errorf("saving the safety backup %s failed, nothing was changed: %w", m.Safety, m.DB.Explain(err))
+	}
+	if err := withFile(m.Safety, func(f *os.File) error {
+		rep, err := archive.Verify(f)
+		if err == nil && !rep.OK() {
+			err = errors.New(rep.Problems[0].Message)
+		}
+		return err
+	}); err != nil {
+		return fmt.Errorf("the safety backup %s did not verify, nothing was changed: %w", m.Safety, err)
+	}
+	fmt.Fprintf(m.Stderr, "safety backup of the %s this restore replaces: %s\n", human.Plural(len(replaced), "table"), m.Safety)
+	return nil
+}
+
+// withFile opens path for fn, and closes it after.
+func withFile(path string, fn func(*os.File) error) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return fn(f)
+}
+
+func (m *Metadata) Stop(ctx context.Context) (func() error, error) {
+	if m.Docker == nil {
+		m.Progress.Warn("with --rethinkdb-addr no DTR containers are stopped: stop the replica's containers other than dtr-rethinkdb-<id> while it loads")
+		return nil, nil
+	}
+	return dtr.Stop(ctx, m.Docker, m.Containers, m.Progress.Step)
+}
+
+// Apply loads the tables, checking each one's row count.
+func (m *Metadata) Apply(ctx context.Context) error {
+	prog := m.Progress
+	prog.Phase("loading tables", m.Report.Rows, m.Report.Bytes)
+	results, err := metadata.Restore(ctx, m.DB.Session(), m.File, m.Report, m.Plan, metadata.RestoreOptions{
+		Force: true, Writers: m.Writers, Progress: prog,
+	})
+	if err == nil {
+		prog.Set(m.Report.Rows, m.Report.Bytes) // every row loaded: counts checked
+		prog.Done()
+	}
+	prog.Close() // the rollback's messages come below the last counts
+	if err != nil {
+		// The engine says what state the target is in.
+		var partial *metadata.PartialError
+		if errors.As(err, &partial) {
+			err = partial.Err
+		}
+		return m.DB.Explain(err)
+	}
+	m.Results = results
+	return nil
+}
+
+func (m *Metadata) Reconnect(ctx context.Context) error { return m.DB.Reconnect(ctx) }
+
+// Rollback drops what the restore created and loads the safety backup.
+func (m *Metadata) Rollback(ctx context.Context) error {
+	sess := m.DB.Session()
+	if sess == nil {
+		return errors.New("not connected")
+	}
+	if err := m.Plan.Undo(ctx, sess); err != nil {
+		return err
+	}
+	if m.Safety == "" {
+		return nil
+	}
+	return withFile(m.Safety, func(f *os.File) error {
+		rep, err := archive.Verify(f)
+		if err != nil {
+			return err
+		}
+		plan, err := metadata.MakePlan(ctx, sess, rep)
+		if err != nil {
+			return err
+		}
+		_, err = metadata.Restore(ctx, sess, f, rep, plan, metadata.RestoreOptions{Force: true, Writers: m.Writers, Progress: m.Progress})
+		if err != nil {
+			return m.DB.Explain(err)
+		}
+		m.Progress.Step("put back %s from %s", human.Plural(len(plan.Tables), "table"), m.Safety)
+		return nil
+	})
+}
