@@ -310,3 +310,29 @@ func BlobDigest(name string) (hex string, ok bool) {
 func isUpload(name string) bool {
 	return strings.Contains("/"+name, "/_uploads/") || strings.HasSuffix(name, "/_uploads")
 }
+
+// checkEntry checks an entry of a volume's content, named rel inside the
+// volume, before it is written anywhere: a name that stays inside, under
+// no symlink met before, a symlink whose target stays inside, a regular
+// file within MaxFileSize. Symlinks are remembered for the entries after.
+// Backing up and restoring refuse the same entries.
+func (l linkSet) checkEntry(hdr *tar.Header, rel string) error {
+	if err := SafeName(rel); err != nil {
+		return err
+	}
+	if err := l.check(rel); err != nil {
+		return err
+	}
+	switch hdr.Typeflag {
+	case tar.TypeSymlink:
+		if err := SafeLink(rel, hdr.Linkname); err != nil {
+			return err
+		}
+		return l.add(rel)
+	case tar.TypeReg:
+		if hdr.Size > MaxFileSize {
+			return fmt.Errorf("a file of %d bytes, over the %d byte limit", hdr.Size, int64(MaxFileSize))
+		}
+	}
+	return nil
+}

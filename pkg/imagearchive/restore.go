@@ -53,27 +53,11 @@ func content(f *os.File, contentDir string, tw *tar.Writer) (linkSet, error) {
 		if !ok {
 			return nil, fmt.Errorf("%s is outside %s: refusing to restore it", hdr.Name, contentDir)
 		}
-		if err := SafeName(rel); err != nil {
-			return nil, fmt.Errorf("%s: %v: refusing to restore it", hdr.Name, err)
-		}
-		if err := links.check(rel); err != nil {
-			return nil, fmt.Errorf("%s: %v: refusing to restore it", hdr.Name, err)
-		}
 		if err := checkType(hdr); err != nil {
 			return nil, fmt.Errorf("%s: %v: refusing to restore it", hdr.Name, err)
 		}
-		switch hdr.Typeflag {
-		case tar.TypeSymlink:
-			if err := SafeLink(rel, hdr.Linkname); err != nil {
-				return nil, fmt.Errorf("%s: %v: refusing to restore it", hdr.Name, err)
-			}
-			if err := links.add(rel); err != nil {
-				return nil, fmt.Errorf("%s: %v: refusing to restore it", hdr.Name, err)
-			}
-		case tar.TypeReg:
-			if hdr.Size > MaxFileSize {
-				return nil, fmt.Errorf("%s: a file of %d bytes, over the %d byte limit: refusing to restore it", hdr.Name, hdr.Size, int64(MaxFileSize))
-			}
+		if err := links.checkEntry(hdr, rel); err != nil {
+			return nil, fmt.Errorf("%s: %v: refusing to restore it", hdr.Name, err)
 		}
 		if err := tw.WriteHeader(copyHeader(hdr, rel)); err != nil {
 			return nil, err
@@ -120,25 +104,13 @@ func CheckVolume(f *os.File, volume io.Reader) (*Check, error) {
 	if err != nil {
 		return nil, err
 	}
-	tr := tar.NewReader(volume)
+	tr := newVolumeStream(volume)
 	buf := make([]byte, 1<<20)
-	root := ""
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("reading the volume: %w", err)
-		}
-		if root == "" {
-			root = strings.TrimSuffix(hdr.Name, "/") + "/"
-			continue
-		}
+	var readErr error
+	for hdr, rel := range tr.entries(&readErr) {
 		if hdr.Typeflag != tar.TypeReg {
 			continue
 		}
-		rel := strings.TrimPrefix(hdr.Name, root)
 		for want != nil && walkLess(want.Name, rel) {
 			c.note(&c.Missing, want.Name)
 			if want, err = nextFile(mr); err != nil {
@@ -163,6 +135,9 @@ func CheckVolume(f *os.File, volume io.Reader) (*Check, error) {
 		if want, err = nextFile(mr); err != nil {
 			return nil, err
 		}
+	}
+	if readErr != nil {
+		return nil, readErr
 	}
 	for want != nil {
 		c.note(&c.Missing, want.Name)

@@ -50,39 +50,20 @@ func Write(w io.Writer, src io.Reader, info Info, progress func(Totals)) (*Manif
 		ContentDir: ContentDirFor(info.Volume), Started: info.Started.UTC(),
 	}
 	m.CorruptBlobs = []string{}
-	tr := tar.NewReader(src)
+	tr := newVolumeStream(src)
 	buf := make([]byte, writeBuffer)
 	links := linkSet{}
 	used := map[*Base]bool{}
 	var nextReport int64
-	root := ""
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("reading the volume: %w", err)
-		}
-		if root == "" {
-			// The engine's top entry is the mount point itself.
-			if hdr.Typeflag != tar.TypeDir {
-				return nil, fmt.Errorf("reading the volume: the archive API gave %q, not a directory", hdr.Name)
-			}
-			root = strings.TrimSuffix(hdr.Name, "/") + "/"
+	var readErr error
+	for hdr, rel := range tr.entries(&readErr) {
+		if rel == "" { // the mount point itself
 			if err := tw.WriteHeader(copyHeader(hdr, m.ContentDir)); err != nil {
 				return nil, err
 			}
 			continue
 		}
-		rel, ok := strings.CutPrefix(hdr.Name, root)
-		if !ok {
-			return nil, fmt.Errorf("reading the volume: entry %q is outside %s", hdr.Name, root)
-		}
-		if err := SafeName(rel); err != nil {
-			return nil, fmt.Errorf("reading the volume: %s: %v", hdr.Name, err)
-		}
-		if err := links.check(rel); err != nil {
+		if err := links.checkEntry(hdr, rel); err != nil {
 			return nil, fmt.Errorf("reading the volume: %s: %v", hdr.Name, err)
 		}
 		if isUpload(strings.TrimSuffix(rel, "/")) {
@@ -104,21 +85,12 @@ func Write(w io.Writer, src io.Reader, info Info, progress func(Totals)) (*Manif
 				return nil, err
 			}
 		case tar.TypeSymlink:
-			if err := SafeLink(rel, hdr.Linkname); err != nil {
-				return nil, fmt.Errorf("the volume holds %s: %v", rel, err)
-			}
-			if err := links.add(rel); err != nil {
-				return nil, fmt.Errorf("the volume holds %s: %v", rel, err)
-			}
 			e.Type, e.Link = TypeSymlink, hdr.Linkname
 			m.Links++
 			if err := tw.WriteHeader(nh); err != nil {
 				return nil, err
 			}
 		case tar.TypeReg:
-			if hdr.Size > MaxFileSize {
-				return nil, fmt.Errorf("the volume holds %s of %d bytes, over the %d limit", rel, hdr.Size, int64(MaxFileSize))
-			}
 			if b := heldBy(info.Since, rel, hdr.Size); b != nil {
 				// Read, to check it is the blob the base holds, not written.
 				h := sha256.New()
@@ -167,7 +139,10 @@ func Write(w io.Writer, src io.Reader, info Info, progress func(Totals)) (*Manif
 			nextReport = m.Bytes + 256<<20
 		}
 	}
-	if root == "" {
+	if readErr != nil {
+		return nil, readErr
+	}
+	if tr.root == "" {
 		return nil, errors.New("reading the volume: the archive API gave nothing")
 	}
 	m.Finished = now().UTC()
