@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/internal/version"
-	"github.com/docker-dtr/docker-dtr/pkg/crypt"
+	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
@@ -299,12 +299,9 @@ func readBase(p string) (*imagearchive.Base, error) {
 		return nil, err
 	}
 	defer f.Close()
-	prefix := make([]byte, 512)
-	n, err := f.ReadAt(prefix, 0)
-	if err != nil && !errors.Is(err, io.EOF) {
+	if enc, err := backupfile.Encrypted(f); err != nil {
 		return nil, err
-	}
-	if crypt.IsEncrypted(prefix[:n]) {
+	} else if enc {
 		return nil, errors.New("encrypted: earlier backups must be plain tar files for --since in this version (decrypt it with gpg -d first)")
 	}
 	if ok, err := imagearchive.IsImageArchive(f); err != nil {

@@ -1,7 +1,6 @@
 package plugin
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +12,7 @@ import (
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
-	"github.com/docker-dtr/docker-dtr/pkg/crypt"
+	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
@@ -233,7 +232,7 @@ func (p *pruner) read(de os.DirEntry) *pruneEntry {
 		e.Reason = "a hidden file (perhaps a backup being written)"
 		return e
 	}
-	if e.Encrypted, err = isEncryptedFile(e.path); err != nil {
+	if e.Encrypted, err = backupfile.EncryptedFile(e.path); err != nil {
 		e.Reason = err.Error()
 		return e
 	}
@@ -285,20 +284,6 @@ func (p *pruner) read(de os.DirEntry) *pruneEntry {
 		e.Kind, e.Started = pruneMetadata, rep.Started
 	}
 	return e
-}
-
-func isEncryptedFile(path string) (bool, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return false, err
-	}
-	defer f.Close()
-	prefix := make([]byte, 512)
-	n, err := f.ReadAt(prefix, 0)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return false, err
-	}
-	return crypt.IsEncrypted(prefix[:n]), nil
 }
 
 // decide applies the policy to each series, then the protections.
@@ -478,9 +463,7 @@ func printPrune(w io.Writer, opts pruneOptions, entries []*pruneEntry) error {
 		}
 	}
 	if strings.EqualFold(opts.format, "json") {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(struct {
+		return encodeJSON(w, struct {
 			Dir     string           `json:"dir"`
 			DryRun  bool             `json:"dryRun"`
 			Policy  retention.Policy `json:"policy"`

@@ -2,7 +2,6 @@ package plugin
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -154,10 +153,4 @@ func engineOptions(dockerCli command.Cli, opts restoreOptions, prog *progress.Pr
 		ByHand:   byHand,
 		Cleanup:  cleanupContext,
 	}
-}
-
-func writeJSON(dockerCli command.Cli, v any) error {
-	enc := json.NewEncoder(dockerCli.Out())
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }

@@ -1,25 +1,21 @@
 package plugin
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 
-	"github.com/docker-dtr/docker-dtr/pkg/atomicfile"
-	"github.com/docker-dtr/docker-dtr/pkg/crypt"
+	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
 	"github.com/docker-dtr/docker-dtr/pkg/exitcode"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker/cli/cli/command"
 )
 
-// backupOutput is where a backup goes: a file written to a temporary name
-// and renamed when complete, or standard output.
+// backupOutput is where a backup goes (pkg/backupfile), and where its
+// summary is printed.
 type backupOutput struct {
-	name string
-	w    io.Writer
-	file *atomicfile.File
-	// enc, when encrypting, is the OpenPGP message w writes into.
-	enc io.WriteCloser
+	*backupfile.Output
 }
 
 // checkOutput checks -o before anything else happens.
@@ -33,22 +29,6 @@ func checkOutput(dockerCli command.Cli, name string) error {
 	return nil
 }
 
-// openOutput opens the output; a path that cannot be written fails here,
-// before any query. Abort it in every case (a no-op after Commit).
-func openOutput(dockerCli command.Cli, name string) (*backupOutput, error) {
-	o := &backupOutput{name: name, w: dockerCli.Out()}
-	if name != "-" {
-		f, err := atomicfile.Create(name)
-		if err != nil {
-			return nil, err
-		}
-		o.file, o.w = f, f
-	}
-	return o, nil
-}
-
-func (o *backupOutput) Write(p []byte) (int, error) { return o.w.Write(p) }
-
 // openBackup reads what encryption needs (keys, or a passphrase that may be
 // asked for), then opens the output, encrypting when asked: all before any
 // query, so a bad flag or an unwritable path changes nothing. Abort it in
@@ -61,58 +41,37 @@ func openBackup(dockerCli command.Cli, name string, enc *encryptOptions) (*backu
 	if err != nil {
 		return nil, err
 	}
-	out, err := openOutput(dockerCli, name)
+	out, err := backupfile.Create(name, dockerCli.Out(), rcpt)
 	if err != nil {
 		return nil, err
 	}
-	if err := out.encrypt(rcpt); err != nil {
-		out.Abort()
-		return nil, err
-	}
-	return out, nil
+	return &backupOutput{out}, nil
 }
 
-// encrypt makes what is written from now on an OpenPGP message to rcpt.
-func (o *backupOutput) encrypt(rcpt *crypt.Recipients) error {
-	if rcpt == nil {
+// result prints a command's summary: JSON with --format json, else text;
+// on stdout, or on stderr when stdout carries the archive (-o -).
+func (o *backupOutput) result(dockerCli command.Cli, prog *progress.Printer, format string, v any, text string) error {
+	w := io.Writer(dockerCli.Out())
+	if o.Name == "-" {
+		w = dockerCli.Err()
+	}
+	if format == "json" {
+		return encodeJSON(w, v)
+	}
+	if o.Name == "-" {
+		prog.Step("%s", text)
 		return nil
 	}
-	enc, err := crypt.Encrypt(o.w, *rcpt)
-	if err != nil {
-		return err
-	}
-	o.enc, o.w = enc, enc
+	fmt.Fprintln(w, text)
 	return nil
 }
 
-// Commit ends the encrypted message, if any, and renames the finished file
-// into place.
-func (o *backupOutput) Commit() error {
-	if o.enc != nil {
-		if err := o.enc.Close(); err != nil {
-			return fmt.Errorf("finishing the encrypted backup: %w", err)
-		}
-		o.enc = nil
-	}
-	if o.file == nil {
-		return nil
-	}
-	return o.file.Commit()
-}
+// writeJSON prints v on standard output as indented JSON, as every
+// --format json does.
+func writeJSON(dockerCli command.Cli, v any) error { return encodeJSON(dockerCli.Out(), v) }
 
-// Abort removes an unfinished file.
-func (o *backupOutput) Abort() {
-	if o.file != nil {
-		o.file.Abort()
-	}
-}
-
-// summary prints the result on stdout, or on stderr when stdout carries
-// the archive.
-func (o *backupOutput) summary(dockerCli command.Cli, prog *progress.Printer, format string, args ...any) {
-	if o.name == "-" {
-		prog.Step(format, args...)
-		return
-	}
-	fmt.Fprintf(dockerCli.Out(), format+"\n", args...)
+func encodeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

@@ -1,7 +1,6 @@
 package plugin
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -118,22 +117,6 @@ func fileSize(f *os.File) int64 {
 		return st.Size()
 	}
 	return 0
-}
-
-// result prints a command's summary: JSON with --format json, else text;
-// on stdout, or on stderr when stdout carries the archive (-o -).
-func (o *backupOutput) result(dockerCli command.Cli, prog *progress.Printer, format string, v any, text string) error {
-	if format == "json" {
-		w := io.Writer(dockerCli.Out())
-		if o.name == "-" {
-			w = dockerCli.Err()
-		}
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
-	}
-	o.summary(dockerCli, prog, "%s", text)
-	return nil
 }
 
 // createSummary is backup create --format json.

@@ -1,7 +1,6 @@
 package plugin
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -61,9 +60,7 @@ func reportArchiveFrom(dockerCli command.Cli, prog *progress.Printer, file, form
 // printReport writes a verify or inspect report for people, or as JSON.
 func printReport(w io.Writer, name string, rep *archive.Report, format string) error {
 	if format == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(struct {
+		return encodeJSON(w, struct {
 			File string `json:"file"`
 			*archive.Report
 		}{name, rep})

@@ -1,7 +1,6 @@
 package plugin
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -49,9 +48,7 @@ func reportImages(dockerCli command.Cli, prog *progress.Printer, f *os.File, nam
 		}
 	}
 	if format == "json" {
-		enc := json.NewEncoder(dockerCli.Out())
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(struct {
+		if err := writeJSON(dockerCli, struct {
 			File string `json:"file"`
 			*imagearchive.Report
 			CrossCheck *crosscheck.Result `json:"crossCheck,omitempty"`

@@ -1,0 +1,95 @@
+package backupfile
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/docker-dtr/docker-dtr/pkg/crypt"
+)
+
+func TestOutputAndInput(t *testing.T) {
+	dir := t.TempDir()
+	plain := filepath.Join(dir, "plain.tar")
+	sealed := filepath.Join(dir, "sealed.tar.gpg")
+	passphrase := func(string) ([]byte, error) { return []byte("correct horse"), nil }
+
+	// Nothing at the name before Commit, and nothing after Abort.
+	out, err := Create(plain, io.Discard, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(out, "not really a tar")
+	if _, err := os.Stat(plain); !os.IsNotExist(err) {
+		t.Fatalf("%s exists before Commit: %v", plain, err)
+	}
+	if err := out.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	out.Abort() // a no-op once committed
+	aborted, err := Create(filepath.Join(dir, "aborted.tar"), io.Discard, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aborted.Abort()
+
+	enc, err := Create(sealed, io.Discard, &crypt.Recipients{Passphrase: []byte("correct horse")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(enc, "not really a tar")
+	if err := enc.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	names, _ := filepath.Glob(filepath.Join(dir, "*"))
+	if len(names) != 2 {
+		t.Fatalf("files %v, want the two committed", names)
+	}
+	if st, _ := os.Stat(sealed); st.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v, want 0600", st.Mode().Perm())
+	}
+
+	for _, p := range []string{plain, sealed} {
+		isEnc, err := EncryptedFile(p)
+		if err != nil || isEnc != (p == sealed) {
+			t.Fatalf("EncryptedFile(%s) = %v, %v", p, isEnc, err)
+		}
+		in, err := Open(p, OpenOptions{Passphrase: passphrase})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(in)
+		in.Close()
+		if string(got) != "not really a tar" {
+			t.Fatalf("%s read %q", p, got)
+		}
+		if p == sealed && in.Name() == sealed {
+			t.Fatal("an encrypted backup is read from its plaintext, not itself")
+		}
+		if _, err := os.Stat(in.Name()); p == sealed && !os.IsNotExist(err) {
+			t.Fatalf("the decrypted temporary file %s is left: %v", in.Name(), err)
+		}
+	}
+
+	// Standard input is spooled, and refused from a terminal.
+	data, _ := os.ReadFile(sealed)
+	in, err := Open("-", OpenOptions{Stdin: bytes.NewReader(data), Passphrase: passphrase})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Close()
+	if _, err := Open("-", OpenOptions{StdinIsTerminal: true}); err == nil || !strings.Contains(err.Error(), "it is a terminal") {
+		t.Fatalf("stdin from a terminal: %v", err)
+	}
+	// A wrong passphrase, and a directory, are refused with the file named.
+	_, err = Open(sealed, OpenOptions{Passphrase: func(string) ([]byte, error) { return []byte("wrong"), nil }})
+	if err == nil || !strings.Contains(err.Error(), "cannot decrypt "+sealed) {
+		t.Fatalf("wrong passphrase: %v", err)
+	}
+	if _, err := Open(dir, OpenOptions{}); err == nil || !strings.Contains(err.Error(), dir+" is a directory") {
+		t.Fatalf("a directory: %v", err)
+	}
+}

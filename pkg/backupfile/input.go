@@ -1,0 +1,183 @@
+// Package backupfile opens backups for reading and writes new ones: an
+// input is spooled when it comes on standard input, recognised when it is
+// encrypted and decrypted into a private temporary file, so that the
+// engines read a plain tar file, twice if they need; an output is written
+// to a temporary name and renamed into place only when complete,
+// encrypted when asked.
+package backupfile
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	"github.com/docker-dtr/docker-dtr/pkg/crypt"
+)
+
+// Input is a backup opened for reading: a plain tar file. Close it in
+// every case; it removes the temporary files.
+type Input struct {
+	*os.File
+	cleanup func()
+}
+
+// Close closes the file and removes it when it is a temporary one.
+func (in *Input) Close() {
+	if in != nil && in.cleanup != nil {
+		in.cleanup()
+		in.cleanup = nil
+	}
+}
+
+// OpenOptions are what opening may need: standard input, and the secrets
+// of an encrypted backup.
+type OpenOptions struct {
+	// Stdin is read when the name is "-"; StdinIsTerminal refuses that.
+	Stdin           io.Reader
+	StdinIsTerminal bool
+	// Passphrase finds the passphrase of what (the message, or a protected
+	// identity key); it is asked for at most once.
+	Passphrase func(what string) ([]byte, error)
+	// IdentityFile is an OpenPGP secret key for a backup encrypted to a
+	// public key.
+	IdentityFile string
+	// Log says what takes time (decrypting).
+	Log func(format string, args ...any)
+}
+
+// DisplayName is how a backup argument is named in messages.
+func DisplayName(name string) string {
+	if name == "-" {
+		return "standard input"
+	}
+	return name
+}
+
+// Open opens a backup for reading, or spools standard input to a 0600
+// temporary file when name is "-". An encrypted backup (this plugin's
+// --encrypt, 'gpg -c', 'gpg -e') is decrypted into a 0600 temporary file
+// first, and only handed on once the message's integrity check at its end
+// has passed.
+func Open(name string, o OpenOptions) (*Input, error) {
+	in, err := openPlain(name, o)
+	if err != nil {
+		return nil, err
+	}
+	enc, err := Encrypted(in.File)
+	if err != nil {
+		in.Close()
+		return nil, fmt.Errorf("reading %s: %w", DisplayName(name), err)
+	}
+	if !enc {
+		return in, nil
+	}
+	defer in.Close()
+	return decrypt(in.File, DisplayName(name), o)
+}
+
+// Encrypted says whether f starts as an OpenPGP message does, from its
+// first 512 bytes.
+func Encrypted(f io.ReaderAt) (bool, error) {
+	prefix := make([]byte, 512)
+	n, err := f.ReadAt(prefix, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return false, err
+	}
+	return crypt.IsEncrypted(prefix[:n]), nil
+}
+
+// EncryptedFile is Encrypted of the file at path.
+func EncryptedFile(path string) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	return Encrypted(f)
+}
+
+// decrypt writes the plaintext of f to a private temporary file.
+func decrypt(f *os.File, name string, o OpenOptions) (*Input, error) {
+	info, err := crypt.Inspect(io.NewSectionReader(f, 0, 1<<62))
+	if err != nil {
+		return nil, fmt.Errorf("cannot decrypt %s: %w", name, err)
+	}
+	// One passphrase, asked for at most once, serves the message and a
+	// protected identity key.
+	what := name + " (" + info.String() + ")"
+	secrets := crypt.Secrets{Passphrase: sync.OnceValues(func() ([]byte, error) {
+		if o.Passphrase == nil {
+			return nil, fmt.Errorf("%s needs a passphrase", what)
+		}
+		return o.Passphrase(what)
+	})}
+	if o.IdentityFile != "" {
+		if secrets.Identities, err = crypt.ReadIdentity(o.IdentityFile, nil); err != nil {
+			return nil, fmt.Errorf("--identity-file: %w", err)
+		}
+	}
+	if o.Log != nil {
+		o.Log("decrypting %s (%s) into a private temporary file", name, info)
+	}
+	r, err := crypt.Decrypt(io.NewSectionReader(f, 0, 1<<62), secrets)
+	if err != nil {
+		return nil, fmt.Errorf("cannot decrypt %s: %w", name, err)
+	}
+	plain, err := os.CreateTemp("", "docker-dtr-decrypted-*.tar")
+	if err != nil {
+		return nil, fmt.Errorf("decrypting %s: %w", name, err)
+	}
+	in := temporary(plain)
+	if _, err := io.Copy(plain, r); err != nil {
+		in.Close()
+		if errors.Is(err, crypt.ErrTampered) || errors.Is(err, crypt.ErrTruncated) {
+			return nil, fmt.Errorf("cannot decrypt %s: %w; nothing decrypted was used", name, err)
+		}
+		return nil, fmt.Errorf("decrypting %s: %w", name, err)
+	}
+	if _, err := plain.Seek(0, io.SeekStart); err != nil {
+		in.Close()
+		return nil, fmt.Errorf("decrypting %s: %w", name, err)
+	}
+	return in, nil
+}
+
+// temporary is an Input that removes its file when closed.
+func temporary(f *os.File) *Input {
+	return &Input{File: f, cleanup: func() { f.Close(); os.Remove(f.Name()) }}
+}
+
+// openPlain opens the file, or spools standard input.
+func openPlain(name string, o OpenOptions) (*Input, error) {
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, fmt.Errorf("cannot open backup: %w", err)
+		}
+		st, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		if st.IsDir() {
+			f.Close()
+			return nil, fmt.Errorf("%s is a directory: give a backup file", name)
+		}
+		return &Input{File: f, cleanup: func() { f.Close() }}, nil
+	}
+	if o.StdinIsTerminal {
+		return nil, fmt.Errorf("reading a backup from standard input, but it is a terminal: pipe the backup in, or give its file name")
+	}
+	f, err := os.CreateTemp("", "docker-dtr-stdin-*.tar")
+	if err != nil {
+		return nil, fmt.Errorf("spooling standard input: %w", err)
+	}
+	in := temporary(f)
+	if _, err := io.Copy(f, o.Stdin); err != nil {
+		in.Close()
+		return nil, fmt.Errorf("spooling standard input: %w", err)
+	}
+	return in, nil
+}
