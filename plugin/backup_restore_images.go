@@ -22,7 +22,7 @@ func runImageRestore(ctx context.Context, dockerCli command.Cli, opts restoreOpt
 	if opts.target.isDirect() {
 		return fmt.Errorf("%s is an image backup: it is restored through the Docker context, without --rethinkdb-addr", name)
 	}
-	rep, err := metered(prog, "verifying "+name, imagearchive.Verify)(f)
+	rep, err := progress.Metered(prog, "verifying "+name, imagearchive.Verify)(f)
 	if err != nil {
 		return err
 	}

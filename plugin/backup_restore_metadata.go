@@ -20,7 +20,7 @@ import (
 // the target, and shows the plan (--dry-run) or has the engine run it.
 func runMetadataRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions, f *os.File, name string, prog *progress.Printer) error {
 	// Verify everything before touching anything.
-	rep, err := metered(prog, "verifying "+name, archive.Verify)(f)
+	rep, err := progress.Metered(prog, "verifying "+name, archive.Verify)(f)
 	if err != nil {
 		return err
 	}

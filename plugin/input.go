@@ -12,19 +12,25 @@ import (
 // or standard input for "-", decrypted when encrypted. The returned
 // function closes it and removes the temporary files.
 func openArchive(dockerCli command.Cli, name string, dec decryptOptions, prog *progress.Printer) (*os.File, func(), error) {
-	in, err := backupfile.Open(name, backupfile.OpenOptions{
-		Stdin:           dockerCli.In(),
-		StdinIsTerminal: dockerCli.In().IsTerminal(),
-		Passphrase: func(what string) ([]byte, error) {
-			return passphraseSource{dockerCli: dockerCli, file: dec.passphraseFile, what: what}.get()
-		},
-		IdentityFile: dec.identityFile,
-		Log:          prog.Step,
-	})
+	in, err := backupfile.Open(name, dec.openOptions(dockerCli, prog))
 	if err != nil {
 		return nil, nil, err
 	}
 	return in.File, in.Close, nil
+}
+
+// openOptions are the flags' secrets, standard input, and where opening
+// says what it does.
+func (o decryptOptions) openOptions(dockerCli command.Cli, prog *progress.Printer) backupfile.OpenOptions {
+	return backupfile.OpenOptions{
+		Stdin:           dockerCli.In(),
+		StdinIsTerminal: dockerCli.In().IsTerminal(),
+		Passphrase: func(what string) ([]byte, error) {
+			return passphraseSource{dockerCli: dockerCli, file: o.passphraseFile, what: what}.get()
+		},
+		IdentityFile: o.identityFile,
+		Log:          prog.Step,
+	}
 }
 
 // displayName is how a backup argument is named in messages.

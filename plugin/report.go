@@ -41,7 +41,7 @@ func reportArchiveFrom(dockerCli command.Cli, prog *progress.Printer, file, form
 	}
 	read := archive.Inspect
 	if full {
-		read = measured(prog, "verifying "+displayName(file), archive.Verify)
+		read = progress.Measured(prog, "verifying "+displayName(file), archive.Verify)
 	}
 	rep, err := read(f)
 	if err != nil {

@@ -26,7 +26,7 @@ func reportImages(dockerCli command.Cli, prog *progress.Printer, f *os.File, nam
 	}
 	read := imagearchive.Inspect
 	if full {
-		read = measured(prog, "verifying "+name, imagearchive.Verify)
+		read = progress.Measured(prog, "verifying "+name, imagearchive.Verify)
 	}
 	rep, err := read(f)
 	if err != nil {
