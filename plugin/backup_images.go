@@ -166,12 +166,12 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 	summary := fmt.Sprintf("%s: DTR %s, replica %s, volume %s: %d files, %d blobs, %s%s",
 		displayOutput(opts.output), m.DTRVersion, m.ReplicaID, m.Volume, m.Files, m.Blobs, human.Bytes(m.Bytes), opts.enc.describe())
 	if len(m.DependsOn) > 0 {
-		summary += fmt.Sprintf("; incremental: %d more blobs, %s, held by %s (%s)", m.OmittedBlobs, human.Bytes(m.OmittedBytes), plural(len(m.DependsOn), "earlier backup"), dependencyNames(m.DependsOn))
+		summary += fmt.Sprintf("; incremental: %d more blobs, %s, held by %s (%s)", m.OmittedBlobs, human.Bytes(m.OmittedBytes), human.Plural(len(m.DependsOn), "earlier backup"), dependencyNames(m.DependsOn))
 	} else if len(bases) > 0 {
 		summary += "; a full backup: the earlier backups hold none of its blobs"
 	}
 	if m.UploadFiles > 0 {
-		summary += fmt.Sprintf(" (%s in unfinished uploads left out)", plural(int(m.UploadFiles), "file"))
+		summary += fmt.Sprintf(" (%s in unfinished uploads left out)", human.Plural(int(m.UploadFiles), "file"))
 	}
 	if err := out.result(dockerCli, prog, opts.format, imagesSummary{File: opts.output, Encrypted: opts.enc.enabled(), Manifest: m}, summary); err != nil {
 		return err
@@ -181,7 +181,7 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 			prog.Warn("corrupt in the registry (data does not match its digest): %s", b)
 		}
 		if !opts.allowCorruptBlobs {
-			return fmt.Errorf("the backup is complete, but %s in the live registry do not match their digests (listed above): repair them, or pass --allow-corrupt-blobs", plural(n, "blob"))
+			return fmt.Errorf("the backup is complete, but %s in the live registry do not match their digests (listed above): repair them, or pass --allow-corrupt-blobs", human.Plural(n, "blob"))
 		}
 	}
 	return nil
@@ -215,9 +215,9 @@ func volumeTotal(ctx context.Context, dockerCli command.Cli, vol *imagevolume.Vo
 	}
 	uploads := ""
 	if u.UploadFiles > 0 {
-		uploads = fmt.Sprintf(", and %s, %s in unfinished uploads to skip", plural(int(u.UploadFiles), "file"), human.Bytes(u.UploadBytes))
+		uploads = fmt.Sprintf(", and %s, %s in unfinished uploads to skip", human.Plural(int(u.UploadFiles), "file"), human.Bytes(u.UploadBytes))
 	}
-	prog.Step("volume %s holds %s, %s%s", vol.Name, plural(int(u.Files), "file"), human.Bytes(u.Bytes), uploads)
+	prog.Step("volume %s holds %s, %s%s", vol.Name, human.Plural(int(u.Files), "file"), human.Bytes(u.Bytes), uploads)
 	return u.Stream
 }
 
@@ -244,7 +244,7 @@ func sinceBases(path, output string, prog *progress.Printer) ([]*imagearchive.Ba
 		if err != nil {
 			return nil, fmt.Errorf("--since %s: %w", path, err)
 		}
-		prog.Step("incremental: %s holds %s", path, plural(b.Blobs(), "blob"))
+		prog.Step("incremental: %s holds %s", path, human.Plural(b.Blobs(), "blob"))
 		return []*imagearchive.Base{b}, nil
 	}
 	ents, err := os.ReadDir(path)
@@ -286,7 +286,7 @@ func sinceBases(path, output string, prog *progress.Printer) ([]*imagearchive.Ba
 			blobs[d] = true
 		}
 	}
-	prog.Step("incremental: %s in %s hold %s", plural(len(bases), "image backup"), path, plural(len(blobs), "blob"))
+	prog.Step("incremental: %s in %s hold %s", human.Plural(len(bases), "image backup"), path, human.Plural(len(blobs), "blob"))
 	return bases, nil
 }
 

@@ -1,6 +1,8 @@
 package plugin
 
 import (
+	"github.com/docker-dtr/docker-dtr/pkg/progress"
+	"github.com/docker-dtr/docker-dtr/pkg/verify"
 	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
 )
@@ -37,5 +39,5 @@ func runInspect(dockerCli command.Cli, opts inspectOptions) error {
 	if err := checkFormat(opts.format); err != nil {
 		return err
 	}
-	return reportArchive(dockerCli, opts.file, opts.format, false, "", opts.dec)
+	return reportArchive(dockerCli, progress.New(dockerCli.Err(), false), opts.file, opts.format, verify.Options{}, opts.dec)
 }

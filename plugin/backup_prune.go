@@ -186,9 +186,9 @@ func printPrune(w io.Writer, opts pruneOptions, entries []*prune.Entry) error {
 	}
 	tw.Flush()
 	if opts.dryRun {
-		fmt.Fprintf(w, "\ndry run: %s would be removed (%s); nothing was removed\n", plural(wouldRemove, "backup"), human.Bytes(freed))
+		fmt.Fprintf(w, "\ndry run: %s would be removed (%s); nothing was removed\n", human.Plural(wouldRemove, "backup"), human.Bytes(freed))
 	} else {
-		fmt.Fprintf(w, "\nremoved %s (%s)\n", plural(removed, "backup"), human.Bytes(freed))
+		fmt.Fprintf(w, "\nremoved %s (%s)\n", human.Plural(removed, "backup"), human.Bytes(freed))
 	}
 	return nil
 }

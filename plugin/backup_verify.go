@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"github.com/docker-dtr/docker-dtr/pkg/verify"
 	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
 )
@@ -74,5 +75,5 @@ func runVerify(dockerCli command.Cli, opts verifyOptions) error {
 	}
 	prog := opts.progress.printer(dockerCli)
 	defer prog.Close()
-	return reportArchiveFrom(dockerCli, prog, opts.file, opts.format, true, opts.metadata, opts.from, opts.dec)
+	return reportArchive(dockerCli, prog, opts.file, opts.format, verify.Options{Full: true, Metadata: opts.metadata, ChainDir: chainDir(opts.file, opts.from)}, opts.dec)
 }

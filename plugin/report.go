@@ -8,53 +8,54 @@ import (
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
+	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
+	"github.com/docker-dtr/docker-dtr/pkg/crosscheck"
 	"github.com/docker-dtr/docker-dtr/pkg/exitcode"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
+	"github.com/docker-dtr/docker-dtr/pkg/verify"
 	"github.com/docker/cli/cli/command"
 )
 
-// reportArchive opens a backup of either kind, reads all of it (verify) or
-// its manifest (inspect), prints the report and fails when it found
-// problems. metadata, for image backups, names a metadata backup to
-// cross-check with.
-func reportArchive(dockerCli command.Cli, file, format string, full bool, metadata string, dec decryptOptions) error {
-	return reportArchiveFrom(dockerCli, progress.New(dockerCli.Err(), false), file, format, full, metadata, "", dec)
-}
-
-// reportArchiveFrom is reportArchive with the directory where an
-// incremental image backup's earlier backups are (from; empty for FILE's).
-func reportArchiveFrom(dockerCli command.Cli, prog *progress.Printer, file, format string, full bool, metadata, from string, dec decryptOptions) error {
+// reportArchive opens a backup of either kind, has the verify engine read
+// all of it (o.Full: verify) or its manifest (inspect), prints the report
+// and fails when it found problems.
+func reportArchive(dockerCli command.Cli, prog *progress.Printer, file, format string, o verify.Options, dec decryptOptions) error {
 	f, done, err := openArchive(dockerCli, file, dec, prog)
 	if err != nil {
 		return err
 	}
 	defer done()
-	if images, err := imagearchive.IsImageArchive(f); err != nil {
-		return err
-	} else if images {
-		return reportImages(dockerCli, prog, f, displayName(file), format, full, metadata, chainDir(file, from), dec)
+	o.Progress = prog
+	o.Open = func(path string) (*backupfile.Input, error) {
+		return backupfile.Open(path, dec.openOptions(dockerCli, progress.New(dockerCli.Err(), false)))
 	}
-	if metadata != "" {
-		return fmt.Errorf("--metadata is for image backups, and %s is a metadata backup: verify the image backup with --metadata %s", displayName(file), displayName(file))
-	}
-	read := archive.Inspect
-	if full {
-		read = progress.Measured(prog, "verifying "+displayName(file), archive.Verify)
-	}
-	rep, err := read(f)
+	name := displayName(file)
+	res, err := verify.Run(f, name, o)
 	if err != nil {
 		return err
 	}
-	name := displayName(file)
-	if err := printReport(dockerCli.Out(), name, rep, format); err != nil {
-		return err
+	switch {
+	case res.Metadata != nil:
+		if err := printReport(dockerCli.Out(), name, res.Metadata, format); err != nil {
+			return err
+		}
+	case format == "json":
+		if err := writeJSON(dockerCli, struct {
+			File string `json:"file"`
+			*imagearchive.Report
+			CrossCheck *crosscheck.Result `json:"crossCheck,omitempty"`
+		}{name, res.Images, res.CrossCheck}); err != nil {
+			return err
+		}
+	default:
+		printImageReport(dockerCli.Out(), name, res.Images)
+		if res.CrossCheck != nil {
+			printCrossCheck(dockerCli.Out(), o.Metadata, res.CrossCheck)
+		}
 	}
-	if !rep.OK() {
-		return invalidError(name, rep)
-	}
-	return nil
+	return res.Err()
 }
 
 // printReport writes a verify or inspect report for people, or as JSON.
@@ -106,7 +107,7 @@ func printProblems(w io.Writer, problems []archive.Problem, omitted int) {
 	if len(problems)+omitted == 0 {
 		return
 	}
-	fmt.Fprintf(w, "\n%s:\n", plural(len(problems)+omitted, "problem"))
+	fmt.Fprintf(w, "\n%s:\n", human.Plural(len(problems)+omitted, "problem"))
 	for _, p := range problems {
 		fmt.Fprintf(w, "  %s\n", p)
 	}
@@ -126,19 +127,6 @@ func verdict(rep *archive.Report) string {
 	default:
 		return "verified"
 	}
-}
-
-// invalidError is exit status 1 with one line naming the file.
-func invalidError(name string, rep *archive.Report) error {
-	n := len(rep.Problems) + rep.ProblemsOmitted
-	return fmt.Errorf("%s is not a valid backup: %s found (listed above)", name, plural(n, "problem"))
-}
-
-func plural(n int, word string) string {
-	if n == 1 {
-		return "1 " + word
-	}
-	return fmt.Sprintf("%d %ss", n, word)
 }
 
 func checkFormat(format string) error {

@@ -3,97 +3,15 @@ package plugin
 import (
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker-dtr/docker-dtr/pkg/crosscheck"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
-	"github.com/docker-dtr/docker-dtr/pkg/progress"
-	"github.com/docker/cli/cli/command"
 )
-
-// reportImages verifies (or inspects) an image backup, cross-checks it with
-// a metadata backup when one is named, prints and sets the exit status.
-// An incremental backup's chain is verified too, in chainDir.
-func reportImages(dockerCli command.Cli, prog *progress.Printer, f *os.File, name, format string, full bool, metadata, chainDir string, dec decryptOptions) error {
-	if metadata != "" && !full {
-		return fmt.Errorf("--metadata needs the whole image backup read: use 'backup verify'")
-	}
-	read := imagearchive.Inspect
-	if full {
-		read = progress.Measured(prog, "verifying "+name, imagearchive.Verify)
-	}
-	rep, err := read(f)
-	if err != nil {
-		return err
-	}
-	if full && rep.OK() && rep.Incremental() {
-		_, files, err := imagearchive.VerifyChain(rep, chainDir)
-		for _, f := range files {
-			f.Close()
-		}
-		if err != nil {
-			return err
-		}
-	}
-	var cross *crosscheck.Result
-	if metadata != "" && rep.BlobDigests != nil {
-		if cross, err = crossCheck(dockerCli, metadata, rep, dec); err != nil {
-			return err
-		}
-	}
-	if format == "json" {
-		if err := writeJSON(dockerCli, struct {
-			File string `json:"file"`
-			*imagearchive.Report
-			CrossCheck *crosscheck.Result `json:"crossCheck,omitempty"`
-		}{name, rep, cross}); err != nil {
-			return err
-		}
-	} else {
-		printImageReport(dockerCli.Out(), name, rep)
-		if cross != nil {
-			printCrossCheck(dockerCli.Out(), metadata, cross)
-		}
-	}
-	switch {
-	case !rep.OK():
-		n := len(rep.Problems) + rep.ProblemsOmitted
-		return fmt.Errorf("%s is not a valid backup: %s found (listed above)", name, plural(n, "problem"))
-	case cross != nil && !cross.OK():
-		n := len(cross.Missing) + cross.MissingOmitted
-		return fmt.Errorf("%s lacks %s that %s references (listed above)", name, plural(n, "blob"), metadata)
-	}
-	return nil
-}
-
-// crossCheck verifies the metadata backup, then looks up its digests.
-func crossCheck(dockerCli command.Cli, metadata string, rep *imagearchive.Report, dec decryptOptions) (*crosscheck.Result, error) {
-	if metadata == "-" {
-		return nil, fmt.Errorf("--metadata -: give the metadata backup's file name")
-	}
-	mf, done, err := openArchive(dockerCli, metadata, dec, progress.New(dockerCli.Err(), false))
-	if err != nil {
-		return nil, fmt.Errorf("--metadata: %w", err)
-	}
-	defer done()
-	if images, _ := imagearchive.IsImageArchive(mf); images {
-		return nil, fmt.Errorf("--metadata %s is an image backup: give the metadata backup (docker dtr backup create)", metadata)
-	}
-	mrep, err := archive.Verify(mf)
-	if err != nil {
-		return nil, fmt.Errorf("--metadata %s: %w", metadata, err)
-	}
-	if !mrep.OK() {
-		return nil, fmt.Errorf("--metadata %s is not a valid backup (%s): verify it on its own", metadata, mrep.Problems[0])
-	}
-	return crosscheck.Check(mf, mrep, rep.BlobDigests)
-}
 
 func printImageReport(w io.Writer, name string, rep *imagearchive.Report) {
 	verdict := "verified"
@@ -117,7 +35,7 @@ func printImageReport(w io.Writer, name string, rep *imagearchive.Report) {
 			fmt.Fprintf(tw, "  Tool\t%s\n", rep.Tool)
 		}
 		if rep.Incremental() {
-			fmt.Fprintf(tw, "  Incremental\tdepends on %s (%s)\n", plural(len(rep.DependsOn), "backup"), dependencyNames(rep.DependsOn))
+			fmt.Fprintf(tw, "  Incremental\tdepends on %s (%s)\n", human.Plural(len(rep.DependsOn), "backup"), dependencyNames(rep.DependsOn))
 			fmt.Fprintf(tw, "  Files\t%d held, %s; %d listed, %s\n", rep.Files, human.Bytes(rep.Bytes), rep.Files+rep.OmittedBlobs, human.Bytes(rep.Bytes+rep.OmittedBytes))
 			fmt.Fprintf(tw, "  Blobs\t%d held; %d listed, %d of them (%s) held by earlier backups\n", rep.Blobs, rep.Blobs+rep.OmittedBlobs, rep.OmittedBlobs, human.Bytes(rep.OmittedBytes))
 		} else {
@@ -125,7 +43,7 @@ func printImageReport(w io.Writer, name string, rep *imagearchive.Report) {
 			fmt.Fprintf(tw, "  Blobs\t%d\n", rep.Blobs)
 		}
 		if rep.UploadFiles > 0 {
-			fmt.Fprintf(tw, "  Left out\t%s in unfinished uploads, %s\n", plural(int(rep.UploadFiles), "file"), human.Bytes(rep.UploadBytes))
+			fmt.Fprintf(tw, "  Left out\t%s in unfinished uploads, %s\n", human.Plural(int(rep.UploadFiles), "file"), human.Bytes(rep.UploadBytes))
 		}
 		for _, b := range rep.CorruptBlobs {
 			fmt.Fprintf(tw, "  Corrupt in the registry\t%s\n", b)
@@ -156,7 +74,7 @@ func printCrossCheck(w io.Writer, metadata string, c *crosscheck.Result) {
 	if c.OK() {
 		fmt.Fprintln(w, "  every referenced blob is in the image backup")
 	} else {
-		fmt.Fprintf(w, "  %s missing from the image backup:\n", plural(len(c.Missing)+c.MissingOmitted, "blob"))
+		fmt.Fprintf(w, "  %s missing from the image backup:\n", human.Plural(len(c.Missing)+c.MissingOmitted, "blob"))
 		for _, m := range c.Missing {
 			fmt.Fprintf(w, "    %s (referenced by %v)\n", m.Digest, m.By)
 		}
@@ -165,7 +83,7 @@ func printCrossCheck(w io.Writer, metadata string, c *crosscheck.Result) {
 		}
 	}
 	if c.UnreferencedCount > 0 {
-		fmt.Fprintf(w, "  %s in the image backup that no metadata references (garbage collection will remove them)\n", plural(c.UnreferencedCount, "blob"))
+		fmt.Fprintf(w, "  %s in the image backup that no metadata references (garbage collection will remove them)\n", human.Plural(c.UnreferencedCount, "blob"))
 	}
 }
 

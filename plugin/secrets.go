@@ -10,6 +10,7 @@ import (
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/docker-dtr/docker-dtr/pkg/crypt"
+	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker/cli/cli/command"
 	"github.com/moby/term"
 	"github.com/spf13/pflag"
@@ -75,7 +76,7 @@ func (o *encryptOptions) describe() string {
 	case !o.enabled():
 		return ""
 	case len(o.recipientFiles) > 0:
-		return ", encrypted to " + plural(len(o.recipientFiles), "recipient file")
+		return ", encrypted to " + human.Plural(len(o.recipientFiles), "recipient file")
 	}
 	return ", encrypted with a passphrase"
 }

@@ -1,0 +1,129 @@
+// Package verify is the verify engine: one entry, Run, reads a backup of
+// either kind, all of it (verify) or its manifest (inspect), with an
+// incremental image backup's chain of earlier backups and, when asked, a
+// cross-check against a metadata backup.
+package verify
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/docker-dtr/docker-dtr/pkg/archive"
+	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
+	"github.com/docker-dtr/docker-dtr/pkg/crosscheck"
+	"github.com/docker-dtr/docker-dtr/pkg/human"
+	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
+	"github.com/docker-dtr/docker-dtr/pkg/progress"
+)
+
+// Options say how much to read.
+type Options struct {
+	// Full reads the whole backup (verify); otherwise only its manifest
+	// (inspect).
+	Full bool
+	// ChainDir is where an incremental image backup's earlier backups are.
+	ChainDir string
+	// Metadata, for an image backup, is a metadata backup whose referenced
+	// blobs must all be in it; Open opens it.
+	Metadata string
+	Open     func(path string) (*backupfile.Input, error)
+	Progress *progress.Printer
+}
+
+// Result is what Run found: the report of a metadata backup or of an
+// image backup, and the cross-check.
+type Result struct {
+	Name       string
+	Metadata   *archive.Report
+	Images     *imagearchive.Report
+	CrossCheck *crosscheck.Result
+	// MetadataFile is Options.Metadata, for messages.
+	MetadataFile string
+}
+
+// Run reads f, a backup named name in messages. An error is one that
+// stopped the reading; what the backup holds that is wrong is in the
+// result, and Result.Err says it in one line.
+func Run(f *os.File, name string, o Options) (*Result, error) {
+	res := &Result{Name: name, MetadataFile: o.Metadata}
+	images, err := imagearchive.IsImageArchive(f)
+	if err != nil {
+		return nil, err
+	}
+	if !images {
+		if o.Metadata != "" {
+			return nil, fmt.Errorf("--metadata is for image backups, and %s is a metadata backup: verify the image backup with --metadata %s", name, name)
+		}
+		read := archive.Inspect
+		if o.Full {
+			read = progress.Measured(o.Progress, "verifying "+name, archive.Verify)
+		}
+		res.Metadata, err = read(f)
+		return res, err
+	}
+	if o.Metadata != "" && !o.Full {
+		return nil, errors.New("--metadata needs the whole image backup read: use 'backup verify'")
+	}
+	read := imagearchive.Inspect
+	if o.Full {
+		read = progress.Measured(o.Progress, "verifying "+name, imagearchive.Verify)
+	}
+	rep, err := read(f)
+	if err != nil {
+		return nil, err
+	}
+	res.Images = rep
+	if o.Full && rep.OK() && rep.Incremental() {
+		if err := imagearchive.CheckChain(rep, o.ChainDir); err != nil {
+			return nil, err
+		}
+	}
+	if o.Metadata != "" && rep.BlobDigests != nil {
+		if res.CrossCheck, err = crossCheck(o, rep); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+// crossCheck verifies the metadata backup, then looks up its digests.
+func crossCheck(o Options, rep *imagearchive.Report) (*crosscheck.Result, error) {
+	if o.Metadata == "-" {
+		return nil, fmt.Errorf("--metadata -: give the metadata backup's file name")
+	}
+	mf, err := o.Open(o.Metadata)
+	if err != nil {
+		return nil, fmt.Errorf("--metadata: %w", err)
+	}
+	defer mf.Close()
+	if images, _ := imagearchive.IsImageArchive(mf.File); images {
+		return nil, fmt.Errorf("--metadata %s is an image backup: give the metadata backup (docker dtr backup create)", o.Metadata)
+	}
+	mrep, err := archive.Verify(mf.File)
+	if err != nil {
+		return nil, fmt.Errorf("--metadata %s: %w", o.Metadata, err)
+	}
+	if !mrep.OK() {
+		return nil, fmt.Errorf("--metadata %s is not a valid backup (%s): verify it on its own", o.Metadata, mrep.Problems[0])
+	}
+	return crosscheck.Check(mf.File, mrep, rep.BlobDigests)
+}
+
+// Err is the verdict in one line (exit status 1), nil when the backup is
+// valid and, with a cross-check, holds every blob referenced.
+func (r *Result) Err() error {
+	problems := 0
+	switch {
+	case r.Metadata != nil && !r.Metadata.OK():
+		problems = len(r.Metadata.Problems) + r.Metadata.ProblemsOmitted
+	case r.Images != nil && !r.Images.OK():
+		problems = len(r.Images.Problems) + r.Images.ProblemsOmitted
+	case r.CrossCheck != nil && !r.CrossCheck.OK():
+		n := len(r.CrossCheck.Missing) + r.CrossCheck.MissingOmitted
+		return fmt.Errorf("%s lacks %s that %s references (listed above)", r.Name, human.Plural(n, "blob"), r.MetadataFile)
+	default:
+		return nil
+	}
+	return fmt.Errorf("%s is not a valid backup: %s found (listed above)", r.Name, human.Plural(problems, "problem"))
+}

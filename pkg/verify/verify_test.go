@@ -1,0 +1,71 @@
+package verify
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/docker-dtr/docker-dtr/internal/backuptest"
+	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
+	"github.com/docker-dtr/docker-dtr/pkg/progress"
+	"gotest.tools/v3/assert"
+)
+
+func run(t *testing.T, path string, o Options) (*Result, error) {
+	t.Helper()
+	f, err := os.Open(path)
+	assert.NilError(t, err)
+	defer f.Close()
+	o.Progress = progress.NewMode(&strings.Builder{}, progress.Quiet)
+	o.Open = func(p string) (*backupfile.Input, error) { return backupfile.Open(p, backupfile.OpenOptions{}) }
+	return Run(f, filepath.Base(path), o)
+}
+
+func TestRun(t *testing.T) {
+	dir := t.TempDir()
+	meta := filepath.Join(dir, "meta.tar")
+	backuptest.WriteMetadataBackup(t, meta, backuptest.Day(0))
+	full := filepath.Join(dir, "img-1.tar")
+	backuptest.WriteImageBackup(t, full, backuptest.Day(1), backuptest.VolumeWith(t, "layer one"))
+	incr := filepath.Join(dir, "img-2.tar")
+	backuptest.WriteImageBackup(t, incr, backuptest.Day(2), backuptest.VolumeWith(t, "layer one", "layer two"), full)
+
+	res, err := run(t, meta, Options{Full: true})
+	assert.NilError(t, err)
+	assert.Assert(t, res.Metadata != nil && res.Metadata.Verified)
+	assert.NilError(t, res.Err())
+
+	// An incremental backup is valid with its chain, and not without it.
+	res, err = run(t, incr, Options{Full: true, ChainDir: dir})
+	assert.NilError(t, err)
+	assert.NilError(t, res.Err())
+	res, err = run(t, incr, Options{Full: true, ChainDir: t.TempDir()})
+	assert.NilError(t, err)
+	assert.ErrorContains(t, res.Err(), "img-2.tar is not a valid backup: 1 problem found")
+
+	// A cross-check is for image backups, read in full, against a
+	// metadata backup.
+	_, err = run(t, meta, Options{Full: true, Metadata: meta})
+	assert.ErrorContains(t, err, "--metadata is for image backups")
+	_, err = run(t, full, Options{Metadata: meta})
+	assert.ErrorContains(t, err, "--metadata needs the whole image backup read")
+	_, err = run(t, full, Options{Full: true, Metadata: incr})
+	assert.ErrorContains(t, err, "is an image backup: give the metadata backup")
+	_, err = run(t, full, Options{Full: true, Metadata: "-"})
+	assert.ErrorContains(t, err, "give the metadata backup's file name")
+	res, err = run(t, full, Options{Full: true, Metadata: meta})
+	assert.NilError(t, err)
+	assert.Assert(t, res.CrossCheck != nil && res.CrossCheck.OK())
+	assert.NilError(t, res.Err())
+	_, err = run(t, full, Options{Full: true, Metadata: filepath.Join(dir, "nothing.tar")})
+	assert.ErrorContains(t, err, "--metadata: ")
+
+	backuptest.Corrupt(t, meta)
+	res, err = run(t, meta, Options{Full: true})
+	assert.NilError(t, err)
+	assert.ErrorContains(t, res.Err(), "meta.tar is not a valid backup: 1 problem found")
+	res, err = run(t, meta, Options{})
+	assert.NilError(t, err)
+	assert.NilError(t, res.Err(), "inspect reads only the manifest")
+}
