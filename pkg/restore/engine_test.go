@@ -244,3 +244,48 @@ func TestRunInterrupted(t *testing.T) {
 		t.Fatalf("%d %q", code, err)
 	}
 }
+
+// Interrupted before anything was written (while saving the safety
+// backup): nothing is stopped or put back, exit 130. Interrupted where
+// the target cannot be put back: 3.
+func TestRunInterruptedBeforeApply(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	f := &fake{safety: "/b/safety.tar", saveErr: context.Canceled}
+	code, _, err := run(t, ctx, f, Options{Force: true})
+	if code != exitcode.Interrupted || err != f.saveErr || calls(f) != "refuse force=true terminal=false, save" {
+		t.Fatalf("%d %v %s", code, err, calls(f))
+	}
+
+	ctx, cancel = context.WithCancel(context.Background())
+	f = &fake{applyErr: context.Canceled, cancelOnApply: cancel, noRollback: true}
+	code, _, err = run(t, ctx, f, Options{Force: true})
+	want := "restore of b.tar was interrupted, it was not put back (--no-safety-backup): run the restore again with --force once the cause is fixed: interrupted"
+	if code != exitcode.ByHand || err.Error() != want {
+		t.Fatalf("%d %q\nwant %q", code, err, want)
+	}
+}
+
+// A rollback that fails on a new connection too: exit 3.
+func TestRunReconnectFails(t *testing.T) {
+	f := &fake{safety: "/b/safety.tar", applyErr: errors.New("EOF"), rollbackErrs: []error{errors.New("EOF"), errors.New("EOF again")}}
+	code, _, err := run(t, context.Background(), reconnecting{f}, Options{Force: true})
+	if code != exitcode.ByHand || !strings.Contains(err.Error(), "putting the safety backup back failed too (EOF again)") {
+		t.Fatalf("%d %v", code, err)
+	}
+}
+
+// What was stopped and does not start again is a warning: the restore's
+// own outcome stands.
+func TestRunRestartFails(t *testing.T) {
+	f := &fake{restartErr: errors.New("cannot start dtr-registry-x")}
+	code, printed, err := run(t, context.Background(), f, Options{Force: true})
+	if code != 0 || err != nil || len(printed) != 1 || printed[0] != "warning: cannot start dtr-registry-x" {
+		t.Fatalf("%d %v %q", code, err, printed)
+	}
+	f = &fake{safety: "/b/safety.tar", applyErr: errors.New("disk full"), restartErr: errors.New("cannot start dtr-registry-x")}
+	code, printed, _ = run(t, context.Background(), f, Options{Force: true})
+	if code != 1 || printed[len(printed)-1] != "warning: cannot start dtr-registry-x" || !strings.HasSuffix(calls(f), "rollback, restart") {
+		t.Fatalf("%d %q %s", code, printed, calls(f))
+	}
+}
