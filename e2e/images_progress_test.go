@@ -134,7 +134,7 @@ func TestImageBackupProgressTotal(t *testing.T) {
 	// A flag naming no file is wrong usage, before anything runs.
 	res = docker(t, cfg, nil, "dtr", "backup", "images", "--agent-binary", filepath.Join(dir, "missing"), "-o", images+".2")
 	assert.Equal(t, res.code, 1)
-	assert.Assert(t, is.Contains(res.stderr, "--agent-binary: "), res.stderr)
+	assert.Assert(t, is.Contains(res.stderr, "--agent-binary "+filepath.Join(dir, "missing")+": no such file"), res.stderr)
 	_, err = os.Stat(images + ".2")
 	assert.Assert(t, os.IsNotExist(err))
 }

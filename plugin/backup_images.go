@@ -23,14 +23,13 @@ import (
 )
 
 type imagesOptions struct {
+	replica           replicaFlags
 	output            string
-	replicaID         string
 	allowCorruptBlobs bool
 	progress          progressOptions
 	format            string
 	since             string
 	enc               encryptOptions
-	agentBinary       string
 }
 
 func newImagesCmd(dockerCli command.Cli) *cobra.Command {
@@ -88,13 +87,12 @@ and no file is left at -o.`,
 	}
 	flags := cmd.Flags()
 	flags.StringVarP(&opts.output, "output", "o", "", `Write the archive to this file ("-" for standard output)`)
-	flags.StringVar(&opts.replicaID, "replica-id", "", "Replica to use (default: the healthy replica with the lowest id)")
+	opts.replica.addFlags(flags)
 	flags.BoolVar(&opts.allowCorruptBlobs, "allow-corrupt-blobs", false, "Exit 0 even when blobs in the registry do not match their digests")
 	opts.progress.addFlags(flags)
 	flags.StringVar(&opts.format, "format", "", `Output format: "json", or empty for a summary`)
 	flags.StringVar(&opts.since, "since", "", "Write only the blobs that the image backups in this file or directory do not hold (an incremental backup)")
 	opts.enc.addFlags(flags)
-	flags.StringVar(&opts.agentBinary, "agent-binary", "", "Static linux build of docker-dtr to measure the volume with on the replica's node, when this one cannot run there ('make cross')")
 	return cmd
 }
 
@@ -102,16 +100,11 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 	if err := checkOutput(dockerCli, opts.output); err != nil {
 		return err
 	}
-	if err := checkReplicaID(opts.replicaID); err != nil {
+	if err := opts.replica.validate(true); err != nil {
 		return err
 	}
 	if err := checkFormat(opts.format); err != nil {
 		return err
-	}
-	if opts.agentBinary != "" {
-		if _, err := os.Stat(opts.agentBinary); err != nil {
-			return fmt.Errorf("--agent-binary: %v: build static linux binaries with 'make cross' (bin/docker-dtr-linux-<arch>)", err)
-		}
 	}
 	prog := opts.progress.printer(dockerCli)
 	defer prog.Close()
@@ -129,7 +122,7 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 	defer out.Abort()
 	ctx, stop := withSignals(ctx)
 	defer stop()
-	rep, err := chooseReplica(ctx, dockerCli, &targetOptions{replicaID: opts.replicaID}, prog)
+	rep, err := chooseReplica(ctx, dockerCli, &targetOptions{replicaFlags: opts.replica}, prog)
 	if err != nil {
 		return backupError(ctx, opts.output, err)
 	}
@@ -148,7 +141,7 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 		Volume: vol.Name, VolumeDriver: vol.Driver, Started: time.Now(), Since: bases,
 	}
 	var m *imagearchive.Manifest
-	total := volumeTotal(ctx, dockerCli, vol, opts.agentBinary, prog)
+	total := volumeTotal(ctx, dockerCli, vol, opts.replica.agentBinary, prog)
 	prog.PhaseOf("reading volume "+vol.Name, "", 0, total)
 	err = vol.Read(ctx, dockerCli.Client(), func(r io.Reader) error {
 		m, err = imagearchive.Write(out, prog.Reader(r), info, func(t imagearchive.Totals) {

@@ -45,7 +45,7 @@ func runImageRestore(ctx context.Context, dockerCli command.Cli, opts restoreOpt
 		}
 	}
 	// A named replica may be unhealthy: its registry may be what is repaired.
-	replica, err := chooseReplica(ctx, dockerCli, &targetOptions{replicaID: opts.target.replicaID, allowUnhealthy: true}, prog)
+	replica, err := chooseReplica(ctx, dockerCli, &targetOptions{replicaFlags: opts.target.replicaFlags, allowUnhealthy: true}, prog)
 	if err != nil {
 		return err
 	}

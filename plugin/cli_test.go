@@ -178,3 +178,21 @@ func TestCreateRefusesBadFlags(t *testing.T) {
 	left, _ := os.ReadDir(dir)
 	assert.Equal(t, len(left), 0, "nothing written")
 }
+
+// --replica-id and --agent-binary are one flag group with one check, in
+// every command that has them.
+func TestReplicaFlagsCheckedAlike(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	missing := filepath.Join(dir, "docker-dtr-linux-arm64")
+	for _, cmd := range [][]string{{"backup", "create", "--dtr-version", "2.9.4"}, {"backup", "images"}} {
+		_, errOut, code := run(t, nil, append(cmd, "-o", "x.tar", "--replica-id", "XYZ")...)
+		assert.Equal(t, code, 1, "%v: %s", cmd, errOut)
+		assert.Equal(t, errOut, "--replica-id \"XYZ\": a replica id is 12 lowercase hex characters, such as 0123456789ab\n")
+		_, errOut, code = run(t, nil, append(cmd, "-o", "x.tar", "--agent-binary", missing)...)
+		assert.Equal(t, code, 1, "%v: %s", cmd, errOut)
+		assert.Equal(t, errOut, "--agent-binary "+missing+": no such file: build static linux binaries with 'make cross' (bin/docker-dtr-linux-<arch>)\n")
+	}
+	left, _ := os.ReadDir(dir)
+	assert.Equal(t, len(left), 0, "nothing written")
+}

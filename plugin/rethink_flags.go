@@ -1,9 +1,6 @@
 package plugin
 
 import (
-	"fmt"
-	"regexp"
-
 	"github.com/docker-dtr/docker-dtr/pkg/rethink"
 	"github.com/spf13/pflag"
 )
@@ -21,13 +18,4 @@ func (o *rethinkOptions) addFlags(flags *pflag.FlagSet) {
 	flags.StringVar(&o.ServerName, "rethinkdb-server-name", "", "Name to verify in the server certificate (default: host of --rethinkdb-addr)")
 	flags.StringVar(&o.User, "rethinkdb-user", "admin", "RethinkDB user")
 	flags.StringVar(&o.PasswordFile, "rethinkdb-password-file", "", "File holding the RethinkDB password (never pass it as a flag)")
-}
-
-var replicaIDRe = regexp.MustCompile(`^[0-9a-f]{12}$`)
-
-func checkReplicaID(id string) error {
-	if id != "" && !replicaIDRe.MatchString(id) {
-		return fmt.Errorf("--replica-id %q: a replica id is 12 lowercase hex characters, such as 0123456789ab", id)
-	}
-	return nil
 }

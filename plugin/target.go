@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"regexp"
 	"strings"
 	"syscall"
 
@@ -23,33 +24,54 @@ import (
 // behind the active Docker context (the default), or one reached directly
 // with --rethinkdb-addr.
 type targetOptions struct {
-	direct      rethinkOptions
-	replicaID   string
-	agentBinary string
+	replicaFlags
+	direct rethinkOptions
 	// allowUnhealthy takes a replica named by --replica-id even when it is
 	// not healthy: its registry may be what is being repaired.
 	allowUnhealthy bool
 }
 
 func (o *targetOptions) addFlags(flags *pflag.FlagSet) {
-	flags.StringVar(&o.replicaID, "replica-id", "", "Replica to use (default: the healthy replica with the lowest id)")
-	flags.StringVar(&o.agentBinary, "agent-binary", "", "Static linux build of docker-dtr to run on the replica's node, when this one cannot run there ('make cross')")
+	o.replicaFlags.addFlags(flags)
 	o.direct.addFlags(flags)
 }
 
-func (o *targetOptions) isDirect() bool { return o.direct.Addr != "" }
+// replicaFlags choose the replica a command works on through the Docker
+// context, and the agent binary it runs on that replica's node.
+type replicaFlags struct {
+	replicaID   string
+	agentBinary string
+}
 
-func (o *targetOptions) validate() error {
-	if err := checkReplicaID(o.replicaID); err != nil {
-		return err
+func (o *replicaFlags) addFlags(flags *pflag.FlagSet) {
+	flags.StringVar(&o.replicaID, "replica-id", "", "Replica to use (default: the healthy replica with the lowest id)")
+	flags.StringVar(&o.agentBinary, "agent-binary", "", "Static linux build of docker-dtr to run on the replica's node, when this one cannot run there ('make cross')")
+}
+
+// validate checks the replica id's form and, when the agent will run
+// (agent), that --agent-binary names a file.
+func (o *replicaFlags) validate(agent bool) error {
+	if o.replicaID != "" && !replicaIDRe.MatchString(o.replicaID) {
+		return fmt.Errorf("--replica-id %q: a replica id is 12 lowercase hex characters, such as 0123456789ab", o.replicaID)
 	}
-	if o.agentBinary != "" && !o.isDirect() {
+	if agent && o.agentBinary != "" {
 		if _, err := os.Stat(o.agentBinary); err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("--agent-binary %s: no such file: build static linux binaries with 'make cross' (bin/docker-dtr-linux-<arch>)", o.agentBinary)
 			}
 			return fmt.Errorf("--agent-binary: %v", err)
 		}
+	}
+	return nil
+}
+
+var replicaIDRe = regexp.MustCompile(`^[0-9a-f]{12}$`)
+
+func (o *targetOptions) isDirect() bool { return o.direct.Addr != "" }
+
+func (o *targetOptions) validate() error {
+	if err := o.replicaFlags.validate(!o.isDirect()); err != nil {
+		return err
 	}
 	if o.isDirect() {
 		if o.agentBinary != "" {
