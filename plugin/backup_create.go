@@ -8,6 +8,7 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/internal/version"
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
+	"github.com/docker-dtr/docker-dtr/pkg/dtrversion"
 	"github.com/docker-dtr/docker-dtr/pkg/exitcode"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
@@ -127,7 +128,7 @@ func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) e
 	if opts.dtrVersion == "" && opts.target.isDirect() {
 		return errors.New("--dtr-version is required when connecting with --rethinkdb-addr: the version of the DTR being backed up, such as 2.9.4")
 	}
-	if opts.dtrVersion != "" && !archive.ValidVersion(opts.dtrVersion) {
+	if opts.dtrVersion != "" && !dtrversion.Valid(opts.dtrVersion) {
 		return fmt.Errorf("--dtr-version %q: expected a version such as 2.9.4", opts.dtrVersion)
 	}
 	switch {

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/docker-dtr/docker-dtr/pkg/archive"
+	"github.com/docker-dtr/docker-dtr/pkg/dtrversion"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker-dtr/docker-dtr/pkg/restore"
@@ -112,7 +112,7 @@ func runRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions)
 	if opts.dtrVersion == "" && !opts.allowVersionMismatch && opts.target.isDirect() {
 		return errors.New("--dtr-version is required when connecting with --rethinkdb-addr: the version of the DTR being restored into (or --allow-version-mismatch)")
 	}
-	if opts.dtrVersion != "" && !archive.ValidVersion(opts.dtrVersion) {
+	if opts.dtrVersion != "" && !dtrversion.Valid(opts.dtrVersion) {
 		return fmt.Errorf("--dtr-version %q: expected a version such as 2.9.4", opts.dtrVersion)
 	}
 	if err := opts.target.validate(); err != nil {

@@ -6,7 +6,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/docker-dtr/docker-dtr/pkg/archive"
+	"github.com/docker-dtr/docker-dtr/pkg/dtrversion"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/imagevolume"
@@ -49,7 +49,7 @@ func runImageRestore(ctx context.Context, dockerCli command.Cli, opts restoreOpt
 	if err != nil {
 		return err
 	}
-	if archive.MajorMinor(replica.Version) != archive.MajorMinor(rep.DTRVersion) {
+	if !dtrversion.SameMajorMinor(rep.DTRVersion, replica.Version) {
 		prog.Warn("%s is a backup of DTR %s, replica %s runs DTR %s", name, rep.DTRVersion, replica.ID, replica.Version)
 	}
 	vol, err := imagevolume.Of(replica)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
+	"github.com/docker-dtr/docker-dtr/pkg/dtrversion"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
@@ -44,7 +45,7 @@ func runMetadataRestore(ctx context.Context, dockerCli command.Cli, opts restore
 	if err != nil {
 		return err
 	}
-	if targetVersion != "" && archive.MajorMinor(targetVersion) != archive.MajorMinor(rep.DTRVersion) {
+	if targetVersion != "" && !dtrversion.SameMajorMinor(rep.DTRVersion, targetVersion) {
 		if !opts.allowVersionMismatch {
 			return fmt.Errorf("%s is a backup of DTR %s, the target is DTR %s: restore into the same major.minor version, or pass --allow-version-mismatch", name, rep.DTRVersion, targetVersion)
 		}

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
+	"github.com/docker-dtr/docker-dtr/pkg/dtrversion"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker-dtr/docker-dtr/pkg/rethink"
 	"github.com/docker-dtr/docker-dtr/pkg/tunnel"
@@ -236,9 +236,9 @@ func (t *target) dtrVersion(flag string) (string, error) {
 	switch {
 	case rep == nil:
 		return flag, nil
-	case !archive.ValidVersion(rep.Version) && flag == "":
+	case !dtrversion.Valid(rep.Version) && flag == "":
 		return "", fmt.Errorf("replica %s does not say its DTR version (no DTR_VERSION in its containers' environment, no version tag on their images): pass --dtr-version", rep.ID)
-	case !archive.ValidVersion(rep.Version):
+	case !dtrversion.Valid(rep.Version):
 		return flag, nil
 	case flag != "" && flag != rep.Version:
 		return "", fmt.Errorf("--dtr-version %s, but replica %s runs DTR %s: leave --dtr-version out, the replica's version is used", flag, rep.ID, rep.Version)

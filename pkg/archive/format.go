@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/docker-dtr/docker-dtr/pkg/dtrversion"
 )
 
 const (
@@ -47,17 +49,9 @@ const (
 )
 
 var (
-	versionRe    = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$`)
 	versionDirRe = regexp.MustCompile(`^dtr-backup-v([0-9]+\.[0-9]+\.[0-9]+[0-9A-Za-z.-]*)/$`)
 	tableNameRe  = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 )
-
-// maxVersion bounds a DTR version and so the archive's top directory, part
-// of every name.
-const maxVersion = 64
-
-// ValidVersion reports whether v looks like a DTR version (2.9.4, 2.9.4-rc1).
-func ValidVersion(v string) bool { return len(v) <= maxVersion && versionRe.MatchString(v) }
 
 // ValidName reports whether s is a valid RethinkDB database or table name:
 // RethinkDB accepts A-Z, a-z, 0-9, _ and - only. It documents no length
@@ -97,7 +91,7 @@ func DocumentName(dtrVersion, dir string, n int64) string {
 // DTR 2.9.4 writes "dtr-backup-v2.9.4-online/", so a suffix is kept as part of
 // the directory but not of the version.
 func parseVersionDir(name string) (dir, version string, ok bool) {
-	if len(name) > len(versionDirPrefix)+maxVersion+1 {
+	if len(name) > len(versionDirPrefix)+dtrversion.MaxLen+1 {
 		return "", "", false
 	}
 	m := versionDirRe.FindStringSubmatch(name)
@@ -109,15 +103,6 @@ func parseVersionDir(name string) (dir, version string, ok bool) {
 		v = v[:i]
 	}
 	return name, v, true
-}
-
-// MajorMinor returns "2.9" for "2.9.4".
-func MajorMinor(v string) string {
-	parts := strings.SplitN(v, ".", 3)
-	if len(parts) < 2 {
-		return v
-	}
-	return parts[0] + "." + parts[1]
 }
 
 // checkName refuses names that could escape an extraction directory or are

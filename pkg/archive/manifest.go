@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/docker-dtr/docker-dtr/pkg/dtrversion"
 	"github.com/docker-dtr/docker-dtr/pkg/jsonl"
 )
 
@@ -70,7 +71,7 @@ func (m *Manifest) validate() error {
 	if m.FormatVersion != FormatVersion {
 		return fmt.Errorf("unknown format version %d (this docker-dtr reads version %d: upgrade the plugin)", m.FormatVersion, FormatVersion)
 	}
-	if !ValidVersion(m.DTRVersion) {
+	if !dtrversion.Valid(m.DTRVersion) {
 		return fmt.Errorf("invalid DTR version %q", m.DTRVersion)
 	}
 	if len(m.Tables) > MaxTables || len(m.Excluded) > MaxTables {
