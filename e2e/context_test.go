@@ -19,7 +19,7 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/internal/dtrfixture"
 	"github.com/docker-dtr/docker-dtr/internal/dtrtest"
-	helpers "github.com/docker-dtr/docker-dtr/pkg/helper"
+	"github.com/docker-dtr/docker-dtr/pkg/helpercontainer"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
@@ -61,7 +61,7 @@ func status(t *testing.T, cfg string) (statusJSON, result) {
 func helperContainers(t *testing.T, c *dtrfixture.Cluster) []container.Summary {
 	t.Helper()
 	list, err := c.Client.ContainerList(context.Background(), container.ListOptions{
-		All: true, Filters: filters.NewArgs(filters.Arg("label", helpers.LabelKind)),
+		All: true, Filters: filters.NewArgs(filters.Arg("label", helpercontainer.LabelKind)),
 	})
 	assert.NilError(t, err)
 	return list
@@ -362,7 +362,7 @@ func TestTunnelHelper(t *testing.T) {
 		assert.Equal(t, string(info.HostConfig.NetworkMode), "dtr-ol")
 		assert.Equal(t, info.Image, mustImageID(t, c, rep.Containers["rethinkdb"]), "the image of the replica's dtr-rethinkdb")
 		assert.DeepEqual(t, []string(info.Config.Entrypoint), []string{"/docker-dtr-agent"})
-		assert.Equal(t, info.Config.Labels[helpers.LabelReplica], rep.ID)
+		assert.Equal(t, info.Config.Labels[helpercontainer.LabelReplica], rep.ID)
 		var ca bool
 		for _, m := range info.Mounts {
 			if m.Destination == "/ca" {

@@ -24,7 +24,7 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/internal/dtrfixture"
 	"github.com/docker-dtr/docker-dtr/internal/dtrtest"
-	helpers "github.com/docker-dtr/docker-dtr/pkg/helper"
+	"github.com/docker-dtr/docker-dtr/pkg/helpercontainer"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
@@ -138,7 +138,7 @@ func TestFaultBackupCreate(t *testing.T) {
 
 	t.Run("tunnel helper killed", func(t *testing.T) {
 		rig.killDuringBackup(t, func(t *testing.T, b *pluginRun) {
-			h := rig.liveHelper(t, helpers.KindTunnel)
+			h := rig.liveHelper(t, helpercontainer.KindTunnel)
 			assert.NilError(t, rig.c.Client.ContainerKill(context.Background(), h.ID, "KILL"))
 		}, "tunnel helper")
 	})
@@ -183,7 +183,7 @@ func TestFaultBackupImages(t *testing.T) {
 		var helper string
 		var removeTook time.Duration
 		res := rig.killDuringBackupResult(t, func(t *testing.T, b *pluginRun) {
-			h := rig.liveHelper(t, helpers.KindImages)
+			h := rig.liveHelper(t, helpercontainer.KindImages)
 			helper = strings.TrimPrefix(h.Names[0], "/")
 			began := time.Now()
 			assert.NilError(t, rig.c.Client.ContainerRemove(context.Background(), h.ID, container.RemoveOptions{Force: true}))
@@ -301,7 +301,7 @@ func TestFaultRestoreMetadata(t *testing.T) {
 	// connection after the loss) does not say what was lost.
 	t.Run("tunnel helper killed", func(t *testing.T) {
 		b, res := rig.faultDuringRestore(t, func(t *testing.T, b *pluginRun) {
-			h := rig.liveHelper(t, helpers.KindTunnel)
+			h := rig.liveHelper(t, helpercontainer.KindTunnel)
 			assert.NilError(t, rig.c.Client.ContainerKill(context.Background(), h.ID, "KILL"))
 		}, runOptions{})
 		rig.assertPutBack(t, b, res, "failed", "tunnel helper")
@@ -582,9 +582,9 @@ func shellWords(t *testing.T, line string) []string {
 func (rig *faultRig) secretsAndModes(t *testing.T) {
 	t.Run("secrets and file modes", func(t *testing.T) {
 		dir := t.TempDir()
-		kind := helpers.KindTunnel
+		kind := helpercontainer.KindTunnel
 		if rig.command[1] == "images" {
-			kind = helpers.KindImages
+			kind = helpercontainer.KindImages
 		}
 		b := rig.startBackup(t, dir, runOptions{})
 		// The output is opened first, then the helper made; an image
@@ -597,7 +597,7 @@ func (rig *faultRig) secretsAndModes(t *testing.T) {
 			default:
 			}
 			for _, c := range helperContainers(t, rig.c) {
-				if c.Labels[helpers.LabelKind] != kind || (kind == helpers.KindTunnel && c.State != "running") {
+				if c.Labels[helpercontainer.LabelKind] != kind || (kind == helpercontainer.KindTunnel && c.State != "running") {
 					continue
 				}
 				// Listed a moment before it can be inspected, while the
@@ -918,7 +918,7 @@ func (rig *faultRig) assertClean(t *testing.T, dir string) {
 	if left := helperContainers(t, rig.c); len(left) > 0 {
 		var names []string
 		for _, h := range left {
-			names = append(names, fmt.Sprintf("%s (%s, %s)", strings.TrimPrefix(h.Names[0], "/"), h.Labels[helpers.LabelKind], h.State))
+			names = append(names, fmt.Sprintf("%s (%s, %s)", strings.TrimPrefix(h.Names[0], "/"), h.Labels[helpercontainer.LabelKind], h.State))
 			rig.c.Client.ContainerRemove(context.Background(), h.ID, container.RemoveOptions{Force: true})
 		}
 		t.Errorf("helper containers left behind: %s", strings.Join(names, ", "))
@@ -940,7 +940,7 @@ func (rig *faultRig) liveHelper(t *testing.T, kind string) container.Summary {
 	t.Helper()
 	var found []container.Summary
 	for _, h := range helperContainers(t, rig.c) {
-		if h.Labels[helpers.LabelKind] == kind && (kind != helpers.KindTunnel || h.State == "running") {
+		if h.Labels[helpercontainer.LabelKind] == kind && (kind != helpercontainer.KindTunnel || h.State == "running") {
 			found = append(found, h)
 		}
 	}
@@ -986,7 +986,7 @@ func helperEvents(t *testing.T, c *dtrfixture.Cluster, since time.Time) []string
 	ts := func(t time.Time) string { return fmt.Sprintf("%d.%09d", t.Unix(), t.Nanosecond()) }
 	msgs, errs := c.Client.Events(ctx, events.ListOptions{
 		Since: ts(since), Until: ts(time.Now()),
-		Filters: filters.NewArgs(filters.Arg("type", "container"), filters.Arg("label", helpers.LabelKind)),
+		Filters: filters.NewArgs(filters.Arg("type", "container"), filters.Arg("label", helpercontainer.LabelKind)),
 	})
 	var out []string
 	for {

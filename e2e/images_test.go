@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/internal/dtrfixture"
-	helpers "github.com/docker-dtr/docker-dtr/pkg/helper"
+	"github.com/docker-dtr/docker-dtr/pkg/helpercontainer"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
 	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
@@ -457,7 +457,7 @@ func waitForWriter(t *testing.T, c *dtrfixture.Cluster, run *restoreRun) string 
 		default:
 		}
 		for _, h := range helperContainers(t, c) {
-			if h.State != "created" || h.Labels[helpers.LabelKind] != helpers.KindImages {
+			if h.State != "created" || h.Labels[helpercontainer.LabelKind] != helpercontainer.KindImages {
 				continue
 			}
 			info, err := c.Client.ContainerInspect(context.Background(), h.ID)

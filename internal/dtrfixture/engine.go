@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	helpers "github.com/docker-dtr/docker-dtr/pkg/helper"
+	"github.com/docker-dtr/docker-dtr/pkg/helpercontainer"
 	"os"
 	"slices"
 	"strings"
@@ -228,7 +228,7 @@ func sweep(ctx context.Context, cli *client.Client) error {
 	errs = append(errs, err)
 	// The plugin's own helpers, left by a test killed while one ran, hold
 	// the fixture's volumes: they go too.
-	hs, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", helpers.LabelKind))})
+	hs, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", helpercontainer.LabelKind))})
 	errs = append(errs, err)
 	cs = append(cs, hs...)
 	var wg sync.WaitGroup

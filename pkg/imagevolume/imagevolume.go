@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
-	helpers "github.com/docker-dtr/docker-dtr/pkg/helper"
+	"github.com/docker-dtr/docker-dtr/pkg/helpercontainer"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/client"
@@ -87,7 +87,7 @@ type helper struct {
 func (v *Volume) helper(ctx context.Context, api API, readOnly bool) (*helper, error) {
 	// What killed runs left behind goes first (best effort); it may hold
 	// the volume.
-	helpers.RemoveStale(ctx, api)
+	helpercontainer.RemoveStale(ctx, api)
 	b := make([]byte, 4)
 	rand.Read(b)
 	name := namePrefix + v.Replica.ID + "-" + hex.EncodeToString(b)
@@ -95,7 +95,7 @@ func (v *Volume) helper(ctx context.Context, api API, readOnly bool) (*helper, e
 		Image: v.Image,
 		// Never started: the entrypoint only has to be a valid one to create.
 		Entrypoint: []string{"/docker-dtr-never-started"},
-		Labels:     helpers.Labels(helpers.KindImages, v.Replica.ID),
+		Labels:     helpercontainer.Labels(helpercontainer.KindImages, v.Replica.ID),
 	}
 	if v.Replica.NodeFromName {
 		cfg.Env = []string{"constraint:node==" + v.Replica.Node}
@@ -116,7 +116,7 @@ func (v *Volume) helper(ctx context.Context, api API, readOnly bool) (*helper, e
 func (h *helper) remove() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := helpers.Remove(ctx, h.api, h.id); err != nil {
+	if err := helpercontainer.Remove(ctx, h.api, h.id); err != nil {
 		return fmt.Errorf("removing helper %s: %w (remove it with: docker rm -f %s)", h.name, err, h.name)
 	}
 	return nil

@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
-	helpers "github.com/docker-dtr/docker-dtr/pkg/helper"
+	"github.com/docker-dtr/docker-dtr/pkg/helpercontainer"
 	"github.com/docker/docker/api/types/mount"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"gotest.tools/v3/assert"
@@ -23,7 +23,7 @@ func TestSizeConfig(t *testing.T) {
 	assert.DeepEqual(t, []string(cfg.Entrypoint), []string{"/docker-dtr-agent"})
 	assert.DeepEqual(t, []string(cfg.Cmd), []string{"agent", "--du", "/storage"})
 	assert.DeepEqual(t, cfg.Env, []string{"constraint:node==node3"})
-	assert.DeepEqual(t, cfg.Labels, map[string]string{helpers.LabelKind: helpers.KindImages, helpers.LabelReplica: "0123456789ab"})
+	assert.DeepEqual(t, cfg.Labels, map[string]string{helpercontainer.LabelKind: helpercontainer.KindImages, helpercontainer.LabelReplica: "0123456789ab"})
 	assert.Equal(t, string(host.NetworkMode), "none")
 	assert.Equal(t, host.LogConfig.Type, "none")
 	assert.DeepEqual(t, host.Mounts, []mount.Mount{

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/pkg/agent"
-	helpers "github.com/docker-dtr/docker-dtr/pkg/helper"
+	"github.com/docker-dtr/docker-dtr/pkg/helpercontainer"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/pkg/stdcopy"
@@ -76,7 +76,7 @@ func (v *Volume) runAgent(ctx context.Context, api API, agentBinary string, job 
 	if err != nil {
 		return "", err
 	}
-	helpers.RemoveStale(ctx, api)
+	helpercontainer.RemoveStale(ctx, api)
 	b := make([]byte, 4)
 	rand.Read(b)
 	name := job.prefix + v.Replica.ID + "-" + hex.EncodeToString(b)
@@ -158,7 +158,7 @@ func (v *Volume) agentConfig(img *dockerspec.DockerOCIImageConfig, job agentJob)
 		WorkingDir:   "/",
 		AttachStdout: true,
 		AttachStderr: true,
-		Labels:       helpers.Labels(helpers.KindImages, v.Replica.ID),
+		Labels:       helpercontainer.Labels(helpercontainer.KindImages, v.Replica.ID),
 		Healthcheck:  &container.HealthConfig{Test: []string{"NONE"}},
 	}
 	if v.Replica.NodeFromName {

@@ -13,7 +13,7 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/pkg/agent"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
-	helpers "github.com/docker-dtr/docker-dtr/pkg/helper"
+	"github.com/docker-dtr/docker-dtr/pkg/helpercontainer"
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
@@ -93,7 +93,7 @@ func helperConfig(rep *dtr.Replica, imageID string, img *dockerspec.DockerOCIIma
 		AttachStdin:  true,
 		AttachStdout: true,
 		AttachStderr: true,
-		Labels:       helpers.Labels(helpers.KindTunnel, rep.ID),
+		Labels:       helpercontainer.Labels(helpercontainer.KindTunnel, rep.ID),
 		Healthcheck:  &container.HealthConfig{Test: []string{"NONE"}},
 	}
 	if rep.NodeFromName {
@@ -177,7 +177,7 @@ func (h *helper) remove() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), removeTimeout)
 	defer cancel()
-	if err := helpers.Remove(ctx, h.api, h.id); err != nil {
+	if err := helpercontainer.Remove(ctx, h.api, h.id); err != nil {
 		return fmt.Errorf("removing the tunnel helper %s: %w (remove it with: docker rm -f %s)", h.name, err, h.name)
 	}
 	return nil

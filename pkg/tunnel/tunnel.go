@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
-	helpers "github.com/docker-dtr/docker-dtr/pkg/helper"
+	"github.com/docker-dtr/docker-dtr/pkg/helpercontainer"
 	"github.com/hashicorp/yamux"
 )
 
@@ -55,7 +55,7 @@ func Open(ctx context.Context, api API, opts Options) (t *Tunnel, err error) {
 		log = func(string, ...any) {}
 	}
 	rep := opts.Replica
-	if n, err := helpers.RemoveStale(ctx, api); err != nil {
+	if n, err := helpercontainer.RemoveStale(ctx, api); err != nil {
 		log("warning: %v", err)
 	} else if n > 0 {
 		log("removed %d tunnel helper(s) left by an earlier run", n)

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
-	helpers "github.com/docker-dtr/docker-dtr/pkg/helper"
+	"github.com/docker-dtr/docker-dtr/pkg/helpercontainer"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/hashicorp/yamux"
@@ -122,7 +122,7 @@ func TestHelperConfig(t *testing.T) {
 	assert.DeepEqual(t, cfg.Env, []string{"constraint:node==node3"})
 	assert.DeepEqual(t, cfg.Healthcheck.Test, []string{"NONE"})
 	assert.Assert(t, cfg.OpenStdin && cfg.StdinOnce, "the agent sees EOF when the plugin goes away")
-	assert.Equal(t, cfg.Labels[helpers.LabelKind], "tunnel")
+	assert.Equal(t, cfg.Labels[helpercontainer.LabelKind], "tunnel")
 	assert.Equal(t, string(host.NetworkMode), "dtr-ol")
 	assert.Equal(t, host.LogConfig.Type, "none")
 	assert.DeepEqual(t, host.Mounts, []mount.Mount{

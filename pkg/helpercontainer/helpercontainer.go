@@ -1,7 +1,7 @@
-// Package helper holds what the plugin's helper containers share: the
+// Package helpercontainer holds what the plugin's helper containers share: the
 // labels that mark them as the plugin's, and the cleanup of those that a
 // killed run left behind.
-package helper
+package helpercontainer
 
 import (
 	"context"
