@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/docker-dtr/docker-dtr/pkg/agent"
+	"github.com/docker-dtr/docker-dtr/pkg/agentbin"
 	"github.com/docker-dtr/docker-dtr/pkg/helpercontainer"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
@@ -48,11 +48,11 @@ func (v *Volume) agent(ctx context.Context, api API, agentBinary string, job age
 	if img.Os != "" && img.Os != "linux" {
 		return "", nil, fmt.Errorf("node %s runs %s containers: %s volume %s needs linux", v.Replica.Node, img.Os, job.doing, v.Name)
 	}
-	path, explicit, err := agent.Find(agentBinary)
+	path, explicit, err := agentbin.Find(agentBinary)
 	if err != nil {
 		return "", nil, err
 	}
-	if err := agent.Check(path, explicit, v.Replica.Node, img.Architecture); err != nil {
+	if err := agentbin.Check(path, explicit, v.Replica.Node, img.Architecture); err != nil {
 		return "", nil, err
 	}
 	return path, img.Config, nil
@@ -91,7 +91,7 @@ func (v *Volume) runAgent(ctx context.Context, api API, agentBinary string, job 
 			err = rerr
 		}
 	}()
-	if err := agent.Copy(ctx, api, h.id, path); err != nil {
+	if err := agentbin.Copy(ctx, api, h.id, path); err != nil {
 		return "", fmt.Errorf("copying the agent into helper %s: %w", name, requestErr(err))
 	}
 	// Attach, and wait, before starting: no output and no exit is missed.
@@ -100,7 +100,7 @@ func (v *Volume) runAgent(ctx context.Context, api API, agentBinary string, job 
 		return "", fmt.Errorf("attaching to helper %s: %w", name, requestErr(err))
 	}
 	defer hj.Close()
-	var stdout, stderr agent.Tail
+	var stdout, stderr agentbin.Tail
 	copied := make(chan struct{})
 	go func() {
 		stdcopy.StdCopy(&stdout, &stderr, hj.Reader)
@@ -153,7 +153,7 @@ func (v *Volume) agentConfig(img *dockerspec.DockerOCIImageConfig, job agentJob)
 	cfg := &container.Config{
 		Image:        v.Image,
 		User:         "0:0",
-		Entrypoint:   []string{agent.Path},
+		Entrypoint:   []string{agentbin.Path},
 		Cmd:          append([]string{"agent"}, job.args...),
 		WorkingDir:   "/",
 		AttachStdout: true,

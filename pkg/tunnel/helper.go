@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/docker-dtr/docker-dtr/pkg/agent"
+	"github.com/docker-dtr/docker-dtr/pkg/agentbin"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/helpercontainer"
 	"github.com/docker/docker/api/types"
@@ -36,7 +36,7 @@ type helper struct {
 
 	hijack types.HijackedResponse
 	stdout *demux
-	stderr *agent.Tail
+	stderr *agentbin.Tail
 }
 
 // removeTimeout bounds the cleanup, which runs even after Ctrl-C.
@@ -57,11 +57,11 @@ func createHelper(ctx context.Context, api API, rep *dtr.Replica, binary string)
 	if img.Os != "" && img.Os != "linux" {
 		return nil, fmt.Errorf("node %s runs %s containers: the tunnel needs linux", rep.Node, img.Os)
 	}
-	path, explicit, err := agent.Find(binary)
+	path, explicit, err := agentbin.Find(binary)
 	if err != nil {
 		return nil, err
 	}
-	if err := agent.Check(path, explicit, rep.Node, img.Architecture); err != nil {
+	if err := agentbin.Check(path, explicit, rep.Node, img.Architecture); err != nil {
 		return nil, err
 	}
 
@@ -71,7 +71,7 @@ func createHelper(ctx context.Context, api API, rep *dtr.Replica, binary string)
 	if err != nil {
 		return nil, fmt.Errorf("creating the tunnel helper on node %s: %w", rep.Node, err)
 	}
-	h := &helper{api: api, id: created.ID, name: name, node: rep.Node, replica: rep.ID, stderr: &agent.Tail{}}
+	h := &helper{api: api, id: created.ID, name: name, node: rep.Node, replica: rep.ID, stderr: &agentbin.Tail{}}
 	if err := h.copyAgent(ctx, path); err != nil {
 		h.remove()
 		return nil, err
@@ -85,7 +85,7 @@ func createHelper(ctx context.Context, api API, rep *dtr.Replica, binary string)
 func helperConfig(rep *dtr.Replica, imageID string, img *dockerspec.DockerOCIImageConfig) (*container.Config, *container.HostConfig) {
 	cfg := &container.Config{
 		Image:        imageID,
-		Entrypoint:   []string{agent.Path},
+		Entrypoint:   []string{agentbin.Path},
 		Cmd:          []string{"agent", "--connect", fmt.Sprintf("%s:%d", dtr.RethinkHost(rep.ID), dtr.RethinkPort)},
 		WorkingDir:   "/",
 		OpenStdin:    true,
@@ -125,7 +125,7 @@ func randomSuffix() string {
 
 // copyAgent puts the binary into the container before it starts.
 func (h *helper) copyAgent(ctx context.Context, binary string) error {
-	if err := agent.Copy(ctx, h.api, h.id, binary); err != nil {
+	if err := agentbin.Copy(ctx, h.api, h.id, binary); err != nil {
 		return fmt.Errorf("copying the agent into the tunnel helper: %w", err)
 	}
 	return nil

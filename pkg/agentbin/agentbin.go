@@ -1,9 +1,10 @@
-// Package agent is the plugin's own static binary run inside a helper
-// container on a replica's node: finding it (--agent-binary, or this very
-// executable), checking that it can run there, and copying it into a
-// created container before it starts. The tunnel runs it to relay streams
-// to RethinkDB, the image restore to empty a volume.
-package agent
+// Package agentbin ships the plugin's own static binary into a helper
+// container on a replica's node, where it runs as the agent (pkg/agent):
+// finding it (--agent-binary, or this very executable), checking that it
+// can run there, and copying it into a created container before it
+// starts. The tunnel runs it to relay streams to RethinkDB, the image
+// volume helpers to measure or empty a volume.
+package agentbin
 
 import (
 	"archive/tar"
