@@ -157,26 +157,26 @@ func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) e
 	if err != nil {
 		return backupError(ctx, opts.output, err)
 	}
-	defer closeTarget(tgt, prog)
-	dtrVersion, err := tgt.dtrVersion(opts.dtrVersion)
+	defer tgt.Close()
+	dtrVersion, err := tgt.DTRVersion(opts.dtrVersion)
 	if err != nil {
 		return err
 	}
 	info := archive.Info{Tool: version.Tool(), DTRVersion: dtrVersion, ReplicaID: opts.target.replicaID, Started: time.Now()}
-	if tgt.replica != nil {
-		info.ReplicaID = tgt.replica.ID
+	if tgt.Replica != nil {
+		info.ReplicaID = tgt.Replica.ID
 	}
-	if err := tgt.connect(ctx, dockerCli, prog, opts.parallel); err != nil {
+	if err := tgt.Connect(ctx, opts.parallel); err != nil {
 		return backupError(ctx, opts.output, err)
 	}
 	backup := metadata.BackupOptions{Info: info, Exclude: excluded, Progress: prog, Parallel: opts.parallel}
 	var rows int64
 	if prog.Mode() != progress.Quiet {
-		rows = metadata.EstimateRows(ctx, tgt.sess, backup)
+		rows = metadata.EstimateRows(ctx, tgt.Session(), backup)
 	}
 	prog.Phase("dumping tables", rows, 0)
-	m, err := metadata.Backup(ctx, tgt.sess, out, backup)
-	err = tgt.explain(err)
+	m, err := metadata.Backup(ctx, tgt.Session(), out, backup)
+	err = tgt.Explain(err)
 	if err != nil {
 		return backupError(ctx, opts.output, err)
 	}
@@ -187,9 +187,9 @@ func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) e
 		return err
 	}
 	return out.result(dockerCli, prog, opts.format,
-		createSummary{File: opts.output, Target: tgt.where(), Rows: rows, Bytes: bytes, Encrypted: opts.enc.enabled(), Manifest: m},
+		createSummary{File: opts.output, Target: tgt.Where(), Rows: rows, Bytes: bytes, Encrypted: opts.enc.enabled(), Manifest: m},
 		fmt.Sprintf("%s: DTR %s, %s, %d tables, %d rows, %s of documents%s",
-			displayOutput(opts.output), m.DTRVersion, tgt.where(), len(m.Tables), rows, human.Bytes(bytes), opts.enc.describe()))
+			displayOutput(opts.output), m.DTRVersion, tgt.Where(), len(m.Tables), rows, human.Bytes(bytes), opts.enc.describe()))
 }
 
 func displayOutput(name string) string {

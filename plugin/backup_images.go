@@ -221,7 +221,7 @@ func chooseReplica(ctx context.Context, dockerCli command.Cli, o *targetOptions,
 	if err != nil {
 		return nil, err
 	}
-	return t.replica, nil
+	return t.Replica, nil
 }
 
 // sinceBases reads the earlier image backups --since names: a file, or

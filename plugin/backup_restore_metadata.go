@@ -13,7 +13,6 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker-dtr/docker-dtr/pkg/restore"
-	"github.com/docker-dtr/docker-dtr/pkg/rethink"
 	"github.com/docker/cli/cli/command"
 )
 
@@ -40,8 +39,8 @@ func runMetadataRestore(ctx context.Context, dockerCli command.Cli, opts restore
 	if err != nil {
 		return err
 	}
-	defer closeTarget(tgt, prog)
-	targetVersion, err := tgt.dtrVersion(opts.dtrVersion)
+	defer tgt.Close()
+	targetVersion, err := tgt.DTRVersion(opts.dtrVersion)
 	if err != nil {
 		return err
 	}
@@ -52,30 +51,29 @@ func runMetadataRestore(ctx context.Context, dockerCli command.Cli, opts restore
 		prog.Warn("restoring a backup of DTR %s into DTR %s (--allow-version-mismatch)", rep.DTRVersion, targetVersion)
 	}
 
-	connections := opts.writers + 1
-	if err := tgt.connect(ctx, dockerCli, prog, connections); err != nil {
+	if err := tgt.Connect(ctx, opts.writers+1); err != nil {
 		return err
 	}
-	plan, err := metadata.MakePlan(ctx, tgt.sess, rep)
+	plan, err := metadata.MakePlan(ctx, tgt.Session(), rep)
 	if err != nil {
-		return tgt.explain(err)
+		return tgt.Explain(err)
 	}
 	// The way back in for a command run by hand: the replica this restore
 	// chose, whether or not --replica-id named it.
 	same := opts.target
-	if tgt.replica != nil {
-		same.replicaID = tgt.replica.ID
+	if tgt.Replica != nil {
+		same.replicaID = tgt.Replica.ID
 	}
 	t := &restore.Metadata{
-		Name: name, File: f, Report: rep, Plan: plan, Where: tgt.where(),
-		DB:      targetDB{tgt: tgt, dockerCli: dockerCli, prog: prog, connections: connections},
+		Name: name, File: f, Report: rep, Plan: plan, Where: tgt.Where(),
+		DB:      tgt,
 		Version: targetVersion, ReplicaID: same.replicaID,
 		Writers: opts.writers, Progress: prog, Stderr: dockerCli.Err(),
 	}
-	if tgt.replica != nil {
+	if tgt.Replica != nil {
 		// The database is the replica's rethinkdb; everything else uses it.
 		t.Docker = dockerCli.Client()
-		t.Containers = tgt.replica.Running(func(c dtr.Container) bool { return c.Component != "rethinkdb" })
+		t.Containers = tgt.Replica.Running(func(c dtr.Container) bool { return c.Component != "rethinkdb" })
 	}
 	if len(plan.Replaced()) > 0 && !opts.safety.skip {
 		t.Safety = restore.SafetyPath(opts.safety.dir, opts.file, "metadata", same.replicaID)
@@ -100,20 +98,6 @@ func runMetadataRestore(ctx context.Context, dockerCli command.Cli, opts restore
 	tw.Flush()
 	fmt.Fprintf(dockerCli.Out(), "restored %s into %s: %d tables, %d rows, row counts checked\n", name, t.Where, len(t.Results), rows)
 	return nil
-}
-
-// targetDB is the restore engine's way into the target's RethinkDB.
-type targetDB struct {
-	tgt         *target
-	dockerCli   command.Cli
-	prog        *progress.Printer
-	connections int
-}
-
-func (d targetDB) Session() *rethink.Session { return d.tgt.sess }
-func (d targetDB) Explain(err error) error   { return d.tgt.explain(err) }
-func (d targetDB) Reconnect(ctx context.Context) error {
-	return d.tgt.reconnect(ctx, d.dockerCli, d.prog, d.connections)
 }
 
 // metadataPlan is --dry-run --format json.

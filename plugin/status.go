@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
+	"github.com/docker-dtr/docker-dtr/pkg/dtrdb"
 	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
 )
@@ -51,7 +52,7 @@ func runStatus(ctx context.Context, dockerCli command.Cli, opts statusOptions) e
 	if err := checkFormat(opts.format); err != nil {
 		return err
 	}
-	cluster, err := discover(ctx, dockerCli)
+	cluster, err := dtrdb.Discover(ctx, dockerCli)
 	if err != nil {
 		return err
 	}

@@ -4,18 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"regexp"
-	"strings"
-	"syscall"
 
-	"github.com/docker-dtr/docker-dtr/pkg/dtr"
-	"github.com/docker-dtr/docker-dtr/pkg/dtrversion"
+	"github.com/docker-dtr/docker-dtr/pkg/dtrdb"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
-	"github.com/docker-dtr/docker-dtr/pkg/rethink"
-	"github.com/docker-dtr/docker-dtr/pkg/tunnel"
 	"github.com/docker/cli/cli/command"
 	"github.com/spf13/pflag"
 )
@@ -91,186 +85,10 @@ func (o *targetOptions) validate() error {
 	return nil
 }
 
-// target is a located replica (nil in direct mode) and, once connected, a
-// session to its RethinkDB.
-type target struct {
-	opts    *targetOptions
-	replica *dtr.Replica
-	tunnel  *tunnel.Tunnel
-	sess    *rethink.Session
-}
-
-// locate finds the DTR behind the Docker context and chooses the replica;
-// it changes nothing. In direct mode there is nothing to find.
-func (o *targetOptions) locate(ctx context.Context, dockerCli command.Cli, prog *progress.Printer) (*target, error) {
-	t := &target{opts: o}
-	if o.isDirect() {
-		return t, nil
-	}
-	cluster, err := discover(ctx, dockerCli)
-	if err != nil {
-		return nil, err
-	}
-	if skew := cluster.VersionSkew(); skew != "" {
-		prog.Warn("%s", skew)
-	}
-	rep := cluster.Replica(o.replicaID)
-	if rep != nil && !rep.Healthy && o.allowUnhealthy {
-		prog.Warn("replica %s is not healthy (%s): using it as --replica-id asks", rep.ID, strings.Join(rep.Problems, "; "))
-	} else if rep, err = cluster.Choose(o.replicaID); err != nil {
-		return nil, err
-	}
-	why := "--replica-id"
-	if o.replicaID == "" {
-		why = "the healthy replica with the lowest id"
-	}
-	prog.Step("using replica %s on node %s (DTR %s): %s", rep.ID, rep.Node, rep.Version, why)
-	t.replica = rep
-	return t, nil
-}
-
-// discover finds the DTR's replicas through the active Docker context.
-func discover(ctx context.Context, dockerCli command.Cli) (*dtr.Cluster, error) {
-	name := dockerCli.CurrentContext()
-	cluster, err := dtr.Discover(ctx, dockerCli.Client())
-	if errors.Is(err, dtr.ErrNoDTR) {
-		return nil, fmt.Errorf("no DTR found through Docker context %q (%s): no container is named dtr-rethinkdb-<replica id>; use the context of the UCP that runs DTR (a client bundle, or docker context use), or pass --rethinkdb-addr", name, dockerCli.DockerEndpoint().Host)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("through Docker context %q: %w", name, err)
-	}
-	return cluster, nil
-}
-
-// connect opens the session: through a tunnel helper on the replica's
-// node, or directly. connections is the driver's pool size.
-func (t *target) connect(ctx context.Context, dockerCli command.Cli, prog *progress.Printer, connections int) error {
-	conn := t.opts.direct.Options
-	if t.replica != nil {
-		tun, err := tunnel.Open(ctx, dockerCli.Client(), tunnel.Options{
-			Replica:     t.replica,
-			AgentBinary: t.opts.agentBinary,
-			Log:         prog.Step,
-		})
-		if err != nil {
-			if ctx.Err() != nil {
-				return fmt.Errorf("interrupted while opening the tunnel to replica %s", t.replica.ID)
-			}
-			return err
-		}
-		t.tunnel = tun
-		conn = rethink.Options{
-			Addr: tun.Addr(), TLS: tun.TLS, User: "admin",
-			Via: fmt.Sprintf("the tunnel to replica %s on node %s", t.replica.ID, t.replica.Node),
-		}
-	}
-	conn.Connections = connections
-	sess, err := rethink.Connect(ctx, conn)
-	if err != nil {
-		return t.explain(err)
-	}
-	t.sess = sess
-	if t.replica != nil {
-		prog.Step("connected to rethinkdb of replica %s through %s", t.replica.ID, t.tunnel.Helper)
-	} else {
-		prog.Step("connected to rethinkdb at %s", sess.Addr())
-	}
-	return nil
-}
-
-// reconnect drops the session and tunnel and opens new ones: after a lost
-// connection, a rollback needs a way in again.
-func (t *target) reconnect(ctx context.Context, dockerCli command.Cli, prog *progress.Printer, connections int) error {
-	if t.sess != nil {
-		t.sess.Close()
-		t.sess = nil
-	}
-	if t.tunnel != nil {
-		if err := t.tunnel.Close(); err != nil {
-			prog.Warn("%v", err)
-		}
-		t.tunnel = nil
-	}
-	return t.connect(ctx, dockerCli, prog, connections)
-}
-
-// explain adds what the tunnel knows to a driver error, which is often a
-// bare EOF when the far side went away.
-func (t *target) explain(err error) error {
-	if err == nil {
-		return nil
-	}
-	if t.tunnel != nil {
-		if terr := t.tunnel.Err(); terr != nil {
-			return fmt.Errorf("%w (%v)", err, terr)
-		}
-	}
-	if connectionClosed(err) {
-		if t.replica != nil {
-			return fmt.Errorf("%w (RethinkDB of replica %s closed the connection: check that dtr-rethinkdb-%s is running, with docker dtr status)", err, t.replica.ID, t.replica.ID)
-		}
-		return fmt.Errorf("%w (RethinkDB at %s closed the connection: check that it is running)", err, t.opts.direct.Addr)
-	}
-	return err
-}
-
-// connectionClosed says the driver lost its connection; its errors say so
-// only in their text ("rethinkdb: EOF", "rethinkdb: unexpected EOF").
-func connectionClosed(err error) bool {
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
-		return true
-	}
-	msg := err.Error()
-	for _, s := range []string{": EOF", "unexpected EOF", "connection reset", "broken pipe", "use of closed network connection", "connection is closed"} {
-		if strings.Contains(msg, s) {
-			return true
-		}
-	}
-	return false
-}
-
-// dtrVersion is the target's DTR version: the replica's, or the flag's in
-// direct mode or when the replica does not say.
-func (t *target) dtrVersion(flag string) (string, error) {
-	rep := t.replica
-	switch {
-	case rep == nil:
-		return flag, nil
-	case !dtrversion.Valid(rep.Version) && flag == "":
-		return "", fmt.Errorf("replica %s does not say its DTR version (no DTR_VERSION in its containers' environment, no version tag on their images): pass --dtr-version", rep.ID)
-	case !dtrversion.Valid(rep.Version):
-		return flag, nil
-	case flag != "" && flag != rep.Version:
-		return "", fmt.Errorf("--dtr-version %s, but replica %s runs DTR %s: leave --dtr-version out, the replica's version is used", flag, rep.ID, rep.Version)
-	}
-	return rep.Version, nil
-}
-
-// where names the target in messages.
-func (t *target) where() string {
-	if t.replica != nil {
-		return fmt.Sprintf("replica %s on node %s", t.replica.ID, t.replica.Node)
-	}
-	return "rethinkdb at " + t.opts.direct.Addr
-}
-
-// Close closes the session and removes the tunnel helper.
-func (t *target) Close() error {
-	if t == nil {
-		return nil
-	}
-	if t.sess != nil {
-		t.sess.Close()
-	}
-	if t.tunnel != nil {
-		return t.tunnel.Close()
-	}
-	return nil
-}
-
-// closeTarget closes t, warning when the helper could not be removed.
-func closeTarget(t *target, prog *progress.Printer) {
-	if err := t.Close(); err != nil {
-		prog.Warn("%v", err)
-	}
+// locate finds the DTR behind the Docker context and chooses the replica
+// (pkg/dtrdb); it changes nothing. In direct mode there is nothing to find.
+func (o *targetOptions) locate(ctx context.Context, dockerCli command.Cli, prog *progress.Printer) (*dtrdb.Target, error) {
+	return dtrdb.Locate(ctx, dockerCli, dtrdb.Options{
+		Direct: o.direct.Options, ReplicaID: o.replicaID, AllowUnhealthy: o.allowUnhealthy, AgentBinary: o.agentBinary,
+	}, prog)
 }

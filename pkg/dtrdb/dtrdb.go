@@ -1,0 +1,239 @@
+// Package dtrdb is the way into the RethinkDB of the DTR a command works
+// on: a replica of the DTR behind the Docker context, found through the
+// Docker API and reached through a tunnel helper on its node (the
+// default), or a RethinkDB reached directly (--rethinkdb-addr). Finding
+// the replica changes nothing; connecting starts the helper, and Close
+// removes it.
+package dtrdb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"syscall"
+
+	"github.com/docker-dtr/docker-dtr/pkg/dtr"
+	"github.com/docker-dtr/docker-dtr/pkg/dtrversion"
+	"github.com/docker-dtr/docker-dtr/pkg/progress"
+	"github.com/docker-dtr/docker-dtr/pkg/rethink"
+	"github.com/docker-dtr/docker-dtr/pkg/tunnel"
+	"github.com/docker/cli/cli/context/docker"
+	"github.com/docker/docker/client"
+)
+
+// Docker is the Docker context a DTR is found through (the Docker CLI's).
+type Docker interface {
+	Client() client.APIClient
+	CurrentContext() string
+	DockerEndpoint() docker.Endpoint
+}
+
+// Options say which RethinkDB.
+type Options struct {
+	// Direct reaches the RethinkDB at Direct.Addr; with no Addr, a replica
+	// of the DTR behind the Docker context.
+	Direct rethink.Options
+	// ReplicaID names the replica (--replica-id); empty for the healthy
+	// replica with the lowest id.
+	ReplicaID string
+	// AllowUnhealthy takes a replica named by ReplicaID even when it is
+	// not healthy: its registry may be what is being repaired.
+	AllowUnhealthy bool
+	// AgentBinary is --agent-binary, run in the tunnel helper.
+	AgentBinary string
+}
+
+// IsDirect says RethinkDB is reached directly, not through Docker.
+func (o Options) IsDirect() bool { return o.Direct.Addr != "" }
+
+// Target is a located replica (nil in direct mode) and, once connected, a
+// session to its RethinkDB. It is the restore engine's way into a
+// database (restore.Database).
+type Target struct {
+	Replica *dtr.Replica
+
+	opts        Options
+	docker      Docker
+	prog        *progress.Printer
+	tunnel      *tunnel.Tunnel
+	sess        *rethink.Session
+	connections int
+}
+
+// Discover finds the DTR's replicas through the Docker context.
+func Discover(ctx context.Context, d Docker) (*dtr.Cluster, error) {
+	name := d.CurrentContext()
+	cluster, err := dtr.Discover(ctx, d.Client())
+	if errors.Is(err, dtr.ErrNoDTR) {
+		return nil, fmt.Errorf("no DTR found through Docker context %q (%s): no container is named dtr-rethinkdb-<replica id>; use the context of the UCP that runs DTR (a client bundle, or docker context use), or pass --rethinkdb-addr", name, d.DockerEndpoint().Host)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("through Docker context %q: %w", name, err)
+	}
+	return cluster, nil
+}
+
+// Locate finds the DTR behind the Docker context and chooses the replica,
+// saying which and why; it changes nothing. In direct mode there is
+// nothing to find.
+func Locate(ctx context.Context, d Docker, o Options, prog *progress.Printer) (*Target, error) {
+	t := &Target{opts: o, docker: d, prog: prog}
+	if o.IsDirect() {
+		return t, nil
+	}
+	cluster, err := Discover(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	if skew := cluster.VersionSkew(); skew != "" {
+		prog.Warn("%s", skew)
+	}
+	rep := cluster.Replica(o.ReplicaID)
+	if rep != nil && !rep.Healthy && o.AllowUnhealthy {
+		prog.Warn("replica %s is not healthy (%s): using it as --replica-id asks", rep.ID, strings.Join(rep.Problems, "; "))
+	} else if rep, err = cluster.Choose(o.ReplicaID); err != nil {
+		return nil, err
+	}
+	why := "--replica-id"
+	if o.ReplicaID == "" {
+		why = "the healthy replica with the lowest id"
+	}
+	prog.Step("using replica %s on node %s (DTR %s): %s", rep.ID, rep.Node, rep.Version, why)
+	t.Replica = rep
+	return t, nil
+}
+
+// Connect opens the session: through a tunnel helper on the replica's
+// node, or directly. connections is the driver's pool size.
+func (t *Target) Connect(ctx context.Context, connections int) error {
+	t.connections = connections
+	conn := t.opts.Direct
+	if t.Replica != nil {
+		tun, err := tunnel.Open(ctx, t.docker.Client(), tunnel.Options{
+			Replica:     t.Replica,
+			AgentBinary: t.opts.AgentBinary,
+			Log:         t.prog.Step,
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("interrupted while opening the tunnel to replica %s", t.Replica.ID)
+			}
+			return err
+		}
+		t.tunnel = tun
+		conn = rethink.Options{
+			Addr: tun.Addr(), TLS: tun.TLS, User: "admin",
+			Via: fmt.Sprintf("the tunnel to replica %s on node %s", t.Replica.ID, t.Replica.Node),
+		}
+	}
+	conn.Connections = connections
+	sess, err := rethink.Connect(ctx, conn)
+	if err != nil {
+		return t.Explain(err)
+	}
+	t.sess = sess
+	if t.Replica != nil {
+		t.prog.Step("connected to rethinkdb of replica %s through %s", t.Replica.ID, t.tunnel.Helper)
+	} else {
+		t.prog.Step("connected to rethinkdb at %s", sess.Addr())
+	}
+	return nil
+}
+
+// Session is the connected session; nil before Connect, or after a
+// Reconnect that failed.
+func (t *Target) Session() *rethink.Session { return t.sess }
+
+// Reconnect drops the session and tunnel and opens new ones: after a lost
+// connection, a rollback needs a way in again.
+func (t *Target) Reconnect(ctx context.Context) error {
+	if t.sess != nil {
+		t.sess.Close()
+		t.sess = nil
+	}
+	if t.tunnel != nil {
+		if err := t.tunnel.Close(); err != nil {
+			t.prog.Warn("%v", err)
+		}
+		t.tunnel = nil
+	}
+	return t.Connect(ctx, t.connections)
+}
+
+// Explain adds what the tunnel knows to a driver error, which is often a
+// bare EOF when the far side went away.
+func (t *Target) Explain(err error) error {
+	if err == nil {
+		return nil
+	}
+	if t.tunnel != nil {
+		if terr := t.tunnel.Err(); terr != nil {
+			return fmt.Errorf("%w (%v)", err, terr)
+		}
+	}
+	if connectionClosed(err) {
+		if t.Replica != nil {
+			return fmt.Errorf("%w (RethinkDB of replica %s closed the connection: check that dtr-rethinkdb-%s is running, with docker dtr status)", err, t.Replica.ID, t.Replica.ID)
+		}
+		return fmt.Errorf("%w (RethinkDB at %s closed the connection: check that it is running)", err, t.opts.Direct.Addr)
+	}
+	return err
+}
+
+// connectionClosed says the driver lost its connection; its errors say so
+// only in their text ("rethinkdb: EOF", "rethinkdb: unexpected EOF").
+func connectionClosed(err error) bool {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		return true
+	}
+	msg := err.Error()
+	for _, s := range []string{": EOF", "unexpected EOF", "connection reset", "broken pipe", "use of closed network connection", "connection is closed"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// DTRVersion is the target's DTR version: the replica's, or flag's
+// (--dtr-version) in direct mode or when the replica does not say.
+func (t *Target) DTRVersion(flag string) (string, error) {
+	rep := t.Replica
+	switch {
+	case rep == nil:
+		return flag, nil
+	case !dtrversion.Valid(rep.Version) && flag == "":
+		return "", fmt.Errorf("replica %s does not say its DTR version (no DTR_VERSION in its containers' environment, no version tag on their images): pass --dtr-version", rep.ID)
+	case !dtrversion.Valid(rep.Version):
+		return flag, nil
+	case flag != "" && flag != rep.Version:
+		return "", fmt.Errorf("--dtr-version %s, but replica %s runs DTR %s: leave --dtr-version out, the replica's version is used", flag, rep.ID, rep.Version)
+	}
+	return rep.Version, nil
+}
+
+// Where names the target in messages.
+func (t *Target) Where() string {
+	if t.Replica != nil {
+		return fmt.Sprintf("replica %s on node %s", t.Replica.ID, t.Replica.Node)
+	}
+	return "rethinkdb at " + t.opts.Direct.Addr
+}
+
+// Close closes the session and removes the tunnel helper, warning when
+// the helper could not be removed.
+func (t *Target) Close() {
+	if t == nil {
+		return
+	}
+	if t.sess != nil {
+		t.sess.Close()
+	}
+	if t.tunnel != nil {
+		if err := t.tunnel.Close(); err != nil {
+			t.prog.Warn("%v", err)
+		}
+	}
+}
