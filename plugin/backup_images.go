@@ -2,20 +2,12 @@ package plugin
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
-	"sort"
-	"strings"
-	"time"
 
-	"github.com/docker-dtr/docker-dtr/internal/version"
-	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
+	"github.com/docker-dtr/docker-dtr/pkg/imagebackup"
 	"github.com/docker-dtr/docker-dtr/pkg/imagevolume"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker/cli/cli/command"
@@ -111,7 +103,7 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 	var bases []*imagearchive.Base
 	if opts.since != "" {
 		var err error
-		if bases, err = sinceBases(opts.since, opts.output, prog); err != nil {
+		if bases, err = imagebackup.Since(opts.since, opts.output, prog); err != nil {
 			return err
 		}
 	}
@@ -130,29 +122,12 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 	if err != nil {
 		return backupError(ctx, opts.output, err)
 	}
-	for _, b := range bases {
-		if b.ReplicaID != rep.ID || b.Volume != vol.Name {
-			prog.Warn("%s is a backup of volume %s of replica %s, not of %s of %s: its blobs serve all the same (they are content-addressed)", b.Path, b.Volume, b.ReplicaID, vol.Name, rep.ID)
-		}
-	}
-	prog.Step("reading volume %s (%s) through a helper container on node %s", vol.Name, vol.Driver, rep.Node)
-	info := imagearchive.Info{
-		Tool: version.Tool(), DTRVersion: rep.Version, ReplicaID: rep.ID, Node: rep.Node,
-		Volume: vol.Name, VolumeDriver: vol.Driver, Started: time.Now(), Since: bases,
-	}
-	var m *imagearchive.Manifest
-	total := volumeTotal(ctx, dockerCli, vol, opts.replica.agentBinary, prog)
-	prog.PhaseOf("reading volume "+vol.Name, "", 0, total)
-	err = vol.Read(ctx, dockerCli.Client(), func(r io.Reader) error {
-		m, err = imagearchive.Write(out, prog.Reader(r), info, func(t imagearchive.Totals) {
-			prog.Step("%d files, %s so far", t.Files, human.Bytes(t.Bytes))
-		})
-		return err
+	m, err := imagebackup.Write(ctx, dockerCli.Client(), out, imagebackup.Options{
+		Replica: rep, Volume: vol, Since: bases, AgentBinary: opts.replica.agentBinary, Progress: prog,
 	})
 	if err != nil {
 		return backupError(ctx, opts.output, err)
 	}
-	prog.Done()
 	if err := out.Commit(); err != nil {
 		return err
 	}
@@ -180,40 +155,6 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 	return nil
 }
 
-// sizeTimeout bounds measuring the volume: a walk costs a stat per file,
-// far less than reading the files, so a huge registry still fits.
-var sizeTimeout = 2 * time.Minute
-
-// volumeTotal is the progress's total for reading the volume: the size of
-// the archive the engine will send, which the meter counts, measured by
-// the agent in a helper. Any failure only costs the total and the ETA,
-// never the backup. Quiet progress shows neither: no helper is run.
-func volumeTotal(ctx context.Context, dockerCli command.Cli, vol *imagevolume.Volume, agentBinary string, prog *progress.Printer) int64 {
-	if prog.Mode() == progress.Quiet {
-		return 0
-	}
-	sctx, cancel := context.WithTimeout(ctx, sizeTimeout)
-	defer cancel()
-	u, err := vol.Size(sctx, dockerCli.Client(), agentBinary)
-	switch {
-	case err == nil:
-	case ctx.Err() != nil:
-		return 0 // interrupted: the read that follows says so
-	case sctx.Err() != nil:
-		prog.Step("volume size unknown (measuring it took over %s): no ETA", sizeTimeout)
-		return 0
-	default:
-		prog.Step("volume size unknown (%v): no ETA", err)
-		return 0
-	}
-	uploads := ""
-	if u.UploadFiles > 0 {
-		uploads = fmt.Sprintf(", and %s, %s in unfinished uploads to skip", human.Plural(int(u.UploadFiles), "file"), human.Bytes(u.UploadBytes))
-	}
-	prog.Step("volume %s holds %s, %s%s", vol.Name, human.Plural(int(u.Files), "file"), human.Bytes(u.Bytes), uploads)
-	return u.Stream
-}
-
 // chooseReplica finds the DTR behind the Docker context and picks the
 // replica, printing which and why.
 func chooseReplica(ctx context.Context, dockerCli command.Cli, o *targetOptions, prog *progress.Printer) (*dtr.Replica, error) {
@@ -222,89 +163,4 @@ func chooseReplica(ctx context.Context, dockerCli command.Cli, o *targetOptions,
 		return nil, err
 	}
 	return t.Replica, nil
-}
-
-// sinceBases reads the earlier image backups --since names: a file, or
-// every image backup in a directory, oldest first. output, the backup
-// being written, is not one of them.
-func sinceBases(path, output string, prog *progress.Printer) ([]*imagearchive.Base, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("--since: %w", err)
-	}
-	if !st.IsDir() {
-		b, err := readBase(path)
-		if err != nil {
-			return nil, fmt.Errorf("--since %s: %w", path, err)
-		}
-		prog.Step("incremental: %s holds %s", path, human.Plural(b.Blobs(), "blob"))
-		return []*imagearchive.Base{b}, nil
-	}
-	ents, err := os.ReadDir(path)
-	if err != nil {
-		return nil, fmt.Errorf("--since: %w", err)
-	}
-	outAbs, _ := filepath.Abs(output)
-	var bases []*imagearchive.Base
-	seen := map[string]bool{}
-	blobs := map[string]bool{}
-	for _, e := range ents {
-		p := filepath.Join(path, e.Name())
-		if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") {
-			continue
-		}
-		if abs, _ := filepath.Abs(p); output != "-" && abs == outAbs {
-			continue // written over: not an earlier backup
-		}
-		b, err := readBase(p)
-		switch {
-		case errors.Is(err, errNotImages):
-			continue
-		case err != nil:
-			prog.Warn("--since: skipping %s: %v", p, err)
-			continue
-		case seen[b.ManifestSHA256]:
-			continue // a copy
-		}
-		seen[b.ManifestSHA256] = true
-		bases = append(bases, b)
-	}
-	if len(bases) == 0 {
-		return nil, fmt.Errorf("--since %s: the directory holds no readable image backup", path)
-	}
-	// The oldest first: a full backup before the incremental ones after it.
-	sort.SliceStable(bases, func(i, j int) bool { return bases[i].Created.Before(bases[j].Created) })
-	for _, b := range bases {
-		for _, d := range b.HeldDigests() {
-			blobs[d] = true
-		}
-	}
-	prog.Step("incremental: %s in %s hold %s", human.Plural(len(bases), "image backup"), path, human.Plural(len(blobs), "blob"))
-	return bases, nil
-}
-
-var errNotImages = errors.New("not an image backup")
-
-// readBase reads one earlier image backup's manifest.
-func readBase(p string) (*imagearchive.Base, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	if enc, err := backupfile.Encrypted(f); err != nil {
-		return nil, err
-	} else if enc {
-		return nil, errors.New("encrypted: earlier backups must be plain tar files for --since in this version (decrypt it with gpg -d first)")
-	}
-	if ok, err := imagearchive.IsImageArchive(f); err != nil {
-		return nil, err
-	} else if !ok {
-		return nil, errNotImages
-	}
-	b, err := imagearchive.OpenBase(f, p)
-	if err != nil {
-		return nil, err
-	}
-	return b, nil
 }

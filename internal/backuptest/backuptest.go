@@ -97,8 +97,6 @@ func VolumeWith(t *testing.T, contents ...string) []byte {
 	return buf.Bytes()
 }
 
-// writeImageBackup writes a real image backup, incremental when since
-// names earlier ones.
 // WriteImageBackup writes a real image backup of vol, incremental on the
 // backups since names.
 func WriteImageBackup(t *testing.T, path string, started time.Time, vol []byte, since ...string) {

@@ -1,0 +1,51 @@
+package imagebackup
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/docker-dtr/docker-dtr/internal/backuptest"
+	"github.com/docker-dtr/docker-dtr/pkg/progress"
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+)
+
+// Since reads a file, or every image backup of a directory, oldest first:
+// other files are passed over, encrypted ones and the output skipped.
+func TestSince(t *testing.T) {
+	dir := t.TempDir()
+	full := filepath.Join(dir, "b-full.tar")
+	backuptest.WriteImageBackup(t, full, backuptest.Day(1), backuptest.VolumeWith(t, "layer one"))
+	incr := filepath.Join(dir, "a-incr.tar")
+	backuptest.WriteImageBackup(t, incr, backuptest.Day(2), backuptest.VolumeWith(t, "layer one", "layer two"), full)
+	backuptest.WriteMetadataBackup(t, filepath.Join(dir, "meta.tar"), backuptest.Day(0))
+	backuptest.EncryptFile(t, full, filepath.Join(dir, "c.tar.gpg"))
+	assert.NilError(t, os.WriteFile(filepath.Join(dir, ".partial.tar"), []byte("being written"), 0o600))
+
+	var printed strings.Builder
+	prog := progress.NewMode(&printed, progress.Plain)
+	bases, err := Since(dir, incr, prog)
+	assert.NilError(t, err)
+	assert.Equal(t, len(bases), 1, "the output is not an earlier backup")
+	assert.Equal(t, bases[0].Path, full)
+	assert.Assert(t, is.Contains(printed.String(), "skipping "+filepath.Join(dir, "c.tar.gpg")+": encrypted"))
+
+	bases, err = Since(dir, filepath.Join(dir, "new.tar"), prog)
+	assert.NilError(t, err)
+	assert.Equal(t, len(bases), 2)
+	assert.Equal(t, bases[0].Path, full, "oldest first")
+	assert.Assert(t, bases[1].Incremental)
+
+	bases, err = Since(full, "-", prog)
+	assert.NilError(t, err)
+	assert.Equal(t, len(bases), 1)
+
+	_, err = Since(filepath.Join(dir, "c.tar.gpg"), "-", prog)
+	assert.ErrorContains(t, err, "encrypted: earlier backups must be plain tar files")
+	_, err = Since(filepath.Join(dir, "meta.tar"), "-", prog)
+	assert.ErrorContains(t, err, "not an image backup")
+	_, err = Since(t.TempDir(), "-", prog)
+	assert.ErrorContains(t, err, "the directory holds no readable image backup")
+}
