@@ -3,7 +3,6 @@ package plugin
 import (
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
+	"github.com/docker-dtr/docker-dtr/pkg/passphrase"
 	"github.com/docker-dtr/docker-dtr/pkg/prune"
 	"github.com/docker-dtr/docker-dtr/pkg/retention"
 	"github.com/docker/cli/cli/command"
@@ -95,13 +95,12 @@ func runPrune(dockerCli command.Cli, opts pruneOptions) error {
 	}
 	prog := opts.progress.printer(dockerCli)
 	defer prog.Close()
-	_, secret := os.LookupEnv(passphraseEnv)
 	plan, err := prune.MakePlan(prune.Options{
 		Dir: opts.dir, Policy: opts.policy, Progress: prog,
 		Open: func(path string) (*backupfile.Input, error) {
 			return backupfile.Open(path, opts.dec.openOptions(dockerCli, prog))
 		},
-		CanDecrypt: secret || opts.dec.passphraseFile != "" || opts.dec.identityFile != "",
+		CanDecrypt: passphrase.Available(opts.dec.passphraseFile) || opts.dec.identityFile != "",
 		NoSecret:   "encrypted: give --passphrase-file, --identity-file or $" + passphraseEnv + " to read its manifest",
 	})
 	if err != nil {

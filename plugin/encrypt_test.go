@@ -10,6 +10,7 @@ import (
 	"github.com/docker-dtr/docker-dtr/internal/dtrtest"
 	"github.com/docker-dtr/docker-dtr/internal/rethinktest"
 	"github.com/docker-dtr/docker-dtr/pkg/crypt"
+	"github.com/docker-dtr/docker-dtr/pkg/passphrase"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 )
@@ -72,7 +73,7 @@ func TestEncryptedBackupRoundTrip(t *testing.T) {
 	assert.Equal(t, code, 0, errOut)
 	assert.Assert(t, is.Contains(out, ": verified"))
 	assert.Assert(t, is.Contains(errOut, "encrypted with a passphrase"))
-	pw, err := readPassphraseFile(pass)
+	pw, err := passphrase.ReadFile(pass)
 	assert.NilError(t, err)
 	t.Setenv(passphraseEnv, string(pw))
 	_, errOut, code = run(t, nil, "backup", "inspect", backup)

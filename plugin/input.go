@@ -26,7 +26,7 @@ func (o decryptOptions) openOptions(dockerCli command.Cli, prog *progress.Printe
 		Stdin:           dockerCli.In(),
 		StdinIsTerminal: dockerCli.In().IsTerminal(),
 		Passphrase: func(what string) ([]byte, error) {
-			return passphraseSource{dockerCli: dockerCli, file: o.passphraseFile, what: what}.get()
+			return passphraseSource(dockerCli, o.passphraseFile, what, false).Get()
 		},
 		IdentityFile: o.identityFile,
 		Log:          prog.Step,

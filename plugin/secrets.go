@@ -1,23 +1,19 @@
 package plugin
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
-	"os"
-	"strings"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/docker-dtr/docker-dtr/pkg/crypt"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
+	"github.com/docker-dtr/docker-dtr/pkg/passphrase"
 	"github.com/docker/cli/cli/command"
-	"github.com/moby/term"
 	"github.com/spf13/pflag"
 )
 
 // passphraseEnv holds a backup passphrase for jobs that cannot use a file.
-const passphraseEnv = "DTR_BACKUP_PASSPHRASE"
+const passphraseEnv = passphrase.Env
 
 // encryptOptions are the encryption flags of the commands that write
 // backups. Secrets never come from a flag's value: only files, the
@@ -63,7 +59,7 @@ func (o *encryptOptions) recipients(dockerCli command.Cli) (*crypt.Recipients, e
 		}
 		return &crypt.Recipients{Keys: keys}, nil
 	}
-	p, err := passphraseSource{dockerCli: dockerCli, file: o.passphraseFile, confirm: true, what: "the new backup"}.get()
+	p, err := passphraseSource(dockerCli, o.passphraseFile, "the new backup", true).Get()
 	if err != nil {
 		return nil, err
 	}
@@ -93,83 +89,7 @@ func (o *decryptOptions) addFlags(flags *pflag.FlagSet) {
 	flags.StringVar(&o.identityFile, "identity-file", "", "OpenPGP secret key for a backup encrypted to a public key ('gpg --export-secret-keys')")
 }
 
-// passphraseSource finds a passphrase: --passphrase-file, then the
-// environment, then the terminal (asked twice when confirm, as when a new
-// backup is encrypted).
-type passphraseSource struct {
-	dockerCli command.Cli
-	file      string
-	confirm   bool
-	// what names what the passphrase is for in the prompt and errors.
-	what string
-}
-
-func (p passphraseSource) get() ([]byte, error) {
-	if p.file != "" {
-		return readPassphraseFile(p.file)
-	}
-	if v, ok := os.LookupEnv(passphraseEnv); ok {
-		if v == "" {
-			return nil, fmt.Errorf("$%s is set but empty: set the passphrase, or unset it", passphraseEnv)
-		}
-		return []byte(v), nil
-	}
-	in := p.dockerCli.In()
-	if !in.IsTerminal() {
-		return nil, fmt.Errorf("%s needs a passphrase: give --passphrase-file FILE, set $%s, or run on a terminal", p.what, passphraseEnv)
-	}
-	first, err := p.prompt("Passphrase for " + p.what + ": ")
-	if err != nil {
-		return nil, err
-	}
-	if len(first) == 0 {
-		return nil, errors.New("the passphrase is empty")
-	}
-	if p.confirm {
-		again, err := p.prompt("The same passphrase again: ")
-		if err != nil {
-			return nil, err
-		}
-		if !bytes.Equal(first, again) {
-			return nil, errors.New("the two passphrases differ: nothing was written")
-		}
-	}
-	return first, nil
-}
-
-// prompt reads a line from the terminal without echo.
-func (p passphraseSource) prompt(question string) ([]byte, error) {
-	in := p.dockerCli.In()
-	fd := in.FD()
-	state, err := term.SaveState(fd)
-	if err != nil {
-		return nil, err
-	}
-	if err := term.DisableEcho(fd, state); err != nil {
-		return nil, err
-	}
-	defer func() {
-		term.RestoreTerminal(fd, state)
-		fmt.Fprintln(p.dockerCli.Err())
-	}()
-	fmt.Fprint(p.dockerCli.Err(), question)
-	line, err := bufio.NewReader(in).ReadString('\n')
-	if err != nil && line == "" {
-		return nil, fmt.Errorf("reading the passphrase: %w", err)
-	}
-	return []byte(strings.TrimRight(line, "\r\n")), nil
-}
-
-// readPassphraseFile takes the first line, as 'gpg --passphrase-file' does.
-func readPassphraseFile(name string) ([]byte, error) {
-	data, err := os.ReadFile(name)
-	if err != nil {
-		return nil, fmt.Errorf("--passphrase-file: %w", err)
-	}
-	line, _, _ := bytes.Cut(data, []byte("\n"))
-	line = bytes.TrimRight(line, "\r")
-	if len(line) == 0 {
-		return nil, fmt.Errorf("--passphrase-file %s: its first line is empty: put the passphrase there", name)
-	}
-	return line, nil
+// passphraseSource asks on the terminal of the Docker CLI's streams.
+func passphraseSource(dockerCli command.Cli, file, what string, confirm bool) passphrase.Source {
+	return passphrase.Source{File: file, In: dockerCli.In(), Prompt: dockerCli.Err(), Confirm: confirm, What: what}
 }
