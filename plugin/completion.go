@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
+	"github.com/docker-dtr/docker-dtr/pkg/parentcli"
 	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
 )
@@ -106,7 +107,7 @@ func replicaIDs(dockerCli command.Cli) cobra.CompletionFunc {
 	return func(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
 		// __complete runs no PersistentPreRunE: the client is not set up yet.
 		if dcli, ok := dockerCli.(*command.DockerCli); ok {
-			if err := dcli.Initialize(completionClientOptions()); err != nil {
+			if err := dcli.Initialize(parentcli.ClientOptions()); err != nil {
 				return nil, cobra.ShellCompDirectiveNoFileComp
 			}
 		}

@@ -1,4 +1,4 @@
-package plugin
+package parentcli
 
 import (
 	"os"
@@ -56,7 +56,7 @@ func TestCompletionClientOptions(t *testing.T) {
 	// Run by hand: the parent (go test) is not asked.
 	t.Setenv(metadata.ReexecEnvvar, "")
 	os.Unsetenv(metadata.ReexecEnvvar)
-	opts := completionClientOptions()
+	opts := ClientOptions()
 	assert.Equal(t, opts.Context, "")
 	assert.Equal(t, len(opts.Hosts), 0)
 
@@ -80,13 +80,13 @@ func TestCompletionClientOptions(t *testing.T) {
 	assert.Assert(t, strings.Contains(string(got), "context=prod config="+dir+"\n"), "%s", got)
 }
 
-// TestCompletionClientOptionsChild prints what completionClientOptions read
+// TestCompletionClientOptionsChild prints what ClientOptions read
 // from its parent, for TestCompletionClientOptions.
 func TestCompletionClientOptionsChild(t *testing.T) {
 	if os.Getenv("DTR_TEST_COMPLETION_CHILD") != "1" {
 		t.Skip("run by TestCompletionClientOptions")
 	}
-	opts := completionClientOptions()
+	opts := ClientOptions()
 	os.Stdout.WriteString("context=" + opts.Context + " config=" + opts.ConfigDir + "\n")
 }
 

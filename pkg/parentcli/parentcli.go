@@ -1,4 +1,7 @@
-package plugin
+// Package parentcli reads the Docker CLI's own flags (--context, --host,
+// --config, --tls…) of the docker process that runs this plugin for a
+// shell completion, which the CLI does not pass on.
+package parentcli
 
 import (
 	"bytes"
@@ -9,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/docker/cli/cli-plugins/metadata"
 	cliflags "github.com/docker/cli/cli/flags"
@@ -16,7 +20,11 @@ import (
 	"github.com/spf13/pflag"
 )
 
-// completionClientOptions are the Docker CLI's own flags (--context, --host,
+// psTimeout bounds reading the parent's command line with ps: a shell
+// waits on a completion.
+const psTimeout = 3 * time.Second
+
+// ClientOptions are the Docker CLI's own flags (--context, --host,
 // --config, --tls…) of the `docker … __complete dtr …` that runs this
 // completion. The CLI hands a plugin's completion only the words after the
 // plugin's name (docker/cli cli-plugins/manager/cobra.go), so without this
@@ -25,7 +33,7 @@ import (
 // line of the parent process, the docker CLI; when it cannot be read, or
 // the plugin runs standalone, the environment and the config decide, as
 // they do for docker itself.
-func completionClientOptions() *cliflags.ClientOptions {
+func ClientOptions() *cliflags.ClientOptions {
 	if os.Getenv(metadata.ReexecEnvvar) != "" {
 		if args, err := processArgs(os.Getppid()); err == nil {
 			if global, ok := dockerGlobalFlags(args); ok {
@@ -87,7 +95,7 @@ func procArgs(pid int) ([]string, error) {
 }
 
 func psArgs(pid int) ([]string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), completionTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), psTimeout)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "ps", "-o", "args=", "-p", strconv.Itoa(pid)).Output()
 	if err != nil {
