@@ -30,12 +30,6 @@ type createOptions struct {
 	enc          encryptOptions
 }
 
-// The large tables in the field, which operators leave out of frequent backups.
-var (
-	scanTables  = []string{"dtr2.scanned_images", "dtr2.scanned_layers"}
-	eventTables = []string{"dtr2.events"}
-)
-
 func newCreateCmd(dockerCli command.Cli) *cobra.Command {
 	var opts createOptions
 	cmd := &cobra.Command{
@@ -85,39 +79,6 @@ interrupted (SIGINT, SIGTERM), and no file is left at -o.`,
 	return cmd
 }
 
-func (o createOptions) exclusions() ([]archive.Exclusion, error) {
-	var out []archive.Exclusion
-	seen := map[string]bool{}
-	add := func(name, reason string) error {
-		if seen[name] {
-			return nil
-		}
-		seen[name] = true
-		x, err := metadata.ParseExclusion(name, reason)
-		if err != nil {
-			return err
-		}
-		out = append(out, x)
-		return nil
-	}
-	for _, name := range o.exclude {
-		if err := add(name, "--exclude"); err != nil {
-			return nil, err
-		}
-	}
-	if o.skipScanData {
-		for _, name := range scanTables {
-			_ = add(name, "--skip-scan-data")
-		}
-	}
-	if o.skipEvents {
-		for _, name := range eventTables {
-			_ = add(name, "--skip-events")
-		}
-	}
-	return out, nil
-}
-
 func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) error {
 	if err := checkOutput(dockerCli, opts.output); err != nil {
 		return err
@@ -140,7 +101,7 @@ func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) e
 	if err := opts.target.validate(); err != nil {
 		return err
 	}
-	excluded, err := opts.exclusions()
+	excluded, err := metadata.Exclusions(opts.exclude, opts.skipScanData, opts.skipEvents)
 	if err != nil {
 		return err
 	}

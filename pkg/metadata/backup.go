@@ -267,8 +267,51 @@ func readTable(ctx context.Context, s *rethink.Session, ref rethink.TableRef, fe
 	return err
 }
 
-// ParseExclusion parses "db.table" as given to --exclude.
-func ParseExclusion(s, reason string) (archive.Exclusion, error) {
+// The large tables in the field, which operators leave out of frequent
+// backups (--skip-scan-data, --skip-events).
+var (
+	ScanTables  = []string{"dtr2.scanned_images", "dtr2.scanned_layers"}
+	EventTables = []string{"dtr2.events"}
+)
+
+// Exclusions are the tables a backup leaves out, each once with the first
+// reason given: those named (--exclude, as db.table), then ScanTables when
+// skipScanData, then EventTables when skipEvents.
+func Exclusions(names []string, skipScanData, skipEvents bool) ([]archive.Exclusion, error) {
+	var out []archive.Exclusion
+	seen := map[string]bool{}
+	add := func(name, reason string) error {
+		if seen[name] {
+			return nil
+		}
+		seen[name] = true
+		x, err := parseExclusion(name, reason)
+		if err != nil {
+			return err
+		}
+		out = append(out, x)
+		return nil
+	}
+	for _, name := range names {
+		if err := add(name, "--exclude"); err != nil {
+			return nil, err
+		}
+	}
+	for _, name := range ScanTables {
+		if skipScanData {
+			_ = add(name, "--skip-scan-data")
+		}
+	}
+	for _, name := range EventTables {
+		if skipEvents {
+			_ = add(name, "--skip-events")
+		}
+	}
+	return out, nil
+}
+
+// parseExclusion parses "db.table" as given to --exclude.
+func parseExclusion(s, reason string) (archive.Exclusion, error) {
 	for i := 0; i < len(s); i++ {
 		if s[i] == '.' {
 			db, table := s[:i], s[i+1:]
