@@ -6,10 +6,8 @@ import (
 	"os"
 	"strings"
 
-	"github.com/docker-dtr/docker-dtr/pkg/dtrversion"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
-	"github.com/docker-dtr/docker-dtr/pkg/imagevolume"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker-dtr/docker-dtr/pkg/restore"
 	"github.com/docker/cli/cli/command"
@@ -49,30 +47,12 @@ func runImageRestore(ctx context.Context, dockerCli command.Cli, opts restoreOpt
 	if err != nil {
 		return err
 	}
-	if !dtrversion.SameMajorMinor(rep.DTRVersion, replica.Version) {
-		prog.Warn("%s is a backup of DTR %s, replica %s runs DTR %s", name, rep.DTRVersion, replica.ID, replica.Version)
-	}
-	vol, err := imagevolume.Of(replica)
-	if err != nil {
-		return err
-	}
-	api := dockerCli.Client()
-	empty, err := vol.Empty(ctx, api)
-	if err != nil {
-		return err
-	}
-	safety := ""
-	if !empty && !opts.safety.skip {
-		safety = restore.SafetyPath(opts.safety.dir, opts.file, "images", replica.ID)
-	}
-	t := restore.NewImages(&restore.Images{
-		Name: name, File: f, Report: rep, Chain: chain, Replica: replica, Volume: vol, Docker: api,
+	t, err := restore.PlanImages(ctx, &restore.Images{
+		Name: name, File: f, Report: rep, Chain: chain, Replica: replica, Docker: dockerCli.Client(),
 		AgentBinary: opts.target.agentBinary, NoSafety: opts.safety.skip, Progress: prog, Stderr: dockerCli.Err(),
-	}, empty, safety)
-	// Putting the volume back empties it first, which only the agent can
-	// do: make sure it can run there before anything changes.
-	if t.CanRollBack() {
-		t.AgentErr = vol.CheckAgent(ctx, api, opts.target.agentBinary)
+	}, opts.safety.dir, opts.file)
+	if err != nil {
+		return err
 	}
 	if opts.dryRun {
 		return printImagePlan(dockerCli, opts, t)
@@ -91,7 +71,7 @@ func runImageRestore(ctx context.Context, dockerCli command.Cli, opts restoreOpt
 			Check *imagearchive.Check `json:"check"`
 		}{plan, check})
 	}
-	msg := fmt.Sprintf("restored %s into volume %s of replica %s: %d files, %s, every file checked", name, vol.Name, replica.ID, check.Checked, human.Bytes(plan.Bytes))
+	msg := fmt.Sprintf("restored %s into volume %s of replica %s: %d files, %s, every file checked", name, t.Volume.Name, replica.ID, check.Checked, human.Bytes(plan.Bytes))
 	if len(plan.From) > 0 {
 		msg += fmt.Sprintf("; %d blobs (%s) from %s", rep.OmittedBlobs, human.Bytes(rep.OmittedBytes), strings.Join(plan.From, ", "))
 	}

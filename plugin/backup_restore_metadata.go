@@ -8,7 +8,6 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
-	"github.com/docker-dtr/docker-dtr/pkg/dtrversion"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
@@ -44,19 +43,11 @@ func runMetadataRestore(ctx context.Context, dockerCli command.Cli, opts restore
 	if err != nil {
 		return err
 	}
-	if targetVersion != "" && !dtrversion.SameMajorMinor(rep.DTRVersion, targetVersion) {
-		if !opts.allowVersionMismatch {
-			return fmt.Errorf("%s is a backup of DTR %s, the target is DTR %s: restore into the same major.minor version, or pass --allow-version-mismatch", name, rep.DTRVersion, targetVersion)
-		}
-		prog.Warn("restoring a backup of DTR %s into DTR %s (--allow-version-mismatch)", rep.DTRVersion, targetVersion)
-	}
-
-	if err := tgt.Connect(ctx, opts.writers+1); err != nil {
+	if err := restore.CheckVersion(name, rep.DTRVersion, targetVersion, opts.allowVersionMismatch, prog.Warn); err != nil {
 		return err
 	}
-	plan, err := metadata.MakePlan(ctx, tgt.Session(), rep)
-	if err != nil {
-		return tgt.Explain(err)
+	if err := tgt.Connect(ctx, opts.writers+1); err != nil {
+		return err
 	}
 	// The way back in for a command run by hand: the replica this restore
 	// chose, whether or not --replica-id named it.
@@ -65,7 +56,7 @@ func runMetadataRestore(ctx context.Context, dockerCli command.Cli, opts restore
 		same.replicaID = tgt.Replica.ID
 	}
 	t := &restore.Metadata{
-		Name: name, File: f, Report: rep, Plan: plan, Where: tgt.Where(),
+		Name: name, File: f, Report: rep, Where: tgt.Where(),
 		DB:      tgt,
 		Version: targetVersion, ReplicaID: same.replicaID,
 		Writers: opts.writers, Progress: prog, Stderr: dockerCli.Err(),
@@ -75,8 +66,8 @@ func runMetadataRestore(ctx context.Context, dockerCli command.Cli, opts restore
 		t.Docker = dockerCli.Client()
 		t.Containers = tgt.Replica.Running(func(c dtr.Container) bool { return c.Component != "rethinkdb" })
 	}
-	if len(plan.Replaced()) > 0 && !opts.safety.skip {
-		t.Safety = restore.SafetyPath(opts.safety.dir, opts.file, "metadata", same.replicaID)
+	if err := restore.PlanMetadata(ctx, t, opts.safety.dir, opts.file, opts.safety.skip); err != nil {
+		return err
 	}
 	if opts.dryRun {
 		return printMetadataPlan(dockerCli, opts, t)

@@ -12,6 +12,7 @@ import (
 	"github.com/docker-dtr/docker-dtr/internal/version"
 	"github.com/docker-dtr/docker-dtr/pkg/atomicfile"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
+	"github.com/docker-dtr/docker-dtr/pkg/dtrversion"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/imagevolume"
@@ -313,4 +314,35 @@ func pipeBuffered(write func(io.Writer) error) io.ReadCloser {
 		pw.CloseWithError(err)
 	}()
 	return pr
+}
+
+// PlanImages plans the restore of t, a verified image backup, into the
+// image volume of t.Replica: whether the volume is empty, where what it
+// holds is saved first (in safetyDir, or beside input), what is stopped,
+// and whether the agent that puts it back can run on the node. It changes
+// nothing.
+func PlanImages(ctx context.Context, t *Images, safetyDir, input string) (*Images, error) {
+	if !dtrversion.SameMajorMinor(t.Report.DTRVersion, t.Replica.Version) {
+		t.Progress.Warn("%s is a backup of DTR %s, replica %s runs DTR %s", t.Name, t.Report.DTRVersion, t.Replica.ID, t.Replica.Version)
+	}
+	vol, err := imagevolume.Of(t.Replica)
+	if err != nil {
+		return nil, err
+	}
+	empty, err := vol.Empty(ctx, t.Docker)
+	if err != nil {
+		return nil, err
+	}
+	safety := ""
+	if !empty && !t.NoSafety {
+		safety = SafetyPath(safetyDir, input, "images", t.Replica.ID)
+	}
+	t.Volume = vol
+	NewImages(t, empty, safety)
+	// Putting the volume back empties it first, which only the agent can
+	// do: make sure it can run there before anything changes.
+	if t.CanRollBack() {
+		t.AgentErr = vol.CheckAgent(ctx, t.Docker, t.AgentBinary)
+	}
+	return t, nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker-dtr/docker-dtr/pkg/atomicfile"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
+	"github.com/docker-dtr/docker-dtr/pkg/dtrversion"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
@@ -216,4 +217,34 @@ func (m *Metadata) Rollback(ctx context.Context) error {
 		m.Progress.Step("put back %s from %s", human.Plural(len(plan.Tables), "table"), m.Safety)
 		return nil
 	})
+}
+
+// PlanMetadata plans the restore of t, a verified metadata backup, into
+// t.DB: which tables it creates and which it replaces, and where what it
+// replaces is saved first (in safetyDir, or beside input; nowhere when
+// noSafety). It changes nothing.
+func PlanMetadata(ctx context.Context, t *Metadata, safetyDir, input string, noSafety bool) error {
+	plan, err := metadata.MakePlan(ctx, t.DB.Session(), t.Report)
+	if err != nil {
+		return t.DB.Explain(err)
+	}
+	t.Plan = plan
+	if len(plan.Replaced()) > 0 && !noSafety {
+		t.Safety = SafetyPath(safetyDir, input, "metadata", t.ReplicaID)
+	}
+	return nil
+}
+
+// CheckVersion refuses a backup of DTR backup into DTR target of another
+// major.minor version, unless allow (--allow-version-mismatch), when it
+// only warns. An unknown target version ("") is not checked.
+func CheckVersion(name, backup, target string, allow bool, warn func(string, ...any)) error {
+	if target == "" || dtrversion.SameMajorMinor(backup, target) {
+		return nil
+	}
+	if !allow {
+		return fmt.Errorf("%s is a backup of DTR %s, the target is DTR %s: restore into the same major.minor version, or pass --allow-version-mismatch", name, backup, target)
+	}
+	warn("restoring a backup of DTR %s into DTR %s (--allow-version-mismatch)", backup, target)
+	return nil
 }
