@@ -133,9 +133,7 @@ func compareVerify(t *testing.T, p string, data []byte) {
 	if err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
-	slowVerify = true
-	slow, err := Verify(file)
-	slowVerify = false
+	slow, err := verifyAll(file, true)
 	if err != nil {
 		t.Fatalf("Verify, slowly: %v", err)
 	}

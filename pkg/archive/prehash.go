@@ -41,7 +41,7 @@ const prehashSumBelow = 1 << 10
 // startPrehash starts a prehasher, or returns nil where there is no other
 // core to run it.
 func startPrehash(f *os.File) *prehasher {
-	if runtime.GOMAXPROCS(0) < 2 || slowVerify {
+	if runtime.GOMAXPROCS(0) < 2 {
 		return nil
 	}
 	p := &prehasher{results: make(chan []hashed, 64), stop: make(chan struct{})}

@@ -28,7 +28,7 @@ type Reader struct {
 func NewReader(r io.Reader, versionDir string) *Reader {
 	if f, ok := r.(*os.File); ok {
 		if bs, err := newBufSeeker(f); err == nil {
-			return &Reader{tr: newTarStream(bs), versionDir: versionDir}
+			return &Reader{tr: newTarStream(bs, false), versionDir: versionDir}
 		}
 	}
 	return &Reader{tr: tar.NewReader(bufio.NewReaderSize(r, bufferSize(r))), versionDir: versionDir}

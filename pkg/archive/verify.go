@@ -17,11 +17,6 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/jsonl"
 )
 
-// slowVerify turns off what makes Verify fast (the quick layout, the fast
-// tar header parser, the prehasher and the manifest's prefetch), for tests
-// that compare the two.
-var slowVerify = false
-
 // layout is what a header-only pass over an archive finds.
 type layout struct {
 	versionDir, version string
@@ -38,7 +33,8 @@ type layout struct {
 }
 
 // scan reads only headers, seeking over content, to find the manifest.
-func scan(f *os.File) layout {
+// slow reads them with archive/tar (see verifyAll).
+func scan(f *os.File, slow bool) layout {
 	var l layout
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		l.err = err
@@ -49,7 +45,7 @@ func scan(f *os.File) layout {
 		l.err = err
 		return l
 	}
-	tr := newTarStream(bs)
+	tr := newTarStream(bs, slow)
 	dirIndex := map[string]int{}
 	for {
 		hdr, err := tr.Next()
@@ -150,13 +146,18 @@ func Inspect(f *os.File) (*Report, error) {
 // Verify reads the whole archive and checks everything the format promises:
 // structure, names, every document, every checksum, row counts, the
 // manifest. Problems go into the report; the error is for I/O on f itself.
-func Verify(f *os.File) (*Report, error) {
+func Verify(f *os.File) (*Report, error) { return verifyAll(f, false) }
+
+// verifyAll is Verify; slow turns off what makes it fast (the quick
+// layout, the fast tar header parser, the prehasher and the manifest's
+// prefetch), for tests that compare the two.
+func verifyAll(f *os.File, slow bool) (*Report, error) {
 	// The writer's archives are checked in one pass, from a layout found
 	// without reading the whole archive. The pass confirms that layout,
 	// the one scan finds; where it does not, the archive is checked again
 	// from what scan finds.
-	if l, ok := quickLayout(f); ok {
-		rep, c, err := verify(f, l)
+	if l, ok := quickLayout(f); ok && !slow {
+		rep, c, err := verify(f, l, false)
 		if err != nil {
 			return nil, err
 		}
@@ -164,12 +165,12 @@ func Verify(f *os.File) (*Report, error) {
 			return rep, nil
 		}
 	}
-	rep, _, err := verify(f, scan(f))
+	rep, _, err := verify(f, scan(f, slow), slow)
 	return rep, err
 }
 
 // verify checks the archive against its layout.
-func verify(f *os.File, l layout) (*Report, *checker, error) {
+func verify(f *os.File, l layout, slow bool) (*Report, *checker, error) {
 	rep, m, err := openLayout(f, l)
 	if err != nil {
 		return nil, nil, err
@@ -192,12 +193,14 @@ func verify(f *os.File, l layout) (*Report, *checker, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	c.pre = startPrehash(f)
+	if !slow {
+		c.pre = startPrehash(f)
+	}
 	if m != nil && c.pre != nil {
 		// After expect, which has read the first entry.
 		defer m.prefetch()()
 	}
-	c.run(newTarStream(bs))
+	c.run(newTarStream(bs, slow))
 	c.pre.end()
 	rep.Verified = rep.Kind == KindPlugin && rep.OK()
 	return rep, c, nil
@@ -211,9 +214,6 @@ func verify(f *os.File, l layout) (*Report, *checker, error) {
 // can mislead it, and the check then finds a different manifest.
 func quickLayout(f *os.File) (layout, bool) {
 	var l layout
-	if slowVerify {
-		return l, false
-	}
 	st, err := f.Stat()
 	if err != nil || !st.Mode().IsRegular() {
 		return l, false
@@ -282,7 +282,7 @@ func allZero(b []byte) bool {
 
 // open identifies the archive and reads its manifest header, if any.
 func open(f *os.File) (*Report, layout, *manifestReader, error) {
-	l := scan(f)
+	l := scan(f, false)
 	rep, m, err := openLayout(f, l)
 	return rep, l, m, err
 }

@@ -20,14 +20,13 @@ import (
 )
 
 var fuzzInfo = Info{Tool: "fuzz", DTRVersion: "2.9.4", ReplicaID: "0123456789ab", Volume: "dtr-registry-0123456789ab",
-	VolumeDriver: "local", Started: time.Date(2026, 11, 25, 6, 0, 0, 0, time.UTC)}
+	VolumeDriver: "local", Started: time.Date(2026, 11, 25, 6, 0, 0, 0, time.UTC),
+	Clock: func() time.Time { return time.Date(2026, 11, 25, 6, 1, 0, 0, time.UTC) }}
 
 // writeSeed writes an image archive of vol with the package's own writer,
 // at a fixed time so that the seeds are the same on every run.
 func writeSeed(tb testing.TB, vol []byte) []byte {
 	tb.Helper()
-	defer func(saved func() time.Time) { now = saved }(now)
-	now = func() time.Time { return fuzzInfo.Started.Add(time.Minute) }
 	var buf bytes.Buffer
 	if _, err := Write(&buf, bytes.NewReader(vol), fuzzInfo, nil); err != nil {
 		tb.Fatal(err)
@@ -52,8 +51,6 @@ func incrementalSeed(tb testing.TB, base []byte) []byte {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer func(saved func() time.Time) { now = saved }(now)
-	now = func() time.Time { return fuzzInfo.Started.Add(time.Minute) }
 	in := fuzzInfo
 	in.Since = []*Base{b}
 	var buf bytes.Buffer

@@ -26,6 +26,9 @@ type Info struct {
 	// Since makes the backup incremental: a blob whose bytes one of these
 	// earlier backups holds is listed, not written.
 	Since []*Base
+	// Clock gives the manifest's finish time; nil for time.Now (tests fix
+	// it, for archives the same on every run).
+	Clock func() time.Time
 }
 
 // Write copies a volume's content, as the engine's archive API gives it (one
@@ -145,7 +148,11 @@ func Write(w io.Writer, src io.Reader, info Info, progress func(Totals)) (*Manif
 	if tr.root == "" {
 		return nil, errors.New("reading the volume: the archive API gave nothing")
 	}
-	m.Finished = now().UTC()
+	clock := info.Clock
+	if clock == nil {
+		clock = time.Now
+	}
+	m.Finished = clock().UTC()
 	for _, b := range info.Since {
 		if used[b] {
 			m.DependsOn = append(m.DependsOn, b.Dependency)
@@ -189,9 +196,6 @@ func heldBy(bases []*Base, rel string, size int64) *Base {
 
 // writeBuffer is the size of Write's output buffer and copy buffer.
 const writeBuffer = 256 << 10
-
-// now is the clock of the manifest's finish time; tests fix it.
-var now = time.Now
 
 // copyHeader keeps what a restore by hand needs (mode, owner, times) under a
 // new name. Nothing else is carried: no PAX records, so no extended
