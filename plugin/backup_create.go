@@ -112,7 +112,7 @@ func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) e
 	defer out.Abort()
 	ctx, stop := withSignals(ctx)
 	defer stop()
-	prog := opts.progress.printer(dockerCli)
+	prog := opts.progress.printer(ctx, dockerCli)
 	defer prog.Close()
 	tgt, err := opts.target.locate(ctx, dockerCli, prog)
 	if err != nil {

@@ -98,7 +98,7 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 	if err := checkFormat(opts.format); err != nil {
 		return err
 	}
-	prog := opts.progress.printer(dockerCli)
+	prog := opts.progress.printer(ctx, dockerCli)
 	defer prog.Close()
 	var bases []*imagearchive.Base
 	if opts.since != "" {

@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"sort"
@@ -75,7 +76,7 @@ removed (the others still are), or DIR cannot be read; 2 wrong usage.`,
 			if err := opts.policy.Validate(); err != nil {
 				return usageError(cmd, err.Error())
 			}
-			return runPrune(dockerCli, opts)
+			return runPrune(cmd.Context(), dockerCli, opts)
 		},
 	}
 	flags := cmd.Flags()
@@ -89,11 +90,11 @@ removed (the others still are), or DIR cannot be read; 2 wrong usage.`,
 	return cmd
 }
 
-func runPrune(dockerCli command.Cli, opts pruneOptions) error {
+func runPrune(ctx context.Context, dockerCli command.Cli, opts pruneOptions) error {
 	if err := checkFormat(opts.format); err != nil {
 		return err
 	}
-	prog := opts.progress.printer(dockerCli)
+	prog := opts.progress.printer(ctx, dockerCli)
 	defer prog.Close()
 	plan, err := prune.MakePlan(prune.Options{
 		Dir: opts.dir, Policy: opts.policy, Progress: prog,

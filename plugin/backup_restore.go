@@ -123,7 +123,7 @@ func runRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions)
 	}
 	ctx, stop := withSignals(ctx)
 	defer stop()
-	prog := opts.progress.printer(dockerCli)
+	prog := opts.progress.printer(ctx, dockerCli)
 	defer prog.Close()
 
 	f, done, err := openArchive(dockerCli, opts.file, opts.dec, prog)

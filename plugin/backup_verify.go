@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"context"
 	"github.com/docker-dtr/docker-dtr/pkg/verify"
 	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
@@ -58,7 +59,7 @@ cannot be read or decrypted, or lacks blobs that --metadata references;
 		Args: exactArgs(1, "a backup FILE (or - for standard input)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.file = args[0]
-			return runVerify(dockerCli, opts)
+			return runVerify(cmd.Context(), dockerCli, opts)
 		},
 	}
 	cmd.Flags().StringVar(&opts.format, "format", "", `Output format: "json", or empty for a summary`)
@@ -69,11 +70,11 @@ cannot be read or decrypted, or lacks blobs that --metadata references;
 	return cmd
 }
 
-func runVerify(dockerCli command.Cli, opts verifyOptions) error {
+func runVerify(ctx context.Context, dockerCli command.Cli, opts verifyOptions) error {
 	if err := checkFormat(opts.format); err != nil {
 		return err
 	}
-	prog := opts.progress.printer(dockerCli)
+	prog := opts.progress.printer(ctx, dockerCli)
 	defer prog.Close()
 	return reportArchive(dockerCli, prog, opts.file, opts.format, verify.Options{Full: true, Metadata: opts.metadata, ChainDir: chainDir(opts.file, opts.from)}, opts.dec)
 }

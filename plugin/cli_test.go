@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,6 +39,10 @@ func run(t *testing.T, stdin io.Reader, args ...string) (string, string, int) {
 	return out.String(), errb.String(), code
 }
 
+// testContext is what commands run in: tests that need phases drawn
+// faster set it (fastFrames).
+var testContext = context.Background()
+
 // execute runs the command line and returns the exit status the plugin
 // would exit with, printing the error as it would.
 func execute(dcli command.Cli, out, errb io.Writer, args []string) int {
@@ -45,7 +50,7 @@ func execute(dcli command.Cli, out, errb io.Writer, args []string) int {
 	cmd.SetArgs(args)
 	cmd.SetOut(out)
 	cmd.SetErr(errb)
-	err := cmd.Execute()
+	err := cmd.ExecuteContext(testContext)
 	if err == nil {
 		return 0
 	}

@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -66,16 +67,18 @@ func (o progressOptions) resolve(dockerCli command.Cli) progress.Mode {
 
 // printer is the progress printer on standard error. Defer its Close, so
 // that an unfinished phase line ends before an error is printed.
-func (o progressOptions) printer(dockerCli command.Cli) *progress.Printer {
+func (o progressOptions) printer(ctx context.Context, dockerCli command.Cli) *progress.Printer {
 	p := progress.NewMode(dockerCli.Err(), o.resolve(dockerCli))
-	if testIntervals != nil {
-		p.SetIntervals(testIntervals[0], testIntervals[1])
+	if iv, ok := ctx.Value(frameIntervals{}).([2]time.Duration); ok {
+		p.SetIntervals(iv[0], iv[1])
 	}
 	return p
 }
 
-// testIntervals, when set by a test, makes phases drawn faster.
-var testIntervals *[2]time.Duration
+// frameIntervals is the context key of how often a command run in that
+// context redraws a phase: on a terminal, and as plain lines. Tests make
+// phases drawn faster with it; nothing else sets it.
+type frameIntervals struct{}
 
 // createSummary is backup create --format json.
 type createSummary struct {

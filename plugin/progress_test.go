@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -75,8 +76,8 @@ func seedBulk(t *testing.T, s *r.Session, n int) {
 // fastFrames draws phases every few milliseconds, so that a test's short
 // run shows intermediate frames as a long one would.
 func fastFrames(t *testing.T) {
-	testIntervals = &[2]time.Duration{2 * time.Millisecond, 20 * time.Millisecond}
-	t.Cleanup(func() { testIntervals = nil })
+	testContext = context.WithValue(context.Background(), frameIntervals{}, [2]time.Duration{2 * time.Millisecond, 20 * time.Millisecond})
+	t.Cleanup(func() { testContext = context.Background() })
 }
 
 var timestamped = regexp.MustCompile(`^\d\d:\d\d:\d\d `)
