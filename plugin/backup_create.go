@@ -8,7 +8,6 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/internal/version"
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
-	"github.com/docker-dtr/docker-dtr/pkg/dtrversion"
 	"github.com/docker-dtr/docker-dtr/pkg/exitcode"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
@@ -86,11 +85,8 @@ func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) e
 	if err := checkFormat(opts.format); err != nil {
 		return err
 	}
-	if opts.dtrVersion == "" && opts.target.isDirect() {
-		return errors.New("--dtr-version is required when connecting with --rethinkdb-addr: the version of the DTR being backed up, such as 2.9.4")
-	}
-	if opts.dtrVersion != "" && !dtrversion.Valid(opts.dtrVersion) {
-		return fmt.Errorf("--dtr-version %q: expected a version such as 2.9.4", opts.dtrVersion)
+	if err := opts.target.checkDTRVersion(opts.dtrVersion, "--dtr-version is required when connecting with --rethinkdb-addr: the version of the DTR being backed up, such as 2.9.4"); err != nil {
+		return err
 	}
 	switch {
 	case opts.parallel < 0:

@@ -2,10 +2,8 @@ package plugin
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
-	"github.com/docker-dtr/docker-dtr/pkg/dtrversion"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker-dtr/docker-dtr/pkg/restore"
@@ -109,11 +107,12 @@ func runRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions)
 	if opts.writers < 1 || opts.writers > 64 {
 		return fmt.Errorf("--writers %d: expected 1 to 64", opts.writers)
 	}
-	if opts.dtrVersion == "" && !opts.allowVersionMismatch && opts.target.isDirect() {
-		return errors.New("--dtr-version is required when connecting with --rethinkdb-addr: the version of the DTR being restored into (or --allow-version-mismatch)")
+	missing := "--dtr-version is required when connecting with --rethinkdb-addr: the version of the DTR being restored into (or --allow-version-mismatch)"
+	if opts.allowVersionMismatch {
+		missing = ""
 	}
-	if opts.dtrVersion != "" && !dtrversion.Valid(opts.dtrVersion) {
-		return fmt.Errorf("--dtr-version %q: expected a version such as 2.9.4", opts.dtrVersion)
+	if err := opts.target.checkDTRVersion(opts.dtrVersion, missing); err != nil {
+		return err
 	}
 	if err := opts.target.validate(); err != nil {
 		return err

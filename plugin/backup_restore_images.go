@@ -30,7 +30,7 @@ func runImageRestore(ctx context.Context, dockerCli command.Cli, opts restoreOpt
 	}
 	var chain *imagearchive.Chain
 	if rep.Incremental() {
-		dir := chainDir(opts.file, opts.from)
+		dir := imagearchive.ChainDir(opts.file, opts.from)
 		prog.Step("%s is incremental: looking for the %s it depends on in %s", name, human.Plural(len(rep.DependsOn), "earlier backup"), dir)
 		chain, err = imagearchive.OpenChain(rep, dir)
 		defer chain.Close()

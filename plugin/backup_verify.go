@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/verify"
 	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
@@ -76,5 +77,5 @@ func runVerify(ctx context.Context, dockerCli command.Cli, opts verifyOptions) e
 	}
 	prog := opts.progress.printer(ctx, dockerCli)
 	defer prog.Close()
-	return reportArchive(dockerCli, prog, opts.file, opts.format, verify.Options{Full: true, Metadata: opts.metadata, ChainDir: chainDir(opts.file, opts.from)}, opts.dec)
+	return reportArchive(dockerCli, prog, opts.file, opts.format, verify.Options{Full: true, Metadata: opts.metadata, ChainDir: imagearchive.ChainDir(opts.file, opts.from)}, opts.dec)
 }

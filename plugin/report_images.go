@@ -3,7 +3,6 @@ package plugin
 import (
 	"fmt"
 	"io"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -101,17 +100,4 @@ func orUnnamed(file string) string {
 		return "(unnamed)"
 	}
 	return file
-}
-
-// chainDir is where an incremental image backup's earlier backups are
-// looked for: --from, or the backup's own directory (the current one for
-// standard input).
-func chainDir(file, from string) string {
-	switch {
-	case from != "":
-		return from
-	case file == "-":
-		return "."
-	}
-	return filepath.Dir(file)
 }

@@ -9,6 +9,7 @@ import (
 	"regexp"
 
 	"github.com/docker-dtr/docker-dtr/pkg/dtrdb"
+	"github.com/docker-dtr/docker-dtr/pkg/dtrversion"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker/cli/cli/command"
 	"github.com/spf13/pflag"
@@ -81,6 +82,19 @@ func (o *targetOptions) validate() error {
 		if set {
 			return fmt.Errorf("%s needs --rethinkdb-addr; without it RethinkDB is reached through the Docker context, with DTR's own certificates", flag)
 		}
+	}
+	return nil
+}
+
+// checkDTRVersion checks --dtr-version v: given when connecting directly,
+// unless missing is empty (the error that says why it is needed), and of
+// a version's form.
+func (o *targetOptions) checkDTRVersion(v, missing string) error {
+	if v == "" && missing != "" && o.isDirect() {
+		return errors.New(missing)
+	}
+	if v != "" && !dtrversion.Valid(v) {
+		return fmt.Errorf("--dtr-version %q: expected a version such as 2.9.4", v)
 	}
 	return nil
 }

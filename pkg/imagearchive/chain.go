@@ -30,6 +30,19 @@ type Base struct {
 	held map[string]int64
 }
 
+// ChainDir is where the earlier backups of file, an incremental image
+// backup, are looked for: from (--from), or file's own directory (the
+// current one for standard input, "-").
+func ChainDir(file, from string) string {
+	switch {
+	case from != "":
+		return from
+	case file == "-":
+		return "."
+	}
+	return filepath.Dir(file)
+}
+
 // Blobs is the number of blobs whose bytes the backup holds.
 func (b *Base) Blobs() int { return len(b.held) }
 
