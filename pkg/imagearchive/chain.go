@@ -3,8 +3,6 @@ package imagearchive
 import (
 	"archive/tar"
 	"bufio"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -212,11 +210,11 @@ func hashOf(path string) (string, error) {
 	if !ok {
 		return "", errors.New("not an image backup")
 	}
-	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(f, off, size)); err != nil {
+	_, sum, err := hashCopy(nil, io.NewSectionReader(f, off, size), nil)
+	if err != nil {
 		return "", err
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return sum, nil
 }
 
 // indexDir hashes the manifest of every image backup in dir; skipped
@@ -322,11 +320,11 @@ func blobsFrom(f *os.File, b *Base, want map[string]Entry, links linkSet, tw *ta
 		if err := tw.WriteHeader(copyHeader(hdr, e.Name)); err != nil {
 			return 0, err
 		}
-		h := sha256.New()
-		if _, err := io.CopyBuffer(io.MultiWriter(tw, h), tr, buf); err != nil {
+		_, sum, err := hashCopy(tw, tr, buf)
+		if err != nil {
 			return 0, err
 		}
-		if hex.EncodeToString(h.Sum(nil)) != digest {
+		if sum != digest {
 			return 0, fmt.Errorf("%s: the bytes it holds for blob sha256:%s do not match the digest", hdr.Name, digest)
 		}
 		done[digest] = true

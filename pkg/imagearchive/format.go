@@ -7,7 +7,10 @@ package imagearchive
 
 import (
 	"archive/tar"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"path"
 	"regexp"
 	"strings"
@@ -335,4 +338,17 @@ func (l linkSet) checkEntry(hdr *tar.Header, rel string) error {
 		}
 	}
 	return nil
+}
+
+// hashCopy copies src to w (nowhere when nil) through buf, and returns
+// how many bytes it copied and their SHA-256, in hex: every file of an
+// image archive is checked by it.
+func hashCopy(w io.Writer, src io.Reader, buf []byte) (int64, string, error) {
+	h := sha256.New()
+	dst := io.Writer(h)
+	if w != nil {
+		dst = io.MultiWriter(w, h)
+	}
+	n, err := io.CopyBuffer(dst, src, buf)
+	return n, hex.EncodeToString(h.Sum(nil)), err
 }

@@ -3,8 +3,6 @@ package imagearchive
 import (
 	"archive/tar"
 	"bufio"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -123,12 +121,11 @@ func CheckVolume(f *os.File, volume io.Reader) (*Check, error) {
 			}
 			continue
 		}
-		h := sha256.New()
-		n, err := io.CopyBuffer(h, tr, buf)
+		n, sum, err := hashCopy(nil, tr, buf)
 		if err != nil {
 			return nil, fmt.Errorf("reading the volume: %s: %w", rel, err)
 		}
-		if n != want.Size || hex.EncodeToString(h.Sum(nil)) != want.SHA256 {
+		if n != want.Size || sum != want.SHA256 {
 			c.note(&c.Differ, rel)
 		}
 		c.Checked++

@@ -3,8 +3,6 @@ package imagearchive
 import (
 	"archive/tar"
 	"bufio"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -149,12 +147,12 @@ func open(f *os.File) (*Report, *jsonl.Reader, *Manifest) {
 	if !ok {
 		return rep, nil, nil
 	}
-	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(f, off, size)); err != nil {
+	_, sum, err := hashCopy(nil, io.NewSectionReader(f, off, size), nil)
+	if err != nil {
 		rep.addProblem(ManifestName, "reading: %v", err)
 		return rep, nil, nil
 	}
-	rep.ManifestSHA256 = hex.EncodeToString(h.Sum(nil))
+	rep.ManifestSHA256 = sum
 	var m Manifest
 	mr, err := jsonl.NewReader(io.NewSectionReader(f, off, size), &m, manifestLimits)
 	if err == nil {
@@ -258,13 +256,12 @@ func Verify(f *os.File) (*Report, error) {
 				rep.addProblem(hdr.Name, "a file of %d bytes, over the %d byte limit", hdr.Size, int64(MaxFileSize))
 				continue
 			}
-			h := sha256.New()
-			n, err := io.CopyBuffer(h, tr, buf)
+			n, sum, err := hashCopy(nil, tr, buf)
 			if err != nil {
 				rep.addProblem(hdr.Name, "reading: %v", err)
 				return rep, nil
 			}
-			e.Type, e.Size, e.SHA256 = TypeFile, n, hex.EncodeToString(h.Sum(nil))
+			e.Type, e.Size, e.SHA256 = TypeFile, n, sum
 			got.Files++
 			got.Bytes += n
 			if digest, ok := BlobDigest(rel); ok {

@@ -3,8 +3,6 @@ package imagearchive
 import (
 	"archive/tar"
 	"bufio"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -96,12 +94,10 @@ func Write(w io.Writer, src io.Reader, info Info, progress func(Totals)) (*Manif
 		case tar.TypeReg:
 			if b := heldBy(info.Since, rel, hdr.Size); b != nil {
 				// Read, to check it is the blob the base holds, not written.
-				h := sha256.New()
-				n, err := io.CopyBuffer(h, tr, buf)
+				n, sum, err := hashCopy(nil, tr, buf)
 				if err != nil {
 					return nil, fmt.Errorf("copying %s: %w", rel, err)
 				}
-				sum := hex.EncodeToString(h.Sum(nil))
 				if digest, _ := BlobDigest(rel); sum != digest {
 					return nil, fmt.Errorf("blob %s in the live registry does not match its digest, and the earlier backup %s holds good bytes for it: take a full backup (without --since), which keeps it as it is and reports it, or repair the registry", rel, b.File)
 				}
@@ -114,12 +110,11 @@ func Write(w io.Writer, src io.Reader, info Info, progress func(Totals)) (*Manif
 			if err := tw.WriteHeader(nh); err != nil {
 				return nil, err
 			}
-			h := sha256.New()
-			n, err := io.CopyBuffer(io.MultiWriter(tw, h), tr, buf)
+			n, sum, err := hashCopy(tw, tr, buf)
 			if err != nil {
 				return nil, fmt.Errorf("copying %s: %w", rel, err)
 			}
-			e.Type, e.Size, e.SHA256 = TypeFile, n, hex.EncodeToString(h.Sum(nil))
+			e.Type, e.Size, e.SHA256 = TypeFile, n, sum
 			m.Files++
 			m.Bytes += n
 			if digest, ok := BlobDigest(rel); ok {

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/internal/version"
-	"github.com/docker-dtr/docker-dtr/pkg/atomicfile"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/dtrversion"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
@@ -144,42 +143,37 @@ func (t *Images) CanRollBack() bool { return !t.NoSafety }
 func (t *Images) SaveSafety(ctx context.Context) error {
 	vol, path := t.Volume, t.SafetyPath()
 	t.Progress.Step("saving what volume %s holds now to %s", vol.Name, path)
-	out, err := atomicfile.Create(path)
-	if err != nil {
-		return fmt.Errorf("cannot write the safety backup (choose another place with --safety-dir, or --no-safety-backup): %w; nothing was changed", err)
-	}
-	defer out.Abort()
-	info := imagearchive.Info{
-		Tool: version.Tool(), DTRVersion: t.Replica.Version, ReplicaID: t.Replica.ID, Node: t.Replica.Node,
-		Volume: vol.Name, VolumeDriver: vol.Driver, Started: time.Now(),
-	}
 	var m *imagearchive.Manifest
-	err = vol.Read(ctx, t.Docker, func(rd io.Reader) error {
-		var werr error
-		m, werr = imagearchive.Write(out, rd, info, func(n imagearchive.Totals) {
-			t.Progress.Step("%d files, %s so far", n.Files, human.Bytes(n.Bytes))
-		})
-		return werr
-	})
-	if err == nil {
-		err = out.Commit()
-	}
-	if err != nil {
-		if ctx.Err() != nil {
-			err = fmt.Errorf("interrupted: %w", err)
+	write := func(out io.Writer) error {
+		info := imagearchive.Info{
+			Tool: version.Tool(), DTRVersion: t.Replica.Version, ReplicaID: t.Replica.ID, Node: t.Replica.Node,
+			Volume: vol.Name, VolumeDriver: vol.Driver, Started: time.Now(),
 		}
-		return fmt.Errorf("saving the safety backup %s failed, nothing was changed: %w", path, err)
+		return vol.Read(ctx, t.Docker, func(rd io.Reader) error {
+			var err error
+			m, err = imagearchive.Write(out, rd, info, func(n imagearchive.Totals) {
+				t.Progress.Step("%d files, %s so far", n.Files, human.Bytes(n.Bytes))
+			})
+			return err
+		})
+	}
+	interrupted := func(err error) error {
+		if ctx.Err() != nil {
+			return fmt.Errorf("interrupted: %w", err)
+		}
+		return err
 	}
 	// Blobs already corrupt in the registry are listed in the manifest,
 	// kept as they are, and not problems.
-	if err := withFile(path, func(f *os.File) error {
+	check := func(f *os.File) error {
 		rep, err := imagearchive.Verify(f)
 		if err == nil && !rep.OK() {
 			err = fmt.Errorf("%s: %s", rep.Problems[0].Entry, rep.Problems[0].Message)
 		}
 		return err
-	}); err != nil {
-		return fmt.Errorf("the safety backup %s did not verify, nothing was changed: %w", path, err)
+	}
+	if err := saveSafety(path, write, interrupted, check); err != nil {
+		return err
 	}
 	if n := len(m.CorruptBlobs); n > 0 {
 		t.Progress.Warn("%s in volume %s already did not match their digests; the safety backup keeps them as they are", human.Plural(n, "blob"), vol.Name)

@@ -11,7 +11,6 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/internal/version"
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
-	"github.com/docker-dtr/docker-dtr/pkg/atomicfile"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/dtrversion"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
@@ -105,54 +104,37 @@ func (m *Metadata) CanRollBack() bool { return true }
 func (m *Metadata) SaveSafety(ctx context.Context) error {
 	replaced, prog := m.Plan.Replaced(), m.Progress
 	prog.Step("saving the %s this restore replaces to %s", human.Plural(len(replaced), "table"), m.Safety)
-	out, err := atomicfile.Create(m.Safety)
-	if err != nil {
-		return fmt.Errorf("cannot write the safety backup (choose another place with --safety-dir, or --no-safety-backup): %w; nothing was changed", err)
+	write := func(out io.Writer) error {
+		info := archive.Info{Tool: version.Tool(), DTRVersion: m.Version, ReplicaID: m.ReplicaID, Started: time.Now()}
+		if info.DTRVersion == "" {
+			info.DTRVersion = m.Report.DTRVersion
+		}
+		opts := metadata.BackupOptions{Info: info, Only: replaced, Progress: prog, Parallel: min(m.Writers, metadata.DefaultParallel())}
+		sess := m.DB.Session()
+		var rows int64
+		if prog.Mode() != progress.Quiet {
+			rows = metadata.EstimateRows(ctx, sess, opts)
+		}
+		prog.Phase("saving the safety backup", rows, 0)
+		_, err := metadata.Backup(ctx, sess, out, opts)
+		if err == nil {
+			prog.Done()
+		}
+		prog.Close()
+		return err
 	}
-	defer out.Abort()
-	info := archive.Info{Tool: version.Tool(), DTRVersion: m.Version, ReplicaID: m.ReplicaID, Started: time.Now()}
-	if info.DTRVersion == "" {
-		info.DTRVersion = m.Report.DTRVersion
-	}
-	opts := metadata.BackupOptions{Info: info, Only: replaced, Progress: prog, Parallel: min(m.Writers, metadata.DefaultParallel())}
-	sess := m.DB.Session()
-	var rows int64
-	if prog.Mode() != progress.Quiet {
-		rows = metadata.EstimateRows(ctx, sess, opts)
-	}
-	prog.Phase("saving the safety backup", rows, 0)
-	_, err = metadata.Backup(ctx, sess, out, opts)
-	if err == nil {
-		prog.Done()
-	}
-	prog.Close()
-	if err == nil {
-		err = out.Commit()
-	}
-	if err != nil {
-		return fmt.Errorf("saving the safety backup %s failed, nothing was changed: %w", m.Safety, m.DB.Explain(err))
-	}
-	if err := withFile(m.Safety, func(f *os.File) error {
+	check := func(f *os.File) error {
 		rep, err := archive.Verify(f)
 		if err == nil && !rep.OK() {
 			err = errors.New(rep.Problems[0].Message)
 		}
 		return err
-	}); err != nil {
-		return fmt.Errorf("the safety backup %s did not verify, nothing was changed: %w", m.Safety, err)
+	}
+	if err := saveSafety(m.Safety, write, m.DB.Explain, check); err != nil {
+		return err
 	}
 	fmt.Fprintf(m.Stderr, "safety backup of the %s this restore replaces: %s\n", human.Plural(len(replaced), "table"), m.Safety)
 	return nil
-}
-
-// withFile opens path for fn, and closes it after.
-func withFile(path string, fn func(*os.File) error) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return fn(f)
 }
 
 func (m *Metadata) Stop(ctx context.Context) (func() error, error) {

@@ -3,9 +3,12 @@ package restore
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/docker-dtr/docker-dtr/pkg/atomicfile"
 )
 
 // SafetyPath is a new file name for the safety backup of kind ("metadata"
@@ -30,4 +33,37 @@ func SafetyPath(dir, input, kind, replica string) string {
 		}
 		p = filepath.Join(dir, fmt.Sprintf("%s-%d.tar", base, n))
 	}
+}
+
+// saveSafety writes the safety backup at path, all of it or nothing, and
+// verifies the copy (check): the steps every target's SaveSafety takes
+// before anything is changed. explain adds what the target knows to an
+// error of write or of committing the file.
+func saveSafety(path string, write func(io.Writer) error, explain func(error) error, check func(*os.File) error) error {
+	out, err := atomicfile.Create(path)
+	if err != nil {
+		return fmt.Errorf("cannot write the safety backup (choose another place with --safety-dir, or --no-safety-backup): %w; nothing was changed", err)
+	}
+	defer out.Abort()
+	err = write(out)
+	if err == nil {
+		err = out.Commit()
+	}
+	if err != nil {
+		return fmt.Errorf("saving the safety backup %s failed, nothing was changed: %w", path, explain(err))
+	}
+	if err := withFile(path, check); err != nil {
+		return fmt.Errorf("the safety backup %s did not verify, nothing was changed: %w", path, err)
+	}
+	return nil
+}
+
+// withFile opens path for fn, and closes it after.
+func withFile(path string, fn func(*os.File) error) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return fn(f)
 }
