@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/docker-dtr/docker-dtr/pkg/exitcode"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker-dtr/docker-dtr/pkg/restore"
@@ -105,7 +106,7 @@ func runRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions)
 		return err
 	}
 	if opts.writers < 1 || opts.writers > 64 {
-		return fmt.Errorf("--writers %d: expected 1 to 64", opts.writers)
+		return exitcode.UsageError(fmt.Errorf("--writers %d: expected 1 to 64", opts.writers))
 	}
 	missing := "--dtr-version is required when connecting with --rethinkdb-addr: the version of the DTR being restored into (or --allow-version-mismatch)"
 	if opts.allowVersionMismatch {

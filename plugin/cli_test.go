@@ -148,6 +148,8 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{"backup", "verify", "a", "b"},
 		{"backup", "verify", "--no-such-flag", "x"},
 		{"backup", "create", "extra-arg"},
+		{"backup", "restore", "--writers", "0", "x.tar"},
+		{"backup", "restore", "--writers", "65", "x.tar"},
 	} {
 		_, errOut, code := run(t, nil, args...)
 		assert.Equal(t, code, 2, "%v: %s", args, errOut)
