@@ -1,16 +1,10 @@
 package plugin
 
 import (
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
 	"os"
-	"path"
 
 	"github.com/docker-dtr/docker-dtr/pkg/agent"
 	"github.com/docker-dtr/docker-dtr/pkg/imagevolume"
-	"github.com/docker-dtr/docker-dtr/pkg/tunnel"
 	"github.com/spf13/cobra"
 )
 
@@ -36,7 +30,7 @@ func newAgentCmd() *cobra.Command {
 		// The helper has no Docker CLI configuration to load.
 		PersistentPreRunE: func(*cobra.Command, []string) error { return nil },
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runAgent(opts, os.Stdout)
+			return runAgent(opts)
 		},
 	}
 	cmd.Flags().StringVar(&opts.connect, "connect", "", "Address to relay streams to")
@@ -45,39 +39,6 @@ func newAgentCmd() *cobra.Command {
 	return cmd
 }
 
-func runAgent(opts agentOptions, stdout io.Writer) error {
-	n := 0
-	for _, set := range []string{opts.connect, opts.wipe, opts.du} {
-		if set != "" {
-			n++
-		}
-	}
-	switch {
-	case n != 1:
-		return errors.New("agent: give exactly one of --connect, --wipe and --du")
-	case opts.wipe != "":
-		return wipe(opts.wipe, stdout)
-	case opts.du != "":
-		u, err := agent.DU(opts.du)
-		if err != nil {
-			return fmt.Errorf("agent: --du %s: %w", opts.du, err)
-		}
-		return json.NewEncoder(stdout).Encode(u)
-	default:
-		return tunnel.ServeStdio(os.Stdin, os.Stdout, opts.connect, os.Stderr)
-	}
-}
-
-// wipe empties the image volume's mount point, and nothing else: a wrong
-// argument must not empty the helper's root file system.
-func wipe(dir string, stdout io.Writer) error {
-	if path.Clean(dir) != imagevolume.MountPoint {
-		return fmt.Errorf("agent: --wipe %s: refusing, only %s (the image volume's mount point in a helper) is emptied", dir, imagevolume.MountPoint)
-	}
-	n, err := agent.Wipe(imagevolume.MountPoint)
-	if err != nil {
-		return fmt.Errorf("agent: emptying %s: %w", imagevolume.MountPoint, err)
-	}
-	fmt.Fprintf(stdout, "emptied %s: removed %d entries\n", imagevolume.MountPoint, n)
-	return nil
+func runAgent(opts agentOptions) error {
+	return agent.Run(agent.Options{Connect: opts.connect, Wipe: opts.wipe, DU: opts.du, WipeOnly: imagevolume.MountPoint}, os.Stdin, os.Stdout, os.Stderr)
 }

@@ -1,0 +1,31 @@
+package agent
+
+import (
+	"bytes"
+	"io"
+	"strings"
+	"testing"
+
+	"gotest.tools/v3/assert"
+)
+
+type nopWriteCloser struct{ io.Writer }
+
+func (nopWriteCloser) Close() error { return nil }
+
+func TestRunModes(t *testing.T) {
+	var out bytes.Buffer
+	run := func(o Options) error {
+		o.WipeOnly = "/storage"
+		return Run(o, io.NopCloser(strings.NewReader("")), nopWriteCloser{&out}, io.Discard)
+	}
+	for _, o := range []Options{{}, {Connect: "dtr-rethinkdb-0123456789ab.dtr-ol:28015", Wipe: "/storage"}, {Wipe: "/storage", DU: "/storage"}} {
+		assert.Error(t, run(o), "agent: give exactly one of --connect, --wipe and --du")
+	}
+	// Only the volume's mount point: never the root, a parent, or a path
+	// that only starts like it.
+	for _, dir := range []string{"/", "/tmp", "/storage/..", "/storage2", "storage", "/storage/docker"} {
+		assert.ErrorContains(t, run(Options{Wipe: dir}), "agent: --wipe "+dir+": refusing, only /storage (the image volume's mount point in a helper) is emptied")
+	}
+	assert.Equal(t, out.String(), "")
+}
