@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"errors"
 	"github.com/docker-dtr/docker-dtr/pkg/exitcode"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
@@ -138,6 +139,20 @@ func runRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions)
 		return runImageRestore(ctx, dockerCli, opts, f, name, prog)
 	}
 	return runMetadataRestore(ctx, dockerCli, opts, f, name, prog)
+}
+
+// refused shows what is wrong with a backup that a restore refused, above
+// the error.
+func refused(dockerCli command.Cli, err error) error {
+	var inv *restore.InvalidError
+	switch {
+	case !errors.As(err, &inv):
+	case inv.Images != nil:
+		printImageReport(dockerCli.Err(), inv.Name, inv.Images)
+	default:
+		printReport(dockerCli.Err(), inv.Name, inv.Metadata, "")
+	}
+	return err
 }
 
 // engineOptions are how the restore engine reaches the person running it.

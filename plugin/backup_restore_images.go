@@ -20,28 +20,11 @@ func runImageRestore(ctx context.Context, dockerCli command.Cli, opts restoreOpt
 	if opts.target.isDirect() {
 		return fmt.Errorf("%s is an image backup: it is restored through the Docker context, without --rethinkdb-addr", name)
 	}
-	rep, err := progress.Metered(prog, "verifying "+name, imagearchive.Verify)(f)
+	rep, chain, err := restore.VerifyImages(f, name, imagearchive.ChainDir(opts.file, opts.from), prog)
 	if err != nil {
-		return err
+		return refused(dockerCli, err)
 	}
-	if !rep.OK() {
-		printImageReport(dockerCli.Err(), name, rep)
-		return fmt.Errorf("refusing to restore %s: it did not verify (%s, listed above); nothing was changed", name, human.Plural(len(rep.Problems)+rep.ProblemsOmitted, "problem"))
-	}
-	var chain *imagearchive.Chain
-	if rep.Incremental() {
-		dir := imagearchive.ChainDir(opts.file, opts.from)
-		prog.Step("%s is incremental: looking for the %s it depends on in %s", name, human.Plural(len(rep.DependsOn), "earlier backup"), dir)
-		chain, err = imagearchive.OpenChain(rep, dir)
-		defer chain.Close()
-		if err != nil {
-			return err
-		}
-		if !rep.OK() {
-			printImageReport(dockerCli.Err(), name, rep)
-			return fmt.Errorf("refusing to restore %s: its chain of earlier backups is not complete (%s, listed above; --from DIR says where they are); nothing was changed", name, human.Plural(len(rep.Problems)+rep.ProblemsOmitted, "problem"))
-		}
-	}
+	defer chain.Close()
 	// A named replica may be unhealthy: its registry may be what is repaired.
 	replica, err := chooseReplica(ctx, dockerCli, &targetOptions{replicaFlags: opts.target.replicaFlags, allowUnhealthy: true}, prog)
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"os"
 	"text/tabwriter"
 
-	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
@@ -19,16 +18,9 @@ import (
 // the target, and shows the plan (--dry-run) or has the engine run it.
 func runMetadataRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions, f *os.File, name string, prog *progress.Printer) error {
 	// Verify everything before touching anything.
-	rep, err := progress.Metered(prog, "verifying "+name, archive.Verify)(f)
+	rep, err := restore.VerifyMetadata(f, name, prog)
 	if err != nil {
-		return err
-	}
-	if !rep.OK() {
-		printReport(dockerCli.Err(), name, rep, "")
-		return fmt.Errorf("refusing to restore %s: it did not verify (%s, listed above); nothing was changed", name, human.Plural(len(rep.Problems)+rep.ProblemsOmitted, "problem"))
-	}
-	if rep.Kind == archive.KindOfficial {
-		prog.Warn("%s was written by docker/dtr backup: it has no manifest, so only its structure and documents were checked", name)
+		return refused(dockerCli, err)
 	}
 	// Finding the DTR changes nothing; the tunnel comes after the checks.
 	// A replica named by --replica-id may be unhealthy: its database may

@@ -371,8 +371,11 @@ func (c *Chain) Content(f *os.File, rep *Report, w io.Writer) error {
 	return ChainContent(f, rep, c.Bases, c.files, w)
 }
 
-// Close closes the bases' files.
+// Close closes the bases' files; a nil Chain has none.
 func (c *Chain) Close() {
+	if c == nil {
+		return
+	}
 	for _, f := range c.files {
 		f.Close()
 	}

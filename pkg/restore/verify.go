@@ -1,0 +1,79 @@
+package restore
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/docker-dtr/docker-dtr/pkg/archive"
+	"github.com/docker-dtr/docker-dtr/pkg/human"
+	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
+	"github.com/docker-dtr/docker-dtr/pkg/progress"
+)
+
+// InvalidError refuses to restore a backup that did not verify, or whose
+// chain of earlier backups is not complete: nothing was changed. Its
+// report (Metadata or Images) says what is wrong, for the caller to show.
+type InvalidError struct {
+	Name     string
+	Metadata *archive.Report
+	Images   *imagearchive.Report
+	// Chain says the backup verified, but not the earlier backups it
+	// depends on.
+	Chain bool
+}
+
+func (e *InvalidError) Error() string {
+	n := 0
+	if e.Metadata != nil {
+		n = len(e.Metadata.Problems) + e.Metadata.ProblemsOmitted
+	} else {
+		n = len(e.Images.Problems) + e.Images.ProblemsOmitted
+	}
+	if e.Chain {
+		return fmt.Sprintf("refusing to restore %s: its chain of earlier backups is not complete (%s, listed above; --from DIR says where they are); nothing was changed", e.Name, human.Plural(n, "problem"))
+	}
+	return fmt.Sprintf("refusing to restore %s: it did not verify (%s, listed above); nothing was changed", e.Name, human.Plural(n, "problem"))
+}
+
+// VerifyMetadata reads all of f, a metadata backup named name, before
+// anything is changed: an *InvalidError when it did not verify.
+func VerifyMetadata(f *os.File, name string, prog *progress.Printer) (*archive.Report, error) {
+	rep, err := progress.Metered(prog, "verifying "+name, archive.Verify)(f)
+	if err != nil {
+		return nil, err
+	}
+	if !rep.OK() {
+		return nil, &InvalidError{Name: name, Metadata: rep}
+	}
+	if rep.Kind == archive.KindOfficial {
+		prog.Warn("%s was written by docker/dtr backup: it has no manifest, so only its structure and documents were checked", name)
+	}
+	return rep, nil
+}
+
+// VerifyImages reads all of f, an image backup named name, before anything
+// is changed, and opens the earlier backups an incremental one depends on,
+// in chainDir: an *InvalidError when it did not verify or its chain is not
+// complete. The chain is nil for a full backup; close it.
+func VerifyImages(f *os.File, name, chainDir string, prog *progress.Printer) (*imagearchive.Report, *imagearchive.Chain, error) {
+	rep, err := progress.Metered(prog, "verifying "+name, imagearchive.Verify)(f)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !rep.OK() {
+		return nil, nil, &InvalidError{Name: name, Images: rep}
+	}
+	if !rep.Incremental() {
+		return rep, nil, nil
+	}
+	prog.Step("%s is incremental: looking for the %s it depends on in %s", name, human.Plural(len(rep.DependsOn), "earlier backup"), chainDir)
+	chain, err := imagearchive.OpenChain(rep, chainDir)
+	if err == nil && !rep.OK() {
+		err = &InvalidError{Name: name, Images: rep, Chain: true}
+	}
+	if err != nil {
+		chain.Close()
+		return nil, nil, err
+	}
+	return rep, chain, nil
+}

@@ -1,0 +1,60 @@
+package restore
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/docker-dtr/docker-dtr/internal/backuptest"
+	"github.com/docker-dtr/docker-dtr/pkg/progress"
+)
+
+func open(t *testing.T, path string) *os.File {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// A backup is read in full before anything is changed; one that did not
+// verify, or whose chain is not complete, is refused with its report.
+func TestVerifyBeforeRestore(t *testing.T) {
+	dir := t.TempDir()
+	prog := progress.NewMode(&strings.Builder{}, progress.Quiet)
+	meta := filepath.Join(dir, "meta.tar")
+	backuptest.WriteMetadataBackup(t, meta, backuptest.Day(0))
+	full := filepath.Join(dir, "img-1.tar")
+	backuptest.WriteImageBackup(t, full, backuptest.Day(1), backuptest.VolumeWith(t, "layer one"))
+	incr := filepath.Join(dir, "img-2.tar")
+	backuptest.WriteImageBackup(t, incr, backuptest.Day(2), backuptest.VolumeWith(t, "layer one", "layer two"), full)
+
+	if rep, err := VerifyMetadata(open(t, meta), "meta.tar", prog); err != nil || !rep.Verified {
+		t.Fatal(rep, err)
+	}
+	rep, chain, err := VerifyImages(open(t, full), "img-1.tar", dir, prog)
+	if err != nil || chain != nil || !rep.OK() {
+		t.Fatal(rep, chain, err)
+	}
+	rep, chain, err = VerifyImages(open(t, incr), "img-2.tar", dir, prog)
+	if err != nil || chain == nil || len(chain.Bases) != 1 {
+		t.Fatal(rep, chain, err)
+	}
+	chain.Close()
+
+	var inv *InvalidError
+	_, chain, err = VerifyImages(open(t, incr), "img-2.tar", t.TempDir(), prog)
+	if !errors.As(err, &inv) || !inv.Chain || inv.Images == nil || chain != nil ||
+		err.Error() != "refusing to restore img-2.tar: its chain of earlier backups is not complete (1 problem, listed above; --from DIR says where they are); nothing was changed" {
+		t.Fatalf("%v", err)
+	}
+	backuptest.Corrupt(t, meta)
+	_, err = VerifyMetadata(open(t, meta), "meta.tar", prog)
+	if !errors.As(err, &inv) || inv.Metadata == nil || err.Error() != "refusing to restore meta.tar: it did not verify (1 problem, listed above); nothing was changed" {
+		t.Fatalf("%v", err)
+	}
+}
