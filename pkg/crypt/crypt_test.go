@@ -22,27 +22,15 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/s2k"
 )
 
-// prodS2KCount is the production setting; TestMain lowers s2kCount so that
-// most messages are cheap, and the tests that need it put it back.
-var prodS2KCount = s2kCount
-
-func TestMain(m *testing.M) {
-	s2kCount = 65536
-	os.Exit(m.Run())
-}
-
-// useProdS2K puts the production S2K count back for one test.
-func useProdS2K(t *testing.T) {
-	old := s2kCount
-	s2kCount = prodS2KCount
-	t.Cleanup(func() { s2kCount = old })
-}
+// cheapS2K makes most of the tests' messages cheap; the production count
+// is checked in gpg's listing by TestGPGReadsOurPassphraseMessage.
+const cheapS2K = 65536
 
 // The production settings, which TestGPGReadsOurPassphraseMessage checks
 // in gpg's listing.
 func TestProductionSettings(t *testing.T) {
-	if prodS2KCount != 65011712 || cipherFunc != packet.CipherAES256 {
-		t.Errorf("S2K count %d, cipher %d", prodS2KCount, cipherFunc)
+	if s2kCount != 65011712 || cipherFunc != packet.CipherAES256 {
+		t.Errorf("S2K count %d, cipher %d", s2kCount, cipherFunc)
 	}
 }
 
@@ -98,8 +86,14 @@ func passOnce(t testing.TB, pass []byte, calls *int) func() ([]byte, error) {
 
 func encrypt(t testing.TB, plain []byte, to Recipients) []byte {
 	t.Helper()
+	return encryptCount(t, plain, to, cheapS2K)
+}
+
+// encryptCount is encrypt with a passphrase stretched count times.
+func encryptCount(t testing.TB, plain []byte, to Recipients, count int) []byte {
+	t.Helper()
 	var buf bytes.Buffer
-	w, err := Encrypt(&buf, to)
+	w, err := encryptWith(&buf, to, count)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +188,7 @@ func TestRoundTripKeys(t *testing.T) {
 func TestEncryptLargeWrite(t *testing.T) {
 	plain := payload(3<<20, 2)
 	var buf bytes.Buffer
-	w, err := Encrypt(&buf, Recipients{Passphrase: []byte("x")})
+	w, err := encryptWith(&buf, Recipients{Passphrase: []byte("x")}, cheapS2K)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -828,7 +822,7 @@ func TestStreamingMemory(t *testing.T) {
 
 	pr, pw := io.Pipe()
 	go func() {
-		w, err := Encrypt(pw, Recipients{Passphrase: []byte("p")})
+		w, err := encryptWith(pw, Recipients{Passphrase: []byte("p")}, cheapS2K)
 		if err != nil {
 			pw.CloseWithError(err)
 			return
@@ -970,10 +964,9 @@ func checkAES256(t *testing.T, stderr []byte) {
 // and the packets are the gpg 2.2 ones: no AEAD, no compression, AES-256.
 func TestGPGReadsOurPassphraseMessage(t *testing.T) {
 	g := newGPG(t, true)
-	useProdS2K(t)
 	plain := payload(3<<20, 6)
 	pass := []byte("our passphrase")
-	msg := g.file("ours.gpg", encrypt(t, plain, Recipients{Passphrase: pass}))
+	msg := g.file("ours.gpg", encryptCount(t, plain, Recipients{Passphrase: pass}, s2kCount))
 	pf := g.file("pass", pass)
 
 	out, stderr, err := g.try("--passphrase-file", pf, "--show-session-key", "-d", msg)
@@ -995,7 +988,7 @@ func TestGPGReadsOurPassphraseMessage(t *testing.T) {
 		}
 	}
 	// And gpg refuses what we refuse.
-	bad := bytes.Clone(encrypt(t, plain[:1000], Recipients{Passphrase: pass}))
+	bad := bytes.Clone(encryptCount(t, plain[:1000], Recipients{Passphrase: pass}, s2kCount))
 	bad[len(bad)/2] ^= 1
 	if _, stderr, err := g.try("--passphrase-file", pf, "-d", g.file("bad.gpg", bad)); err == nil {
 		t.Errorf("gpg accepted a tampered message:\n%s", stderr)

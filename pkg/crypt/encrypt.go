@@ -22,9 +22,8 @@ type Recipients struct {
 }
 
 // s2kCount is the passphrase stretching of iterated S2K: the maximum
-// encodable count, as gpg 2.2 itself picks on current hardware. A variable
-// only so that tests can make most of their messages cheaper.
-var s2kCount = 65011712
+// encodable count, as gpg 2.2 itself picks on current hardware.
+const s2kCount = 65011712
 
 // chunkSize bounds what one Write hands to go-crypto, whose partial-length
 // writer buffers a whole Write: memory stays flat whatever the caller writes.
@@ -42,6 +41,12 @@ const cipherFunc = packet.CipherAES256
 // compressed already), a binary literal data packet. Memory use does not
 // grow with the message.
 func Encrypt(w io.Writer, to Recipients) (io.WriteCloser, error) {
+	return encryptWith(w, to, s2kCount)
+}
+
+// encryptWith is Encrypt with a passphrase stretched count times (tests
+// make most of their messages cheaper).
+func encryptWith(w io.Writer, to Recipients, count int) (io.WriteCloser, error) {
 	if (to.Passphrase != nil) == (len(to.Keys) > 0) {
 		return nil, errors.New("crypt: give either a passphrase or recipient keys")
 	}
@@ -55,7 +60,7 @@ func Encrypt(w io.Writer, to Recipients) (io.WriteCloser, error) {
 		S2KConfig: &s2k.Config{
 			S2KMode:  s2k.IteratedSaltedS2K,
 			Hash:     crypto.SHA256,
-			S2KCount: s2kCount,
+			S2KCount: count,
 		},
 	}
 	// Check every key before writing anything.
