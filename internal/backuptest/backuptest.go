@@ -195,3 +195,20 @@ func DirNames(t *testing.T, dir string) []string {
 	}
 	return names
 }
+
+// Set is a metadata backup and a chain of two image backups in one
+// directory: Full, and Incremental on it.
+type Set struct {
+	Dir, Metadata, Full, Incremental string
+}
+
+// WriteSet writes a Set in dir: meta.tar, img-1.tar (full) and img-2.tar
+// (incremental on img-1.tar), a day apart.
+func WriteSet(t *testing.T, dir string) Set {
+	t.Helper()
+	s := Set{Dir: dir, Metadata: filepath.Join(dir, "meta.tar"), Full: filepath.Join(dir, "img-1.tar"), Incremental: filepath.Join(dir, "img-2.tar")}
+	WriteMetadataBackup(t, s.Metadata, Day(0))
+	WriteImageBackup(t, s.Full, Day(1), VolumeWith(t, "layer one"))
+	WriteImageBackup(t, s.Incremental, Day(2), VolumeWith(t, "layer one", "layer two"), s.Full)
+	return s
+}

@@ -3,7 +3,6 @@ package restore
 import (
 	"errors"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -24,14 +23,9 @@ func open(t *testing.T, path string) *os.File {
 // A backup is read in full before anything is changed; one that did not
 // verify, or whose chain is not complete, is refused with its report.
 func TestVerifyBeforeRestore(t *testing.T) {
-	dir := t.TempDir()
 	prog := progress.NewMode(&strings.Builder{}, progress.Quiet)
-	meta := filepath.Join(dir, "meta.tar")
-	backuptest.WriteMetadataBackup(t, meta, backuptest.Day(0))
-	full := filepath.Join(dir, "img-1.tar")
-	backuptest.WriteImageBackup(t, full, backuptest.Day(1), backuptest.VolumeWith(t, "layer one"))
-	incr := filepath.Join(dir, "img-2.tar")
-	backuptest.WriteImageBackup(t, incr, backuptest.Day(2), backuptest.VolumeWith(t, "layer one", "layer two"), full)
+	set := backuptest.WriteSet(t, t.TempDir())
+	dir, meta, full, incr := set.Dir, set.Metadata, set.Full, set.Incremental
 
 	if rep, err := VerifyMetadata(open(t, meta), "meta.tar", prog); err != nil || !rep.Verified {
 		t.Fatal(rep, err)

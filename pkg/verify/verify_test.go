@@ -23,13 +23,8 @@ func run(t *testing.T, path string, o Options) (*Result, error) {
 }
 
 func TestRun(t *testing.T) {
-	dir := t.TempDir()
-	meta := filepath.Join(dir, "meta.tar")
-	backuptest.WriteMetadataBackup(t, meta, backuptest.Day(0))
-	full := filepath.Join(dir, "img-1.tar")
-	backuptest.WriteImageBackup(t, full, backuptest.Day(1), backuptest.VolumeWith(t, "layer one"))
-	incr := filepath.Join(dir, "img-2.tar")
-	backuptest.WriteImageBackup(t, incr, backuptest.Day(2), backuptest.VolumeWith(t, "layer one", "layer two"), full)
+	set := backuptest.WriteSet(t, t.TempDir())
+	dir, meta, full, incr := set.Dir, set.Metadata, set.Full, set.Incremental
 
 	res, err := run(t, meta, Options{Full: true})
 	assert.NilError(t, err)
