@@ -48,8 +48,7 @@ func runMetadataRestore(ctx context.Context, dockerCli command.Cli, opts restore
 		same.replicaID = tgt.Replica.ID
 	}
 	t := &restore.Metadata{
-		Name: name, File: f, Report: rep, Where: tgt.Where(),
-		DB:      tgt,
+		Name: name, File: f, Report: rep, Where: tgt.Where(), DB: tgt,
 		Version: targetVersion, ReplicaID: same.replicaID,
 		Writers: opts.writers, Progress: prog, Stderr: dockerCli.Err(),
 	}
