@@ -43,12 +43,7 @@ through a short-lived helper container on that replica's node. No UCP
 password, ssh or published port is needed. --rethinkdb-addr and its TLS
 flags reach a RethinkDB directly instead.
 
-With --encrypt the backup is an OpenPGP message (AES-256, the format gpg
-2.2 reads) that 'gpg -d' decrypts, sealed with a passphrase from
---passphrase-file, $DTR_BACKUP_PASSPHRASE or the terminal (asked twice);
---recipient-file encrypts to public keys instead, so that an unattended job
-holds no secret. verify, inspect and restore decrypt it themselves.
-
+` + encryptHelp + `
 Exit status: 0 the backup was written; 1 it failed, and no file is left at
 -o (on standard output the archive is incomplete); 2 wrong usage; 130
 interrupted (SIGINT, SIGTERM), and no file is left at -o.`,

@@ -47,12 +47,7 @@ command exits 1 unless --allow-corrupt-blobs.
 When DTR stores images in S3, Azure, GCS or Swift there is no volume: back
 that storage up with its own tools.
 
-With --encrypt the backup is an OpenPGP message (AES-256, the format gpg
-2.2 reads) that 'gpg -d' decrypts, sealed with a passphrase from
---passphrase-file, $DTR_BACKUP_PASSPHRASE or the terminal (asked twice);
---recipient-file encrypts to public keys instead, so that an unattended job
-holds no secret. verify, inspect and restore decrypt it themselves.
-
+` + encryptHelp + `
 With --since PATH the backup is incremental: a blob whose bytes an earlier
 image backup holds is listed in the manifest (name, size, SHA-256 and which
 backup holds it, by the hash of that backup's manifest) but not written;

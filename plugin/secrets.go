@@ -15,6 +15,15 @@ import (
 // passphraseEnv holds a backup passphrase for jobs that cannot use a file.
 const passphraseEnv = passphrase.Env
 
+// encryptHelp is the paragraph of the help of the commands that write
+// backups about their encryption flags.
+const encryptHelp = `With --encrypt the backup is an OpenPGP message (AES-256, the format gpg
+2.2 reads) that 'gpg -d' decrypts, sealed with a passphrase from
+--passphrase-file, $DTR_BACKUP_PASSPHRASE or the terminal (asked twice);
+--recipient-file encrypts to public keys instead, so that an unattended job
+holds no secret. verify, inspect and restore decrypt it themselves.
+`
+
 // encryptOptions are the encryption flags of the commands that write
 // backups. Secrets never come from a flag's value: only files, the
 // environment or a terminal.
