@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/docker-dtr/docker-dtr/internal/dtrtest"
-	"github.com/docker-dtr/docker-dtr/internal/rethinktest"
+	"github.com/docker-dtr/docker-dtr/internal/rethinkserver"
 	"github.com/docker-dtr/docker-dtr/pkg/crypt"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
@@ -50,7 +50,7 @@ func lastLine(s string) string {
 }
 
 func TestEncryptedBackupRoundTrip(t *testing.T) {
-	fx := newFixture(t, rethinktest.Options{})
+	fx := newFixture(t, rethinkserver.Options{})
 	dtrtest.Seed(t, fx.driver)
 	before := dtrtest.Snapshot(t, fx.driver)
 	pass := filepath.Join(cryptTestdata, "passphrase.txt")
