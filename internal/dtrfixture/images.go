@@ -59,26 +59,6 @@ func imageName(component, version string) string {
 	return "dtrfixture/dtr-" + component + ":" + version
 }
 
-// moduleRoot finds the directory of go.mod: from this file's path when the
-// build kept it, else by asking the go command.
-func moduleRoot() (string, error) {
-	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
-		root := filepath.Dir(filepath.Dir(filepath.Dir(file)))
-		if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
-			return root, nil
-		}
-	}
-	out, err := exec.Command(goCommand(), "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("finding the module root: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", fmt.Errorf("finding the module root: not in a module")
-	}
-	return filepath.Dir(gomod), nil
-}
-
 func goCommand() string {
 	if p, err := exec.LookPath("go"); err == nil {
 		return p
@@ -89,7 +69,7 @@ func goCommand() string {
 // buildBinary compiles internal/dtrfixture/dtrfake statically for linux.
 func buildBinary() (string, error) {
 	binary.once.Do(func() {
-		root, err := moduleRoot()
+		root, err := rethinkserver.ModuleRoot()
 		if err != nil {
 			binary.err = err
 			return

@@ -156,24 +156,6 @@ func (c *Certs) caPool() (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// ServerTLS requires client certificates signed by the CA.
-func (c *Certs) ServerTLS() (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(c.ServerCert, c.ServerKey)
-	if err != nil {
-		return nil, err
-	}
-	pool, err := c.caPool()
-	if err != nil {
-		return nil, err
-	}
-	return &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		ClientCAs:    pool,
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		MinVersion:   tls.VersionTLS12,
-	}, nil
-}
-
 // ClientTLS trusts the CA and presents the client certificate.
 func (c *Certs) ClientTLS(serverName string) (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(c.ClientCert, c.ClientKey)
