@@ -79,6 +79,13 @@ func TestStatus(t *testing.T) {
 	ids := []string{c.Replicas[0].ID, c.Replicas[1].ID, c.Replicas[2].ID}
 	info, err := c.Client.Info(context.Background())
 	assert.NilError(t, err)
+	// A table on every replica, as DTR's are, for the majority lost below.
+	driver := c.Connect(t, ids[2])
+	_, err = r.DBCreate("dtr2").RunWrite(driver)
+	assert.NilError(t, err)
+	_, err = r.DB("dtr2").TableCreate("properties").RunWrite(driver)
+	assert.NilError(t, err)
+	c.Replicate(t)
 
 	st, res := status(t, cfg)
 	assert.Equal(t, res.code, 0, res.stderr)
@@ -132,8 +139,16 @@ func TestStatus(t *testing.T) {
 	assert.Equal(t, len(left), 0)
 	assertNoHelpers(t, c)
 
-	// A failing health check counts as down: now the majority is lost.
+	// A failing health check counts as down: now the majority is lost. It
+	// is lost in RethinkDB too: the servers of the two replicas that are
+	// down are cut off from the third (their containers keep running, so
+	// status sees what it saw), whose tables stop taking writes.
 	c.SetUnhealthy(t, ids[1], "api", true)
+	c.Disconnect(t, ids[0])
+	c.Disconnect(t, ids[1])
+	assert.Assert(t, c.WaitMajorityLost(t, ids[2]) > 0)
+	_, err = r.DB("dtr2").Table("properties").Insert(map[string]any{"id": "ha.json"}).RunWrite(driver)
+	assert.ErrorContains(t, err, "primary replica")
 	st, res = status(t, cfg)
 	assert.Equal(t, res.code, 1, "scripts see the lost majority")
 	assert.Equal(t, strings.TrimSpace(res.stderr), "DTR has lost its majority: 1 of 3 replicas healthy, it needs 2")
@@ -164,6 +179,7 @@ func TestRoundTripThroughTheContext(t *testing.T) {
 	first, second := c.Replicas[0], c.Replicas[1]
 	driver := c.Connect(t, first.ID) // the test's own way in, not the plugin's
 	dtrtest.Seed(t, driver)
+	c.Replicate(t) // as DTR's tables are
 	before := dtrtest.Snapshot(t, driver)
 
 	dir := t.TempDir()
@@ -228,14 +244,8 @@ func TestRoundTripThroughTheContext(t *testing.T) {
 	assert.DeepEqual(t, dtrtest.Snapshot(t, driver), before)
 	assertNoHelpers(t, c)
 
-	// Another replica, streamed to stdout and verified from stdin.
-	secondDriver := c.Connect(t, second.ID)
-	_, err = r.DBCreate("dtr2").RunWrite(secondDriver)
-	assert.NilError(t, err)
-	_, err = r.DB("dtr2").TableCreate("properties").RunWrite(secondDriver)
-	assert.NilError(t, err)
-	_, err = r.DB("dtr2").Table("properties").Insert(map[string]any{"id": "ha.json", "replica": second.ID}).RunWrite(secondDriver)
-	assert.NilError(t, err)
+	// Another replica, streamed to stdout and inspected from stdin: the
+	// replicas are one RethinkDB cluster, so it holds the same tables.
 	res = docker(t, cfg, nil, "dtr", "backup", "create", "-q", "--replica-id", second.ID, "-o", "-")
 	assert.Equal(t, res.code, 0, res.stderr)
 	res = docker(t, cfg, []byte(res.stdout), "dtr", "backup", "inspect", "--format", "json", "-")
@@ -249,8 +259,12 @@ func TestRoundTripThroughTheContext(t *testing.T) {
 	}
 	assert.NilError(t, json.Unmarshal([]byte(res.stdout), &rep2))
 	assert.Equal(t, rep2.ReplicaID, second.ID)
-	assert.Equal(t, len(rep2.Tables), 1)
-	assert.Equal(t, rep2.Tables[0].Rows, 1)
+	assert.Equal(t, len(rep2.Tables), len(dtrtest.Tables))
+	rows := 0
+	for _, tb := range rep2.Tables {
+		rows += tb.Rows
+	}
+	assert.Equal(t, rows, 391)
 	assertNoHelpers(t, c)
 }
 

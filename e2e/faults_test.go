@@ -147,8 +147,8 @@ func TestFaultBackupCreate(t *testing.T) {
 		rig.engineConnectionDropped(t)
 	})
 
-	// Last: it restarts RethinkDB, which keeps its data only when the test
-	// server persists to its --directory.
+	// Last: it kills RethinkDB and starts it again (its data is in its
+	// volume, so nothing is lost, but the server takes a moment to load it).
 	t.Run("rethinkdb killed", func(t *testing.T) {
 		killed := false
 		defer func() {

@@ -15,8 +15,7 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/internal/dtrfixture"
 	"github.com/docker-dtr/docker-dtr/internal/dtrtest"
-	"github.com/docker-dtr/docker-dtr/internal/rethinktest"
-	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
+	"github.com/docker-dtr/docker-dtr/internal/rethinkserver"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 )
@@ -134,21 +133,14 @@ func TestDockerListsAndRunsThePlugin(t *testing.T) {
 func TestBackupThroughDocker(t *testing.T) {
 	cfg := dockerConfig(t)
 	dir := t.TempDir()
-	certs, err := rethinktest.NewCerts(dir, "dtr-rethinkdb-0123456789ab.dtr-ol")
-	assert.NilError(t, err)
-	stls, err := certs.ServerTLS()
-	assert.NilError(t, err)
-	srv, err := rethinktest.Start(rethinktest.Options{TLS: stls})
-	assert.NilError(t, err)
-	defer srv.Close()
-	ctls, err := certs.ClientTLS("dtr-rethinkdb-0123456789ab.dtr-ol")
-	assert.NilError(t, err)
-	driver := dtrtest.Connect(t, r.ConnectOpts{Address: srv.Addr(), TLSConfig: ctls})
+	srv := rethinkserver.Start(t, rethinkserver.Options{TLS: true})
+	certs := srv.Certs
+	driver := srv.Connect(t)
 	dtrtest.Seed(t, driver)
 	before := dtrtest.Snapshot(t, driver)
 
-	conn := []string{"--rethinkdb-addr", srv.Addr(), "--rethinkdb-ca", certs.CA, "--rethinkdb-cert", certs.ClientCert,
-		"--rethinkdb-key", certs.ClientKey, "--rethinkdb-server-name", "dtr-rethinkdb-0123456789ab.dtr-ol"}
+	conn := []string{"--rethinkdb-addr", srv.Addr, "--rethinkdb-ca", certs.CA, "--rethinkdb-cert", certs.ClientCert,
+		"--rethinkdb-key", certs.ClientKey, "--rethinkdb-server-name", rethinkserver.ServerName}
 	backup := filepath.Join(dir, "backup-metadata.tar")
 	res := docker(t, cfg, nil, append([]string{"dtr", "backup", "create", "--dtr-version", "2.9.4", "--replica-id", "0123456789ab", "-o", backup}, conn...)...)
 	assert.Equal(t, res.code, 0, res.stderr)

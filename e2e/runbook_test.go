@@ -283,6 +283,7 @@ func TestRunbook(t *testing.T) {
 	_, err = r.DB("dtr2").Table("properties").Insert(map[string]any{"id": "ha.json", "replicas": []string{src.ID, lost1.ID, lost2.ID},
 		"created_at": time.Date(2026, 11, 24, 2, 15, 0, 0, time.UTC)}).RunWrite(driver)
 	assert.NilError(t, err)
+	c.Replicate(t) // every table on every replica, as DTR's are
 	filesBefore := dtrfixture.VolumeFiles(t, c.Client, vol)
 	tablesBefore := dtrtest.Snapshot(t, driver)
 	setup := time.Since(began)
@@ -386,10 +387,13 @@ func TestRunbook(t *testing.T) {
 		"systemd": {after: func([]result) {
 			systemdRuns = rb.runSystemd(filepath.Join(dirs["systemd"], "dtr-backup.service"), filepath.Join(dirs["systemd"], "dtr-backup.timer"))
 		}},
+		// Two replicas' nodes go down, RethinkDB with them: the tables of
+		// the one left stop taking writes.
 		"lost-status": {
 			before: func() {
 				c.Stop(t, lost1.ID)
 				c.Stop(t, lost2.ID)
+				assert.Assert(t, c.WaitMajorityLost(t, src.ID) > 0)
 			},
 			after: func(res []result) {
 				assert.Assert(t, is.Contains(res[0].stdout, "1 of 3 replicas healthy, a majority needs 2: MAJORITY LOST"))
@@ -415,9 +419,12 @@ func TestRunbook(t *testing.T) {
 		"restore-metadata": {after: func([]result) {
 			assert.DeepEqual(t, dtrtest.Snapshot(t, driver), tablesBefore)
 		}},
+		// The restored tables are on the one replica: DTR's join puts them
+		// on the new ones too.
 		"join": {before: func() {
 			c.Start(t, lost1.ID)
 			c.Start(t, lost2.ID)
+			c.Replicate(t)
 			c.WaitReady(t, src.ID)
 		}},
 		"after-restore": {after: func(res []result) {

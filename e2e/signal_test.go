@@ -11,37 +11,38 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker-dtr/docker-dtr/internal/dtrtest"
-	"github.com/docker-dtr/docker-dtr/internal/rethinktest"
+	"github.com/docker-dtr/docker-dtr/internal/rethinkserver"
 	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 )
 
 // An interrupted backup exits non-zero and leaves neither the output nor its
-// temporary file behind.
+// temporary file behind. The real server sends about 1 MB a batch: 30 MB of
+// documents keep the dump reading well after its file passes 1 MiB, when
+// the signal goes.
 func TestInterruptedBackupLeavesNothing(t *testing.T) {
 	cfg := dockerConfig(t)
-	srv, err := rethinktest.Start(rethinktest.Options{MaxBatchRows: 20})
-	assert.NilError(t, err)
-	defer srv.Close()
-	driver := dtrtest.Connect(t, r.ConnectOpts{Address: srv.Addr()})
-	_, err = r.DBCreate("dtr2").RunWrite(driver)
+	srv := rethinkserver.Start(t, rethinkserver.Options{})
+	driver := srv.Connect(t)
+	_, err := r.DBCreate("dtr2").RunWrite(driver)
 	assert.NilError(t, err)
 	_, err = r.DB("dtr2").TableCreate("events").RunWrite(driver)
 	assert.NilError(t, err)
-	batch := make([]any, 0, 30000)
-	for i := range 30000 {
-		batch = append(batch, map[string]any{"id": fmt.Sprintf("event-%06d", i), "payload": strings.Repeat("p", 300)})
+	for start := 0; start < 30000; start += 5000 {
+		batch := make([]any, 0, 5000)
+		for i := start; i < start+5000; i++ {
+			batch = append(batch, map[string]any{"id": fmt.Sprintf("event-%06d", i), "payload": strings.Repeat("p", 1000)})
+		}
+		_, err = r.DB("dtr2").Table("events").Insert(batch, r.InsertOpts{Durability: "soft"}).RunWrite(driver)
+		assert.NilError(t, err)
 	}
-	_, err = r.DB("dtr2").Table("events").Insert(batch).RunWrite(driver)
-	assert.NilError(t, err)
 
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		t.Run(sig.String(), func(t *testing.T) {
 			dir := t.TempDir()
 			cmd := exec.Command(filepath.Join(cfg, "cli-plugins", "docker-dtr"), "backup", "create",
-				"--dtr-version", "2.9.4", "-o", filepath.Join(dir, "backup.tar"), "--rethinkdb-addr", srv.Addr())
+				"--dtr-version", "2.9.4", "-o", filepath.Join(dir, "backup.tar"), "--rethinkdb-addr", srv.Addr)
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
 			assert.NilError(t, cmd.Start())

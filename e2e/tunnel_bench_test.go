@@ -1,63 +1,195 @@
 package e2e
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/internal/dtrfixture"
+	"github.com/docker-dtr/docker-dtr/internal/dtrgen"
+	"github.com/docker-dtr/docker-dtr/pkg/helpercontainer"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
 	"gotest.tools/v3/assert"
 )
 
-// BenchmarkBackupThroughTunnel measures what the tunnel costs: the same
-// backup of the same replica, once through the Docker context (helper
-// container, agent, multiplexed attach stream) and once directly to the
-// RethinkDB port the fixture publishes (the limit). tunnel/direct is the
-// ratio of their throughputs; both absolute figures go beside it.
-func BenchmarkBackupThroughTunnel(b *testing.B) {
+// benchSeed is the seed of the generated metadata, as pkg/metadata's
+// benchmarks use it: the same seed and rows give the same documents.
+const benchSeed = 20_09_04
+
+// BenchmarkMetadataThroughTunnel measures what the tunnel costs the
+// metadata commands on the real RethinkDB: `backup create` and `backup
+// restore` of the same DTR-shaped data (internal/dtrgen) on a one-replica
+// fixture, each through the Docker context (helper container, agent,
+// multiplexed attach stream) and directly to the RethinkDB port the fixture
+// publishes (--rethinkdb-addr and its TLS flags: the limit), in the same run,
+// the order reversed every other round. tunnel/direct is the ratio of their
+// throughputs (archive MB per second of the plugin's run); the absolute
+// figures go beside it. The replica runs only RethinkDB, so a restore
+// through the context stops and starts nothing that a direct one does not.
+//
+// Two variants: "shared", the plugin and the server on the same two cores;
+// "pinned", the server's container (HostConfig.CpusetCpus) and the tunnel
+// helper on core 1 and the plugin under taskset -c 0: the plugin on another
+// machine than the DTR node, as in the field. The engine, its docker-proxy
+// (which carries the published port) and containerd stay unpinned.
+//
+//	go test -run '^$' -bench MetadataThroughTunnel -benchtime 3x ./e2e
+//	DTR_BENCH_ROWS=328000 go test -run '^$' -bench MetadataThroughTunnel/pinned -benchtime 2x ./e2e
+func BenchmarkMetadataThroughTunnel(b *testing.B) {
 	cfg := dockerConfig(b)
-	c := dtrfixture.Start(b, dtrfixture.Options{Replicas: 1, Components: []string{"rethinkdb", "registry"}})
+	c := dtrfixture.Start(b, dtrfixture.Options{Replicas: 1, Components: []string{}})
 	rep := c.Replicas[0]
-	// 100,000 rows by default (about 36 MB of documents); the helper's start
-	// and removal are a constant second or so that more rows amortise.
+	// 100,000 rows by default (about 100 MB of documents): a restore of
+	// them takes a while on the real server, and each run through the
+	// tunnel pays a helper's start and removal, a second or so.
 	rows := 100000
 	if v := os.Getenv("DTR_BENCH_ROWS"); v != "" {
 		n, err := strconv.Atoi(v)
 		assert.NilError(b, err, "DTR_BENCH_ROWS")
 		rows = n
 	}
-	seedEvents(b, c.Connect(b, rep.ID), rows)
-	bin := filepath.Join(cfg, "cli-plugins", "docker-dtr")
-	dir := b.TempDir()
-	out := filepath.Join(dir, "backup.tar")
-
-	runBackup := func(args ...string) time.Duration {
-		cmd := exec.Command(bin, append([]string{"backup", "create", "-q", "-o", out}, args...)...)
-		start := time.Now()
-		output, err := cmd.CombinedOutput()
-		elapsed := time.Since(start)
-		assert.NilError(b, err, string(output))
-		return elapsed
-	}
-	direct := []string{"--dtr-version", dtrfixture.DefaultVersion, "--rethinkdb-addr", rep.RethinkAddr,
-		"--rethinkdb-ca", c.CAFile, "--rethinkdb-cert", c.CertFile, "--rethinkdb-key", c.KeyFile,
-		"--rethinkdb-server-name", "dtr-rethinkdb-" + rep.ID + ".dtr-ol"}
-
-	var viaTunnel, viaDirect time.Duration
-	b.ResetTimer()
-	for range b.N {
-		viaDirect += runBackup(direct...)
-		viaTunnel += runBackup()
-	}
-	b.StopTimer()
-	st, err := os.Stat(out)
+	began := time.Now()
+	gen, err := dtrgen.Generate(context.Background(), c.Connect(b, rep.ID), dtrgen.Options{Rows: rows, Seed: benchSeed})
 	assert.NilError(b, err)
-	mb := float64(st.Size()) / 1e6 * float64(b.N)
-	b.ReportMetric(mb/viaTunnel.Seconds(), "tunnel-MB/s")
-	b.ReportMetric(mb/viaDirect.Seconds(), "direct-MB/s")
-	b.ReportMetric(viaDirect.Seconds()/viaTunnel.Seconds(), "tunnel/direct")
-	b.ReportMetric(float64(rows), "rows")
+	b.Logf("generated %d rows, %.1f MB of documents, in %s", gen.Rows, float64(gen.Bytes)/1e6, time.Since(began).Round(100*time.Millisecond))
+
+	mb := &metadataBench{
+		c: c, bin: filepath.Join(cfg, "cli-plugins", "docker-dtr"), dir: b.TempDir(), rows: rows,
+		direct: []string{"--dtr-version", dtrfixture.DefaultVersion, "--rethinkdb-addr", rep.RethinkAddr,
+			"--rethinkdb-ca", c.CAFile, "--rethinkdb-cert", c.CertFile, "--rethinkdb-key", c.KeyFile,
+			"--rethinkdb-server-name", "dtr-rethinkdb-" + rep.ID + ".dtr-ol"},
+	}
+	// The backup every restore loads: the generated tables, replaced by
+	// themselves each time.
+	mb.input = filepath.Join(mb.dir, "input.tar")
+	mb.run(b, "", slices.Concat([]string{"backup", "create", "-q", "-o", mb.input}, mb.direct)...)
+	mb.size = fileSize(b, mb.input)
+
+	b.Run("shared", func(b *testing.B) { mb.measure(b, "") })
+	b.Run("pinned", func(b *testing.B) {
+		if runtime.NumCPU() < 2 {
+			b.Skip("pinning needs 2 cores")
+		}
+		if _, err := exec.LookPath("taskset"); err != nil {
+			b.Skip("no taskset: ", err)
+		}
+		server, plugin := "1", "0"
+		name := rep.Containers["rethinkdb"]
+		setCPUs(b, c, name, server)
+		defer setCPUs(b, c, name, fmt.Sprintf("0-%d", runtime.NumCPU()-1))
+		info, err := c.Client.ContainerInspect(context.Background(), name)
+		assert.NilError(b, err)
+		assert.Equal(b, info.HostConfig.CpusetCpus, server)
+		pinned := pinHelpers(b, c, server)
+		mb.measure(b, plugin)
+		b.Logf("tunnel helpers pinned to core %s: %d", server, pinned.Load())
+	})
+}
+
+// metadataBench is the fixture, the plugin and the backup a restore loads.
+type metadataBench struct {
+	c        *dtrfixture.Cluster
+	bin, dir string
+	direct   []string // the flags that reach RethinkDB without the context
+	input    string
+	size     int64 // of input, in bytes
+	rows     int
+}
+
+// run runs the plugin, under taskset -c cpus if cpus is set, and returns
+// how long it took.
+func (mb *metadataBench) run(b *testing.B, cpus string, args ...string) time.Duration {
+	b.Helper()
+	name := mb.bin
+	if cpus != "" {
+		name, args = "taskset", append([]string{"-c", cpus, mb.bin}, args...)
+	}
+	cmd := exec.Command(name, args...)
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	took := time.Since(start)
+	assert.NilError(b, err, "%s %v: %s", name, args, out)
+	return took
+}
+
+// measure runs backup and restore, direct and through the tunnel, b.N times
+// each, and reports MB/s and the ratios.
+func (mb *metadataBench) measure(b *testing.B, cpus string) {
+	out := filepath.Join(mb.dir, "backup.tar")
+	backup := []string{"backup", "create", "-q", "-o", out}
+	restore := []string{"backup", "restore", "-q", "--yes", "--no-safety-backup"}
+	var backupDirect, backupTunnel, restoreDirect, restoreTunnel time.Duration
+	b.ResetTimer()
+	alternate(b.N,
+		func() { backupDirect += mb.run(b, cpus, slices.Concat(backup, mb.direct)...) },
+		func() { backupTunnel += mb.run(b, cpus, backup...) },
+		func() { restoreDirect += mb.run(b, cpus, slices.Concat(restore, mb.direct, []string{mb.input})...) },
+		func() { restoreTunnel += mb.run(b, cpus, slices.Concat(restore, []string{mb.input})...) },
+	)
+	b.StopTimer()
+	n := float64(b.N)
+	size := float64(mb.size) / 1e6
+	rate := func(d time.Duration) float64 { return size * n / d.Seconds() }
+	b.ReportMetric(rate(backupTunnel), "backup-tunnel-MB/s")
+	b.ReportMetric(rate(backupDirect), "backup-direct-MB/s")
+	b.ReportMetric(backupDirect.Seconds()/backupTunnel.Seconds(), "backup-tunnel/direct")
+	b.ReportMetric(rate(restoreTunnel), "restore-tunnel-MB/s")
+	b.ReportMetric(rate(restoreDirect), "restore-direct-MB/s")
+	b.ReportMetric(restoreDirect.Seconds()/restoreTunnel.Seconds(), "restore-tunnel/direct")
+	b.ReportMetric(float64(mb.rows), "rows")
+	b.ReportMetric(size, "archive-MB")
+	sec := func(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()/n) }
+	b.Logf("%d rows, %.1f MB archive; per run: backup direct %s, tunnel %s; restore direct %s, tunnel %s",
+		mb.rows, size, sec(backupDirect), sec(backupTunnel), sec(restoreDirect), sec(restoreTunnel))
+}
+
+// setCPUs sets the cores a container may run on (docker update
+// --cpuset-cpus), which its HostConfig then shows.
+func setCPUs(b *testing.B, c *dtrfixture.Cluster, name, cpus string) {
+	b.Helper()
+	_, err := c.Client.ContainerUpdate(context.Background(), name, container.UpdateConfig{Resources: container.Resources{CpusetCpus: cpus}})
+	assert.NilError(b, err, "pinning %s to cores %s", name, cpus)
+}
+
+// pinHelpers pins every tunnel helper the plugin creates from now until the
+// benchmark ends to cpus, as it is created (before the plugin starts it, as
+// a rule): the helper runs on the DTR node, beside the server. It returns
+// how many it pinned.
+func pinHelpers(b *testing.B, c *dtrfixture.Cluster, cpus string) *atomic.Int64 {
+	ctx, cancel := context.WithCancel(context.Background())
+	msgs, errs := c.Client.Events(ctx, events.ListOptions{Filters: filters.NewArgs(
+		filters.Arg("type", string(events.ContainerEventType)),
+		filters.Arg("event", string(events.ActionCreate)),
+		filters.Arg("label", helpercontainer.LabelKind+"="+helpercontainer.KindTunnel),
+	)})
+	var pinned atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case m := <-msgs:
+				_, err := c.Client.ContainerUpdate(ctx, m.Actor.ID, container.UpdateConfig{Resources: container.Resources{CpusetCpus: cpus}})
+				if err == nil {
+					pinned.Add(1)
+				}
+			case <-errs:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	b.Cleanup(func() { cancel(); <-done })
+	return &pinned
 }

@@ -15,18 +15,18 @@ import (
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/internal/dtrtest"
-	"github.com/docker-dtr/docker-dtr/internal/rethinktest"
+	"github.com/docker-dtr/docker-dtr/internal/rethinkserver"
 	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 )
 
-const serverName = "dtr-rethinkdb-0123456789ab.dtr-ol"
+const serverName = rethinkserver.ServerName
 
 type fixture struct {
 	dir    string
 	addr   string
-	certs  *rethinktest.Certs
+	certs  *rethinkserver.Certs
 	driver *r.Session
 }
 
@@ -37,22 +37,15 @@ func (f fixture) flags() []string {
 		"--rethinkdb-server-name", serverName}
 }
 
-func newFixture(t *testing.T, opts rethinktest.Options) fixture {
+// newFixture starts a real RethinkDB 2.4 with DTR's mutual TLS (opts.TLS
+// is always set) and an empty directory for the command's files.
+func newFixture(t *testing.T, opts rethinkserver.Options) fixture {
 	t.Helper()
-	dir := t.TempDir()
-	certs, err := rethinktest.NewCerts(dir, serverName)
-	assert.NilError(t, err)
-	opts.TLS, err = certs.ServerTLS()
-	assert.NilError(t, err)
-	srv, err := rethinktest.Start(opts)
-	assert.NilError(t, err)
-	t.Cleanup(func() { srv.Close() })
-	ctls, err := certs.ClientTLS(serverName)
-	assert.NilError(t, err)
-	out := filepath.Join(dir, "out")
+	opts.TLS = true
+	srv := rethinkserver.Start(t, opts)
+	out := filepath.Join(t.TempDir(), "out")
 	assert.NilError(t, os.Mkdir(out, 0o700))
-	return fixture{dir: out, addr: srv.Addr(), certs: certs,
-		driver: dtrtest.Connect(t, r.ConnectOpts{Address: srv.Addr(), TLSConfig: ctls, Password: opts.AdminPassword})}
+	return fixture{dir: out, addr: srv.Addr, certs: srv.Certs, driver: srv.Connect(t)}
 }
 
 func dirEntries(t *testing.T, dir string) []string {
@@ -67,7 +60,7 @@ func dirEntries(t *testing.T, dir string) []string {
 }
 
 func TestCLIBackupVerifyInspectRestore(t *testing.T) {
-	fx := newFixture(t, rethinktest.Options{MaxBatchRows: 40})
+	fx := newFixture(t, rethinkserver.Options{})
 	dtrtest.Seed(t, fx.driver)
 	before := dtrtest.Snapshot(t, fx.driver)
 	backup := filepath.Join(fx.dir, "backup-metadata.tar")
@@ -145,7 +138,7 @@ func TestCLIBackupVerifyInspectRestore(t *testing.T) {
 // A load that fails part way puts back what it replaced, from the safety
 // backup, and says so.
 func TestCLIRestoreRollsBack(t *testing.T) {
-	fx := newFixture(t, rethinktest.Options{})
+	fx := newFixture(t, rethinkserver.Options{})
 	dtrtest.Seed(t, fx.driver)
 	before := dtrtest.Snapshot(t, fx.driver)
 	// Verify cannot know that primary keys are unique; the server refuses
@@ -192,7 +185,7 @@ func writeOfficial(t *testing.T, path string, docs map[string][]string) {
 }
 
 func TestCLIBackupToStdoutAndRestoreFromStdin(t *testing.T) {
-	fx := newFixture(t, rethinktest.Options{})
+	fx := newFixture(t, rethinkserver.Options{})
 	dtrtest.Seed(t, fx.driver)
 	before := dtrtest.Snapshot(t, fx.driver)
 	tarball, errOut, code := run(t, nil, append([]string{"backup", "create", "--dtr-version", "2.9.4", "-o", "-"}, fx.flags()...)...)
@@ -207,7 +200,7 @@ func TestCLIBackupToStdoutAndRestoreFromStdin(t *testing.T) {
 }
 
 func TestCLIRestoreRefusesBeforeChangingAnything(t *testing.T) {
-	fx := newFixture(t, rethinktest.Options{})
+	fx := newFixture(t, rethinkserver.Options{})
 	dtrtest.Seed(t, fx.driver)
 	backup := filepath.Join(fx.dir, "backup.tar")
 	_, errOut, code := run(t, nil, append([]string{"backup", "create", "--dtr-version", "2.9.4", "-o", backup, "-q"}, fx.flags()...)...)
@@ -233,8 +226,8 @@ func TestCLIRestoreRefusesBeforeChangingAnything(t *testing.T) {
 }
 
 func TestCLIConnectionErrors(t *testing.T) {
-	fx := newFixture(t, rethinktest.Options{AdminPassword: "s3cret"})
-	other, err := rethinktest.NewCerts(t.TempDir(), serverName)
+	fx := newFixture(t, rethinkserver.Options{Password: "s3cret"})
+	other, err := rethinkserver.NewCerts(t.TempDir(), serverName)
 	assert.NilError(t, err)
 	wrongPW := filepath.Join(t.TempDir(), "pw")
 	assert.NilError(t, os.WriteFile(wrongPW, []byte("not-it\n"), 0o600))
@@ -275,19 +268,23 @@ func TestCLIConnectionErrors(t *testing.T) {
 	assert.Equal(t, code, 0, errOut)
 }
 
+// The server killed (SIGKILL) while a dump is under way: the backup fails
+// and leaves nothing. 20 MB of documents, about twenty server batches of
+// 1 MB: when the file passes 1 MiB, the dump holds a few batches at most
+// (the driver's and its 4 MiB read-ahead) and must ask for more.
 func TestCLIServerGoneMidDump(t *testing.T) {
-	proc := rethinktest.StartProcess(t, rethinktest.ProcessOptions{MaxBatchRows: 50})
-	driver := dtrtest.Connect(t, r.ConnectOpts{Address: proc.Addr()})
+	srv := rethinkserver.Start(t, rethinkserver.Options{})
+	driver := srv.Connect(t)
 	_, err := r.DBCreate("dtr2").RunWrite(driver)
 	assert.NilError(t, err)
 	_, err = r.DB("dtr2").TableCreate("events").RunWrite(driver)
 	assert.NilError(t, err)
-	for start := 0; start < 40_000; start += 5000 {
+	for start := 0; start < 20_000; start += 5000 {
 		batch := make([]any, 0, 5000)
 		for i := start; i < start+5000; i++ {
-			batch = append(batch, map[string]any{"id": fmt.Sprintf("event-%06d", i), "payload": strings.Repeat("p", 200)})
+			batch = append(batch, map[string]any{"id": fmt.Sprintf("event-%06d", i), "payload": strings.Repeat("p", 1000)})
 		}
-		_, err := r.DB("dtr2").Table("events").Insert(batch).RunWrite(driver)
+		_, err := r.DB("dtr2").Table("events").Insert(batch, r.InsertOpts{Durability: "soft"}).RunWrite(driver)
 		assert.NilError(t, err)
 	}
 
@@ -299,7 +296,7 @@ func TestCLIServerGoneMidDump(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		_, errOut, code := run(t, nil, "backup", "create", "--dtr-version", "2.9.4", "-o", out, "--rethinkdb-addr", proc.Addr())
+		_, errOut, code := run(t, nil, "backup", "create", "--dtr-version", "2.9.4", "-o", out, "--rethinkdb-addr", srv.Addr)
 		done <- result{errOut, code}
 	}()
 	// Kill the server once the dump is well under way.
@@ -308,7 +305,7 @@ func TestCLIServerGoneMidDump(t *testing.T) {
 		assert.Assert(t, time.Now().Before(deadline), "the dump never got under way")
 		for _, name := range dirEntries(t, dir) {
 			if st, err := os.Stat(filepath.Join(dir, name)); err == nil && st.Size() > 1<<20 {
-				proc.Kill()
+				srv.Kill()
 				killed = true
 			}
 		}

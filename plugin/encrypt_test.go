@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/docker-dtr/docker-dtr/internal/dtrtest"
-	"github.com/docker-dtr/docker-dtr/internal/rethinktest"
+	"github.com/docker-dtr/docker-dtr/internal/rethinkserver"
 	"github.com/docker-dtr/docker-dtr/pkg/crypt"
 	"github.com/docker-dtr/docker-dtr/pkg/passphrase"
 	"gotest.tools/v3/assert"
@@ -51,7 +51,7 @@ func lastLine(s string) string {
 }
 
 func TestEncryptedBackupRoundTrip(t *testing.T) {
-	fx := newFixture(t, rethinktest.Options{})
+	fx := newFixture(t, rethinkserver.Options{})
 	dtrtest.Seed(t, fx.driver)
 	before := dtrtest.Snapshot(t, fx.driver)
 	pass := filepath.Join(cryptTestdata, "passphrase.txt")

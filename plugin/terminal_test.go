@@ -10,7 +10,7 @@ import (
 
 	"github.com/creack/pty"
 	"github.com/docker-dtr/docker-dtr/internal/dtrtest"
-	"github.com/docker-dtr/docker-dtr/internal/rethinktest"
+	"github.com/docker-dtr/docker-dtr/internal/rethinkserver"
 	"github.com/docker/cli/cli/command"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
@@ -40,7 +40,7 @@ func runOnTerminal(t *testing.T, typed []string, args ...string) (string, string
 func TestPromptsOnATerminal(t *testing.T) {
 	t.Setenv(passphraseEnv, "")
 	os.Unsetenv(passphraseEnv)
-	fx := newFixture(t, rethinktest.Options{})
+	fx := newFixture(t, rethinkserver.Options{})
 	dtrtest.Seed(t, fx.driver)
 	before := dtrtest.Snapshot(t, fx.driver)
 	backup := filepath.Join(fx.dir, "b.tar.gpg")

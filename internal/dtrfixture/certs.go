@@ -12,7 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/docker-dtr/docker-dtr/internal/rethinktest"
+	"github.com/docker-dtr/docker-dtr/internal/rethinkserver"
 )
 
 // pki is a cluster's TLS material in PEM: the CA that signs and the one
@@ -27,10 +27,12 @@ type pki struct {
 
 func newPKI(replicaIDs []string) (*pki, error) {
 	now := time.Now()
-	ca, err := rethinktest.NewCA("dtrfixture rethink CA", 7*24*time.Hour)
+	ca, err := rethinkserver.NewCA("dtrfixture rethink CA", 7*24*time.Hour)
 	if err != nil {
 		return nil, err
 	}
+	// The server presents the pair and clients present it too, and the
+	// real server's OpenSSL checks its purpose both ways: both usages.
 	leaf := &x509.Certificate{
 		SerialNumber: big.NewInt(2),
 		Subject:      pkix.Name{CommonName: "dtrfixture rethink-client"},

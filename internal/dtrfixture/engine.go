@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/docker-dtr/docker-dtr/pkg/helpercontainer"
+	mrand "math/rand/v2"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/docker-dtr/docker-dtr/internal/rethinkserver"
+	"github.com/docker-dtr/docker-dtr/pkg/helpercontainer"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
@@ -128,17 +131,59 @@ func overlayFailed() {
 	proc.mu.Unlock()
 }
 
-// createNetwork makes dtr-ol with the driver; an overlay is attachable.
-func createNetwork(ctx context.Context, cli *client.Client, driver string) (string, error) {
-	opts := network.CreateOptions{Driver: driver, Labels: labels()}
-	if driver == "overlay" {
-		opts.Attachable = true
+// createNetwork makes dtr-ol with the driver; an overlay is attachable. Its
+// subnet is a free 10.231.X.0/24 of the fixture's choosing, so that the
+// RethinkDB containers can keep fixed addresses (rethinkAddr) across a
+// restart or a reconnection: a RethinkDB server reconnects to a lost peer
+// only at the address it knew, and the network would give a container
+// another one. Other containers get addresses from the upper half.
+func createNetwork(ctx context.Context, cli *client.Client, driver string) (string, netip.Prefix, error) {
+	taken := takenSubnets(ctx, cli)
+	var lastErr error
+	for try := 0; try < 20; try++ {
+		subnet := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 231, byte(mrand.IntN(256)), 0}), 24)
+		if slices.ContainsFunc(taken, subnet.Overlaps) {
+			continue
+		}
+		gateway := subnet.Addr().Next()
+		upper := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 231, subnet.Addr().As4()[2], 128}), 25)
+		opts := network.CreateOptions{Driver: driver, Labels: labels(), IPAM: &network.IPAM{
+			Config: []network.IPAMConfig{{Subnet: subnet.String(), IPRange: upper.String(), Gateway: gateway.String()}},
+		}}
+		if driver == "overlay" {
+			opts.Attachable = true
+		}
+		resp, err := cli.NetworkCreate(ctx, networkName, opts)
+		if err == nil {
+			return resp.ID, subnet, nil
+		}
+		lastErr = fmt.Errorf("creating %s network %s on %s: %w", driver, networkName, subnet, err)
+		if !strings.Contains(strings.ToLower(err.Error()), "overlap") {
+			break
+		}
+		taken = append(taken, subnet)
 	}
-	resp, err := cli.NetworkCreate(ctx, networkName, opts)
+	if lastErr == nil {
+		lastErr = fmt.Errorf("creating %s network %s: no free subnet in 10.231.0.0/16", driver, networkName)
+	}
+	return "", netip.Prefix{}, lastErr
+}
+
+// takenSubnets are the subnets of the engine's networks.
+func takenSubnets(ctx context.Context, cli *client.Client) []netip.Prefix {
+	list, err := cli.NetworkList(ctx, network.ListOptions{})
 	if err != nil {
-		return "", fmt.Errorf("creating %s network %s: %w", driver, networkName, err)
+		return nil
 	}
-	return resp.ID, nil
+	var out []netip.Prefix
+	for _, n := range list {
+		for _, cfg := range n.IPAM.Config {
+			if p, err := netip.ParsePrefix(cfg.Subnet); err == nil {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
 }
 
 // removeNetwork retries while endpoints of just-removed containers linger,
@@ -270,7 +315,7 @@ func Teardown() error {
 	defer unlockEngine()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	errs := []error{sweep(ctx, cli), removeImages(ctx, cli)}
+	errs := []error{sweep(ctx, cli), removeImages(ctx, cli), untagRethinkImages(ctx, cli)}
 
 	proc.mu.Lock()
 	defer proc.mu.Unlock()
@@ -307,14 +352,46 @@ func removeImages(ctx context.Context, cli *client.Client) error {
 	if err != nil {
 		return fmt.Errorf("dtrfixture: listing images: %w", err)
 	}
-	ids := make([]string, len(imgs))
-	for i, img := range imgs {
-		ids[i] = img.ID
+	var ids []string
+	for _, img := range imgs {
+		// The imported RethinkDB is kept across runs, whatever else it
+		// carries: an import costs seconds, and other tests share it.
+		if _, ok := img.Labels[rethinkserver.ImageLabel]; ok {
+			continue
+		}
+		ids = append(ids, img.ID)
 	}
 	if err := removeImageIDs(ctx, cli, ids); err != nil {
 		return fmt.Errorf("dtrfixture: %w", err)
 	}
 	return nil
+}
+
+// untagRethinkImages removes the fixture's per-version names of the real
+// RethinkDB's image (dtrfixture/dtr-rethink:<version>, ensureRethinkImage)
+// by name and without force: that only untags, and the image stays under
+// its own name.
+func untagRethinkImages(ctx context.Context, cli *client.Client) error {
+	prefix := imageName("rethinkdb", "")
+	// All of them: with a reference filter, the list names only the
+	// matching tags of an image, and the other names are what matters.
+	imgs, err := cli.ImageList(ctx, image.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("dtrfixture: listing images: %w", err)
+	}
+	var errs []error
+	for _, img := range imgs {
+		ours := slices.DeleteFunc(slices.Clone(img.RepoTags), func(tag string) bool { return !strings.HasPrefix(tag, prefix) })
+		if len(ours) == len(img.RepoTags) {
+			continue // no other name: removing the last tag would delete the image
+		}
+		for _, tag := range ours {
+			if _, err := cli.ImageRemove(ctx, tag, image.RemoveOptions{}); err != nil && !errdefs.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("dtrfixture: untagging %s: %w", tag, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // removeImageIDs removes images forcibly, with all their tags (registry

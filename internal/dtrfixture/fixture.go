@@ -1,12 +1,12 @@
 // Package dtrfixture builds a Docker Trusted Registry-shaped cluster on the
 // real Docker engine for end-to-end tests: per replica, containers
 // dtr-<component>-<id> on the network dtr-ol, the volumes dtr-ca-<id>,
-// dtr-rethink-<id> and dtr-registry-<id>, DTR's labels and DTR_VERSION, and a
-// RethinkDB (the project's wire-protocol test server, internal/rethinktest)
-// that requires mutual TLS with the certificates at DTR's paths in /ca.
-// Images are built FROM scratch around one static helper binary
-// (internal/dtrfixture/dtrfake), so no registry is needed; on request
-// (Options.Registry) the registry component is a real image registry.
+// dtr-rethink-<id> and dtr-registry-<id>, DTR's labels and DTR_VERSION, and
+// the real RethinkDB 2.4 with DTR's flags, which requires mutual TLS with the
+// certificates at DTR's paths in /ca. The other components' images are built
+// FROM scratch around one static helper binary (internal/dtrfixture/dtrfake),
+// so no registry is needed; on request (Options.Registry) the registry
+// component is a real image registry.
 //
 // Only one cluster exists at a time, per process (Start fails while another
 // is up) and per engine (a lock file keeps other test processes' fixtures
@@ -20,8 +20,27 @@
 //		os.Exit(code)
 //	}
 //
-// Each replica's RethinkDB is its own in-memory server: replicas do not
-// replicate to each other, and stopping a RethinkDB container loses its data.
+// # RethinkDB
+//
+// Every dtr-rethinkdb-<id> runs the real server, from the image that
+// internal/rethinkserver imports once per machine and keeps (EnsureImage),
+// tagged dtrfixture/dtr-rethink:<version> as well, with DTR's flags:
+// --bind all --directory /data/rethink --no-http-admin --server-name
+// dtr_rethinkdb_<id> --canonical-address dtr-rethinkdb-<id>.dtr-ol and the
+// --driver-tls-* files under /ca. Its data is in the volume dtr-rethink-<id>
+// at /data, so a RethinkDB stopped (or killed) and started again keeps it.
+// Without a server to run, Start skips the test (fails it under CI) with
+// rethinkserver.HowToGet.
+//
+// The replicas form one RethinkDB cluster, as DTR's do: the others join the
+// first over the cluster port on dtr-ol, and Start returns once every server
+// is connected, so every replica sees the same databases. table_create puts
+// a table on one server, whichever RethinkDB picks; Replicate makes every
+// table a table of every replica, as DTR's join does: tests that seed data
+// and then stop, kill or disconnect replicas call it. Losing the majority is
+// then real: with the RethinkDB of n/2+1 replicas stopped, killed or cut off
+// (Disconnect), the other servers' tables stop taking writes within seconds
+// (WaitMajorityLost).
 //
 // # A real registry
 //
@@ -75,6 +94,7 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net"
+	"net/netip"
 	"os"
 	"slices"
 	"sort"
@@ -84,6 +104,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker-dtr/docker-dtr/internal/rethinkserver"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
@@ -137,6 +158,11 @@ type Cluster struct {
 	noEnv        bool
 	realRegistry bool
 	pki          *pki
+	// rethinkEntrypoint runs the server in its image (ensureRethinkImage).
+	rethinkEntrypoint []string
+
+	// disconnected are the replicas whose RethinkDB Disconnect took off dtr-ol.
+	disconnected map[string]bool
 
 	mu         sync.Mutex // guards what was created, for cleanup
 	networkID  string
@@ -160,15 +186,20 @@ type Replica struct {
 
 	hostPort     string
 	registryPort string
+	rethinkIP    string // its RethinkDB's fixed address on dtr-ol
 }
 
 const (
 	rethinkPort     = "28015"
+	clusterPort     = "29015"
 	healthComponent = "api"       // the only component with a health check
 	stopTimeout     = 2           // seconds, for docker stop
 	waitTimeout     = time.Minute // for RethinkDB and health checks
 	startTimeout    = 3 * time.Minute
 	cleanupTimeout  = time.Minute
+	// tablesTimeout bounds waiting for tables to be ready (Replicate, after
+	// a restart) and for a lost majority to show: seconds each, here.
+	tablesTimeout   = 2 * time.Minute
 	healthInterval  = time.Second
 	healthStatusNil = "none"
 )
@@ -177,9 +208,10 @@ func containerName(component, id string) string { return "dtr-" + component + "-
 
 // Start builds the images (once per process), creates the network, volumes
 // and containers of a fresh cluster, waits until every RethinkDB answers a TLS
-// handshake on RethinkAddr and every health-checked container is healthy, and
-// registers t.Cleanup to remove everything it made (even when the test
-// fails). Without a Docker engine it calls t.Skip, except under CI
+// handshake on RethinkAddr, every server has joined the first one's cluster
+// and every health-checked container is healthy, and registers t.Cleanup to
+// remove everything it made (even when the test fails). Without a Docker
+// engine or a RethinkDB server it calls t.Skip, except under CI
 // (os.Getenv("CI") != "") where it calls t.Fatal.
 func Start(t testing.TB, opts Options) *Cluster {
 	t.Helper()
@@ -190,6 +222,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 		}
 		t.Skip(err)
 	}
+	rethinkserver.Require(t)
 	lockEngine()
 	proc.mu.Lock()
 	live := proc.live
@@ -233,9 +266,14 @@ func Start(t testing.TB, opts Options) *Cluster {
 	defer cancel()
 	// Images build while the network side gets ready.
 	var imagesDone time.Time
+	var rethinkEntrypoint []string
 	imagesErr := make(chan error, 1)
 	go func() {
-		err := ensureImages(ctx, cli, opts.Version, comps, opts.Registry)
+		var err error
+		rethinkEntrypoint, err = ensureRethinkImage(ctx, cli, opts.Version)
+		if err == nil {
+			err = ensureImages(ctx, cli, opts.Version, comps, opts.Registry)
+		}
 		imagesDone = time.Now()
 		imagesErr <- err
 	}()
@@ -298,6 +336,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	if err := <-imagesErr; err != nil {
 		t.Fatalf("dtrfixture: %v", err)
 	}
+	c.rethinkEntrypoint = rethinkEntrypoint
 	debugf("images ready")
 	if opts.Registry && registryBinary.builtAt.After(began) {
 		t.Logf("dtrfixture: built the registry in %s", registryBinary.took.Round(100*time.Millisecond))
@@ -320,6 +359,10 @@ func Start(t testing.TB, opts Options) *Cluster {
 		t.Fatalf("dtrfixture: %v", err)
 	}
 	debugf("ready")
+	if err := c.waitJoined(ctx); err != nil {
+		t.Fatalf("dtrfixture: %v", err)
+	}
+	debugf("joined")
 	t.Logf("dtrfixture: %d replicas of DTR %s (%s) on the %s network %s up in %s (images ready after %s)",
 		len(ids), opts.Version, strings.Join(comps, ", "), c.NetworkDriver, networkName,
 		time.Since(began).Round(10*time.Millisecond), imagesDone.Sub(began).Round(10*time.Millisecond))
@@ -371,13 +414,18 @@ func freePort(used map[string]bool) (string, error) {
 
 // up creates the network, volumes and containers and starts them.
 func (c *Cluster) up(ctx context.Context) error {
-	id, err := createNetwork(ctx, c.Client, c.NetworkDriver)
+	id, subnet, err := createNetwork(ctx, c.Client, c.NetworkDriver)
 	if err != nil {
 		return err
 	}
 	c.mu.Lock()
 	c.networkID = id
 	c.mu.Unlock()
+	for i, rep := range c.Replicas {
+		b := subnet.Addr().As4()
+		b[3] = byte(10 + i)
+		rep.rethinkIP = netip.AddrFrom4(b).String()
+	}
 
 	caTar, err := c.pki.volumeTar()
 	if err != nil {
@@ -476,7 +524,7 @@ func (c *Cluster) createReplica(ctx context.Context, rep *Replica, caTar []byte)
 		name := rep.Containers[comp]
 		cfg, hostCfg := c.containerConfig(rep, comp)
 		netCfg := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
-			networkName: {Aliases: []string{name}},
+			networkName: c.endpoint(rep, comp),
 		}}
 		resp, err := c.Client.ContainerCreate(ctx, cfg, hostCfg, netCfg, nil, name)
 		if err != nil {
@@ -515,10 +563,8 @@ func (c *Cluster) containerConfig(rep *Replica, comp string) (*container.Config,
 	}
 	switch comp {
 	case "rethinkdb":
-		cfg.Cmd = []string{"rethinkdb", "--bind", "all", "--directory", "/data/rethink",
-			"--driver-tls-key", "/ca/rethink-client/key.pem",
-			"--driver-tls-cert", "/ca/rethink-client/cert.pem",
-			"--driver-tls-ca", "/ca/rethink/cert.pem"}
+		cfg.Entrypoint = c.rethinkEntrypoint
+		cfg.Cmd = c.rethinkArgs(rep)
 		port := nat.Port(rethinkPort + "/tcp")
 		cfg.ExposedPorts = nat.PortSet{port: {}}
 		hostCfg.PortBindings = nat.PortMap{port: {{HostIP: "127.0.0.1", HostPort: rep.hostPort}}}
@@ -541,6 +587,40 @@ func (c *Cluster) containerConfig(rep *Replica, comp string) (*container.Config,
 	}
 	return cfg, hostCfg
 }
+
+// endpoint is a container's place on dtr-ol: its name, and for RethinkDB
+// a fixed address (createNetwork says why).
+func (c *Cluster) endpoint(rep *Replica, comp string) *network.EndpointSettings {
+	name := rep.Containers[comp]
+	ep := &network.EndpointSettings{Aliases: []string{name}}
+	if comp == "rethinkdb" {
+		ep.IPAMConfig = &network.EndpointIPAMConfig{IPv4Address: rep.rethinkIP}
+	}
+	return ep
+}
+
+// rethinkArgs are DTR's flags for a replica's server; the others join the
+// first. A server that comes back finds its peers, and they it, at the
+// fixed addresses they knew (a restarted first has no --join). Like DTR's,
+// a joining server exits at once if the first's name does not resolve: its
+// container must be running.
+func (c *Cluster) rethinkArgs(rep *Replica) []string {
+	name := rep.Containers["rethinkdb"]
+	args := []string{"--bind", "all", "--directory", "/data/rethink", "--no-http-admin",
+		"--server-name", serverName(rep.ID),
+		"--canonical-address", name + "." + networkName,
+		"--driver-tls-key", "/ca/rethink-client/key.pem",
+		"--driver-tls-cert", "/ca/rethink-client/cert.pem",
+		"--driver-tls-ca", "/ca/rethink/cert.pem"}
+	if first := c.Replicas[0]; first != rep {
+		args = append(args, "--join", first.Containers["rethinkdb"]+"."+networkName+":"+clusterPort)
+	}
+	return args
+}
+
+// serverName is the RethinkDB server name of a replica, as DTR names it
+// (server_status, table_config).
+func serverName(replicaID string) string { return "dtr_rethinkdb_" + replicaID }
 
 // remove deletes what the cluster made: containers, network, volumes.
 func (c *Cluster) remove(ctx context.Context) error {
@@ -720,7 +800,8 @@ func (c *Cluster) replica(t testing.TB, id string, components []string) (*Replic
 }
 
 // Stop stops containers of a replica (docker stop, 2s timeout); no
-// components means all of them.
+// components means all of them. RethinkDB shuts down cleanly on SIGTERM,
+// well within the timeout.
 func (c *Cluster) Stop(t testing.TB, replicaID string, components ...string) {
 	t.Helper()
 	rep, comps := c.replica(t, replicaID, components)
@@ -741,9 +822,12 @@ func (c *Cluster) Stop(t testing.TB, replicaID string, components ...string) {
 
 // Start starts stopped containers of a replica again (no components means
 // all of them) and waits until its RethinkDB and real registry answer, if
-// started, and its health-checked containers have a status again.
-// RethinkAddr and RegistryAddr stay the same; the restarted RethinkDB is
-// empty, the registry keeps what its volume holds.
+// started, and its health-checked containers have a status again. A
+// restarted RethinkDB keeps its data (the volume dtr-rethink-<id>), rejoins
+// the others, and Start waits until the tables it can serve (those with a
+// majority of their replicas on running servers) are ready for writes.
+// RethinkAddr and RegistryAddr stay the same; the registry keeps what its
+// volume holds.
 func (c *Cluster) Start(t testing.TB, replicaID string, components ...string) {
 	t.Helper()
 	rep, comps := c.replica(t, replicaID, components)
@@ -762,6 +846,11 @@ func (c *Cluster) Start(t testing.TB, replicaID string, components ...string) {
 	debugf("started %s %v", replicaID, comps)
 	if err := c.waitReady(ctx, []*Replica{rep}, comps); err != nil {
 		t.Fatalf("dtrfixture: %v", err)
+	}
+	if slices.Contains(comps, "rethinkdb") {
+		if err := c.waitTables(rep); err != nil {
+			t.Fatalf("dtrfixture: %v", err)
+		}
 	}
 	debugf("ready %s", replicaID)
 }
@@ -833,16 +922,21 @@ func (c *Cluster) TLSConfig(replicaID string) *tls.Config {
 func (c *Cluster) Connect(t testing.TB, replicaID string) *r.Session {
 	t.Helper()
 	rep, _ := c.replica(t, replicaID, nil)
-	sess, err := r.Connect(r.ConnectOpts{
-		Address:   rep.RethinkAddr,
-		TLSConfig: c.TLSConfig(replicaID),
-		Timeout:   10 * time.Second,
-	})
+	sess, err := c.dial(rep)
 	if err != nil {
 		t.Fatalf("dtrfixture: connecting to the RethinkDB of replica %s at %s: %v", replicaID, rep.RethinkAddr, err)
 	}
 	t.Cleanup(func() { sess.Close() })
 	return sess
+}
+
+// dial opens a driver session to a replica's RethinkAddr, as Connect does.
+func (c *Cluster) dial(rep *Replica) (*r.Session, error) {
+	return r.Connect(r.ConnectOpts{
+		Address:   rep.RethinkAddr,
+		TLSConfig: c.TLSConfig(rep.ID),
+		Timeout:   10 * time.Second,
+	})
 }
 
 func debugf(f string, a ...any) {

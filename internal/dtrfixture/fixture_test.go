@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker-dtr/docker-dtr/internal/rethinkserver"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/volume"
@@ -32,6 +33,14 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		if code == 0 {
 			code = 1
+		}
+	}
+	// Teardown removes what the fixture made, and only untags the real
+	// RethinkDB's image: importing it again would cost every run seconds.
+	if ref := images.rethink; ref != "" {
+		if _, err := proc.cli.ImageInspect(context.Background(), ref); err != nil {
+			fmt.Fprintf(os.Stderr, "Teardown removed the RethinkDB image %s: %v\n", ref, err)
+			code = max(code, 1)
 		}
 	}
 	os.Exit(code)
@@ -82,6 +91,20 @@ func TestCluster(t *testing.T) {
 			assert.Equal(t, code, 0, out)
 		})
 
+		t.Run("one RethinkDB cluster", func(t *testing.T) {
+			sess := c.Connect(t, c.Replicas[0].ID)
+			var servers []string
+			assert.NilError(t, r.DB("rethinkdb").Table("server_status").Field("name").OrderBy(r.Row).ReadAll(&servers, sess))
+			var want []string
+			for _, rep := range c.Replicas {
+				want = append(want, "dtr_rethinkdb_"+rep.ID)
+			}
+			assert.DeepEqual(t, servers, want)
+			var version string
+			assert.NilError(t, r.DB("rethinkdb").Table("server_status").Nth(0).Field("process").Field("version").ReadOne(&version, sess))
+			assert.Assert(t, is.Contains(version, "rethinkdb 2.4."))
+		})
+
 		t.Run("connect", func(t *testing.T) {
 			sess := c.Connect(t, c.Replicas[0].ID)
 			_, err := r.DBCreate("dtr2").RunWrite(sess)
@@ -95,11 +118,10 @@ func TestCluster(t *testing.T) {
 			assert.NilError(t, r.DB("dtr2").Table("properties").Get("ha.json").ReadOne(&doc, sess))
 			assert.Equal(t, doc["value"], "{}")
 
-			// Each replica's RethinkDB is its own: the others do not see it.
+			// One cluster: every replica sees it.
 			other := c.Connect(t, c.Replicas[1].ID)
-			var dbs []string
-			assert.NilError(t, r.DBList().ReadAll(&dbs, other))
-			assert.Assert(t, !slices.Contains(dbs, "dtr2"), "%v", dbs)
+			assert.NilError(t, r.DB("dtr2").Table("properties").Get("ha.json").ReadOne(&doc, other))
+			assert.Equal(t, doc["value"], "{}")
 
 			// Mutual TLS: no client certificate, no connection; and the
 			// server certificate names the replica's RethinkDB.
@@ -117,7 +139,18 @@ func TestCluster(t *testing.T) {
 		})
 
 		t.Run("stop and start", func(t *testing.T) {
+			// Every table on every replica, so that the data is there
+			// whichever replica stops.
+			c.Replicate(t)
 			rep := c.Replicas[0]
+			// The real server stops on SIGTERM as PID 1, well within docker
+			// stop's timeout rather than by its SIGKILL.
+			began := time.Now()
+			c.Stop(t, rep.ID, "rethinkdb")
+			took := time.Since(began)
+			t.Logf("docker stop of %s took %s", rep.Containers["rethinkdb"], took.Round(time.Millisecond))
+			assert.Equal(t, state(t, c, rep.Containers["rethinkdb"]).ExitCode, 0, "killed rather than stopped")
+			assert.Assert(t, took < stopTimeout*time.Second, "took %s", took)
 			c.Stop(t, rep.ID)
 			for comp := range rep.Containers {
 				assert.Equal(t, state(t, c, rep.Containers[comp]).Status, "exited", comp)
@@ -134,9 +167,13 @@ func TestCluster(t *testing.T) {
 				assert.Equal(t, state(t, c, rep.Containers[comp]).Status, "running", comp)
 			}
 			assert.Equal(t, state(t, c, rep.Containers["api"]).Health.Status, "healthy")
+			// It kept its data, in its volume.
 			sess := c.Connect(t, rep.ID)
-			var n float64
-			assert.NilError(t, r.Expr(1).ReadOne(&n, sess))
+			var doc map[string]any
+			assert.NilError(t, r.DB("dtr2").Table("properties").Get("ha.json").ReadOne(&doc, sess))
+			assert.Equal(t, doc["value"], "{}")
+			_, err = r.DB("dtr2").Table("properties").Insert(map[string]any{"id": "after-restart"}).RunWrite(sess)
+			assert.NilError(t, err)
 
 			// One component only.
 			rep = c.Replicas[1]
@@ -158,6 +195,31 @@ func TestCluster(t *testing.T) {
 			assert.Equal(t, state(t, c, c.Replicas[0].Containers["api"]).Health.Status, "healthy")
 			c.SetUnhealthy(t, rep.ID, "api", false)
 			assert.Equal(t, state(t, c, rep.Containers["api"]).Health.Status, "healthy")
+		})
+
+		// Two of three servers cut off: the third's tables stop taking
+		// writes, as DTR's do without a majority; back on dtr-ol, they
+		// take them again.
+		t.Run("majority lost", func(t *testing.T) {
+			lost, kept := c.Replicas[:2], c.Replicas[2]
+			c.Replicate(t)
+			for _, rep := range lost {
+				c.Disconnect(t, rep.ID)
+			}
+			sess := c.Connect(t, kept.ID)
+			assert.Assert(t, c.WaitMajorityLost(t, kept.ID) > 0)
+			_, err := r.DB("dtr2").Table("properties").Insert(map[string]any{"id": "no-majority"}).RunWrite(sess)
+			assert.ErrorContains(t, err, "primary replica")
+			for _, rep := range lost {
+				c.Reconnect(t, rep.ID)
+			}
+			_, err = r.DB("dtr2").Table("properties").Insert(map[string]any{"id": "majority-back"}).RunWrite(sess)
+			assert.NilError(t, err)
+			for _, rep := range c.Replicas {
+				var n int
+				assert.NilError(t, r.DB("dtr2").Table("properties").Count().ReadOne(&n, c.Connect(t, rep.ID)))
+				assert.Equal(t, n, 3, rep.ID)
+			}
 		})
 	})
 
@@ -254,9 +316,20 @@ func checkReplica(t *testing.T, c *Cluster, rep *Replica) {
 
 	ci, err := c.Client.ContainerInspect(ctx, rep.Containers["rethinkdb"])
 	assert.NilError(t, err)
-	assert.DeepEqual(t, []string(ci.Config.Cmd), []string{"rethinkdb", "--bind", "all", "--directory", "/data/rethink",
+	// DTR's flags; the others join the first.
+	want := []string{"--bind", "all", "--directory", "/data/rethink", "--no-http-admin",
+		"--server-name", "dtr_rethinkdb_" + rep.ID, "--canonical-address", "dtr-rethinkdb-" + rep.ID + ".dtr-ol",
 		"--driver-tls-key", "/ca/rethink-client/key.pem", "--driver-tls-cert", "/ca/rethink-client/cert.pem",
-		"--driver-tls-ca", "/ca/rethink/cert.pem"})
+		"--driver-tls-ca", "/ca/rethink/cert.pem"}
+	if first := c.Replicas[0]; first != rep {
+		want = append(want, "--join", "dtr-rethinkdb-"+first.ID+".dtr-ol:29015")
+	}
+	assert.DeepEqual(t, []string(ci.Config.Cmd), want)
+	base, _, err := rethinkserver.EnsureImage(ctx, c.Client)
+	assert.NilError(t, err)
+	img, err := c.Client.ImageInspect(ctx, base)
+	assert.NilError(t, err)
+	assert.Equal(t, ci.Image, img.ID, "the real server's image, under the fixture's name")
 	bindings := ci.NetworkSettings.Ports["28015/tcp"]
 	assert.Equal(t, len(bindings), 1)
 	assert.Equal(t, "127.0.0.1:"+bindings[0].HostPort, rep.RethinkAddr)

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/docker-dtr/docker-dtr/internal/rethinkserver"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/jsonmessage"
@@ -33,6 +34,9 @@ var binary struct {
 var images struct {
 	sync.Mutex
 	done map[string]string
+	// rethink is the real RethinkDB's image this process used, which
+	// Teardown must leave ("" before the first Start).
+	rethink string
 }
 
 const (
@@ -55,26 +59,6 @@ func imageName(component, version string) string {
 	return "dtrfixture/dtr-" + component + ":" + version
 }
 
-// moduleRoot finds the directory of go.mod: from this file's path when the
-// build kept it, else by asking the go command.
-func moduleRoot() (string, error) {
-	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
-		root := filepath.Dir(filepath.Dir(filepath.Dir(file)))
-		if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
-			return root, nil
-		}
-	}
-	out, err := exec.Command(goCommand(), "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("finding the module root: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", fmt.Errorf("finding the module root: not in a module")
-	}
-	return filepath.Dir(gomod), nil
-}
-
 func goCommand() string {
 	if p, err := exec.LookPath("go"); err == nil {
 		return p
@@ -85,7 +69,7 @@ func goCommand() string {
 // buildBinary compiles internal/dtrfixture/dtrfake statically for linux.
 func buildBinary() (string, error) {
 	binary.once.Do(func() {
-		root, err := moduleRoot()
+		root, err := rethinkserver.ModuleRoot()
 		if err != nil {
 			binary.err = err
 			return
@@ -165,15 +149,18 @@ func layerTar(files []layerFile) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// ensureImages imports (once per process) the image of every component for
-// the version: FROM-scratch images whose entrypoint is /dtrfake, labelled.
-// With realRegistry, the registry component's image runs the real registry
-// instead (registryImageLayer).
+// ensureImages imports (once per process) the image of every component but
+// rethinkdb for the version: FROM-scratch images whose entrypoint is
+// /dtrfake, labelled. With realRegistry, the registry component's image runs
+// the real registry instead (registryImageLayer).
 func ensureImages(ctx context.Context, cli *client.Client, version string, components []string, realRegistry bool) error {
 	images.Lock()
 	defer images.Unlock()
 	var todo []string
 	for _, comp := range components {
+		if comp == "rethinkdb" {
+			continue // the real server's image: ensureRethinkImage
+		}
 		if images.done[imageName(comp, version)] != imageKind(comp, realRegistry) {
 			todo = append(todo, comp)
 		}
@@ -205,11 +192,7 @@ func ensureImages(ctx context.Context, cli *client.Client, version string, compo
 				}
 			}
 			layer = fakeLayer
-			cmd := `["component","` + comp + `"]`
-			if comp == "rethinkdb" {
-				cmd = `["rethinkdb","--bind","all"]`
-			}
-			changes = []string{`ENTRYPOINT ["/dtrfake"]`, `CMD ` + cmd}
+			changes = []string{`ENTRYPOINT ["/dtrfake"]`, `CMD ["component","` + comp + `"]`}
 		}
 		if err := importImage(ctx, cli, ref, layer, changes); err != nil {
 			return err
@@ -220,6 +203,26 @@ func ensureImages(ctx context.Context, cli *client.Client, version string, compo
 		images.done[ref] = kind
 	}
 	return nil
+}
+
+// ensureRethinkImage makes the real RethinkDB's image (imported once per
+// machine and kept, rethinkserver.EnsureImage) answer to the fixture's
+// per-version name as well: without DTR_VERSION, discovery reads the version
+// from that tag. The tag is not labelled, so Teardown only untags it
+// (untagRethinkImages) and the imported image stays. It returns the
+// entrypoint that runs the server.
+func ensureRethinkImage(ctx context.Context, cli *client.Client, version string) ([]string, error) {
+	ref, entrypoint, err := rethinkserver.EnsureImage(ctx, cli)
+	if err != nil {
+		return nil, err
+	}
+	if err := cli.ImageTag(ctx, ref, imageName("rethinkdb", version)); err != nil {
+		return nil, fmt.Errorf("tagging the RethinkDB image %s as %s: %w", ref, imageName("rethinkdb", version), err)
+	}
+	images.Lock()
+	images.rethink = ref
+	images.Unlock()
+	return entrypoint, nil
 }
 
 func imageKind(comp string, realRegistry bool) string {

@@ -10,6 +10,8 @@ import (
 	"runtime"
 	"sync"
 	"time"
+
+	"github.com/docker-dtr/docker-dtr/internal/rethinkserver"
 )
 
 // registryPackage is the real image registry, a Go tool of the module
@@ -72,7 +74,7 @@ func buildRegistry(ctx context.Context) (string, error) {
 	registryBinary.once.Do(func() {
 		began := time.Now()
 		defer func() { registryBinary.took, registryBinary.builtAt = time.Since(began), time.Now() }()
-		root, err := moduleRoot()
+		root, err := rethinkserver.ModuleRoot()
 		if err != nil {
 			registryBinary.err = err
 			return

@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker-dtr/docker-dtr/internal/rethinkserver"
 	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/errdefs"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 )
@@ -203,9 +205,23 @@ func TestRemoveImages(t *testing.T) {
 	all, err := cli.ImageList(ctx, image.ListOptions{All: true, Filters: labelFilter()})
 	assert.NilError(t, err)
 	assert.Assert(t, len(all) > len(ids), "the builder's intermediate images carry the label too: %d images", len(all))
+	// The real RethinkDB's image under a per-version name, as Start makes it.
+	var rethinkImage string
+	if _, err := rethinkserver.Find(); err == nil {
+		_, err := ensureRethinkImage(ctx, cli, "0.0.1")
+		assert.NilError(t, err)
+		rethinkImage = images.rethink
+	}
 
 	assert.NilError(t, removeImages(ctx, cli))
+	assert.NilError(t, untagRethinkImages(ctx, cli))
 	clearImages() // the fixture's own images went too
+	if rethinkImage != "" {
+		_, err := cli.ImageInspect(ctx, rethinkImage)
+		assert.NilError(t, err, "the imported RethinkDB image is kept")
+		_, err = cli.ImageInspect(ctx, imageName("rethinkdb", "0.0.1"))
+		assert.Check(t, errdefs.IsNotFound(err), "the per-version name is removed: %v", err)
+	}
 	all, err = cli.ImageList(ctx, image.ListOptions{All: true, Filters: labelFilter()})
 	assert.NilError(t, err)
 	assert.Check(t, is.Len(all, 0))

@@ -1,5 +1,5 @@
 // Package dtrgen generates a DTR-shaped metadata set of a given size in a
-// RethinkDB (the project's test server or a real one), for benchmarks.
+// RethinkDB (the real server a test or benchmark starts), for benchmarks.
 // Test-only.
 //
 // The rows are spread like a real DTR's: dtr2.events and the scanning tables

@@ -1,4 +1,4 @@
-// Package dtrtest seeds a RethinkDB (the project's test server) with a
+// Package dtrtest seeds a RethinkDB (the real server the tests start) with a
 // DTR-shaped data set and snapshots it for comparison. Test-only.
 package dtrtest
 
@@ -30,7 +30,7 @@ var Tables = []struct{ DB, Table, PrimaryKey string }{
 	{"notarysigner", "private_keys", "key_id"},
 }
 
-// Connect opens a driver session to a test server.
+// Connect opens a driver session to a test's server.
 func Connect(t testing.TB, opts r.ConnectOpts) *r.Session {
 	t.Helper()
 	s, err := r.Connect(opts)

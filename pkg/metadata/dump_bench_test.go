@@ -9,17 +9,25 @@ import (
 )
 
 // BenchmarkDump measures Backup against its limit: a bare cursor scan of the
-// same tables through the same session, the documents discarded. Both run
-// in every iteration, alternating which goes first; ns/op is Backup's.
+// same tables through the same session, one table after another (one
+// connection at a time), the documents discarded. Both run in every
+// iteration, alternating which goes first; ns/op is Backup's. The server
+// is the real RethinkDB with mutual TLS, as DTR's; shared and pinned are
+// the cpuModes.
 //
 // The archive goes to io.Discard (through a counter): the limit writes
 // nothing, so a file would add the disk to one side only; writing a file is
 // the page cache's work, and the plugin's memory benchmark writes one.
 func BenchmarkDump(b *testing.B) {
-	ls := loadedWith(b, benchRows(b))
+	ld := loadedWith(b, benchRows(b))
+	runModes(b, func(b *testing.B, m cpuMode) { benchDump(b, ld, m) })
+}
+
+func benchDump(b *testing.B, ld *loadedData, m cpuMode) {
 	ctx := context.Background()
 	parallel := benchParallel(b)
-	s := benchConnect(b, ls.proc.Addr(), parallel)
+	srv := ld.start(b, m.server)
+	s := benchConnect(b, srv, parallel)
 	refs, err := s.Tables(ctx)
 	if err != nil {
 		b.Fatal(err)
@@ -29,14 +37,14 @@ func BenchmarkDump(b *testing.B) {
 	dump := func() {
 		var out countingWriter
 		start := time.Now()
-		m, err := Backup(ctx, s, &out, BackupOptions{Info: archive.Info{Tool: "bench", DTRVersion: "2.9.4"}, Parallel: parallel})
+		man, err := Backup(ctx, s, &out, BackupOptions{Info: archive.Info{Tool: "bench", DTRVersion: "2.9.4"}, Parallel: parallel})
 		if err != nil {
 			b.Fatal(err)
 		}
 		ours += time.Since(start)
-		n, _ := m.Rows()
-		if n != ls.stats.Rows {
-			b.Fatalf("backup holds %d rows, the server %d", n, ls.stats.Rows)
+		n, _ := man.Rows()
+		if n != ld.stats.Rows {
+			b.Fatalf("backup holds %d rows, the server %d", n, ld.stats.Rows)
 		}
 		archiveBytes = out.n.Load()
 	}
@@ -56,6 +64,7 @@ func BenchmarkDump(b *testing.B) {
 		limit += time.Since(start)
 		rows, docBytes = n, size
 	}
+	m.pinClient(b)
 	b.ResetTimer()
 	b.StopTimer()
 	for i := range b.N {

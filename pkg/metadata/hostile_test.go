@@ -32,6 +32,7 @@ func dbList(t *testing.T, srv server) []string {
 // A restore plans only from a report Verify made and found nothing wrong
 // in: inspect reads headers only, and a report with problems is refused.
 func TestRestoreNeedsAVerifiedArchive(t *testing.T) {
+	t.Parallel()
 	srv := startTLS(t)
 	dtrtest.Seed(t, srv.driver)
 	s := connect(t, srv.opts)
@@ -57,6 +58,7 @@ func TestRestoreNeedsAVerifiedArchive(t *testing.T) {
 // never reach the server: Verify refuses them, and should a report or plan
 // name one anyway, MakePlan and Restore refuse before they change anything.
 func TestRestoreRefusesSystemAndInvalidTables(t *testing.T) {
+	t.Parallel()
 	srv := startTLS(t)
 	dtrtest.Seed(t, srv.driver)
 	s := connect(t, srv.opts)
@@ -120,6 +122,7 @@ func TestRestoreRefusesSystemAndInvalidTables(t *testing.T) {
 // one get to the loader anyway, it stops there, naming it, and inserts
 // nothing of it.
 func TestDocumentOverTheLimitIsRefused(t *testing.T) {
+	t.Parallel()
 	srv := startTLS(t)
 	big := `{"id":"big","pad":"` + strings.Repeat("x", archive.MaxDocumentSize-len(`{"id":"big","pad":""}`)+1) + `"}`
 	p := officialArchive(t, map[string][]string{

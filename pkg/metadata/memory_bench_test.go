@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/docker-dtr/docker-dtr/internal/rethinkserver"
 )
 
 // launchEnv turns the test binary into a launcher: it runs the command in
@@ -66,22 +68,25 @@ func buildPlugin(b *testing.B) string {
 }
 
 // BenchmarkDumpMemory measures the peak RSS of the plugin binary running
-// `docker-dtr backup create --rethinkdb-addr … -o FILE` against servers
-// holding 1× and 10× the data (DTR_BENCH_ROWS and ten times that), and
-// reports both and their ratio (goal: 1.2 or less; streaming everywhere).
-// The server runs in another process, so the figure is the plugin's own.
-// ns/op is the two dumps together.
+// `docker-dtr backup create --rethinkdb-addr … -o FILE` (mutual TLS, as
+// DTR's) against real servers holding 1× and 10× the data (DTR_BENCH_ROWS
+// and ten times that), and reports both and their ratio (goal: 1.2 or less;
+// streaming everywhere). The servers run in processes of their own, so the
+// figure is the plugin's own. ns/op is the two dumps together.
 func BenchmarkDumpMemory(b *testing.B) {
 	rows := benchRows(b)
 	small := loadedWith(b, rows)
 	large := loadedWith(b, 10*rows)
 	bin := buildPlugin(b)
 	dir := b.TempDir()
-	dump := func(ls *loadedServer) (rssKiB int64, took time.Duration) {
+	smallSrv, largeSrv := small.start(b, ""), large.start(b, "")
+	dump := func(srv *rethinkserver.Server) (rssKiB int64, took time.Duration) {
 		out := filepath.Join(dir, "backup-metadata.tar")
 		defer os.Remove(out)
-		cmd := exec.Command(os.Args[0], "-test.run=^$", "--", bin, "backup", "create", "-q", "--rethinkdb-addr", ls.proc.Addr(),
-			"--dtr-version", "2.9.4", "-o", out)
+		args := []string{"-test.run=^$", "--", bin, "backup", "create", "-q", "--rethinkdb-addr", srv.Addr,
+			"--rethinkdb-ca", srv.Certs.CA, "--rethinkdb-cert", srv.Certs.ClientCert, "--rethinkdb-key", srv.Certs.ClientKey,
+			"--rethinkdb-server-name", rethinkserver.ServerName, "--dtr-version", "2.9.4", "-o", out}
+		cmd := exec.Command(os.Args[0], args...)
 		cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+dir, launchEnv+"=1")
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
@@ -101,9 +106,9 @@ func BenchmarkDumpMemory(b *testing.B) {
 	var t1, t10 time.Duration
 	b.ResetTimer()
 	for range b.N {
-		r, t := dump(small)
+		r, t := dump(smallSrv)
 		rss1, t1 = max(rss1, r), t1+t
-		r, t = dump(large)
+		r, t = dump(largeSrv)
 		rss10, t10 = max(rss10, r), t10+t
 	}
 	per := time.Duration(b.N)

@@ -8,11 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/internal/dtrtest"
-	"github.com/docker-dtr/docker-dtr/internal/rethinktest"
+	"github.com/docker-dtr/docker-dtr/internal/rethinkserver"
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker-dtr/docker-dtr/pkg/rethink"
 	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
@@ -20,32 +21,43 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 )
 
-func TestMain(m *testing.M) {
-	rethinktest.ServeIfChild()
-	os.Exit(m.Run())
-}
-
 type server struct {
 	opts   rethink.Options
 	driver *r.Session // for seeding and snapshots
 }
 
-// startTLS starts a test server that requires mutual TLS, like DTR's.
+// startTLS starts a real RethinkDB 2.4 that requires mutual TLS, like DTR's.
+// Each test has a server of its own, and most run in parallel: the real
+// server spends most of a table_create (about 0.3 s, a dozen per seed)
+// waiting, not computing. Those that look at the whole process (its heap,
+// its goroutines, its CPU affinity) do not.
 func startTLS(t *testing.T) server {
 	t.Helper()
-	certs, err := rethinktest.NewCerts(t.TempDir(), "dtr-rethinkdb-0123456789ab.dtr-ol")
-	assert.NilError(t, err)
-	stls, err := certs.ServerTLS()
-	assert.NilError(t, err)
-	srv, err := rethinktest.Start(rethinktest.Options{TLS: stls, MaxBatchRows: 50})
-	assert.NilError(t, err)
-	t.Cleanup(func() { srv.Close() })
-	ctls, err := certs.ClientTLS("dtr-rethinkdb-0123456789ab.dtr-ol")
-	assert.NilError(t, err)
+	srv := rethinkserver.Start(t, rethinkserver.Options{TLS: true})
 	return server{
-		opts: rethink.Options{Addr: srv.Addr(), CAFile: certs.CA, CertFile: certs.ClientCert, KeyFile: certs.ClientKey,
-			ServerName: "dtr-rethinkdb-0123456789ab.dtr-ol", Connections: 5},
-		driver: dtrtest.Connect(t, r.ConnectOpts{Address: srv.Addr(), TLSConfig: ctls}),
+		opts: rethink.Options{Addr: srv.Addr, CAFile: srv.Certs.CA, CertFile: srv.Certs.ClientCert, KeyFile: srv.Certs.ClientKey,
+			ServerName: rethinkserver.ServerName, Connections: 5},
+		driver: srv.Connect(t),
+	}
+}
+
+// seedBulk adds dtr2.bulk: rows documents of about 1 KiB. The real server
+// sends a cursor's documents in batches of about 1 MB (a Scan asks for no
+// more), so a few thousand rows make a table whose dump continues its
+// cursor several times.
+func seedBulk(t *testing.T, driver *r.Session, rows int) {
+	t.Helper()
+	_, err := r.DB("dtr2").TableCreate("bulk").RunWrite(driver)
+	assert.NilError(t, err)
+	pad := strings.Repeat("b", 1000)
+	for start := 0; start < rows; start += 2000 {
+		batch := make([]any, 0, 2000)
+		for i := start; i < min(start+2000, rows); i++ {
+			batch = append(batch, map[string]any{"id": fmt.Sprintf("bulk-%06d", i), "n": i, "pad": pad})
+		}
+		res, err := r.DB("dtr2").Table("bulk").Insert(batch).RunWrite(driver)
+		assert.NilError(t, err)
+		assert.Equal(t, res.Inserted, len(batch))
 	}
 }
 
@@ -91,6 +103,7 @@ func restore(t *testing.T, s *rethink.Session, f *os.File, rep *archive.Report, 
 }
 
 func TestRoundTripKeepsDocumentsTypesIndexesAndHooks(t *testing.T) {
+	t.Parallel()
 	srv := startTLS(t)
 	dtrtest.Seed(t, srv.driver)
 	before := dtrtest.Snapshot(t, srv.driver)
@@ -133,6 +146,7 @@ func TestRoundTripKeepsDocumentsTypesIndexesAndHooks(t *testing.T) {
 func zeros(n int) string { return string(bytes.Repeat([]byte("0"), n)) }
 
 func TestRestoreRefusesExistingTablesWithoutForce(t *testing.T) {
+	t.Parallel()
 	srv := startTLS(t)
 	dtrtest.Seed(t, srv.driver)
 	s := connect(t, srv.opts)
@@ -155,6 +169,7 @@ func TestRestoreRefusesExistingTablesWithoutForce(t *testing.T) {
 }
 
 func TestExcludedTablesAreRecordedAndLeftAlone(t *testing.T) {
+	t.Parallel()
 	srv := startTLS(t)
 	dtrtest.Seed(t, srv.driver)
 	s := connect(t, srv.opts)
@@ -207,6 +222,7 @@ func officialArchive(t *testing.T, docs map[string][]string) string {
 }
 
 func TestRestoreOfficialBackup(t *testing.T) {
+	t.Parallel()
 	srv := startTLS(t)
 	p := officialArchive(t, map[string][]string{
 		"properties":    {`{"id":"ha.json","value":"{}"}`},
@@ -226,13 +242,15 @@ func TestRestoreOfficialBackup(t *testing.T) {
 }
 
 // Older DTR releases run RethinkDB 2.3, which has no write hooks: the
-// backup records none instead of failing.
+// backup records none instead of failing. The 2.3 server is the real 2.4
+// behind rethinkserver.Proxy23, which refuses the terms 2.3 lacks with
+// 2.3's own error (see proxy23.go for why).
 func TestRoundTripOnRethinkDB23(t *testing.T) {
-	srv, err := rethinktest.Start(rethinktest.Options{Version: "2.3.7"})
-	assert.NilError(t, err)
-	defer srv.Close()
-	driver := dtrtest.Connect(t, r.ConnectOpts{Address: srv.Addr()})
-	_, err = r.DB("dtr2").Table("x").GetWriteHook().Run(driver)
+	t.Parallel()
+	real := rethinkserver.Start(t, rethinkserver.Options{})
+	srv := rethinkserver.StartProxy23(t, real)
+	driver := dtrtest.Connect(t, r.ConnectOpts{Address: srv.Addr})
+	_, err := r.DB("dtr2").Table("x").GetWriteHook().Run(driver)
 	assert.ErrorContains(t, err, "Unrecognized TermType")
 
 	_, err = r.DBCreate("dtr2").RunWrite(driver)
@@ -242,7 +260,7 @@ func TestRoundTripOnRethinkDB23(t *testing.T) {
 	_, err = r.DB("dtr2").Table("properties").Insert(map[string]any{"id": "ha.json", "at": time.Unix(1700000000, 0)}).RunWrite(driver)
 	assert.NilError(t, err)
 
-	s := connect(t, rethink.Options{Addr: srv.Addr()})
+	s := connect(t, rethink.Options{Addr: srv.Addr})
 	f, rep := verifyFile(t, backupToFile(t, s))
 	assert.Assert(t, !rep.Definitions.Tables[0].HasWriteHook())
 	dtrtest.DropAll(t, driver)
@@ -253,9 +271,39 @@ func TestRoundTripOnRethinkDB23(t *testing.T) {
 	}
 	assert.NilError(t, r.DB("dtr2").Table("properties").Get("ha.json").ReadOne(&doc, driver))
 	assert.Equal(t, doc.At.Unix(), int64(1700000000))
+
+	// A backup of 2.4 with a write hook cannot go back to 2.3 whole: the
+	// restore says why.
+	direct := real.Connect(t)
+	dtrtest.DropAll(t, direct)
+	dtrtest.Seed(t, direct)
+	f, rep = verifyFile(t, backupToFile(t, connect(t, rethink.Options{Addr: real.Addr})))
+	dtrtest.DropAll(t, direct)
+	_, _, err = restore(t, s, f, rep, false)
+	assert.ErrorContains(t, err, "setting the write hook of dtr2.tags: the server predates write hooks (RethinkDB 2.4)")
+}
+
+// A table larger than a server batch round-trips whole: its cursor is
+// continued batch after batch.
+func TestRoundTripAcrossServerBatches(t *testing.T) {
+	t.Parallel()
+	srv := startTLS(t)
+	_, err := r.DBCreate("dtr2").RunWrite(srv.driver)
+	assert.NilError(t, err)
+	seedBulk(t, srv.driver, 5000) // 5 MB: five batches or more
+	before := dtrtest.Snapshot(t, srv.driver)
+
+	s := connect(t, srv.opts)
+	f, rep := verifyFile(t, backupToFile(t, s))
+	assert.Equal(t, rep.Rows, int64(5000))
+	dtrtest.DropAll(t, srv.driver)
+	_, _, err = restore(t, s, f, rep, false)
+	assert.NilError(t, err)
+	assert.DeepEqual(t, dtrtest.Snapshot(t, srv.driver), before)
 }
 
 func TestFailedLoadSaysTheTargetIsPartlyRestored(t *testing.T) {
+	t.Parallel()
 	srv := startTLS(t)
 	// verify cannot know primary keys are unique; the server refuses the second
 	p := officialArchive(t, map[string][]string{
@@ -269,10 +317,13 @@ func TestFailedLoadSaysTheTargetIsPartlyRestored(t *testing.T) {
 }
 
 // RethinkDB refuses arrays over 100,000 elements in a query unless
-// array_limit is raised; a document stored with a raised limit must restore.
+// array_limit is raised, and never stores one over 100,000 ("Array too
+// large for disk writes", whatever the limit): a document holding the
+// largest array it stores must restore.
 func TestRoundTripLargeArray(t *testing.T) {
+	t.Parallel()
 	srv := startTLS(t)
-	big := make([]any, 150_000)
+	big := make([]any, 100_001)
 	for i := range big {
 		big[i] = i
 	}
@@ -280,7 +331,9 @@ func TestRoundTripLargeArray(t *testing.T) {
 	assert.NilError(t, err)
 	_, err = r.DB("dtr2").TableCreate("properties").RunWrite(srv.driver)
 	assert.NilError(t, err)
-	_, err = r.DB("dtr2").Table("properties").Insert(map[string]any{"id": "big", "list": big}).RunWrite(srv.driver, r.RunOpts{ArrayLimit: 200_000})
+	_, err = r.DB("dtr2").Table("properties").Insert(map[string]any{"id": "over", "list": big}).RunWrite(srv.driver, r.RunOpts{ArrayLimit: 200_000})
+	assert.ErrorContains(t, err, "Array too large for disk writes")
+	_, err = r.DB("dtr2").Table("properties").Insert(map[string]any{"id": "big", "list": big[:100_000]}).RunWrite(srv.driver)
 	assert.NilError(t, err)
 	before := dtrtest.Snapshot(t, srv.driver)
 

@@ -67,8 +67,10 @@ func entries(t *testing.T, p string) []string {
 // Tables read at once, through queues small enough that readers wait for
 // the writer, give the archive a serial dump gives, entry for entry.
 func TestParallelDumpWritesTheSerialArchive(t *testing.T) {
-	srv := startTLS(t) // batches of 50 rows: many per table
+	t.Parallel()
+	srv := startTLS(t)
 	dtrtest.Seed(t, srv.driver)
+	seedBulk(t, srv.driver, 3000) // several server batches in one table
 	serial := dumpWith(t, srv, 1, 0, nil)
 	var c counted
 	parallel := dumpWith(t, srv, 4, 1, &c) // a queue of 2 batches

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker-dtr/docker-dtr/internal/rethinktest"
+	"github.com/docker-dtr/docker-dtr/internal/rethinkserver"
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker-dtr/docker-dtr/pkg/rethink"
 )
@@ -22,18 +22,23 @@ const benchWriters = 4
 // data into an empty server against its limit: the same documents, held in
 // memory in the batches Restore makes (500 rows or 4 MiB, one table a
 // batch), inserted by as many writers through rethink.Session.Insert (soft
-// durability, as Restore), into tables created bare, then synced, as
-// Restore does. The limit builds no secondary indexes; Restore does, after
-// the rows: index-s says how long building them takes on its own. Both
-// run in every iteration into a fresh server, alternating which goes
-// first; ns/op is Restore's.
+// durability, as Restore), into tables created bare, then, as Restore does,
+// every table synced and its secondary indexes created from the same saved
+// functions, then waited for: the server's own copy of the same tables,
+// same indexes, same durability. index-s says how long the limit's syncs
+// and indexes took of that. Both run in every iteration into the same server emptied
+// first, alternating which goes first; ns/op is Restore's. The server is
+// the real RethinkDB with mutual TLS, as DTR's; shared and pinned are the
+// cpuModes.
 func BenchmarkRestore(b *testing.B) {
-	ls := loadedWith(b, benchRows(b))
+	ld := loadedWith(b, benchRows(b))
 	ctx := context.Background()
 
-	// The archive, made once per run from the loaded server.
-	src := benchConnect(b, ls.proc.Addr(), 1)
+	// The archive, made once from the loaded data; the source server
+	// is gone before anything is measured.
 	path := filepath.Join(b.TempDir(), "backup-metadata.tar")
+	srcServer := ld.start(b, "")
+	src := benchConnect(b, srcServer, 1)
 	w, err := os.Create(path)
 	if err != nil {
 		b.Fatal(err)
@@ -44,6 +49,7 @@ func BenchmarkRestore(b *testing.B) {
 	if err := w.Close(); err != nil {
 		b.Fatal(err)
 	}
+	srcServer.Stop()
 	f, err := os.Open(path)
 	if err != nil {
 		b.Fatal(err)
@@ -55,11 +61,7 @@ func BenchmarkRestore(b *testing.B) {
 	}
 
 	// The limit's input: the archive's documents in Restore's batches.
-	type batch struct {
-		ref  rethink.TableRef
-		docs [][]byte
-	}
-	var batches []batch
+	var batches []restoreBatch
 	var rows, docBytes int64
 	tables := map[string]archive.Table{}
 	for _, st := range rep.Tables {
@@ -70,7 +72,7 @@ func BenchmarkRestore(b *testing.B) {
 		b.Fatal(err)
 	}
 	rd := archive.NewReader(f, rep.VersionDir)
-	var cur batch
+	var cur restoreBatch
 	size := 0
 	for {
 		dir, doc, err := rd.Next()
@@ -84,7 +86,7 @@ func BenchmarkRestore(b *testing.B) {
 		ref := rethink.TableRef{DB: t.DB, Table: t.Name}
 		if ref != cur.ref && len(cur.docs) > 0 || len(cur.docs) >= 500 || size+len(doc) > 4<<20 && len(cur.docs) > 0 {
 			batches = append(batches, cur)
-			cur, size = batch{}, 0
+			cur, size = restoreBatch{}, 0
 		}
 		cur.ref = ref
 		cur.docs = append(cur.docs, append([]byte(nil), doc...))
@@ -94,8 +96,21 @@ func BenchmarkRestore(b *testing.B) {
 	}
 	batches = append(batches, cur)
 
-	proc := rethinktest.StartProcess(b, rethinktest.ProcessOptions{})
-	s := benchConnect(b, proc.Addr(), benchWriters+1)
+	runModes(b, func(b *testing.B, m cpuMode) {
+		benchRestore(b, m, f, rep, tables, batches, rows, docBytes)
+	})
+}
+
+// restoreBatch is a batch of the limit: documents of one table.
+type restoreBatch struct {
+	ref  rethink.TableRef
+	docs [][]byte
+}
+
+func benchRestore(b *testing.B, m cpuMode, f *os.File, rep *archive.Report, tables map[string]archive.Table, batches []restoreBatch, rows, docBytes int64) {
+	ctx := context.Background()
+	srv := rethinkserver.Start(b, rethinkserver.Options{TLS: true, CPUs: m.server})
+	s := benchConnect(b, srv, benchWriters+1)
 	empty := func() {
 		dbs, err := s.DBList(ctx)
 		if err != nil {
@@ -149,7 +164,7 @@ func BenchmarkRestore(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		work := make(chan batch, benchWriters)
+		work := make(chan restoreBatch, benchWriters)
 		var wg sync.WaitGroup
 		var errOnce sync.Once
 		var werr error
@@ -172,31 +187,33 @@ func BenchmarkRestore(b *testing.B) {
 		if werr != nil {
 			b.Fatal(werr)
 		}
-		for _, t := range rep.Tables {
-			def := tables[t.Dir]
-			if err := s.Sync(ctx, rethink.TableRef{DB: def.DB, Table: def.Name}); err != nil {
-				b.Fatal(err)
-			}
-		}
-		limit += time.Since(start)
-		// Not part of the limit: the secondary indexes Restore builds.
-		start = time.Now()
+		// As Restore: each table synced and its indexes started, then
+		// every index waited for (RethinkDB builds them in the background).
+		ixStart := time.Now()
 		for _, t := range rep.Tables {
 			def := tables[t.Dir]
 			ref := rethink.TableRef{DB: def.DB, Table: def.Name}
+			if err := s.Sync(ctx, ref); err != nil {
+				b.Fatal(err)
+			}
 			for _, ix := range def.Indexes {
 				if err := s.IndexCreate(ctx, ref, ix.Name, ix.Function); err != nil {
 					b.Fatal(err)
 				}
 			}
+		}
+		for _, t := range rep.Tables {
+			def := tables[t.Dir]
 			if len(def.Indexes) > 0 {
-				if _, err := s.IndexWait(ctx, ref); err != nil {
+				if _, err := s.IndexWait(ctx, rethink.TableRef{DB: def.DB, Table: def.Name}); err != nil {
 					b.Fatal(err)
 				}
 			}
 		}
-		indexes += time.Since(start)
+		limit += time.Since(start)
+		indexes += time.Since(ixStart)
 	}
+	m.pinClient(b)
 	b.ResetTimer()
 	b.StopTimer()
 	for i := range b.N {

@@ -9,9 +9,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
@@ -95,14 +97,56 @@ func Connect(ctx context.Context, o Options) (*Session, error) {
 	}
 	s, err := r.Connect(opts)
 	if err != nil {
-		return nil, connectError(o, err)
+		return nil, connectError(o, tlsRefusal(o.Addr, opts, err))
 	}
 	sess := &Session{s: s, addr: o.Addr}
 	if err := sess.ping(ctx); err != nil {
 		s.Close()
-		return nil, connectError(o, err)
+		return nil, connectError(o, tlsRefusal(o.Addr, opts, err))
 	}
 	return sess, nil
+}
+
+// tlsRefusal finds out why a TLS server closed a new connection. With TLS
+// 1.3, RethinkDB checks the client certificate after the handshake: its
+// alert ("unknown certificate authority", "certificate required") comes
+// while the driver writes its first message, which then often fails with
+// a bare "broken pipe" or "connection reset" instead, as if the server had
+// gone. A connection that only reads receives the alert itself: err is
+// replaced by it when the server sends one within a second, else kept.
+func tlsRefusal(addr string, opts r.ConnectOpts, err error) error {
+	if opts.TLSConfig == nil || !closedEarly(err) {
+		return err
+	}
+	d := net.Dialer{Timeout: min(opts.Timeout, 5*time.Second)}
+	conn, derr := tls.DialWithDialer(&d, "tcp", addr, opts.TLSConfig)
+	if derr != nil {
+		if remoteAlert(derr) {
+			return derr // TLS 1.2: refused in the handshake
+		}
+		return err
+	}
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(time.Second))
+	if _, rerr := conn.Read(make([]byte, 1)); remoteAlert(rerr) {
+		return rerr
+	}
+	return err
+}
+
+// closedEarly is a connection that the far end closed or reset.
+func closedEarly(err error) bool {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "broken pipe") || strings.Contains(msg, "connection reset") || strings.HasSuffix(msg, "EOF")
+}
+
+// remoteAlert is a TLS alert the server sent ("remote error: tls: …").
+func remoteAlert(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "remote error"
 }
 
 func (o Options) tlsConfig() (*tls.Config, error) {

@@ -3,9 +3,11 @@ package rethink
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
 	p "gopkg.in/rethinkdb/rethinkdb-go.v6/ql2"
@@ -39,13 +41,32 @@ func (s *Session) DBDrop(ctx context.Context, db string) error {
 	return nil
 }
 
-// TableCreate creates a table with its primary key.
+// dbVisibleWithin is how long TableCreate waits for a database to be seen.
+const dbVisibleWithin = 10 * time.Second
+
+// TableCreate creates a table with its primary key. RethinkDB serves each
+// connection from one of its threads, and each thread learns of a new
+// database from its own copy of the cluster's metadata, a moment after
+// db_create has returned on another connection: "Database `x` does not
+// exist" then means not yet. It is asked again until dbVisibleWithin has
+// passed, so a missing database still fails, only later.
 func (s *Session) TableCreate(ctx context.Context, t TableRef, primaryKey string) error {
-	var res map[string]any
-	if err := s.one(ctx, r.DB(t.DB).TableCreate(t.Table, r.TableCreateOpts{PrimaryKey: primaryKey}), &res); err != nil {
-		return fmt.Errorf("creating table %s: %w", t, err)
+	deadline := time.Now().Add(dbVisibleWithin)
+	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
+		var res map[string]any
+		err := s.one(ctx, r.DB(t.DB).TableCreate(t.Table, r.TableCreateOpts{PrimaryKey: primaryKey}), &res)
+		if err == nil {
+			return nil
+		}
+		if !strings.Contains(err.Error(), "Database `"+t.DB+"` does not exist") || time.Now().After(deadline) {
+			return fmt.Errorf("creating table %s: %w", t, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("creating table %s: %w", t, errors.Join(err, ctx.Err()))
+		case <-time.After(wait):
+		}
 	}
-	return nil
 }
 
 // TableDrop drops a table.

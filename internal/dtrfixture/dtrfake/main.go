@@ -1,9 +1,8 @@
 // Command dtrfake stands in for the processes of a Docker Trusted Registry
-// replica in the images internal/dtrfixture builds. It is linked statically and
-// runs FROM scratch; the first argument picks the mode:
+// replica in the images internal/dtrfixture builds, but RethinkDB (the
+// fixture runs the real server). It is linked statically and runs FROM
+// scratch; the first argument picks the mode:
 //
-//	dtrfake rethinkdb [rethinkdb flags]  the project's RethinkDB test server (internal/rethinktest),
-//	                                     keeping its data in --directory if given
 //	dtrfake component NAME               a placeholder for another DTR component: waits for SIGTERM
 //	dtrfake health                       exits 1 if /tmp/unhealthy exists, else 0 (Docker health check)
 //	dtrfake set-health healthy|unhealthy removes or creates /tmp/unhealthy
@@ -15,20 +14,14 @@
 package main
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
-
-	"github.com/docker-dtr/docker-dtr/internal/rethinktest"
 )
 
 // unhealthyFile makes the health mode fail while it exists.
@@ -40,8 +33,6 @@ func main() {
 	}
 	var err error
 	switch mode, args := os.Args[1], os.Args[2:]; mode {
-	case "rethinkdb":
-		err = runRethinkDB(args)
 	case "component":
 		if len(args) != 1 {
 			usage()
@@ -88,7 +79,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: dtrfake rethinkdb [flags] | component NAME | health | set-health healthy|unhealthy | dial HOST:PORT... | wipe DIR")
+	fmt.Fprintln(os.Stderr, "usage: dtrfake component NAME | health | set-health healthy|unhealthy | dial HOST:PORT... | wipe DIR")
 	os.Exit(2)
 }
 
@@ -126,137 +117,4 @@ func signals() <-chan os.Signal {
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT)
 	return ch
-}
-
-// rethinkFlags are the subset of rethinkdb's flags that mean something here.
-type rethinkFlags struct {
-	bind                   string
-	port                   int
-	directory              string
-	tlsKey, tlsCert, tlsCA string
-}
-
-// booleanFlags are rethinkdb flags that take no value.
-var booleanFlags = map[string]bool{
-	"no-update-check": true, "no-http-admin": true, "no-default-bind": true,
-	"daemon": true, "version": true, "help": true,
-}
-
-// parseRethinkFlags accepts rethinkdb's command line: "--flag value" or
-// "--flag=value"; unknown flags (--join, --cluster-tls-*, --canonical-address,
-// ...) are ignored together with their value.
-func parseRethinkFlags(args []string) (rethinkFlags, error) {
-	f := rethinkFlags{port: 28015}
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if !strings.HasPrefix(a, "-") {
-			return f, fmt.Errorf("unexpected argument %q", a)
-		}
-		name := strings.TrimLeft(a, "-")
-		value, hasValue := "", false
-		if k, v, ok := strings.Cut(name, "="); ok {
-			name, value, hasValue = k, v, true
-		} else if !booleanFlags[name] && i+1 < len(args) && !strings.HasPrefix(args[i+1], "--") {
-			i++
-			value, hasValue = args[i], true
-		}
-		needValue := func() error {
-			if !hasValue {
-				return fmt.Errorf("flag --%s needs a value", name)
-			}
-			return nil
-		}
-		switch name {
-		case "bind":
-			if err := needValue(); err != nil {
-				return f, err
-			}
-			f.bind = value
-		case "driver-port":
-			if err := needValue(); err != nil {
-				return f, err
-			}
-			p, err := strconv.Atoi(value)
-			if err != nil || p < 0 || p > 65535 {
-				return f, fmt.Errorf("bad --driver-port %q", value)
-			}
-			f.port = p
-		case "directory", "d":
-			if err := needValue(); err != nil {
-				return f, err
-			}
-			f.directory = value
-		case "driver-tls-key", "driver-tls-cert", "driver-tls-ca":
-			if err := needValue(); err != nil {
-				return f, err
-			}
-			switch name {
-			case "driver-tls-key":
-				f.tlsKey = value
-			case "driver-tls-cert":
-				f.tlsCert = value
-			default:
-				f.tlsCA = value
-			}
-		}
-	}
-	return f, nil
-}
-
-func runRethinkDB(args []string) error {
-	f, err := parseRethinkFlags(args)
-	if err != nil {
-		return err
-	}
-	host := "127.0.0.1"
-	switch f.bind {
-	case "":
-	case "all":
-		host = ""
-	default:
-		host = f.bind
-	}
-	// Like rethinkdb, the directory is created on first start; without
-	// --directory everything stays in memory (rethinkdb would use ./rethinkdb_data).
-	opts := rethinktest.Options{Addr: net.JoinHostPort(host, strconv.Itoa(f.port)), Directory: f.directory}
-	if f.tlsKey != "" || f.tlsCert != "" || f.tlsCA != "" {
-		if opts.TLS, err = serverTLS(f); err != nil {
-			return err
-		}
-	}
-	sig := signals() // before listening, so an early SIGTERM is not lost
-	s, err := rethinktest.Start(opts)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(os.Stderr, "dtrfake: rethinkdb listening on %s (tls: %t, directory: %q)\n", s.Addr(), opts.TLS != nil, opts.Directory)
-	got := <-sig
-	fmt.Fprintf(os.Stderr, "dtrfake: rethinkdb stopping on %s\n", got)
-	return s.Close()
-}
-
-// serverTLS is RethinkDB's driver TLS: the server presents the key pair and,
-// with a CA, requires client certificates that CA signed.
-func serverTLS(f rethinkFlags) (*tls.Config, error) {
-	if f.tlsKey == "" || f.tlsCert == "" {
-		return nil, errors.New("--driver-tls-key and --driver-tls-cert go together")
-	}
-	cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
-	if err != nil {
-		return nil, err
-	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if f.tlsCA != "" {
-		pem, err := os.ReadFile(f.tlsCA)
-		if err != nil {
-			return nil, err
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("no certificate in %s", f.tlsCA)
-		}
-		cfg.ClientCAs = pool
-		cfg.ClientAuth = tls.RequireAndVerifyClientCert
-	}
-	return cfg, nil
 }

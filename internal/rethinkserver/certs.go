@@ -1,4 +1,4 @@
-package rethinktest
+package rethinkserver
 
 import (
 	"crypto/ecdsa"
@@ -30,7 +30,7 @@ func NewCerts(dir string, hosts ...string) (*Certs, error) {
 		ClientKey:  filepath.Join(dir, "client-key.pem"),
 	}
 	now := time.Now()
-	ca, err := NewCA("rethinktest CA", 24*time.Hour)
+	ca, err := NewCA("rethinkserver CA", 24*time.Hour)
 	if err != nil {
 		return nil, err
 	}
@@ -40,7 +40,7 @@ func NewCerts(dir string, hosts ...string) (*Certs, error) {
 
 	server := &x509.Certificate{
 		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "rethinktest server"},
+		Subject:      pkix.Name{CommonName: "rethinkserver server"},
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
@@ -60,7 +60,7 @@ func NewCerts(dir string, hosts ...string) (*Certs, error) {
 	}
 	client := &x509.Certificate{
 		SerialNumber: big.NewInt(3),
-		Subject:      pkix.Name{CommonName: "rethinktest client"},
+		Subject:      pkix.Name{CommonName: "rethinkserver client"},
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
@@ -151,27 +151,9 @@ func (c *Certs) caPool() (*x509.CertPool, error) {
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(b) {
-		return nil, errors.New("rethinktest: no certificate in " + c.CA)
+		return nil, errors.New("rethinkserver: no certificate in " + c.CA)
 	}
 	return pool, nil
-}
-
-// ServerTLS requires client certificates signed by the CA.
-func (c *Certs) ServerTLS() (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(c.ServerCert, c.ServerKey)
-	if err != nil {
-		return nil, err
-	}
-	pool, err := c.caPool()
-	if err != nil {
-		return nil, err
-	}
-	return &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		ClientCAs:    pool,
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		MinVersion:   tls.VersionTLS12,
-	}, nil
 }
 
 // ClientTLS trusts the CA and presents the client certificate.
