@@ -79,6 +79,8 @@ func TestDocumentedExitCodes(t *testing.T) {
 		{"images without -o", []string{"dtr", "backup", "images"}, 2, "-o/--output is required"},
 		{"create --parallel -1", []string{"dtr", "backup", "create", "-o", filepath.Join(dir, "x.tar"), "--parallel", "-1"}, 2, "--parallel -1"},
 		{"status --format yaml", []string{"dtr", "status", "--format", "yaml"}, 2, `--format "yaml"`},
+		{"malformed --replica-id", []string{"dtr", "backup", "create", "-o", filepath.Join(dir, "x.tar"), "--replica-id", "XYZ"}, 2, `--replica-id "XYZ"`},
+		{"contradicting safety flags", []string{"dtr", "backup", "restore", "--safety-dir", dir, "--no-safety-backup", valid}, 2, "contradict each other"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := docker(t, cfg, nil, tc.args...)

@@ -94,7 +94,7 @@ func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) e
 	}
 	excluded, err := metadata.Exclusions(opts.exclude, opts.skipScanData, opts.skipEvents)
 	if err != nil {
-		return err
+		return exitcode.UsageError(err)
 	}
 	out, err := openBackup(dockerCli, opts.output, &opts.enc)
 	if err != nil {

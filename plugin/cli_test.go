@@ -163,13 +163,13 @@ func TestCreateRefusesBadFlags(t *testing.T) {
 		code int
 	}{
 		{[]string{"--dtr-version", "2.9.4", "--rethinkdb-addr", "127.0.0.1:1"}, "-o/--output is required", 2},
-		{[]string{"-o", "x.tar", "--rethinkdb-addr", "127.0.0.1:1"}, "--dtr-version is required", 1},
-		{[]string{"-o", "x.tar", "--dtr-version", "latest", "--rethinkdb-addr", "127.0.0.1:1"}, `--dtr-version "latest"`, 1},
-		{[]string{"-o", "x.tar", "--dtr-version", "2.9.4", "--replica-id", "XYZ", "--rethinkdb-addr", "127.0.0.1:1"}, `--replica-id "XYZ"`, 1},
-		{[]string{"-o", "x.tar", "--dtr-version", "2.9.4", "--exclude", "events", "--rethinkdb-addr", "127.0.0.1:1"}, `--exclude "events": expected db.table`, 1},
-		{[]string{"-o", "x.tar", "--rethinkdb-ca", "ca.pem"}, "--rethinkdb-ca needs --rethinkdb-addr; without it RethinkDB is reached through the Docker context", 1},
-		{[]string{"-o", "x.tar", "--dtr-version", "2.9.4", "--rethinkdb-addr", "127.0.0.1:1", "--agent-binary", "x"}, "--agent-binary has no use with --rethinkdb-addr", 1},
-		{[]string{"-o", "x.tar", "--dtr-version", "2.9.4", "--rethinkdb-addr", "127.0.0.1:1", "--rethinkdb-cert", "c.pem"}, "--rethinkdb-cert and --rethinkdb-key go together", 1},
+		{[]string{"-o", "x.tar", "--rethinkdb-addr", "127.0.0.1:1"}, "--dtr-version is required",2},
+		{[]string{"-o", "x.tar", "--dtr-version", "latest", "--rethinkdb-addr", "127.0.0.1:1"}, `--dtr-version "latest"`,2},
+		{[]string{"-o", "x.tar", "--dtr-version", "2.9.4", "--replica-id", "XYZ", "--rethinkdb-addr", "127.0.0.1:1"}, `--replica-id "XYZ"`,2},
+		{[]string{"-o", "x.tar", "--dtr-version", "2.9.4", "--exclude", "events", "--rethinkdb-addr", "127.0.0.1:1"}, `--exclude "events": expected db.table`,2},
+		{[]string{"-o", "x.tar", "--rethinkdb-ca", "ca.pem"}, "--rethinkdb-ca needs --rethinkdb-addr; without it RethinkDB is reached through the Docker context",2},
+		{[]string{"-o", "x.tar", "--dtr-version", "2.9.4", "--rethinkdb-addr", "127.0.0.1:1", "--agent-binary", "x"}, "--agent-binary has no use with --rethinkdb-addr",2},
+		{[]string{"-o", "x.tar", "--dtr-version", "2.9.4", "--rethinkdb-addr", "127.0.0.1:1", "--rethinkdb-cert", "c.pem"}, "--rethinkdb-cert and --rethinkdb-key go together",2},
 		{[]string{"-o", "no/such/dir/x.tar", "--dtr-version", "2.9.4", "--rethinkdb-addr", "127.0.0.1:1"}, "cannot write no/such/dir/x.tar", 1},
 		{[]string{"-o", "x.tar", "--dtr-version", "2.9.4", "--rethinkdb-addr", "127.0.0.1:1", "--parallel", "-1"}, "--parallel -1: expected 1 or more", 2},
 		{[]string{"-o", "x.tar", "--dtr-version", "2.9.4", "--rethinkdb-addr", "127.0.0.1:1"}, "connecting to rethinkdb at 127.0.0.1:1", 1},
@@ -194,7 +194,7 @@ func TestReplicaFlagsCheckedAlike(t *testing.T) {
 	missing := filepath.Join(dir, "docker-dtr-linux-arm64")
 	for _, cmd := range [][]string{{"backup", "create", "--dtr-version", "2.9.4"}, {"backup", "images"}} {
 		_, errOut, code := run(t, nil, append(cmd, "-o", "x.tar", "--replica-id", "XYZ")...)
-		assert.Equal(t, code, 1, "%v: %s", cmd, errOut)
+		assert.Equal(t, code, 2, "%v: %s", cmd, errOut)
 		assert.Equal(t, errOut, "--replica-id \"XYZ\": a replica id is 12 lowercase hex characters, such as 0123456789ab\n")
 		_, errOut, code = run(t, nil, append(cmd, "-o", "x.tar", "--agent-binary", missing)...)
 		assert.Equal(t, code, 1, "%v: %s", cmd, errOut)

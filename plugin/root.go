@@ -24,9 +24,9 @@ Backups are plain tar archives laid out like DTR's own, with table
 definitions and a manifest of SHA-256 checksums that 'backup verify' checks.
 
 Exit status: 0 success; 1 failure; 2 wrong usage (an unknown command or
-flag, a missing argument or -o, a flag's value out of range or an unknown
---format); 3 a restore failed and left its target partly
-restored, to finish by hand; 130 interrupted (SIGINT, SIGTERM), with what
+flag, a missing argument or required flag, a flag's value out of range or
+of the wrong form, flags that contradict each other, an unknown --format);
+3 a restore failed and left its target partly restored, to finish by hand; 130 interrupted (SIGINT, SIGTERM), with what
 was half done removed or put back. Each command's help says what its codes
 mean.`,
 		SilenceUsage:     true,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/docker-dtr/docker-dtr/pkg/exitcode"
 	"os"
 	"strings"
 	"time"
@@ -30,7 +31,7 @@ func (o *safetyOptions) validate() error {
 		return nil
 	}
 	if o.skip {
-		return errors.New("--safety-dir and --no-safety-backup contradict each other: give one")
+		return exitcode.UsageError(errors.New("--safety-dir and --no-safety-backup contradict each other: give one"))
 	}
 	st, err := os.Stat(o.dir)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/docker-dtr/docker-dtr/pkg/exitcode"
 	"io/fs"
 	"os"
 	"regexp"
@@ -47,7 +48,7 @@ func (o *replicaFlags) addFlags(flags *pflag.FlagSet) {
 // (agent), that --agent-binary names a file.
 func (o *replicaFlags) validate(agent bool) error {
 	if o.replicaID != "" && !replicaIDRe.MatchString(o.replicaID) {
-		return fmt.Errorf("--replica-id %q: a replica id is 12 lowercase hex characters, such as 0123456789ab", o.replicaID)
+		return exitcode.UsageError(fmt.Errorf("--replica-id %q: a replica id is 12 lowercase hex characters, such as 0123456789ab", o.replicaID))
 	}
 	if agent && o.agentBinary != "" {
 		if _, err := os.Stat(o.agentBinary); err != nil {
@@ -70,9 +71,12 @@ func (o *targetOptions) validate() error {
 	}
 	if o.isDirect() {
 		if o.agentBinary != "" {
-			return errors.New("--agent-binary has no use with --rethinkdb-addr: it is for reaching RethinkDB through the Docker context")
+			return exitcode.UsageError(errors.New("--agent-binary has no use with --rethinkdb-addr: it is for reaching RethinkDB through the Docker context"))
 		}
-		return o.direct.Validate()
+		if err := o.direct.Validate(); err != nil {
+			return exitcode.UsageError(err)
+		}
+		return nil
 	}
 	d := o.direct.Options
 	for flag, set := range map[string]bool{
@@ -80,7 +84,7 @@ func (o *targetOptions) validate() error {
 		"--rethinkdb-server-name": d.ServerName != "", "--rethinkdb-password-file": d.PasswordFile != "",
 	} {
 		if set {
-			return fmt.Errorf("%s needs --rethinkdb-addr; without it RethinkDB is reached through the Docker context, with DTR's own certificates", flag)
+			return exitcode.UsageError(fmt.Errorf("%s needs --rethinkdb-addr; without it RethinkDB is reached through the Docker context, with DTR's own certificates", flag))
 		}
 	}
 	return nil
@@ -91,10 +95,10 @@ func (o *targetOptions) validate() error {
 // a version's form.
 func (o *targetOptions) checkDTRVersion(v, missing string) error {
 	if v == "" && missing != "" && o.isDirect() {
-		return errors.New(missing)
+		return exitcode.UsageError(errors.New(missing))
 	}
 	if v != "" && !dtrversion.Valid(v) {
-		return fmt.Errorf("--dtr-version %q: expected a version such as 2.9.4", v)
+		return exitcode.UsageError(fmt.Errorf("--dtr-version %q: expected a version such as 2.9.4", v))
 	}
 	return nil
 }
