@@ -117,6 +117,7 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 	if err != nil {
 		return backupError(ctx, opts.output, err)
 	}
+	vol.AgentBinary = opts.replica.agentBinary
 	m, err := imagebackup.Write(ctx, dockerCli.Client(), out, imagebackup.Options{
 		Replica: rep, Volume: vol, Since: bases, AgentBinary: opts.replica.agentBinary, Progress: prog,
 	})
