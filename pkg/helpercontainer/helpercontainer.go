@@ -162,13 +162,37 @@ func Remove(ctx context.Context, api client.APIClient, id string) error {
 			}
 		}
 		err = api.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
-		// Someone else (a user's docker rm -f, or the engine's AutoRemove)
-		// removing it is as good.
-		if err == nil || IsNotFound(err) || strings.Contains(err.Error(), "is already in progress") {
+		if err == nil || IsNotFound(err) {
+			return nil
+		}
+		// Someone else (a user's docker rm -f, or the engine's AutoRemove
+		// once the agent exits) removing it is as good: wait a moment for
+		// it to finish, so that the caller finds it gone.
+		if strings.Contains(err.Error(), "is already in progress") {
+			waitGone(ctx, api, id)
 			return nil
 		}
 	}
 	return err
+}
+
+// waitGone waits, within ctx and 10 seconds, until the container is gone.
+// It lists rather than inspects: a listing does not wait for the
+// container's lock, which an archive copy holds while it streams.
+func waitGone(ctx context.Context, api client.APIClient, id string) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		list, err := api.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("id", id))})
+		if err != nil || len(list) == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // IsNotFound says the container is already gone.
