@@ -59,7 +59,7 @@ func (w *Watcher) end(why string) {
 }
 
 func (w *Watcher) watch(idle time.Duration) {
-	tick := time.NewTicker(max(idle/8, time.Millisecond))
+	tick := time.NewTicker(max(min(idle/8, time.Second), time.Millisecond))
 	defer tick.Stop()
 	for {
 		select {
