@@ -95,6 +95,23 @@ type helper struct {
 	name string
 	// release ends the lease, if it holds one.
 	release func()
+	// exited is closed if the lease's agent exits while the plugin works.
+	exited chan struct{}
+}
+
+// leaseLost explains a request that failed because the reading helper's
+// agent exited (and the container removed itself): an agent that does not
+// know --lease, or one that lost its plugin.
+func (h *helper) leaseLost(err error) error {
+	if h.exited == nil {
+		return err
+	}
+	select {
+	case <-h.exited:
+		return fmt.Errorf("%w (the agent in helper %s exited and the helper removed itself: is --agent-binary a docker-dtr of this version?)", err, h.name)
+	default:
+		return err
+	}
 }
 
 // leaseJob is the reading helper's agent: it only lives while the plugin
@@ -166,13 +183,25 @@ func (v *Volume) leaseHelper(ctx context.Context, api API, path string, img *doc
 	}
 	stop := make(chan struct{})
 	var once sync.Once
+	go io.Copy(io.Discard, hj.Reader)
+	// Wait before starting, so that an exit is not missed.
+	wctx, stopWaiting := context.WithCancel(context.WithoutCancel(ctx))
+	waitC, errC := api.ContainerWait(wctx, h.id, container.WaitConditionNextExit)
+	h.exited = make(chan struct{})
+	go func() {
+		select {
+		case <-waitC:
+			close(h.exited)
+		case <-errC:
+		}
+	}()
 	h.release = func() {
 		once.Do(func() {
 			close(stop)
 			hj.Close()
+			stopWaiting()
 		})
 	}
-	go io.Copy(io.Discard, hj.Reader)
 	if err := api.ContainerStart(ctx, h.id, container.StartOptions{}); err != nil {
 		return fail(fmt.Errorf("starting helper %s on node %s: %w", name, v.Replica.Node, requestErr(err)))
 	}
@@ -209,7 +238,7 @@ func (v *Volume) Read(ctx context.Context, api API, fn func(io.Reader) error) (e
 	}()
 	rc, _, err := api.CopyFromContainer(ctx, h.id, MountPoint)
 	if err != nil {
-		return fmt.Errorf("reading volume %s: %w", v.Name, err)
+		return fmt.Errorf("reading volume %s: %w", v.Name, h.leaseLost(err))
 	}
 	defer rc.Close()
 	if err := fn(rc); err != nil {
