@@ -17,6 +17,7 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/helpercontainer"
 	"github.com/docker-dtr/docker-dtr/pkg/tunnel"
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 )
@@ -61,14 +62,14 @@ func TestHelperLifeBackupImages(t *testing.T) {
 		b.wait(t)
 		// Nothing runs in it to notice: it stays.
 		time.Sleep(2 * time.Second)
-		info, err := rig.c.Client.ContainerInspect(context.Background(), h.ID)
-		assert.NilError(t, err, "the killed run's never-started helper %s", helperNameOf(h))
-		assert.Equal(t, info.State.Status, "created")
+		state, ok := helperState(t, rig.c, h.ID)
+		assert.Assert(t, ok, "the killed run's never-started helper %s", helperNameOf(h))
+		assert.Equal(t, state, "created")
 
 		next := docker(t, rig.cfg, nil, append(append([]string{"dtr"}, rig.command...), "-o", filepath.Join(t.TempDir(), "next.tar"))...)
 		assert.Equal(t, next.code, 0, next.stderr)
-		_, err = rig.c.Client.ContainerInspect(context.Background(), h.ID)
-		assert.Check(t, err != nil, "the killed run's never-started helper %s is still there after the next run", helperNameOf(h))
+		state, ok = helperState(t, rig.c, h.ID)
+		assert.Check(t, !ok, "the killed run's never-started helper %s is still there (%s) after the next run", helperNameOf(h), state)
 		rig.assertUnchanged(t)
 	})
 }
@@ -135,12 +136,12 @@ func helperLife(t *testing.T, rig *faultRig, kind string) {
 			assert.Check(t, is.Contains(next.stderr, "removed the tunnel helper "+helperNameOf(deadHelper)))
 			assert.Check(t, is.Contains(next.stderr, "is no longer alive"))
 		}
-		_, err := rig.c.Client.ContainerInspect(context.Background(), deadHelper.ID)
-		assert.Check(t, err != nil, "the dead run's helper %s is still there after the next run (%s after the kill)", helperNameOf(deadHelper), nextTook)
+		state, ok := helperState(t, rig.c, deadHelper.ID)
+		assert.Check(t, !ok, "the dead run's helper %s is still there (%s) after the next run (%s after the kill)", helperNameOf(deadHelper), state, nextTook)
 
-		info, err := rig.c.Client.ContainerInspect(context.Background(), liveHelper.ID)
-		assert.NilError(t, err, "the live run's helper %s was removed", helperNameOf(liveHelper))
-		assert.Check(t, info.State.Running, "the live run's helper is %s", info.State.Status)
+		state, ok = helperState(t, rig.c, liveHelper.ID)
+		assert.Assert(t, ok, "the live run's helper %s was removed", helperNameOf(liveHelper))
+		assert.Check(t, is.Equal(state, "running"), "the live run's helper")
 		assert.Assert(t, time.Since(stopped) < tunnel.IdleTimeout-5*time.Second,
 			"the live run was stopped for %s: its helper would take it for gone", time.Since(stopped))
 		resume()
@@ -178,16 +179,28 @@ func waitGone(t *testing.T, c *dtrfixture.Cluster, h container.Summary, within t
 	t.Helper()
 	began := time.Now()
 	for {
-		info, err := c.Client.ContainerInspect(context.Background(), h.ID)
-		if err != nil {
-			assert.Assert(t, helpercontainer.IsNotFound(err), err)
+		state, ok := helperState(t, c, h.ID)
+		if !ok {
 			return time.Since(began)
 		}
 		if time.Since(began) > within {
-			t.Fatalf("helper %s is still there (%s) %s after its plugin was killed", helperNameOf(h), info.State.Status, within)
+			t.Fatalf("helper %s is still there (%s) %s after its plugin was killed", helperNameOf(h), state, within)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// helperState is the container's state, and whether it exists. It lists
+// rather than inspects: an inspect waits for the container's lock, which
+// an archive copy holds while it streams (a stopped run's copy, for one).
+func helperState(t *testing.T, c *dtrfixture.Cluster, id string) (string, bool) {
+	t.Helper()
+	list, err := c.Client.ContainerList(context.Background(), container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("id", id))})
+	assert.NilError(t, err)
+	if len(list) == 0 {
+		return "", false
+	}
+	return list[0].State, true
 }
 
 // holdingProxy forwards connections to the engine's socket; when the
