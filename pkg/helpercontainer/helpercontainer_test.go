@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -90,6 +91,23 @@ func TestOwner(t *testing.T) {
 	gone := fmt.Sprintf("%s:%d:%s", o.ns, cmd.Process.Pid, o.start)
 	alive, known = Alive(gone)
 	assert.Assert(t, !alive && known, "a reaped child is dead")
+
+	// A child that has exited but is not reaped yet (a zombie) is dead.
+	zombie := exec.Command("true")
+	assert.NilError(t, zombie.Start())
+	defer zombie.Wait()
+	zlabel := ""
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", zombie.Process.Pid))
+		assert.NilError(t, err)
+		if f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:])); f[0] == "Z" {
+			zlabel = fmt.Sprintf("%s:%d:%s", o.ns, zombie.Process.Pid, f[19])
+			break
+		}
+	}
+	assert.Assert(t, zlabel != "", "the child never became a zombie")
+	alive, known = Alive(zlabel)
+	assert.Assert(t, !alive && known, "a zombie is dead")
 
 	// The same pid with another start time is another process.
 	alive, known = Alive(fmt.Sprintf("%s:%d:%s", o.ns, o.pid, o.start+"0"))
