@@ -32,11 +32,16 @@ func newImagesCmd(dockerCli command.Cli) *cobra.Command {
 		Long: `Back up DTR's image content (the registry volume) to a tar archive.
 
 The volume mounted at /storage on dtr-registry-<id> is read through the
-Docker archive API of a helper container that mounts it read-only and is
-never started: no ssh or sudo is needed. Before, for the progress's total
-and ETA, this plugin's own binary measures the volume in a short-lived
-helper (read-only, no network; --agent-binary when this binary cannot run
-on the node); when it cannot, the backup goes on without a total. The
+Docker archive API of a helper container that mounts it read-only: no ssh
+or sudo is needed. The helper runs this plugin's own binary only to hold a
+lease: once the plugin is gone (killed, or its connection silent for 45
+seconds) it exits and the container removes itself. Where the binary
+cannot run on the node the helper is never started, and one that a killed
+run leaves is removed by the next run from the same machine. Before, for
+the progress's total and ETA, this plugin's own binary measures the volume
+in a short-lived helper (read-only, no network; --agent-binary when this
+binary cannot run on the node); when it cannot, the backup goes on without
+a total. The
 archive is a plain tar of the volume under one top directory, so
 'tar -x --strip-components=1' into the volume restores it by hand; the
 manifest with every file's SHA-256 is its last entry. Unfinished pushes
@@ -117,6 +122,7 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 	if err != nil {
 		return backupError(ctx, opts.output, err)
 	}
+	vol.AgentBinary = opts.replica.agentBinary
 	m, err := imagebackup.Write(ctx, dockerCli.Client(), out, imagebackup.Options{
 		Replica: rep, Volume: vol, Since: bases, AgentBinary: opts.replica.agentBinary, Progress: prog,
 	})

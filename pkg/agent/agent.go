@@ -1,8 +1,13 @@
 // Package agent is what the plugin's binary does when it runs as the agent
 // inside a helper container (the hidden 'docker dtr agent' command): relay
 // the tunnel's streams to RethinkDB (pkg/tunnel's ServeStdio), measure an
-// image volume (DU) or empty it (Wipe). pkg/agentbin ships the binary into
-// the helper.
+// image volume (DU) or empty it (Wipe), or only hold a lease on its
+// plugin's connection (Lease). pkg/agentbin ships the binary into the
+// helper.
+//
+// The relay and the lease exit once their plugin is gone: its connection
+// ends, or stays silent for tunnel.IdleTimeout (the plugin sends something
+// every tunnel.KeepAlive). Their containers remove themselves then.
 package agent
 
 import (
@@ -11,6 +16,8 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"strings"
+	"time"
 
 	"github.com/docker-dtr/docker-dtr/pkg/tunnel"
 )
@@ -24,6 +31,12 @@ type Options struct {
 	Wipe string
 	// DU prints what this directory holds, as one line of JSON.
 	DU string
+	// Lease reads stdin and exits once it ends or stays silent for
+	// IdleTimeout: a helper that only has to live as long as its plugin.
+	Lease bool
+	// IdleTimeout is how long the relay and the lease wait for a byte from
+	// the plugin before they take it for gone; zero is tunnel.IdleTimeout.
+	IdleTimeout time.Duration
 	// WipeOnly is the one directory Wipe empties: the image volume's mount
 	// point in a helper. A wrong argument must not empty the helper's root
 	// file system.
@@ -38,9 +51,22 @@ func Run(o Options, stdin io.ReadCloser, stdout io.WriteCloser, stderr io.Writer
 			n++
 		}
 	}
+	if o.Lease {
+		n++
+	}
+	idle := o.IdleTimeout
+	if idle <= 0 {
+		idle = tunnel.IdleTimeout
+	}
 	switch {
 	case n != 1:
-		return errors.New("agent: give exactly one of --connect, --wipe and --du")
+		return errors.New("agent: give exactly one of --connect, --wipe, --du and --lease")
+	case o.Lease:
+		why := tunnel.Hold(stdin, idle)
+		if strings.HasPrefix(why, "no word") {
+			return fmt.Errorf("agent: %s: taking it for gone", why)
+		}
+		return nil
 	case o.Wipe != "":
 		if path.Clean(o.Wipe) != o.WipeOnly {
 			return fmt.Errorf("agent: --wipe %s: refusing, only %s (the image volume's mount point in a helper) is emptied", o.Wipe, o.WipeOnly)
@@ -58,6 +84,6 @@ func Run(o Options, stdin io.ReadCloser, stdout io.WriteCloser, stderr io.Writer
 		}
 		return json.NewEncoder(stdout).Encode(u)
 	default:
-		return tunnel.ServeStdio(stdin, stdout, o.Connect, stderr)
+		return tunnel.ServeStdio(stdin, stdout, o.Connect, stderr, idle)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"gotest.tools/v3/assert"
 )
@@ -19,8 +20,8 @@ func TestRunModes(t *testing.T) {
 		o.WipeOnly = "/storage"
 		return Run(o, io.NopCloser(strings.NewReader("")), nopWriteCloser{&out}, io.Discard)
 	}
-	for _, o := range []Options{{}, {Connect: "dtr-rethinkdb-0123456789ab.dtr-ol:28015", Wipe: "/storage"}, {Wipe: "/storage", DU: "/storage"}} {
-		assert.Error(t, run(o), "agent: give exactly one of --connect, --wipe and --du")
+	for _, o := range []Options{{}, {Connect: "dtr-rethinkdb-0123456789ab.dtr-ol:28015", Wipe: "/storage"}, {Wipe: "/storage", DU: "/storage"}, {Lease: true, DU: "/storage"}} {
+		assert.Error(t, run(o), "agent: give exactly one of --connect, --wipe, --du and --lease")
 	}
 	// Only the volume's mount point: never the root, a parent, or a path
 	// that only starts like it.
@@ -28,4 +29,17 @@ func TestRunModes(t *testing.T) {
 		assert.ErrorContains(t, run(Options{Wipe: dir}), "agent: --wipe "+dir+": refusing, only /storage (the image volume's mount point in a helper) is emptied")
 	}
 	assert.Equal(t, out.String(), "")
+}
+
+// The lease lives as long as its plugin: it returns when stdin ends, and
+// fails when stdin stays silent past the bound.
+func TestLease(t *testing.T) {
+	out := nopWriteCloser{io.Discard}
+	assert.NilError(t, Run(Options{Lease: true}, io.NopCloser(strings.NewReader("\n\n")), out, io.Discard))
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	began := time.Now()
+	err := Run(Options{Lease: true, IdleTimeout: 200 * time.Millisecond}, pr, out, io.Discard)
+	assert.ErrorContains(t, err, "agent: no word from the plugin for")
+	assert.Check(t, time.Since(began) < 2*time.Second, "gone within the bound: %s", time.Since(began))
 }

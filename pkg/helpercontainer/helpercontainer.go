@@ -1,6 +1,6 @@
 // Package helpercontainer holds what the plugin's helper containers share: the
-// labels that mark them as the plugin's, and the cleanup of those that a
-// killed run left behind.
+// labels that mark them as the plugin's and name the run that made them, and
+// the cleanup of those that a killed run left behind.
 package helpercontainer
 
 import (
@@ -21,46 +21,115 @@ const (
 	LabelKind = "com.docker-dtr.helper"
 	// LabelReplica is the replica the helper works on.
 	LabelReplica = "com.docker-dtr.replica"
+	// LabelOwner names the plugin process that made the helper (see Self),
+	// where the process can tell: a later run in the same pid namespace
+	// asks the kernel whether that process still lives.
+	LabelOwner = "com.docker-dtr.owner"
+	// LabelLease says the helper runs an agent tied to its plugin's
+	// connection ("agent"): the agent exits once the connection ends or
+	// stays silent for the idle bound, and the container removes itself.
+	// Such a helper is started seconds after it is made.
+	LabelLease = "com.docker-dtr.lease"
 
 	KindTunnel = "tunnel" // runs the agent, relays to RethinkDB
-	KindImages = "images" // never started: its mounts are read and written
+	KindImages = "images" // mounts an image volume: read and written through the archive API
+
+	LeaseAgent = "agent"
 )
 
-// Labels for a helper of a kind, working on a replica.
+// Labels for a helper of a kind, working on a replica, made by this process.
 func Labels(kind, replicaID string) map[string]string {
-	return map[string]string{LabelKind: kind, LabelReplica: replicaID}
+	l := map[string]string{LabelKind: kind, LabelReplica: replicaID}
+	if self := Self(); self != "" {
+		l[LabelOwner] = self
+	}
+	return l
 }
 
-// staleAfter is how long a created-but-never-started helper may belong to
-// another run before it counts as left behind: a tunnel helper is started
-// seconds after it is made, but an image helper stays "created" for as long
-// as its copy runs, which for a large registry is hours.
+// LeaseLabels are Labels for a helper whose agent holds a lease on its
+// plugin's connection.
+func LeaseLabels(kind, replicaID string) map[string]string {
+	l := Labels(kind, replicaID)
+	l[LabelLease] = LeaseAgent
+	return l
+}
+
+// setupBound is how long a helper whose agent holds a lease may stay
+// created: it is started once the agent is copied in and the certificates
+// read, seconds on a local engine, a minute or two over a slow link.
+const setupBound = 5 * time.Minute
+
+// staleAfter is how long a created-but-never-started helper without a
+// lease may belong to another run before it counts as left behind: an
+// image helper that could not run the agent stays "created" for as long as
+// its copy runs, which for a large registry is hours.
 var staleAfter = map[string]time.Duration{
-	KindTunnel: 2 * time.Minute,
+	KindTunnel: setupBound,
 	KindImages: 48 * time.Hour,
 }
 
-// RemoveStale removes helpers that killed runs left behind: stopped ones,
-// and created ones older than their kind's staleAfter. Running helpers belong to runs in
-// progress (a tunnel helper whose run died exits on its own, as its stdin
-// closes). It returns how many it removed.
-func RemoveStale(ctx context.Context, api client.APIClient) (int, error) {
+// Stale says whether a helper was left by a run that is no longer alive,
+// and why. alive reports on an owner label: whether that process lives,
+// and whether this process can tell (same host, same pid namespace).
+//
+//   - An owner this process can check decides: a helper of a live process
+//     is never stale, whatever its state; one of a dead process always is.
+//   - Otherwise the state decides. Exited or dead: stale. Running: alive,
+//     since a leased agent exits on its own within the idle bound once its
+//     plugin is gone (and an older agent when its stdin closes). Created:
+//     stale once older than the setup bound (a leased helper) or its kind's
+//     staleAfter.
+func Stale(c container.Summary, alive func(owner string) (alive, known bool), now time.Time) (bool, string) {
+	if owner := c.Labels[LabelOwner]; owner != "" {
+		if ok, known := alive(owner); known {
+			if ok {
+				return false, ""
+			}
+			return true, "the run that made it (" + describeOwner(owner) + ") is no longer alive"
+		}
+	}
+	switch c.State {
+	case "exited", "dead":
+		return true, "it has stopped"
+	case "created":
+		limit := staleAfter[c.Labels[LabelKind]]
+		if limit == 0 {
+			limit = 48 * time.Hour
+		}
+		if c.Labels[LabelLease] == LeaseAgent {
+			limit = setupBound
+		}
+		if age := now.Sub(time.Unix(c.Created, 0)); age > limit {
+			return true, fmt.Sprintf("it was never started (made %s ago)", age.Round(time.Second))
+		}
+	}
+	return false, ""
+}
+
+// Removed is a helper that RemoveStale removed.
+type Removed struct {
+	Name, Kind, Replica, Why string
+}
+
+func (r Removed) String() string {
+	return fmt.Sprintf("%s helper %s of replica %s: %s", r.Kind, r.Name, r.Replica, r.Why)
+}
+
+// RemoveStale removes the helpers, of every kind and every replica, that
+// runs no longer alive left behind (see Stale), and says which.
+func RemoveStale(ctx context.Context, api client.APIClient) ([]Removed, error) {
 	list, err := api.ContainerList(ctx, container.ListOptions{
 		All:     true,
 		Filters: filters.NewArgs(filters.Arg("label", LabelKind)),
 	})
 	if err != nil {
-		return 0, fmt.Errorf("listing helper containers: %w", err)
+		return nil, fmt.Errorf("listing helper containers: %w", err)
 	}
-	n := 0
+	var removed []Removed
 	var errs []error
+	now := time.Now()
 	for _, c := range list {
-		limit, ok := staleAfter[c.Labels[LabelKind]]
-		if !ok {
-			limit = 48 * time.Hour
-		}
-		stale := c.State == "exited" || c.State == "dead" ||
-			(c.State == "created" && time.Since(time.Unix(c.Created, 0)) > limit)
+		stale, why := Stale(c, Alive, now)
 		if !stale {
 			continue
 		}
@@ -68,9 +137,13 @@ func RemoveStale(ctx context.Context, api client.APIClient) (int, error) {
 			errs = append(errs, err)
 			continue
 		}
-		n++
+		name := c.ID
+		if len(c.Names) > 0 {
+			name = strings.TrimPrefix(c.Names[0], "/")
+		}
+		removed = append(removed, Removed{Name: name, Kind: c.Labels[LabelKind], Replica: c.Labels[LabelReplica], Why: why})
 	}
-	return n, errors.Join(errs...)
+	return removed, errors.Join(errs...)
 }
 
 // Remove deletes a helper in any state, with the anonymous volumes its image
@@ -89,12 +162,37 @@ func Remove(ctx context.Context, api client.APIClient, id string) error {
 			}
 		}
 		err = api.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
-		// Someone else (a user's docker rm -f) removing it is as good.
-		if err == nil || IsNotFound(err) || strings.Contains(err.Error(), "is already in progress") {
+		if err == nil || IsNotFound(err) {
+			return nil
+		}
+		// Someone else (a user's docker rm -f, or the engine's AutoRemove
+		// once the agent exits) removing it is as good: wait a moment for
+		// it to finish, so that the caller finds it gone.
+		if strings.Contains(err.Error(), "is already in progress") {
+			waitGone(ctx, api, id)
 			return nil
 		}
 	}
 	return err
+}
+
+// waitGone waits, within ctx and 10 seconds, until the container is gone.
+// It lists rather than inspects: a listing does not wait for the
+// container's lock, which an archive copy holds while it streams.
+func waitGone(ctx context.Context, api client.APIClient, id string) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		list, err := api.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("id", id))})
+		if err != nil || len(list) == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // IsNotFound says the container is already gone.

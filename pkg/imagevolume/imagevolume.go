@@ -1,7 +1,10 @@
 // Package imagevolume moves a DTR replica's image content (the volume at
 // /storage on dtr-registry-<id>) in and out through the Docker archive API
-// of a helper container that mounts the volume and is never started: no
-// binary runs on the node, no ssh, no sudo.
+// of a helper container that mounts the volume: no ssh, no sudo. The helper
+// that reads runs this plugin's binary as an agent that only holds a lease
+// on the plugin's attach connection (agent --lease): once the plugin is
+// gone, the agent exits and the helper removes itself. Where the agent
+// cannot run on the node, and for writing, the helper is never started.
 package imagevolume
 
 import (
@@ -14,14 +17,18 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/docker-dtr/docker-dtr/pkg/agentbin"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/helpercontainer"
+	"github.com/docker-dtr/docker-dtr/pkg/tunnel"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/client"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 )
 
 // API is the Docker client; through UCP the calls reach the replica's node.
@@ -39,6 +46,9 @@ type Volume struct {
 	Driver  string
 	// Image is the registry container's image, already on the node.
 	Image string
+	// AgentBinary is --agent-binary: the agent the reading helper runs,
+	// empty for this plugin's own binary.
+	AgentBinary string
 }
 
 // ExternalStorageError means the registry keeps images outside any volume.
@@ -77,17 +87,49 @@ func (v *Volume) Users() []dtr.Container {
 	})
 }
 
-// helper is a created, never started container that mounts the volume.
+// helper is a container that mounts the volume: created and never
+// started, or running the agent that holds a lease on this plugin.
 type helper struct {
 	api  API
 	id   string
 	name string
+	// release ends the lease, if it holds one.
+	release func()
+	// exited is closed if the lease's agent exits while the plugin works.
+	exited chan struct{}
 }
+
+// leaseLost explains a request that failed because the reading helper's
+// agent exited (and the container removed itself): an agent that does not
+// know --lease, or one that lost its plugin.
+func (h *helper) leaseLost(err error) error {
+	if h.exited == nil {
+		return err
+	}
+	select {
+	case <-h.exited:
+		return fmt.Errorf("%w (the agent in helper %s exited and the helper removed itself: is --agent-binary a docker-dtr of this version?)", err, h.name)
+	default:
+		return err
+	}
+}
+
+// leaseJob is the reading helper's agent: it only lives while the plugin
+// does.
+var leaseJob = agentJob{prefix: namePrefix, args: []string{"--lease"}, readOnly: true, verb: "read", doing: "reading"}
 
 func (v *Volume) helper(ctx context.Context, api API, readOnly bool) (*helper, error) {
 	// What killed runs left behind goes first (best effort); it may hold
 	// the volume.
 	helpercontainer.RemoveStale(ctx, api)
+	if readOnly {
+		if path, img, err := v.agent(ctx, api, v.AgentBinary, leaseJob); err == nil {
+			return v.leaseHelper(ctx, api, path, img)
+		}
+		// The agent cannot run there: a helper that is never started
+		// reads as well, but one that a killed run leaves behind waits
+		// for a run that can tell its plugin is gone.
+	}
 	b := make([]byte, 4)
 	rand.Read(b)
 	name := namePrefix + v.Replica.ID + "-" + hex.EncodeToString(b)
@@ -112,8 +154,66 @@ func (v *Volume) helper(ctx context.Context, api API, readOnly bool) (*helper, e
 	return &helper{api: api, id: created.ID, name: name}, nil
 }
 
+// leaseHelper starts a reading helper whose agent holds a lease: attached
+// to its stdin, this plugin writes a byte every tunnel.KeepAlive; the
+// agent exits once the attach stream ends or stays silent for
+// tunnel.IdleTimeout, and the container removes itself.
+func (v *Volume) leaseHelper(ctx context.Context, api API, path string, img *dockerspec.DockerOCIImageConfig) (*helper, error) {
+	b := make([]byte, 4)
+	rand.Read(b)
+	name := namePrefix + v.Replica.ID + "-" + hex.EncodeToString(b)
+	cfg, host := v.agentConfig(img, leaseJob)
+	cfg.Labels = helpercontainer.LeaseLabels(helpercontainer.KindImages, v.Replica.ID)
+	cfg.OpenStdin, cfg.StdinOnce, cfg.AttachStdin = true, true, true
+	created, err := api.ContainerCreate(ctx, cfg, host, nil, nil, name)
+	if err != nil {
+		return nil, fmt.Errorf("creating a helper container on node %s to mount %s: %w", v.Replica.Node, v.Name, requestErr(err))
+	}
+	h := &helper{api: api, id: created.ID, name: name}
+	fail := func(err error) (*helper, error) {
+		h.remove()
+		return nil, err
+	}
+	if err := agentbin.Copy(ctx, api, h.id, path); err != nil {
+		return fail(fmt.Errorf("copying the agent into helper %s: %w", name, requestErr(err)))
+	}
+	hj, err := api.ContainerAttach(ctx, h.id, container.AttachOptions{Stream: true, Stdin: true, Stdout: true, Stderr: true})
+	if err != nil {
+		return fail(fmt.Errorf("attaching to helper %s: %w", name, requestErr(err)))
+	}
+	stop := make(chan struct{})
+	var once sync.Once
+	go io.Copy(io.Discard, hj.Reader)
+	// Wait before starting, so that an exit is not missed.
+	wctx, stopWaiting := context.WithCancel(context.WithoutCancel(ctx))
+	waitC, errC := api.ContainerWait(wctx, h.id, container.WaitConditionNextExit)
+	h.exited = make(chan struct{})
+	go func() {
+		select {
+		case <-waitC:
+			close(h.exited)
+		case <-errC:
+		}
+	}()
+	h.release = func() {
+		once.Do(func() {
+			close(stop)
+			hj.Close()
+			stopWaiting()
+		})
+	}
+	if err := api.ContainerStart(ctx, h.id, container.StartOptions{}); err != nil {
+		return fail(fmt.Errorf("starting helper %s on node %s: %w", name, v.Replica.Node, requestErr(err)))
+	}
+	go tunnel.KeepAliveWriter(hj.Conn, tunnel.KeepAlive, stop)
+	return h, nil
+}
+
 // remove runs with its own context: it must happen after Ctrl-C too.
 func (h *helper) remove() error {
+	if h.release != nil {
+		h.release()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := helpercontainer.Remove(ctx, h.api, h.id); err != nil {
@@ -138,7 +238,7 @@ func (v *Volume) Read(ctx context.Context, api API, fn func(io.Reader) error) (e
 	}()
 	rc, _, err := api.CopyFromContainer(ctx, h.id, MountPoint)
 	if err != nil {
-		return fmt.Errorf("reading volume %s: %w", v.Name, err)
+		return fmt.Errorf("reading volume %s: %w", v.Name, h.leaseLost(err))
 	}
 	defer rc.Close()
 	if err := fn(rc); err != nil {

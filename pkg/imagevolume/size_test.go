@@ -23,7 +23,8 @@ func TestSizeConfig(t *testing.T) {
 	assert.DeepEqual(t, []string(cfg.Entrypoint), []string{"/docker-dtr-agent"})
 	assert.DeepEqual(t, []string(cfg.Cmd), []string{"agent", "--du", "/storage"})
 	assert.DeepEqual(t, cfg.Env, []string{"constraint:node==node3"})
-	assert.DeepEqual(t, cfg.Labels, map[string]string{helpercontainer.LabelKind: helpercontainer.KindImages, helpercontainer.LabelReplica: "0123456789ab"})
+	assert.DeepEqual(t, cfg.Labels, helpercontainer.Labels(helpercontainer.KindImages, "0123456789ab"))
+	assert.Check(t, host.AutoRemove, "the helper removes itself once the agent exits")
 	assert.Equal(t, string(host.NetworkMode), "none")
 	assert.Equal(t, host.LogConfig.Type, "none")
 	assert.DeepEqual(t, host.Mounts, []mount.Mount{

@@ -148,7 +148,8 @@ func (v *Volume) wipeConfig(img *dockerspec.DockerOCIImageConfig) (*container.Co
 // entrypoint, as root, the volume at /storage (read-write to wipe), no
 // network, no logs, no health check, pinned to the replica's node the way
 // UCP understands; the image's other volumes become tmpfs, so no anonymous
-// volume is made on the node.
+// volume is made on the node. The container removes itself once the agent
+// exits, so a plugin killed while it runs leaves nothing once it is done.
 func (v *Volume) agentConfig(img *dockerspec.DockerOCIImageConfig, job agentJob) (*container.Config, *container.HostConfig) {
 	cfg := &container.Config{
 		Image:        v.Image,
@@ -167,6 +168,7 @@ func (v *Volume) agentConfig(img *dockerspec.DockerOCIImageConfig, job agentJob)
 	host := &container.HostConfig{
 		NetworkMode: "none",
 		LogConfig:   container.LogConfig{Type: "none"},
+		AutoRemove:  true,
 		Mounts:      []mount.Mount{{Type: mount.TypeVolume, Source: v.Name, Target: MountPoint, ReadOnly: job.readOnly}},
 	}
 	if img != nil {

@@ -323,6 +323,7 @@ func PlanImages(ctx context.Context, t *Images, safetyDir, input string) (*Image
 	if err != nil {
 		return nil, err
 	}
+	vol.AgentBinary = t.AgentBinary
 	empty, err := vol.Empty(ctx, t.Docker)
 	if err != nil {
 		return nil, err

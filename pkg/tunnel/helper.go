@@ -37,6 +37,11 @@ type helper struct {
 	hijack types.HijackedResponse
 	stdout *demux
 	stderr *agentbin.Tail
+
+	// exit receives the agent's exit status: the container removes itself
+	// when the agent exits, so it cannot be inspected afterwards.
+	exit        chan int64
+	stopWaiting context.CancelFunc
 }
 
 // removeTimeout bounds the cleanup, which runs even after Ctrl-C.
@@ -82,6 +87,8 @@ func createHelper(ctx context.Context, api API, rep *dtr.Replica, binary string)
 // helperConfig is the helper container: the replica's RethinkDB image with
 // the agent as entrypoint, on dtr-ol, DTR's CA volume read-only, no logs, no
 // health check, and pinned to the replica's node the way UCP understands.
+// The agent exits once the plugin is gone (its attach stream ends, or stays
+// silent for IdleTimeout), and the container removes itself then.
 func helperConfig(rep *dtr.Replica, imageID string, img *dockerspec.DockerOCIImageConfig) (*container.Config, *container.HostConfig) {
 	cfg := &container.Config{
 		Image:        imageID,
@@ -93,7 +100,7 @@ func helperConfig(rep *dtr.Replica, imageID string, img *dockerspec.DockerOCIIma
 		AttachStdin:  true,
 		AttachStdout: true,
 		AttachStderr: true,
-		Labels:       helpercontainer.Labels(helpercontainer.KindTunnel, rep.ID),
+		Labels:       helpercontainer.LeaseLabels(helpercontainer.KindTunnel, rep.ID),
 		Healthcheck:  &container.HealthConfig{Test: []string{"NONE"}},
 	}
 	if rep.NodeFromName {
@@ -103,6 +110,7 @@ func helperConfig(rep *dtr.Replica, imageID string, img *dockerspec.DockerOCIIma
 	host := &container.HostConfig{
 		NetworkMode: container.NetworkMode(dtr.Network),
 		LogConfig:   container.LogConfig{Type: "none"},
+		AutoRemove:  true,
 		Mounts:      []mount.Mount{{Type: mount.TypeVolume, Source: rep.CAVolume(), Target: "/ca", ReadOnly: true}},
 	}
 	// The image's own volumes (RethinkDB's /data) become tmpfs, so no
@@ -139,6 +147,18 @@ func (h *helper) start(ctx context.Context) error {
 	}
 	h.hijack = hj
 	h.stdout = &demux{r: hj.Reader, errw: h.stderr}
+	// Wait before starting, so that the exit is not missed.
+	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	h.stopWaiting = stop
+	h.exit = make(chan int64, 1)
+	waitC, errC := h.api.ContainerWait(wctx, h.id, container.WaitConditionNextExit)
+	go func() {
+		select {
+		case w := <-waitC:
+			h.exit <- w.StatusCode
+		case <-errC:
+		}
+	}()
 	if err := h.api.ContainerStart(ctx, h.id, container.StartOptions{}); err != nil {
 		return fmt.Errorf("starting the tunnel helper on node %s: %w", h.node, err)
 	}
@@ -163,6 +183,14 @@ func (h *helper) failure(ctx context.Context) string {
 			parts = append(parts, fmt.Sprintf("it exited with code %d", st.State.ExitCode))
 		}
 	}
+	if len(parts) == 0 && h.exit != nil {
+		// Gone already (it removes itself), or about to be.
+		select {
+		case code := <-h.exit:
+			parts = append(parts, fmt.Sprintf("it exited with code %d", code))
+		case <-time.After(5 * time.Second):
+		}
+	}
 	if s := strings.TrimSpace(h.stderr.String()); s != "" {
 		parts = append(parts, s)
 	}
@@ -174,6 +202,9 @@ func (h *helper) failure(ctx context.Context) string {
 func (h *helper) remove() error {
 	if h.hijack.Conn != nil {
 		h.hijack.Close()
+	}
+	if h.stopWaiting != nil {
+		defer h.stopWaiting()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), removeTimeout)
 	defer cancel()

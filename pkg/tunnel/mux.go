@@ -24,7 +24,7 @@ func muxConfig() *yamux.Config {
 	c := yamux.DefaultConfig()
 	c.MaxStreamWindowSize = 4 << 20
 	c.ConnectionWriteTimeout = time.Minute
-	c.KeepAliveInterval = 15 * time.Second
+	c.KeepAliveInterval = KeepAlive
 	c.LogOutput = io.Discard
 	return c
 }
@@ -125,11 +125,27 @@ type stdio struct {
 
 func (s stdio) Close() error { return s.close() }
 
-// ServeStdio runs the agent on the process's standard input and output.
-func ServeStdio(in io.ReadCloser, out io.WriteCloser, target string, log io.Writer) error {
-	rw := stdio{Reader: bufio.NewReaderSize(in, 64<<10), Writer: out, close: func() error {
+// ServeStdio runs the agent on the process's standard input and output
+// until the plugin is gone: its input ends, or brings nothing (not even
+// the multiplexer's keepalive pings) for idle. It returns then, without
+// waiting for the relayed streams, so that the process exits and its
+// container goes.
+func ServeStdio(in io.ReadCloser, out io.WriteCloser, target string, log io.Writer, idle time.Duration) error {
+	r, w := Watch(in, idle)
+	rw := stdio{Reader: bufio.NewReaderSize(r, 64<<10), Writer: out, close: func() error {
 		in.Close()
 		return out.Close()
 	}}
-	return Serve(rw, target, log)
+	served := make(chan error, 1)
+	go func() { served <- Serve(rw, target, log) }()
+	select {
+	case err := <-served:
+		return err
+	case <-w.Done():
+	}
+	why := w.Why()
+	if strings.HasPrefix(why, "no word") {
+		return fmt.Errorf("agent: %s: taking it for gone", why)
+	}
+	return nil
 }

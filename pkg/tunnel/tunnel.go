@@ -55,10 +55,12 @@ func Open(ctx context.Context, api API, opts Options) (t *Tunnel, err error) {
 		log = func(string, ...any) {}
 	}
 	rep := opts.Replica
-	if n, err := helpercontainer.RemoveStale(ctx, api); err != nil {
+	removed, err := helpercontainer.RemoveStale(ctx, api)
+	if err != nil {
 		log("warning: %v", err)
-	} else if n > 0 {
-		log("removed %d tunnel helper(s) left by an earlier run", n)
+	}
+	for _, r := range removed {
+		log("removed the %s", r)
 	}
 	ctx, cancel := context.WithTimeout(ctx, openTimeout)
 	defer cancel()

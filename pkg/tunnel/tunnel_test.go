@@ -123,6 +123,9 @@ func TestHelperConfig(t *testing.T) {
 	assert.DeepEqual(t, cfg.Healthcheck.Test, []string{"NONE"})
 	assert.Assert(t, cfg.OpenStdin && cfg.StdinOnce, "the agent sees EOF when the plugin goes away")
 	assert.Equal(t, cfg.Labels[helpercontainer.LabelKind], "tunnel")
+	assert.Equal(t, cfg.Labels[helpercontainer.LabelLease], helpercontainer.LeaseAgent, "its agent exits when the plugin goes")
+	assert.Equal(t, cfg.Labels[helpercontainer.LabelOwner], helpercontainer.Self())
+	assert.Check(t, host.AutoRemove, "the container goes with its agent")
 	assert.Equal(t, string(host.NetworkMode), "dtr-ol")
 	assert.Equal(t, host.LogConfig.Type, "none")
 	assert.DeepEqual(t, host.Mounts, []mount.Mount{
