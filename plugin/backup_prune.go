@@ -55,7 +55,7 @@ Whatever the policy says, prune never removes:
     truncated backups, hidden files (backups being written) and encrypted
     backups it cannot decrypt. These are listed as SKIP, with the reason.
 
-Encrypted backups are decrypted into a private temporary file to read their
+Encrypted backups are decrypted into an unnamed temporary file to read their
 manifest (and again to verify the newest), with --passphrase-file,
 $DTR_BACKUP_PASSPHRASE or --identity-file; without any of them they are
 skipped rather than prompted for, file after file. Because an encrypted
