@@ -135,6 +135,9 @@ func RemoveStale(path string) (bool, error) {
 		return false, nil
 	}
 	if err := os.Remove(path); err != nil {
+		if removeRefused(err) {
+			return false, nil // a live writer's, on Windows
+		}
 		return false, err
 	}
 	return true, nil
