@@ -76,13 +76,21 @@ func (f *File) Commit() error {
 		f.File.Close()
 		return fmt.Errorf("writing %s: %w", f.target, err)
 	}
+	if closeBeforeRename {
+		if err := f.File.Close(); err != nil {
+			os.Remove(f.Name())
+			return fmt.Errorf("writing %s: %w", f.target, err)
+		}
+	}
 	if err := os.Rename(f.Name(), f.target); err != nil {
 		os.Remove(f.Name())
 		f.File.Close()
 		return fmt.Errorf("writing %s: %w", f.target, err)
 	}
-	if err := f.File.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", f.target, err)
+	if !closeBeforeRename {
+		if err := f.File.Close(); err != nil {
+			return fmt.Errorf("writing %s: %w", f.target, err)
+		}
 	}
 	return nil
 }
@@ -94,6 +102,11 @@ func (f *File) Abort() {
 		return
 	}
 	f.done = true
+	if closeBeforeRename {
+		f.File.Close()
+		os.Remove(f.Name())
+		return
+	}
 	os.Remove(f.Name())
 	f.File.Close()
 }

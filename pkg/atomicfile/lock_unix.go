@@ -44,3 +44,7 @@ func tryLock(path string) (fi os.FileInfo, unlock func(), held bool, err error) 
 // removeRefused is for Windows, where a live writer's file cannot be
 // removed; here the lock said it first.
 func removeRefused(error) bool { return false }
+
+// closeBeforeRename is false: the file is renamed, and removed, while its
+// lock is held.
+const closeBeforeRename = false

@@ -23,3 +23,7 @@ func tryLock(path string) (os.FileInfo, func(), bool, error) {
 func removeRefused(err error) bool {
 	return errors.Is(err, windows.ERROR_SHARING_VIOLATION) || errors.Is(err, windows.ERROR_ACCESS_DENIED)
 }
+
+// closeBeforeRename is true: Windows renames or removes no file that is
+// open without FILE_SHARE_DELETE, as os.CreateTemp opens it.
+const closeBeforeRename = true
