@@ -43,6 +43,7 @@ through a short-lived helper container on that replica's node. No UCP
 password, ssh or published port is needed. --rethinkdb-addr and its TLS
 flags reach a RethinkDB directly instead.
 
+` + outputHelp + `
 ` + encryptHelp + `
 Exit status: 0 the backup was written; 1 it failed, and no file is left at
 -o (on standard output the archive is incomplete); 2 wrong usage; 130
@@ -105,6 +106,7 @@ func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) e
 	defer stop()
 	prog := opts.progress.printer(ctx, dockerCli)
 	defer prog.Close()
+	out.reportSwept(prog)
 	tgt, err := opts.target.locate(ctx, dockerCli, prog)
 	if err != nil {
 		return backupError(ctx, opts.output, err)

@@ -52,6 +52,7 @@ command exits 1 unless --allow-corrupt-blobs.
 When DTR stores images in S3, Azure, GCS or Swift there is no volume: back
 that storage up with its own tools.
 
+` + outputHelp + `
 ` + encryptHelp + `
 With --since PATH the backup is incremental: a blob whose bytes an earlier
 image backup holds is listed in the manifest (name, size, SHA-256 and which
@@ -112,6 +113,7 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 		return err
 	}
 	defer out.Abort()
+	out.reportSwept(prog)
 	ctx, stop := withSignals(ctx)
 	defer stop()
 	rep, err := chooseReplica(ctx, dockerCli, &targetOptions{replicaFlags: opts.replica}, prog)

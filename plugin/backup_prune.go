@@ -52,10 +52,14 @@ Whatever the policy says, prune never removes:
     removes: a base goes in the run after the last backup that needs it;
   - a file whose manifest it cannot read: other files, foreign tars,
     'docker/dtr backup' archives (they have no docker-dtr manifest),
-    truncated backups, hidden files (backups being written) and encrypted
-    backups it cannot decrypt. These are listed as SKIP, with the reason.
+    truncated backups, hidden files (such as the temporary file of a backup
+    being written) and encrypted backups it cannot decrypt. These are listed
+    as SKIP, with the reason.
 
-Encrypted backups are decrypted into a private temporary file to read their
+The temporary file of a backup that was killed (.NAME.tmp-NNN, which no
+running backup holds locked) is removed whatever the policy.
+
+Encrypted backups are decrypted into an unnamed temporary file to read their
 manifest (and again to verify the newest), with --passphrase-file,
 $DTR_BACKUP_PASSPHRASE or --identity-file; without any of them they are
 skipped rather than prompted for, file after file. Because an encrypted
@@ -136,14 +140,21 @@ func printPrune(w io.Writer, opts pruneOptions, entries []*prune.Entry) error {
 		return a.File < b.File
 	})
 	removed, failed, wouldRemove, freed := 0, 0, 0, int64(0)
+	removedTemp, wouldRemoveTemp := 0, 0
 	for _, e := range sorted {
-		if e.Action == prune.Remove {
+		if e.Action == prune.Remove && e.Temporary {
+			wouldRemoveTemp++
+			if e.Removed {
+				removedTemp++
+			}
+		}
+		if e.Action == prune.Remove && !e.Temporary {
 			wouldRemove++
 			if e.Removed || opts.dryRun {
 				freed += e.Size
 			}
 		}
-		if e.Removed {
+		if e.Removed && !e.Temporary {
 			removed++
 		}
 		if e.Error != "" {
@@ -185,10 +196,19 @@ func printPrune(w io.Writer, opts pruneOptions, entries []*prune.Entry) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", strings.ToUpper(e.Action), e.File, kind, started, oneLine(why))
 	}
 	tw.Flush()
+	temps := func(n int) string {
+		switch n {
+		case 0:
+			return ""
+		case 1:
+			return " and 1 temporary file of a killed backup"
+		}
+		return fmt.Sprintf(" and %d temporary files of killed backups", n)
+	}
 	if opts.dryRun {
-		fmt.Fprintf(w, "\ndry run: %s would be removed (%s); nothing was removed\n", human.Plural(wouldRemove, "backup"), human.Bytes(freed))
+		fmt.Fprintf(w, "\ndry run: %s%s would be removed (%s); nothing was removed\n", human.Plural(wouldRemove, "backup"), temps(wouldRemoveTemp), human.Bytes(freed))
 	} else {
-		fmt.Fprintf(w, "\nremoved %s (%s)\n", human.Plural(removed, "backup"), human.Bytes(freed))
+		fmt.Fprintf(w, "\nremoved %s%s (%s)\n", human.Plural(removed, "backup"), temps(removedTemp), human.Bytes(freed))
 	}
 	return nil
 }

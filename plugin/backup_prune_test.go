@@ -45,13 +45,14 @@ func TestPruneCommand(t *testing.T) {
 	assert.Assert(t, is.Regexp(`(?m)^REMOVE +meta-1\.tar +metadata +2026-11-21 12:00:00 `, out))
 	assert.Assert(t, is.Regexp(`(?m)^SKIP +meta-0\.tar\.gpg +- +- +encrypted: give --passphrase-file, --identity-file or \$DTR_BACKUP_PASSPHRASE to read its manifest`, out))
 	assert.Assert(t, is.Regexp(`(?m)^SKIP +notes\.txt +- +- +not a readable docker-dtr backup`, out))
-	assert.Assert(t, is.Contains(out, "dry run: 1 backup would be removed"))
+	assert.Assert(t, is.Regexp(`(?m)^REMOVE +\.img-4\.tar\.tmp-123 +- +- +the temporary file of a backup that was killed$`, out))
+	assert.Assert(t, is.Contains(out, "dry run: 1 backup and 1 temporary file of a killed backup would be removed"))
 	assert.DeepEqual(t, backuptest.DirNames(t, dir), before)
 
 	// --passphrase-file reads the encrypted one, which goes too.
 	out, errOut, code = run(t, nil, "backup", "prune", dir, "--keep-last", "1", "--passphrase-file", filepath.Join(cryptTestdata, "passphrase.txt"))
 	assert.Equal(t, code, 0, errOut)
-	assert.Assert(t, is.Contains(out, "removed 3 backups"))
+	assert.Assert(t, is.Contains(out, "removed 3 backups and 1 temporary file of a killed backup"))
 	assert.Assert(t, is.Contains(errOut, "decrypting"))
 	assert.Assert(t, !strings.Contains(strings.Join(backuptest.DirNames(t, dir), " "), "meta-0.tar.gpg"))
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/internal/dtrtest"
 	"github.com/docker-dtr/docker-dtr/internal/rethinkserver"
+	"github.com/docker-dtr/docker-dtr/pkg/atomicfile"
 	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
@@ -316,4 +317,27 @@ func TestCLIServerGoneMidDump(t *testing.T) {
 	assert.Equal(t, res.code, 1)
 	assert.Assert(t, is.Contains(res.errOut, "backup failed, "+out+" was not written"))
 	assert.Equal(t, len(dirEntries(t, dir)), 0, "no file and no temporary file left")
+}
+
+// backup create removes the temporary file a killed run left beside its
+// output, and says so on stderr (not with -q); a running backup's is kept.
+func TestCLICreateRemovesAKilledRunsTemporaryFile(t *testing.T) {
+	fx := newFixture(t, rethinkserver.Options{})
+	dtrtest.Seed(t, fx.driver)
+	killed := filepath.Join(fx.dir, ".backup-metadata.tar.tmp-123")
+	assert.NilError(t, os.WriteFile(killed, []byte("left by a killed backup"), 0o600))
+	running, err := atomicfile.Create(filepath.Join(fx.dir, "running.tar"))
+	assert.NilError(t, err)
+	defer running.Abort()
+	backup := filepath.Join(fx.dir, "backup-metadata.tar")
+	_, errOut, code := run(t, nil, append([]string{"backup", "create", "--dtr-version", "2.9.4", "-o", backup}, fx.flags()...)...)
+	assert.Equal(t, code, 0, errOut)
+	assert.Assert(t, is.Contains(errOut, "removed "+killed+", the temporary file of a backup that was killed"))
+	assert.DeepEqual(t, dirEntries(t, fx.dir), []string{filepath.Base(running.Name()), "backup-metadata.tar"})
+
+	assert.NilError(t, os.WriteFile(killed, []byte("left by a killed backup"), 0o600))
+	_, errOut, code = run(t, nil, append([]string{"backup", "create", "--dtr-version", "2.9.4", "-q", "-o", backup}, fx.flags()...)...)
+	assert.Equal(t, code, 0, errOut)
+	assert.Equal(t, errOut, "", "-q says nothing")
+	assert.DeepEqual(t, dirEntries(t, fx.dir), []string{filepath.Base(running.Name()), "backup-metadata.tar"})
 }

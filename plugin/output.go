@@ -18,6 +18,16 @@ type backupOutput struct {
 	*backupfile.Output
 }
 
+// outputHelp is the paragraph of the help of the commands that write a
+// backup to -o FILE, on its temporary file.
+const outputHelp = `The backup is written to a hidden 0600 file beside the -o file
+(.NAME.tmp-NNN), locked while it is written and renamed to NAME once
+complete. A run that is killed leaves that file: the next 'backup create'
+or 'backup images' into the same directory removes it, as 'backup prune'
+does, and says so on stderr (not with --quiet). The file of a backup that
+is still running is never touched.
+`
+
 // checkOutput checks -o before anything else happens.
 func checkOutput(dockerCli command.Cli, name string) error {
 	if name == "" {
@@ -46,6 +56,18 @@ func openBackup(dockerCli command.Cli, name string, enc *encryptOptions) (*backu
 		return nil, err
 	}
 	return &backupOutput{out}, nil
+}
+
+// reportSwept says on stderr which temporary files of killed runs opening
+// the output removed from its directory (nothing with --quiet), and warns
+// of those it could not.
+func (o *backupOutput) reportSwept(prog *progress.Printer) {
+	for _, p := range o.Swept {
+		prog.Step("removed %s, the temporary file of a backup that was killed", p)
+	}
+	for _, err := range o.SweepErrors {
+		prog.Warn("cannot remove the temporary file of a backup that was killed: %v", err)
+	}
 }
 
 // result prints a command's summary: JSON with --format json, else text;

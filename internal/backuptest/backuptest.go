@@ -173,7 +173,7 @@ func PruneDir(t *testing.T) string {
 	assert.NilError(t, err)
 	assert.NilError(t, tw.Close())
 	assert.NilError(t, os.WriteFile(p("dtr-official.tar"), official.Bytes(), 0o600))
-	assert.NilError(t, os.WriteFile(p(".img-4.tar.tmp-123"), []byte("being written"), 0o600))
+	assert.NilError(t, os.WriteFile(p(".img-4.tar.tmp-123"), []byte("left by a killed backup"), 0o600))
 	assert.NilError(t, os.Mkdir(p("old"), 0o700))
 	assert.NilError(t, os.Symlink("meta-1.tar", p("latest.tar")))
 

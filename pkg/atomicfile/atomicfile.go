@@ -1,12 +1,19 @@
 // Package atomicfile writes a file so that it appears complete or not at
 // all: content goes to a 0600 temporary file beside the target, which is
 // renamed over it only once everything was written and synced.
+//
+// A killed writer leaves its temporary file, .NAME.tmp-NNN. The writer
+// holds a lock on it (flock) from its creation until it is renamed or
+// removed, and the system drops that lock when the process dies: a
+// temporary file that can be locked belongs to no live writer. SweepStale
+// removes those of a directory; a running job's file is never touched.
 package atomicfile
 
 import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 )
 
 // File is an output in progress.
@@ -17,7 +24,8 @@ type File struct {
 }
 
 // Create starts writing path. The temporary file is in the same directory,
-// so the final rename cannot cross file systems.
+// so the final rename cannot cross file systems. It is locked for as long
+// as it is being written.
 func Create(path string) (*File, error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
@@ -26,37 +34,63 @@ func Create(path string) (*File, error) {
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
 		return nil, fmt.Errorf("%s is a directory: give a file name", path)
 	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return nil, fmt.Errorf("cannot write %s: %w", path, err)
-	}
-	// CreateTemp already makes 0600; say so for readers of this code.
-	if err := f.Chmod(0o600); err != nil {
+	for try := 0; ; try++ {
+		f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+		if err != nil {
+			return nil, fmt.Errorf("cannot write %s: %w", path, err)
+		}
+		// CreateTemp already makes 0600; say so for readers of this code.
+		if err := f.Chmod(0o600); err != nil {
+			f.Close()
+			os.Remove(f.Name())
+			return nil, err
+		}
+		if err := lock(f); err != nil {
+			f.Close()
+			os.Remove(f.Name())
+			return nil, fmt.Errorf("cannot lock %s: %w", f.Name(), err)
+		}
+		// Between its creation and the lock, a sweeper of another run
+		// could take the new file for a killed run's and remove it: then
+		// the name no longer names this file, and another is made.
+		if same(f, f.Name()) {
+			return &File{File: f, target: path}, nil
+		}
 		f.Close()
-		os.Remove(f.Name())
-		return nil, err
+		if try == 10 {
+			return nil, fmt.Errorf("cannot write %s: its temporary file keeps disappearing", path)
+		}
 	}
-	return &File{File: f, target: path}, nil
 }
 
-// Commit syncs, closes and renames the file into place.
+// Commit syncs the file and renames it into place, then closes it: the
+// lock is held until the name is the target's, so no sweeper can remove
+// the finished file.
 func (f *File) Commit() error {
 	if f.done {
 		return nil
 	}
 	f.done = true
 	if err := f.Sync(); err != nil {
-		f.File.Close()
 		os.Remove(f.Name())
+		f.File.Close()
 		return fmt.Errorf("writing %s: %w", f.target, err)
 	}
-	if err := f.File.Close(); err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("writing %s: %w", f.target, err)
+	if closeBeforeRename {
+		if err := f.File.Close(); err != nil {
+			os.Remove(f.Name())
+			return fmt.Errorf("writing %s: %w", f.target, err)
+		}
 	}
 	if err := os.Rename(f.Name(), f.target); err != nil {
 		os.Remove(f.Name())
+		f.File.Close()
 		return fmt.Errorf("writing %s: %w", f.target, err)
+	}
+	if !closeBeforeRename {
+		if err := f.File.Close(); err != nil {
+			return fmt.Errorf("writing %s: %w", f.target, err)
+		}
 	}
 	return nil
 }
@@ -68,6 +102,92 @@ func (f *File) Abort() {
 		return
 	}
 	f.done = true
-	f.File.Close()
+	if closeBeforeRename {
+		f.File.Close()
+		os.Remove(f.Name())
+		return
+	}
 	os.Remove(f.Name())
+	f.File.Close()
+}
+
+// tempName is the name Create gives a temporary file: os.CreateTemp's
+// random part is a decimal number.
+var tempName = regexp.MustCompile(`^\..+\.tmp-[0-9]+$`)
+
+// IsTemp says whether a file name is one of Create's temporary files.
+func IsTemp(name string) bool { return tempName.MatchString(name) }
+
+// Stale says whether path is a temporary file of Create that no live
+// writer holds: a killed run's.
+func Stale(path string) (bool, error) {
+	if !IsTemp(filepath.Base(path)) {
+		return false, nil
+	}
+	fi, unlock, held, err := tryLock(path)
+	if err != nil || held {
+		return false, err
+	}
+	defer unlock()
+	return sameInfo(fi, path), nil
+}
+
+// RemoveStale removes path if it is a temporary file of Create that no
+// live writer holds. It says whether it did.
+func RemoveStale(path string) (bool, error) {
+	if !IsTemp(filepath.Base(path)) {
+		return false, nil
+	}
+	fi, unlock, held, err := tryLock(path)
+	if err != nil || held {
+		return false, err
+	}
+	// Still locked: no writer can take it back while it goes.
+	defer unlock()
+	if !sameInfo(fi, path) {
+		return false, nil
+	}
+	if err := os.Remove(path); err != nil {
+		if removeRefused(err) {
+			return false, nil // a live writer's, on Windows
+		}
+		return false, err
+	}
+	return true, nil
+}
+
+// SweepStale removes the temporary files of Create in dir that no live
+// writer holds: those of killed runs. It returns the paths removed, and
+// an error for each that could not be.
+func SweepStale(dir string) (removed []string, errs []error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, []error{err}
+	}
+	for _, e := range ents {
+		if !e.Type().IsRegular() || !IsTemp(e.Name()) {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		ok, err := RemoveStale(p)
+		switch {
+		case err != nil && !os.IsNotExist(err):
+			errs = append(errs, err)
+		case ok:
+			removed = append(removed, p)
+		}
+	}
+	return removed, errs
+}
+
+// same says whether path still names the open file f.
+func same(f *os.File, path string) bool {
+	a, err := f.Stat()
+	return err == nil && sameInfo(a, path)
+}
+
+// sameInfo says whether path still names the file of fi.
+func sameInfo(fi os.FileInfo, path string) bool {
+	b, err := os.Lstat(path)
+	return err == nil && os.SameFile(fi, b)
 }

@@ -93,3 +93,43 @@ func TestOutputAndInput(t *testing.T) {
 		t.Fatalf("a directory: %v", err)
 	}
 }
+
+// Create removes what a killed run left beside the output, and nothing
+// else: not its own temporary file, nor another hidden file.
+func TestCreateSweepsStaleTemporaryFiles(t *testing.T) {
+	dir := t.TempDir()
+	stale := filepath.Join(dir, ".old.tar.tmp-123")
+	other := filepath.Join(dir, ".hidden")
+	for _, p := range []string{stale, other} {
+		if err := os.WriteFile(p, []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := Create(filepath.Join(dir, "new.tar"), io.Discard, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Abort()
+	if len(out.Swept) != 1 || out.Swept[0] != stale || len(out.SweepErrors) != 0 {
+		t.Fatalf("swept %v (%v), want %s", out.Swept, out.SweepErrors, stale)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Fatalf("%s is left: %v", stale, err)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Fatalf("%s was removed: %v", other, err)
+	}
+	// a second output beside the first leaves the first's file alone
+	second, err := Create(filepath.Join(dir, "second.tar"), io.Discard, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Abort()
+	if len(second.Swept) != 0 {
+		t.Fatalf("swept a live run's file: %v", second.Swept)
+	}
+	io.WriteString(out, "x")
+	if err := out.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,9 +1,15 @@
 // Package backupfile opens backups for reading and writes new ones: an
 // input is spooled when it comes on standard input, recognised when it is
-// encrypted and decrypted into a private temporary file, so that the
-// engines read a plain tar file, twice if they need; an output is written
-// to a temporary name and renamed into place only when complete,
-// encrypted when asked.
+// encrypted and decrypted into a temporary file, so that the engines read
+// a plain tar file, twice if they need; an output is written to a
+// temporary name and renamed into place only when complete, encrypted when
+// asked.
+//
+// Both temporary files of an input, the spool of standard input and the
+// plaintext of an encrypted backup, have no name from the moment they are
+// made (pkg/anonfile): no kill of the process can leave either behind, and
+// no other process can open them. Standard input is spooled as it arrives,
+// which is ciphertext when it is encrypted.
 package backupfile
 
 import (
@@ -13,17 +19,18 @@ import (
 	"os"
 	"sync"
 
+	"github.com/docker-dtr/docker-dtr/pkg/anonfile"
 	"github.com/docker-dtr/docker-dtr/pkg/crypt"
 )
 
 // Input is a backup opened for reading: a plain tar file. Close it in
-// every case; it removes the temporary files.
+// every case; it frees the temporary files.
 type Input struct {
 	*os.File
 	cleanup func()
 }
 
-// Close closes the file and removes it when it is a temporary one.
+// Close closes the file, which frees it when it is a temporary one.
 func (in *Input) Close() {
 	if in != nil && in.cleanup != nil {
 		in.cleanup()
@@ -55,11 +62,11 @@ func DisplayName(name string) string {
 	return name
 }
 
-// Open opens a backup for reading, or spools standard input to a 0600
+// Open opens a backup for reading, or spools standard input to an unnamed
 // temporary file when name is "-". An encrypted backup (this plugin's
-// --encrypt, 'gpg -c', 'gpg -e') is decrypted into a 0600 temporary file
-// first, and only handed on once the message's integrity check at its end
-// has passed.
+// --encrypt, 'gpg -c', 'gpg -e') is decrypted into an unnamed temporary
+// file first, and only handed on once the message's integrity check at its
+// end has passed.
 func Open(name string, o OpenOptions) (*Input, error) {
 	in, err := openPlain(name, o)
 	if err != nil {
@@ -98,7 +105,7 @@ func EncryptedFile(path string) (bool, error) {
 	return Encrypted(f)
 }
 
-// decrypt writes the plaintext of f to a private temporary file.
+// decrypt writes the plaintext of f to an unnamed temporary file.
 func decrypt(f *os.File, name string, o OpenOptions) (*Input, error) {
 	info, err := crypt.Inspect(io.NewSectionReader(f, 0, 1<<62))
 	if err != nil {
@@ -119,13 +126,13 @@ func decrypt(f *os.File, name string, o OpenOptions) (*Input, error) {
 		}
 	}
 	if o.Log != nil {
-		o.Log("decrypting %s (%s) into a private temporary file", name, info)
+		o.Log("decrypting %s (%s) into an unnamed temporary file", name, info)
 	}
 	r, err := crypt.Decrypt(io.NewSectionReader(f, 0, 1<<62), secrets)
 	if err != nil {
 		return nil, fmt.Errorf("cannot decrypt %s: %w", name, err)
 	}
-	plain, err := os.CreateTemp("", "docker-dtr-decrypted-*.tar")
+	plain, err := anonfile.Create("", "docker-dtr-decrypted-*.tar")
 	if err != nil {
 		return nil, fmt.Errorf("decrypting %s: %w", name, err)
 	}
@@ -144,9 +151,9 @@ func decrypt(f *os.File, name string, o OpenOptions) (*Input, error) {
 	return in, nil
 }
 
-// temporary is an Input that removes its file when closed.
+// temporary is an Input of an unnamed file: closing it frees the file.
 func temporary(f *os.File) *Input {
-	return &Input{File: f, cleanup: func() { f.Close(); os.Remove(f.Name()) }}
+	return &Input{File: f, cleanup: func() { f.Close() }}
 }
 
 // openPlain opens the file, or spools standard input.
@@ -170,7 +177,7 @@ func openPlain(name string, o OpenOptions) (*Input, error) {
 	if o.StdinIsTerminal {
 		return nil, fmt.Errorf("reading a backup from standard input, but it is a terminal: pipe the backup in, or give its file name")
 	}
-	f, err := os.CreateTemp("", "docker-dtr-stdin-*.tar")
+	f, err := anonfile.Create("", "docker-dtr-stdin-*.tar")
 	if err != nil {
 		return nil, fmt.Errorf("spooling standard input: %w", err)
 	}

@@ -3,6 +3,7 @@ package backupfile
 import (
 	"fmt"
 	"io"
+	"path/filepath"
 
 	"github.com/docker-dtr/docker-dtr/pkg/atomicfile"
 	"github.com/docker-dtr/docker-dtr/pkg/crypt"
@@ -18,11 +19,19 @@ type Output struct {
 	file *atomicfile.File
 	// enc, when encrypting, is the OpenPGP message w writes into.
 	enc io.WriteCloser
+	// Swept are the temporary files of killed runs that Create removed
+	// from the output's directory; SweepErrors say which it could not.
+	Swept       []string
+	SweepErrors []error
 }
 
 // Create opens the output: name, or stdout for "-"; encrypted to rcpt
 // unless it is nil. A path that cannot be written fails here, before any
 // work. Abort it in every case (a no-op after Commit).
+//
+// Once its own temporary file is made, Create removes from the directory
+// the temporary files that killed runs left (atomicfile.SweepStale); a
+// running job's are left alone.
 func Create(name string, stdout io.Writer, rcpt *crypt.Recipients) (*Output, error) {
 	o := &Output{Name: name, w: stdout}
 	if name != "-" {
@@ -31,6 +40,7 @@ func Create(name string, stdout io.Writer, rcpt *crypt.Recipients) (*Output, err
 			return nil, err
 		}
 		o.file, o.w = f, f
+		o.Swept, o.SweepErrors = atomicfile.SweepStale(filepath.Dir(name))
 	}
 	if rcpt != nil {
 		enc, err := crypt.Encrypt(o.w, *rcpt)

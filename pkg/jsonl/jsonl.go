@@ -17,6 +17,8 @@ import (
 	"hash"
 	"io"
 	"os"
+
+	"github.com/docker-dtr/docker-dtr/pkg/anonfile"
 )
 
 type trailer struct {
@@ -35,9 +37,10 @@ type Spool struct {
 	n int64
 }
 
-// NewSpool creates the spool's temporary file.
+// NewSpool creates the spool's temporary file in $TMPDIR. It has no name
+// from the start (pkg/anonfile), so a killed backup leaves nothing.
 func NewSpool() (*Spool, error) {
-	f, err := os.CreateTemp("", "docker-dtr-manifest-*")
+	f, err := anonfile.Create("", "docker-dtr-manifest-*")
 	if err != nil {
 		return nil, fmt.Errorf("creating manifest spool: %w", err)
 	}
@@ -95,11 +98,10 @@ func (s *Spool) WriteEntry(tw *tar.Writer, hdr *tar.Header, header any) error {
 	return err
 }
 
-// Close removes the spool.
+// Close frees the spool.
 func (s *Spool) Close() {
 	if s.f != nil {
 		s.f.Close()
-		os.Remove(s.f.Name())
 		s.f = nil
 	}
 }

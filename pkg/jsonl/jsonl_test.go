@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"io"
+	"os"
 	"strings"
 	"testing"
 
@@ -80,5 +81,34 @@ func TestDamage(t *testing.T) {
 	} {
 		_, err := read(tc.data)
 		assert.Error(t, err, tc.want, name)
+	}
+}
+
+// The spool has no name in $TMPDIR, from its start to its end: a killed
+// backup leaves nothing there.
+func TestSpoolHasNoName(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	s, err := NewSpool()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := range 1000 {
+		if err := s.Add(map[string]int{"n": i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := s.WriteEntry(tw, &tar.Header{Name: "manifest", Mode: 0o644}, map[string]string{"k": "v"}); err != nil {
+		t.Fatal(err)
+	}
+	ents, err := os.ReadDir(tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		t.Errorf("%s is in $TMPDIR while the spool is open", e.Name())
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
+	"github.com/docker-dtr/docker-dtr/pkg/atomicfile"
 	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
@@ -69,7 +70,11 @@ func (pl *Plan) Execute(prog *progress.Printer) (failed int) {
 		if e.Action != Remove {
 			continue
 		}
-		if err := removeUnchanged(e); err != nil {
+		remove := removeUnchanged
+		if e.Temporary {
+			remove = removeStale
+		}
+		if err := remove(e); err != nil {
 			e.Error = err.Error()
 			failed++
 			prog.Warn("cannot remove %s: %v", e.path, err)
@@ -115,6 +120,10 @@ type Entry struct {
 	Removed  bool   `json:"removed"`
 	Error    string `json:"error,omitempty"`
 
+	// Temporary is a killed backup's temporary file (pkg/atomicfile),
+	// which no live run holds: it is removed whatever the policy.
+	Temporary bool `json:"temporary,omitempty"`
+
 	path    string
 	modTime time.Time
 }
@@ -137,6 +146,18 @@ func (p *pruner) read(de os.DirEntry) *Entry {
 		return e
 	case !info.Mode().IsRegular():
 		e.Reason = "not a regular file"
+		return e
+	case atomicfile.IsTemp(e.File):
+		stale, err := atomicfile.Stale(e.path)
+		switch {
+		case err != nil:
+			e.Reason = err.Error()
+		case stale:
+			e.Temporary, e.Action = true, Remove
+			e.Reason = "the temporary file of a backup that was killed"
+		default:
+			e.Reason = "the temporary file of a backup being written"
+		}
 		return e
 	case strings.HasPrefix(e.File, "."):
 		e.Reason = "a hidden file (perhaps a backup being written)"
@@ -243,7 +264,7 @@ func (p *pruner) decide(entries []*Entry) {
 		p.protectNewestVerified(kind, ordered[kind])
 	}
 	for _, e := range entries {
-		if e.Action == Remove {
+		if e.Action == Remove && !e.Temporary {
 			e.Reason = "no rule keeps it"
 		}
 	}
@@ -323,6 +344,16 @@ func firstProblem(problems []archive.Problem, otherwise string) string {
 		msg += fmt.Sprintf(" (and %d more)", len(problems)-1)
 	}
 	return msg
+}
+
+// removeStale removes a killed run's temporary file, checking again that
+// no live run holds it.
+func removeStale(e *Entry) error {
+	removed, err := atomicfile.RemoveStale(e.path)
+	if err == nil && !removed {
+		err = errors.New("a run holds it now: left alone")
+	}
+	return err
 }
 
 // removeUnchanged removes the file unless it changed since it was read:

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/internal/backuptest"
+	"github.com/docker-dtr/docker-dtr/pkg/atomicfile"
 	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker-dtr/docker-dtr/pkg/retention"
@@ -71,12 +72,13 @@ func TestPlanWithoutSecrets(t *testing.T) {
 	for file, w := range want {
 		assert.Equal(t, got[file], w, file)
 	}
-	for _, file := range []string{"notes.txt", "foreign.tar", "dtr-official.tar", ".img-4.tar.tmp-123", "old", "latest.tar"} {
+	// A killed run's temporary file goes, even without secrets.
+	assert.Equal(t, got[".img-4.tar.tmp-123"], "remove: the temporary file of a backup that was killed")
+	for _, file := range []string{"notes.txt", "foreign.tar", "dtr-official.tar", "old", "latest.tar"} {
 		assert.Assert(t, strings.HasPrefix(got[file], "skip: "), "%s: %s", file, got[file])
 	}
 	assert.Assert(t, is.Contains(got["dtr-official.tar"], "docker/dtr backup archive"))
 	assert.Assert(t, is.Contains(got["foreign.tar"], "docker-dtr-images.jsonl"))
-	assert.Assert(t, is.Contains(got[".img-4.tar.tmp-123"], "hidden"))
 	assert.Assert(t, is.Contains(got["old"], "a directory"))
 	assert.Assert(t, is.Contains(got["latest.tar"], "a symbolic link"))
 	v := entry(pl, "meta-3.tar").Verified
@@ -95,7 +97,7 @@ func TestPlanAndExecute(t *testing.T) {
 	assert.Equal(t, got["img-3.tar"], "keep: last 1; newest verified", "its chain verified")
 	assert.Assert(t, is.Contains(log, "decrypting"))
 	assert.Equal(t, pl.Execute(progress.NewMode(&bytes.Buffer{}, progress.Quiet)), 0)
-	assert.DeepEqual(t, backuptest.DirNames(t, dir), []string{".img-4.tar.tmp-123", "dtr-official.tar", "foreign.tar", "img-1.tar", "img-3.tar", "latest.tar", "meta-2.tar", "meta-3.tar", "notes.txt", "old"})
+	assert.DeepEqual(t, backuptest.DirNames(t, dir), []string{"dtr-official.tar", "foreign.tar", "img-1.tar", "img-3.tar", "latest.tar", "meta-2.tar", "meta-3.tar", "notes.txt", "old"})
 
 	// Again: nothing more to remove, though the newest is verified again.
 	pl, _, log = plan(t, dir, retention.Policy{Last: 1}, true)
@@ -107,6 +109,24 @@ func TestPlanAndExecute(t *testing.T) {
 	// A policy that removes nothing reads no backup in full.
 	_, _, log = plan(t, dir, retention.Policy{Last: 5}, true)
 	assert.Assert(t, !strings.Contains(log, "verifying"), log)
+}
+
+// The temporary file of a backup being written is skipped, and stays; a
+// killed run's is removed, and other hidden files are skipped.
+func TestPlanRemovesOnlyAKilledRunsTemporaryFile(t *testing.T) {
+	dir := t.TempDir()
+	live, err := atomicfile.Create(filepath.Join(dir, "running.tar"))
+	assert.NilError(t, err)
+	defer live.Abort()
+	for _, name := range []string{".killed.tar.tmp-42", ".hidden"} {
+		assert.NilError(t, os.WriteFile(filepath.Join(dir, name), []byte("partial"), 0o600))
+	}
+	pl, got, _ := plan(t, dir, retention.Policy{Last: 1}, false)
+	assert.Equal(t, got[filepath.Base(live.Name())], "skip: the temporary file of a backup being written")
+	assert.Equal(t, got[".killed.tar.tmp-42"], "remove: the temporary file of a backup that was killed")
+	assert.Assert(t, is.Contains(got[".hidden"], "skip: a hidden file"))
+	assert.Equal(t, pl.Execute(progress.NewMode(&bytes.Buffer{}, progress.Quiet)), 0)
+	assert.DeepEqual(t, backuptest.DirNames(t, dir), []string{".hidden", filepath.Base(live.Name())})
 }
 
 func TestPlanDailyAndWeekly(t *testing.T) {

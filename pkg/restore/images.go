@@ -172,7 +172,7 @@ func (t *Images) SaveSafety(ctx context.Context) error {
 		}
 		return err
 	}
-	if err := saveSafety(path, write, interrupted, check); err != nil {
+	if err := saveSafety(t.Progress, path, write, interrupted, check); err != nil {
 		return err
 	}
 	if n := len(m.CorruptBlobs); n > 0 {

@@ -130,7 +130,7 @@ func (m *Metadata) SaveSafety(ctx context.Context) error {
 		}
 		return err
 	}
-	if err := saveSafety(m.Safety, write, m.DB.Explain, check); err != nil {
+	if err := saveSafety(m.Progress, m.Safety, write, m.DB.Explain, check); err != nil {
 		return err
 	}
 	fmt.Fprintf(m.Stderr, "safety backup of the %s this restore replaces: %s\n", human.Plural(len(replaced), "table"), m.Safety)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/pkg/atomicfile"
+	"github.com/docker-dtr/docker-dtr/pkg/progress"
 )
 
 // SafetyPath is a new file name for the safety backup of kind ("metadata"
@@ -38,13 +39,22 @@ func SafetyPath(dir, input, kind, replica string) string {
 // saveSafety writes the safety backup at path, all of it or nothing, and
 // verifies the copy (check): the steps every target's SaveSafety takes
 // before anything is changed. explain adds what the target knows to an
-// error of write or of committing the file.
-func saveSafety(path string, write func(io.Writer) error, explain func(error) error, check func(*os.File) error) error {
+// error of write or of committing the file. Once its own temporary file
+// is made, it removes those that killed runs left in the directory, and
+// says so with prog.
+func saveSafety(prog *progress.Printer, path string, write func(io.Writer) error, explain func(error) error, check func(*os.File) error) error {
 	out, err := atomicfile.Create(path)
 	if err != nil {
 		return fmt.Errorf("cannot write the safety backup (choose another place with --safety-dir, or --no-safety-backup): %w; nothing was changed", err)
 	}
 	defer out.Abort()
+	swept, errs := atomicfile.SweepStale(filepath.Dir(path))
+	for _, p := range swept {
+		prog.Step("removed %s, the temporary file of a run that was killed", p)
+	}
+	for _, err := range errs {
+		prog.Warn("cannot remove the temporary file of a run that was killed: %v", err)
+	}
 	err = write(out)
 	if err == nil {
 		err = out.Commit()
