@@ -304,7 +304,7 @@ func TestTunnelHelper(t *testing.T) {
 	c := dtrfixture.Start(t, dtrfixture.Options{Replicas: 1})
 	rep := c.Replicas[0]
 	driver := c.Connect(t, rep.ID)
-	seedEvents(t, driver, 30000)
+	seedEvents(t, driver, 30000, 300)
 	bin := filepath.Join(cfg, "cli-plugins", "docker-dtr")
 
 	t.Run("missing agent binary", func(t *testing.T) {
@@ -440,20 +440,23 @@ func mustImageID(t testing.TB, c *dtrfixture.Cluster, name string) string {
 	return info.Image
 }
 
-// seedEvents makes a table large enough that a backup takes a moment.
-func seedEvents(t testing.TB, driver *r.Session, n int) {
+// seedEvents makes dtr2.events of n documents with a payload of size
+// bytes each: a table large enough that a backup takes a moment.
+func seedEvents(t testing.TB, driver *r.Session, n, size int) {
+	t.Helper()
 	_, err := r.DBCreate("dtr2").RunWrite(driver)
 	assert.NilError(t, err)
 	_, err = r.DB("dtr2").TableCreate("events").RunWrite(driver)
 	assert.NilError(t, err)
 	// In batches: a query holds at most 100,000 array elements (RethinkDB's
 	// array_limit) and 64 MiB.
-	for start := 0; start < n; start += 50000 {
-		batch := make([]any, 0, 50000)
-		for i := start; i < min(start+50000, n); i++ {
-			batch = append(batch, map[string]any{"id": fmt.Sprintf("event-%07d", i), "payload": strings.Repeat("p", 300)})
+	per := max(1, min(50000, (16<<20)/size))
+	for start := 0; start < n; start += per {
+		batch := make([]any, 0, per)
+		for i := start; i < min(start+per, n); i++ {
+			batch = append(batch, map[string]any{"id": fmt.Sprintf("event-%07d", i), "payload": strings.Repeat("p", size)})
 		}
-		_, err = r.DB("dtr2").Table("events").Insert(batch).RunWrite(driver)
+		_, err = r.DB("dtr2").Table("events").Insert(batch, r.InsertOpts{Durability: "soft"}).RunWrite(driver)
 		assert.NilError(t, err)
 	}
 }

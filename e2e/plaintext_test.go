@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/internal/rethinkserver"
-	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 )
@@ -34,20 +33,9 @@ func TestKilledRunsLeaveNoPlaintext(t *testing.T) {
 	cfg := dockerConfig(t)
 	srv := rethinkserver.Start(t, rethinkserver.Options{TLS: true})
 	driver := srv.Connect(t)
-	_, err := r.DBCreate("dtr2").RunWrite(driver)
-	assert.NilError(t, err)
-	_, err = r.DB("dtr2").TableCreate("events").RunWrite(driver)
-	assert.NilError(t, err)
 	// 30 MB of documents: the dump is still writing after its file passes
 	// 1 MiB, and so is a decryption after its plaintext does.
-	for start := 0; start < 30000; start += 5000 {
-		batch := make([]any, 0, 5000)
-		for i := start; i < start+5000; i++ {
-			batch = append(batch, map[string]any{"id": fmt.Sprintf("event-%06d", i), "payload": strings.Repeat("p", 1000)})
-		}
-		_, err = r.DB("dtr2").Table("events").Insert(batch, r.InsertOpts{Durability: "soft"}).RunWrite(driver)
-		assert.NilError(t, err)
-	}
+	seedEvents(t, driver, 30000, 1000)
 	proxy := startFreezableProxy(t, srv.Addr)
 	conn := []string{"--rethinkdb-addr", proxy.addr, "--rethinkdb-ca", srv.Certs.CA, "--rethinkdb-cert", srv.Certs.ClientCert,
 		"--rethinkdb-key", srv.Certs.ClientKey, "--rethinkdb-server-name", rethinkserver.ServerName}

@@ -2,17 +2,14 @@ package e2e
 
 import (
 	"bytes"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/internal/rethinkserver"
-	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 )
@@ -25,18 +22,7 @@ func TestInterruptedBackupLeavesNothing(t *testing.T) {
 	cfg := dockerConfig(t)
 	srv := rethinkserver.Start(t, rethinkserver.Options{})
 	driver := srv.Connect(t)
-	_, err := r.DBCreate("dtr2").RunWrite(driver)
-	assert.NilError(t, err)
-	_, err = r.DB("dtr2").TableCreate("events").RunWrite(driver)
-	assert.NilError(t, err)
-	for start := 0; start < 30000; start += 5000 {
-		batch := make([]any, 0, 5000)
-		for i := start; i < start+5000; i++ {
-			batch = append(batch, map[string]any{"id": fmt.Sprintf("event-%06d", i), "payload": strings.Repeat("p", 1000)})
-		}
-		_, err = r.DB("dtr2").Table("events").Insert(batch, r.InsertOpts{Durability: "soft"}).RunWrite(driver)
-		assert.NilError(t, err)
-	}
+	seedEvents(t, driver, 30000, 1000)
 
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		t.Run(sig.String(), func(t *testing.T) {
