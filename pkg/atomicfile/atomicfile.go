@@ -118,35 +118,43 @@ var tempName = regexp.MustCompile(`^\..+\.tmp-[0-9]+$`)
 // IsTemp says whether a file name is one of Create's temporary files.
 func IsTemp(name string) bool { return tempName.MatchString(name) }
 
-// Stale says whether path is a temporary file of Create that no live
-// writer holds: a killed run's.
-func Stale(path string) (bool, error) {
+// lockStale locks path if it is a temporary file of Create that no live
+// writer holds, still the file that was locked: a killed run's. ok says
+// so; then unlock must be called.
+func lockStale(path string) (unlock func(), ok bool, err error) {
 	if !IsTemp(filepath.Base(path)) {
-		return false, nil
+		return nil, false, nil
 	}
 	fi, unlock, held, err := tryLock(path)
 	if err != nil || held {
-		return false, err
+		return nil, false, err
 	}
-	defer unlock()
-	return sameInfo(fi, path), nil
+	if !sameInfo(fi, path) {
+		unlock()
+		return nil, false, nil
+	}
+	return unlock, true, nil
+}
+
+// Stale says whether path is a temporary file of Create that no live
+// writer holds: a killed run's.
+func Stale(path string) (bool, error) {
+	unlock, ok, err := lockStale(path)
+	if ok {
+		unlock()
+	}
+	return ok, err
 }
 
 // RemoveStale removes path if it is a temporary file of Create that no
 // live writer holds. It says whether it did.
 func RemoveStale(path string) (bool, error) {
-	if !IsTemp(filepath.Base(path)) {
-		return false, nil
-	}
-	fi, unlock, held, err := tryLock(path)
-	if err != nil || held {
+	unlock, ok, err := lockStale(path)
+	if !ok {
 		return false, err
 	}
 	// Still locked: no writer can take it back while it goes.
 	defer unlock()
-	if !sameInfo(fi, path) {
-		return false, nil
-	}
 	if err := os.Remove(path); err != nil {
 		if removeRefused(err) {
 			return false, nil // a live writer's, on Windows
