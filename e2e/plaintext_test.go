@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -230,17 +228,7 @@ func dockerEnv(t *testing.T, cfg, tmp string, args ...string) result {
 	t.Helper()
 	cmd := exec.Command("docker", append([]string{"--config", cfg}, args...)...)
 	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	var exit *exec.ExitError
-	if errors.As(err, &exit) {
-		code = exit.ExitCode()
-	} else {
-		assert.NilError(t, err)
-	}
-	return result{out.String(), errb.String(), code}
+	return run(t, cmd, nil)
 }
 
 func largestIn(dir string) int64 {

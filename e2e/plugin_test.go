@@ -89,7 +89,13 @@ type result struct {
 
 func docker(t *testing.T, config string, stdin []byte, args ...string) result {
 	t.Helper()
-	cmd := exec.Command("docker", append([]string{"--config", config}, args...)...)
+	return run(t, exec.Command("docker", append([]string{"--config", config}, args...)...), stdin)
+}
+
+// run runs a prepared docker command and returns what it printed and its
+// exit status.
+func run(t *testing.T, cmd *exec.Cmd, stdin []byte) result {
+	t.Helper()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if stdin != nil {
