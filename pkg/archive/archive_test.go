@@ -21,7 +21,7 @@ import (
 var testStarted = time.Date(2026, 11, 25, 6, 0, 0, 0, time.UTC)
 
 func sampleTables() []Table {
-	fn := json.RawMessage(`{"$reql_type$":"BINARY","data":"AAEC"}`)
+	fn := testIndexFn
 	tables := []Table{
 		{DB: "dtr2", Name: "properties", PrimaryKey: "id", WriteHook: json.RawMessage("null")},
 		{DB: "dtr2", Name: "tags", PrimaryKey: "id", WriteHook: json.RawMessage("null"),

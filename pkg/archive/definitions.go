@@ -76,6 +76,9 @@ func (d *Definitions) validate() error {
 		if err := CheckTable(t.DB, t.Name); err != nil {
 			return err
 		}
+		if err := CheckDTRDatabase(t.DB, t.Name); err != nil {
+			return err
+		}
 		if t.Dir != t.Name && t.Dir != t.DB+"."+t.Name {
 			return fmt.Errorf("table %s: invalid directory %q", t.FullName(), t.Dir)
 		}
@@ -101,6 +104,9 @@ func (d *Definitions) validate() error {
 				return fmt.Errorf("table %s: index %q has the primary key's name, which RethinkDB refuses", t.FullName(), ix.Name)
 			}
 			indexes[ix.Name] = true
+			if err := checkFunctionBlob(ix.Function, true); err != nil {
+				return fmt.Errorf("table %s: the function of index %q cannot be recreated: %v", t.FullName(), ix.Name, err)
+			}
 		}
 		if t.HasWriteHook() {
 			var hook struct {
@@ -108,6 +114,9 @@ func (d *Definitions) validate() error {
 			}
 			if json.Unmarshal(t.WriteHook, &hook) != nil || !isBinaryPseudo(hook.Function) {
 				return fmt.Errorf("table %s: write hook has no function binary", t.FullName())
+			}
+			if err := checkFunctionBlob(hook.Function, false); err != nil {
+				return fmt.Errorf("table %s: the write hook cannot be set again: %v", t.FullName(), err)
 			}
 		}
 	}

@@ -74,13 +74,13 @@ func officialArchive(tb testing.TB) []byte {
 }
 
 func fuzzSeeds(tb testing.TB) [][]byte {
-	fn := json.RawMessage(`{"$reql_type$":"BINARY","data":"AAEC"}`)
-	hook := json.RawMessage(`{"function":{"$reql_type$":"BINARY","data":"AAEC"},"query":"setWriteHook(...)"}`)
+	fn := testIndexFn
+	hook := testHook
 	withIndexes := []Table{
 		{DB: "dtr2", Name: "properties", PrimaryKey: "id", WriteHook: json.RawMessage("null")},
 		{DB: "dtr2", Name: "tags", PrimaryKey: "id", WriteHook: hook,
 			Indexes: []Index{{Name: "repository", Function: fn}, {Name: "digests", Function: fn, Multi: true}}},
-		{DB: "other", Name: "tags", PrimaryKey: "pk", WriteHook: json.RawMessage("null")},
+		{DB: "jobrunner", Name: "tags", PrimaryKey: "pk", WriteHook: json.RawMessage("null")},
 	}
 	AssignDirs(withIndexes)
 	plugin := seedArchive(tb, sampleTables(), 2, []Exclusion{{DB: "dtr2", Table: "events", Reason: "--skip-events"}})

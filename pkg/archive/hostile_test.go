@@ -90,10 +90,10 @@ func TestVerifyRefusesTableNamesRethinkDBRefuses(t *testing.T) {
 		"system database":          {[]Table{table("rethinkdb", "users")}, "table rethinkdb.users is in RethinkDB's system database"},
 		"a table defined twice":    {[]Table{table("dtr2", "tags"), {DB: "dtr2", Name: "tags", Dir: "dtr2.tags", PrimaryKey: "id"}}, "table dtr2.tags defined twice"},
 		"an index defined twice": {[]Table{{DB: "dtr2", Name: "tags", Dir: "tags", PrimaryKey: "id", Indexes: []Index{
-			{Name: "ix", Function: json.RawMessage(`{"$reql_type$":"BINARY","data":"AA=="}`)},
-			{Name: "ix", Function: json.RawMessage(`{"$reql_type$":"BINARY","data":"AA=="}`)}}}}, `index "ix" defined twice`},
+			{Name: "ix", Function: testIndexFn},
+			{Name: "ix", Function: testIndexFn}}}}, `index "ix" defined twice`},
 		"index named as the primary key": {[]Table{{DB: "dtr2", Name: "tags", Dir: "tags", PrimaryKey: "id", Indexes: []Index{
-			{Name: "id", Function: json.RawMessage(`{"$reql_type$":"BINARY","data":"AA=="}`)}}}}, `index "id" has the primary key's name`},
+			{Name: "id", Function: testIndexFn}}}}, `index "id" has the primary key's name`},
 		"index function not base64": {[]Table{{DB: "dtr2", Name: "tags", Dir: "tags", PrimaryKey: "id", Indexes: []Index{
 			{Name: "ix", Function: json.RawMessage(`{"$reql_type$":"BINARY","data":"%%%"}`)}}}}, `index "ix" has no function binary`},
 		"write hook without function": {[]Table{{DB: "dtr2", Name: "tags", Dir: "tags", PrimaryKey: "id", WriteHook: json.RawMessage(`{"query":"x"}`)}},

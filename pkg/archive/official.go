@@ -1,5 +1,25 @@
 package archive
 
+import (
+	"fmt"
+	"slices"
+)
+
+// DTRDatabases are the databases DTR keeps its metadata in. A backup holds
+// tables of these only: a restore never creates another database.
+var DTRDatabases = []string{"dtr2", "jobrunner", "notaryserver", "notarysigner"}
+
+// IsDTRDatabase reports whether db is one of DTRDatabases.
+func IsDTRDatabase(db string) bool { return slices.Contains(DTRDatabases, db) }
+
+// CheckDTRDatabase refuses a table outside DTR's databases.
+func CheckDTRDatabase(db, table string) error {
+	if !IsDTRDatabase(db) {
+		return fmt.Errorf("table %s.%s is in database %q, which is not one of DTR's (dtr2, jobrunner, notaryserver, notarysigner): a restore would create it", db, table, db)
+	}
+	return nil
+}
+
 // DTR's own restore finds a table's database by its name and assumes dtr2 for
 // names it does not know; official backups carry neither databases nor keys.
 var officialTables = map[string]string{

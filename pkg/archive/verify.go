@@ -202,6 +202,9 @@ func verify(f *os.File, l layout, slow bool) (*Report, *checker, error) {
 	}
 	c.run(newTarStream(bs, slow))
 	c.pre.end()
+	if err := c.recheck(f); err != nil {
+		return nil, nil, err
+	}
 	rep.Verified = rep.Kind == KindPlugin && rep.OK()
 	return rep, c, nil
 }
@@ -379,16 +382,25 @@ type checker struct {
 	entries, wantEntries int64
 	// where the last entry named as the manifest holds its content
 	manifestOff, manifestSize int64
+	// primary keys: the definitions' by table directory, and the keys seen
+	pks  map[string]string
+	keys *keySet
+	// plugin archives: next expected document number per table, as the manifest lists them
+	next []int64
+	// directories seen, to find one that appears twice (at most MaxTables+4 kept)
+	dirs map[string]bool
 }
 
 func newChecker(rep *Report, l layout) *checker {
-	return &checker{rep: rep, versionD: l.versionDir, rethinkD: l.versionDir + rethinkDir, tables: map[string]int{}, nextDoc: map[string]int64{}, manifestOff: -1}
+	return &checker{rep: rep, versionD: l.versionDir, rethinkD: l.versionDir + rethinkDir, tables: map[string]int{}, nextDoc: map[string]int64{}, manifestOff: -1,
+		pks: map[string]string{}, keys: newKeySet(), dirs: map[string]bool{}}
 }
 
 func (c *checker) expect(m *Manifest, mr *manifestReader) {
 	c.manifest = mr
 	c.wantEntries = m.Entries
 	c.counted = make([]TableStats, len(m.Tables))
+	c.next = make([]int64, len(m.Tables))
 	included := map[string]bool{}
 	for i, t := range m.Tables {
 		if _, dup := c.tables[t.Dir]; dup {
@@ -581,6 +593,7 @@ func (c *checker) entry(tr *tarStream, hdr *tar.Header) bool {
 		c.sawManifest = true
 		return tr.discardContent() == nil // checked by its own reader
 	}
+
 	limit := int64(MaxDocumentSize)
 	if strings.HasPrefix(name, PluginDir) {
 		limit = MaxPluginEntrySize
@@ -597,18 +610,24 @@ func (c *checker) entry(tr *tarStream, hdr *tar.Header) bool {
 	dir, n, isDoc := documentPath(c.versionD, name)
 	var sum [sha256.Size]byte
 	var docErr error
+	var data []byte
+	var err error
 	prehashed := false
 	if name != DefinitionsName {
 		if at, err := tr.pos(); err == nil {
 			if h, ok := c.pre.take(at, hdr.Size); ok {
-				if h.hasSum {
+				if h.hasSum && (!isDoc || h.docErr != nil) {
 					if tr.discardContent() != nil {
 						return false
 					}
 					sum = h.sum
+				} else if h.hasSum {
+					if data, err = tr.content(&c.buf); err != nil {
+						return false
+					}
+					sum = h.sum
 				} else {
-					data, err := tr.content(&c.buf)
-					if err != nil {
+					if data, err = tr.content(&c.buf); err != nil {
 						return false
 					}
 					sum = sha256.Sum256(data)
@@ -618,12 +637,13 @@ func (c *checker) entry(tr *tarStream, hdr *tar.Header) bool {
 		}
 	}
 	if !prehashed {
-		data, err := tr.content(&c.buf)
-		if err != nil {
+		if data, err = tr.content(&c.buf); err != nil {
 			return false
 		}
 		sum = sha256.Sum256(data)
-		if name == DefinitionsName {
+		if name == DefinitionsName && c.sawDefs {
+			c.rep.addProblem(name, "the table definitions appear twice: a backup has one, and a restore would take the second")
+		} else if name == DefinitionsName {
 			c.definitions(data)
 		} else if isDoc {
 			docErr = checkDocument(data)
@@ -634,7 +654,7 @@ func (c *checker) entry(tr *tarStream, hdr *tar.Header) bool {
 			c.rep.addProblem(name, "unexpected entry: not a document of a table")
 			return true
 		}
-		c.document(name, dir, n, hdr.Size, docErr)
+		c.document(name, dir, n, hdr.Size, docErr, data)
 	}
 	if c.manifest != nil {
 		if k, ok := c.keyOfDoc(name, dir, n, isDoc); ok {
@@ -645,6 +665,13 @@ func (c *checker) entry(tr *tarStream, hdr *tar.Header) bool {
 }
 
 func (c *checker) dirEntry(name string) {
+	if c.dirs[name] {
+		c.rep.addProblem(name, "a duplicate entry: this directory appears twice")
+		return
+	}
+	if len(c.dirs) < MaxTables+4 {
+		c.dirs[name] = true
+	}
 	rd := c.versionD + rethinkDir
 	switch {
 	case name == c.versionD, name == rd:
@@ -722,18 +749,28 @@ func (c *checker) tableName(dir string) string {
 }
 
 // document counts a document of size bytes, whose checkDocument is docErr.
-func (c *checker) document(name, dir string, n, size int64, docErr error) {
+func (c *checker) document(name, dir string, n, size int64, docErr error, data []byte) {
 	if docErr != nil {
 		c.rep.addProblem(name, "%v", docErr)
 	}
+	// A document's key is checked once its number is: a duplicate entry is
+	// reported as one, not also as a duplicate key.
+	checkKey := docErr == nil
+	defer func() {
+		if checkKey {
+			c.checkKey(name, dir, n, data)
+		}
+	}()
 	if c.manifest == nil {
 		// Official archives: documents are numbered 0, 1, 2, … per table.
 		if err := c.checkDir(dir); err != nil {
 			c.rep.addProblem(name, "%v", err)
+			checkKey = false
 			return
 		}
 		want, seen := c.nextDoc[dir]
 		if !seen && len(c.nextDoc) >= MaxTables {
+			checkKey = false
 			if !c.tooManyTables {
 				c.tooManyTables = true
 				c.rep.addProblem(name, "documents of more than %d tables: not a DTR metadata backup", MaxTables)
@@ -745,6 +782,7 @@ func (c *checker) document(name, dir string, n, size int64, docErr error) {
 		}
 		if n != want {
 			c.rep.addProblem(name, "document number %d out of sequence (expected %d): duplicate or missing documents", n, want)
+			checkKey = checkKey && n > want
 		}
 		c.nextDoc[dir] = n + 1
 		return
@@ -752,7 +790,14 @@ func (c *checker) document(name, dir string, n, size int64, docErr error) {
 	i, ok := c.tableIndex(dir)
 	if !ok {
 		c.rep.addProblem(name, "document of a table the manifest does not list")
+		checkKey = false
 		return
+	}
+	if n < c.next[i] {
+		c.rep.addProblem(name, "a duplicate entry: document %d of table %s appears again, and a restore would insert it twice", n, c.tableName(dir))
+		checkKey = false
+	} else {
+		c.next[i] = n + 1
 	}
 	c.counted[i].Rows++
 	c.counted[i].Bytes += size
@@ -766,6 +811,9 @@ func checkDocument(data []byte) error {
 	}
 	if !validJSON(data) {
 		return errors.New("not valid JSON (exactly one document per entry)")
+	}
+	if mayHavePseudo(data) {
+		return checkPseudoTypes(data)
 	}
 	return nil
 }
@@ -788,6 +836,9 @@ func (c *checker) definitions(data []byte) {
 		return
 	}
 	c.rep.Definitions = &d
+	for _, t := range d.Tables {
+		c.pks[t.Dir] = t.PrimaryKey
+	}
 	if c.manifest == nil {
 		return
 	}

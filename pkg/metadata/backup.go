@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -79,7 +80,23 @@ func Backup(ctx context.Context, s *rethink.Session, w io.Writer, opts BackupOpt
 	if err := dump(ctx, s, aw, tables, kept, opts, prog); err != nil {
 		return nil, err
 	}
-	return aw.Finish(opts.Exclude, time.Now())
+	return aw.Finish(append(opts.Exclude, notDTR(refs, opts)...), time.Now())
+}
+
+// NotDTRReason is why a table of another database than DTR's is left out.
+const NotDTRReason = "not in one of DTR's databases"
+
+// notDTR lists the tables outside DTR's databases, which a backup leaves
+// out: a restore never creates a database that is not DTR's.
+func notDTR(refs []rethink.TableRef, opts BackupOptions) []archive.Exclusion {
+	var out []archive.Exclusion
+	for _, ref := range refs {
+		excluded := slices.ContainsFunc(opts.Exclude, func(x archive.Exclusion) bool { return x.DB == ref.DB && x.Table == ref.Table })
+		if !archive.IsDTRDatabase(ref.DB) && !excluded && (opts.Only == nil || slices.Contains(opts.Only, ref)) {
+			out = append(out, archive.Exclusion{DB: ref.DB, Table: ref.Table, Reason: NotDTRReason})
+		}
+	}
+	return out
 }
 
 // selected are the tables of refs that a backup with these options holds.
@@ -97,7 +114,7 @@ func (opts BackupOptions) selected(refs []rethink.TableRef) []rethink.TableRef {
 	}
 	var out []rethink.TableRef
 	for _, ref := range refs {
-		if !excluded[ref] && (only == nil || only[ref]) {
+		if !excluded[ref] && (only == nil || only[ref]) && archive.IsDTRDatabase(ref.DB) {
 			out = append(out, ref)
 		}
 	}

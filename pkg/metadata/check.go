@@ -29,6 +29,9 @@ func checkArchive(rep *archive.Report) error {
 		if err := archive.CheckTable(t.DB, t.Name); err != nil {
 			return fmt.Errorf("refusing to restore: %w", err)
 		}
+		if err := archive.CheckDTRDatabase(t.DB, t.Name); err != nil {
+			return fmt.Errorf("refusing to restore: %w", err)
+		}
 		ref := rethink.TableRef{DB: t.DB, Table: t.Name}
 		if seen[ref] {
 			return fmt.Errorf("the archive holds table %s twice", t.FullName())
@@ -45,7 +48,7 @@ func checkPlan(rep *archive.Report, plan *Plan) error {
 		return err
 	}
 	for _, db := range plan.CreateDBs {
-		if !archive.ValidName(db) || db == archive.SystemDB {
+		if !archive.ValidName(db) || db == archive.SystemDB || !archive.IsDTRDatabase(db) {
 			return fmt.Errorf("refusing to restore: the plan creates database %q", db)
 		}
 	}
