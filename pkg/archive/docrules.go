@@ -385,7 +385,7 @@ func canonicalKey(v any) any {
 		}
 		if t[reqlTypeField] == "BINARY" {
 			if s, ok := t["data"].(string); ok {
-				if b, err := base64.StdEncoding.DecodeString(strings.TrimRight(s, "=")+strings.Repeat("=", (4-len(strings.TrimRight(s, "="))%4)%4)); err == nil {
+				if b, err := base64.StdEncoding.DecodeString(strings.TrimRight(s, "=") + strings.Repeat("=", (4-len(strings.TrimRight(s, "="))%4)%4)); err == nil {
 					return map[string]any{reqlTypeField: "BINARY", "bytes": b}
 				}
 			}
