@@ -118,8 +118,9 @@ func checkWireFunc(b []byte) error {
 
 // checkTermJSON checks a term as RethinkDB stores it: [type, args,
 // backtrace] or [type, args, optargs, backtrace], where type and backtrace
-// are integers, a DATUM's (type 1) args is its value, any other's an array
-// of terms, and optargs an object of terms.
+// are integers, a DATUM's (type 1) args is its value, a MAKE_OBJ's (3) an
+// object of terms, any other's an array of terms, and optargs an object of
+// terms.
 func checkTermJSON(b []byte) error {
 	var v any
 	if err := json.Unmarshal(b, &v); err != nil {
@@ -128,7 +129,10 @@ func checkTermJSON(b []byte) error {
 	return checkTerm(v)
 }
 
-const termDatum = 1
+const (
+	termDatum   = 1
+	termMakeObj = 3
+)
 
 func checkTerm(v any) error {
 	t, ok := v.([]any)
@@ -148,14 +152,24 @@ func checkTerm(v any) error {
 		}
 		return nil
 	}
-	args, ok := t[1].([]any)
-	if !ok {
-		return errors.New("a term's arguments are an array")
-	}
-	for _, a := range args {
-		if err := checkTerm(a); err != nil {
-			return err
+	switch args := t[1].(type) {
+	case []any:
+		for _, a := range args {
+			if err := checkTerm(a); err != nil {
+				return err
+			}
 		}
+	case map[string]any: // MAKE_OBJ's fields
+		if typ != termMakeObj {
+			return errors.New("a term's arguments are an array")
+		}
+		for _, a := range args {
+			if err := checkTerm(a); err != nil {
+				return err
+			}
+		}
+	default:
+		return errors.New("a term's arguments are an array")
 	}
 	if len(t) == 4 {
 		opts, ok := t[2].(map[string]any)
