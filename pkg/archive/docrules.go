@@ -396,3 +396,7 @@ func canonicalKey(v any) any {
 	}
 	return v
 }
+
+// PrimaryKeyJSON returns the raw JSON value of the field pk of doc, a
+// document Verify has accepted.
+func PrimaryKeyJSON(doc []byte, pk string) ([]byte, bool) { return topField(doc, pk) }

@@ -1,6 +1,7 @@
 package metadata
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -293,10 +294,131 @@ func restoreTables(ctx context.Context, s *rethink.Session, f *os.File, rep *arc
 		if n != t.Rows {
 			return nil, fmt.Errorf("restored %s holds %d rows, the archive %d", ref, n, t.Rows)
 		}
-		prog.Step("restored %s: %d rows", ref, n)
 		results = append(results, TableResult{Table: ref.String(), Rows: n})
 	}
+	// Counts can match where rows differ: every key of the archive must be
+	// there too, before anything is called restored.
+	if err := checkKeys(ctx, s, f, rep, byDir, opts); err != nil {
+		return nil, err
+	}
+	for _, r := range results {
+		prog.Step("restored %s: %d rows, every primary key present", r.Table, r.Rows)
+	}
 	return results, nil
+}
+
+// keyBatch is how many primary keys one getAll asks for: a few hundred
+// KiB of query at most, as keys are at most 127 bytes.
+const keyBatch = 1000
+
+// checkKeys reads the archive again and asks the server for every
+// document's primary key, keyBatch keys to a query, on several
+// connections: a restore that lost or replaced a row fails. Memory holds a
+// batch of keys per connection, whatever the size of the tables.
+func checkKeys(ctx context.Context, s *rethink.Session, f *os.File, rep *archive.Report, tables map[string]*TablePlan, opts RestoreOptions) error {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	type batch struct {
+		ref  rethink.TableRef
+		keys [][]byte
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	work := make(chan batch, max(opts.Writers, 1))
+	var (
+		wg       sync.WaitGroup
+		once     sync.Once
+		firstErr error
+	)
+	fail := func(err error) { once.Do(func() { firstErr = err; cancel() }) }
+	for range max(opts.Writers, 1) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range work {
+				if ctx.Err() != nil {
+					continue
+				}
+				if err := checkBatch(ctx, s, b.ref, b.keys); err != nil {
+					fail(err)
+				}
+			}
+		}()
+	}
+	send := func(b batch) bool {
+		select {
+		case work <- b:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	rd := archive.NewReader(f, rep.VersionDir)
+	var cur batch
+	for ctx.Err() == nil {
+		dir, doc, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			fail(err)
+			break
+		}
+		t, ok := tables[dir]
+		if !ok {
+			fail(fmt.Errorf("archive holds documents of %q, which the plan does not know", dir))
+			break
+		}
+		ref := rethink.TableRef{DB: t.DB, Table: t.Name}
+		if (ref != cur.ref || len(cur.keys) >= keyBatch) && len(cur.keys) > 0 {
+			if !send(cur) {
+				break
+			}
+			cur = batch{}
+		}
+		key, ok := archive.PrimaryKeyJSON(doc, t.PrimaryKey)
+		if !ok {
+			fail(fmt.Errorf("a document of %s has no primary key %q", ref, t.PrimaryKey))
+			break
+		}
+		cur.ref = ref
+		cur.keys = append(cur.keys, bytes.Clone(key))
+	}
+	if len(cur.keys) > 0 && ctx.Err() == nil {
+		send(cur)
+	}
+	close(work)
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	return ctx.Err()
+}
+
+// checkBatch fails unless the table holds every key; it then names one
+// that is missing.
+func checkBatch(ctx context.Context, s *rethink.Session, ref rethink.TableRef, keys [][]byte) error {
+	n, err := s.CountKeys(ctx, ref, keys)
+	if err != nil || n == int64(len(keys)) {
+		return err
+	}
+	for _, k := range keys {
+		if one, err := s.CountKeys(ctx, ref, [][]byte{k}); err != nil || one == 0 {
+			if err != nil {
+				return err
+			}
+			return fmt.Errorf("restored %s lacks the document with primary key %s that the archive holds: the table's rows are not the archive's", ref, shortKey(k))
+		}
+	}
+	return fmt.Errorf("restored %s holds %d of %d primary keys of a batch of the archive: the table's rows are not the archive's", ref, n, len(keys))
+}
+
+func shortKey(k []byte) string {
+	if len(k) > 80 {
+		return string(k[:80]) + "…"
+	}
+	return string(k)
 }
 
 // load streams the archive's documents into the tables, in batches spread
