@@ -25,8 +25,9 @@ FUZZ_TARGETS := \
 	./pkg/archive FuzzVerify 20000x \
 	./pkg/archive FuzzVerifyFast 30000x \
 	./pkg/archive FuzzValidJSON 200000x \
-	./pkg/archive FuzzEntryLine 400000x \
-	./pkg/archive FuzzTarHeader 600000x \
+	./pkg/archive FuzzDocumentRules 100000x \
+	./pkg/archive FuzzEntryLine 300000x \
+	./pkg/archive FuzzTarHeader 400000x \
 	./pkg/imagearchive FuzzVerify 20000x \
 	./pkg/crypt FuzzDecrypt 350000x
 

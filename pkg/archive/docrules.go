@@ -263,8 +263,9 @@ func lenientBase64(s string) bool {
 }
 
 // topField returns the raw value of the top-level field name of the JSON
-// object data, which validJSON has accepted.
-func topField(data []byte, name string) ([]byte, bool) {
+// object data, which validJSON has accepted. Where the name appears more
+// than once, the last one counts, as for encoding/json.
+func topField(data []byte, name string) (val []byte, found bool) {
 	i := skipSpace(data, 0)
 	if i >= len(data) || data[i] != '{' {
 		return nil, false
@@ -289,11 +290,11 @@ func topField(data []byte, name string) ([]byte, bool) {
 			return nil, false
 		}
 		if match {
-			return data[v:end], true
+			val, found = data[v:end], true
 		}
 		i = skipSpace(data, end)
 		if i >= len(data) || data[i] != ',' {
-			return nil, false
+			return val, found
 		}
 		i = skipSpace(data, i+1)
 	}

@@ -149,3 +149,102 @@ func TestVerifyFastHostile(t *testing.T) {
 		compareVerify(t, p, s)
 	}
 }
+
+// FuzzDocumentRules holds verify's scanner for what restore needs to
+// encoding/json: checkDocument finds a malformed pseudo-type wherever the
+// decoder finds one, escaped keys and nesting included, and topField
+// finds the primary key the decoder finds.
+func FuzzDocumentRules(f *testing.F) {
+	for _, s := range []string{
+		`{"id":"a","t":{"$reql_type$":"TIME","epoch_time":1,"timezone":"+00:00"}}`,
+		`{"id":"a","t":{"$reql_type$":"TIME","epoch_time":1}}`,
+		`{"t":[{"x":{"\u0024reql_type$":"BINARY","data":"!"}}],"id":1}`,
+		`{"a":{"$reql_type$":"GEOMETRY","type":"Point","coordinates":[1,2]},"id":[1,"x"]}`,
+		`{"a":{"$reql_type$":"FOO"}}`, `{"a":{"$reql_type$":1}}`, `{"id" : "x" , "id":"y"}`,
+		`{"\u0069d":{"$reql_type$":"TIME","epoch_time":-1.5e3,"timezone":"-05:30"}}`, `{}`, `{"id":null}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var v any
+		if json.Unmarshal(data, &v) != nil {
+			return
+		}
+		obj, ok := v.(map[string]any)
+		if !ok || !validJSON(data) || repeatsAName(data) {
+			return // encoding/json keeps one of the values of a name given twice
+		}
+		got, want := checkDocument(data), refPseudo(v)
+		if (got == nil) != (want == nil) {
+			t.Fatalf("checkDocument(%q) = %v, encoding/json's walk finds %v", data, got, want)
+		}
+		var raw map[string]json.RawMessage
+		if err := json.Unmarshal(data, &raw); err != nil {
+			t.Fatal(err)
+		}
+		val, found := topField(data, "id")
+		if _, has := obj["id"]; has != found {
+			t.Fatalf("topField(%q) found %v, encoding/json %v", data, found, has)
+		}
+		if found {
+			var a, b any
+			if json.Unmarshal(val, &a) != nil || json.Unmarshal(raw["id"], &b) != nil || !reflect.DeepEqual(a, b) {
+				t.Fatalf("topField(%q) = %s, encoding/json %s", data, val, raw["id"])
+			}
+		}
+	})
+}
+
+// repeatsAName reports whether an object of data, valid JSON, has a field
+// name twice.
+func repeatsAName(data []byte) bool {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	type level struct {
+		names  map[string]bool
+		object bool
+		key    bool // the next string is a name
+	}
+	var stack []*level
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		var top *level
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{':
+				if top != nil && top.object {
+					top.key = true
+				}
+				stack = append(stack, &level{names: map[string]bool{}, object: true, key: true})
+				continue
+			case '[':
+				if top != nil && top.object {
+					top.key = true
+				}
+				stack = append(stack, &level{})
+				continue
+			default:
+				stack = stack[:len(stack)-1]
+				continue
+			}
+		case string:
+			if top != nil && top.object && top.key {
+				if top.names[t] {
+					return true
+				}
+				top.names[t] = true
+				top.key = false
+				continue
+			}
+		}
+		if top != nil && top.object {
+			top.key = true
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -107,7 +108,41 @@ func fuzzSeeds(tb testing.TB) [][]byte {
 	i := bytes.Index(c, []byte(`"properties-0"`))
 	c[i+1] = 'P'
 	seeds = append(seeds, c)
+	// What restore needs: keys, pseudo-types; and an entry twice.
+	for _, docs := range [][]string{
+		{`{"id":"a"}`, `{"id":"a"}`},
+		{`{"id":1}`, `{"id":1.0}`},
+		{`{"id":"a"}`, `{"name":"b"}`},
+		{`{"id":"a","t":{"$reql_type$":"TIME","epoch_time":1,"timezone":"+00:00"}}`, `{"id":"b","t":{"\u0024reql_type$":"TIME","epoch_time":1}}`},
+		{`{"id":"a","b":[{"$reql_type$":"BINARY","data":"AAEC"}]}`, `{"id":{"$reql_type$":"TIME","epoch_time":1,"timezone":"Z"}}`},
+	} {
+		seeds = append(seeds, docsArchive(tb, docs))
+	}
 	return seeds
+}
+
+// docsArchive is an archive of dtr2.tags holding docs, as the writer
+// writes whatever documents it is given.
+func docsArchive(tb testing.TB, docs []string) []byte {
+	tb.Helper()
+	var buf bytes.Buffer
+	tables := []Table{{DB: "dtr2", Name: "tags", Dir: "tags", PrimaryKey: "id", WriteHook: json.RawMessage("null")}}
+	w, err := NewWriter(&buf, Info{Tool: "fuzz", DTRVersion: "2.9.4", Started: time.Unix(1700000000, 0)}, Definitions{Tables: tables})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := w.BeginTable(tables[0]); err != nil {
+		tb.Fatal(err)
+	}
+	for _, d := range docs {
+		if err := w.WriteDocument([]byte(d)); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if _, err := w.Finish(nil, time.Unix(1700000001, 0)); err != nil {
+		tb.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 // FuzzVerify reads arbitrary bytes as a metadata archive with Inspect,
@@ -154,6 +189,7 @@ func check(t *testing.T, p string, data []byte) {
 	var order []string
 	rd := NewReader(file, rep.VersionDir)
 	var readErr error
+	keys := map[string]bool{} // exact, for the small inputs of a fuzzer
 	for {
 		dir, doc, err := rd.Next()
 		if errors.Is(err, io.EOF) {
@@ -173,6 +209,9 @@ func check(t *testing.T, p string, data []byte) {
 		c.bytes += int64(len(doc))
 		if rep.OK() && checkDocument(doc) != nil {
 			t.Fatalf("verified, but %s holds a document that is not a JSON object: %q", dir, doc)
+		}
+		if rep.OK() {
+			restorable(t, rep, keys, dir, doc)
 		}
 	}
 
@@ -229,6 +268,9 @@ func check(t *testing.T, p string, data []byte) {
 		if err := CheckTable(tb.DB, tb.Name); err != nil {
 			t.Fatalf("verified an archive whose table a restore must not create: %v", err)
 		}
+		if !IsDTRDatabase(tb.DB) {
+			t.Fatalf("verified an archive with table %s outside DTR's databases", tb.FullName())
+		}
 		rows += st.Rows
 		bytes += st.Bytes
 	}
@@ -255,4 +297,76 @@ func countEntries(data []byte) int64 {
 		}
 		n++
 	}
+}
+
+// restorable holds a document of a verified archive to what restore needs,
+// checked here with encoding/json alone: its table's primary key is there,
+// is one RethinkDB takes, and no other document of the table has it; every
+// pseudo-type is one RethinkDB reads.
+func restorable(t *testing.T, rep *Report, keys map[string]bool, dir string, doc []byte) {
+	t.Helper()
+	tb, _ := rep.Table(dir)
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(doc, &m); err != nil {
+		t.Fatalf("verified, but %s holds %q: %v", dir, doc, err)
+	}
+	raw, ok := m[tb.PrimaryKey]
+	if !ok {
+		t.Fatalf("verified, but a document of %s has no primary key %q: %q", dir, tb.PrimaryKey, doc)
+	}
+	var key any
+	if err := json.Unmarshal(raw, &key); err != nil {
+		t.Fatal(err)
+	}
+	switch k := key.(type) {
+	case nil:
+		t.Fatalf("verified a null primary key in %s", dir)
+	case string:
+		if len(k) > maxKeyBytes || strings.IndexByte(k, 0) >= 0 {
+			t.Fatalf("verified the primary key %q in %s", k, dir)
+		}
+	case map[string]any:
+		if _, pseudo := k[reqlTypeField]; !pseudo {
+			t.Fatalf("verified an object primary key in %s", dir)
+		}
+	}
+	canon, _ := json.Marshal(canonicalKey(key))
+	id := dir + "\x00" + string(canon)
+	if keys[id] {
+		t.Fatalf("verified a duplicate primary key %s in %s", raw, dir)
+	}
+	keys[id] = true
+	var v any
+	if err := json.Unmarshal(doc, &v); err != nil {
+		t.Fatal(err)
+	}
+	if err := refPseudo(v); err != nil {
+		t.Fatalf("verified a document of %s with %v: %q", dir, err, doc)
+	}
+}
+
+// refPseudo finds every pseudo-type of a decoded document, with
+// encoding/json's decoder rather than verify's scanner, and checks it.
+func refPseudo(v any) error {
+	switch t := v.(type) {
+	case []any:
+		for _, e := range t {
+			if err := refPseudo(e); err != nil {
+				return err
+			}
+		}
+	case map[string]any:
+		if _, ok := t[reqlTypeField]; ok {
+			b, _ := json.Marshal(t)
+			if err := checkPseudo(b); err != nil {
+				return err
+			}
+		}
+		for _, e := range t {
+			if err := refPseudo(e); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
