@@ -45,6 +45,9 @@ func walkValue(data []byte, i int, pseudo bool) (int, error) {
 			return i + 1, nil
 		}
 		isPseudo := false
+		// the first members, for checkPseudoFast
+		var fields [maxPseudoFields]member
+		nf := 0
 		for {
 			k := skipString(data, i)
 			if k < 0 {
@@ -53,14 +56,20 @@ func walkValue(data []byte, i int, pseudo bool) (int, error) {
 			if pseudo && !isPseudo && isReqlTypeKey(data[i:k]) {
 				isPseudo = true
 			}
+			key := data[i:k]
 			i = skipSpace(data, k)
 			if i >= len(data) || data[i] != ':' {
 				return -1, errNotJSON
 			}
+			v := skipSpace(data, i+1)
 			var err error
-			if i, err = walkValue(data, skipSpace(data, i+1), pseudo); err != nil {
+			if i, err = walkValue(data, v, pseudo); err != nil {
 				return -1, err
 			}
+			if pseudo && nf < len(fields) {
+				fields[nf] = member{key, data[v:i]}
+			}
+			nf++
 			i = skipSpace(data, i)
 			if i < len(data) && data[i] == ',' {
 				i = skipSpace(data, i+1)
@@ -72,7 +81,7 @@ func walkValue(data []byte, i int, pseudo bool) (int, error) {
 			i++
 			break
 		}
-		if isPseudo {
+		if isPseudo && (nf > len(fields) || !checkPseudoFast(fields[:nf])) {
 			if err := checkPseudo(data[start:i]); err != nil {
 				return -1, err
 			}
@@ -116,6 +125,51 @@ func walkValue(data []byte, i int, pseudo bool) (int, error) {
 }
 
 const reqlTypeField = "$reql_type$"
+
+// member is an object's field: its quoted name and raw value.
+type member struct{ key, val []byte }
+
+// maxPseudoFields is the most fields a pseudo-type has: GEOMETRY's three.
+const maxPseudoFields = 3
+
+// checkPseudoFast accepts the fields of a well-formed TIME or BINARY
+// pseudo-type written plainly, as RethinkDB writes them, without decoding
+// them; false means checkPseudo decides.
+func checkPseudoFast(fields []member) bool {
+	var typ, epoch, tz, data []byte
+	for _, f := range fields {
+		var dst *[]byte
+		switch string(f.key) {
+		case `"` + reqlTypeField + `"`:
+			dst = &typ
+		case `"epoch_time"`:
+			dst = &epoch
+		case `"timezone"`:
+			dst = &tz
+		case `"data"`:
+			dst = &data
+		default:
+			return false
+		}
+		if *dst != nil {
+			return false // a field twice
+		}
+		*dst = f.val
+	}
+	switch string(typ) {
+	case `"TIME"`:
+		return len(fields) == 3 && epoch != nil && tz != nil && (epoch[0] == '-' || '0' <= epoch[0] && epoch[0] <= '9') &&
+			unescaped(tz) && validTimezone(tz[1:len(tz)-1])
+	case `"BINARY"`:
+		return len(fields) == 2 && data != nil && unescaped(data) && lenientBase64(data[1:len(data)-1])
+	}
+	return false
+}
+
+// unescaped reports whether raw is a JSON string without escapes.
+func unescaped(raw []byte) bool {
+	return len(raw) >= 2 && raw[0] == '"' && bytes.IndexByte(raw, '\\') < 0
+}
 
 // isReqlTypeKey reports whether a quoted key is "$reql_type$", escaped or not.
 func isReqlTypeKey(quoted []byte) bool {
@@ -214,58 +268,72 @@ func shortJSON(raw json.RawMessage) string {
 
 // validTimezone is what RethinkDB 2.4 takes as a TIME's timezone: "Z", or
 // ±HH, ±HHMM or ±HH:MM with minutes below 60, and not a negative zero.
-func validTimezone(tz string) bool {
-	if tz == "Z" {
+func validTimezone[T string | []byte](tz T) bool {
+	if len(tz) == 1 && tz[0] == 'Z' {
 		return true
 	}
 	if len(tz) < 3 || (tz[0] != '+' && tz[0] != '-') {
 		return false
 	}
-	digits := tz[1:]
-	switch len(digits) {
-	case 2, 4:
-	case 5:
-		if digits[2] != ':' {
+	var d [4]byte
+	n := 0
+	switch len(tz) {
+	case 3, 5:
+		for i := 1; i < len(tz); i++ {
+			d[n] = tz[i]
+			n++
+		}
+	case 6:
+		if tz[3] != ':' {
 			return false
 		}
-		digits = digits[:2] + digits[3:]
+		d, n = [4]byte{tz[1], tz[2], tz[4], tz[5]}, 4
 	default:
 		return false
 	}
-	for i := 0; i < len(digits); i++ {
-		if digits[i] < '0' || digits[i] > '9' {
+	zero := true
+	for _, c := range d[:n] {
+		if c < '0' || c > '9' {
 			return false
 		}
+		zero = zero && c == '0'
 	}
-	if len(digits) == 4 && digits[2] >= '6' {
+	if n == 4 && d[2] >= '6' {
 		return false
 	}
-	if tz[0] == '-' && strings.Trim(digits, "0") == "" {
-		return false
-	}
-	return true
+	return tz[0] == '+' || !zero
 }
 
 // lenientBase64 is what RethinkDB's decoder takes: the base64 alphabet,
 // white space anywhere, padding optional.
-func lenientBase64(s string) bool {
-	s = strings.TrimRight(strings.TrimRight(s, " \t\r\n"), "=")
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '+', c == '/':
-		case c == ' ', c == '\t', c == '\r', c == '\n':
-		default:
+func lenientBase64[T string | []byte](s T) bool {
+	end := len(s)
+	for end > 0 && (s[end-1] == ' ' || s[end-1] == '\t' || s[end-1] == '\r' || s[end-1] == '\n') {
+		end--
+	}
+	for end > 0 && s[end-1] == '=' {
+		end--
+	}
+	for i := 0; i < end; i++ {
+		if base64Class[s[i]] == 0 {
 			return false
 		}
 	}
 	return true
 }
 
+// base64Class marks the base64 alphabet and white space.
+var base64Class = func() (t [256]uint8) {
+	for _, c := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/ \t\r\n" {
+		t[c] = 1
+	}
+	return t
+}()
+
 // topField returns the raw value of the top-level field name of the JSON
-// object data, which validJSON has accepted. Where the name appears more
-// than once, the last one counts, as for encoding/json.
-func topField(data []byte, name string) (val []byte, found bool) {
+// object data, which validJSON has accepted: the first, where the name
+// appears more than once.
+func topField(data []byte, name string) ([]byte, bool) {
 	i := skipSpace(data, 0)
 	if i >= len(data) || data[i] != '{' {
 		return nil, false
@@ -290,11 +358,11 @@ func topField(data []byte, name string) (val []byte, found bool) {
 			return nil, false
 		}
 		if match {
-			val, found = data[v:end], true
+			return data[v:end], true
 		}
 		i = skipSpace(data, end)
 		if i >= len(data) || data[i] != ',' {
-			return val, found
+			return nil, false
 		}
 		i = skipSpace(data, i+1)
 	}
