@@ -163,6 +163,12 @@ func UnrestorableBackups(t testing.TB) []Unrestorable {
 		es = append(es, es[len(es)-1])
 		add("a duplicate tar entry", "a duplicate entry", tables, es)
 	}
+	{ // a table's directory twice, listed twice
+		tables, docs := restorable()
+		es := layout(tables, docs)
+		es = append(es[:5], append([]rawEntry{es[4]}, es[5:]...)...)
+		add("a directory twice", "this directory appears twice", tables, es)
+	}
 	{ // the definitions twice: a restore would take the second
 		tables, docs := restorable()
 		es := layout(tables, docs)

@@ -593,7 +593,6 @@ func (c *checker) entry(tr *tarStream, hdr *tar.Header) bool {
 		c.sawManifest = true
 		return tr.discardContent() == nil // checked by its own reader
 	}
-
 	limit := int64(MaxDocumentSize)
 	if strings.HasPrefix(name, PluginDir) {
 		limit = MaxPluginEntrySize
@@ -665,15 +664,11 @@ func (c *checker) entry(tr *tarStream, hdr *tar.Header) bool {
 }
 
 func (c *checker) dirEntry(name string) {
-	if c.dirs[name] {
-		c.rep.addProblem(name, "a duplicate entry: this directory appears twice")
-		return
-	}
-	if len(c.dirs) < MaxTables+4 {
-		c.dirs[name] = true
-	}
 	rd := c.versionD + rethinkDir
 	switch {
+	case c.dirs[name]:
+		// listed twice in the manifest, it is one problem: matched below
+		c.rep.addProblem(name, "a duplicate entry: this directory appears twice")
 	case name == c.versionD, name == rd:
 	case name == PluginDir && c.rep.Kind == KindPlugin:
 	case strings.HasPrefix(name, rd) && strings.Count(strings.TrimPrefix(name, rd), "/") == 1:
@@ -691,6 +686,9 @@ func (c *checker) dirEntry(name string) {
 	default:
 		c.rep.addProblem(name, "unexpected directory")
 		return
+	}
+	if len(c.dirs) < MaxTables+4 {
+		c.dirs[name] = true
 	}
 	if c.manifest != nil {
 		k, _ := c.keyOf(name)
