@@ -78,7 +78,7 @@ func runMetadataRestore(ctx context.Context, dockerCli command.Cli, opts restore
 		fmt.Fprintf(tw, "%s\t%d\n", res.Table, res.Rows)
 	}
 	tw.Flush()
-	fmt.Fprintf(dockerCli.Out(), "restored %s into %s: %d tables, %d rows, row counts checked\n", name, t.Where, len(t.Results), rows)
+	fmt.Fprintf(dockerCli.Out(), "restored %s into %s: %d tables, %d rows, row counts and primary keys checked\n", name, t.Where, len(t.Results), rows)
 	return nil
 }
 

@@ -112,7 +112,7 @@ func TestCLIBackupVerifyInspectRestore(t *testing.T) {
 
 	out, errOut, code = run(t, nil, restoreArgs...)
 	assert.Equal(t, code, 0, errOut)
-	assert.Assert(t, is.Contains(out, "12 tables, 391 rows, row counts checked"))
+	assert.Assert(t, is.Contains(out, "12 tables, 391 rows, row counts and primary keys checked"))
 	assert.DeepEqual(t, dtrtest.Snapshot(t, fx.driver), before)
 
 	// --force replaces what is there, after saving it beside the backup.

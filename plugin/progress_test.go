@@ -115,7 +115,7 @@ func TestProgressOnATerminal(t *testing.T) {
 	dtrtest.DropAll(t, fx.driver)
 	out, screen, code = runWithTTYStderr(t, append([]string{"backup", "restore", "--force", "--dtr-version", "2.9.4", backup}, fx.flags()...)...)
 	assert.Equal(t, code, 0, screen)
-	assert.Assert(t, is.Contains(out, "row counts checked"))
+	assert.Assert(t, is.Contains(out, "row counts and primary keys checked"))
 	s = renderTerminal(t, screen)
 	var loaded bool
 	for _, l := range s.Text() {
