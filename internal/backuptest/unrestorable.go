@@ -155,6 +155,8 @@ func UnrestorableBackups(t testing.TB) []Unrestorable {
 	withDoc("a TIME whose epoch_time is a string", "malformed TIME pseudo-type", `{"id":"repo:v2","created_at":{"$reql_type$":"TIME","epoch_time":"1709205256","timezone":"+00:00"}}`)
 	withDoc("a BINARY that is not base64", "malformed BINARY pseudo-type", `{"id":"repo:v2","sig":{"$reql_type$":"BINARY","data":"!!!!"}}`)
 	withDoc("a GEOMETRY without coordinates", "malformed GEOMETRY pseudo-type", `{"id":"repo:v2","where":[{"$reql_type$":"GEOMETRY","type":"Point"}]}`)
+	withDoc("a field named twice", `field "name" appears twice in one object`, `{"id":"repo:v2","tag":{"name":"v2","name":"v3"}}`)
+	withDoc("a TIME 25 hours ahead", "malformed TIME pseudo-type", `{"id":"repo:v2","created_at":{"$reql_type$":"TIME","epoch_time":1709205256,"timezone":"+25:00"}}`)
 	withDoc("an unknown pseudo-type", "unknown pseudo-type", `{"id":"repo:v2","x":{"$reql_type$":"GROUPED_DATA","data":[]}}`)
 
 	{ // a document entry twice, listed twice

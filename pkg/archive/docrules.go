@@ -17,14 +17,9 @@ import (
 // it refuses. The rules are the server's as it answers (docs/archive-format.md
 // lists them); where it accepts more than the rule says, the rule follows it.
 
-// mayHavePseudo reports whether a document might hold a pseudo-type: its
-// key "$reql_type$" appears, or an escape could spell it.
-func mayHavePseudo(data []byte) bool {
-	return bytes.Contains(data, []byte("reql_type")) || bytes.Contains(data, []byte(`\u`))
-}
-
-// checkPseudoTypes checks every pseudo-type of data, valid JSON.
-func checkPseudoTypes(data []byte) error {
+// checkFields checks every pseudo-type of data, valid JSON, and that no
+// object names a field twice: RethinkDB refuses both on insert.
+func checkFields(data []byte) error {
 	_, err := walkValue(data, skipSpace(data, 0), true)
 	return err
 }
@@ -32,8 +27,9 @@ func checkPseudoTypes(data []byte) error {
 var errNotJSON = errors.New("not valid JSON")
 
 // walkValue returns the end of the JSON value at data[i], which validJSON
-// has accepted. With pseudo, it checks every object that is a pseudo-type.
-func walkValue(data []byte, i int, pseudo bool) (int, error) {
+// has accepted. With check, it checks every object that is a pseudo-type,
+// and that no object names a field twice.
+func walkValue(data []byte, i int, check bool) (int, error) {
 	if i >= len(data) {
 		return -1, errNotJSON
 	}
@@ -48,25 +44,31 @@ func walkValue(data []byte, i int, pseudo bool) (int, error) {
 		// the first members, for checkPseudoFast
 		var fields [maxPseudoFields]member
 		nf := 0
+		var names fieldNames
 		for {
 			k := skipString(data, i)
 			if k < 0 {
 				return -1, errNotJSON
 			}
-			if pseudo && !isPseudo && isReqlTypeKey(data[i:k]) {
-				isPseudo = true
-			}
 			key := data[i:k]
+			if check {
+				if !isPseudo && isReqlTypeKey(key) {
+					isPseudo = true
+				}
+				if err := names.add(key); err != nil {
+					return -1, err
+				}
+			}
 			i = skipSpace(data, k)
 			if i >= len(data) || data[i] != ':' {
 				return -1, errNotJSON
 			}
 			v := skipSpace(data, i+1)
 			var err error
-			if i, err = walkValue(data, v, pseudo); err != nil {
+			if i, err = walkValue(data, v, check); err != nil {
 				return -1, err
 			}
-			if pseudo && nf < len(fields) {
+			if check && nf < len(fields) {
 				fields[nf] = member{key, data[v:i]}
 			}
 			nf++
@@ -94,7 +96,7 @@ func walkValue(data []byte, i int, pseudo bool) (int, error) {
 		}
 		for {
 			var err error
-			if i, err = walkValue(data, i, pseudo); err != nil {
+			if i, err = walkValue(data, i, check); err != nil {
 				return -1, err
 			}
 			i = skipSpace(data, i)
@@ -125,6 +127,44 @@ func walkValue(data []byte, i int, pseudo bool) (int, error) {
 }
 
 const reqlTypeField = "$reql_type$"
+
+// fieldNames are the names of an object's fields so far: the first few in
+// an array, compared one by one, the rest in a map.
+type fieldNames struct {
+	few  [8][]byte
+	n    int
+	many map[string]bool
+}
+
+// add adds a quoted name, or says it is there already.
+func (f *fieldNames) add(quoted []byte) error {
+	name := quoted[1 : len(quoted)-1]
+	if bytes.IndexByte(name, '\\') >= 0 {
+		var s string
+		if json.Unmarshal(quoted, &s) != nil {
+			return errNotJSON
+		}
+		name = []byte(s)
+	}
+	for _, n := range f.few[:min(f.n, len(f.few))] {
+		if bytes.Equal(n, name) {
+			return fmt.Errorf("field %q appears twice in one object, which RethinkDB refuses", shorten(string(name)))
+		}
+	}
+	if f.n < len(f.few) {
+		f.few[f.n] = name
+		f.n++
+		return nil
+	}
+	if f.many == nil {
+		f.many = map[string]bool{}
+	}
+	if f.many[string(name)] {
+		return fmt.Errorf("field %q appears twice in one object, which RethinkDB refuses", shorten(string(name)))
+	}
+	f.many[string(name)] = true
+	return nil
+}
 
 // member is an object's field: its quoted name and raw value.
 type member struct{ key, val []byte }
@@ -267,7 +307,8 @@ func shortJSON(raw json.RawMessage) string {
 }
 
 // validTimezone is what RethinkDB 2.4 takes as a TIME's timezone: "Z", or
-// ±HH, ±HHMM or ±HH:MM with minutes below 60, and not a negative zero.
+// ±HH, ±HHMM or ±HH:MM with hours up to 24 and minutes below 60, and not a
+// negative zero.
 func validTimezone[T string | []byte](tz T) bool {
 	if len(tz) == 1 && tz[0] == 'Z' {
 		return true
@@ -298,7 +339,7 @@ func validTimezone[T string | []byte](tz T) bool {
 		}
 		zero = zero && c == '0'
 	}
-	if n == 4 && d[2] >= '6' {
+	if d[0] > '2' || d[0] == '2' && d[1] > '4' || n == 4 && d[2] >= '6' {
 		return false
 	}
 	return tz[0] == '+' || !zero

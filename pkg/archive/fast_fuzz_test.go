@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/docker-dtr/docker-dtr/internal/tartest"
 	"github.com/docker-dtr/docker-dtr/pkg/jsonl"
@@ -152,8 +153,9 @@ func TestVerifyFastHostile(t *testing.T) {
 
 // FuzzDocumentRules holds verify's scanner for what restore needs to
 // encoding/json: checkDocument finds a malformed pseudo-type wherever the
-// decoder finds one, escaped keys and nesting included, and topField
-// finds the primary key the decoder finds.
+// decoder finds one, escaped keys and nesting included, and a field name
+// given twice in an object; topField finds the primary key the decoder
+// finds.
 func FuzzDocumentRules(f *testing.F) {
 	for _, s := range []string{
 		`{"id":"a","t":{"$reql_type$":"TIME","epoch_time":1,"timezone":"+00:00"}}`,
@@ -171,8 +173,14 @@ func FuzzDocumentRules(f *testing.F) {
 			return
 		}
 		obj, ok := v.(map[string]any)
-		if !ok || !validJSON(data) || repeatsAName(data) {
-			return // encoding/json keeps one of the values of a name given twice
+		if !ok || !validJSON(data) || !utf8.Valid(data) {
+			return // encoding/json replaces invalid UTF-8, in names too
+		}
+		if repeatsAName(data) {
+			if err := checkDocument(data); err == nil {
+				t.Fatalf("checkDocument(%q) accepts a name given twice", data)
+			}
+			return // encoding/json keeps one of its values
 		}
 		got, want := checkDocument(data), refPseudo(v)
 		if (got == nil) != (want == nil) {

@@ -810,10 +810,7 @@ func checkDocument(data []byte) error {
 	if !validJSON(data) {
 		return errors.New("not valid JSON (exactly one document per entry)")
 	}
-	if mayHavePseudo(data) {
-		return checkPseudoTypes(data)
-	}
-	return nil
+	return checkFields(data)
 }
 
 func (c *checker) definitions(data []byte) {
