@@ -13,8 +13,8 @@ import (
 )
 
 // What RethinkDB 2.4 refuses on insert, checked by verify so that a backup
-// that verifies also loads: pseudo-types it cannot read, and primary keys
-// it refuses. The rules are the server's as it answers (docs/archive-format.md
+// that verifies also loads: pseudo-types it cannot read, a field named twice,
+// and primary keys it refuses. The rules are the server's as it answers (docs/archive-format.md
 // lists them); where it accepts more than the rule says, the rule follows it.
 
 // checkFields checks every pseudo-type of data, valid JSON, and that no

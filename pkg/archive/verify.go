@@ -801,7 +801,8 @@ func (c *checker) document(name, dir string, n, size int64, docErr error, data [
 	c.counted[i].Bytes += size
 }
 
-// checkDocument accepts exactly one JSON object.
+// checkDocument accepts exactly one JSON object that RethinkDB would take
+// on insert (checkFields); its primary key is the checker's (checkKey).
 func checkDocument(data []byte) error {
 	trimmed := bytes.TrimLeft(data, " \t\r\n")
 	if len(trimmed) == 0 || trimmed[0] != '{' {
