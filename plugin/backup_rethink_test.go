@@ -142,10 +142,11 @@ func TestCLIRestoreRollsBack(t *testing.T) {
 	fx := newFixture(t, rethinkserver.Options{})
 	dtrtest.Seed(t, fx.driver)
 	before := dtrtest.Snapshot(t, fx.driver)
-	// Verify does not work out the length RethinkDB gives an array key;
-	// the server refuses this one after the table was dropped and created.
+	// Verify does not work out the length RethinkDB gives an array key that
+	// holds a number; the server refuses this one after the table was
+	// dropped and created.
 	bad := filepath.Join(fx.dir, "official.tar")
-	writeOfficial(t, bad, map[string][]string{"properties": {`{"id":"x"}`, `{"id":["` + strings.Repeat("k", 126) + `"]}`}})
+	writeOfficial(t, bad, map[string][]string{"properties": {`{"id":"x"}`, `{"id":[1,"` + strings.Repeat("k", 110) + `"]}`}})
 	safetyDir := t.TempDir()
 	_, errOut, code := run(t, nil, append([]string{"backup", "restore", bad, "--dtr-version", "2.9.4", "--force", "--safety-dir", safetyDir}, fx.flags()...)...)
 	assert.Equal(t, code, 1, errOut)

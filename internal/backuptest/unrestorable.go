@@ -150,6 +150,7 @@ func UnrestorableBackups(t testing.TB) []Unrestorable {
 	withDoc("a document without its primary key", `no primary key field "id"`, `{"repository":"repo","name":"v2"}`)
 	withDoc("a null primary key", "is null", `{"id":null}`)
 	withDoc("a primary key over 127 bytes", "over RethinkDB's primary key limit", `{"id":"`+string(bytes.Repeat([]byte("k"), 128))+`"}`)
+	withDoc("an array primary key over 128 bytes", "an array RethinkDB stores as a key of 129 bytes", `{"id":["`+string(bytes.Repeat([]byte("k"), 60))+`","`+string(bytes.Repeat([]byte("k"), 64))+`"]}`)
 	withDoc("a TIME without timezone", "malformed TIME pseudo-type", `{"id":"repo:v2","created_at":{"$reql_type$":"TIME","epoch_time":1709205256}}`)
 	withDoc("a TIME with an invalid timezone", "malformed TIME pseudo-type", `{"id":"repo:v2","created_at":{"$reql_type$":"TIME","epoch_time":1709205256,"timezone":"+00:60"}}`)
 	withDoc("a TIME whose epoch_time is a string", "malformed TIME pseudo-type", `{"id":"repo:v2","created_at":{"$reql_type$":"TIME","epoch_time":"1709205256","timezone":"+00:00"}}`)

@@ -464,6 +464,9 @@ func primaryKeyBytes(buf, raw []byte) ([]byte, error) {
 				return nil, errors.New("is an object, which RethinkDB refuses as a primary key")
 			}
 		}
+		if n, known := keyLength(v); known && n > maxKeyBytes+1 {
+			return nil, fmt.Errorf("is an array RethinkDB stores as a key of %d bytes, over its primary key limit of %d", n, maxKeyBytes+1)
+		}
 		canon, err := json.Marshal(canonicalKey(v))
 		if err != nil {
 			return nil, err
@@ -479,6 +482,28 @@ func primaryKeyBytes(buf, raw []byte) ([]byte, error) {
 		}
 		return binary.BigEndian.AppendUint64(append(buf, 'N'), math.Float64bits(f)), nil
 	}
+}
+
+// keyLength is the length of the key RethinkDB makes of an array of
+// strings and arrays of strings: "S" and a string's bytes, "A" and each
+// element's key followed by a NUL (found against the real server). Of
+// other elements it does not know the length.
+func keyLength(v any) (int, bool) {
+	switch t := v.(type) {
+	case string:
+		return 1 + len(t), true
+	case []any:
+		n := 1
+		for _, e := range t {
+			l, ok := keyLength(e)
+			if !ok {
+				return 0, false
+			}
+			n += l + 1
+		}
+		return n, true
+	}
+	return 0, false
 }
 
 // canonicalKey makes values RethinkDB compares as equal equal: a TIME is

@@ -3,6 +3,7 @@ package metadata
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/docker-dtr/docker-dtr/internal/dtrtest"
@@ -55,7 +56,9 @@ func TestVerifyAcceptsWhatRethinkDBAccepts(t *testing.T) {
 	}
 	keys := []string{`{"id":1}`, `{"id":1.5}`, `{"id":true}`, `{"id":[1,"a"]}`, `{"id":""}`, `{"id":"ünïcødé"}`,
 		`{"id":{"$reql_type$":"TIME","epoch_time":5,"timezone":"+00:00"}}`, `{"id":{"$reql_type$":"BINARY","data":"AAEC"}}`,
-		`{"id":"x\u00e9"}`, `{"id":"xé2"}`}
+		`{"id":"x\u00e9"}`, `{"id":"xé2"}`, `{"id":"` + strings.Repeat("s", 127) + `"}`,
+		// arrays at RethinkDB's limit: "A", then "S" and the string and a NUL for each
+		`{"id":["` + strings.Repeat("a", 60) + `","` + strings.Repeat("b", 63) + `"]}`, `{"id":[["` + strings.Repeat("c", 123) + `"]]}`}
 	for _, doc := range keys {
 		_, err := s.Insert(ctx, rethink.TableRef{DB: "dtr2", Table: "keys"}, [][]byte{[]byte(doc)})
 		assert.NilError(t, err, doc)
