@@ -329,9 +329,8 @@ func pipeBuffered(write func(io.Writer) error) io.ReadCloser {
 // PlanImages plans the restore of t, a verified image backup, into the
 // image volume of t.Replica: whether the volume is empty, where what it
 // holds is saved first (in safetyDir, or beside input; sealed with
-// t.SafetySeal), what is stopped,
-// and whether the agent that puts it back can run on the node. It changes
-// nothing.
+// t.SafetySeal), what is stopped, and whether the agent that puts it back
+// can run on the node. It changes nothing.
 func PlanImages(ctx context.Context, t *Images, safetyDir, input string) (*Images, error) {
 	if !dtrversion.SameMajorMinor(t.Report.DTRVersion, t.Replica.Version) {
 		t.Progress.Warn("%s is a backup of DTR %s, replica %s runs DTR %s", t.Name, t.Report.DTRVersion, t.Replica.ID, t.Replica.Version)
