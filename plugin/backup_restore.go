@@ -50,8 +50,13 @@ again whatever happens. If loading fails part way (an error, a lost
 connection, Ctrl-C), the safety backup is put back; if that fails too, the
 command that finishes the job by hand is printed. --dry-run shows the plan.
 
-Encrypted backups are decrypted first, as 'backup verify' does; the safety
-backup is written unencrypted, mode 0600.
+Encrypted backups are decrypted first, as 'backup verify' does. The safety
+backup of an encrypted backup is encrypted like it, so that it protects
+DTR's keys as the backup does: for the same passphrase, or to the public key
+of --identity-file's secret key (and named .tar.gpg). Restoring it takes
+the same secret. --safety-encryption none writes it in clear instead, mode
+0600. The safety backup of an unencrypted backup is written in clear, mode
+0600.
 
 By default the target is the DTR behind the active Docker context, reached
 through a helper container on the chosen replica's node (the healthy
@@ -127,18 +132,18 @@ func runRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions)
 	prog := opts.progress.printer(ctx, dockerCli)
 	defer prog.Close()
 
-	f, done, err := openArchive(dockerCli, opts.file, opts.dec, prog)
+	in, err := openInput(dockerCli, opts.file, opts.dec, prog)
 	if err != nil {
 		return err
 	}
-	defer done()
+	defer in.Close()
 	name := displayName(opts.file)
-	if images, err := imagearchive.IsImageArchive(f); err != nil {
+	if images, err := imagearchive.IsImageArchive(in.File); err != nil {
 		return err
 	} else if images {
-		return runImageRestore(ctx, dockerCli, opts, f, name, prog)
+		return runImageRestore(ctx, dockerCli, opts, in, name, prog)
 	}
-	return runMetadataRestore(ctx, dockerCli, opts, f, name, prog)
+	return runMetadataRestore(ctx, dockerCli, opts, in, name, prog)
 }
 
 // refused shows what is wrong with a backup that a restore refused, above
@@ -153,6 +158,15 @@ func refused(dockerCli command.Cli, err error) error {
 		printReport(dockerCli.Err(), inv.Name, inv.Metadata, "")
 	}
 	return err
+}
+
+// safetyLine is how a plan names the safety backup: its path and how it is
+// protected.
+func safetyLine(path, protection string) string {
+	if protection == "" {
+		return path
+	}
+	return path + ", " + protection
 }
 
 // engineOptions are how the restore engine reaches the person running it.

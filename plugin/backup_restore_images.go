@@ -3,9 +3,9 @@ package plugin
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 
+	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
@@ -16,7 +16,8 @@ import (
 // runImageRestore verifies an image backup (and its chain), plans its
 // restore into a replica's image volume, and shows the plan (--dry-run) or
 // has the engine run it.
-func runImageRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions, f *os.File, name string, prog *progress.Printer) error {
+func runImageRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions, in *backupfile.Input, name string, prog *progress.Printer) error {
+	f := in.File
 	if opts.target.isDirect() {
 		return fmt.Errorf("%s is an image backup: it is restored through the Docker context, without --rethinkdb-addr", name)
 	}
@@ -32,18 +33,20 @@ func runImageRestore(ctx context.Context, dockerCli command.Cli, opts restoreOpt
 	}
 	t, err := restore.PlanImages(ctx, &restore.Images{
 		Name: name, File: f, Report: rep, Chain: chain, Replica: replica, Docker: dockerCli.Client(),
-		AgentBinary: opts.target.agentBinary, NoSafety: opts.safety.skip, Progress: prog, Stderr: dockerCli.Err(),
+		AgentBinary: opts.target.agentBinary, NoSafety: opts.safety.skip, SafetySeal: opts.safety.seal(in),
+		Progress: prog, Stderr: dockerCli.Err(),
 	}, opts.safety.dir, opts.file)
 	if err != nil {
 		return err
 	}
+	opts.safety.warnClear(in, name, t.SafetyPath(), prog)
 	if opts.dryRun {
 		return printImagePlan(dockerCli, opts, t)
 	}
 	// Name the replica: the default one may be another by then.
 	same := opts.target
 	same.replicaID = replica.ID
-	byHand := func(safety string) string { return byHand(dockerCli, &same, replica.Version, safety) }
+	byHand := func(safety string) string { return byHand(dockerCli, &same, opts.dec, replica.Version, safety) }
 	if err := restore.Run(ctx, t, engineOptions(dockerCli, opts, prog, byHand)); err != nil {
 		return err
 	}
@@ -80,7 +83,7 @@ func printImagePlan(dockerCli command.Cli, opts restoreOptions, t *restore.Image
 	}
 	switch {
 	case plan.SafetyBackup != "":
-		fmt.Fprintf(out, "  save what the volume holds now to %s (a safety backup)\n", plan.SafetyBackup)
+		fmt.Fprintf(out, "  save what the volume holds now to %s (a safety backup, %s)\n", plan.SafetyBackup, plan.SafetyProtection)
 	case !plan.VolumeEmpty:
 		fmt.Fprintf(out, "  write over what the volume holds without a safety backup (--no-safety-backup)\n")
 	}

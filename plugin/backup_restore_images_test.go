@@ -43,7 +43,7 @@ func TestImagePlan(t *testing.T) {
 
 	text, _ := plan(false, restoreOptions{force: true})
 	assert.Equal(t, text, `Dry run: restoring backup-images.tar into volume dtr-registry-0123456789ab of replica 0123456789ab on node node1 would:
-  save what the volume holds now to /backups/safety-images-0123456789ab-20250101T000000Z.tar (a safety backup)
+  save what the volume holds now to /backups/safety-images-0123456789ab-20250101T000000Z.tar (a safety backup, not encrypted)
   stop dtr-registry-0123456789ab, dtr-nginx-0123456789ab
   write 45 files, 53.0 MiB
   check the volume against the manifest
@@ -63,6 +63,7 @@ func TestImagePlan(t *testing.T) {
 
 	_, got := plan(false, restoreOptions{format: "json", force: true})
 	assert.Equal(t, got.SafetyBackup, "/backups/safety-images-0123456789ab-20250101T000000Z.tar")
+	assert.Equal(t, got.SafetyProtection, "not encrypted")
 	assert.Equal(t, got.Files, int64(45))
 	_, got = plan(true, restoreOptions{format: "json"})
 	assert.Equal(t, got.SafetyBackup, "", "an empty volume needs none")

@@ -3,9 +3,9 @@ package plugin
 import (
 	"context"
 	"fmt"
-	"os"
 	"text/tabwriter"
 
+	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
@@ -16,7 +16,8 @@ import (
 
 // runMetadataRestore verifies a metadata backup, plans its restore into
 // the target, and shows the plan (--dry-run) or has the engine run it.
-func runMetadataRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions, f *os.File, name string, prog *progress.Printer) error {
+func runMetadataRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions, in *backupfile.Input, name string, prog *progress.Printer) error {
+	f := in.File
 	// Verify everything before touching anything.
 	rep, err := restore.VerifyMetadata(f, name, prog)
 	if err != nil {
@@ -51,6 +52,7 @@ func runMetadataRestore(ctx context.Context, dockerCli command.Cli, opts restore
 		Name: name, File: f, Report: rep, Where: tgt.Where(), DB: tgt,
 		Version: targetVersion, ReplicaID: same.replicaID,
 		Writers: opts.writers, Progress: prog, Stderr: dockerCli.Err(),
+		SafetySeal: opts.safety.seal(in),
 	}
 	if tgt.Replica != nil {
 		// The database is the replica's rethinkdb; everything else uses it.
@@ -60,10 +62,11 @@ func runMetadataRestore(ctx context.Context, dockerCli command.Cli, opts restore
 	if err := restore.PlanMetadata(ctx, t, opts.safety.dir, opts.file, opts.safety.skip); err != nil {
 		return err
 	}
+	opts.safety.warnClear(in, name, t.Safety, prog)
 	if opts.dryRun {
 		return printMetadataPlan(dockerCli, opts, t)
 	}
-	byHand := func(safety string) string { return byHand(dockerCli, &same, targetVersion, safety) }
+	byHand := func(safety string) string { return byHand(dockerCli, &same, opts.dec, targetVersion, safety) }
 	if err := restore.Run(ctx, t, engineOptions(dockerCli, opts, prog, byHand)); err != nil {
 		return err
 	}
@@ -88,18 +91,20 @@ type metadataPlan struct {
 	Stop         []string `json:"stop"`
 	Bytes        int64    `json:"bytes"`
 	SafetyBackup string   `json:"safetyBackup,omitempty"`
+	// SafetyProtection says how the safety backup is protected.
+	SafetyProtection string `json:"safetyProtection,omitempty"`
 }
 
 func printMetadataPlan(dockerCli command.Cli, opts restoreOptions, t *restore.Metadata) error {
 	stop := containerNames(t.Containers)
 	if opts.format == "json" {
-		return writeJSON(dockerCli, metadataPlan{Plan: t.Plan, Stop: stop, Bytes: t.Report.Bytes, SafetyBackup: t.Safety})
+		return writeJSON(dockerCli, metadataPlan{Plan: t.Plan, Stop: stop, Bytes: t.Report.Bytes, SafetyBackup: t.Safety, SafetyProtection: restore.SafetyProtection(t)})
 	}
 	out, replaced := dockerCli.Out(), t.Plan.Replaced()
 	fmt.Fprintf(out, "Dry run: restoring %s into %s would:\n", t.Name, t.Where)
 	switch {
 	case t.Safety != "":
-		fmt.Fprintf(out, "save the %s it replaces to %s\n", human.Plural(len(replaced), "table"), t.Safety)
+		fmt.Fprintf(out, "save the %s it replaces to %s\n", human.Plural(len(replaced), "table"), safetyLine(t.Safety, restore.SafetyProtection(t)))
 	case len(replaced) > 0:
 		fmt.Fprintf(out, "replace %s without a safety backup (--no-safety-backup)\n", human.Plural(len(replaced), "table"))
 	}

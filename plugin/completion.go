@@ -41,6 +41,7 @@ func registerCompletions(root *cobra.Command, dockerCli command.Cli) {
 		"since":                   files, // a file or a directory
 		"safety-dir":              dirs,
 		"from":                    dirs,
+		"safety-encryption":       cobra.FixedCompletions([]string{"same", "none"}, cobra.ShellCompDirectiveNoFileComp),
 	}
 	visitAll(root, func(c *cobra.Command) {
 		for name, fn := range byFlag {

@@ -12,11 +12,17 @@ import (
 // or standard input for "-", decrypted when encrypted. The returned
 // function closes it and removes the temporary files.
 func openArchive(dockerCli command.Cli, name string, dec decryptOptions, prog *progress.Printer) (*os.File, func(), error) {
-	in, err := backupfile.Open(name, dec.openOptions(dockerCli, prog))
+	in, err := openInput(dockerCli, name, dec, prog)
 	if err != nil {
 		return nil, nil, err
 	}
 	return in.File, in.Close, nil
+}
+
+// openInput is openArchive that keeps how the backup was encrypted
+// (Input.Protection), for a restore's safety backup. Close it.
+func openInput(dockerCli command.Cli, name string, dec decryptOptions, prog *progress.Printer) (*backupfile.Input, error) {
+	return backupfile.Open(name, dec.openOptions(dockerCli, prog))
 }
 
 // openOptions are the flags' secrets, standard input, and where opening

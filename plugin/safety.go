@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/docker-dtr/docker-dtr/pkg/exitcode"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
+	"github.com/docker-dtr/docker-dtr/pkg/exitcode"
+	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker/cli/cli/command"
 	"github.com/spf13/pflag"
 )
@@ -18,15 +20,23 @@ import (
 type safetyOptions struct {
 	dir  string
 	skip bool
+	// encryption is --safety-encryption: "same" (as the backup restored)
+	// or "none" (in clear).
+	encryption string
 }
 
 func (o *safetyOptions) addFlags(flags *pflag.FlagSet) {
 	flags.StringVar(&o.dir, "safety-dir", "", "Directory for the safety backup of what the restore replaces (default: beside FILE; the current directory for standard input)")
 	flags.BoolVar(&o.skip, "no-safety-backup", false, "Replace without saving a safety backup first: a failed restore cannot then be rolled back")
+	flags.StringVar(&o.encryption, "safety-encryption", "same", `How the safety backup of an encrypted backup is written: "same" encrypts it like the backup (for its passphrase, or to the public key of --identity-file's key), "none" writes it in clear, mode 0600, which puts DTR's private keys in clear beside the backup`)
 }
 
-// validate checks --safety-dir before anything happens.
+// validate checks --safety-dir and --safety-encryption before anything
+// happens.
 func (o *safetyOptions) validate() error {
+	if o.encryption != "same" && o.encryption != "none" {
+		return exitcode.UsageError(fmt.Errorf("--safety-encryption %q: expected \"same\" or \"none\"", o.encryption))
+	}
 	if o.dir == "" {
 		return nil
 	}
@@ -43,6 +53,23 @@ func (o *safetyOptions) validate() error {
 	return nil
 }
 
+// seal is how the safety backup of in is encrypted: like in, unless
+// --safety-encryption none (or in is not encrypted), when it is nil.
+func (o *safetyOptions) seal(in *backupfile.Input) *backupfile.Protection {
+	if o.encryption == "none" {
+		return nil
+	}
+	return in.Protection
+}
+
+// warnClear says, when a restore of the encrypted backup name writes its
+// safety backup in clear, what that costs.
+func (o *safetyOptions) warnClear(in *backupfile.Input, name, safety string, prog *progress.Printer) {
+	if in.Protection != nil && safety != "" && o.encryption == "none" {
+		prog.Warn("the safety backup %s is written in clear (--safety-encryption none), although %s is encrypted: it holds DTR's private keys, readable by whoever can read the file", safety, name)
+	}
+}
+
 // cleanupContext is for putting things back after the command's own
 // context ended (Ctrl-C, SIGTERM, a lost connection): it has its own time
 // limit, and a second SIGINT or SIGTERM ends it.
@@ -53,8 +80,9 @@ func cleanupContext() (context.Context, context.CancelFunc) {
 }
 
 // byHand is the command that restores the safety backup when the plugin
-// could not: the same target, the same way in.
-func byHand(dockerCli command.Cli, tgt *targetOptions, version, safety string) string {
+// could not: the same target, the same way in, and the same secrets
+// (dec) for a safety backup encrypted like the backup.
+func byHand(dockerCli command.Cli, tgt *targetOptions, dec decryptOptions, version, safety string) string {
 	args := []string{"docker"}
 	if name := dockerCli.CurrentContext(); name != "" && name != "default" && !tgt.isDirect() {
 		args = append(args, "--context", name)
@@ -85,6 +113,14 @@ func byHand(dockerCli command.Cli, tgt *targetOptions, version, safety string) s
 	}
 	if tgt.agentBinary != "" {
 		args = append(args, "--agent-binary", tgt.agentBinary)
+	}
+	if strings.HasSuffix(safety, ".gpg") {
+		if dec.passphraseFile != "" {
+			args = append(args, "--passphrase-file", dec.passphraseFile)
+		}
+		if dec.identityFile != "" {
+			args = append(args, "--identity-file", dec.identityFile)
+		}
 	}
 	args = append(args, safety)
 	for i, a := range args {

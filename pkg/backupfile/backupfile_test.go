@@ -133,3 +133,97 @@ func TestCreateSweepsStaleTemporaryFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// An encrypted input says how to seal another file for the secret that
+// opened it, and a file sealed so opens with the Protection alone: with
+// the passphrase, or with the identity whose public key it is sealed to.
+func TestProtection(t *testing.T) {
+	dir := t.TempDir()
+	keys := filepath.Join("..", "crypt", "testdata")
+	pub, err := crypt.ReadRecipients(filepath.Join(keys, "ecc-pub.asc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pass := []byte("correct horse")
+	asked := 0
+	passphrase := func(string) ([]byte, error) { asked++; return pass, nil }
+	for _, tc := range []struct {
+		name string
+		to   crypt.Recipients
+		open OpenOptions
+		how  string
+	}{
+		{"passphrase", crypt.Recipients{Passphrase: pass}, OpenOptions{Passphrase: passphrase}, "encrypted with the backup's passphrase"},
+		{"key", crypt.Recipients{Keys: pub}, OpenOptions{IdentityFile: filepath.Join(keys, "ecc-sec.asc")}, "encrypted to key 0x"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			asked = 0
+			backup := filepath.Join(dir, tc.name+".tar.gpg")
+			write(t, backup, &tc.to, "the backup")
+			in, err := Open(backup, tc.open)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in.Close()
+			p := in.Protection
+			if p == nil || p.Err != nil || !strings.HasPrefix(p.How, tc.how) {
+				t.Fatalf("Protection = %+v", p)
+			}
+			safety := filepath.Join(dir, tc.name+"-safety.tar.gpg")
+			write(t, safety, &p.To, "the safety backup")
+			if enc, err := EncryptedFile(safety); err != nil || !enc {
+				t.Fatalf("the sealed file is not encrypted: %v, %v", enc, err)
+			}
+			if raw, _ := os.ReadFile(safety); bytes.Contains(raw, []byte("the safety backup")) {
+				t.Fatal("the sealed file holds its plaintext")
+			}
+			if tc.name == "key" {
+				info, err := crypt.Inspect(mustOpen(t, safety))
+				if err != nil || info.Symmetric || len(info.KeyIDs) != 1 || p.How != "encrypted to key "+crypt.KeyID(info.KeyIDs[0]) {
+					t.Fatalf("sealed %+v (%v), said %q", info, err, p.How)
+				}
+			}
+			// The Protection opens it without asking; nothing else does.
+			again, err := Open(safety, OpenOptions{Protection: p, Passphrase: func(string) ([]byte, error) {
+				t.Error("asked for a passphrase")
+				return nil, io.EOF
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(again)
+			again.Close()
+			if string(got) != "the safety backup" {
+				t.Fatalf("read %q", got)
+			}
+			if asked > 1 {
+				t.Fatalf("passphrase asked %d times", asked)
+			}
+			if _, err := Open(safety, OpenOptions{Passphrase: func(string) ([]byte, error) { return []byte("wrong"), nil }}); err == nil {
+				t.Fatal("opened without the secret")
+			}
+		})
+	}
+}
+
+func write(t *testing.T, path string, to *crypt.Recipients, content string) {
+	t.Helper()
+	out, err := Create(path, nil, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Abort()
+	io.WriteString(out, content)
+	if err := out.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustOpen(t *testing.T, path string) io.Reader {
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}

@@ -19,6 +19,7 @@ import (
 	"os"
 	"sync"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/docker-dtr/docker-dtr/pkg/anonfile"
 	"github.com/docker-dtr/docker-dtr/pkg/crypt"
 )
@@ -27,7 +28,28 @@ import (
 // every case; it frees the temporary files.
 type Input struct {
 	*os.File
-	cleanup func()
+	// Protection is how an encrypted backup was sealed, for sealing
+	// another file the same way; nil when it was not encrypted.
+	Protection *Protection
+	cleanup    func()
+}
+
+// Protection is how an encrypted backup was opened, kept to seal another
+// file (a restore's safety backup) for the same secret and to open it
+// again: for the passphrase that opened the backup, or to the public key
+// of the identity whose secret key did.
+type Protection struct {
+	// To seals a file for the same secret; empty when Err says why
+	// nothing can be sealed for it.
+	To crypt.Recipients
+	// Secrets open the backup, and what To sealed.
+	Secrets crypt.Secrets
+	// How says it in a few words: "encrypted with the backup's
+	// passphrase", or "encrypted to key 0x…".
+	How string
+	// Err says why no file can be sealed for the identity that opened
+	// the backup (its key cannot encrypt: expired, say).
+	Err error
 }
 
 // Close closes the file, which frees it when it is a temporary one.
@@ -52,6 +74,10 @@ type OpenOptions struct {
 	IdentityFile string
 	// Log says what takes time (decrypting).
 	Log func(format string, args ...any)
+	// Protection, when set, opens an encrypted backup with its secrets
+	// instead of asking (Passphrase and IdentityFile are not used): a
+	// file sealed with the same Protection reads back without a prompt.
+	Protection *Protection
 }
 
 // DisplayName is how a backup argument is named in messages.
@@ -111,24 +137,14 @@ func decrypt(f *os.File, name string, o OpenOptions) (*Input, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot decrypt %s: %w", name, err)
 	}
-	// One passphrase, asked for at most once, serves the message and a
-	// protected identity key.
-	what := name + " (" + info.String() + ")"
-	secrets := crypt.Secrets{Passphrase: sync.OnceValues(func() ([]byte, error) {
-		if o.Passphrase == nil {
-			return nil, fmt.Errorf("%s needs a passphrase", what)
-		}
-		return o.Passphrase(what)
-	})}
-	if o.IdentityFile != "" {
-		if secrets.Identities, err = crypt.ReadIdentity(o.IdentityFile, nil); err != nil {
-			return nil, fmt.Errorf("--identity-file: %w", err)
-		}
+	secrets, err := openSecrets(name+" ("+info.String()+")", o)
+	if err != nil {
+		return nil, err
 	}
 	if o.Log != nil {
 		o.Log("decrypting %s (%s) into an unnamed temporary file", name, info)
 	}
-	r, err := crypt.Decrypt(io.NewSectionReader(f, 0, 1<<62), secrets)
+	r, opened, err := crypt.DecryptOpened(io.NewSectionReader(f, 0, 1<<62), secrets)
 	if err != nil {
 		return nil, fmt.Errorf("cannot decrypt %s: %w", name, err)
 	}
@@ -148,7 +164,54 @@ func decrypt(f *os.File, name string, o OpenOptions) (*Input, error) {
 		in.Close()
 		return nil, fmt.Errorf("decrypting %s: %w", name, err)
 	}
+	if in.Protection, err = protection(opened, secrets); err != nil {
+		in.Close()
+		return nil, fmt.Errorf("decrypting %s: %w", name, err)
+	}
 	return in, nil
+}
+
+// openSecrets are the secrets that may open the message what: the given
+// Protection's, or the passphrase (asked for at most once, for the
+// message and a protected identity key alike) and the identity file.
+func openSecrets(what string, o OpenOptions) (crypt.Secrets, error) {
+	if o.Protection != nil {
+		return o.Protection.Secrets, nil
+	}
+	secrets := crypt.Secrets{Passphrase: sync.OnceValues(func() ([]byte, error) {
+		if o.Passphrase == nil {
+			return nil, fmt.Errorf("%s needs a passphrase", what)
+		}
+		return o.Passphrase(what)
+	})}
+	if o.IdentityFile != "" {
+		var err error
+		if secrets.Identities, err = crypt.ReadIdentity(o.IdentityFile, nil); err != nil {
+			return crypt.Secrets{}, fmt.Errorf("--identity-file: %w", err)
+		}
+	}
+	return secrets, nil
+}
+
+// protection seals for the secret that opened a message: its passphrase
+// (asked already, so no prompt), or the identity's public key.
+func protection(opened crypt.Opened, secrets crypt.Secrets) (*Protection, error) {
+	p := &Protection{Secrets: secrets}
+	if opened.Passphrase {
+		pass, err := secrets.Passphrase()
+		if err != nil {
+			return nil, err
+		}
+		p.To.Passphrase, p.How = pass, "encrypted with the backup's passphrase"
+		return p, nil
+	}
+	id, err := crypt.EncryptionKeyID(opened.Identity)
+	if err != nil {
+		p.How, p.Err = "not encrypted: the key that opened the backup cannot encrypt", err
+		return p, nil
+	}
+	p.To.Keys, p.How = openpgp.EntityList{opened.Identity}, "encrypted to key "+crypt.KeyID(id)
+	return p, nil
 }
 
 // temporary is an Input of an unnamed file: closing it frees the file.

@@ -1133,3 +1133,47 @@ func TestWriteFixtures(t *testing.T) {
 		}
 	}
 }
+
+// DecryptOpened names the secret that opened a message, and a message
+// sealed for that identity (EncryptionKeyID's key) opens with it again.
+func TestDecryptOpened(t *testing.T) {
+	plain := payload(1000, 7)
+	pass := []byte("opened")
+	both := encrypt(t, plain, Recipients{Passphrase: pass})
+	r, o, err := DecryptOpened(bytes.NewReader(both), Secrets{Passphrase: func() ([]byte, error) { return pass, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(r); err != nil {
+		t.Fatal(err)
+	}
+	if !o.Passphrase || o.Identity != nil {
+		t.Errorf("a passphrase message: Opened = %+v", o)
+	}
+	for _, name := range []string{"ecc-sec.asc", "rsa-sec.asc"} {
+		msg := encrypt(t, plain, Recipients{Keys: recipients(t, "ecc-pub.asc", "rsa-pub.asc")})
+		ids := identity(t, name)
+		_, o, err := DecryptOpened(bytes.NewReader(msg), Secrets{Identities: ids})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.Passphrase || o.Identity != ids[0] {
+			t.Fatalf("%s: Opened = %+v", name, o)
+		}
+		id, err := EncryptionKeyID(o.Identity)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again := encrypt(t, plain, Recipients{Keys: openpgp.EntityList{o.Identity}})
+		info, err := Inspect(bytes.NewReader(again))
+		if err != nil || len(info.KeyIDs) != 1 || info.KeyIDs[0] != id {
+			t.Errorf("%s: sealed for the identity: %+v, %v; want key %s", name, info, err, KeyID(id))
+		}
+		mustDecrypt(t, again, Secrets{Identities: ids}, plain)
+		wantErr(t, again, Secrets{Identities: identity(t, map[string]string{"ecc-sec.asc": "rsa-sec.asc", "rsa-sec.asc": "ecc-sec.asc"}[name])}, ErrNoKey)
+	}
+	// A failure opens nothing.
+	if _, o, err := DecryptOpened(bytes.NewReader(both), Secrets{Passphrase: func() ([]byte, error) { return []byte("no"), nil }}); err == nil || o.Passphrase || o.Identity != nil {
+		t.Errorf("a wrong passphrase: %+v, %v", o, err)
+	}
+}

@@ -54,26 +54,42 @@ type head struct {
 // ErrTruncated, an I/O error from r, or the error of s.Passphrase (say, the
 // user cancelled).
 func Decrypt(r io.Reader, s Secrets) (io.Reader, error) {
+	plain, _, err := DecryptOpened(r, s)
+	return plain, err
+}
+
+// Opened says which of the Secrets opened a message, so that a caller can
+// seal another file (a restore's safety backup) for the same secret.
+type Opened struct {
+	// Passphrase is true when the message's own passphrase opened it.
+	Passphrase bool
+	// Identity is the identity whose secret key opened it, when
+	// Passphrase is false.
+	Identity *openpgp.Entity
+}
+
+// DecryptOpened is Decrypt that also says which secret opened the message.
+func DecryptOpened(r io.Reader, s Secrets) (io.Reader, Opened, error) {
 	h, err := readHead(r)
 	if err != nil {
-		return nil, err
+		return nil, Opened{}, err
 	}
-	cf, key, err := h.sessionKey(s)
+	cf, key, opened, err := h.sessionKey(s)
 	if err != nil {
-		return nil, err
+		return nil, Opened{}, err
 	}
 	rc, err := h.data.Decrypt(cf, key)
 	if err != nil {
-		return nil, h.bodyErr(err)
+		return nil, Opened{}, h.bodyErr(err)
 	}
 	// The decrypted stream is an unencrypted message (maybe compressed, maybe
 	// signed): go-crypto parses it. Signatures are not checked: backups are
 	// protected by the MDC, not by signatures.
 	md, err := openpgp.ReadMessage(rc, nil, nil, nil)
 	if err != nil {
-		return nil, h.bodyErr(err)
+		return nil, Opened{}, h.bodyErr(err)
 	}
-	return &plainReader{h: h, body: md.UnverifiedBody, mdc: rc}, nil
+	return &plainReader{h: h, body: md.UnverifiedBody, mdc: rc}, opened, nil
 }
 
 // plainReader checks the MDC when the literal data ends and maps errors.
@@ -305,7 +321,7 @@ type keyCandidate struct {
 }
 
 // sessionKey finds the session key, asking for the passphrase only if needed.
-func (h *head) sessionKey(s Secrets) (packet.CipherFunction, []byte, error) {
+func (h *head) sessionKey(s Secrets) (packet.CipherFunction, []byte, Opened, error) {
 	var protected []keyCandidate
 	keyFailed := false // a secret key opened but its session key did not check out
 	for _, ek := range h.pkesks {
@@ -318,7 +334,7 @@ func (h *head) sessionKey(s Secrets) (packet.CipherFunction, []byte, error) {
 				continue
 			}
 			if cf, key, ok := h.tryPKESK(ek, k.PrivateKey); ok {
-				return cf, key, nil
+				return cf, key, Opened{Identity: k.Entity}, nil
 			}
 			keyFailed = true
 		}
@@ -326,21 +342,21 @@ func (h *head) sessionKey(s Secrets) (packet.CipherFunction, []byte, error) {
 	if len(h.skesks) == 0 && len(protected) == 0 {
 		switch {
 		case keyFailed:
-			return 0, nil, ErrTampered
+			return 0, nil, Opened{}, ErrTampered
 		case len(h.pkesks) == 0 && len(h.skipped) > 0:
-			return 0, nil, fmt.Errorf("%w: it holds %s", ErrUnsupported, strings.Join(h.skipped, "; "))
+			return 0, nil, Opened{}, fmt.Errorf("%w: it holds %s", ErrUnsupported, strings.Join(h.skipped, "; "))
 		}
-		return 0, nil, &NoKeyError{KeyIDs: h.info.KeyIDs, NoIdentity: len(s.Identities) == 0}
+		return 0, nil, Opened{}, &NoKeyError{KeyIDs: h.info.KeyIDs, NoIdentity: len(s.Identities) == 0}
 	}
 	if s.Passphrase == nil {
 		if len(h.skesks) > 0 {
-			return 0, nil, fmt.Errorf("%w: the data is encrypted with a passphrase", ErrNeedPassphrase)
+			return 0, nil, Opened{}, fmt.Errorf("%w: the data is encrypted with a passphrase", ErrNeedPassphrase)
 		}
-		return 0, nil, fmt.Errorf("%w: secret key %s is protected by one", ErrNeedPassphrase, KeyID(protected[0].key.PublicKey.KeyId))
+		return 0, nil, Opened{}, fmt.Errorf("%w: secret key %s is protected by one", ErrNeedPassphrase, KeyID(protected[0].key.PublicKey.KeyId))
 	}
 	pass, err := s.Passphrase()
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, Opened{}, err
 	}
 	opened := false
 	// Each key is opened once (a hidden recipient matches every key), on a
@@ -360,7 +376,7 @@ func (h *head) sessionKey(s Secrets) (packet.CipherFunction, []byte, error) {
 		}
 		opened = true
 		if cf, key, ok := h.tryPKESK(c.ek, priv); ok {
-			return cf, key, nil
+			return cf, key, Opened{Identity: c.key.Entity}, nil
 		}
 		keyFailed = true
 	}
@@ -370,16 +386,16 @@ func (h *head) sessionKey(s Secrets) (packet.CipherFunction, []byte, error) {
 			continue // a wrong passphrase mostly yields an invalid cipher byte
 		}
 		if h.quickCheck(cf, key) {
-			return cf, key, nil
+			return cf, key, Opened{Passphrase: true}, nil
 		}
 	}
 	if keyFailed {
-		return 0, nil, ErrTampered
+		return 0, nil, Opened{}, ErrTampered
 	}
 	if len(h.skesks) == 0 && !opened {
-		return 0, nil, fmt.Errorf("%w for secret key %s", ErrWrongPassphrase, KeyID(protected[0].key.PublicKey.KeyId))
+		return 0, nil, Opened{}, fmt.Errorf("%w for secret key %s", ErrWrongPassphrase, KeyID(protected[0].key.PublicKey.KeyId))
 	}
-	return 0, nil, ErrWrongPassphrase
+	return 0, nil, Opened{}, ErrWrongPassphrase
 }
 
 // keysFor returns the keys that may open a session key packet; id 0 is a

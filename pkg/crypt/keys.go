@@ -208,3 +208,14 @@ func expiry(pk *packet.PublicKey, sig *packet.Signature) string {
 	}
 	return pk.CreationTime.Add(time.Duration(*sig.KeyLifetimeSecs) * time.Second).UTC().Format(time.DateOnly)
 }
+
+// EncryptionKeyID is the id of the key a message to e is encrypted to, or
+// why none can be (ErrUnusableKey): what a message sealed for an identity
+// read by ReadIdentity names.
+func EncryptionKeyID(e *openpgp.Entity) (uint64, error) {
+	k, err := encryptionKey(e, time.Now())
+	if err != nil {
+		return 0, err
+	}
+	return k.PublicKey.KeyId, nil
+}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/internal/version"
+	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/dtrversion"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
@@ -26,10 +27,14 @@ type ImagePlan struct {
 	VolumeEmpty bool   `json:"volumeEmpty"`
 	// SafetyBackup is where what the volume holds is saved first; empty
 	// when the volume is empty or --no-safety-backup.
-	SafetyBackup string   `json:"safetyBackup,omitempty"`
-	Stop         []string `json:"stop"`
-	Files        int64    `json:"files"`
-	Bytes        int64    `json:"bytes"`
+	SafetyBackup string `json:"safetyBackup,omitempty"`
+	// SafetyProtection says how the safety backup is protected
+	// ("encrypted with the backup's passphrase", "encrypted to key 0x…",
+	// "not encrypted"); empty when there is none.
+	SafetyProtection string   `json:"safetyProtection,omitempty"`
+	Stop             []string `json:"stop"`
+	Files            int64    `json:"files"`
+	Bytes            int64    `json:"bytes"`
 	// From lists, for an incremental backup, the earlier backups whose
 	// blobs are written with it.
 	From []string `json:"from,omitempty"`
@@ -52,6 +57,10 @@ type Images struct {
 	Plan        ImagePlan
 	// NoSafety is --no-safety-backup: a failed write is not put back.
 	NoSafety bool
+	// SafetySeal encrypts the safety backup (the backup's own
+	// Protection, so that the same secret reads it); nil writes it in
+	// clear.
+	SafetySeal *backupfile.Protection
 	// AgentErr says why the agent that empties the volume cannot run on
 	// the node, when a failed write would be put back.
 	AgentErr error
@@ -74,6 +83,9 @@ func NewImages(t *Images, empty bool, safety string) *Images {
 		Replica: t.Replica.ID, Node: t.Replica.Node, Volume: t.Volume.Name, VolumeEmpty: empty,
 		SafetyBackup: safety, Stop: []string{},
 		Files: t.Report.Files + t.Report.OmittedBlobs, Bytes: t.Report.Bytes + t.Report.OmittedBytes,
+	}
+	if safety != "" {
+		t.Plan.SafetyProtection = sealedHow(t.SafetySeal)
 	}
 	if t.Chain != nil {
 		for _, b := range t.Chain.Bases {
@@ -135,6 +147,10 @@ func (t *Images) Question() string {
 
 func (t *Images) SafetyPath() string { return t.Plan.SafetyBackup }
 
+// SafetyProtection says how the safety backup is protected (see the
+// package's SafetyProtection).
+func (t *Images) SafetyProtection() string { return sealedHow(t.SafetySeal) }
+
 // CanRollBack is false with --no-safety-backup, which gives the safety net up.
 func (t *Images) CanRollBack() bool { return !t.NoSafety }
 
@@ -142,7 +158,7 @@ func (t *Images) CanRollBack() bool { return !t.NoSafety }
 // and verifies the copy, before anything is changed.
 func (t *Images) SaveSafety(ctx context.Context) error {
 	vol, path := t.Volume, t.SafetyPath()
-	t.Progress.Step("saving what volume %s holds now to %s", vol.Name, path)
+	t.Progress.Step("saving what volume %s holds now to %s, %s", vol.Name, path, t.SafetyProtection())
 	var m *imagearchive.Manifest
 	write := func(out io.Writer) error {
 		info := imagearchive.Info{
@@ -172,7 +188,7 @@ func (t *Images) SaveSafety(ctx context.Context) error {
 		}
 		return err
 	}
-	if err := saveSafety(t.Progress, path, write, interrupted, check); err != nil {
+	if err := saveSafety(t.Progress, path, t.SafetySeal, write, interrupted, check); err != nil {
 		return err
 	}
 	if n := len(m.CorruptBlobs); n > 0 {
@@ -252,7 +268,7 @@ func (t *Images) Rollback(ctx context.Context) error {
 		prog.Step("emptied volume %s again", vol.Name)
 		return nil
 	}
-	return withFile(path, func(f *os.File) error { return t.writeBack(ctx, f, path) })
+	return withSafety(path, t.SafetySeal, func(f *os.File) error { return t.writeBack(ctx, f, path) })
 }
 
 // writeBack writes the safety backup f back into the emptied volume.
@@ -312,9 +328,9 @@ func pipeBuffered(write func(io.Writer) error) io.ReadCloser {
 
 // PlanImages plans the restore of t, a verified image backup, into the
 // image volume of t.Replica: whether the volume is empty, where what it
-// holds is saved first (in safetyDir, or beside input), what is stopped,
-// and whether the agent that puts it back can run on the node. It changes
-// nothing.
+// holds is saved first (in safetyDir, or beside input; sealed with
+// t.SafetySeal), what is stopped, and whether the agent that puts it back
+// can run on the node. It changes nothing.
 func PlanImages(ctx context.Context, t *Images, safetyDir, input string) (*Images, error) {
 	if !dtrversion.SameMajorMinor(t.Report.DTRVersion, t.Replica.Version) {
 		t.Progress.Warn("%s is a backup of DTR %s, replica %s runs DTR %s", t.Name, t.Report.DTRVersion, t.Replica.ID, t.Replica.Version)
@@ -330,7 +346,10 @@ func PlanImages(ctx context.Context, t *Images, safetyDir, input string) (*Image
 	}
 	safety := ""
 	if !empty && !t.NoSafety {
-		safety = SafetyPath(safetyDir, input, "images", t.Replica.ID)
+		if err := checkSeal(t.SafetySeal); err != nil {
+			return nil, err
+		}
+		safety = safetyPathFor(safetyDir, input, "images", t.Replica.ID, t.SafetySeal)
 	}
 	t.Volume = vol
 	NewImages(t, empty, safety)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/internal/version"
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
+	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/dtrversion"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
@@ -46,9 +47,13 @@ type Metadata struct {
 	Version, ReplicaID string
 	// Safety is where what the restore replaces is saved; empty when
 	// nothing is replaced, or --no-safety-backup.
-	Safety   string
-	Writers  int
-	Progress *progress.Printer
+	Safety string
+	// SafetySeal encrypts the safety backup (the backup's own
+	// Protection, so that the same secret reads it); nil writes it in
+	// clear.
+	SafetySeal *backupfile.Protection
+	Writers    int
+	Progress   *progress.Printer
 	// Stderr is told the safety backup's path, whatever the progress mode.
 	Stderr io.Writer
 	// Results are the tables loaded, once Apply has succeeded.
@@ -97,13 +102,17 @@ func (m *Metadata) Question() string {
 
 func (m *Metadata) SafetyPath() string { return m.Safety }
 
+// SafetyProtection says how the safety backup is protected (see the
+// package's SafetyProtection).
+func (m *Metadata) SafetyProtection() string { return sealedHow(m.SafetySeal) }
+
 func (m *Metadata) CanRollBack() bool { return true }
 
 // SaveSafety backs up the tables the restore replaces, and verifies the
 // copy, before anything is changed.
 func (m *Metadata) SaveSafety(ctx context.Context) error {
 	replaced, prog := m.Plan.Replaced(), m.Progress
-	prog.Step("saving the %s this restore replaces to %s", human.Plural(len(replaced), "table"), m.Safety)
+	prog.Step("saving the %s this restore replaces to %s, %s", human.Plural(len(replaced), "table"), m.Safety, m.SafetyProtection())
 	write := func(out io.Writer) error {
 		info := archive.Info{Tool: version.Tool(), DTRVersion: m.Version, ReplicaID: m.ReplicaID, Started: time.Now()}
 		if info.DTRVersion == "" {
@@ -130,7 +139,7 @@ func (m *Metadata) SaveSafety(ctx context.Context) error {
 		}
 		return err
 	}
-	if err := saveSafety(m.Progress, m.Safety, write, m.DB.Explain, check); err != nil {
+	if err := saveSafety(m.Progress, m.Safety, m.SafetySeal, write, m.DB.Explain, check); err != nil {
 		return err
 	}
 	fmt.Fprintf(m.Stderr, "safety backup of the %s this restore replaces: %s\n", human.Plural(len(replaced), "table"), m.Safety)
@@ -183,7 +192,7 @@ func (m *Metadata) Rollback(ctx context.Context) error {
 	if m.Safety == "" {
 		return nil
 	}
-	return withFile(m.Safety, func(f *os.File) error {
+	return withSafety(m.Safety, m.SafetySeal, func(f *os.File) error {
 		rep, err := archive.Verify(f)
 		if err != nil {
 			return err
@@ -204,7 +213,7 @@ func (m *Metadata) Rollback(ctx context.Context) error {
 // PlanMetadata plans the restore of t, a verified metadata backup, into
 // t.DB: which tables it creates and which it replaces, and where what it
 // replaces is saved first (in safetyDir, or beside input; nowhere when
-// noSafety). It changes nothing.
+// noSafety), sealed with t.SafetySeal. It changes nothing.
 func PlanMetadata(ctx context.Context, t *Metadata, safetyDir, input string, noSafety bool) error {
 	plan, err := metadata.MakePlan(ctx, t.DB.Session(), t.Report)
 	if err != nil {
@@ -212,7 +221,10 @@ func PlanMetadata(ctx context.Context, t *Metadata, safetyDir, input string, noS
 	}
 	t.Plan = plan
 	if len(plan.Replaced()) > 0 && !noSafety {
-		t.Safety = SafetyPath(safetyDir, input, "metadata", t.ReplicaID)
+		if err := checkSeal(t.SafetySeal); err != nil {
+			return err
+		}
+		t.Safety = safetyPathFor(safetyDir, input, "metadata", t.ReplicaID, t.SafetySeal)
 	}
 	return nil
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/docker-dtr/docker-dtr/pkg/atomicfile"
+	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
+	"github.com/docker-dtr/docker-dtr/pkg/crypt"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 )
 
@@ -70,7 +72,7 @@ func TestSaveSafetySweepsAKilledRunsTemporaryFile(t *testing.T) {
 	defer running.Abort()
 	var log bytes.Buffer
 	path := filepath.Join(dir, "safety.tar")
-	err = saveSafety(progress.NewMode(&log, progress.Plain), path,
+	err = saveSafety(progress.NewMode(&log, progress.Plain), path, nil,
 		func(w io.Writer) error { _, err := io.WriteString(w, "saved"); return err },
 		func(err error) error { return err },
 		func(*os.File) error { return nil })
@@ -87,5 +89,99 @@ func TestSaveSafetySweepsAKilledRunsTemporaryFile(t *testing.T) {
 	}
 	if _, err := os.Stat(killed); !os.IsNotExist(err) {
 		t.Fatalf("%s is left: %v", killed, err)
+	}
+}
+
+// A safety backup sealed like the backup it replaces is never in clear on
+// disk; its check and a rollback read it with the same secret, and
+// without the secret it does not open.
+func TestSealedSafetyBackup(t *testing.T) {
+	dir := t.TempDir()
+	pass := []byte("the backup's passphrase")
+	seal := &backupfile.Protection{
+		To:      crypt.Recipients{Passphrase: pass},
+		Secrets: crypt.Secrets{Passphrase: func() ([]byte, error) { return pass, nil }},
+		How:     "encrypted with the backup's passphrase",
+	}
+	path := safetyPathFor(dir, "-", "metadata", "0123456789ab", seal)
+	if !strings.HasSuffix(path, ".tar.gpg") || filepath.Dir(path) != dir {
+		t.Fatal(path)
+	}
+	const secret = "-----BEGIN EC PRIVATE KEY----- what DTR holds now"
+	var checked string
+	err := saveSafety(progress.NewMode(discard{}, progress.Quiet), path, seal,
+		func(w io.Writer) error { _, err := io.WriteString(w, secret); return err },
+		func(err error) error { return err },
+		func(f *os.File) error { b, err := io.ReadAll(f); checked = string(b); return err })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if checked != secret {
+		t.Fatalf("the check read %q", checked)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(raw), "PRIVATE KEY") || !crypt.IsEncrypted(raw) {
+		t.Fatal("the safety backup is not sealed")
+	}
+	if err := withSafety(path, nil, func(*os.File) error { return nil }); err == nil || !strings.Contains(err.Error(), "holds no secret") {
+		t.Fatalf("opened without the secret: %v", err)
+	}
+	if err := withSafety(path, seal, func(f *os.File) error {
+		b, _ := io.ReadAll(f)
+		if string(b) != secret {
+			t.Errorf("read back %q", b)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// Not sealed, with the same name but .tar.
+	if p := safetyPathFor(dir, "-", "metadata", "0123456789ab", nil); !strings.HasSuffix(p, ".tar") {
+		t.Fatal(p)
+	}
+
+	// A seal that cannot seal is refused before any file is made.
+	bad := &backupfile.Protection{How: "not encrypted: the key that opened the backup cannot encrypt", Err: crypt.ErrUnusableKey}
+	other := filepath.Join(dir, "other.tar.gpg")
+	err = saveSafety(progress.NewMode(discard{}, progress.Quiet), other, bad,
+		func(w io.Writer) error { t.Error("wrote with a seal that cannot seal"); return nil },
+		func(err error) error { return err }, func(*os.File) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "--safety-encryption none") {
+		t.Fatalf("a seal that cannot seal: %v", err)
+	}
+	if _, err := os.Stat(other); !os.IsNotExist(err) {
+		t.Fatalf("%s: %v", other, err)
+	}
+}
+
+// The targets say how their safety backup is protected, for the plan and
+// the journal: nothing without a safety backup.
+func TestSafetyProtection(t *testing.T) {
+	seal := &backupfile.Protection{How: "encrypted to key 0x0123456789ABCDEF"}
+	m := &Metadata{Safety: "/b/s.tar.gpg", SafetySeal: seal}
+	if got := SafetyProtection(m); got != seal.How {
+		t.Fatal(got)
+	}
+	m.SafetySeal = nil
+	if got := SafetyProtection(m); got != "not encrypted" {
+		t.Fatal(got)
+	}
+	m.Safety = ""
+	if got := SafetyProtection(m); got != "" {
+		t.Fatal(got)
+	}
+	im := newImages(false, "/b/s.tar.gpg", false)
+	if got := SafetyProtection(im); got != "not encrypted" {
+		t.Fatal(got)
+	}
+	im.SafetySeal = seal
+	if got := SafetyProtection(im); got != seal.How {
+		t.Fatal(got)
+	}
+	if got := SafetyProtection(&fake{safety: "/b/s.tar"}); got != "" {
+		t.Fatal("a target that cannot say:", got)
 	}
 }
