@@ -8,6 +8,7 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
+	"github.com/docker-dtr/docker-dtr/pkg/journal"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker-dtr/docker-dtr/pkg/restore"
 	"github.com/docker/cli/cli/command"
@@ -30,6 +31,9 @@ func runImageRestore(ctx context.Context, dockerCli command.Cli, opts restoreOpt
 	if err != nil {
 		return err
 	}
+	if err := refuseUnfinished(ctx, dockerCli, &opts.target, replica, journal.KindImages, "restore, nothing was changed"); err != nil {
+		return err
+	}
 	t, err := restore.PlanImages(ctx, &restore.Images{
 		Name: name, File: f, Report: rep, Chain: chain, Replica: replica, Docker: dockerCli.Client(),
 		AgentBinary: opts.target.agentBinary, NoSafety: opts.safety.skip, Progress: prog, Stderr: dockerCli.Err(),
@@ -44,9 +48,19 @@ func runImageRestore(ctx context.Context, dockerCli command.Cli, opts restoreOpt
 	same := opts.target
 	same.replicaID = replica.ID
 	byHand := func(safety string) string { return byHand(dockerCli, &same, replica.Version, safety) }
-	if err := restore.Run(ctx, t, engineOptions(dockerCli, opts, prog, byHand)); err != nil {
+	o := engineOptions(dockerCli, opts, prog, byHand)
+	if err := journalOptions(dockerCli, &o, &same, replica, opts.file, f, prog); err != nil {
 		return err
 	}
+	if err := restore.Run(ctx, t, o); err != nil {
+		return pendingError(dockerCli, &same, err)
+	}
+	return printImageResult(dockerCli, opts, t)
+}
+
+// printImageResult shows what an image restore wrote and checked.
+func printImageResult(dockerCli command.Cli, opts restoreOptions, t *restore.Images) error {
+	name, rep, replica := t.Name, t.Report, t.Replica
 	plan, check := t.Plan, t.Check
 	if opts.format == "json" {
 		return writeJSON(dockerCli, struct {

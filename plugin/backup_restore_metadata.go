@@ -8,6 +8,7 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
+	"github.com/docker-dtr/docker-dtr/pkg/journal"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker-dtr/docker-dtr/pkg/restore"
@@ -31,6 +32,9 @@ func runMetadataRestore(ctx context.Context, dockerCli command.Cli, opts restore
 		return err
 	}
 	defer tgt.Close()
+	if err := refuseUnfinished(ctx, dockerCli, &opts.target, tgt.Replica, journal.KindMetadata, "restore, nothing was changed"); err != nil {
+		return err
+	}
 	targetVersion, err := tgt.DTRVersion(opts.dtrVersion)
 	if err != nil {
 		return err
@@ -64,9 +68,19 @@ func runMetadataRestore(ctx context.Context, dockerCli command.Cli, opts restore
 		return printMetadataPlan(dockerCli, opts, t)
 	}
 	byHand := func(safety string) string { return byHand(dockerCli, &same, targetVersion, safety) }
-	if err := restore.Run(ctx, t, engineOptions(dockerCli, opts, prog, byHand)); err != nil {
+	o := engineOptions(dockerCli, opts, prog, byHand)
+	if err := journalOptions(dockerCli, &o, &same, tgt.Replica, opts.file, f, prog); err != nil {
 		return err
 	}
+	if err := restore.Run(ctx, t, o); err != nil {
+		return pendingError(dockerCli, &same, err)
+	}
+	return printMetadataResult(dockerCli, opts, t)
+}
+
+// printMetadataResult shows the tables a restore loaded.
+func printMetadataResult(dockerCli command.Cli, opts restoreOptions, t *restore.Metadata) error {
+	name := t.Name
 	if opts.format == "json" {
 		return writeJSON(dockerCli, t.Results)
 	}
