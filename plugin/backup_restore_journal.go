@@ -218,7 +218,7 @@ func undoJournal(ctx context.Context, dockerCli command.Cli, opts restoreOptions
 			Undone unfinished `json:"undone"`
 		}{u})
 	}
-	msg := fmt.Sprintf("undid the %s restore of %s into %s", rec.Kind, rec.Backup, rec.Where())
+	msg := fmt.Sprintf("undid %s of %s into %s", restoreKind(rec.Kind), rec.Backup, rec.Where())
 	if rec.Safety != "" {
 		msg += ": put back from the safety backup " + rec.Safety
 	} else {

@@ -83,7 +83,7 @@ func (u unfinished) String() string {
 	case "unknown":
 		state = "is unfinished (interrupted, or under way on another machine)"
 	}
-	fmt.Fprintf(&b, "a %s restore of %s into %s, started %s, %s", u.Kind, u.Backup, where, u.Started.UTC().Format(time.RFC3339), state)
+	fmt.Fprintf(&b, "%s of %s into %s, started %s, %s", restoreKind(u.Kind), u.Backup, where, u.Started.UTC().Format(time.RFC3339), state)
 	switch u.Kind {
 	case journal.KindMetadata:
 		b.WriteString(": its tables may be half loaded")
@@ -98,6 +98,14 @@ func (u unfinished) String() string {
 		fmt.Fprintf(&b, ", or put back what it replaced with: %s", u.Undo)
 	}
 	return b.String()
+}
+
+// restoreKind is "a metadata restore" or "an image restore".
+func restoreKind(kind string) string {
+	if kind == journal.KindImages {
+		return "an image restore"
+	}
+	return "a metadata restore"
 }
 
 // journalCommand is the restore command that finishes a journal's restore

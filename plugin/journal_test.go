@@ -114,7 +114,7 @@ func TestJournalDirect(t *testing.T) {
 	kill()
 	out, errOut, code := run(t, nil, append([]string{"backup", "restore", "--undo", "--force"}, fx.flags()...)...)
 	assert.Equal(t, code, 0, errOut)
-	assert.Check(t, is.Equal(out, "undid the metadata restore of "+backup+" into the database: put back from the safety backup "+safety+"\n"))
+	assert.Check(t, is.Equal(out, "undid a metadata restore of "+backup+" into the database: put back from the safety backup "+safety+"\n"))
 	assert.DeepEqual(t, dtrtest.Snapshot(t, fx.driver), before)
 	rec, err = store.Load(context.Background())
 	assert.Check(t, rec == nil && err == nil, "the journal stayed: %v %v", rec, err)
