@@ -108,15 +108,15 @@ func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) e
 	prog := opts.progress.printer(ctx, dockerCli)
 	defer prog.Close()
 	out.reportSwept(prog)
+	// A backup of tables a restore left half loaded would be kept as good.
+	if err := refuseUnfinished(ctx, dockerCli, &opts.target, journal.KindMetadata, "back up"); err != nil {
+		return backupError(ctx, opts.output, err)
+	}
 	tgt, err := opts.target.locate(ctx, dockerCli, prog)
 	if err != nil {
 		return backupError(ctx, opts.output, err)
 	}
 	defer tgt.Close()
-	// A backup of tables a restore left half loaded would be kept as good.
-	if err := refuseUnfinished(ctx, dockerCli, &opts.target, tgt.Replica, journal.KindMetadata, "back up"); err != nil {
-		return backupError(ctx, opts.output, err)
-	}
 	dtrVersion, err := tgt.DTRVersion(opts.dtrVersion)
 	if err != nil {
 		return err

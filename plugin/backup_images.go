@@ -117,12 +117,12 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 	out.reportSwept(prog)
 	ctx, stop := withSignals(ctx)
 	defer stop()
-	rep, err := chooseReplica(ctx, dockerCli, &targetOptions{replicaFlags: opts.replica}, prog)
-	if err != nil {
+	// A backup of a volume a restore left half written would be kept as good.
+	if err := refuseUnfinished(ctx, dockerCli, &targetOptions{replicaFlags: opts.replica}, journal.KindImages, "back up"); err != nil {
 		return backupError(ctx, opts.output, err)
 	}
-	// A backup of a volume a restore left half written would be kept as good.
-	if err := refuseUnfinished(ctx, dockerCli, &targetOptions{replicaFlags: opts.replica}, rep, journal.KindImages, "back up"); err != nil {
+	rep, err := chooseReplica(ctx, dockerCli, &targetOptions{replicaFlags: opts.replica}, prog)
+	if err != nil {
 		return backupError(ctx, opts.output, err)
 	}
 	vol, err := imagevolume.Of(rep)

@@ -146,6 +146,10 @@ func runRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions)
 	defer stop()
 	prog := opts.progress.printer(ctx, dockerCli)
 	defer prog.Close()
+	// Before the backup is read: an unfinished restore is finished first.
+	if err := refuseUnfinished(ctx, dockerCli, &opts.target, "", "restore, nothing was changed"); err != nil {
+		return err
+	}
 
 	f, done, err := openArchive(dockerCli, opts.file, opts.dec, prog)
 	if err != nil {

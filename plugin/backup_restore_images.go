@@ -8,7 +8,6 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
-	"github.com/docker-dtr/docker-dtr/pkg/journal"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker-dtr/docker-dtr/pkg/restore"
 	"github.com/docker/cli/cli/command"
@@ -29,9 +28,6 @@ func runImageRestore(ctx context.Context, dockerCli command.Cli, opts restoreOpt
 	// A named replica may be unhealthy: its registry may be what is repaired.
 	replica, err := chooseReplica(ctx, dockerCli, &targetOptions{replicaFlags: opts.target.replicaFlags, allowUnhealthy: true}, prog)
 	if err != nil {
-		return err
-	}
-	if err := refuseUnfinished(ctx, dockerCli, &opts.target, replica, journal.KindImages, "restore, nothing was changed"); err != nil {
 		return err
 	}
 	t, err := restore.PlanImages(ctx, &restore.Images{

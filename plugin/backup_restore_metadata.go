@@ -8,7 +8,6 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
-	"github.com/docker-dtr/docker-dtr/pkg/journal"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker-dtr/docker-dtr/pkg/restore"
@@ -32,9 +31,6 @@ func runMetadataRestore(ctx context.Context, dockerCli command.Cli, opts restore
 		return err
 	}
 	defer tgt.Close()
-	if err := refuseUnfinished(ctx, dockerCli, &opts.target, tgt.Replica, journal.KindMetadata, "restore, nothing was changed"); err != nil {
-		return err
-	}
 	targetVersion, err := tgt.DTRVersion(opts.dtrVersion)
 	if err != nil {
 		return err

@@ -143,11 +143,13 @@ func journalCommand(dockerCli command.Cli, tgt *targetOptions, replica, flag str
 	return strings.Join(args, " ")
 }
 
-// blocking is the journal that a command of kind (a metadata or image
-// backup or restore) working on replica must not go past: a metadata
-// restore anywhere in the cluster (its tables are the whole cluster's), or
-// any restore of the same replica. nil when there is none.
-func blocking(ctx context.Context, dockerCli command.Cli, tgt *targetOptions, replica *dtr.Replica, kind string) (*unfinished, error) {
+// blocking is the journal that a command of kind (metadata or images; ""
+// for a restore of either) must not go past, before it chooses a replica
+// (the replica an unfinished restore stopped is unhealthy): a metadata
+// restore anywhere in the cluster for metadata (its tables are the whole
+// cluster's); a restore of the kind on the replica that --replica-id names,
+// or on any replica when none is named. nil when there is none.
+func blocking(ctx context.Context, dockerCli command.Cli, tgt *targetOptions, kind string) (*unfinished, error) {
 	if tgt.isDirect() {
 		store, err := journalStore(dockerCli, tgt, nil)
 		if err != nil {
@@ -166,7 +168,8 @@ func blocking(ctx context.Context, dockerCli command.Cli, tgt *targetOptions, re
 	}
 	for _, f := range found {
 		r := f.Record
-		if (r.Kind == journal.KindMetadata && kind == journal.KindMetadata) || (replica != nil && r.Replica == replica.ID && r.Kind == kind) {
+		sameKind := kind == "" || r.Kind == kind
+		if (r.Kind == journal.KindMetadata && sameKind) || (sameKind && (tgt.replicaID == "" || r.Replica == tgt.replicaID)) {
 			u := describeJournal(dockerCli, tgt, r, "container "+f.Container)
 			return &u, nil
 		}
@@ -176,8 +179,8 @@ func blocking(ctx context.Context, dockerCli command.Cli, tgt *targetOptions, re
 
 // refuseUnfinished refuses to go on (what: "back up", "restore") past a
 // blocking journal.
-func refuseUnfinished(ctx context.Context, dockerCli command.Cli, tgt *targetOptions, replica *dtr.Replica, kind, what string) error {
-	u, err := blocking(ctx, dockerCli, tgt, replica, kind)
+func refuseUnfinished(ctx context.Context, dockerCli command.Cli, tgt *targetOptions, kind, what string) error {
+	u, err := blocking(ctx, dockerCli, tgt, kind)
 	if err != nil {
 		return fmt.Errorf("cannot tell whether a restore is unfinished: %w", err)
 	}
