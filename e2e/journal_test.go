@@ -195,6 +195,9 @@ func TestKilledImageRunsFinishedByNext(t *testing.T) {
 			waitWriting(t, rig.c, b)
 			b.killPlugin(t)
 			assertStopped(t, rig)
+			now := dtrfixture.VolumeFiles(t, rig.c.Client, vol)
+			t.Logf("killed: the volume holds %d files (%d before, %d in the backup), %s",
+				len(now), len(held), len(backup), filesDiff(held, now))
 			statusReports(t, rig, "an image restore", out)
 
 			next := docker(t, rig.cfg, nil, "dtr", "backup", "images", "-o", filepath.Join(t.TempDir(), "next.tar"))
