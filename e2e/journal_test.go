@@ -252,4 +252,3 @@ func waitWriting(t *testing.T, c *dtrfixture.Cluster, b *pluginRun) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
-
