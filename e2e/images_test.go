@@ -303,7 +303,7 @@ func TestImageBackupFaults(t *testing.T) {
 	// that dies): the command that finishes by hand is printed, and works.
 	boom := buildAgent(t, dir, `os.Stderr.WriteString("agent: boom\n"); os.Exit(3)`)
 	res = docker(t, cfg, nil, "dtr", "backup", "restore", "--force", "--agent-binary", boom, images)
-	assert.Equal(t, res.code, 3, "partly restored: finish by hand; %s", res.stdout)
+	assert.Equal(t, res.code, 3, "partly restored: finish by hand; %s\n%s", res.stdout, res.stderr)
 	safety = safetyBackupPath(t, res.stderr, vol)
 	// The restore's journal stays: --undo empties the volume and writes
 	// the safety backup back.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"syscall"
 	"testing"
@@ -192,11 +193,11 @@ func TestKilledImageRunsFinishedByNext(t *testing.T) {
 	for _, flag := range []string{"--undo", "--resume"} {
 		t.Run("restore killed while writing, then "+flag, func(t *testing.T) {
 			b := rig.start(t, filepath.Dir(out), out, runOptions{viaDocker: true}, "backup", "restore", "--force", out)
-			waitWriting(t, rig.c, b)
+			waitWriting(t, rig.c, b, vol, held)
 			b.killPlugin(t)
 			assertStopped(t, rig)
 			now := dtrfixture.VolumeFiles(t, rig.c.Client, vol)
-			t.Logf("killed: the volume holds %d files (%d before, %d in the backup), %s",
+			t.Logf("killed: the volume holds %d files (%d before, %d in the backup): %s",
 				len(now), len(held), len(backup), filesDiff(held, now))
 			statusReports(t, rig, "an image restore", out)
 
@@ -223,11 +224,12 @@ func TestKilledImageRunsFinishedByNext(t *testing.T) {
 
 // waitWriting waits until the restore b writes into the volume: its
 // writing helper (mounts the volume read-write, never started) exists, and
-// a moment more for the copy into it to be under way.
-func waitWriting(t *testing.T, c *dtrfixture.Cluster, b *pluginRun) {
+// the volume differs from what it held (a file half written), or, if the
+// test cannot catch that, 10 seconds have passed.
+func waitWriting(t *testing.T, c *dtrfixture.Cluster, b *pluginRun, vol string, held map[string]string) {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
-	for {
+	for helper := false; !helper; {
 		select {
 		case <-b.done:
 			t.Fatalf("the restore ended (%v) before it wrote: %s", b.err, b.stderr)
@@ -242,13 +244,21 @@ func waitWriting(t *testing.T, c *dtrfixture.Cluster, b *pluginRun) {
 				continue
 			}
 			for _, m := range info.Mounts {
-				if m.Destination == "/storage" && m.RW {
-					time.Sleep(300 * time.Millisecond)
-					return
-				}
+				helper = helper || (m.Destination == "/storage" && m.RW)
 			}
 		}
 		assert.Assert(t, time.Now().Before(deadline), "no writing helper; stderr: %s", b.stderr)
 		time.Sleep(5 * time.Millisecond)
 	}
+	for began := time.Now(); time.Since(began) < 10*time.Second; time.Sleep(50 * time.Millisecond) {
+		select {
+		case <-b.done:
+			t.Fatalf("the restore ended (%v) before the test saw it write: %s", b.err, b.stderr)
+		default:
+		}
+		if !reflect.DeepEqual(dtrfixture.VolumeFiles(t, c.Client, vol), held) {
+			return
+		}
+	}
+	t.Logf("the volume did not change within 10 seconds of the writing helper: killing all the same")
 }
