@@ -3,15 +3,18 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net"
+	"os"
 	"path/filepath"
-	"reflect"
 	"slices"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/internal/dtrfixture"
-	"github.com/docker-dtr/docker-dtr/pkg/helpercontainer"
 	"github.com/docker-dtr/docker-dtr/pkg/nodejournal"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
@@ -192,13 +195,28 @@ func TestKilledImageRunsFinishedByNext(t *testing.T) {
 
 	for _, flag := range []string{"--undo", "--resume"} {
 		t.Run("restore killed while writing, then "+flag, func(t *testing.T) {
-			b := rig.start(t, filepath.Dir(out), out, runOptions{viaDocker: true}, "backup", "restore", "--force", out)
-			waitWriting(t, rig.c, b, vol, held)
+			// The upload into the volume stalls part way, as on a slow
+			// link, so that the kill comes while it writes.
+			p := newStallingProxy(t)
+			b := rig.start(t, filepath.Dir(out), out, runOptions{viaDocker: true, env: []string{"DOCKER_HOST=" + p.Host()}}, "backup", "restore", "--force", out)
+			// What the plugin sends once the journal is written: the stops,
+			// the writing helper, then the volume's content.
+			waitJournaled(t, b)
+			p.stallAfter(16 << 20)
+			select {
+			case <-p.stalled:
+			case <-b.done:
+				t.Fatalf("the restore ended before 16 MiB more went to the engine: %s", b.stderr)
+			case <-time.After(2 * time.Minute):
+				t.Fatalf("the upload never passed 16 MiB more: %s", b.stderr)
+			}
 			b.killPlugin(t)
+			p.release()
 			assertStopped(t, rig)
 			now := dtrfixture.VolumeFiles(t, rig.c.Client, vol)
 			t.Logf("killed: the volume holds %d files (%d before, %d in the backup): %s",
 				len(now), len(held), len(backup), filesDiff(held, now))
+			assert.Check(t, filesDiff(held, now) != "", "the kill came before anything was written")
 			statusReports(t, rig, "an image restore", out)
 
 			next := docker(t, rig.cfg, nil, "dtr", "backup", "images", "-o", filepath.Join(t.TempDir(), "next.tar"))
@@ -222,43 +240,125 @@ func TestKilledImageRunsFinishedByNext(t *testing.T) {
 	}
 }
 
-// waitWriting waits until the restore b writes into the volume: its
-// writing helper (mounts the volume read-write, never started) exists, and
-// the volume differs from what it held (a file half written), or, if the
-// test cannot catch that, 10 seconds have passed.
-func waitWriting(t *testing.T, c *dtrfixture.Cluster, b *pluginRun, vol string, held map[string]string) {
+// waitJournaled waits until the restore b has written its journal, the
+// step before it stops what uses the target.
+func waitJournaled(t *testing.T, b *pluginRun) {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
-	for helper := false; !helper; {
+	for !strings.Contains(b.stderr.String(), "recorded the restore in ") {
 		select {
 		case <-b.done:
-			t.Fatalf("the restore ended (%v) before it wrote: %s", b.err, b.stderr)
+			t.Fatalf("the restore ended (%v) before it wrote its journal: %s", b.err, b.stderr)
 		default:
 		}
-		for _, h := range helperContainers(t, c) {
-			if h.State != "created" || h.Labels[helpercontainer.LabelKind] != helpercontainer.KindImages {
-				continue
-			}
-			info, err := c.Client.ContainerInspect(context.Background(), h.ID)
-			if err != nil || slices.Contains(info.Config.Entrypoint, "/docker-dtr-agent") {
-				continue
-			}
-			for _, m := range info.Mounts {
-				helper = helper || (m.Destination == "/storage" && m.RW)
-			}
-		}
-		assert.Assert(t, time.Now().Before(deadline), "no writing helper; stderr: %s", b.stderr)
-		time.Sleep(5 * time.Millisecond)
+		assert.Assert(t, time.Now().Before(deadline), "no journal written; stderr: %s", b.stderr)
+		time.Sleep(time.Millisecond)
 	}
-	for began := time.Now(); time.Since(began) < 10*time.Second; time.Sleep(50 * time.Millisecond) {
-		select {
-		case <-b.done:
-			t.Fatalf("the restore ended (%v) before the test saw it write: %s", b.err, b.stderr)
-		default:
+}
+
+// stallingProxy relays the engine's socket. Once told to, it stops
+// relaying what the plugin sends after so many more bytes: an upload
+// stalls part way, what went before written. release ends the stall, and
+// closes the engine's side of every connection whose plugin side closed.
+type stallingProxy struct {
+	ln      net.Listener
+	mu      sync.Mutex
+	left    int64 // bytes to relay before stalling; -1 while not armed
+	stalled chan struct{}
+	freed   chan struct{}
+	once    sync.Once
+}
+
+func newStallingProxy(t *testing.T) *stallingProxy {
+	t.Helper()
+	upstream := engineSocket(t)
+	dir, err := os.MkdirTemp("", "dtr-stall-")
+	assert.NilError(t, err)
+	ln, err := net.Listen("unix", filepath.Join(dir, "docker.sock"))
+	assert.NilError(t, err)
+	p := &stallingProxy{ln: ln, left: -1, stalled: make(chan struct{}), freed: make(chan struct{})}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var open []net.Conn
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			client, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			engine, err := net.Dial("unix", upstream)
+			if err != nil {
+				client.Close()
+				continue
+			}
+			mu.Lock()
+			open = append(open, client, engine)
+			mu.Unlock()
+			wg.Add(2)
+			go func() { defer wg.Done(); io.Copy(client, engine); client.Close() }()
+			go func() { defer wg.Done(); p.up(engine, client); engine.Close() }()
 		}
-		if !reflect.DeepEqual(dtrfixture.VolumeFiles(t, c.Client, vol), held) {
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		p.release()
+		mu.Lock()
+		for _, c := range open {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+		os.RemoveAll(dir)
+	})
+	return p
+}
+
+// up relays the plugin's bytes to the engine, and stalls once armed and
+// spent, until released.
+func (p *stallingProxy) up(engine, client net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := client.Read(buf)
+		chunk := buf[:n]
+		p.mu.Lock()
+		stall := false
+		if p.left >= 0 {
+			if int64(len(chunk)) >= p.left {
+				chunk, stall = chunk[:p.left], true
+			}
+			p.left -= int64(len(chunk))
+		}
+		p.mu.Unlock()
+		if len(chunk) > 0 {
+			if _, werr := engine.Write(chunk); werr != nil {
+				return
+			}
+		}
+		if stall {
+			p.once.Do(func() { close(p.stalled) })
+			<-p.freed
+			return
+		}
+		if err != nil {
 			return
 		}
 	}
-	t.Logf("the volume did not change within 10 seconds of the writing helper: killing all the same")
 }
+
+func (p *stallingProxy) stallAfter(n int64) {
+	p.mu.Lock()
+	p.left = n
+	p.mu.Unlock()
+}
+
+func (p *stallingProxy) release() {
+	select {
+	case <-p.freed:
+	default:
+		close(p.freed)
+	}
+}
+
+func (p *stallingProxy) Host() string { return "unix://" + p.ln.Addr().String() }
