@@ -360,7 +360,7 @@ func TestFaultRestoreMetadata(t *testing.T) {
 		assert.Assert(t, len(words) > 1 && words[0] == "docker", "the command by hand runs docker: %q", byHand)
 		hand := docker(t, rig.cfg, nil, words[1:]...)
 		assert.Check(t, is.Equal(hand.code, 0), "the command by hand failed: %s\nstderr:\n%s", byHand, hand.stderr)
-		assert.Check(t, is.Contains(hand.stdout, "restored "+safety+" into replica "+rig.rep.ID))
+		assert.Check(t, is.Contains(hand.stdout, "undid a metadata restore of "+res.out+" into replica "+rig.rep.ID+": put back from the safety backup "+safety))
 		rig.assertRestoreLeftNothing(t, b, res, safety)
 	})
 }
@@ -489,7 +489,8 @@ func (rig *faultRig) assertByHand(t *testing.T, res faultResult, safety string) 
 	assert.Assert(t, found && strings.HasPrefix(head, prefix) && strings.Contains(head, "), and putting the safety backup back failed too ("),
 		"the last line of stderr is the reason, %q… (…)%s<command>; stderr:\n%s", prefix+"…), and putting the safety backup back failed too", sep, res.stderr)
 	assert.Check(t, strings.Contains(strings.ToLower(head), "rethinkdb"), "the reason names RethinkDB: %q", head)
-	want := fmt.Sprintf("docker dtr backup restore --yes --no-safety-backup --replica-id %s %s", rig.rep.ID, safety)
+	// The restore's journal stays: --undo puts the safety backup back.
+	want := fmt.Sprintf("docker dtr backup restore --undo --replica-id %s", rig.rep.ID)
 	assert.Check(t, is.Equal(command, want), "the command by hand")
 	return command
 }

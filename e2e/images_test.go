@@ -303,15 +303,19 @@ func TestImageBackupFaults(t *testing.T) {
 	// that dies): the command that finishes by hand is printed, and works.
 	boom := buildAgent(t, dir, `os.Stderr.WriteString("agent: boom\n"); os.Exit(3)`)
 	res = docker(t, cfg, nil, "dtr", "backup", "restore", "--force", "--agent-binary", boom, images)
-	assert.Equal(t, res.code, 3, "partly restored: finish by hand; %s", res.stdout)
+	assert.Equal(t, res.code, 3, "partly restored: finish by hand; %s\n%s", res.stdout, res.stderr)
 	safety = safetyBackupPath(t, res.stderr, vol)
-	byHand := `docker dtr backup restore --yes --no-safety-backup --replica-id ` + rep.ID + ` --agent-binary ` + boom + ` ` + safety
-	assert.Assert(t, is.Regexp(`^restore of `+regexp.QuoteMeta(images)+` failed \(writing into volume `+vol+`: .+\), and putting the volume back failed too \(emptying volume `+vol+` on node \S+ failed: the agent in helper docker-dtr-wipe-\S+ exited with code 3: agent: boom\): finish by hand, once the cause is fixed, with: `+regexp.QuoteMeta(byHand)+`; files the failed restore added stay beside what it puts back$`, lastLine(res.stderr)))
+	// The restore's journal stays: --undo empties the volume and writes
+	// the safety backup back.
+	byHand := `docker dtr backup restore --undo --replica-id ` + rep.ID + ` --agent-binary ` + boom
+	assert.Assert(t, is.Regexp(`^restore of `+regexp.QuoteMeta(images)+` failed \(writing into volume `+vol+`: .+\), and putting the volume back failed too \(emptying volume `+vol+` on node \S+ failed: the agent in helper docker-dtr-wipe-\S+ exited with code 3: agent: boom\): finish by hand, once the cause is fixed, with: `+regexp.QuoteMeta(byHand)+`$`, lastLine(res.stderr)))
 	assert.Assert(t, is.Contains(res.stderr, "started "+registry+" again"))
 	assertRunning(t, c, registry)
 	assertNoHelpers(t, c)
-	res = docker(t, cfg, nil, strings.Fields(strings.TrimPrefix(byHand, "docker "))...)
+	// The cause fixed: the plugin's own agent.
+	res = docker(t, cfg, nil, strings.Fields(strings.TrimPrefix(strings.TrimSuffix(byHand, " --agent-binary "+boom), "docker "))...)
 	assert.Equal(t, res.code, 0, res.stderr)
+	assert.Assert(t, is.Contains(res.stdout, "undid an image restore of "+images+" into replica "+rep.ID+": put back from the safety backup "+safety))
 	after := dtrfixture.VolumeFiles(t, c.Client, vol)
 	for name, sum := range held {
 		assert.Equal(t, after[name], sum, "%s put back by hand", name)

@@ -29,6 +29,8 @@ func TestKilledRunsLeaveNoPlaintext(t *testing.T) {
 		t.Skip("needs /proc to see the plugin's open files")
 	}
 	cfg := dockerConfig(t)
+	// Where a direct restore keeps its journal.
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 	srv := rethinkserver.Start(t, rethinkserver.Options{TLS: true})
 	driver := srv.Connect(t)
 	// 30 MB of documents: the dump is still writing after its file passes
@@ -113,6 +115,18 @@ func TestKilledRunsLeaveNoPlaintext(t *testing.T) {
 	for _, n := range names(t, safety) {
 		assert.Assert(t, !strings.Contains(n, ".tmp-"), "a temporary file beside the safety backup: %s", n)
 	}
+
+	// The killed restore's journal refuses the next backup, and --undo
+	// puts the safety backup back and removes it.
+	res = dockerEnv(t, cfg, tmp, create...)
+	assert.Equal(t, res.code, 1, res.stderr)
+	assert.Assert(t, is.Contains(res.stderr, "refusing to back up: a metadata restore of "+sealed+" into the database"))
+	res = dockerEnv(t, cfg, tmp, append([]string{"dtr", "backup", "restore", "--undo"}, conn...)...)
+	assert.Equal(t, res.code, 0, res.stderr)
+	assert.Assert(t, is.Contains(res.stdout, "undid a metadata restore of "+sealed))
+	res = dockerEnv(t, cfg, tmp, create...)
+	assert.Equal(t, res.code, 0, res.stderr)
+	assertEmpty(t, tmp)
 }
 
 // pluginProc is a docker CLI running the plugin, whose plugin process a test
@@ -145,7 +159,11 @@ func startPlugin(t *testing.T, cfg, tmp string, stdin io.Reader, args ...string)
 func (p *pluginProc) stderr() string { return p.errBuf.String() }
 
 // plugin is the pid of the docker-dtr process the docker CLI started, or 0.
-func (p *pluginProc) plugin() int {
+func (p *pluginProc) plugin() int { return pluginUnder(p.cmd.Process.Pid) }
+
+// pluginUnder is the pid of the docker-dtr process that the docker CLI of
+// pid parent started, or 0.
+func pluginUnder(parent int) int {
 	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
 	for _, st := range stats {
 		b, err := os.ReadFile(st)
@@ -159,7 +177,7 @@ func (p *pluginProc) plugin() int {
 			continue
 		}
 		f := strings.Fields(s[i+1:])
-		if len(f) > 1 && f[1] == strconv.Itoa(p.cmd.Process.Pid) {
+		if len(f) > 1 && f[1] == strconv.Itoa(parent) {
 			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(st)))
 			return pid
 		}

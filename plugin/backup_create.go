@@ -10,6 +10,7 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker-dtr/docker-dtr/pkg/exitcode"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
+	"github.com/docker-dtr/docker-dtr/pkg/journal"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker/cli/cli/command"
@@ -107,6 +108,10 @@ func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) e
 	prog := opts.progress.printer(ctx, dockerCli)
 	defer prog.Close()
 	out.reportSwept(prog)
+	// A backup of tables a restore left half loaded would be kept as good.
+	if err := refuseUnfinished(ctx, dockerCli, &opts.target, journal.KindMetadata, "back up"); err != nil {
+		return backupError(ctx, opts.output, err)
+	}
 	tgt, err := opts.target.locate(ctx, dockerCli, prog)
 	if err != nil {
 		return backupError(ctx, opts.output, err)

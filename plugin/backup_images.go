@@ -9,6 +9,7 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/imagebackup"
 	"github.com/docker-dtr/docker-dtr/pkg/imagevolume"
+	"github.com/docker-dtr/docker-dtr/pkg/journal"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
@@ -116,6 +117,10 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 	out.reportSwept(prog)
 	ctx, stop := withSignals(ctx)
 	defer stop()
+	// A backup of a volume a restore left half written would be kept as good.
+	if err := refuseUnfinished(ctx, dockerCli, &targetOptions{replicaFlags: opts.replica}, journal.KindImages, "back up"); err != nil {
+		return backupError(ctx, opts.output, err)
+	}
 	rep, err := chooseReplica(ctx, dockerCli, &targetOptions{replicaFlags: opts.replica}, prog)
 	if err != nil {
 		return backupError(ctx, opts.output, err)

@@ -27,6 +27,8 @@ type restoreOptions struct {
 	progress             progressOptions
 	// from is where an incremental image backup's earlier backups are.
 	from string
+	// resume and undo finish a restore that a journal records.
+	resume, undo bool
 }
 
 func newRestoreCmd(dockerCli command.Cli) *cobra.Command {
@@ -49,6 +51,15 @@ DTR containers that use the database are stopped while it loads and started
 again whatever happens. If loading fails part way (an error, a lost
 connection, Ctrl-C), the safety backup is put back; if that fails too, the
 command that finishes the job by hand is printed. --dry-run shows the plan.
+
+Before it stops anything, the restore records a journal on the replica's
+node (the labels of a container that is never started; with
+--rethinkdb-addr, a file in the configuration directory): the backup, the
+safety backup, the containers it stops and what it replaces. It is removed
+when the restore ends, either way. A restore that was killed leaves it:
+'docker dtr status' then reports it (exit 1), backups and restores refuse
+to go past it, and 'backup restore --resume' loads the backup again, or
+'--undo' puts the safety backup back; both start the stopped containers.
 
 Encrypted backups are decrypted first, as 'backup verify' does. The safety
 backup of an encrypted backup is encrypted like it, so that it protects
@@ -84,10 +95,22 @@ should call a person on 3 rather than retry.`,
 		Example: `  docker dtr backup restore --dry-run backup-metadata.tar
   docker dtr backup restore --force backup-metadata.tar
   docker dtr backup restore --dry-run backup-images.tar
-  docker dtr backup restore --rethinkdb-addr 127.0.0.1:28015 --dtr-version 2.9.4 … backup-metadata.tar`,
-		Args: exactArgs(1, "a backup FILE (or - for standard input)"),
+  docker dtr backup restore --rethinkdb-addr 127.0.0.1:28015 --dtr-version 2.9.4 … backup-metadata.tar
+  docker dtr backup restore --resume --replica-id 0123456789ab
+  docker dtr backup restore --undo --replica-id 0123456789ab`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case opts.undo && len(args) > 0:
+				return usageError(cmd, fmt.Sprintf("%q --undo takes no FILE: it puts back the safety backup the journal names", cmd.CommandPath()))
+			case opts.resume && len(args) <= 1, opts.undo:
+				return nil
+			}
+			return exactArgs(1, "a backup FILE (or - for standard input), or --resume or --undo")(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.file = args[0]
+			if len(args) > 0 {
+				opts.file = args[0]
+			}
 			return runRestore(cmd.Context(), dockerCli, opts)
 		},
 	}
@@ -103,6 +126,8 @@ should call a person on 3 rather than retry.`,
 	flags.StringVar(&opts.format, "format", "", `Output format: "json", or empty for a summary`)
 	opts.progress.addFlags(flags)
 	flags.StringVar(&opts.from, "from", "", "With an incremental image backup: the directory of the earlier backups it depends on (default: FILE's directory)")
+	flags.BoolVar(&opts.resume, "resume", false, "Finish the restore that a journal says was interrupted: load its backup again (FILE may be left out)")
+	flags.BoolVar(&opts.undo, "undo", false, "Undo the restore that a journal says was interrupted: put its safety backup back")
 	opts.target.addFlags(flags)
 	return cmd
 }
@@ -115,7 +140,8 @@ func runRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions)
 		return exitcode.UsageError(fmt.Errorf("--writers %d: expected 1 to 64", opts.writers))
 	}
 	missing := "--dtr-version is required when connecting with --rethinkdb-addr: the version of the DTR being restored into (or --allow-version-mismatch)"
-	if opts.allowVersionMismatch {
+	if opts.allowVersionMismatch || opts.resume || opts.undo {
+		// A journal's restore was checked when it began.
 		missing = ""
 	}
 	if err := opts.target.checkDTRVersion(opts.dtrVersion, missing); err != nil {
@@ -127,10 +153,17 @@ func runRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions)
 	if err := opts.safety.validate(); err != nil {
 		return err
 	}
+	if opts.resume || opts.undo {
+		return runJournalRestore(ctx, dockerCli, opts)
+	}
 	ctx, stop := withSignals(ctx)
 	defer stop()
 	prog := opts.progress.printer(ctx, dockerCli)
 	defer prog.Close()
+	// Before the backup is read: an unfinished restore is finished first.
+	if err := refuseUnfinished(ctx, dockerCli, &opts.target, "", "restore, nothing was changed"); err != nil {
+		return err
+	}
 
 	in, err := openInput(dockerCli, opts.file, opts.dec, prog)
 	if err != nil {

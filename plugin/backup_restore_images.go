@@ -47,9 +47,19 @@ func runImageRestore(ctx context.Context, dockerCli command.Cli, opts restoreOpt
 	same := opts.target
 	same.replicaID = replica.ID
 	byHand := func(safety string) string { return byHand(dockerCli, &same, opts.dec, replica.Version, safety) }
-	if err := restore.Run(ctx, t, engineOptions(dockerCli, opts, prog, byHand)); err != nil {
+	o := engineOptions(dockerCli, opts, prog, byHand)
+	if err := journalOptions(dockerCli, &o, &same, opts.dec, replica, opts.file, f, prog); err != nil {
 		return err
 	}
+	if err := restore.Run(ctx, t, o); err != nil {
+		return pendingError(dockerCli, &same, err)
+	}
+	return printImageResult(dockerCli, opts, t)
+}
+
+// printImageResult shows what an image restore wrote and checked.
+func printImageResult(dockerCli command.Cli, opts restoreOptions, t *restore.Images) error {
+	name, rep, replica := t.Name, t.Report, t.Replica
 	plan, check := t.Plan, t.Check
 	if opts.format == "json" {
 		return writeJSON(dockerCli, struct {

@@ -67,9 +67,19 @@ func runMetadataRestore(ctx context.Context, dockerCli command.Cli, opts restore
 		return printMetadataPlan(dockerCli, opts, t)
 	}
 	byHand := func(safety string) string { return byHand(dockerCli, &same, opts.dec, targetVersion, safety) }
-	if err := restore.Run(ctx, t, engineOptions(dockerCli, opts, prog, byHand)); err != nil {
+	o := engineOptions(dockerCli, opts, prog, byHand)
+	if err := journalOptions(dockerCli, &o, &same, opts.dec, tgt.Replica, opts.file, f, prog); err != nil {
 		return err
 	}
+	if err := restore.Run(ctx, t, o); err != nil {
+		return pendingError(dockerCli, &same, err)
+	}
+	return printMetadataResult(dockerCli, opts, t)
+}
+
+// printMetadataResult shows the tables a restore loaded.
+func printMetadataResult(dockerCli command.Cli, opts restoreOptions, t *restore.Metadata) error {
+	name := t.Name
 	if opts.format == "json" {
 		return writeJSON(dockerCli, t.Results)
 	}

@@ -80,16 +80,34 @@ func cleanupContext() (context.Context, context.CancelFunc) {
 }
 
 // byHand is the command that restores the safety backup when the plugin
-// could not: the same target, the same way in, and the same secrets
-// (dec) for a safety backup encrypted like the backup.
+// could not: the same target, the same way in, and the files of the
+// secrets that open it when it is encrypted.
 func byHand(dockerCli command.Cli, tgt *targetOptions, dec decryptOptions, version, safety string) string {
+	args := restoreCommand(dockerCli, tgt, tgt.replicaID, []string{"--yes", "--no-safety-backup"})
+	if tgt.isDirect() {
+		if version != "" {
+			args = append(args, "--dtr-version", version)
+		} else {
+			args = append(args, "--allow-version-mismatch")
+		}
+	}
+	if strings.HasSuffix(safety, ".gpg") {
+		args = append(args, dec.fileArgs()...)
+	}
+	return shellJoin(append(args, safety))
+}
+
+// restoreCommand is 'docker dtr backup restore' with flags, into the same
+// target the same way in: the context, the replica, the direct connection's
+// flags and --agent-binary. The caller adds what follows.
+func restoreCommand(dockerCli command.Cli, tgt *targetOptions, replica string, flags []string) []string {
 	args := []string{"docker"}
 	if name := dockerCli.CurrentContext(); name != "" && name != "default" && !tgt.isDirect() {
 		args = append(args, "--context", name)
 	}
-	args = append(args, "dtr", "backup", "restore", "--yes", "--no-safety-backup")
-	if tgt.replicaID != "" {
-		args = append(args, "--replica-id", tgt.replicaID)
+	args = append(append(args, "dtr", "backup", "restore"), flags...)
+	if replica != "" {
+		args = append(args, "--replica-id", replica)
 	}
 	if tgt.isDirect() {
 		d := tgt.direct.Options
@@ -105,24 +123,29 @@ func byHand(dockerCli command.Cli, tgt *targetOptions, dec decryptOptions, versi
 		if d.User != "" && d.User != "admin" {
 			args = append(args, "--rethinkdb-user", d.User)
 		}
-		if version != "" {
-			args = append(args, "--dtr-version", version)
-		} else {
-			args = append(args, "--allow-version-mismatch")
-		}
 	}
 	if tgt.agentBinary != "" {
 		args = append(args, "--agent-binary", tgt.agentBinary)
 	}
-	if strings.HasSuffix(safety, ".gpg") {
-		if dec.passphraseFile != "" {
-			args = append(args, "--passphrase-file", dec.passphraseFile)
-		}
-		if dec.identityFile != "" {
-			args = append(args, "--identity-file", dec.identityFile)
-		}
+	return args
+}
+
+// fileArgs are the flags naming the files of the secrets, for a command
+// printed to run later (a passphrase from a prompt or the environment
+// cannot be named, and is asked for again).
+func (o decryptOptions) fileArgs() []string {
+	var args []string
+	if o.passphraseFile != "" {
+		args = append(args, "--passphrase-file", o.passphraseFile)
 	}
-	args = append(args, safety)
+	if o.identityFile != "" {
+		args = append(args, "--identity-file", o.identityFile)
+	}
+	return args
+}
+
+// shellJoin quotes each word for a POSIX shell and joins them.
+func shellJoin(args []string) string {
 	for i, a := range args {
 		args[i] = shellQuote(a)
 	}

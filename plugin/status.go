@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/dtrdb"
+	"github.com/docker-dtr/docker-dtr/pkg/nodejournal"
 	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
 )
@@ -26,8 +28,14 @@ func newStatusCmd(dockerCli command.Cli) *cobra.Command {
 node, version and containers (state and health check), whether a majority
 of replicas is healthy, and which replica a backup will use.
 
-Exit status: 0 when a majority (n/2+1) of replicas is healthy, 1 when the
-majority is lost or no DTR is found, 2 for a usage error.`,
+An unfinished restore (one whose journal is still on a replica's node: it
+was killed, or left by hand) is a problem: status names it, says which
+command finishes it (backup restore --resume) or undoes it (--undo), and
+exits 1.
+
+Exit status: 0 when a majority (n/2+1) of replicas is healthy and no
+restore is unfinished, 1 when the majority is lost, a restore is
+unfinished, or no DTR is found, 2 for a usage error.`,
 		Example: `  docker dtr status
   docker --context other-cluster dtr status --format json`,
 		Args: noArgs,
@@ -46,6 +54,8 @@ type statusReport struct {
 	BackupReplica string         `json:"backupReplica,omitempty"`
 	VersionSkew   string         `json:"versionSkew,omitempty"`
 	Replicas      []*dtr.Replica `json:"replicas"`
+	// Unfinished are the restores whose journal is on the cluster.
+	Unfinished []unfinished `json:"unfinishedRestores"`
 }
 
 func runStatus(ctx context.Context, dockerCli command.Cli, opts statusOptions) error {
@@ -65,6 +75,14 @@ func runStatus(ctx context.Context, dockerCli command.Cli, opts statusOptions) e
 	if rep, err := cluster.Choose(""); err == nil {
 		st.BackupReplica = rep.ID
 	}
+	found, err := nodejournal.List(ctx, dockerCli.Client())
+	if err != nil {
+		return err
+	}
+	st.Unfinished = []unfinished{}
+	for _, f := range found {
+		st.Unfinished = append(st.Unfinished, describeJournal(dockerCli, &targetOptions{}, f.Record, "container "+f.Container))
+	}
 	if opts.format == "json" {
 		if err := writeJSON(dockerCli, st); err != nil {
 			return err
@@ -72,8 +90,15 @@ func runStatus(ctx context.Context, dockerCli command.Cli, opts statusOptions) e
 	} else {
 		printStatus(dockerCli.Out(), st)
 	}
+	var problems []string
 	if !st.Quorum.OK {
-		return fmt.Errorf("DTR has lost its majority: %d of %d replicas healthy, it needs %d", st.Quorum.Healthy, st.Quorum.Replicas, st.Quorum.Needed)
+		problems = append(problems, fmt.Sprintf("DTR has lost its majority: %d of %d replicas healthy, it needs %d", st.Quorum.Healthy, st.Quorum.Replicas, st.Quorum.Needed))
+	}
+	for _, u := range st.Unfinished {
+		problems = append(problems, u.String())
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; and "))
 	}
 	return nil
 }
@@ -93,6 +118,9 @@ func printStatus(w io.Writer, st statusReport) {
 		fmt.Fprintf(w, "Backups use replica %s (the healthy replica with the lowest id; --replica-id chooses another).\n", st.BackupReplica)
 	} else {
 		fmt.Fprintln(w, "No replica is healthy: backups are refused.")
+	}
+	for _, u := range st.Unfinished {
+		fmt.Fprintf(w, "UNFINISHED RESTORE: %s\n", u)
 	}
 	fmt.Fprintln(w)
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/internal/rethinkserver"
 	"github.com/docker-dtr/docker-dtr/pkg/helpercontainer"
+	"github.com/docker-dtr/docker-dtr/pkg/nodejournal"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
@@ -276,6 +277,11 @@ func sweep(ctx context.Context, cli *client.Client) error {
 	hs, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", helpercontainer.LabelKind))})
 	errs = append(errs, err)
 	cs = append(cs, hs...)
+	// So do restore journals a test left (a restore killed, or left by
+	// hand): they hold the image of the fixture's RethinkDB.
+	js, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", nodejournal.LabelJournal))})
+	errs = append(errs, err)
+	cs = append(cs, js...)
 	var wg sync.WaitGroup
 	cerrs := make([]error, len(cs))
 	for i, c := range cs {

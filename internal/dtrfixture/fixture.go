@@ -105,6 +105,7 @@ import (
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/internal/rethinkserver"
+	"github.com/docker-dtr/docker-dtr/pkg/nodejournal"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
@@ -628,6 +629,10 @@ func (c *Cluster) remove(ctx context.Context) error {
 	containers, volumes, networkID := c.containers, c.volumes, c.networkID
 	c.containers, c.volumes, c.networkID = nil, nil, ""
 	c.mu.Unlock()
+	// A restore journal a test left (pkg/nodejournal) goes with its replica.
+	for _, rep := range c.Replicas {
+		containers = append(containers, nodejournal.NamePrefix+rep.ID)
+	}
 	errs := make([]error, len(containers))
 	var wg sync.WaitGroup
 	for i, id := range containers {

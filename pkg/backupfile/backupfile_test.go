@@ -2,6 +2,7 @@ package backupfile
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -226,4 +227,38 @@ func mustOpen(t *testing.T, path string) io.Reader {
 	}
 	t.Cleanup(func() { f.Close() })
 	return f
+}
+
+// Unlock checks the secret and gives the Protection without reading the
+// content; a wrong secret is the same error Open gives, and a file in
+// clear has none.
+func TestUnlock(t *testing.T) {
+	dir := t.TempDir()
+	pass := []byte("correct horse")
+	sealed := filepath.Join(dir, "safety.tar.gpg")
+	write(t, sealed, &crypt.Recipients{Passphrase: pass}, "the safety backup")
+	p, err := Unlock(sealed, OpenOptions{Passphrase: func(string) ([]byte, error) { return pass, nil }})
+	if err != nil || p == nil || p.How != "encrypted with the backup's passphrase" {
+		t.Fatalf("Unlock = %+v, %v", p, err)
+	}
+	in, err := Open(sealed, OpenOptions{Protection: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(in)
+	in.Close()
+	if string(got) != "the safety backup" {
+		t.Fatalf("read %q", got)
+	}
+	_, err = Unlock(sealed, OpenOptions{Passphrase: func(string) ([]byte, error) { return []byte("wrong"), nil }})
+	if !errors.Is(err, crypt.ErrWrongPassphrase) {
+		t.Fatalf("a wrong passphrase: %v", err)
+	}
+	plain := filepath.Join(dir, "plain.tar")
+	if err := os.WriteFile(plain, []byte("in clear"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := Unlock(plain, OpenOptions{}); p != nil || err != nil {
+		t.Fatalf("a file in clear: %+v, %v", p, err)
+	}
 }

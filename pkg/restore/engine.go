@@ -14,6 +14,11 @@
 // It decides the outcome: an error that left the target as it was (exit
 // status 1, 130 when interrupted), or one that left it partly restored,
 // with the command that finishes the job (3, see pkg/exitcode).
+//
+// Between 3 and 4 it writes a journal on the target's node (pkg/journal):
+// what it stops, replaces and restores, and where the safety backup is. The
+// journal goes once the restore has finished, restored or put back; a
+// restore killed, or left by hand, leaves it, and Resume or Undo finish it.
 package restore
 
 import (
@@ -23,6 +28,8 @@ import (
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/pkg/exitcode"
+	"github.com/docker-dtr/docker-dtr/pkg/helpercontainer"
+	"github.com/docker-dtr/docker-dtr/pkg/journal"
 )
 
 // Target is what a restore writes into. The engine calls its methods in
@@ -54,6 +61,9 @@ type Target interface {
 	// Rollback puts the target back as it was: from the safety backup
 	// when there is one, else by undoing what the restore added.
 	Rollback(ctx context.Context) error
+	// Journal fills in what the journal records of the target: its kind,
+	// replica, the containers Stop stops, and what Apply replaces.
+	Journal(r *journal.Record)
 }
 
 // Reconnector is a target whose way in may be what failed (a lost
@@ -106,13 +116,49 @@ type Options struct {
 	// Cleanup is the context a rollback runs in, once the command's own
 	// may have ended (default: 15 minutes from now).
 	Cleanup func() (context.Context, context.CancelFunc)
+
+	// Journal keeps the restore's journal; nil for none.
+	Journal journal.Store
+	// Backup and BackupSHA256 are the backup being restored, for the
+	// journal: its path (absolute, or "-") and the checksum of its content.
+	Backup, BackupSHA256 string
+	// ResumeCmd and UndoCmd are the commands that finish a restore from its
+	// journal, for the messages of one left by hand.
+	ResumeCmd, UndoCmd string
+	// Restart starts again the containers a journal says were stopped.
+	Restart func(ctx context.Context, cs []journal.Container) error
+
+	// journaled says the journal is written: a restore left by hand is
+	// finished with ResumeCmd or UndoCmd.
+	journaled bool
+}
+
+// PendingError is a journal found where a restore would write its own: a
+// restore of the same target is unfinished (or under way).
+type PendingError struct {
+	Record *journal.Record
+	Where  string
+}
+
+func (e *PendingError) Error() string {
+	return fmt.Sprintf("an unfinished %s restore of %s (started %s) is recorded in %s: finish it with --resume, or put back what it replaced with --undo",
+		e.Record.Kind, e.Record.Backup, e.Record.Started.UTC().Format(time.RFC3339), e.Where)
 }
 
 // Run restores into t. The error says what state t is in; exitcode.Of
 // gives its exit status.
-func Run(ctx context.Context, t Target, o Options) error {
+func Run(ctx context.Context, t Target, o Options) (err error) {
 	o.defaults()
 	w := t.Words()
+	if o.Journal != nil {
+		rec, err := o.Journal.Load(ctx)
+		if err != nil {
+			return fmt.Errorf("restore of %s refused, nothing was changed: %w", w.Name, err)
+		}
+		if rec != nil {
+			return &PendingError{Record: rec, Where: o.Journal.Where()}
+		}
+	}
 	if err := t.Refuse(o.Force, o.Terminal); err != nil {
 		return err
 	}
@@ -129,24 +175,78 @@ func Run(ctx context.Context, t Target, o Options) error {
 	case w.Unprotected != "":
 		o.Warn("no safety backup (--no-safety-backup): if this restore fails, %s is lost", w.Unprotected)
 	}
+	var rec *journal.Record
+	if o.Journal != nil {
+		if rec, err = o.record(t); err == nil {
+			err = o.Journal.Save(ctx, rec)
+		}
+		if err != nil {
+			return fmt.Errorf("restore of %s failed before %s: cannot write its journal: %w", w.Name, w.BeforeChange, err)
+		}
+		o.journaled = true
+		o.Log("recorded the restore in %s", o.Journal.Where())
+	}
+	return finish(ctx, t, rec, &o, func() error {
+		if err := t.Apply(ctx); err != nil {
+			return failed(ctx, t, o, err)
+		}
+		return nil
+	})
+}
+
+// finish stops what uses t, runs step, and starts again what it stopped
+// and what rec says was stopped before (once step has put things back,
+// so that they come back on the target as it is meant to stay). The
+// journal goes once the restore has finished either way: not when it is
+// left by hand.
+func finish(ctx context.Context, t Target, rec *journal.Record, o *Options, step func() error) (err error) {
 	restart, err := t.Stop(ctx)
 	defer func() {
-		// After the rollback: what was stopped comes back on the target as
-		// it is meant to stay.
-		if restart == nil {
+		if restart != nil {
+			if rerr := restart(); rerr != nil {
+				o.Warn("%v", rerr)
+			}
+		}
+		if rec == nil || o.Journal == nil {
 			return
 		}
-		if rerr := restart(); rerr != nil {
+		if len(rec.Containers) > 0 && o.Restart != nil {
+			if rerr := o.Restart(context.WithoutCancel(ctx), rec.Containers); rerr != nil {
+				o.Warn("%v", rerr)
+			}
+		}
+		if exitcode.Of(err, false) == exitcode.ByHand {
+			return
+		}
+		rctx, cancel := o.Cleanup()
+		defer cancel()
+		if rerr := o.Journal.Remove(rctx); rerr != nil {
 			o.Warn("%v", rerr)
 		}
 	}()
 	if err != nil {
+		w := t.Words()
 		return fmt.Errorf("restore of %s failed before %s: %w", w.Name, w.BeforeChange, err)
 	}
-	if err := t.Apply(ctx); err != nil {
-		return failed(ctx, t, o, err)
+	return step()
+}
+
+// record is the journal of the restore of t, before anything is stopped.
+func (o *Options) record(t Target) (*journal.Record, error) {
+	r := &journal.Record{
+		Started: time.Now().UTC().Truncate(time.Second), Backup: o.Backup, BackupSHA256: o.BackupSHA256,
+		Safety: t.SafetyPath(), Owner: helpercontainer.Self(),
 	}
-	return nil
+	t.Journal(r)
+	if r.Safety != "" {
+		sum, err := journal.FileSHA256(r.Safety)
+		if err != nil {
+			return nil, fmt.Errorf("the safety backup: %w", err)
+		}
+		r.SafetySHA256 = sum
+	}
+	r.Protection = SafetyProtection(t)
+	return r, nil
 }
 
 func (o *Options) defaults() {
@@ -179,8 +279,12 @@ func failed(ctx context.Context, t Target, o Options, cause error) error {
 		// "query timeout".
 		what, cause = "was interrupted", errors.New("interrupted")
 	}
+	again := "run the restore again with --force once the cause is fixed"
+	if o.journaled {
+		again = "once the cause is fixed, finish it with: " + o.ResumeCmd
+	}
 	if !t.CanRollBack() {
-		return exitcode.ByHandError(fmt.Errorf("restore of %s %s, %s: run the restore again with --force once the cause is fixed: %w", w.Name, what, w.NotPutBack, cause))
+		return exitcode.ByHandError(fmt.Errorf("restore of %s %s, %s: %s: %w", w.Name, what, w.NotPutBack, again, cause))
 	}
 	o.Log("restore %s: %s", what, w.PuttingBack)
 	rctx, cancel := o.Cleanup()
@@ -200,11 +304,19 @@ func failed(ctx context.Context, t Target, o Options, cause error) error {
 		return fmt.Errorf("restore of %s %s, and %s from the safety backup %s: %w", w.Name, what, w.PutBack, safety, cause)
 	case err == nil:
 		return fmt.Errorf("restore of %s %s, and %s: %w", w.Name, what, w.Undone, cause)
+	case safety != "" && o.journaled:
+		// --undo empties what it puts back first, and drops what the
+		// restore created: no note.
+		return exitcode.ByHandError(fmt.Errorf("restore of %s %s (%v), and %s failed too (%v): finish by hand, once the cause is fixed, with: %s",
+			w.Name, what, cause, w.PutBackFailed, err, o.UndoCmd))
 	case safety != "":
 		return exitcode.ByHandError(fmt.Errorf("restore of %s %s (%v), and %s failed too (%v): finish by hand, once the cause is fixed, with: %s%s",
 			w.Name, what, cause, w.PutBackFailed, err, o.ByHand(safety), w.ByHandNote))
+	case o.journaled:
+		return exitcode.ByHandError(fmt.Errorf("restore of %s %s (%v), and %s failed too (%v): %s; once the cause is fixed, finish it with: %s, or undo it with: %s",
+			w.Name, what, cause, w.UndoFailed, err, w.PartlyRestored, o.ResumeCmd, o.UndoCmd))
 	default:
-		return exitcode.ByHandError(fmt.Errorf("restore of %s %s (%v), and %s failed too (%v): %s; run the restore again with --force once the cause is fixed",
-			w.Name, what, cause, w.UndoFailed, err, w.PartlyRestored))
+		return exitcode.ByHandError(fmt.Errorf("restore of %s %s (%v), and %s failed too (%v): %s; %s",
+			w.Name, what, cause, w.UndoFailed, err, w.PartlyRestored, again))
 	}
 }

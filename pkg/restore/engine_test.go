@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/docker-dtr/docker-dtr/pkg/exitcode"
+	"github.com/docker-dtr/docker-dtr/pkg/journal"
 )
 
 // fake is a target that does nothing but record what the engine asked of
@@ -22,9 +23,16 @@ type fake struct {
 	cancelOnApply            context.CancelFunc
 	rollbackCtxErr           error // the rollback's context's Err, as it found it
 	unprotected              string
+	// store is the journal's store, whose state each step notes.
+	store *memStore
 }
 
-func (f *fake) log(s string) { f.calls = append(f.calls, s) }
+func (f *fake) log(s string) {
+	if f.store != nil && f.store.rec != nil && s != "journal saved" {
+		s += "[j]" // the journal is there while this step runs
+	}
+	f.calls = append(f.calls, s)
+}
 
 func (f *fake) Words() Words {
 	return Words{
@@ -66,6 +74,12 @@ func (f *fake) Rollback(ctx context.Context) error {
 	err := f.rollbackErrs[0]
 	f.rollbackErrs = f.rollbackErrs[1:]
 	return err
+}
+
+func (f *fake) Journal(r *journal.Record) {
+	r.Kind, r.Replica = journal.KindMetadata, "0123456789ab"
+	r.Containers = []journal.Container{{Name: "dtr-api-0123456789ab", ID: "c1"}}
+	r.Tables = []journal.Table{{DB: "dtr2", Name: "events", Existed: true}}
 }
 
 // reconnecting is a fake whose way in can be opened again.

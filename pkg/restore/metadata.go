@@ -58,6 +58,9 @@ type Metadata struct {
 	Stderr io.Writer
 	// Results are the tables loaded, once Apply has succeeded.
 	Results []metadata.TableResult
+	// Before is, for --resume and --undo, the plan of the restore the
+	// journal recorded: what a rollback drops is what that one created.
+	Before *metadata.Plan
 }
 
 var _ Reconnector = (*Metadata)(nil)
@@ -186,7 +189,11 @@ func (m *Metadata) Rollback(ctx context.Context) error {
 	if sess == nil {
 		return errors.New("not connected")
 	}
-	if err := m.Plan.Undo(ctx, sess); err != nil {
+	undo := m.Plan
+	if m.Before != nil {
+		undo = m.Before
+	}
+	if err := undo.Undo(ctx, sess); err != nil {
 		return err
 	}
 	if m.Safety == "" {
