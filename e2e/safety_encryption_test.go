@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -18,11 +17,6 @@ import (
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 )
-
-// seededKey is how the start of dtrtest's notarysigner private key appears
-// in a metadata backup's plaintext: base64, as RethinkDB's binary type is
-// written.
-var seededKey = base64.StdEncoding.EncodeToString([]byte("-----BEGIN EC PRIVATE KEY-----"))
 
 // Restoring an encrypted backup through the context writes its safety
 // backup encrypted like it: for the passphrase (metadata) or to the public
@@ -85,7 +79,7 @@ func TestEncryptedSafetyBackupThroughTheContext(t *testing.T) {
 		assert.Assert(t, m != nil, res.stderr)
 		safety := m[1]
 		assert.Assert(t, is.Contains(res.stderr, safety+", encrypted with the backup's passphrase"), "the progress line says it")
-		assertSealed(t, safety, seededKey, "PRIVATE KEY", "dtr2.tags")
+		assertSealed(t, safety, dtrtest.KeyInBackup, "PRIVATE KEY", "dtr2.tags")
 
 		res = docker(t, cfg, nil, "dtr", "backup", "verify", safety)
 		assert.Equal(t, res.code, 1, res.stdout)

@@ -2,7 +2,6 @@ package plugin
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -17,11 +16,6 @@ import (
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 )
-
-// seededKey is how the start of dtrtest's notarysigner private key
-// appears in a backup's plaintext: base64, as RethinkDB's binary type is
-// written (30 bytes, so no line break inside).
-var seededKey = base64.StdEncoding.EncodeToString([]byte("-----BEGIN EC PRIVATE KEY-----"))
 
 // The safety backup of an encrypted backup is encrypted like it, on the
 // real RethinkDB: for the passphrase, or to the public key of the
@@ -63,7 +57,7 @@ func TestSafetyBackupEncryptedLikeTheBackup(t *testing.T) {
 		assert.NilError(t, err)
 		assert.Assert(t, crypt.IsEncrypted(data), "the safety backup is an OpenPGP message")
 		assert.Assert(t, len(data) < 262 || string(data[257:262]) != "ustar", "the safety backup is a plain tar")
-		assert.Assert(t, !bytes.Contains(data, []byte(seededKey)) && !bytes.Contains(data, []byte("PRIVATE KEY")), "key material readable in the safety backup")
+		assert.Assert(t, !bytes.Contains(data, []byte(dtrtest.KeyInBackup)) && !bytes.Contains(data, []byte("PRIVATE KEY")), "key material readable in the safety backup")
 		assert.Assert(t, !bytes.Contains(data, []byte("dtr2.properties")), "a table name readable in the safety backup")
 		st, err := os.Stat(path)
 		assert.NilError(t, err)
@@ -145,7 +139,7 @@ func TestSafetyBackupEncryptedLikeTheBackup(t *testing.T) {
 		// What the sealed ones are checked for is there in this one.
 		data, err := os.ReadFile(safety)
 		assert.NilError(t, err)
-		assert.Assert(t, bytes.Contains(data, []byte(seededKey)), "the check for key material finds it in clear")
+		assert.Assert(t, bytes.Contains(data, []byte(dtrtest.KeyInBackup)), "the check for key material finds it in clear")
 		out, errOut, code := run(t, nil, "backup", "verify", safety)
 		assert.Equal(t, code, 0, errOut)
 		assert.Assert(t, is.Contains(out, ": verified"))

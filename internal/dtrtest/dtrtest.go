@@ -3,6 +3,7 @@
 package dtrtest
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -13,6 +14,15 @@ import (
 	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
 	"gotest.tools/v3/assert"
 )
+
+// keyHeader starts the seeded notarysigner private key.
+const keyHeader = "-----BEGIN EC PRIVATE KEY-----"
+
+// KeyInBackup is how the start of the seeded notarysigner private key
+// appears in a backup's plaintext: base64, as RethinkDB's binary type is
+// written (30 bytes, so no line break inside). A test that finds it in a
+// file has found the key in clear.
+var KeyInBackup = base64.StdEncoding.EncodeToString([]byte(keyHeader))
 
 // Tables of the data set, as dtr-facts.md lists them, with their primary keys.
 var Tables = []struct{ DB, Table, PrimaryKey string }{
@@ -115,7 +125,7 @@ func Seed(t testing.TB, s *r.Session) {
 		map[string]any{"gun_role_version": "dtr.example.com/engineering/app0_targets_1", "gun": "dtr.example.com/engineering/app0", "data": []byte(`{"signed":{}}`), "created_at": base},
 	})
 	insert("notarysigner", "private_keys", []any{
-		map[string]any{"key_id": "k1", "private": []byte("-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----\n"), "algorithm": "ecdsa", "created_at": base},
+		map[string]any{"key_id": "k1", "private": []byte(keyHeader + "\nMHcCAQEE\n-----END EC PRIVATE KEY-----\n"), "algorithm": "ecdsa", "created_at": base},
 	})
 }
 

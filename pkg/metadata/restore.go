@@ -319,81 +319,17 @@ func checkKeys(ctx context.Context, s *rethink.Session, f *os.File, rep *archive
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	type batch struct {
-		ref  rethink.TableRef
-		keys [][]byte
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	work := make(chan batch, max(opts.Writers, 1))
-	var (
-		wg       sync.WaitGroup
-		once     sync.Once
-		firstErr error
-	)
-	fail := func(err error) { once.Do(func() { firstErr = err; cancel() }) }
-	for range max(opts.Writers, 1) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for b := range work {
-				if ctx.Err() != nil {
-					continue
-				}
-				if err := checkBatch(ctx, s, b.ref, b.keys); err != nil {
-					fail(err)
-				}
-			}
-		}()
-	}
-	send := func(b batch) bool {
-		select {
-		case work <- b:
-			return true
-		case <-ctx.Done():
-			return false
-		}
-	}
-	rd := archive.NewReader(f, rep.VersionDir)
-	var cur batch
-	for ctx.Err() == nil {
-		dir, doc, err := rd.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			fail(err)
-			break
-		}
-		t, ok := tables[dir]
+	key := func(t *TablePlan, doc []byte) ([]byte, error) {
+		k, ok := archive.PrimaryKeyJSON(doc, t.PrimaryKey)
 		if !ok {
-			fail(fmt.Errorf("archive holds documents of %q, which the plan does not know", dir))
-			break
+			return nil, fmt.Errorf("a document of %s.%s has no primary key %q", t.DB, t.Name, t.PrimaryKey)
 		}
-		ref := rethink.TableRef{DB: t.DB, Table: t.Name}
-		if (ref != cur.ref || len(cur.keys) >= keyBatch) && len(cur.keys) > 0 {
-			if !send(cur) {
-				break
-			}
-			cur = batch{}
-		}
-		key, ok := archive.PrimaryKeyJSON(doc, t.PrimaryKey)
-		if !ok {
-			fail(fmt.Errorf("a document of %s has no primary key %q", ref, t.PrimaryKey))
-			break
-		}
-		cur.ref = ref
-		cur.keys = append(cur.keys, bytes.Clone(key))
+		return bytes.Clone(k), nil
 	}
-	if len(cur.keys) > 0 && ctx.Err() == nil {
-		send(cur)
-	}
-	close(work)
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
-	}
-	return ctx.Err()
+	full := func(b *loadBatch, _ []byte) bool { return len(b.docs) >= keyBatch }
+	return inBatches(ctx, archive.NewReader(f, rep.VersionDir), tables, opts.Writers, key, full, func(ctx context.Context, b loadBatch) error {
+		return checkBatch(ctx, s, b.ref, b.docs)
+	})
 }
 
 // checkBatch fails unless the table holds every key; it then names one
@@ -424,33 +360,56 @@ func shortKey(k []byte) string {
 // load streams the archive's documents into the tables, in batches spread
 // over several writers.
 func load(ctx context.Context, s *rethink.Session, rd *archive.Reader, tables map[string]*TablePlan, opts RestoreOptions, prog Progress) error {
-	writers := max(opts.Writers, 1)
 	batchRows := opts.BatchRows
 	if batchRows <= 0 {
 		batchRows = 500
 	}
-	batchBytes := opts.BatchBytes
+	batchBytes := int64(opts.BatchBytes)
 	if batchBytes <= 0 {
 		batchBytes = 4 << 20
 	}
-	type batch struct {
-		ref   rethink.TableRef
-		docs  [][]byte
-		bytes int64
-	}
 	counter, _ := prog.(Counter)
+	doc := func(_ *TablePlan, doc []byte) ([]byte, error) { return doc, nil }
+	full := func(b *loadBatch, next []byte) bool {
+		return len(b.docs) >= batchRows || b.bytes+int64(len(next)) > batchBytes
+	}
+	return inBatches(ctx, rd, tables, opts.Writers, doc, full, func(ctx context.Context, b loadBatch) error {
+		if _, err := s.Insert(ctx, b.ref, b.docs); err != nil {
+			return err
+		}
+		if counter != nil {
+			counter.Add(int64(len(b.docs)), b.bytes)
+		}
+		return nil
+	})
+}
+
+// loadBatch is one table's documents (or their keys) that one query writes (or looks up).
+type loadBatch struct {
+	ref   rethink.TableRef
+	docs  [][]byte
+	bytes int64
+}
+
+// inBatches reads the archive's documents in order, takes item of each, and
+// cuts them into batches of one table each (full says whether a batch that
+// holds something is full before next), which workers goroutines hand to
+// do. The first error stops the reading and the others; memory holds a few
+// batches, whatever the size of the tables.
+func inBatches(ctx context.Context, rd *archive.Reader, tables map[string]*TablePlan, workers int,
+	item func(t *TablePlan, doc []byte) ([]byte, error), full func(b *loadBatch, next []byte) bool,
+	do func(ctx context.Context, b loadBatch) error) error {
+	workers = max(workers, 1)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	work := make(chan batch, writers)
+	work := make(chan loadBatch, workers)
 	var (
 		wg       sync.WaitGroup
 		once     sync.Once
 		firstErr error
 	)
-	fail := func(err error) {
-		once.Do(func() { firstErr = err; cancel() })
-	}
-	for range writers {
+	fail := func(err error) { once.Do(func() { firstErr = err; cancel() }) }
+	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -458,15 +417,13 @@ func load(ctx context.Context, s *rethink.Session, rd *archive.Reader, tables ma
 				if ctx.Err() != nil {
 					continue
 				}
-				if _, err := s.Insert(ctx, b.ref, b.docs); err != nil {
+				if err := do(ctx, b); err != nil {
 					fail(err)
-				} else if counter != nil {
-					counter.Add(int64(len(b.docs)), b.bytes)
 				}
 			}
 		}()
 	}
-	send := func(b batch) bool {
+	send := func(b loadBatch) bool {
 		select {
 		case work <- b:
 			return true
@@ -474,8 +431,7 @@ func load(ctx context.Context, s *rethink.Session, rd *archive.Reader, tables ma
 			return false
 		}
 	}
-	var cur batch
-	size := 0
+	var cur loadBatch
 	for ctx.Err() == nil {
 		dir, doc, err := rd.Next()
 		if errors.Is(err, io.EOF) {
@@ -490,17 +446,21 @@ func load(ctx context.Context, s *rethink.Session, rd *archive.Reader, tables ma
 			fail(fmt.Errorf("archive holds documents of %q, which the plan does not know", dir))
 			break
 		}
+		it, err := item(t, doc)
+		if err != nil {
+			fail(err)
+			break
+		}
 		ref := rethink.TableRef{DB: t.DB, Table: t.Name}
-		if ref != cur.ref && len(cur.docs) > 0 || len(cur.docs) >= batchRows || size+len(doc) > batchBytes && len(cur.docs) > 0 {
+		if len(cur.docs) > 0 && (ref != cur.ref || full(&cur, it)) {
 			if !send(cur) {
 				break
 			}
-			cur, size = batch{}, 0
+			cur = loadBatch{}
 		}
 		cur.ref = ref
-		cur.docs = append(cur.docs, doc)
-		cur.bytes += int64(len(doc))
-		size += len(doc)
+		cur.docs = append(cur.docs, it)
+		cur.bytes += int64(len(it))
 	}
 	if len(cur.docs) > 0 && ctx.Err() == nil {
 		send(cur)
