@@ -117,11 +117,16 @@ func TestKilledRunsLeaveNoPlaintext(t *testing.T) {
 	}
 
 	// The killed restore's journal refuses the next backup, and --undo
-	// puts the safety backup back and removes it.
+	// puts the safety backup back and removes it: the safety backup is
+	// encrypted like the backup, so --undo needs the same passphrase, and
+	// is refused without it before anything changes.
 	res = dockerEnv(t, cfg, tmp, create...)
 	assert.Equal(t, res.code, 1, res.stderr)
 	assert.Assert(t, is.Contains(res.stderr, "refusing to back up: a metadata restore of "+sealed+" into the database"))
 	res = dockerEnv(t, cfg, tmp, append([]string{"dtr", "backup", "restore", "--undo"}, conn...)...)
+	assert.Equal(t, res.code, 1, res.stderr)
+	assert.Assert(t, is.Contains(res.stderr, "needs a passphrase"))
+	res = dockerEnv(t, cfg, tmp, append([]string{"dtr", "backup", "restore", "--undo", "--passphrase-file", pass}, conn...)...)
 	assert.Equal(t, res.code, 0, res.stderr)
 	assert.Assert(t, is.Contains(res.stdout, "undid a metadata restore of "+sealed))
 	res = dockerEnv(t, cfg, tmp, create...)
