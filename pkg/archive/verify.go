@@ -315,7 +315,13 @@ func openLayout(f *os.File, l layout) (*Report, *manifestReader, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	rep := &Report{Size: st.Size(), Tables: []TableStats{}, Excluded: []Exclusion{}, Problems: []Problem{}}
+	return openLayoutOf(st.Size(), l, func() io.Reader { return io.NewSectionReader(f, l.manifestOff, l.manifestSize) })
+}
+
+// openLayoutOf is openLayout of an archive of size bytes, whose manifest's
+// content manifest reads.
+func openLayoutOf(size int64, l layout, manifest func() io.Reader) (*Report, *manifestReader, error) {
+	rep := &Report{Size: size, Tables: []TableStats{}, Excluded: []Exclusion{}, Problems: []Problem{}}
 	switch {
 	case l.entries == 0 && l.err == nil:
 		rep.addProblem("", "empty archive: no entries (is this a backup file?)")
@@ -340,7 +346,7 @@ func openLayout(f *os.File, l layout) (*Report, *manifestReader, error) {
 		rep.addProblem(ManifestName, "manifest missing: the archive is truncated or was not finished")
 		return rep, nil, nil
 	}
-	m, err := newManifestReader(io.NewSectionReader(f, l.manifestOff, l.manifestSize))
+	m, err := newManifestReader(manifest())
 	if err != nil {
 		rep.addProblem(ManifestName, "%v", err)
 		return rep, nil, nil
