@@ -65,6 +65,9 @@ type recorder struct {
 	layout   *layout
 	manifest func(off, size int64) error
 	err      error // from manifest
+	// later, when not nil, leaves a record's work to the caller: next
+	// puts it here (one at most) instead of doing it
+	later []work
 }
 
 // next reads the next step of tr.
@@ -139,7 +142,6 @@ func (rc *recorder) next(tr *tarStream) (r entryRec) {
 			r.unread = true
 			return r
 		}
-		r.sum = sha256.Sum256(data)
 		if r.name == DefinitionsName && !rc.sawDefs {
 			rc.sawDefs = true
 			r.defs = bytes.Clone(data)
@@ -149,38 +151,70 @@ func (rc *recorder) next(tr *tarStream) (r entryRec) {
 					rc.pks[t.Dir] = t.PrimaryKey
 				}
 			}
-		} else if isDoc {
-			r.docErr = checkDocument(data)
 		}
+		w := work{data: data, isDoc: isDoc}
+		if isDoc {
+			w.pk, w.hasPK = rc.primaryKey(dir)
+		}
+		if rc.later != nil {
+			rc.later = append(rc.later[:0], w) // for the caller, which queues it
+			return r
+		}
+		w.do(&r, rc.keys.hash, &rc.keys.buf)
+		return r
 	}
 	if isDoc && r.docErr == nil {
-		r.key = rc.key(dir, data)
+		pk, ok := rc.primaryKey(dir)
+		r.key = keyOf(pk, ok, data, rc.keys.hash, &rc.keys.buf)
 	}
 	return r
 }
 
-// key is the primary key of a document of table dir, as the check will
-// judge it: by the definitions read so far in the plugin's archives, by
-// DTR's tables in docker/dtr backup's (primaryKeyOf).
-func (rc *recorder) key(dir string, doc []byte) keyRec {
-	var pk string
-	if rc.plugin {
-		var ok bool
-		if pk, ok = rc.pks[dir]; !ok {
-			return keyRec{}
+// work is what is left of a record to work out from its content: its
+// SHA-256, checkDocument's verdict and its primary key, which depend on
+// nothing but the bytes and pk.
+type work struct {
+	data  []byte
+	isDoc bool
+	pk    string
+	hasPK bool
+}
+
+func (w *work) do(r *entryRec, hash func([]byte) uint64, buf *[]byte) {
+	r.sum = sha256.Sum256(w.data)
+	if w.isDoc {
+		r.docErr = checkDocument(w.data)
+		if r.docErr == nil {
+			r.key = keyOf(w.pk, w.hasPK, w.data, hash, buf)
 		}
-	} else {
-		t, _ := OfficialTable(dir)
-		pk = t.PrimaryKey
+	}
+}
+
+// primaryKey is the primary key of table dir's documents as the check
+// will judge them: by the definitions read so far in the plugin's
+// archives, by DTR's tables in docker/dtr backup's (primaryKeyOf).
+func (rc *recorder) primaryKey(dir string) (string, bool) {
+	if rc.plugin {
+		pk, ok := rc.pks[dir]
+		return pk, ok
+	}
+	t, _ := OfficialTable(dir)
+	return t.PrimaryKey, true
+}
+
+// keyOf is the primary key pk of doc, as checkKey judges it.
+func keyOf(pk string, ok bool, doc []byte, hash func([]byte) uint64, buf *[]byte) keyRec {
+	if !ok {
+		return keyRec{}
 	}
 	raw, found := topField(doc, pk)
 	if !found {
 		return keyRec{state: keyMissing}
 	}
-	key, err := primaryKeyBytes(rc.keys.buf[:0], raw)
+	key, err := primaryKeyBytes((*buf)[:0], raw)
 	if err != nil {
 		return keyRec{state: keyInvalid, err: err}
 	}
-	rc.keys.buf = key
-	return keyRec{state: keyOK, hash: rc.keys.hash(key)}
+	*buf = key
+	return keyRec{state: keyOK, hash: hash(key)}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"os"
+	"runtime"
+	"sync"
 
 	"github.com/docker-dtr/docker-dtr/pkg/anonfile"
 )
@@ -39,16 +41,29 @@ func verifyStream(open Source, keys func(*keySet)) (*Report, error) {
 	if keys != nil {
 		keys(ks)
 	}
-	rc := &recorder{keys: ks, buf: &buf, layout: &l, manifest: func(off, size int64) error { return s.capture(&sp, off, size) }}
+	rc := &recorder{keys: ks, buf: &buf, layout: &l, manifest: func(off, size int64) error { return s.capture(&sp, off, size) },
+		later: make([]work, 0, 1)}
 	tr := newTarStream(s.bs, false)
-	var recs []entryRec
+	// Records are kept in chunks that never move, so that the workers
+	// can fill them in while the stream goes on.
+	var recs [][]entryRec
+	pool := startWorkers(ks.hash)
 	for {
+		if len(recs) == 0 || len(recs[len(recs)-1]) == cap(recs[len(recs)-1]) {
+			recs = append(recs, make([]entryRec, 0, recChunk))
+		}
+		chunk := &recs[len(recs)-1]
 		r := rc.next(tr)
-		recs = append(recs, r)
+		*chunk = append(*chunk, r)
+		if len(rc.later) > 0 {
+			pool.add(&(*chunk)[len(*chunk)-1], rc.later[0])
+			rc.later = rc.later[:0]
+		}
 		if r.end || r.err != nil || r.unread {
 			break
 		}
 	}
+	pool.wait()
 	if err := s.finish(); err != nil {
 		return nil, err
 	}
@@ -71,9 +86,12 @@ func verifyStream(open Source, keys func(*keySet)) (*Report, error) {
 	} else if rep.Kind == KindOfficial {
 		rep.fromOfficial(l)
 	}
-	for i := range recs {
-		if !c.apply(&recs[i]) {
-			break
+apply:
+	for _, chunk := range recs {
+		for i := range chunk {
+			if !c.apply(&chunk[i]) {
+				break apply
+			}
 		}
 	}
 	c.finish()
@@ -92,6 +110,86 @@ func verifyStream(open Source, keys func(*keySet)) (*Report, error) {
 	}
 	rep.Verified = rep.Kind == KindPlugin && rep.OK()
 	return rep, nil
+}
+
+const recChunk = 4096
+
+// workers do the records' work (SHA-256, checkDocument, primary key) on
+// the cores that the stream's reading and decryption leave, in batches of
+// copied content.
+type workers struct {
+	hash func([]byte) uint64
+	todo chan *batch
+	free chan *batch
+	cur  *batch
+	done sync.WaitGroup
+}
+
+type batch struct {
+	recs  []*entryRec
+	works []work
+	data  []byte
+}
+
+const batchBytes, batchRecs = 1 << 20, 1 << 10
+
+func startWorkers(hash func([]byte) uint64) *workers {
+	p := &workers{hash: hash, todo: make(chan *batch, 8), free: make(chan *batch, 16)}
+	for range max(runtime.GOMAXPROCS(0), 1) {
+		p.done.Add(1)
+		go func() {
+			defer p.done.Done()
+			var buf []byte
+			for b := range p.todo {
+				for i, r := range b.recs {
+					b.works[i].do(r, p.hash, &buf)
+				}
+				b.recs, b.works, b.data = b.recs[:0], b.works[:0], b.data[:0]
+				select {
+				case p.free <- b:
+				default:
+				}
+			}
+		}()
+	}
+	return p
+}
+
+// add queues the work of r; w.data is copied.
+func (p *workers) add(r *entryRec, w work) {
+	if p.cur != nil && (len(p.cur.data)+len(w.data) > cap(p.cur.data) || len(p.cur.recs) == batchRecs) {
+		p.flush()
+	}
+	if p.cur == nil {
+		select {
+		case p.cur = <-p.free:
+		default:
+			p.cur = &batch{data: make([]byte, 0, batchBytes)}
+		}
+	}
+	if len(w.data) > cap(p.cur.data) {
+		w.data = bytes.Clone(w.data) // a large document: a batch of its own
+	} else {
+		at := len(p.cur.data)
+		p.cur.data = append(p.cur.data, w.data...)
+		w.data = p.cur.data[at:]
+	}
+	p.cur.recs = append(p.cur.recs, r)
+	p.cur.works = append(p.cur.works, w)
+}
+
+func (p *workers) flush() {
+	if p.cur != nil && len(p.cur.recs) > 0 {
+		p.todo <- p.cur
+	}
+	p.cur = nil
+}
+
+// wait does the rest of the work and waits for it.
+func (p *workers) wait() {
+	p.flush()
+	close(p.todo)
+	p.done.Wait()
 }
 
 // InspectStream is Inspect of an archive read front to back: its headers
