@@ -83,6 +83,9 @@ func verifyStream(open Source, keys func(*keySet)) (*Report, error) {
 	if m != nil {
 		rep.fromManifest(&m.Header)
 		c.expect(&m.Header, m)
+		// After expect, which has read the first entry: the manifest's
+		// lines are decoded on another core while the records are applied.
+		defer m.prefetch()()
 	} else if rep.Kind == KindOfficial {
 		rep.fromOfficial(l)
 	}
