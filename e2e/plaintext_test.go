@@ -71,15 +71,22 @@ func TestKilledRunsLeaveNoPlaintext(t *testing.T) {
 
 	t.Log("the next create swept: nothing left")
 
-	// verify, killed while it decrypts: the plaintext it was writing has
-	// no name, and goes with the process.
-	run = startPlugin(t, cfg, tmp, nil, "dtr", "backup", "verify", "--passphrase-file", pass, sealed)
-	run.waitUntil(t, "1 MiB decrypted into $TMPDIR", func() bool { return run.openIn(tmp) > 1<<20 })
+	// verify, killed while it decrypts: it checks the backup as it is
+	// decrypted, and holds no file in $TMPDIR at any moment.
+	run = startPlugin(t, cfg, tmp, nil, "dtr", "backup", "verify", "--progress", "plain", "--passphrase-file", pass, sealed)
+	held := int64(-1)
+	run.waitUntil(t, "the decryption begun", func() bool {
+		held = max(held, run.openIn(tmp))
+		return strings.Contains(run.stderr(), "as it is read")
+	})
+	time.Sleep(20 * time.Millisecond)
+	held = max(held, run.openIn(tmp))
 	run.kill(t)
+	assert.Equal(t, held, int64(-1), "verify held a file in $TMPDIR; stderr: %s", run.stderr())
 	assertEmpty(t, tmp)
 	assert.DeepEqual(t, names(t, out), []string{"backup.tar.gpg"})
 
-	t.Log("verify killed while decrypting: nothing left")
+	t.Log("verify killed while decrypting: nothing left, and nothing ever held in $TMPDIR")
 
 	// verify -, killed while it spools a pipe: the spool (ciphertext) has
 	// no name either.

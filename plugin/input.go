@@ -1,26 +1,15 @@
 package plugin
 
 import (
-	"os"
-
 	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker/cli/cli/command"
 )
 
-// openArchive opens a backup argument for reading (pkg/backupfile): FILE,
-// or standard input for "-", decrypted when encrypted. The returned
-// function closes it and removes the temporary files.
-func openArchive(dockerCli command.Cli, name string, dec decryptOptions, prog *progress.Printer) (*os.File, func(), error) {
-	in, err := openInput(dockerCli, name, dec, prog)
-	if err != nil {
-		return nil, nil, err
-	}
-	return in.File, in.Close, nil
-}
-
-// openInput is openArchive that keeps how the backup was encrypted
-// (Input.Protection), for a restore's safety backup. Close it.
+// openInput opens a backup argument for reading (pkg/backupfile): FILE,
+// or standard input for "-", decrypted when encrypted, keeping how it was
+// encrypted (Input.Protection) for a restore's safety backup. Close it; it
+// removes the temporary files.
 func openInput(dockerCli command.Cli, name string, dec decryptOptions, prog *progress.Printer) (*backupfile.Input, error) {
 	return backupfile.Open(name, dec.openOptions(dockerCli, prog))
 }

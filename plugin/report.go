@@ -20,19 +20,23 @@ import (
 
 // reportArchive opens a backup of either kind, has the verify engine read
 // all of it (o.Full: verify) or its manifest (inspect), prints the report
-// and fails when it found problems.
+// and fails when it found problems. An encrypted backup is opened as a
+// stream, decrypted as it is read: no plaintext of a metadata backup
+// reaches a file.
 func reportArchive(dockerCli command.Cli, prog *progress.Printer, file, format string, o verify.Options, dec decryptOptions) error {
-	f, done, err := openArchive(dockerCli, file, dec, prog)
+	opts := dec.openOptions(dockerCli, prog)
+	opts.Stream = true
+	in, err := backupfile.Open(file, opts)
 	if err != nil {
 		return err
 	}
-	defer done()
+	defer in.Close()
 	o.Progress = prog
 	o.Open = func(path string) (*backupfile.Input, error) {
 		return backupfile.Open(path, dec.openOptions(dockerCli, progress.New(dockerCli.Err(), false)))
 	}
 	name := displayName(file)
-	res, err := verify.Run(f, name, o)
+	res, err := verify.RunInput(in, name, o)
 	if err != nil {
 		return err
 	}

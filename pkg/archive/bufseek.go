@@ -11,7 +11,8 @@ import (
 // Without it, tar reads each 512-byte block with its own system call.
 type bufSeeker struct {
 	f     *os.File
-	pread bool // read with ReadAt, leaving f's offset alone
+	src   io.Reader // instead of f: a stream, whose Seek only skips forward
+	pread bool      // read with ReadAt, leaving f's offset alone
 	buf   []byte
 	r, w  int   // unread data is buf[r:w]
 	end   int64 // file offset just past buf[w-1]
@@ -50,7 +51,15 @@ func newBufSeekerAt(f *os.File, off int64) *bufSeeker {
 	return &bufSeeker{f: f, pread: true, buf: make([]byte, size), end: off}
 }
 
+// newBufStream reads a stream: Seek moves forward only, by reading.
+func newBufStream(r io.Reader) *bufSeeker {
+	return &bufSeeker{src: r, buf: make([]byte, 1<<20)}
+}
+
 func (b *bufSeeker) read(p []byte) (int, error) {
+	if b.src != nil {
+		return b.src.Read(p)
+	}
 	if !b.pread {
 		return b.f.Read(p)
 	}
@@ -89,7 +98,7 @@ func (b *bufSeeker) Seek(offset int64, whence int) (int64, error) {
 	case io.SeekCurrent:
 		abs = cur + offset
 	default:
-		if b.pread {
+		if b.pread || b.src != nil {
 			return cur, errors.New("bufSeeker: unsupported whence")
 		}
 		b.r, b.w = 0, 0
@@ -100,6 +109,9 @@ func (b *bufSeeker) Seek(offset int64, whence int) (int64, error) {
 	if start := b.end - int64(b.w); abs >= start && abs <= b.end {
 		b.r = int(abs - start)
 		return abs, nil
+	}
+	if b.src != nil {
+		return b.skipTo(cur, abs)
 	}
 	if b.pread {
 		if abs < 0 {
@@ -143,3 +155,18 @@ func (b *bufSeeker) peek(n int) ([]byte, error) {
 
 // discard consumes n bytes that peek has returned.
 func (b *bufSeeker) discard(n int) { b.r += n }
+
+// skipTo moves a stream forward to abs by reading. As a file's Seek, it
+// may go past the end: the next read then finds it.
+func (b *bufSeeker) skipTo(cur, abs int64) (int64, error) {
+	if abs < cur {
+		return cur, errors.New("bufSeeker: a stream cannot go back")
+	}
+	b.r, b.w = 0, 0
+	_, err := io.CopyN(io.Discard, b.src, abs-b.end)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return cur, err
+	}
+	b.end = abs
+	return abs, nil
+}

@@ -4,6 +4,8 @@ import (
 	"archive/tar"
 	"bytes"
 	"encoding/json"
+	"io"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -141,6 +143,54 @@ func compareVerify(t *testing.T, p string, data []byte) {
 	if !reflect.DeepEqual(fast, slow) {
 		t.Fatalf("reports differ:\nfast %+v\nslow %+v", fast, slow)
 	}
+	compareStream(t, file, data, fast)
+}
+
+// compareStream checks that a stream of data, read front to back in
+// uneven pieces, verifies and inspects as the file does.
+func compareStream(t *testing.T, file *os.File, data []byte, want *Report) {
+	t.Helper()
+	stream, err := VerifyStream(streamOf(data))
+	if err != nil {
+		t.Fatalf("VerifyStream: %v", err)
+	}
+	if !reflect.DeepEqual(want, stream) {
+		t.Fatalf("reports differ:\nfile   %+v\nstream %+v", want, stream)
+	}
+	inFile, err := Inspect(file)
+	if err != nil {
+		t.Fatalf("Inspect: %v", err)
+	}
+	inStream, err := InspectStream(streamOf(data))
+	if err != nil {
+		t.Fatalf("InspectStream: %v", err)
+	}
+	if !reflect.DeepEqual(inFile, inStream) {
+		t.Fatalf("inspect reports differ:\nfile   %+v\nstream %+v", inFile, inStream)
+	}
+}
+
+// streamOf reads data in pieces of sizes that cut across tar blocks.
+func streamOf(data []byte) Source {
+	return func() (io.ReadCloser, error) {
+		return io.NopCloser(&piecewise{data: data}), nil
+	}
+}
+
+type piecewise struct {
+	data []byte
+	i    int
+}
+
+func (p *piecewise) Read(b []byte) (int, error) {
+	if len(p.data) == 0 {
+		return 0, io.EOF
+	}
+	p.i++
+	n := min(len(b), len(p.data), []int{1, 511, 7777, 65536, 3 << 20}[p.i%5])
+	copy(b, p.data[:n])
+	p.data = p.data[n:]
+	return n, nil
 }
 
 // TestVerifyFastHostile compares the two ways on the hostile archives.

@@ -286,6 +286,8 @@ func check(t *testing.T, p string, data []byte) {
 			t.Fatalf("the report counts %d entries, the archive holds %d", rep.Entries, n)
 		}
 	}
+	// read as a stream, as an encrypted backup is, the same
+	compareStream(t, file, data, rep)
 }
 
 // countEntries counts a tar's entries with archive/tar alone.

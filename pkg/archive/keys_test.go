@@ -1,9 +1,12 @@
 package archive
 
 import (
+	"bytes"
+	"errors"
 	"io"
 	"strconv"
 	"testing"
+	"testing/iotest"
 
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
@@ -59,4 +62,40 @@ func TestEqualHashesAreComparedExactly(t *testing.T) {
 	assert.Equal(t, len(rep.Problems), 10, problems(rep))
 	assert.Assert(t, is.Contains(rep.Problems[0].String(), "tags/40: document 40 of table dtr2.tags has the primary key of document 0"))
 	assert.Assert(t, is.Contains(rep.Problems[9].String(), "tags/49: document 49 of table dtr2.tags has the primary key of document 9"))
+}
+
+// A stream compares equal hashes in a second pass of its own, a fresh
+// read, and finds what the file's check finds. Where that pass fails (an
+// encrypted backup changed since the first), verify fails.
+func TestEqualHashesAreComparedExactlyInAStream(t *testing.T) {
+	var docs [][2]string
+	for i := range 50 {
+		docs = append(docs, [2]string{"tags/" + strconv.Itoa(i), `{"id":"key-` + strconv.Itoa(i%40) + `"}`})
+	}
+	data := officialTar(t, docs...)
+	collide := func(k *keySet) { k.hash = func([]byte) uint64 { return 42 } }
+	opens := 0
+	rep, err := verifyStream(func() (io.ReadCloser, error) {
+		opens++
+		return io.NopCloser(bytes.NewReader(data)), nil
+	}, collide)
+	assert.NilError(t, err)
+	assert.Equal(t, opens, 2)
+	assert.Equal(t, len(rep.Problems), 10, problems(rep))
+	assert.Assert(t, is.Contains(rep.Problems[0].String(), "tags/40: document 40 of table dtr2.tags has the primary key of document 0"))
+	file, err := Verify(tempFile(t, data))
+	assert.NilError(t, err)
+	assert.DeepEqual(t, rep.Problems, file.Problems)
+
+	changed := errors.New("the message was modified")
+	opens = 0
+	rep, err = verifyStream(func() (io.ReadCloser, error) {
+		opens++
+		if opens == 2 {
+			return io.NopCloser(io.MultiReader(bytes.NewReader(data), iotest.ErrReader(changed))), nil
+		}
+		return io.NopCloser(bytes.NewReader(data)), nil
+	}, collide)
+	assert.Equal(t, err, changed)
+	assert.Assert(t, rep == nil)
 }

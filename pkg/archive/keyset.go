@@ -1,7 +1,6 @@
 package archive
 
 import (
-	"errors"
 	"hash/maphash"
 	"io"
 	"os"
@@ -42,16 +41,16 @@ func newKeySet() *keySet {
 		done: map[string]bool{}, candidates: map[string]map[uint64]bool{}, overflow: map[string]int{}}
 }
 
-// add records a key of table dir; false when the table's documents came
-// earlier already, apart from these.
-func (k *keySet) add(dir string, key []byte) bool {
+// add records the hash of a key of table dir; false when the table's
+// documents came earlier already, apart from these.
+func (k *keySet) add(dir string, hash uint64) bool {
 	split := false
 	if dir != k.dir {
 		k.finish()
 		split = k.done[dir]
 		k.dir = dir
 	}
-	k.hashes = append(k.hashes, k.hash(key))
+	k.hashes = append(k.hashes, hash)
 	return !split
 }
 
@@ -88,6 +87,18 @@ func (k *keySet) finish() {
 // recheck is the second pass: it reads the tables with candidates again
 // from f and reports each document whose key an earlier one has.
 func (c *checker) recheck(f *os.File) error {
+	return c.recheckFrom(func() (io.Reader, func() error, error) {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return nil, nil, err
+		}
+		return f, func() error { return nil }, nil
+	})
+}
+
+// recheckFrom is recheck of an archive that open reads from its start;
+// done, once the pass has read what it needs, says whether the reading
+// failed (a stream's integrity check).
+func (c *checker) recheckFrom(open func() (r io.Reader, done func() error, err error)) error {
 	k := c.keys
 	k.finish()
 	for dir, n := range k.overflow {
@@ -96,19 +107,19 @@ func (c *checker) recheck(f *os.File) error {
 	if len(k.candidates) == 0 {
 		return nil
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
+	r, done, err := open()
+	if err != nil {
 		return err
 	}
-	rd := NewReader(f, c.versionD)
+	rd := NewReader(r, c.versionD)
 	seen := map[string]map[string]int64{} // dir -> exact key -> first document
 	next := map[string]int64{}
 	for {
 		dir, doc, err := rd.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
 		if err != nil {
-			return nil // the first pass reported what is wrong with the archive
+			// at io.EOF; or the first pass reported what is wrong with
+			// the archive
+			return done()
 		}
 		cand := k.candidates[dir]
 		n := next[dir]
@@ -163,25 +174,21 @@ func (c *checker) primaryKeyOf(dir string) (string, bool) {
 	return pk, ok
 }
 
-// checkKey checks document n of table dir for its primary key and
-// records the key.
-func (c *checker) checkKey(name, dir string, n int64, doc []byte) {
+// checkKey checks document n of table dir for its primary key, as the
+// recorder found it, and records the key.
+func (c *checker) checkKey(name, dir string, n int64, key *keyRec) {
 	pk, ok := c.primaryKeyOf(dir)
 	if !ok {
 		return
 	}
-	raw, found := topField(doc, pk)
-	if !found {
+	switch key.state {
+	case keyMissing:
 		c.rep.addProblem(name, "document %d of table %s has no primary key field %q: RethinkDB would give it a key of its own", n, c.tableName(dir), pk)
-		return
-	}
-	key, err := primaryKeyBytes(c.keys.buf[:0], raw)
-	if err != nil {
-		c.rep.addProblem(name, "document %d of table %s: its primary key %q %v", n, c.tableName(dir), pk, err)
-		return
-	}
-	c.keys.buf = key
-	if !c.keys.add(dir, key) {
-		c.rep.addProblem(name, "the documents of table %s are not together: a backup writes a table's documents one after another", c.tableName(dir))
+	case keyInvalid:
+		c.rep.addProblem(name, "document %d of table %s: its primary key %q %v", n, c.tableName(dir), pk, key.err)
+	case keyOK:
+		if !c.keys.add(dir, key.hash) {
+			c.rep.addProblem(name, "the documents of table %s are not together: a backup writes a table's documents one after another", c.tableName(dir))
+		}
 	}
 }

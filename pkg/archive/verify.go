@@ -30,23 +30,27 @@ type layout struct {
 	tooManyTables bool
 	entries       int64
 	err           error // why the pass stopped early; verify reports it in its own pass
+	dirIndex      map[string]int
 }
 
 // scan reads only headers, seeking over content, to find the manifest.
 // slow reads them with archive/tar (see verifyAll).
 func scan(f *os.File, slow bool) layout {
-	var l layout
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		l.err = err
-		return l
+		return layout{err: err}
 	}
 	bs, err := newBufSeeker(f)
 	if err != nil {
-		l.err = err
-		return l
+		return layout{err: err}
 	}
+	return scanFrom(bs, slow, nil)
+}
+
+// scanFrom is scan of what bs reads; manifest, when set, is told where
+// the content of each entry named as the manifest is.
+func scanFrom(bs *bufSeeker, slow bool, manifest func(off, size int64)) layout {
+	var l layout
 	tr := newTarStream(bs, slow)
-	dirIndex := map[string]int{}
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, tar.ErrInsecurePath) {
@@ -58,43 +62,58 @@ func scan(f *os.File, slow bool) layout {
 			}
 			return l
 		}
-		l.entries++
-		if l.entries == 1 {
-			if dir, v, ok := parseVersionDir(hdr.Name); ok && hdr.Typeflag == tar.TypeDir {
-				l.versionDir, l.version = dir, v
-			}
+		off, err := tr.pos()
+		if !l.add(hdr, off, err) {
+			return l
 		}
-		if strings.HasPrefix(hdr.Name, PluginDir) {
-			l.hasPlugin = true
-		}
-		if hdr.Name == ManifestName && hdr.Typeflag == tar.TypeReg {
-			off, err := bs.Seek(0, io.SeekCurrent)
-			if err != nil {
-				l.err = err
-				return l
-			}
-			l.hasManifest, l.manifestOff, l.manifestSize = true, off, hdr.Size
-		}
-		if l.versionDir != "" && hdr.Typeflag == tar.TypeReg {
-			// Invalid directories are reported by verify; none is kept here.
-			if dir, _, ok := documentPath(l.versionDir, hdr.Name); ok && validDir(dir) {
-				i, seen := dirIndex[dir]
-				if !seen {
-					if len(l.official) >= MaxTables {
-						l.tooManyTables = true
-						continue
-					}
-					dir = strings.Clone(dir) // not the whole name
-					i = len(l.official)
-					dirIndex[dir] = i
-					t, _ := OfficialTable(dir)
-					l.official = append(l.official, TableStats{DB: t.DB, Table: t.Name, Dir: dir})
-				}
-				l.official[i].Rows++
-				l.official[i].Bytes += hdr.Size
-			}
+		if manifest != nil && hdr.Name == ManifestName && hdr.Typeflag == tar.TypeReg {
+			manifest(off, hdr.Size)
 		}
 	}
+}
+
+// add is one entry of scan, whose content is at off (unless posErr): false
+// where scan stops.
+func (l *layout) add(hdr *tar.Header, off int64, posErr error) bool {
+	l.entries++
+	if l.entries == 1 {
+		if dir, v, ok := parseVersionDir(hdr.Name); ok && hdr.Typeflag == tar.TypeDir {
+			l.versionDir, l.version = dir, v
+		}
+	}
+	if strings.HasPrefix(hdr.Name, PluginDir) {
+		l.hasPlugin = true
+	}
+	if hdr.Name == ManifestName && hdr.Typeflag == tar.TypeReg {
+		if posErr != nil {
+			l.err = posErr
+			return false
+		}
+		l.hasManifest, l.manifestOff, l.manifestSize = true, off, hdr.Size
+	}
+	if l.versionDir != "" && hdr.Typeflag == tar.TypeReg {
+		// Invalid directories are reported by verify; none is kept here.
+		if dir, _, ok := documentPath(l.versionDir, hdr.Name); ok && validDir(dir) {
+			i, seen := l.dirIndex[dir]
+			if !seen {
+				if len(l.official) >= MaxTables {
+					l.tooManyTables = true
+					return true
+				}
+				dir = strings.Clone(dir) // not the whole name
+				i = len(l.official)
+				if l.dirIndex == nil {
+					l.dirIndex = map[string]int{}
+				}
+				l.dirIndex[dir] = i
+				t, _ := OfficialTable(dir)
+				l.official = append(l.official, TableStats{DB: t.DB, Table: t.Name, Dir: dir})
+			}
+			l.official[i].Rows++
+			l.official[i].Bytes += hdr.Size
+		}
+	}
+	return true
 }
 
 // documentPath splits "<versionDir>rethink/<dir>/<n>".
@@ -296,7 +315,13 @@ func openLayout(f *os.File, l layout) (*Report, *manifestReader, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	rep := &Report{Size: st.Size(), Tables: []TableStats{}, Excluded: []Exclusion{}, Problems: []Problem{}}
+	return openLayoutOf(st.Size(), l, func() io.Reader { return io.NewSectionReader(f, l.manifestOff, l.manifestSize) })
+}
+
+// openLayoutOf is openLayout of an archive of size bytes, whose manifest's
+// content manifest reads.
+func openLayoutOf(size int64, l layout, manifest func() io.Reader) (*Report, *manifestReader, error) {
+	rep := &Report{Size: size, Tables: []TableStats{}, Excluded: []Exclusion{}, Problems: []Problem{}}
 	switch {
 	case l.entries == 0 && l.err == nil:
 		rep.addProblem("", "empty archive: no entries (is this a backup file?)")
@@ -321,7 +346,7 @@ func openLayout(f *os.File, l layout) (*Report, *manifestReader, error) {
 		rep.addProblem(ManifestName, "manifest missing: the archive is truncated or was not finished")
 		return rep, nil, nil
 	}
-	m, err := newManifestReader(io.NewSectionReader(f, l.manifestOff, l.manifestSize))
+	m, err := newManifestReader(manifest())
 	if err != nil {
 		rep.addProblem(ManifestName, "%v", err)
 		return rep, nil, nil
@@ -389,6 +414,9 @@ type checker struct {
 	next []int64
 	// directories seen, to find one that appears twice (at most MaxTables+4 kept)
 	dirs map[string]bool
+	// the last entry's name, and where its content and padding end
+	last string
+	end  int64
 }
 
 func newChecker(rep *Report, l layout) *checker {
@@ -511,47 +539,54 @@ func (c *checker) match(name string, k key, size int64, sum *[sha256.Size]byte) 
 	c.advance()
 }
 
+// run checks the entries of tr, each as it is read.
 func (c *checker) run(tr *tarStream) {
-	var last string
-	var end int64 // where the last entry's content and padding end
+	rc := &recorder{versionD: c.versionD, pre: c.pre, keys: c.keys, buf: &c.buf}
 	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			// docker/dtr backup ends its archives as tar does, with two
-			// zero blocks. Without a manifest they are what tells a whole
-			// archive from one cut after any entry.
-			if at, err := tr.pos(); c.rep.Kind == KindOfficial && (err != nil || at < end+2*blockSize) {
-				c.rep.addProblem(last, "the archive ends without tar's end-of-archive blocks: it was cut short after this entry")
-			}
-			break
-		}
-		if errors.Is(err, tar.ErrInsecurePath) {
-			err = nil // reported by checkName with the reason
-		}
-		if err != nil {
-			c.truncated(last, err)
-			break
-		}
-		last = hdr.Name
-		if at, err := tr.pos(); err == nil {
-			end = at + paddedSize(hdr)
-			if hdr.Name == ManifestName && hdr.Typeflag == tar.TypeReg {
-				c.manifestOff, c.manifestSize = at, hdr.Size // the last, as scan finds it
-			}
-		} else if hdr.Name == ManifestName && hdr.Typeflag == tar.TypeReg {
-			c.manifestOff = -1
-		}
-		if c.sawManifest {
-			c.rep.addProblem(hdr.Name, "entry after the manifest, which must be last")
-		} else if hdr.Name != ManifestName {
-			c.entries++
-		}
-		if !c.entry(tr, hdr) {
-			c.truncated(hdr.Name, io.ErrUnexpectedEOF)
+		r := rc.next(tr)
+		if !c.apply(&r) {
 			break
 		}
 	}
 	c.finish()
+}
+
+// apply checks one step of the archive, as recorder.next found it; false
+// at its end.
+func (c *checker) apply(r *entryRec) bool {
+	if r.end {
+		// docker/dtr backup ends its archives as tar does, with two
+		// zero blocks. Without a manifest they are what tells a whole
+		// archive from one cut after any entry.
+		if c.rep.Kind == KindOfficial && (r.posErr || r.pos < c.end+2*blockSize) {
+			c.rep.addProblem(c.last, "the archive ends without tar's end-of-archive blocks: it was cut short after this entry")
+		}
+		return false
+	}
+	if r.err != nil {
+		c.truncated(c.last, r.err)
+		return false
+	}
+	c.last = r.name
+	isManifest := r.name == ManifestName && r.typ == tar.TypeReg
+	if !r.posErr {
+		c.end = r.pos + paddedSizeOf(r.typ, r.size)
+		if isManifest {
+			c.manifestOff, c.manifestSize = r.pos, r.size // the last, as scan finds it
+		}
+	} else if isManifest {
+		c.manifestOff = -1
+	}
+	if c.sawManifest {
+		c.rep.addProblem(r.name, "entry after the manifest, which must be last")
+	} else if r.name != ManifestName {
+		c.entries++
+	}
+	if !c.entry(r) {
+		c.truncated(r.name, io.ErrUnexpectedEOF)
+		return false
+	}
+	return true
 }
 
 func (c *checker) truncated(after string, err error) {
@@ -567,17 +602,17 @@ func (c *checker) truncated(after string, err error) {
 }
 
 // entry checks one entry; false means its content could not be read.
-func (c *checker) entry(tr *tarStream, hdr *tar.Header) bool {
-	name := hdr.Name
+func (c *checker) entry(r *entryRec) bool {
+	name := r.name
 	if err := checkName(name); err != nil {
 		c.rep.addProblem(name, "unsafe name: %v", err)
 		return true
 	}
-	if isSparse(hdr) {
+	if r.sparse {
 		c.rep.addProblem(name, "sparse file: this format never holds one")
 		return true
 	}
-	switch hdr.Typeflag {
+	switch r.typ {
 	case tar.TypeDir:
 		if !strings.HasSuffix(name, "/") {
 			name += "/"
@@ -586,81 +621,52 @@ func (c *checker) entry(tr *tarStream, hdr *tar.Header) bool {
 		return true
 	case tar.TypeReg:
 	default:
-		c.rep.addProblem(name, "not a regular file or directory (type %q): links and devices are refused", hdr.Typeflag)
+		c.rep.addProblem(name, "not a regular file or directory (type %q): links and devices are refused", r.typ)
 		return true
 	}
 	if name == ManifestName {
 		c.sawManifest = true
-		return tr.discardContent() == nil // checked by its own reader
+		return !r.unread // checked by its own reader
 	}
-	limit := int64(MaxDocumentSize)
-	if strings.HasPrefix(name, PluginDir) {
-		limit = MaxPluginEntrySize
-	}
-	if hdr.Size > limit {
+	if limit := contentLimit(name); r.size > limit {
 		if dir, n, ok := documentPath(c.versionD, name); ok {
 			c.rep.addProblem(name, "document %d of table %s is %d bytes, over the %d byte (%s) document limit: RethinkDB's query size limit",
-				n, c.tableName(dir), hdr.Size, limit, human.Bytes(limit))
+				n, c.tableName(dir), r.size, limit, human.Bytes(limit))
 		} else {
-			c.rep.addProblem(name, "size %d exceeds the %d byte limit", hdr.Size, limit)
+			c.rep.addProblem(name, "size %d exceeds the %d byte limit", r.size, limit)
 		}
 		return true
 	}
-	dir, n, isDoc := documentPath(c.versionD, name)
-	var sum [sha256.Size]byte
-	var docErr error
-	var data []byte
-	var err error
-	prehashed := false
-	if name != DefinitionsName {
-		if at, err := tr.pos(); err == nil {
-			if h, ok := c.pre.take(at, hdr.Size); ok {
-				if h.hasSum && (!isDoc || h.docErr != nil) {
-					if tr.discardContent() != nil {
-						return false
-					}
-					sum = h.sum
-				} else if h.hasSum {
-					if data, err = tr.content(&c.buf); err != nil {
-						return false
-					}
-					sum = h.sum
-				} else {
-					if data, err = tr.content(&c.buf); err != nil {
-						return false
-					}
-					sum = sha256.Sum256(data)
-				}
-				docErr, prehashed = h.docErr, true
-			}
-		}
+	if r.unread {
+		return false
 	}
-	if !prehashed {
-		if data, err = tr.content(&c.buf); err != nil {
-			return false
-		}
-		sum = sha256.Sum256(data)
-		if name == DefinitionsName && c.sawDefs {
-			c.rep.addProblem(name, "the table definitions appear twice: a backup has one, and a restore would take the second")
-		} else if name == DefinitionsName {
-			c.definitions(data)
-		} else if isDoc {
-			docErr = checkDocument(data)
-		}
+	dir, n, isDoc := documentPath(c.versionD, name)
+	if name == DefinitionsName && c.sawDefs {
+		c.rep.addProblem(name, "the table definitions appear twice: a backup has one, and a restore would take the second")
+	} else if name == DefinitionsName {
+		c.definitions(r.defs)
 	}
 	if name != DefinitionsName {
 		if !isDoc {
 			c.rep.addProblem(name, "unexpected entry: not a document of a table")
 			return true
 		}
-		c.document(name, dir, n, hdr.Size, docErr, data)
+		c.document(name, dir, n, r.size, r.docErr, &r.key)
 	}
 	if c.manifest != nil {
 		if k, ok := c.keyOfDoc(name, dir, n, isDoc); ok {
-			c.match(name, k, hdr.Size, &sum)
+			c.match(name, k, r.size, &r.sum)
 		}
 	}
 	return true
+}
+
+// contentLimit is the largest entry of this name a backup holds.
+func contentLimit(name string) int64 {
+	if strings.HasPrefix(name, PluginDir) {
+		return MaxPluginEntrySize
+	}
+	return MaxDocumentSize
 }
 
 func (c *checker) dirEntry(name string) {
@@ -746,8 +752,9 @@ func (c *checker) tableName(dir string) string {
 	return fmt.Sprintf("directory %q", dir)
 }
 
-// document counts a document of size bytes, whose checkDocument is docErr.
-func (c *checker) document(name, dir string, n, size int64, docErr error, data []byte) {
+// document counts a document of size bytes, whose checkDocument is docErr
+// and whose primary key is key.
+func (c *checker) document(name, dir string, n, size int64, docErr error, key *keyRec) {
 	if docErr != nil {
 		c.rep.addProblem(name, "%v", docErr)
 	}
@@ -756,7 +763,7 @@ func (c *checker) document(name, dir string, n, size int64, docErr error, data [
 	checkKey := docErr == nil
 	defer func() {
 		if checkKey {
-			c.checkKey(name, dir, n, data)
+			c.checkKey(name, dir, n, key)
 		}
 	}()
 	if c.manifest == nil {
@@ -816,22 +823,12 @@ func checkDocument(data []byte) error {
 
 func (c *checker) definitions(data []byte) {
 	c.sawDefs = true
-	if err := jsonl.MaxValues(data, maxDefinitionValues); err != nil {
-		c.rep.addProblem(DefinitionsName, "invalid table definitions: %v", err)
-		return
-	}
-	var d Definitions
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&d); err != nil {
-		c.rep.addProblem(DefinitionsName, "invalid table definitions: %v", err)
-		return
-	}
-	if err := d.validate(); err != nil {
+	d, err := parseDefinitions(data)
+	if err != nil {
 		c.rep.addProblem(DefinitionsName, "%v", err)
 		return
 	}
-	c.rep.Definitions = &d
+	c.rep.Definitions = d
 	for _, t := range d.Tables {
 		c.pks[t.Dir] = t.PrimaryKey
 	}
@@ -881,18 +878,39 @@ func (c *checker) finish() {
 	}
 }
 
+// parseDefinitions reads and validates the table definitions; the error
+// is the problem verify reports.
+func parseDefinitions(data []byte) (*Definitions, error) {
+	if err := jsonl.MaxValues(data, maxDefinitionValues); err != nil {
+		return nil, fmt.Errorf("invalid table definitions: %v", err)
+	}
+	var d Definitions
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&d); err != nil {
+		return nil, fmt.Errorf("invalid table definitions: %v", err)
+	}
+	if err := d.validate(); err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
 const blockSize = 512
 
 // paddedSize is how much of the archive an entry's content takes.
-func paddedSize(hdr *tar.Header) int64 {
-	switch hdr.Typeflag {
+func paddedSize(hdr *tar.Header) int64 { return paddedSizeOf(hdr.Typeflag, hdr.Size) }
+
+// paddedSizeOf is paddedSize of an entry of type typ and size bytes.
+func paddedSizeOf(typ byte, size int64) int64 {
+	switch typ {
 	case tar.TypeLink, tar.TypeSymlink, tar.TypeChar, tar.TypeBlock, tar.TypeDir, tar.TypeFifo:
 		return 0
 	}
-	if hdr.Size > 1<<62 {
-		return hdr.Size
+	if size > 1<<62 {
+		return size
 	}
-	return (hdr.Size + blockSize - 1) / blockSize * blockSize
+	return (size + blockSize - 1) / blockSize * blockSize
 }
 
 // isSparse reports a sparse file, old GNU or PAX: its size says how much it

@@ -27,7 +27,17 @@ import (
 // Input is a backup opened for reading: a plain tar file. Close it in
 // every case; it frees the temporary files.
 type Input struct {
+	// File is the plain tar file; nil when Plain is set.
 	*os.File
+	// Plain, set for an encrypted backup opened with OpenOptions.Stream,
+	// starts a fresh decryption of it for each pass: its plaintext, read
+	// as it is decrypted. A Read error (the file was changed or cut, found
+	// by the message's integrity check at its end) means that nothing
+	// read in that pass may be used.
+	Plain func() (io.ReadCloser, error)
+	// sealed is what Plain decrypts, for PlainFile.
+	sealed *sealedInput
+	plain  *Input // PlainFile's
 	// Protection is how an encrypted backup was sealed, for sealing
 	// another file the same way; nil when it was not encrypted.
 	Protection *Protection
@@ -54,6 +64,10 @@ type Protection struct {
 
 // Close closes the file, which frees it when it is a temporary one.
 func (in *Input) Close() {
+	if in != nil && in.plain != nil {
+		in.plain.Close()
+		in.plain = nil
+	}
 	if in != nil && in.cleanup != nil {
 		in.cleanup()
 		in.cleanup = nil
@@ -78,6 +92,10 @@ type OpenOptions struct {
 	// instead of asking (Passphrase and IdentityFile are not used): a
 	// file sealed with the same Protection reads back without a prompt.
 	Protection *Protection
+	// Stream opens an encrypted backup without decrypting it into a
+	// file: Input.Plain decrypts it anew for each pass (PlainFile still
+	// makes the file for a reader that needs one).
+	Stream bool
 }
 
 // DisplayName is how a backup argument is named in messages.
@@ -105,6 +123,9 @@ func Open(name string, o OpenOptions) (*Input, error) {
 	}
 	if !enc {
 		return in, nil
+	}
+	if o.Stream {
+		return stream(in, DisplayName(name), o)
 	}
 	defer in.Close()
 	return decrypt(in.File, DisplayName(name), o)
@@ -144,6 +165,11 @@ func decrypt(f *os.File, name string, o OpenOptions) (*Input, error) {
 	if o.Log != nil {
 		o.Log("decrypting %s (%s) into an unnamed temporary file", name, info)
 	}
+	return decryptFile(f, name, secrets)
+}
+
+// decryptFile decrypts f with secrets into an unnamed temporary file.
+func decryptFile(f *os.File, name string, secrets crypt.Secrets) (*Input, error) {
 	r, opened, err := crypt.DecryptOpened(io.NewSectionReader(f, 0, 1<<62), secrets)
 	if err != nil {
 		return nil, fmt.Errorf("cannot decrypt %s: %w", name, err)
@@ -155,10 +181,7 @@ func decrypt(f *os.File, name string, o OpenOptions) (*Input, error) {
 	in := temporary(plain)
 	if _, err := io.Copy(plain, r); err != nil {
 		in.Close()
-		if errors.Is(err, crypt.ErrTampered) || errors.Is(err, crypt.ErrTruncated) {
-			return nil, fmt.Errorf("cannot decrypt %s: %w; nothing decrypted was used", name, err)
-		}
-		return nil, fmt.Errorf("decrypting %s: %w", name, err)
+		return nil, decryptError(name, err)
 	}
 	if _, err := plain.Seek(0, io.SeekStart); err != nil {
 		in.Close()
@@ -169,6 +192,14 @@ func decrypt(f *os.File, name string, o OpenOptions) (*Input, error) {
 		return nil, fmt.Errorf("decrypting %s: %w", name, err)
 	}
 	return in, nil
+}
+
+// decryptError is the error of a decryption that failed as it read.
+func decryptError(name string, err error) error {
+	if errors.Is(err, crypt.ErrTampered) || errors.Is(err, crypt.ErrTruncated) {
+		return fmt.Errorf("cannot decrypt %s: %w; nothing decrypted was used", name, err)
+	}
+	return fmt.Errorf("decrypting %s: %w", name, err)
 }
 
 // openSecrets are the secrets that may open the message what: the given

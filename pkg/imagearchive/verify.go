@@ -89,11 +89,17 @@ func IsImageArchive(f *os.File) (bool, error) {
 		return false, err
 	}
 	defer f.Seek(0, io.SeekStart)
-	hdr, err := tar.NewReader(f).Next()
+	return IsImageStream(f), nil
+}
+
+// IsImageStream is IsImageArchive of what r reads from the archive's
+// start; it reads no more than the first entry's headers.
+func IsImageStream(r io.Reader) bool {
+	hdr, err := tar.NewReader(r).Next()
 	if err != nil {
-		return false, nil // not a tar: the metadata verifier says what is wrong
+		return false // not a tar: the metadata verifier says what is wrong
 	}
-	return !strings.HasPrefix(hdr.Name, "dtr-backup-v"), nil
+	return !strings.HasPrefix(hdr.Name, "dtr-backup-v")
 }
 
 // locate finds the manifest, which must be the last entry.

@@ -5,9 +5,12 @@
 package verify
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"sync"
 
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
@@ -40,6 +43,57 @@ type Result struct {
 	CrossCheck *crosscheck.Result
 	// MetadataFile is Options.Metadata, for messages.
 	MetadataFile string
+}
+
+// RunInput is Run of an opened backup. An encrypted metadata backup
+// opened as a stream (backupfile's OpenOptions.Stream) is read as it is
+// decrypted, with no plaintext file (archive.VerifyStream); an image
+// backup, whose reader seeks, is decrypted into an unnamed temporary file
+// first (Input.PlainFile).
+func RunInput(in *backupfile.Input, name string, o Options) (*Result, error) {
+	if in.Plain == nil {
+		return Run(in.File, name, o)
+	}
+	// The first pass tells the kinds apart from the first entry, as
+	// IsImageArchive does, and goes on with the bytes it read.
+	rc, err := in.Plain()
+	if err != nil {
+		return nil, err
+	}
+	var head bytes.Buffer
+	if imagearchive.IsImageStream(io.TeeReader(rc, &head)) {
+		rc.Close()
+		f, err := in.PlainFile()
+		if err != nil {
+			return nil, err
+		}
+		return Run(f, name, o)
+	}
+	first := struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(&head, rc), rc}
+	var once sync.Once
+	open := func() (io.ReadCloser, error) {
+		var r io.ReadCloser
+		once.Do(func() { r = first })
+		if r != nil {
+			return r, nil
+		}
+		return in.Plain()
+	}
+	defer first.Close()
+	if o.Metadata != "" {
+		return nil, fmt.Errorf("--metadata is for image backups, and %s is a metadata backup: verify the image backup with --metadata %s", name, name)
+	}
+	res := &Result{Name: name, MetadataFile: o.Metadata}
+	if o.Full {
+		o.Progress.Step("verifying %s as it is decrypted", name)
+		res.Metadata, err = archive.VerifyStream(open)
+	} else {
+		res.Metadata, err = archive.InspectStream(open)
+	}
+	return res, err
 }
 
 // Run reads f, a backup named name in messages. An error is one that
