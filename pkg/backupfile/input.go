@@ -154,11 +154,7 @@ func EncryptedFile(path string) (bool, error) {
 
 // decrypt writes the plaintext of f to an unnamed temporary file.
 func decrypt(f *os.File, name string, o OpenOptions) (*Input, error) {
-	info, err := crypt.Inspect(io.NewSectionReader(f, 0, 1<<62))
-	if err != nil {
-		return nil, fmt.Errorf("cannot decrypt %s: %w", name, err)
-	}
-	secrets, err := openSecrets(name+" ("+info.String()+")", o)
+	info, secrets, err := secretsFor(f, name, o)
 	if err != nil {
 		return nil, err
 	}
@@ -200,6 +196,17 @@ func decryptError(name string, err error) error {
 		return fmt.Errorf("cannot decrypt %s: %w; nothing decrypted was used", name, err)
 	}
 	return fmt.Errorf("decrypting %s: %w", name, err)
+}
+
+// secretsFor reads how the encrypted file f (name in messages) is
+// encrypted, and the secrets that may open it (openSecrets).
+func secretsFor(f *os.File, name string, o OpenOptions) (crypt.Info, crypt.Secrets, error) {
+	info, err := crypt.Inspect(io.NewSectionReader(f, 0, 1<<62))
+	if err != nil {
+		return info, crypt.Secrets{}, fmt.Errorf("cannot decrypt %s: %w", name, err)
+	}
+	secrets, err := openSecrets(name+" ("+info.String()+")", o)
+	return info, secrets, err
 }
 
 // openSecrets are the secrets that may open the message what: the given

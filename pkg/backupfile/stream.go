@@ -21,12 +21,7 @@ type sealedInput struct {
 // the error of Open; its stream is the first that Plain returns.
 func stream(in *Input, name string, o OpenOptions) (*Input, error) {
 	f := in.File
-	info, err := crypt.Inspect(io.NewSectionReader(f, 0, 1<<62))
-	if err != nil {
-		in.Close()
-		return nil, fmt.Errorf("cannot decrypt %s: %w", name, err)
-	}
-	secrets, err := openSecrets(name+" ("+info.String()+")", o)
+	info, secrets, err := secretsFor(f, name, o)
 	if err != nil {
 		in.Close()
 		return nil, err

@@ -23,11 +23,7 @@ func Unlock(path string, o OpenOptions) (*Protection, error) {
 		return nil, err
 	}
 	name := DisplayName(path)
-	info, err := crypt.Inspect(io.NewSectionReader(f, 0, 1<<62))
-	if err != nil {
-		return nil, fmt.Errorf("cannot decrypt %s: %w", name, err)
-	}
-	secrets, err := openSecrets(name+" ("+info.String()+")", o)
+	_, secrets, err := secretsFor(f, name, o)
 	if err != nil {
 		return nil, err
 	}
