@@ -221,11 +221,7 @@ func InspectStream(open Source) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	if m != nil {
-		rep.fromManifest(&m.Header)
-	} else if rep.Kind == KindOfficial {
-		rep.fromOfficial(l)
-	}
+	rep.summarise(l, m)
 	return rep, nil
 }
 

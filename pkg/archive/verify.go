@@ -154,12 +154,18 @@ func Inspect(f *os.File) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	rep.summarise(l, m)
+	return rep, nil
+}
+
+// summarise fills in what Inspect reports: from the manifest, or for an
+// official archive, which has none, from its layout.
+func (rep *Report) summarise(l layout, m *manifestReader) {
 	if m != nil {
 		rep.fromManifest(&m.Header)
 	} else if rep.Kind == KindOfficial {
 		rep.fromOfficial(l)
 	}
-	return rep, nil
 }
 
 // Verify reads the whole archive and checks everything the format promises:
