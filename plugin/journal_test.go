@@ -67,16 +67,7 @@ func TestJournalDirect(t *testing.T) {
 	store := journal.FileStore{Path: journal.DirectPath(cfg, fx.addr)}
 	kill := func() {
 		t.Helper()
-		rec := &journal.Record{Kind: journal.KindMetadata, Started: time.Now().UTC().Truncate(time.Second), Backup: backup, Safety: safety}
-		rec.BackupSHA256, err = journal.FileSHA256(backup)
-		assert.NilError(t, err)
-		rec.SafetySHA256, err = journal.FileSHA256(safety)
-		assert.NilError(t, err)
-		for name := range before {
-			db, table, _ := strings.Cut(name, ".")
-			rec.Tables = append(rec.Tables, journal.Table{DB: db, Name: table, Existed: true})
-		}
-		assert.NilError(t, store.Save(context.Background(), rec))
+		saveKilledRestore(t, store, backup, safety, "", before)
 		// Killed half way: one table dropped, not yet loaded again.
 		_, err := r.DB("dtr2").TableDrop("events").RunWrite(fx.driver)
 		assert.NilError(t, err)
@@ -151,17 +142,7 @@ func TestJournalEncryptedSafetyBackup(t *testing.T) {
 	assert.Equal(t, code, 0, errOut)
 
 	store := journal.FileStore{Path: journal.DirectPath(cfg, fx.addr)}
-	rec := &journal.Record{Kind: journal.KindMetadata, Started: time.Now().UTC().Truncate(time.Second), Backup: backup, Safety: safety,
-		Protection: "encrypted with the backup's passphrase"}
-	rec.BackupSHA256, err = journal.FileSHA256(backup)
-	assert.NilError(t, err)
-	rec.SafetySHA256, err = journal.FileSHA256(safety)
-	assert.NilError(t, err)
-	for name := range before {
-		db, table, _ := strings.Cut(name, ".")
-		rec.Tables = append(rec.Tables, journal.Table{DB: db, Name: table, Existed: true})
-	}
-	assert.NilError(t, store.Save(context.Background(), rec))
+	saveKilledRestore(t, store, backup, safety, "encrypted with the backup's passphrase", before)
 	_, err = r.DB("dtr2").TableDrop("events").RunWrite(fx.driver)
 	assert.NilError(t, err)
 	dropped := dtrtest.Snapshot(t, fx.driver)
@@ -180,4 +161,22 @@ func TestJournalEncryptedSafetyBackup(t *testing.T) {
 	assert.DeepEqual(t, dtrtest.Snapshot(t, fx.driver), before)
 	got, err = store.Load(context.Background())
 	assert.Check(t, got == nil && err == nil, "the journal stayed: %v %v", got, err)
+}
+
+// saveKilledRestore saves the journal a metadata restore of backup leaves
+// when it is killed after saving safety (protected as protection says):
+// it was replacing every table of before.
+func saveKilledRestore(t *testing.T, store journal.FileStore, backup, safety, protection string, before map[string]dtrtest.TableSnapshot) {
+	t.Helper()
+	rec := &journal.Record{Kind: journal.KindMetadata, Started: time.Now().UTC().Truncate(time.Second), Backup: backup, Safety: safety, Protection: protection}
+	var err error
+	rec.BackupSHA256, err = journal.FileSHA256(backup)
+	assert.NilError(t, err)
+	rec.SafetySHA256, err = journal.FileSHA256(safety)
+	assert.NilError(t, err)
+	for name := range before {
+		db, table, _ := strings.Cut(name, ".")
+		rec.Tables = append(rec.Tables, journal.Table{DB: db, Name: table, Existed: true})
+	}
+	assert.NilError(t, store.Save(context.Background(), rec))
 }
