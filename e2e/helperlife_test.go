@@ -209,24 +209,69 @@ func helperState(t *testing.T, c *dtrfixture.Cluster, id string) (string, bool) 
 // a network drops without a word to the engine.
 type holdingProxy struct {
 	ln   net.Listener
-	dir  string
 	mu   sync.Mutex
-	open []net.Conn
 	held int
-	wg   sync.WaitGroup
 }
 
 func newHoldingProxy(t *testing.T) *holdingProxy {
 	t.Helper()
+	p := &holdingProxy{}
+	p.ln = serveEngineProxy(t, "dtr-hold-", func(client, engine net.Conn) (down, up func()) {
+		down = func() { // engine -> plugin, then into the void
+			buf := make([]byte, 32<<10)
+			toClient := true
+			for {
+				n, err := engine.Read(buf)
+				if n > 0 && toClient {
+					if _, werr := client.Write(buf[:n]); werr != nil {
+						toClient = false
+					}
+				}
+				if err != nil {
+					return
+				}
+			}
+		}
+		up = func() { // plugin -> engine; the end is not passed on
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := client.Read(buf)
+				if n > 0 {
+					engine.Write(buf[:n])
+				}
+				if err != nil {
+					p.mu.Lock()
+					p.held++
+					p.mu.Unlock()
+					return
+				}
+			}
+		}
+		return down, up
+	}, nil)
+	return p
+}
+
+// serveEngineProxy listens on a unix socket in front of the engine's (a
+// DOCKER_HOST for the plugin) and, for each connection, dials the engine
+// and runs relay's two directions on goroutines of their own. At the
+// test's end it runs stop (when set), closes every connection, waits for
+// the relays and removes the socket.
+func serveEngineProxy(t *testing.T, prefix string, relay func(client, engine net.Conn) (down, up func()), stop func()) net.Listener {
+	t.Helper()
 	upstream := engineSocket(t)
-	dir, err := os.MkdirTemp("", "dtr-hold-")
+	dir, err := os.MkdirTemp("", prefix)
 	assert.NilError(t, err)
 	ln, err := net.Listen("unix", filepath.Join(dir, "docker.sock"))
 	assert.NilError(t, err)
-	p := &holdingProxy{ln: ln, dir: dir}
-	p.wg.Add(1)
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		open []net.Conn
+	)
+	wg.Add(1)
 	go func() {
-		defer p.wg.Done()
+		defer wg.Done()
 		for {
 			client, err := ln.Accept()
 			if err != nil {
@@ -237,55 +282,29 @@ func newHoldingProxy(t *testing.T) *holdingProxy {
 				client.Close()
 				continue
 			}
-			p.mu.Lock()
-			p.open = append(p.open, client, engine)
-			p.mu.Unlock()
-			p.wg.Add(2)
-			go func() { // engine -> plugin, then into the void
-				defer p.wg.Done()
-				buf := make([]byte, 32<<10)
-				toClient := true
-				for {
-					n, err := engine.Read(buf)
-					if n > 0 && toClient {
-						if _, werr := client.Write(buf[:n]); werr != nil {
-							toClient = false
-						}
-					}
-					if err != nil {
-						return
-					}
-				}
-			}()
-			go func() { // plugin -> engine; the end is not passed on
-				defer p.wg.Done()
-				buf := make([]byte, 32<<10)
-				for {
-					n, err := client.Read(buf)
-					if n > 0 {
-						engine.Write(buf[:n])
-					}
-					if err != nil {
-						p.mu.Lock()
-						p.held++
-						p.mu.Unlock()
-						return
-					}
-				}
-			}()
+			mu.Lock()
+			open = append(open, client, engine)
+			mu.Unlock()
+			down, up := relay(client, engine)
+			wg.Add(2)
+			go func() { defer wg.Done(); down() }()
+			go func() { defer wg.Done(); up() }()
 		}
 	}()
 	t.Cleanup(func() {
 		ln.Close()
-		p.mu.Lock()
-		for _, c := range p.open {
+		if stop != nil {
+			stop()
+		}
+		mu.Lock()
+		for _, c := range open {
 			c.Close()
 		}
-		p.mu.Unlock()
-		p.wg.Wait()
+		mu.Unlock()
+		wg.Wait()
 		os.RemoveAll(dir)
 	})
-	return p
+	return ln
 }
 
 func (p *holdingProxy) Host() string { return "unix://" + p.ln.Addr().String() }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"net"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -271,47 +270,12 @@ type stallingProxy struct {
 
 func newStallingProxy(t *testing.T) *stallingProxy {
 	t.Helper()
-	upstream := engineSocket(t)
-	dir, err := os.MkdirTemp("", "dtr-stall-")
-	assert.NilError(t, err)
-	ln, err := net.Listen("unix", filepath.Join(dir, "docker.sock"))
-	assert.NilError(t, err)
-	p := &stallingProxy{ln: ln, left: -1, stalled: make(chan struct{}), freed: make(chan struct{})}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var open []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			client, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			engine, err := net.Dial("unix", upstream)
-			if err != nil {
-				client.Close()
-				continue
-			}
-			mu.Lock()
-			open = append(open, client, engine)
-			mu.Unlock()
-			wg.Add(2)
-			go func() { defer wg.Done(); io.Copy(client, engine); client.Close() }()
-			go func() { defer wg.Done(); p.up(engine, client); engine.Close() }()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		p.release()
-		mu.Lock()
-		for _, c := range open {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-		os.RemoveAll(dir)
-	})
+	p := &stallingProxy{left: -1, stalled: make(chan struct{}), freed: make(chan struct{})}
+	p.ln = serveEngineProxy(t, "dtr-stall-", func(client, engine net.Conn) (down, up func()) {
+		down = func() { io.Copy(client, engine); client.Close() }
+		up = func() { p.up(engine, client); engine.Close() }
+		return down, up
+	}, p.release)
 	return p
 }
 
