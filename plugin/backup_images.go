@@ -61,8 +61,13 @@ backup holds it, by the hash of that backup's manifest) but not written;
 everything else (links, tags, repositories) is. PATH is an image backup, or
 a directory whose image backups all count (other files are skipped).
 Earlier incremental backups count only for the blobs they hold themselves.
-Encrypted earlier backups cannot serve in this version: they are skipped
-with a note (refused when named). An earlier backup of another replica or
+An encrypted earlier backup serves through its index, FILE.index, a plain
+file written beside every encrypted image backup: the digests and sizes of
+the blobs it holds, no content and no names (docs/security.md says what it
+reveals). No secret key is needed: the index is trusted as the backup's
+owner wrote it, and 'backup verify' with the secret checks it against the
+manifest. An encrypted backup without an index is skipped with a note
+(refused when named). An earlier backup of another replica or
 volume serves (blobs are content-addressed), with a warning. 'backup verify'
 checks the chain and 'backup restore FILE --from DIR' writes the union.
 
@@ -73,6 +78,7 @@ and no file is left at -o.`,
 		Example: `  docker dtr backup images -o backup-images.tar
   docker dtr backup images --since /backups/images -o /backups/images/backup-images-monday.tar
   docker dtr backup images --recipient-file backup-key.asc -o backup-images.tar.gpg
+  docker dtr backup images --recipient-file backup-key.asc --since backup-images.tar.gpg -o backup-images-monday.tar.gpg
   docker dtr backup images --replica-id 0123456789ab -o - | aws s3 cp - s3://bucket/backup-images.tar`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -136,7 +142,7 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 	if err != nil {
 		return backupError(ctx, opts.output, err)
 	}
-	if err := out.Commit(); err != nil {
+	if err := commitImages(out, opts.output, opts.enc.enabled(), m); err != nil {
 		return err
 	}
 	summary := fmt.Sprintf("%s: DTR %s, replica %s, volume %s: %d files, %d blobs, %s%s",
@@ -145,6 +151,9 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 		summary += fmt.Sprintf("; incremental: %d more blobs, %s, held by %s (%s)", m.OmittedBlobs, human.Bytes(m.OmittedBytes), human.Plural(len(m.DependsOn), "earlier backup"), dependencyNames(m.DependsOn))
 	} else if len(bases) > 0 {
 		summary += "; a full backup: the earlier backups hold none of its blobs"
+	}
+	if opts.enc.enabled() && opts.output != "-" {
+		summary += "; index " + imagearchive.IndexPath(opts.output)
 	}
 	if m.UploadFiles > 0 {
 		summary += fmt.Sprintf(" (%s in unfinished uploads left out)", human.Plural(int(m.UploadFiles), "file"))
@@ -161,6 +170,21 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 		}
 	}
 	return nil
+}
+
+// commitImages puts the backup in place; an encrypted one to a file with
+// its plain index beside it (FILE.index), which lets a later --since,
+// without the secret, know the blobs it holds.
+func commitImages(out *backupOutput, output string, encrypted bool, m *imagearchive.Manifest) error {
+	if !encrypted || output == "-" {
+		return out.Commit()
+	}
+	x, err := imagearchive.CreateIndex(output, m.Index())
+	if err != nil {
+		return err
+	}
+	defer x.Abort()
+	return x.CommitWith(out.Commit)
 }
 
 // chooseReplica finds the DTR behind the Docker context and picks the

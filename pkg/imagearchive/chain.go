@@ -23,6 +23,9 @@ type Base struct {
 	Incremental bool
 	// ContentDir is its top directory.
 	ContentDir string
+	// FromIndex says it was read from its index (FILE.index), not from its
+	// manifest: the index is trusted as its owner wrote it.
+	FromIndex bool
 	// held maps the digests of the blobs whose bytes it holds, and which
 	// match their digest, to their sizes.
 	held map[string]int64

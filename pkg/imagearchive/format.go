@@ -57,6 +57,8 @@ type Manifest struct {
 	// not hold.
 	DependsOn []Dependency `json:"dependsOn,omitempty"`
 	Totals
+	// index is, once Write wrote the manifest, the backup's index.
+	index *Index
 }
 
 // Dependency names an earlier image backup by its manifest hash.

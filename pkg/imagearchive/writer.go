@@ -55,6 +55,7 @@ func Write(w io.Writer, src io.Reader, info Info, progress func(Totals)) (*Manif
 	buf := make([]byte, writeBuffer)
 	links := linkSet{}
 	used := map[*Base]bool{}
+	held := map[string]int64{} // for the index: the blobs written, good ones
 	var nextReport int64
 	var readErr error
 	for hdr, rel := range tr.entries(&readErr) {
@@ -124,6 +125,8 @@ func Write(w io.Writer, src io.Reader, info Info, progress func(Totals)) (*Manif
 						return nil, fmt.Errorf("the registry holds more than %d blobs whose data does not match their digest, more than a backup lists: repair it first", MaxCorruptBlobs)
 					}
 					m.CorruptBlobs = append(m.CorruptBlobs, rel)
+				} else {
+					held[digest] = n
 				}
 			}
 		default:
@@ -164,9 +167,11 @@ func Write(w io.Writer, src io.Reader, info Info, progress func(Totals)) (*Manif
 		return nil, err
 	}
 	mh := &tar.Header{Name: ManifestName, Typeflag: tar.TypeReg, Mode: FileMode, ModTime: m.Finished}
-	if err := spool.WriteEntry(tw, mh, m); err != nil {
+	hash, err := spool.WriteEntrySum(tw, mh, m)
+	if err != nil {
 		return nil, err
 	}
+	m.index = newIndex(hash, m.Started, m.ReplicaID, m.Volume, len(m.DependsOn) > 0, held)
 	if err := tw.Close(); err != nil {
 		return nil, err
 	}

@@ -116,7 +116,7 @@ func Since(path, output string, prog *progress.Printer) ([]*imagearchive.Base, e
 		if err != nil {
 			return nil, fmt.Errorf("--since %s: %w", path, err)
 		}
-		prog.Step("incremental: %s holds %s", path, human.Plural(b.Blobs(), "blob"))
+		prog.Step("incremental: %s holds %s%s", path, human.Plural(b.Blobs(), "blob"), fromIndex(b))
 		return []*imagearchive.Base{b}, nil
 	}
 	ents, err := os.ReadDir(path)
@@ -137,7 +137,7 @@ func Since(path, output string, prog *progress.Printer) ([]*imagearchive.Base, e
 		}
 		b, err := readBase(p)
 		switch {
-		case errors.Is(err, errNotImages):
+		case errors.Is(err, errNotImages), imagearchive.IsIndexName(e.Name()):
 			continue
 		case err != nil:
 			prog.Warn("--since: skipping %s: %v", p, err)
@@ -174,7 +174,7 @@ func readBase(p string) (*imagearchive.Base, error) {
 	if enc, err := backupfile.Encrypted(f); err != nil {
 		return nil, err
 	} else if enc {
-		return nil, errors.New("encrypted: earlier backups must be plain tar files for --since in this version (decrypt it with gpg -d first)")
+		return imagearchive.ReadBaseIndex(p)
 	}
 	if ok, err := imagearchive.IsImageArchive(f); err != nil {
 		return nil, err
@@ -186,4 +186,12 @@ func readBase(p string) (*imagearchive.Base, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+// fromIndex says, in a step, that a base was read from its index.
+func fromIndex(b *imagearchive.Base) string {
+	if b.FromIndex {
+		return ", says its index " + filepath.Base(imagearchive.IndexPath(b.Path))
+	}
+	return ""
 }

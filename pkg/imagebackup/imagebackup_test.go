@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/docker-dtr/docker-dtr/internal/backuptest"
+	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
@@ -43,7 +44,29 @@ func TestSince(t *testing.T) {
 	assert.Equal(t, len(bases), 1)
 
 	_, err = Since(filepath.Join(dir, "c.tar.gpg"), "-", prog)
-	assert.ErrorContains(t, err, "encrypted: earlier backups must be plain tar files")
+	assert.ErrorContains(t, err, "c.tar.gpg: encrypted, and no index beside it (c.tar.gpg.index")
+
+	// With its index beside it, the encrypted backup serves without a
+	// secret, as the plain one it holds does.
+	f, err := os.Open(full)
+	assert.NilError(t, err)
+	ix, err := imagearchive.IndexOf(f)
+	f.Close()
+	assert.NilError(t, err)
+	x, err := imagearchive.CreateIndex(filepath.Join(dir, "c.tar.gpg"), ix)
+	assert.NilError(t, err)
+	assert.NilError(t, x.CommitWith(func() error { return nil }))
+	printed.Reset()
+	bases, err = Since(filepath.Join(dir, "c.tar.gpg"), "-", prog)
+	assert.NilError(t, err)
+	assert.Equal(t, len(bases), 1)
+	assert.Assert(t, bases[0].FromIndex)
+	assert.Equal(t, bases[0].File, "c.tar.gpg")
+	assert.Equal(t, bases[0].Blobs(), 1)
+	assert.Assert(t, is.Contains(printed.String(), "holds 1 blob, says its index c.tar.gpg.index"))
+	bases, err = Since(dir, filepath.Join(dir, "new.tar"), prog)
+	assert.NilError(t, err)
+	assert.Equal(t, len(bases), 2, "the encrypted copy of the full backup counts once; the index is no backup")
 	_, err = Since(filepath.Join(dir, "meta.tar"), "-", prog)
 	assert.ErrorContains(t, err, "not an image backup")
 	_, err = Since(t.TempDir(), "-", prog)

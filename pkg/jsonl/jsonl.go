@@ -64,38 +64,49 @@ func (s *Spool) Len() int64 { return s.n }
 // WriteEntry writes the manifest, header first, as one tar entry described
 // by hdr (its size is filled in).
 func (s *Spool) WriteEntry(tw *tar.Writer, hdr *tar.Header, header any) error {
+	_, err := s.WriteEntrySum(tw, hdr, header)
+	return err
+}
+
+// WriteEntrySum is WriteEntry that also returns the SHA-256 (hex) of the
+// entry's content as written, trailer included: what names the archive.
+func (s *Spool) WriteEntrySum(tw *tar.Writer, hdr *tar.Header, header any) (string, error) {
 	if err := s.w.Flush(); err != nil {
-		return fmt.Errorf("writing manifest spool: %w", err)
+		return "", fmt.Errorf("writing manifest spool: %w", err)
 	}
 	head, err := json.Marshal(header)
 	if err != nil {
-		return err
+		return "", err
 	}
 	head = append(head, '\n')
 	size, err := s.f.Seek(0, io.SeekCurrent)
 	if err != nil {
-		return err
+		return "", err
 	}
 	sum := sha256.New()
 	sum.Write(head)
 	if _, err := io.Copy(sum, io.NewSectionReader(s.f, 0, size)); err != nil {
-		return fmt.Errorf("reading manifest spool: %w", err)
+		return "", fmt.Errorf("reading manifest spool: %w", err)
 	}
 	tail, _ := json.Marshal(trailer{ManifestSHA256: hex.EncodeToString(sum.Sum(nil))})
 	tail = append(tail, '\n')
 
 	hdr.Size = int64(len(head)) + size + int64(len(tail))
 	if err := tw.WriteHeader(hdr); err != nil {
-		return err
+		return "", err
 	}
-	if _, err := tw.Write(head); err != nil {
-		return err
+	whole := sha256.New()
+	w := io.MultiWriter(tw, whole)
+	if _, err := w.Write(head); err != nil {
+		return "", err
 	}
-	if _, err := io.Copy(tw, io.NewSectionReader(s.f, 0, size)); err != nil {
-		return err
+	if _, err := io.Copy(w, io.NewSectionReader(s.f, 0, size)); err != nil {
+		return "", err
 	}
-	_, err = tw.Write(tail)
-	return err
+	if _, err = w.Write(tail); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(whole.Sum(nil)), nil
 }
 
 // Close frees the spool.
