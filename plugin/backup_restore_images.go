@@ -21,7 +21,7 @@ func runImageRestore(ctx context.Context, dockerCli command.Cli, opts restoreOpt
 	if opts.target.isDirect() {
 		return fmt.Errorf("%s is an image backup: it is restored through the Docker context, without --rethinkdb-addr", name)
 	}
-	rep, chain, err := restore.VerifyImages(f, name, imagearchive.ChainDir(opts.file, opts.from), prog)
+	rep, chain, err := restore.VerifyImages(f, name, imagearchive.ChainDir(opts.file, opts.from), chainDecrypter(dockerCli, opts.dec, in, prog), prog)
 	if err != nil {
 		return refused(dockerCli, err)
 	}

@@ -158,7 +158,7 @@ func resumeJournal(ctx context.Context, dockerCli command.Cli, opts restoreOptio
 		return fmt.Errorf("--resume: %s is not a %s backup, which the unfinished restore was loading", name, rec.Kind)
 	}
 	if images {
-		rep, chain, err := restore.VerifyImages(f, name, imagearchive.ChainDir(file, opts.from), prog)
+		rep, chain, err := restore.VerifyImages(f, name, imagearchive.ChainDir(file, opts.from), chainDecrypter(dockerCli, opts.dec, in, prog), prog)
 		if err != nil {
 			return refused(dockerCli, err)
 		}

@@ -80,5 +80,13 @@ func runVerify(ctx context.Context, dockerCli command.Cli, opts verifyOptions) e
 	}
 	prog := opts.progress.printer(ctx, dockerCli)
 	defer prog.Close()
-	return reportArchive(dockerCli, prog, opts.file, opts.format, verify.Options{Full: true, Metadata: opts.metadata, ChainDir: imagearchive.ChainDir(opts.file, opts.from)}, opts.dec)
+	return reportArchive(dockerCli, prog, opts.file, opts.format, verify.Options{Full: true, Metadata: opts.metadata, ChainDir: imagearchive.ChainDir(opts.file, opts.from), Index: verifyIndex(opts.file)}, opts.dec)
+}
+
+// verifyIndex is where FILE's index would be: none for standard input.
+func verifyIndex(file string) string {
+	if file == "-" {
+		return ""
+	}
+	return imagearchive.IndexPath(file)
 }

@@ -1,7 +1,10 @@
 package plugin
 
 import (
+	"os"
+
 	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
+	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker/cli/cli/command"
 )
@@ -25,6 +28,24 @@ func (o decryptOptions) openOptions(dockerCli command.Cli, prog *progress.Printe
 		},
 		IdentityFile: o.identityFile,
 		Log:          prog.Step,
+	}
+}
+
+// chainDecrypter opens the encrypted earlier backups of an incremental
+// image backup, in: with the secret that opened in (no second prompt), or
+// else with the flags'. Each is decrypted into an unnamed temporary file,
+// freed when the chain closes it.
+func chainDecrypter(dockerCli command.Cli, dec decryptOptions, in *backupfile.Input, prog *progress.Printer) imagearchive.Decrypter {
+	return func(path string) (*os.File, error) {
+		o := dec.openOptions(dockerCli, prog)
+		if in != nil && in.Protection != nil {
+			o.Protection = in.Protection
+		}
+		base, err := backupfile.Open(path, o)
+		if err != nil {
+			return nil, err
+		}
+		return base.File, nil
 	}
 }
 

@@ -32,6 +32,7 @@ func reportArchive(dockerCli command.Cli, prog *progress.Printer, file, format s
 	}
 	defer in.Close()
 	o.Progress = prog
+	o.Decrypt = chainDecrypter(dockerCli, dec, in, prog)
 	o.Open = func(path string) (*backupfile.Input, error) {
 		return backupfile.Open(path, dec.openOptions(dockerCli, progress.New(dockerCli.Err(), false)))
 	}

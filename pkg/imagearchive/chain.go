@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/docker-dtr/docker-dtr/pkg/crypt"
 )
 
 // Base is an earlier image backup that an incremental one is written
@@ -108,6 +110,11 @@ type ChainLink struct {
 	Bytes int64 `json:"bytes"`
 }
 
+// Decrypter opens an encrypted earlier backup: its plaintext as a file
+// (an unnamed temporary one), freed when it is closed. It is nil when no
+// secret was given: encrypted backups are then not searched.
+type Decrypter func(path string) (*os.File, error)
+
 // VerifyChain looks in dir for the earlier backups an incremental one
 // depends on, by manifest hash (the file named in the dependency first,
 // then every file of dir), and checks that each lists, with its bytes, every
@@ -117,6 +124,14 @@ type ChainLink struct {
 // each to check its bytes. The bases found are returned, in DependsOn
 // order, with their files open; the caller closes them.
 func VerifyChain(rep *Report, dir string) ([]*Base, []*os.File, error) {
+	return verifyChainWith(rep, dir, nil)
+}
+
+// verifyChainWith is VerifyChain, decrypting encrypted earlier backups with
+// decrypt (when not nil). An encrypted file is decrypted only when it may
+// be the one looked for: its index names that manifest hash, or it has no
+// index and is the file the dependency names.
+func verifyChainWith(rep *Report, dir string, decrypt Decrypter) ([]*Base, []*os.File, error) {
 	if !rep.Incremental() {
 		return nil, nil, nil
 	}
@@ -134,21 +149,27 @@ func VerifyChain(rep *Report, dir string) ([]*Base, []*os.File, error) {
 			link.Bytes += e.Size
 		}
 		path := ""
+		var f *os.File
 		if d.File != "" {
-			if h, err := hashOf(filepath.Join(dir, d.File)); err == nil && h == d.ManifestSHA256 {
+			f = openIf(filepath.Join(dir, d.File), d.ManifestSHA256, decrypt)
+			if f != nil {
 				path = filepath.Join(dir, d.File)
 			}
 		}
 		if path == "" {
 			if index == nil {
-				index, skipped = indexDir(dir)
+				index, skipped = indexDir(dir, decrypt != nil)
 			}
-			path = index[d.ManifestSHA256]
+			if p := index[d.ManifestSHA256]; p != "" {
+				if f = openIf(p, d.ManifestSHA256, decrypt); f != nil {
+					path = p
+				}
+			}
 		}
 		if path == "" {
 			note := ""
 			if skipped > 0 {
-				note = fmt.Sprintf(" (%d files there were not readable image backups, encrypted ones among them perhaps: those are not searched)", skipped)
+				note = fmt.Sprintf(" (%d files there were not readable image backups, encrypted ones among them perhaps: those are searched only with their secret and an index)", skipped)
 			}
 			rep.addProblem(d.File, "the earlier backup this one depends on (manifest sha256:%s, created %s, %d blobs) is not in %s%s",
 				d.ManifestSHA256, d.Created.UTC().Format("2006-01-02T15:04:05Z"), link.Blobs, dir, note)
@@ -157,11 +178,6 @@ func VerifyChain(rep *Report, dir string) ([]*Base, []*os.File, error) {
 		}
 		link.Path = path
 		rep.Chain = append(rep.Chain, link)
-		f, err := os.Open(path)
-		if err != nil {
-			rep.addProblem(path, "%v", err)
-			continue
-		}
 		b, err := OpenBase(f, path)
 		if err != nil {
 			f.Close()
@@ -195,6 +211,48 @@ func VerifyChain(rep *Report, dir string) ([]*Base, []*os.File, error) {
 	return bases, files, nil
 }
 
+// openIf opens the image backup at path, decrypted when it is encrypted
+// and decrypt is given, if its manifest hash is want; nil otherwise.
+func openIf(path, want string, decrypt Decrypter) *os.File {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		return nil
+	}
+	if enc, err := encrypted(f); err != nil || enc {
+		f.Close()
+		if err != nil || decrypt == nil {
+			return nil
+		}
+		// Its index, when it has one, says whether it is worth decrypting.
+		if ix, err := ReadIndex(IndexPath(path)); err == nil && ix.ManifestSHA256 != want {
+			return nil
+		}
+		if f, err = decrypt(path); err != nil {
+			return nil
+		}
+	}
+	if h, err := hashOfFile(f); err != nil || h != want {
+		f.Close()
+		return nil
+	}
+	return f
+}
+
+// encrypted says whether f starts as an OpenPGP message does
+// (backupfile.Encrypted's test).
+func encrypted(f *os.File) (bool, error) {
+	head := make([]byte, 512)
+	n, err := f.ReadAt(head, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return false, err
+	}
+	return crypt.IsEncrypted(head[:n]), nil
+}
+
 // hashOf is the manifest hash of the image backup at path.
 func hashOf(path string) (string, error) {
 	f, err := os.Open(path)
@@ -205,6 +263,11 @@ func hashOf(path string) (string, error) {
 	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
 		return "", errors.New("not a file")
 	}
+	return hashOfFile(f)
+}
+
+// hashOfFile is the manifest hash of the image backup f.
+func hashOfFile(f *os.File) (string, error) {
 	if ok, _ := IsImageArchive(f); !ok {
 		return "", errors.New("not an image backup")
 	}
@@ -220,9 +283,10 @@ func hashOf(path string) (string, error) {
 	return sum, nil
 }
 
-// indexDir hashes the manifest of every image backup in dir; skipped
-// counts the other files (encrypted backups among them).
-func indexDir(dir string) (map[string]string, int) {
+// indexDir hashes the manifest of every image backup in dir, and, with
+// indexed, takes the manifest hash of every encrypted one from its index
+// (to be checked once decrypted); skipped counts the other files.
+func indexDir(dir string, indexed bool) (map[string]string, int) {
 	index := map[string]string{}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -230,11 +294,16 @@ func indexDir(dir string) (map[string]string, int) {
 	}
 	skipped := 0
 	for _, e := range ents {
-		if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") {
+		if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") || IsIndexName(e.Name()) {
 			continue
 		}
 		p := filepath.Join(dir, e.Name())
 		h, err := hashOf(p)
+		if err != nil && indexed {
+			if ix, ierr := ReadIndex(IndexPath(p)); ierr == nil {
+				h, err = ix.ManifestSHA256, nil
+			}
+		}
 		if err != nil {
 			skipped++
 			continue
@@ -355,16 +424,16 @@ type Chain struct {
 }
 
 // OpenChain is VerifyChain keeping the bases open, for Content; Close it
-// in every case.
-func OpenChain(rep *Report, dir string) (*Chain, error) {
-	bases, files, err := VerifyChain(rep, dir)
+// in every case. decrypt, when not nil, opens encrypted earlier backups.
+func OpenChain(rep *Report, dir string, decrypt Decrypter) (*Chain, error) {
+	bases, files, err := verifyChainWith(rep, dir, decrypt)
 	return &Chain{Bases: bases, files: files}, err
 }
 
-// CheckChain is VerifyChain for a caller that needs only its verdict,
+// CheckChain is OpenChain for a caller that needs only its verdict,
 // which is in rep.
-func CheckChain(rep *Report, dir string) error {
-	c, err := OpenChain(rep, dir)
+func CheckChain(rep *Report, dir string, decrypt Decrypter) error {
+	c, err := OpenChain(rep, dir, decrypt)
 	c.Close()
 	return err
 }

@@ -348,3 +348,20 @@ func ReadBaseIndex(path string) (*Base, error) {
 	}
 	return ix.Base(path), nil
 }
+
+// IsIndexFile says whether the file at path is an index: its name ends in
+// IndexSuffix and it starts as one does.
+func IsIndexFile(path string) bool {
+	if !IsIndexName(path) {
+		return false
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	want := `{"format":"` + IndexFormatName + `"`
+	head := make([]byte, len(want))
+	_, err = io.ReadFull(f, head)
+	return err == nil && string(head) == want
+}

@@ -2,11 +2,13 @@ package imagearchive
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/docker-dtr/docker-dtr/pkg/crypt"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 )
@@ -185,4 +187,104 @@ func TestIndexCommitReplacesStale(t *testing.T) {
 	ents, err := os.ReadDir(dir)
 	assert.NilError(t, err)
 	assert.Equal(t, len(ents), 1, "no temporary file left: %v", ents)
+}
+
+// encryptTo encrypts the file at src to dst for the test key, and returns
+// a Decrypter with its secret key that counts its calls.
+func encryptTo(t *testing.T, src, dst string) {
+	t.Helper()
+	keys, err := crypt.ReadRecipients(filepath.Join("..", "crypt", "testdata", "ecc-pub.asc"))
+	assert.NilError(t, err)
+	plain, err := os.ReadFile(src)
+	assert.NilError(t, err)
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	assert.NilError(t, err)
+	defer out.Close()
+	w, err := crypt.Encrypt(out, crypt.Recipients{Keys: keys})
+	assert.NilError(t, err)
+	_, err = w.Write(plain)
+	assert.NilError(t, err)
+	assert.NilError(t, w.Close())
+}
+
+func testDecrypter(t *testing.T, calls *[]string) Decrypter {
+	ids, err := crypt.ReadIdentity(filepath.Join("..", "crypt", "testdata", "ecc-sec.asc"), nil)
+	assert.NilError(t, err)
+	return func(path string) (*os.File, error) {
+		*calls = append(*calls, filepath.Base(path))
+		in, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer in.Close()
+		r, err := crypt.Decrypt(in, crypt.Secrets{Identities: ids})
+		if err != nil {
+			return nil, err
+		}
+		f, err := os.CreateTemp(t.TempDir(), "plain")
+		if err != nil {
+			return nil, err
+		}
+		if _, err := io.Copy(f, r); err != nil {
+			f.Close()
+			return nil, err
+		}
+		return f, nil
+	}
+}
+
+// An incremental backup written against an encrypted full backup's index
+// alone: its chain is found (by the index, decrypting only the backup it
+// names) and restores with the secret; without it, the chain is broken.
+func TestChainOfEncryptedBases(t *testing.T) {
+	work, dir := t.TempDir(), t.TempDir()
+	plainFull, fm := writeFile(t, work, "full.tar", sampleVolume(t))
+	full := filepath.Join(dir, "full.tar.gpg")
+	encryptTo(t, plainFull, full)
+	x, err := CreateIndex(full, fm.Index())
+	assert.NilError(t, err)
+	assert.NilError(t, x.CommitWith(func() error { return nil }))
+	// A decoy, encrypted and indexed, of another backup.
+	plainOther, om := writeFile(t, work, "other.tar", volume3(t))
+	encryptTo(t, plainOther, filepath.Join(dir, "a-other.tar.gpg"))
+	x, err = CreateIndex(filepath.Join(dir, "a-other.tar.gpg"), om.Index())
+	assert.NilError(t, err)
+	assert.NilError(t, x.CommitWith(func() error { return nil }))
+
+	base, err := ReadBaseIndex(full)
+	assert.NilError(t, err)
+	inc, m := writeFile(t, dir, "inc.tar", volume2(t), base)
+	assert.Equal(t, m.DependsOn[0].File, "full.tar.gpg")
+	f, err := os.Open(inc)
+	assert.NilError(t, err)
+	defer f.Close()
+
+	rep, err := Verify(f)
+	assert.NilError(t, err)
+	assert.NilError(t, CheckChain(rep, dir, nil))
+	assert.Assert(t, !rep.OK(), "no secret: the encrypted base is not searched")
+	assert.Assert(t, is.Contains(rep.Problems[0].String(), "is not in "+dir))
+
+	var calls []string
+	rep, err = Verify(f)
+	assert.NilError(t, err)
+	c, err := OpenChain(rep, dir, testDecrypter(t, &calls))
+	assert.NilError(t, err)
+	defer c.Close()
+	assert.Assert(t, rep.OK(), "%v", rep.Problems)
+	assert.DeepEqual(t, calls, []string{"full.tar.gpg"})
+	var out bytes.Buffer
+	assert.NilError(t, c.Content(f, rep, &out))
+	assert.DeepEqual(t, contentFiles(t, out.Bytes()), contentFiles(t, mustContent(t, volume2(t))))
+
+	// Renamed: found through the index, not by the name the manifest
+	// gives; the decoy, whose index names another backup, is not decrypted.
+	assert.NilError(t, os.Rename(full, filepath.Join(dir, "b-renamed.gpg")))
+	assert.NilError(t, os.Rename(IndexPath(full), IndexPath(filepath.Join(dir, "b-renamed.gpg"))))
+	calls = nil
+	rep, err = Verify(f)
+	assert.NilError(t, err)
+	assert.NilError(t, CheckChain(rep, dir, testDecrypter(t, &calls)))
+	assert.Assert(t, rep.OK(), "%v", rep.Problems)
+	assert.DeepEqual(t, calls, []string{"b-renamed.gpg"})
 }

@@ -66,8 +66,15 @@ func MakePlan(opts Options) (*Plan, error) {
 // Execute removes the files the plan removes, each only if it has not
 // changed since it was read, and returns how many could not be.
 func (pl *Plan) Execute(prog *progress.Printer) (failed int) {
+	// Backups that were to go and could not; their index stays too. A
+	// directory lists FILE before FILE.index.
+	kept := map[string]bool{}
 	for _, e := range pl.Entries {
 		if e.Action != Remove {
+			continue
+		}
+		if e.IndexOf != "" && kept[e.IndexOf] {
+			e.Error = e.IndexOf + " could not be removed: its index stays"
 			continue
 		}
 		remove := removeUnchanged
@@ -76,6 +83,7 @@ func (pl *Plan) Execute(prog *progress.Printer) (failed int) {
 		}
 		if err := remove(e); err != nil {
 			e.Error = err.Error()
+			kept[e.File] = true
 			failed++
 			prog.Warn("cannot remove %s: %v", e.path, err)
 			continue
@@ -123,6 +131,9 @@ type Entry struct {
 	// Temporary is a killed backup's temporary file (pkg/atomicfile),
 	// which no live run holds: it is removed whatever the policy.
 	Temporary bool `json:"temporary,omitempty"`
+	// IndexOf, for the plain index of an encrypted image backup
+	// (FILE.index), is FILE: the index goes with it, and once it is gone.
+	IndexOf string `json:"indexOf,omitempty"`
 
 	path    string
 	modTime time.Time
@@ -161,6 +172,13 @@ func (p *pruner) read(de os.DirEntry) *Entry {
 		return e
 	case strings.HasPrefix(e.File, "."):
 		e.Reason = "a hidden file (perhaps a backup being written)"
+		return e
+	case imagearchive.IsIndexFile(e.path):
+		e.IndexOf = strings.TrimSuffix(e.File, imagearchive.IndexSuffix)
+		e.Reason = "the index of " + e.IndexOf
+		if _, err := os.Lstat(filepath.Join(p.Dir, e.IndexOf)); errors.Is(err, os.ErrNotExist) {
+			e.Action, e.Reason = Remove, "the index of "+e.IndexOf+", which is gone"
+		}
 		return e
 	}
 	if e.Encrypted, err = backupfile.EncryptedFile(e.path); err != nil {
@@ -264,8 +282,14 @@ func (p *pruner) decide(entries []*Entry) {
 		p.protectNewestVerified(kind, ordered[kind])
 	}
 	for _, e := range entries {
-		if e.Action == Remove && !e.Temporary {
+		if e.Action == Remove && !e.Temporary && e.IndexOf == "" {
 			e.Reason = "no rule keeps it"
+		}
+	}
+	// An index goes with its backup.
+	for _, e := range entries {
+		if b := byID[e.IndexOf]; e.IndexOf != "" && b != nil && b.Action == Remove {
+			e.Action, e.Reason = Remove, "the index of "+e.IndexOf+", removed with it"
 		}
 	}
 }
@@ -325,7 +349,7 @@ func (p *pruner) verify(e *Entry) (bool, string) {
 		return false, err.Error()
 	}
 	if rep.OK() && rep.Incremental() {
-		if err := imagearchive.CheckChain(rep, p.Dir); err != nil {
+		if err := imagearchive.CheckChain(rep, p.Dir, p.decrypter()); err != nil {
 			return false, err.Error()
 		}
 	}
@@ -367,4 +391,23 @@ func removeUnchanged(e *Entry) error {
 		return errors.New("it changed since prune read it: left alone")
 	}
 	return os.Remove(e.path)
+}
+
+// decrypter opens encrypted earlier backups of a chain, when a secret was
+// given.
+func (p *pruner) decrypter() imagearchive.Decrypter {
+	if !p.CanDecrypt {
+		return nil
+	}
+	return func(path string) (*os.File, error) {
+		in, err := p.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		if in.File == nil {
+			in.Close()
+			return nil, errors.New("opened as a stream")
+		}
+		return in.File, nil
+	}
 }

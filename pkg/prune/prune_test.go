@@ -12,6 +12,7 @@ import (
 	"github.com/docker-dtr/docker-dtr/internal/backuptest"
 	"github.com/docker-dtr/docker-dtr/pkg/atomicfile"
 	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
+	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker-dtr/docker-dtr/pkg/retention"
 	"gotest.tools/v3/assert"
@@ -181,4 +182,39 @@ func TestExecuteLeavesAChangedFile(t *testing.T) {
 	assert.Equal(t, e.Error, "it changed since prune read it: left alone")
 	assert.Assert(t, !e.Removed && entry(pl, "m-1.tar").Removed)
 	assert.DeepEqual(t, backuptest.DirNames(t, dir), []string{"m-0.tar", "m-2.tar", "m-3.tar"})
+}
+
+// An index (FILE.index) goes with its backup, stays with a kept one, and
+// goes once its backup is gone; a file named so that is not one is read
+// as any other file.
+func TestPlanRemovesAnIndexWithItsBackup(t *testing.T) {
+	dir := backuptest.PruneDir(t)
+	for _, name := range []string{"img-2.tar", "img-3.tar", "gone.tar.gpg"} {
+		src := filepath.Join(dir, name)
+		if name == "gone.tar.gpg" {
+			src = filepath.Join(dir, "img-3.tar")
+		}
+		f, err := os.Open(src)
+		assert.NilError(t, err)
+		ix, err := imagearchive.IndexOf(f)
+		f.Close()
+		assert.NilError(t, err)
+		x, err := imagearchive.CreateIndex(filepath.Join(dir, name), ix)
+		assert.NilError(t, err)
+		assert.NilError(t, x.CommitWith(func() error { return nil }))
+	}
+	assert.NilError(t, os.WriteFile(filepath.Join(dir, "notes.index"), []byte("not an index\n"), 0o600))
+	pl, got, _ := plan(t, dir, retention.Policy{Last: 1}, true)
+	assert.Equal(t, got["img-2.tar"], "remove: no rule keeps it")
+	assert.Equal(t, got["img-2.tar.index"], "remove: the index of img-2.tar, removed with it")
+	assert.Equal(t, got["img-3.tar.index"], "skip: the index of img-3.tar")
+	assert.Equal(t, got["gone.tar.gpg.index"], "remove: the index of gone.tar.gpg, which is gone")
+	assert.Assert(t, is.Contains(got["notes.index"], "skip: not a readable docker-dtr backup"))
+	assert.Equal(t, pl.Execute(progress.NewMode(&bytes.Buffer{}, progress.Quiet)), 0)
+	names := backuptest.DirNames(t, dir)
+	assert.Assert(t, is.Contains(names, "img-3.tar.index"))
+	assert.Assert(t, is.Contains(names, "notes.index"))
+	for _, gone := range []string{"img-2.tar", "img-2.tar.index", "gone.tar.gpg.index"} {
+		assert.Assert(t, !is.Contains(names, gone)().Success(), "%s stays", gone)
+	}
 }

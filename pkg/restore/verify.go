@@ -53,9 +53,10 @@ func VerifyMetadata(f *os.File, name string, prog *progress.Printer) (*archive.R
 
 // VerifyImages reads all of f, an image backup named name, before anything
 // is changed, and opens the earlier backups an incremental one depends on,
-// in chainDir: an *InvalidError when it did not verify or its chain is not
-// complete. The chain is nil for a full backup; close it.
-func VerifyImages(f *os.File, name, chainDir string, prog *progress.Printer) (*imagearchive.Report, *imagearchive.Chain, error) {
+// in chainDir (the encrypted ones through decrypt, when not nil): an
+// *InvalidError when it did not verify or its chain is not complete. The
+// chain is nil for a full backup; close it.
+func VerifyImages(f *os.File, name, chainDir string, decrypt imagearchive.Decrypter, prog *progress.Printer) (*imagearchive.Report, *imagearchive.Chain, error) {
 	rep, err := progress.Metered(prog, "verifying "+name, imagearchive.Verify)(f)
 	if err != nil {
 		return nil, nil, err
@@ -67,7 +68,7 @@ func VerifyImages(f *os.File, name, chainDir string, prog *progress.Printer) (*i
 		return rep, nil, nil
 	}
 	prog.Step("%s is incremental: looking for the %s it depends on in %s", name, human.Plural(len(rep.DependsOn), "earlier backup"), chainDir)
-	chain, err := imagearchive.OpenChain(rep, chainDir)
+	chain, err := imagearchive.OpenChain(rep, chainDir, decrypt)
 	if err == nil && !rep.OK() {
 		err = &InvalidError{Name: name, Images: rep, Chain: true}
 	}

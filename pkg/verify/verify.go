@@ -25,8 +25,13 @@ type Options struct {
 	// Full reads the whole backup (verify); otherwise only its manifest
 	// (inspect).
 	Full bool
-	// ChainDir is where an incremental image backup's earlier backups are.
+	// ChainDir is where an incremental image backup's earlier backups are;
+	// Decrypt, when not nil, opens the encrypted ones.
 	ChainDir string
+	Decrypt  imagearchive.Decrypter
+	// Index, for a full read of an image backup, is where its index may
+	// be (FILE.index): when there, it must match the manifest.
+	Index string
 	// Metadata, for an image backup, is a metadata backup whose referenced
 	// blobs must all be in it; Open opens it.
 	Metadata string
@@ -128,8 +133,13 @@ func Run(f *os.File, name string, o Options) (*Result, error) {
 		return nil, err
 	}
 	res.Images = rep
+	if o.Full && o.Index != "" {
+		if err := imagearchive.CheckIndex(rep, f, o.Index); err != nil {
+			return nil, err
+		}
+	}
 	if o.Full && rep.OK() && rep.Incremental() {
-		if err := imagearchive.CheckChain(rep, o.ChainDir); err != nil {
+		if err := imagearchive.CheckChain(rep, o.ChainDir, o.Decrypt); err != nil {
 			return nil, err
 		}
 	}
