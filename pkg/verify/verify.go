@@ -133,13 +133,14 @@ func Run(f *os.File, name string, o Options) (*Result, error) {
 		return nil, err
 	}
 	res.Images = rep
-	if o.Full && o.Index != "" {
-		if err := imagearchive.CheckIndex(rep, f, o.Index); err != nil {
+	if o.Full && rep.OK() && rep.Incremental() {
+		if err := imagearchive.CheckChain(rep, o.ChainDir, o.Decrypt); err != nil {
 			return nil, err
 		}
 	}
-	if o.Full && rep.OK() && rep.Incremental() {
-		if err := imagearchive.CheckChain(rep, o.ChainDir, o.Decrypt); err != nil {
+	// After the chain, which a wrong index does not change.
+	if o.Full && o.Index != "" {
+		if err := imagearchive.CheckIndex(rep, f, o.Index); err != nil {
 			return nil, err
 		}
 	}

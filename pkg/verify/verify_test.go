@@ -8,6 +8,7 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/internal/backuptest"
 	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
+	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"gotest.tools/v3/assert"
 )
@@ -63,4 +64,34 @@ func TestRun(t *testing.T) {
 	res, err = run(t, meta, Options{})
 	assert.NilError(t, err)
 	assert.NilError(t, res.Err(), "inspect reads only the manifest")
+}
+
+// Verify checks an image backup's index (FILE.index) against its manifest
+// when there is one, after the chain.
+func TestRunChecksTheIndex(t *testing.T) {
+	set := backuptest.WriteSet(t, t.TempDir())
+	indexOf := func(p string) *imagearchive.Index {
+		f, err := os.Open(p)
+		assert.NilError(t, err)
+		defer f.Close()
+		ix, err := imagearchive.IndexOf(f)
+		assert.NilError(t, err)
+		return ix
+	}
+	o := Options{Full: true, ChainDir: set.Dir, Index: imagearchive.IndexPath(set.Incremental)}
+	res, err := run(t, set.Incremental, o)
+	assert.NilError(t, err)
+	assert.NilError(t, res.Err(), "no index: nothing to check")
+
+	assert.NilError(t, os.WriteFile(o.Index, indexOf(set.Incremental).Marshal(), 0o600))
+	res, err = run(t, set.Incremental, o)
+	assert.NilError(t, err)
+	assert.NilError(t, res.Err())
+
+	assert.NilError(t, os.WriteFile(o.Index, indexOf(set.Full).Marshal(), 0o600))
+	res, err = run(t, set.Incremental, o)
+	assert.NilError(t, err)
+	assert.ErrorContains(t, res.Err(), "img-2.tar is not a valid backup: 1 problem found")
+	assert.Assert(t, strings.Contains(res.Images.Problems[0].String(), "the index of another backup"), "%v", res.Images.Problems)
+	assert.Equal(t, len(res.Images.Chain), 1, "the chain was checked too")
 }
