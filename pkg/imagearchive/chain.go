@@ -2,7 +2,6 @@ package imagearchive
 
 import (
 	"archive/tar"
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -257,15 +256,26 @@ func ChainContent(f *os.File, rep *Report, bases []*Base, files []*os.File, w io
 	if len(bases) != len(files) {
 		return errors.New("ChainContent: bases and files differ")
 	}
+	c := &Chain{Bases: bases, files: files}
+	if _, err := c.blobs(rep, links, tw); err != nil {
+		return err
+	}
+	return tw.Close()
+}
+
+// blobs writes to tw the bytes of every blob the incremental backup of
+// rep lists but does not hold, read from the base that holds them (each
+// read once, in order), and returns how many it wrote.
+func (c *Chain) blobs(rep *Report, links linkSet, tw *tar.Writer) (int, error) {
 	found := 0
-	for i, b := range bases {
+	for i, b := range c.Bases {
 		want := rep.Omitted[b.ManifestSHA256]
 		if len(want) == 0 {
 			continue
 		}
-		n, err := blobsFrom(files[i], b, want, links, tw)
+		n, err := blobsFrom(c.source(i), b, want, links, tw)
 		if err != nil {
-			return fmt.Errorf("%s: %w", b.Path, err)
+			return found, fmt.Errorf("%s: %w", b.Path, err)
 		}
 		found += n
 	}
@@ -274,19 +284,31 @@ func ChainContent(f *os.File, rep *Report, bases []*Base, files []*os.File, w io
 		total += len(m)
 	}
 	if found != total {
-		return fmt.Errorf("%d of the %d blobs held by earlier backups were not found in them", total-found, total)
+		return found, fmt.Errorf("%d of the %d blobs held by earlier backups were not found in them", total-found, total)
 	}
-	return tw.Close()
+	return found, nil
+}
+
+// source reads the i-th base: its Source when it has one (an encrypted
+// base's decryption), else its file.
+func (c *Chain) source(i int) Source {
+	if i < len(c.Sources) && c.Sources[i] != nil {
+		return c.Sources[i]
+	}
+	return FileSource(c.files[i])
 }
 
 // blobsFrom copies the wanted blobs out of one base, under the names the
-// incremental backup gives them, and returns how many it copied.
-func blobsFrom(f *os.File, b *Base, want map[string]Entry, links linkSet, tw *tar.Writer) (int, error) {
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
+// incremental backup gives them, and returns how many it copied. Each is
+// checked against its digest as it is copied.
+func blobsFrom(open Source, b *Base, want map[string]Entry, links linkSet, tw *tar.Writer) (int, error) {
+	p, err := startPass(open, false)
+	if err != nil {
 		return 0, err
 	}
-	tr := tar.NewReader(bufio.NewReaderSize(f, bufferSize(f)))
-	buf := make([]byte, bufferSize(f))
+	defer p.close()
+	tr := p.tr
+	buf := make([]byte, streamBufferSize)
 	done := map[string]bool{}
 	for len(done) < len(want) {
 		hdr, err := tr.Next()
@@ -294,7 +316,7 @@ func blobsFrom(f *os.File, b *Base, want map[string]Entry, links linkSet, tw *ta
 			break
 		}
 		if err != nil {
-			return 0, err
+			return 0, p.errOr(err)
 		}
 		if hdr.Typeflag != tar.TypeReg {
 			continue
@@ -322,7 +344,7 @@ func blobsFrom(f *os.File, b *Base, want map[string]Entry, links linkSet, tw *ta
 		}
 		_, sum, err := hashCopy(tw, tr, buf)
 		if err != nil {
-			return 0, err
+			return 0, p.errOr(err)
 		}
 		if sum != digest {
 			return 0, fmt.Errorf("%s: the bytes it holds for blob sha256:%s do not match the digest", hdr.Name, digest)
@@ -348,7 +370,10 @@ func (b *Base) HeldDigests() []string {
 // VerifyChain and open for reading their blobs.
 type Chain struct {
 	Bases []*Base
-	files []*os.File
+	// Sources, when set, read the bases (by index) instead of their
+	// files: the decryption of an encrypted one.
+	Sources []Source
+	files   []*os.File
 }
 
 // OpenChain is VerifyChain keeping the bases open, for Content; Close it
