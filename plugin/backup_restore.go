@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"errors"
+
+	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
 	"github.com/docker-dtr/docker-dtr/pkg/exitcode"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
@@ -165,18 +167,42 @@ func runRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions)
 		return err
 	}
 
-	in, err := openInput(dockerCli, opts.file, opts.dec, prog)
+	// Opened as a stream: an encrypted image backup is restored as it is
+	// decrypted; a metadata backup still gets its plaintext file.
+	oo := opts.dec.openOptions(dockerCli, prog)
+	oo.Stream = true
+	in, err := backupfile.Open(opts.file, oo)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
 	name := displayName(opts.file)
-	if images, err := imagearchive.IsImageArchive(in.File); err != nil {
+	if images, err := isImageInput(in); err != nil {
 		return err
 	} else if images {
 		return runImageRestore(ctx, dockerCli, opts, in, name, prog)
 	}
+	if in.File == nil {
+		// Freed by in.Close.
+		if in.File, err = in.PlainFile(); err != nil {
+			return err
+		}
+	}
 	return runMetadataRestore(ctx, dockerCli, opts, in, name, prog)
+}
+
+// isImageInput tells an image backup from a metadata one by its first
+// entry: of the file, or of a decryption of it, stopped there.
+func isImageInput(in *backupfile.Input) (bool, error) {
+	if in.Plain == nil {
+		return imagearchive.IsImageArchive(in.File)
+	}
+	rc, err := in.Plain()
+	if err != nil {
+		return false, err
+	}
+	defer rc.Close()
+	return imagearchive.IsImageStream(rc), nil
 }
 
 // refused shows what is wrong with a backup that a restore refused, above

@@ -23,11 +23,14 @@ import (
 // file, found at its end) fails the pass, whatever was read before it.
 type Source func() (io.ReadCloser, error)
 
-// FileSource reads f from its start on every pass, without moving its
-// offset, so that passes may overlap.
+// FileSource reads f from its start on every pass, through its own
+// offset, which progress meters watch: one pass at a time.
 func FileSource(f *os.File) Source {
 	return func() (io.ReadCloser, error) {
-		return io.NopCloser(io.NewSectionReader(f, 0, 1<<62)), nil
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return nil, err
+		}
+		return io.NopCloser(f), nil
 	}
 }
 
