@@ -63,13 +63,16 @@ when the restore ends, either way. A restore that was killed leaves it:
 to go past it, and 'backup restore --resume' loads the backup again, or
 '--undo' puts the safety backup back; both start the stopped containers.
 
-Encrypted backups are decrypted first, as 'backup verify' does. The safety
-backup of an encrypted backup is encrypted like it, so that it protects
-DTR's keys as the backup does: for the same passphrase, or to the public key
-of --identity-file's secret key (and named .tar.gpg). Restoring it takes
-the same secret. --safety-encryption none writes it in clear instead, mode
-0600. The safety backup of an unencrypted backup is written in clear, mode
-0600.
+Encrypted backups are decrypted and verified first, as 'backup verify'
+does; an image backup is then decrypted anew into the volume, checked
+against the verified manifest as it goes, with no plaintext on disk (a
+metadata backup is decrypted into a temporary file in $TMPDIR that has no
+name). The safety backup of an encrypted backup is encrypted like it, so
+that it protects DTR's keys as the backup does: for the same passphrase,
+or to the public key of --identity-file's secret key (and named .tar.gpg).
+Restoring it takes the same secret. --safety-encryption none writes it in
+clear instead, mode 0600. The safety backup of an unencrypted backup is
+written in clear, mode 0600.
 
 By default the target is the DTR behind the active Docker context, reached
 through a helper container on the chosen replica's node (the healthy
@@ -81,8 +84,9 @@ Image backups (docker dtr backup images) are restored into the replica's
 image volume: after verifying, a volume that is not empty is refused unless
 --force, and what it holds is saved in a safety backup first; the
 containers that mount it are stopped, the content is written through the
-Docker archive API, and the volume is checked file by file against the
-backup's manifest. If that fails, the volume is emptied (by this plugin's
+Docker archive API, every file checked against the backup's manifest as it
+goes, and a volume that held files before is read back and checked file by
+file against it. If that fails, the volume is emptied (by this plugin's
 own binary in a short-lived helper container; --agent-binary when it cannot
 run on the node) and the safety backup written back; the containers are
 started again whatever happens.
