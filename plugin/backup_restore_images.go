@@ -3,6 +3,7 @@ package plugin
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
@@ -22,11 +23,11 @@ func runImageRestore(ctx context.Context, dockerCli command.Cli, opts restoreOpt
 	}
 	// An encrypted backup is read as it is decrypted, a fresh decryption
 	// for the verify and for the content pass: no plaintext file.
-	open := imagearchive.Source(in.Plain)
+	open, size := imagearchive.Source(in.Plain), int64(0)
 	if in.Plain == nil {
-		open = imagearchive.FileSource(in.File)
+		open, size = imagearchive.FileSource(in.File), fileSize(in.File)
 	}
-	rep, chain, err := restore.VerifyImages(open, name, imagearchive.ChainDir(opts.file, opts.from), prog)
+	rep, chain, err := restore.VerifyImages(open, size, name, imagearchive.ChainDir(opts.file, opts.from), prog)
 	if err != nil {
 		return refused(dockerCli, err)
 	}
@@ -126,4 +127,12 @@ func orNone(names []string) string {
 		return "nothing (no running container mounts the volume)"
 	}
 	return strings.Join(names, ", ")
+}
+
+// fileSize is f's size, for a progress meter; 0 when it is not known.
+func fileSize(f *os.File) int64 {
+	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+		return st.Size()
+	}
+	return 0
 }

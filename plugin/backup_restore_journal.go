@@ -158,7 +158,7 @@ func resumeJournal(ctx context.Context, dockerCli command.Cli, opts restoreOptio
 		return fmt.Errorf("--resume: %s is not a %s backup, which the unfinished restore was loading", name, rec.Kind)
 	}
 	if images {
-		rep, chain, err := restore.VerifyImages(imagearchive.FileSource(f), name, imagearchive.ChainDir(file, opts.from), prog)
+		rep, chain, err := restore.VerifyImages(imagearchive.FileSource(f), fileSize(f), name, imagearchive.ChainDir(file, opts.from), prog)
 		if err != nil {
 			return refused(dockerCli, err)
 		}

@@ -57,13 +57,14 @@ func VerifyMetadata(f *os.File, name string, prog *progress.Printer) (*archive.R
 // the earlier backups an incremental one depends on, in chainDir: an
 // *InvalidError when it did not verify or its chain is not complete. The
 // report keeps the verified manifest, which the restore's content pass is
-// checked against. The chain is nil for a full backup; close it.
-func VerifyImages(open imagearchive.Source, name, chainDir string, prog *progress.Printer) (*imagearchive.Report, *imagearchive.Chain, error) {
+// checked against. size, when known (0 otherwise), is how much it reads,
+// for the progress. The chain is nil for a full backup; close it.
+func VerifyImages(open imagearchive.Source, size int64, name, chainDir string, prog *progress.Printer) (*imagearchive.Report, *imagearchive.Chain, error) {
 	phase := "verifying " + name
 	if prog.Mode() == progress.Plain {
 		prog.Step("%s", phase)
 	}
-	prog.PhaseOf(phase, "", 0, 0)
+	prog.PhaseOf(phase, "", 0, size)
 	rep, err := imagearchive.VerifyStream(func() (io.ReadCloser, error) {
 		rc, err := open()
 		if err != nil {

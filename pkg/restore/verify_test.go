@@ -31,18 +31,18 @@ func TestVerifyBeforeRestore(t *testing.T) {
 	if rep, err := VerifyMetadata(open(t, meta), "meta.tar", prog); err != nil || !rep.Verified {
 		t.Fatal(rep, err)
 	}
-	rep, chain, err := VerifyImages(imagearchive.FileSource(open(t, full)), "img-1.tar", dir, prog)
+	rep, chain, err := VerifyImages(imagearchive.FileSource(open(t, full)), 0, "img-1.tar", dir, prog)
 	if err != nil || chain != nil || !rep.OK() {
 		t.Fatal(rep, chain, err)
 	}
-	rep, chain, err = VerifyImages(imagearchive.FileSource(open(t, incr)), "img-2.tar", dir, prog)
+	rep, chain, err = VerifyImages(imagearchive.FileSource(open(t, incr)), 0, "img-2.tar", dir, prog)
 	if err != nil || chain == nil || len(chain.Bases) != 1 {
 		t.Fatal(rep, chain, err)
 	}
 	chain.Close()
 
 	var inv *InvalidError
-	_, chain, err = VerifyImages(imagearchive.FileSource(open(t, incr)), "img-2.tar", t.TempDir(), prog)
+	_, chain, err = VerifyImages(imagearchive.FileSource(open(t, incr)), 0, "img-2.tar", t.TempDir(), prog)
 	if !errors.As(err, &inv) || !inv.Chain || inv.Images == nil || chain != nil ||
 		err.Error() != "refusing to restore img-2.tar: its chain of earlier backups is not complete (1 problem, listed above; --from DIR says where they are); nothing was changed" {
 		t.Fatalf("%v", err)
