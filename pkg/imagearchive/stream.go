@@ -49,9 +49,58 @@ type pass struct {
 	tr   *tar.Reader
 	br   *bufio.Reader
 	n    int64
-	sum  hash.Hash
+	sum  *asyncHash
 	err  error // the source's, not io.EOF
 	done bool
+}
+
+// asyncHash hashes, on a goroutine of its own, copies of what is written
+// to it: the whole-archive SHA-256 of a verify pass runs beside the
+// hashing of each file, on the other core.
+type asyncHash struct {
+	h      hash.Hash
+	chunks chan []byte
+	free   chan []byte
+	done   chan struct{}
+}
+
+func newAsyncHash() *asyncHash {
+	a := &asyncHash{h: sha256.New(), chunks: make(chan []byte, 8), free: make(chan []byte, 8), done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		for c := range a.chunks {
+			a.h.Write(c)
+			select {
+			case a.free <- c[:0]:
+			default:
+			}
+		}
+	}()
+	return a
+}
+
+func (a *asyncHash) Write(b []byte) {
+	var c []byte
+	select {
+	case c = <-a.free:
+	default:
+	}
+	a.chunks <- append(c, b...)
+}
+
+// Sum waits for what was written, and returns its SHA-256 in hex.
+func (a *asyncHash) Sum() string {
+	a.stop()
+	return hex.EncodeToString(a.h.Sum(nil))
+}
+
+func (a *asyncHash) stop() {
+	select {
+	case <-a.done:
+	default:
+		close(a.chunks)
+		<-a.done
+	}
 }
 
 func startPass(open Source, hashAll bool) (*pass, error) {
@@ -61,7 +110,7 @@ func startPass(open Source, hashAll bool) (*pass, error) {
 	}
 	p := &pass{rc: rc}
 	if hashAll {
-		p.sum = sha256.New()
+		p.sum = newAsyncHash()
 	}
 	p.br = bufio.NewReaderSize(readerFunc(p.read), streamBufferSize)
 	p.tr = tar.NewReader(p.br)
@@ -75,7 +124,7 @@ func (f readerFunc) Read(b []byte) (int, error) { return f(b) }
 func (p *pass) read(b []byte) (int, error) {
 	n, err := p.rc.Read(b)
 	p.n += int64(n)
-	if p.sum != nil {
+	if p.sum != nil && n > 0 {
 		p.sum.Write(b[:n])
 	}
 	if err != nil && !errors.Is(err, io.EOF) && p.err == nil {
@@ -94,7 +143,12 @@ func (p *pass) finish() error {
 	return p.err
 }
 
-func (p *pass) close() { p.rc.Close() }
+func (p *pass) close() {
+	if p.sum != nil {
+		p.sum.stop()
+	}
+	p.rc.Close()
+}
 
 // record is what a pass learned of one entry, before the manifest that
 // it is compared with arrives at the end.
@@ -186,7 +240,7 @@ func VerifyStream(open Source) (*Report, error) {
 	if err := p.finish(); err != nil {
 		return nil, err
 	}
-	rep := &Report{Kind: Kind, Problems: []archive.Problem{}, Size: p.n, PlainSHA256: hex.EncodeToString(p.sum.Sum(nil))}
+	rep := &Report{Kind: Kind, Problems: []archive.Problem{}, Size: p.n, PlainSHA256: p.sum.Sum()}
 	mr, m := s.open(rep)
 	if mr == nil {
 		return rep, nil
