@@ -257,20 +257,20 @@ func (t *Images) Apply(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	check2 := written
+	checked := written
 	if readBack != nil {
-		check2 = readBack
+		checked = readBack
 	}
-	if !check2.OK() {
-		for _, m := range check2.Missing {
+	if !checked.OK() {
+		for _, m := range checked.Missing {
 			prog.Warn("missing from the volume: %s", m)
 		}
-		for _, d := range check2.Differ {
+		for _, d := range checked.Differ {
 			prog.Warn("differs from the backup: %s", d)
 		}
-		return fmt.Errorf("after writing, %d files are missing from the volume and %d differ from the backup (listed above)", len(check2.Missing), len(check2.Differ))
+		return fmt.Errorf("after writing, %d files are missing from the volume and %d differ from the backup (listed above)", len(checked.Missing), len(checked.Differ))
 	}
-	t.Check = check2
+	t.Check = checked
 	return nil
 }
 
