@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"errors"
+
+	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
 	"github.com/docker-dtr/docker-dtr/pkg/exitcode"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
@@ -61,13 +63,16 @@ when the restore ends, either way. A restore that was killed leaves it:
 to go past it, and 'backup restore --resume' loads the backup again, or
 '--undo' puts the safety backup back; both start the stopped containers.
 
-Encrypted backups are decrypted first, as 'backup verify' does. The safety
-backup of an encrypted backup is encrypted like it, so that it protects
-DTR's keys as the backup does: for the same passphrase, or to the public key
-of --identity-file's secret key (and named .tar.gpg). Restoring it takes
-the same secret. --safety-encryption none writes it in clear instead, mode
-0600. The safety backup of an unencrypted backup is written in clear, mode
-0600.
+Encrypted backups are decrypted and verified first, as 'backup verify'
+does; an image backup is then decrypted anew into the volume, checked
+against the verified manifest as it goes, with no plaintext on disk (a
+metadata backup is decrypted into a temporary file in $TMPDIR that has no
+name). The safety backup of an encrypted backup is encrypted like it, so
+that it protects DTR's keys as the backup does: for the same passphrase,
+or to the public key of --identity-file's secret key (and named .tar.gpg).
+Restoring it takes the same secret. --safety-encryption none writes it in
+clear instead, mode 0600. The safety backup of an unencrypted backup is
+written in clear, mode 0600.
 
 By default the target is the DTR behind the active Docker context, reached
 through a helper container on the chosen replica's node (the healthy
@@ -79,8 +84,9 @@ Image backups (docker dtr backup images) are restored into the replica's
 image volume: after verifying, a volume that is not empty is refused unless
 --force, and what it holds is saved in a safety backup first; the
 containers that mount it are stopped, the content is written through the
-Docker archive API, and the volume is checked file by file against the
-backup's manifest. If that fails, the volume is emptied (by this plugin's
+Docker archive API, every file checked against the backup's manifest as it
+goes, and a volume that held files before is read back and checked file by
+file against it. If that fails, the volume is emptied (by this plugin's
 own binary in a short-lived helper container; --agent-binary when it cannot
 run on the node) and the safety backup written back; the containers are
 started again whatever happens.
@@ -165,18 +171,42 @@ func runRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions)
 		return err
 	}
 
-	in, err := openInput(dockerCli, opts.file, opts.dec, prog)
+	// Opened as a stream: an encrypted image backup is restored as it is
+	// decrypted; a metadata backup still gets its plaintext file.
+	oo := opts.dec.openOptions(dockerCli, prog)
+	oo.Stream = true
+	in, err := backupfile.Open(opts.file, oo)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
 	name := displayName(opts.file)
-	if images, err := imagearchive.IsImageArchive(in.File); err != nil {
+	if images, err := isImageInput(in); err != nil {
 		return err
 	} else if images {
 		return runImageRestore(ctx, dockerCli, opts, in, name, prog)
 	}
+	if in.File == nil {
+		// Freed by in.Close.
+		if in.File, err = in.PlainFile(); err != nil {
+			return err
+		}
+	}
 	return runMetadataRestore(ctx, dockerCli, opts, in, name, prog)
+}
+
+// isImageInput tells an image backup from a metadata one by its first
+// entry: of the file, or of a decryption of it, stopped there.
+func isImageInput(in *backupfile.Input) (bool, error) {
+	if in.Plain == nil {
+		return imagearchive.IsImageArchive(in.File)
+	}
+	rc, err := in.Plain()
+	if err != nil {
+		return false, err
+	}
+	defer rc.Close()
+	return imagearchive.IsImageStream(rc), nil
 }
 
 // refused shows what is wrong with a backup that a restore refused, above

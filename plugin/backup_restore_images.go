@@ -3,6 +3,7 @@ package plugin
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
@@ -17,11 +18,16 @@ import (
 // restore into a replica's image volume, and shows the plan (--dry-run) or
 // has the engine run it.
 func runImageRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions, in *backupfile.Input, name string, prog *progress.Printer) error {
-	f := in.File
 	if opts.target.isDirect() {
 		return fmt.Errorf("%s is an image backup: it is restored through the Docker context, without --rethinkdb-addr", name)
 	}
-	rep, chain, err := restore.VerifyImages(f, name, imagearchive.ChainDir(opts.file, opts.from), chainDecrypter(dockerCli, opts.dec, in, prog), prog)
+	// An encrypted backup is read as it is decrypted, a fresh decryption
+	// for the verify and for the content pass: no plaintext file.
+	open, size := imagearchive.Source(in.Plain), int64(0)
+	if in.Plain == nil {
+		open, size = imagearchive.FileSource(in.File), fileSize(in.File)
+	}
+	rep, chain, err := restore.VerifyImages(open, size, name, imagearchive.ChainDir(opts.file, opts.from), chainDecrypter(dockerCli, opts.dec, in, prog), prog)
 	if err != nil {
 		return refused(dockerCli, err)
 	}
@@ -32,7 +38,7 @@ func runImageRestore(ctx context.Context, dockerCli command.Cli, opts restoreOpt
 		return err
 	}
 	t, err := restore.PlanImages(ctx, &restore.Images{
-		Name: name, File: f, Report: rep, Chain: chain, Replica: replica, Docker: dockerCli.Client(),
+		Name: name, Open: open, Report: rep, Chain: chain, Replica: replica, Docker: dockerCli.Client(),
 		AgentBinary: opts.target.agentBinary, NoSafety: opts.safety.skip, SafetySeal: opts.safety.seal(in),
 		Progress: prog, Stderr: dockerCli.Err(),
 	}, opts.safety.dir, opts.file)
@@ -48,7 +54,7 @@ func runImageRestore(ctx context.Context, dockerCli command.Cli, opts restoreOpt
 	same.replicaID = replica.ID
 	byHand := func(safety string) string { return byHand(dockerCli, &same, opts.dec, replica.Version, safety) }
 	o := engineOptions(dockerCli, opts, prog, byHand)
-	if err := journalOptions(dockerCli, &o, &same, opts.dec, replica, opts.file, f, prog); err != nil {
+	if err := journalOptionsSum(dockerCli, &o, &same, opts.dec, replica, opts.file, rep.PlainSHA256, prog); err != nil {
 		return err
 	}
 	if err := restore.Run(ctx, t, o); err != nil {
@@ -102,7 +108,10 @@ func printImagePlan(dockerCli command.Cli, opts restoreOptions, t *restore.Image
 	for _, p := range plan.From {
 		fmt.Fprintf(out, "    with blobs read from %s\n", p)
 	}
-	fmt.Fprintf(out, "  check the volume against the manifest\n")
+	fmt.Fprintf(out, "  check every file against the manifest as it is written\n")
+	if !plan.VolumeEmpty {
+		fmt.Fprintf(out, "  read the volume back and check it against the manifest (it held files before)\n")
+	}
 	switch {
 	case plan.SafetyBackup != "":
 		fmt.Fprintf(out, "  if writing fails: empty the volume and put the safety backup back\n")
@@ -118,4 +127,12 @@ func orNone(names []string) string {
 		return "nothing (no running container mounts the volume)"
 	}
 	return strings.Join(names, ", ")
+}
+
+// fileSize is f's size, for a progress meter; 0 when it is not known.
+func fileSize(f *os.File) int64 {
+	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+		return st.Size()
+	}
+	return 0
 }

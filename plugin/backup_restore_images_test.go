@@ -46,7 +46,8 @@ func TestImagePlan(t *testing.T) {
   save what the volume holds now to /backups/safety-images-0123456789ab-20250101T000000Z.tar (a safety backup, not encrypted)
   stop dtr-registry-0123456789ab, dtr-nginx-0123456789ab
   write 45 files, 53.0 MiB
-  check the volume against the manifest
+  check every file against the manifest as it is written
+  read the volume back and check it against the manifest (it held files before)
   if writing fails: empty the volume and put the safety backup back
   start dtr-registry-0123456789ab, dtr-nginx-0123456789ab again
 `)
@@ -60,6 +61,7 @@ func TestImagePlan(t *testing.T) {
 	text, _ = plan(true, restoreOptions{})
 	assert.Assert(t, !strings.Contains(text, "refuse") && !strings.Contains(text, "safety"), text)
 	assert.Assert(t, strings.Contains(text, "  if writing fails: empty the volume again\n"), text)
+	assert.Assert(t, !strings.Contains(text, "read the volume back"), "an emptied volume holds only what was written: %s", text)
 
 	_, got := plan(false, restoreOptions{format: "json", force: true})
 	assert.Equal(t, got.SafetyBackup, "/backups/safety-images-0123456789ab-20250101T000000Z.tar")

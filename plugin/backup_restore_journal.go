@@ -158,13 +158,13 @@ func resumeJournal(ctx context.Context, dockerCli command.Cli, opts restoreOptio
 		return fmt.Errorf("--resume: %s is not a %s backup, which the unfinished restore was loading", name, rec.Kind)
 	}
 	if images {
-		rep, chain, err := restore.VerifyImages(f, name, imagearchive.ChainDir(file, opts.from), chainDecrypter(dockerCli, opts.dec, in, prog), prog)
+		rep, chain, err := restore.VerifyImages(imagearchive.FileSource(f), fileSize(f), name, imagearchive.ChainDir(file, opts.from), chainDecrypter(dockerCli, opts.dec, in, prog), prog)
 		if err != nil {
 			return refused(dockerCli, err)
 		}
 		defer chain.Close()
 		t := &restore.Images{
-			Name: name, File: f, Report: rep, Chain: chain, Replica: replica, Docker: dockerCli.Client(),
+			Name: name, Open: imagearchive.FileSource(f), Report: rep, Chain: chain, Replica: replica, Docker: dockerCli.Client(),
 			AgentBinary: same.agentBinary, NoSafety: !rec.CanUndo(), Progress: prog, Stderr: dockerCli.Err(),
 			SafetySeal: seal,
 		}

@@ -44,13 +44,11 @@ each of them to check their bytes.
 
 Encrypted backups (--encrypt, 'gpg -c', 'gpg -e', armored or not) are
 read with the passphrase from --passphrase-file, $DTR_BACKUP_PASSPHRASE or
-the terminal, or the secret key of --identity-file. A metadata backup is
-checked as it is decrypted, and no plaintext reaches a file; an image
-backup is decrypted first into a temporary file in $TMPDIR that has no
-name (Linux's O_TMPFILE; removed as soon as it is made elsewhere), so that
-even a killed run leaves no plaintext behind. Nothing decrypted counts
-before the message's own integrity check, at its end, has passed. A wrong
-passphrase, a modified file and a cut one each get their own error.
+the terminal, or the secret key of --identity-file. A backup of either
+kind is checked as it is decrypted, and no plaintext reaches a file.
+Nothing decrypted counts before the message's own integrity check, at its
+end, has passed. A wrong passphrase, a modified file and a cut one each
+get their own error.
 
 Exit status: 0 the backup is valid; 1 it is not (every problem is listed),
 cannot be read or decrypted, or lacks blobs that --metadata references;

@@ -1,7 +1,7 @@
 package plugin
 
 import (
-	"os"
+	"fmt"
 
 	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
@@ -36,16 +36,21 @@ func (o decryptOptions) openOptions(dockerCli command.Cli, prog *progress.Printe
 // else with the flags'. Each is decrypted into an unnamed temporary file,
 // freed when the chain closes it.
 func chainDecrypter(dockerCli command.Cli, dec decryptOptions, in *backupfile.Input, prog *progress.Printer) imagearchive.Decrypter {
-	return func(path string) (*os.File, error) {
+	return func(path string) (imagearchive.Source, func(), error) {
 		o := dec.openOptions(dockerCli, prog)
 		if in != nil && in.Protection != nil {
 			o.Protection = in.Protection
 		}
+		o.Stream = true
 		base, err := backupfile.Open(path, o)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return base.File, nil
+		if base.Plain == nil {
+			base.Close()
+			return nil, nil, fmt.Errorf("%s is not encrypted", path)
+		}
+		return base.Plain, base.Close, nil
 	}
 }
 

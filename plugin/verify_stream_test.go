@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,4 +44,49 @@ func TestVerifyEncryptedWritesNoPlaintext(t *testing.T) {
 			}
 		}
 	}
+}
+
+// An encrypted image backup is verified and inspected as it is decrypted:
+// with $TMPDIR missing, a good one, one with a blob changed and an
+// incremental one (its earlier backup beside it) each get the report and
+// exit status of their plain copies; a changed ciphertext is refused with
+// the decryption's error and no report.
+func TestVerifyEncryptedImagesWritesNoPlaintext(t *testing.T) {
+	dir := t.TempDir()
+	pass := filepath.Join(dir, "pass.txt")
+	assert.NilError(t, os.WriteFile(pass, backuptest.Passphrase, 0o600))
+	base := filepath.Join(dir, "images-1.tar")
+	backuptest.WriteImageBackup(t, base, backuptest.Day(1), backuptest.VolumeWith(t, "layer one", "layer two"))
+	incr := filepath.Join(dir, "images-2.tar")
+	backuptest.WriteImageBackup(t, incr, backuptest.Day(2), backuptest.VolumeWith(t, "layer one", "layer two", "layer three"), base)
+	bad := filepath.Join(dir, "images-bad.tar")
+	data, err := os.ReadFile(base)
+	assert.NilError(t, err)
+	assert.NilError(t, os.WriteFile(bad, bytes.Replace(data, []byte("layer two"), []byte("layer TWO"), 1), 0o600))
+	t.Setenv("TMPDIR", filepath.Join(dir, "missing"))
+	for _, plain := range []string{base, incr, bad} {
+		sealed := plain + ".gpg"
+		backuptest.EncryptFile(t, plain, sealed)
+		for _, cmd := range []string{"verify", "inspect"} {
+			for _, format := range []string{"", "json"} {
+				wantOut, wantErr, wantCode := run(t, nil, "backup", cmd, "-q", "--format", format, plain)
+				gotOut, gotErr, gotCode := run(t, nil, "backup", cmd, "-q", "--format", format, "--passphrase-file", pass, sealed)
+				assert.Equal(t, gotCode, wantCode, "%s %s: %s", plain, cmd, gotErr)
+				assert.Equal(t, strings.ReplaceAll(gotOut, sealed, plain), wantOut, "%s %s", plain, cmd)
+				assert.Equal(t, strings.ReplaceAll(lastLine(gotErr), sealed, plain), lastLine(wantErr), "%s %s", plain, cmd)
+			}
+		}
+	}
+	_, _, code := run(t, nil, "backup", "verify", "-q", bad)
+	assert.Equal(t, code, 1, "the changed blob is a problem")
+
+	sealed, err := os.ReadFile(base + ".gpg")
+	assert.NilError(t, err)
+	sealed[len(sealed)/2] ^= 1
+	tampered := filepath.Join(dir, "tampered.tar.gpg")
+	assert.NilError(t, os.WriteFile(tampered, sealed, 0o600))
+	out, stderr, code := run(t, nil, "backup", "verify", "-q", "--passphrase-file", pass, tampered)
+	assert.Equal(t, code, 1)
+	assert.Equal(t, out, "", "no report of a stream that failed")
+	assert.Assert(t, strings.Contains(stderr, "cannot decrypt "+tampered), stderr)
 }

@@ -167,9 +167,9 @@ func Remove(ctx context.Context, api client.APIClient, id string) error {
 		}
 		// Someone else (a user's docker rm -f, or the engine's AutoRemove
 		// once the agent exits) removing it is as good: wait a moment for
-		// it to finish, so that the caller finds it gone.
-		if strings.Contains(err.Error(), "is already in progress") {
-			waitGone(ctx, api, id)
+		// it to finish, so that the caller finds it gone. That removal may
+		// fail (the engine keeps the container then): ours goes again.
+		if strings.Contains(err.Error(), "is already in progress") && waitGone(ctx, api, id) {
 			return nil
 		}
 	}
@@ -179,17 +179,22 @@ func Remove(ctx context.Context, api client.APIClient, id string) error {
 // waitGone waits, within ctx and 10 seconds, until the container is gone.
 // It lists rather than inspects: a listing does not wait for the
 // container's lock, which an archive copy holds while it streams.
-func waitGone(ctx context.Context, api client.APIClient, id string) {
+// It says whether it is gone (or cannot tell: a listing that fails).
+func waitGone(ctx context.Context, api client.APIClient, id string) bool {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	for {
 		list, err := api.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("id", id))})
 		if err != nil || len(list) == 0 {
-			return
+			return true
+		}
+		if list[0].State != "removing" {
+			// The other removal ended, and the container is still there.
+			return false
 		}
 		select {
 		case <-ctx.Done():
-			return
+			return false
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

@@ -2,7 +2,6 @@ package imagearchive
 
 import (
 	"archive/tar"
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -11,7 +10,9 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker-dtr/docker-dtr/pkg/crypt"
+	"github.com/docker-dtr/docker-dtr/pkg/jsonl"
 )
 
 // Base is an earlier image backup that an incremental one is written
@@ -54,6 +55,28 @@ func (b *Base) Blobs() int { return len(b.held) }
 // dependency's file hint (its base name).
 func OpenBase(f *os.File, path string) (*Base, error) {
 	rep, mr, m := open(f)
+	return baseOf(rep, mr, m, path)
+}
+
+// openBaseStream is OpenBase of an archive read once from open, as it
+// comes (a decryption): its manifest, the last entry, is kept on the way.
+func openBaseStream(open Source, path string) (*Base, error) {
+	p, err := startPass(open, false)
+	if err != nil {
+		return nil, err
+	}
+	defer p.close()
+	s := scan(p)
+	if err := p.finish(); err != nil {
+		return nil, err
+	}
+	rep := &Report{Kind: Kind, Problems: []archive.Problem{}}
+	mr, m := s.open(rep)
+	return baseOf(rep, mr, m, path)
+}
+
+// baseOf is the Base of a backup whose manifest rep, mr and m read.
+func baseOf(rep *Report, mr *jsonl.Reader, m *Manifest, path string) (*Base, error) {
 	if mr == nil {
 		if len(rep.Problems) > 0 {
 			return nil, fmt.Errorf("not a readable image backup: %s", rep.Problems[0])
@@ -110,10 +133,11 @@ type ChainLink struct {
 	Bytes int64 `json:"bytes"`
 }
 
-// Decrypter opens an encrypted earlier backup: its plaintext as a file
-// (an unnamed temporary one), freed when it is closed. It is nil when no
-// secret was given: encrypted backups are then not searched.
-type Decrypter func(path string) (*os.File, error)
+// Decrypter opens an encrypted earlier backup: a Source whose every pass
+// decrypts the file anew (no plaintext file), and what to close once the
+// chain is done with it. It is nil when no secret was given: encrypted
+// backups are then not searched.
+type Decrypter func(path string) (Source, func(), error)
 
 // VerifyChain looks in dir for the earlier backups an incremental one
 // depends on, by manifest hash (the file named in the dependency first,
@@ -124,14 +148,19 @@ type Decrypter func(path string) (*os.File, error)
 // each to check its bytes. The bases found are returned, in DependsOn
 // order, with their files open; the caller closes them.
 func VerifyChain(rep *Report, dir string) ([]*Base, []*os.File, error) {
-	return verifyChainWith(rep, dir, nil)
+	bases, found, err := verifyChainWith(rep, dir, nil)
+	files := make([]*os.File, len(found))
+	for i, o := range found {
+		files[i] = o.file // without a Decrypter, every base is a plain file
+	}
+	return bases, files, err
 }
 
 // verifyChainWith is VerifyChain, decrypting encrypted earlier backups with
 // decrypt (when not nil). An encrypted file is decrypted only when it may
 // be the one looked for: its index names that manifest hash, or it has no
 // index and is the file the dependency names.
-func verifyChainWith(rep *Report, dir string, decrypt Decrypter) ([]*Base, []*os.File, error) {
+func verifyChainWith(rep *Report, dir string, decrypt Decrypter) ([]*Base, []*opened, error) {
 	if !rep.Incremental() {
 		return nil, nil, nil
 	}
@@ -139,7 +168,7 @@ func verifyChainWith(rep *Report, dir string, decrypt Decrypter) ([]*Base, []*os
 		return nil, nil, errors.New("VerifyChain needs Verify's report")
 	}
 	var bases []*Base
-	var files []*os.File
+	var found []*opened
 	index := map[string]string(nil) // manifest hash -> path, once needed
 	skipped := 0
 	for _, d := range rep.DependsOn {
@@ -149,10 +178,9 @@ func verifyChainWith(rep *Report, dir string, decrypt Decrypter) ([]*Base, []*os
 			link.Bytes += e.Size
 		}
 		path := ""
-		var f *os.File
+		var o *opened
 		if d.File != "" {
-			f = openIf(filepath.Join(dir, d.File), d.ManifestSHA256, decrypt)
-			if f != nil {
+			if o = openIf(filepath.Join(dir, d.File), d.ManifestSHA256, decrypt); o != nil {
 				path = filepath.Join(dir, d.File)
 			}
 		}
@@ -161,7 +189,7 @@ func verifyChainWith(rep *Report, dir string, decrypt Decrypter) ([]*Base, []*os
 				index, skipped = indexDir(dir, decrypt != nil)
 			}
 			if p := index[d.ManifestSHA256]; p != "" {
-				if f = openIf(p, d.ManifestSHA256, decrypt); f != nil {
+				if o = openIf(p, d.ManifestSHA256, decrypt); o != nil {
 					path = p
 				}
 			}
@@ -178,14 +206,14 @@ func verifyChainWith(rep *Report, dir string, decrypt Decrypter) ([]*Base, []*os
 		}
 		link.Path = path
 		rep.Chain = append(rep.Chain, link)
-		b, err := OpenBase(f, path)
+		b, err := o.base(path)
 		if err != nil {
-			f.Close()
+			o.close()
 			rep.addProblem(path, "%v", err)
 			continue
 		}
 		if b.ManifestSHA256 != d.ManifestSHA256 {
-			f.Close()
+			o.close()
 			rep.addProblem(path, "changed while it was read")
 			continue
 		}
@@ -205,15 +233,37 @@ func verifyChainWith(rep *Report, dir string, decrypt Decrypter) ([]*Base, []*os
 			}
 		}
 		bases = append(bases, b)
-		files = append(files, f)
+		found = append(found, o)
 	}
 	rep.Verified = rep.OK()
-	return bases, files, nil
+	return bases, found, nil
+}
+
+// opened is an earlier backup openIf found: how to read it, what to
+// close, and, for an encrypted one, the base its one decryption so far
+// made of its manifest.
+type opened struct {
+	src   Source
+	close func()
+	file  *os.File // a plain one
+	made  *Base    // an encrypted one
+}
+
+// base is the opened backup's Base: from a plain file's manifest, read
+// again now, or the one made when it was decrypted.
+func (o *opened) base(path string) (*Base, error) {
+	if o.file != nil {
+		return OpenBase(o.file, path)
+	}
+	o.made.Path, o.made.File = path, filepath.Base(path)
+	return o.made, nil
 }
 
 // openIf opens the image backup at path, decrypted when it is encrypted
-// and decrypt is given, if its manifest hash is want; nil otherwise.
-func openIf(path, want string, decrypt Decrypter) *os.File {
+// and decrypt is given, if its manifest hash is want; nil otherwise. An
+// encrypted one is read whole, as it is decrypted, for its manifest: no
+// plaintext file.
+func openIf(path, want string, decrypt Decrypter) *opened {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil
@@ -222,24 +272,32 @@ func openIf(path, want string, decrypt Decrypter) *os.File {
 		f.Close()
 		return nil
 	}
-	if enc, err := encrypted(f); err != nil || enc {
-		f.Close()
-		if err != nil || decrypt == nil {
+	enc, err := encrypted(f)
+	if err != nil || !enc {
+		if h, herr := hashOfFile(f); err != nil || herr != nil || h != want {
+			f.Close()
 			return nil
 		}
-		// Its index, when it has one, says whether it is worth decrypting.
-		if ix, err := ReadIndex(IndexPath(path)); err == nil && ix.ManifestSHA256 != want {
-			return nil
-		}
-		if f, err = decrypt(path); err != nil {
-			return nil
-		}
+		return &opened{src: FileSource(f), close: func() { f.Close() }, file: f}
 	}
-	if h, err := hashOfFile(f); err != nil || h != want {
-		f.Close()
+	f.Close()
+	if decrypt == nil {
 		return nil
 	}
-	return f
+	// Its index, when it has one, says whether it is worth decrypting.
+	if ix, err := ReadIndex(IndexPath(path)); err == nil && ix.ManifestSHA256 != want {
+		return nil
+	}
+	src, closer, err := decrypt(path)
+	if err != nil {
+		return nil
+	}
+	b, err := openBaseStream(src, path)
+	if err != nil || b.ManifestSHA256 != want {
+		closer()
+		return nil
+	}
+	return &opened{src: src, close: closer, made: b}
 }
 
 // encrypted says whether f starts as an OpenPGP message does
@@ -321,23 +379,29 @@ func indexDir(dir string, indexed bool) (map[string]string, int) {
 // rep is Verify's report of f, bases and files what VerifyChain returned.
 // Every blob read from a base is checked against its digest on the way.
 func ChainContent(f *os.File, rep *Report, bases []*Base, files []*os.File, w io.Writer) error {
-	tw := tar.NewWriter(w)
-	links, err := content(f, rep.ContentDir, tw)
-	if err != nil {
-		return err
-	}
 	if len(bases) != len(files) {
 		return errors.New("ChainContent: bases and files differ")
 	}
+	c := &Chain{Bases: bases}
+	for _, f := range files {
+		c.Sources = append(c.Sources, FileSource(f))
+	}
+	return c.Content(f, rep, w)
+}
+
+// blobs writes to tw the bytes of every blob the incremental backup of
+// rep lists but does not hold, read from the base that holds them (each
+// read once, in order), and returns how many it wrote.
+func (c *Chain) blobs(rep *Report, links linkSet, tw *tar.Writer) (int, error) {
 	found := 0
-	for i, b := range bases {
+	for i, b := range c.Bases {
 		want := rep.Omitted[b.ManifestSHA256]
 		if len(want) == 0 {
 			continue
 		}
-		n, err := blobsFrom(files[i], b, want, links, tw)
+		n, err := blobsFrom(c.Sources[i], b, want, links, tw)
 		if err != nil {
-			return fmt.Errorf("%s: %w", b.Path, err)
+			return found, fmt.Errorf("%s: %w", b.Path, err)
 		}
 		found += n
 	}
@@ -346,19 +410,22 @@ func ChainContent(f *os.File, rep *Report, bases []*Base, files []*os.File, w io
 		total += len(m)
 	}
 	if found != total {
-		return fmt.Errorf("%d of the %d blobs held by earlier backups were not found in them", total-found, total)
+		return found, fmt.Errorf("%d of the %d blobs held by earlier backups were not found in them", total-found, total)
 	}
-	return tw.Close()
+	return found, nil
 }
 
 // blobsFrom copies the wanted blobs out of one base, under the names the
-// incremental backup gives them, and returns how many it copied.
-func blobsFrom(f *os.File, b *Base, want map[string]Entry, links linkSet, tw *tar.Writer) (int, error) {
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
+// incremental backup gives them, and returns how many it copied. Each is
+// checked against its digest as it is copied.
+func blobsFrom(open Source, b *Base, want map[string]Entry, links linkSet, tw *tar.Writer) (int, error) {
+	p, err := startPass(open, false)
+	if err != nil {
 		return 0, err
 	}
-	tr := tar.NewReader(bufio.NewReaderSize(f, bufferSize(f)))
-	buf := make([]byte, bufferSize(f))
+	defer p.close()
+	tr := p.tr
+	buf := make([]byte, streamBufferSize)
 	done := map[string]bool{}
 	for len(done) < len(want) {
 		hdr, err := tr.Next()
@@ -366,7 +433,7 @@ func blobsFrom(f *os.File, b *Base, want map[string]Entry, links linkSet, tw *ta
 			break
 		}
 		if err != nil {
-			return 0, err
+			return 0, p.errOr(err)
 		}
 		if hdr.Typeflag != tar.TypeReg {
 			continue
@@ -394,7 +461,7 @@ func blobsFrom(f *os.File, b *Base, want map[string]Entry, links linkSet, tw *ta
 		}
 		_, sum, err := hashCopy(tw, tr, buf)
 		if err != nil {
-			return 0, err
+			return 0, p.errOr(err)
 		}
 		if sum != digest {
 			return 0, fmt.Errorf("%s: the bytes it holds for blob sha256:%s do not match the digest", hdr.Name, digest)
@@ -420,14 +487,22 @@ func (b *Base) HeldDigests() []string {
 // VerifyChain and open for reading their blobs.
 type Chain struct {
 	Bases []*Base
-	files []*os.File
+	// Sources read the bases, by index: a plain one's file, an encrypted
+	// one's decryption, made anew on every pass.
+	Sources []Source
+	closers []func()
 }
 
 // OpenChain is VerifyChain keeping the bases open, for Content; Close it
 // in every case. decrypt, when not nil, opens encrypted earlier backups.
 func OpenChain(rep *Report, dir string, decrypt Decrypter) (*Chain, error) {
-	bases, files, err := verifyChainWith(rep, dir, decrypt)
-	return &Chain{Bases: bases, files: files}, err
+	bases, found, err := verifyChainWith(rep, dir, decrypt)
+	c := &Chain{Bases: bases}
+	for _, o := range found {
+		c.Sources = append(c.Sources, o.src)
+		c.closers = append(c.closers, o.close)
+	}
+	return c, err
 }
 
 // CheckChain is OpenChain for a caller that needs only its verdict,
@@ -440,7 +515,15 @@ func CheckChain(rep *Report, dir string, decrypt Decrypter) error {
 
 // Content is ChainContent of f, an incremental backup, with these bases.
 func (c *Chain) Content(f *os.File, rep *Report, w io.Writer) error {
-	return ChainContent(f, rep, c.Bases, c.files, w)
+	tw := tar.NewWriter(w)
+	links, err := content(f, rep.ContentDir, tw)
+	if err != nil {
+		return err
+	}
+	if _, err := c.blobs(rep, links, tw); err != nil {
+		return err
+	}
+	return tw.Close()
 }
 
 // Close closes the bases' files; a nil Chain has none.
@@ -448,8 +531,8 @@ func (c *Chain) Close() {
 	if c == nil {
 		return
 	}
-	for _, f := range c.files {
-		f.Close()
+	for _, close := range c.closers {
+		close()
 	}
-	c.files = nil
+	c.closers = nil
 }

@@ -192,6 +192,15 @@ func check(t *testing.T, p string, volume, data []byte) {
 	if err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
+	// Read as a stream in uneven pieces, as a decryption gives it: the
+	// same report.
+	srep, err := VerifyStream(bytesSource(data))
+	if err != nil {
+		t.Fatalf("VerifyStream: %v", err)
+	}
+	if srep.Verified != rep.Verified || len(srep.Problems) != len(rep.Problems) || srep.ManifestSHA256 != rep.ManifestSHA256 {
+		t.Fatalf("VerifyStream %v, Verify %v", srep.Problems, rep.Problems)
+	}
 	dir := rep.ContentDir
 	if dir == "" {
 		dir = firstName(data)
@@ -229,6 +238,15 @@ func check(t *testing.T, p string, volume, data []byte) {
 	}
 	if contentErr != nil {
 		t.Fatalf("verified, but Content refuses it: %v", contentErr)
+	}
+	if !rep.Incremental() {
+		var streamed bytes.Buffer
+		if _, err := ContentStream(bytesSource(data), srep, nil, &streamed); err != nil {
+			t.Fatalf("verified, but ContentStream refuses it: %v", err)
+		}
+		if !bytes.Equal(streamed.Bytes(), out.Bytes()) {
+			t.Fatalf("ContentStream wrote other bytes than Content")
+		}
 	}
 	got := totalsOf(t, out.Bytes())
 	if got.Files != rep.Files || got.Dirs != rep.Dirs || got.Links != rep.Links || got.Bytes != rep.Bytes {

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker-dtr/docker-dtr/pkg/atomicfile"
 )
 
@@ -273,12 +274,12 @@ func (x *IndexFile) Abort() {
 	}
 }
 
-// CheckIndex compares the index at indexPath with the one the manifest of
-// f, a plain image backup that Verify read into rep, makes, byte for byte,
+// CheckIndex compares the index at indexPath with the one the manifest
+// that Verify or VerifyStream kept in rep makes, byte for byte,
 // and reports a difference as a problem in rep. A missing index is not a
 // problem (backups written before indexes, or to standard output, have
 // none); a wrong one is, since --since trusts it.
-func CheckIndex(rep *Report, f *os.File, indexPath string) error {
+func CheckIndex(rep *Report, indexPath string) error {
 	data, err := os.ReadFile(indexPath)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -288,7 +289,7 @@ func CheckIndex(rep *Report, f *os.File, indexPath string) error {
 		rep.Verified = false
 		return nil
 	}
-	want, err := IndexOf(f)
+	want, err := rep.keptIndex()
 	if err != nil {
 		return err
 	}
@@ -364,4 +365,19 @@ func IsIndexFile(path string) bool {
 	head := make([]byte, len(want))
 	_, err = io.ReadFull(f, head)
 	return err == nil && string(head) == want
+}
+
+// keptIndex is the index of the backup whose manifest Verify or
+// VerifyStream kept in rep: what Write gave as the manifest's Index.
+func (rep *Report) keptIndex() (*Index, error) {
+	if rep.manifest == nil {
+		return nil, errors.New("checking an index needs a verified report")
+	}
+	r := &Report{Kind: Kind, Problems: []archive.Problem{}}
+	mr, m := r.readManifest(func() io.Reader { return bytes.NewReader(rep.manifest) })
+	b, err := baseOf(r, mr, m, "")
+	if err != nil {
+		return nil, err
+	}
+	return b.index(), nil
 }

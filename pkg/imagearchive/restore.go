@@ -97,6 +97,11 @@ func CheckVolume(f *os.File, volume io.Reader) (*Check, error) {
 	if mr == nil {
 		return nil, fmt.Errorf("reading the manifest: %v", rep.Problems)
 	}
+	return checkVolume(mr, volume)
+}
+
+// checkVolume is CheckVolume with the manifest mr reads, past its header.
+func checkVolume(mr *jsonl.Reader, volume io.Reader) (*Check, error) {
 	c := &Check{Missing: []string{}, Differ: []string{}}
 	want, err := nextFile(mr)
 	if err != nil {

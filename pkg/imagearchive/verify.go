@@ -2,7 +2,6 @@ package imagearchive
 
 import (
 	"archive/tar"
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -57,6 +56,13 @@ type Report struct {
 	// Omitted, after Verify, lists the blobs an incremental backup does not
 	// hold: by the manifest hash of the backup that does, then digest.
 	Omitted map[string]map[string]Entry `json:"-"`
+	// PlainSHA256 is, after Verify or VerifyStream, the SHA-256 (hex) of
+	// all the archive's bytes (decrypted): a restore's journal names the
+	// backup by it.
+	PlainSHA256 string `json:"-"`
+	// manifest is, after Verify or VerifyStream, the manifest entry's
+	// content, for ContentStream and CheckVolumeOf.
+	manifest []byte
 }
 
 // Incremental says the backup depends on earlier ones.
@@ -153,25 +159,32 @@ func open(f *os.File) (*Report, *jsonl.Reader, *Manifest) {
 	if !ok {
 		return rep, nil, nil
 	}
-	_, sum, err := hashCopy(nil, io.NewSectionReader(f, off, size), nil)
+	mr, m := rep.readManifest(func() io.Reader { return io.NewSectionReader(f, off, size) })
+	return rep, mr, m
+}
+
+// readManifest hashes and reads the manifest, which manifest gives from
+// its start on each call, into rep's header fields.
+func (rep *Report) readManifest(manifest func() io.Reader) (*jsonl.Reader, *Manifest) {
+	_, sum, err := hashCopy(nil, manifest(), nil)
 	if err != nil {
 		rep.addProblem(ManifestName, "reading: %v", err)
-		return rep, nil, nil
+		return nil, nil
 	}
 	rep.ManifestSHA256 = sum
 	var m Manifest
-	mr, err := jsonl.NewReader(io.NewSectionReader(f, off, size), &m, manifestLimits)
+	mr, err := jsonl.NewReader(manifest(), &m, manifestLimits)
 	if err == nil {
 		err = m.validate()
 	}
 	if err != nil {
 		rep.addProblem(ManifestName, "%v", err)
-		return rep, nil, nil
+		return nil, nil
 	}
 	rep.DTRVersion, rep.ReplicaID, rep.Node, rep.Volume, rep.Tool = m.DTRVersion, m.ReplicaID, m.Node, m.Volume, m.Tool
 	rep.Started, rep.Finished = &m.Started, &m.Finished
 	rep.Totals, rep.ContentDir, rep.DependsOn = m.Totals, m.ContentDir, m.DependsOn
-	return rep, mr, &m
+	return mr, &m
 }
 
 // Inspect reads the manifest's header only.
@@ -182,14 +195,14 @@ func Inspect(f *os.File) (*Report, error) {
 
 // Verify reads every entry: names, kinds and modes against the manifest,
 // every file's SHA-256, every blob against its digest, links kept inside.
+// It reads f once, from its start, as VerifyStream does.
 func Verify(f *os.File) (*Report, error) {
-	rep, mr, m := open(f)
-	if mr == nil {
-		return rep, nil
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, err
-	}
+	return VerifyStream(FileSource(f))
+}
+
+// verify checks the records of an archive's entries, in order, against
+// its manifest, read by mr up to its header.
+func (rep *Report) verify(records []record, mr *jsonl.Reader, m *Manifest) {
 	rep.FullRead = true
 	rep.BlobDigests = map[string]bool{}
 	om := &omissions{m: m, rep: rep}
@@ -200,76 +213,56 @@ func Verify(f *os.File) (*Report, error) {
 	}
 	var got Totals
 	links := linkSet{}
-	tr := tar.NewReader(bufio.NewReaderSize(f, bufferSize(f)))
-	buf := make([]byte, bufferSize(f))
 	first, inSync := true, true
-	last := ""
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			rep.addProblem(last, "the archive is damaged or truncated after this entry: %v", err)
-			return rep, nil
-		}
-		last = hdr.Name
-		if hdr.Name == ManifestName {
-			break
-		}
+	for _, r := range records {
 		if first {
 			first = false
-			if hdr.Name != m.ContentDir || hdr.Typeflag != tar.TypeDir {
-				rep.addProblem(hdr.Name, "the first entry must be the directory %s", m.ContentDir)
+			if r.name != m.ContentDir || r.typeflag != tar.TypeDir {
+				rep.addProblem(r.name, "the first entry must be the directory %s", m.ContentDir)
 				inSync = false
 			}
 			continue
 		}
-		rel, ok := strings.CutPrefix(hdr.Name, m.ContentDir)
+		rel, ok := strings.CutPrefix(r.name, m.ContentDir)
 		if !ok {
-			rep.addProblem(hdr.Name, "outside the content directory %s", m.ContentDir)
+			rep.addProblem(r.name, "outside the content directory %s", m.ContentDir)
 			continue
 		}
 		if err := SafeName(rel); err != nil {
-			rep.addProblem(hdr.Name, "%v", err)
+			rep.addProblem(r.name, "%v", err)
 			continue
 		}
 		if err := links.check(rel); err != nil {
-			rep.addProblem(hdr.Name, "%v", err)
+			rep.addProblem(r.name, "%v", err)
 			continue
 		}
-		if err := checkType(hdr); err != nil {
-			rep.addProblem(hdr.Name, "%v", err)
+		if r.typeErr != nil {
+			rep.addProblem(r.name, "%v", r.typeErr)
 			continue
 		}
-		e := Entry{Name: rel, Mode: hdr.Mode}
-		switch hdr.Typeflag {
+		e := Entry{Name: rel, Mode: r.mode}
+		switch r.typeflag {
 		case tar.TypeDir:
 			e.Type, e.Name = TypeDir, strings.TrimSuffix(rel, "/")+"/"
 			got.Dirs++
 		case tar.TypeSymlink:
-			e.Type, e.Link = TypeSymlink, hdr.Linkname
-			if err := SafeLink(rel, hdr.Linkname); err != nil {
-				rep.addProblem(hdr.Name, "%v", err)
+			e.Type, e.Link = TypeSymlink, r.link
+			if err := SafeLink(rel, r.link); err != nil {
+				rep.addProblem(r.name, "%v", err)
 			}
 			if err := links.add(rel); err != nil {
-				rep.addProblem(hdr.Name, "%v", err)
-				return rep, nil
+				rep.addProblem(r.name, "%v", err)
+				return
 			}
 			got.Links++
 		case tar.TypeReg:
-			if hdr.Size > MaxFileSize {
-				rep.addProblem(hdr.Name, "a file of %d bytes, over the %d byte limit", hdr.Size, int64(MaxFileSize))
+			if r.tooBig {
+				rep.addProblem(r.name, "a file of %d bytes, over the %d byte limit", r.size, int64(MaxFileSize))
 				continue
 			}
-			n, sum, err := hashCopy(nil, tr, buf)
-			if err != nil {
-				rep.addProblem(hdr.Name, "reading: %v", err)
-				return rep, nil
-			}
-			e.Type, e.Size, e.SHA256 = TypeFile, n, sum
+			e.Type, e.Size, e.SHA256 = TypeFile, r.size, r.sha256
 			got.Files++
-			got.Bytes += n
+			got.Bytes += r.size
 			if digest, ok := BlobDigest(rel); ok {
 				got.Blobs++
 				rep.BlobDigests[digest] = true
@@ -277,13 +270,13 @@ func Verify(f *os.File) (*Report, error) {
 					if _, listed := known[rel]; listed {
 						known[rel] = true
 					} else {
-						rep.addProblem(hdr.Name, "blob data does not match its digest sha256:%s", digest)
+						rep.addProblem(r.name, "blob data does not match its digest sha256:%s", digest)
 					}
 				}
 			}
 		}
 		if inSync {
-			inSync = rep.match(om.next(mr, links), e, hdr.Name)
+			inSync = rep.match(om.next(mr, links), e, r.name)
 		}
 	}
 	if inSync {
@@ -311,7 +304,6 @@ func Verify(f *os.File) (*Report, error) {
 		}
 	}
 	rep.Verified = rep.OK()
-	return rep, nil
 }
 
 // match compares an archive entry with the manifest's next; false means they

@@ -258,7 +258,8 @@ func streamBroke(err error) bool {
 }
 
 // Write extracts a tar (names relative to the volume) into the volume
-// through a read-write helper, then reads it back through fn.
+// through a read-write helper, then reads it back through check, unless
+// check is nil.
 func (v *Volume) Write(ctx context.Context, api API, content io.Reader, check func(io.Reader) error) (err error) {
 	h, err := v.helper(ctx, api, false)
 	if err != nil {
@@ -271,6 +272,9 @@ func (v *Volume) Write(ctx context.Context, api API, content io.Reader, check fu
 	}()
 	if err := api.CopyToContainer(ctx, h.id, MountPoint, content, container.CopyToContainerOptions{}); err != nil {
 		return fmt.Errorf("writing into volume %s: %w", v.Name, requestErr(err))
+	}
+	if check == nil {
+		return nil
 	}
 	rc, _, err := api.CopyFromContainer(ctx, h.id, MountPoint)
 	if err != nil {

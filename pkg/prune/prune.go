@@ -399,15 +399,14 @@ func (p *pruner) decrypter() imagearchive.Decrypter {
 	if !p.CanDecrypt {
 		return nil
 	}
-	return func(path string) (*os.File, error) {
+	return func(path string) (imagearchive.Source, func(), error) {
 		in, err := p.Open(path)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		if in.File == nil {
-			in.Close()
-			return nil, errors.New("opened as a stream")
+		if in.Plain != nil {
+			return in.Plain, in.Close, nil
 		}
-		return in.File, nil
+		return imagearchive.FileSource(in.File), in.Close, nil
 	}
 }

@@ -3,10 +3,12 @@ package restore
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/internal/version"
@@ -43,8 +45,10 @@ type ImagePlan struct {
 // Images is a verified image backup on its way into a replica's image
 // volume: a Target.
 type Images struct {
-	Name   string
-	File   *os.File
+	Name string
+	// Open reads the backup from its start, for the content pass: its
+	// file, or a fresh decryption of it.
+	Open   imagearchive.Source
 	Report *imagearchive.Report
 	// Chain is, for an incremental backup, the earlier backups it depends
 	// on, open.
@@ -202,31 +206,50 @@ func (t *Images) Stop(ctx context.Context) (func() error, error) {
 	return t.Volume.Stop(ctx, t.Docker, t.Progress.Step)
 }
 
-// Apply writes the content through the archive API and checks the volume
-// against the manifest, file by file.
+// Apply writes the content through the archive API, a fresh read of the
+// backup checked entry by entry against the verified manifest as it goes
+// (imagearchive.ContentStream): the volume counts as restored only if
+// what was written is what was verified. A volume that held files before
+// is then read back and checked against the manifest too: what was there
+// (a symlink, a directory where a file goes) may have turned the writing
+// aside. An emptied one holds only what the engine wrote, which said it
+// wrote all of it: reading it back would cost what the writing did.
 func (t *Images) Apply(ctx context.Context) error {
 	prog, vol, rep := t.Progress, t.Volume, t.Report
-	prog.Step("writing %d files (%s) into volume %s", t.Plan.Files, human.Bytes(t.Plan.Bytes), vol.Name)
-	var content io.ReadCloser
-	if t.Chain != nil {
-		content = pipeBuffered(func(w io.Writer) error { return t.Chain.Content(t.File, rep, w) })
-	} else {
-		content = contentStream(t.File, rep.ContentDir)
-	}
+	prog.Step("writing %d files (%s) into volume %s, each checked against the manifest", t.Plan.Files, human.Bytes(t.Plan.Bytes), vol.Name)
+	var written *imagearchive.Check
+	content, wait := produce(func(w io.Writer) error {
+		var err error
+		written, err = imagearchive.ContentStream(t.Open, rep, t.Chain, w)
+		return err
+	})
 	// The stream re-tars the archive's content (with, when incremental,
 	// the blobs of earlier backups): its size is close to the archive's.
 	streamSize := rep.Size + rep.OmittedBytes
 	prog.PhaseOf("writing into volume "+vol.Name, "", 0, streamSize)
-	var check *imagearchive.Check
-	err := vol.Write(ctx, t.Docker, prog.Reader(content), func(rd io.Reader) error {
-		prog.Done()
-		prog.Step("checking volume %s against the manifest", vol.Name)
-		prog.PhaseOf("checking volume "+vol.Name, "", 0, streamSize)
-		var cerr error
-		check, cerr = imagearchive.CheckVolume(t.File, prog.Reader(rd))
-		return cerr
-	})
+	var check func(io.Reader) error
+	var readBack *imagearchive.Check
+	if !t.Plan.VolumeEmpty {
+		check = func(rd io.Reader) error {
+			// The engine read the stream to its end: its verdict is in.
+			if err := wait(); err != nil {
+				return err
+			}
+			prog.Done()
+			prog.Step("checking volume %s against the manifest (it held files before)", vol.Name)
+			prog.PhaseOf("checking volume "+vol.Name, "", 0, streamSize)
+			var cerr error
+			readBack, cerr = imagearchive.CheckVolumeOf(rep, prog.Reader(rd))
+			return cerr
+		}
+	}
+	err := vol.Write(ctx, t.Docker, prog.Reader(content), check)
 	content.Close() // ends the writer if the engine stopped reading
+	// What the content pass found wrong is why the writing failed, unless
+	// it only saw the engine stop reading.
+	if werr := wait(); werr != nil && (err == nil || !errors.Is(werr, io.ErrClosedPipe)) {
+		err = werr
+	}
 	if err == nil {
 		prog.Done()
 	}
@@ -234,16 +257,20 @@ func (t *Images) Apply(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if !check.OK() {
-		for _, m := range check.Missing {
+	checked := written
+	if readBack != nil {
+		checked = readBack
+	}
+	if !checked.OK() {
+		for _, m := range checked.Missing {
 			prog.Warn("missing from the volume: %s", m)
 		}
-		for _, d := range check.Differ {
+		for _, d := range checked.Differ {
 			prog.Warn("differs from the backup: %s", d)
 		}
-		return fmt.Errorf("after writing, %d files are missing from the volume and %d differ from the backup (listed above)", len(check.Missing), len(check.Differ))
+		return fmt.Errorf("after writing, %d files are missing from the volume and %d differ from the backup (listed above)", len(checked.Missing), len(checked.Differ))
 	}
-	t.Check = check
+	t.Check = checked
 	return nil
 }
 
@@ -300,6 +327,23 @@ func (t *Images) writeBack(ctx context.Context, f *os.File, path string) error {
 	}
 	t.Progress.Step("put volume %s back from %s: %s, every file checked", vol.Name, path, human.Plural(int(check.Checked), "file"))
 	return nil
+}
+
+// produce runs write into a buffered pipe (pipeBuffered) and returns,
+// beside the pipe's reader, wait: write's error, once it has returned.
+func produce(write func(io.Writer) error) (io.ReadCloser, func() error) {
+	done := make(chan error, 1)
+	r := pipeBuffered(func(w io.Writer) error {
+		err := write(w)
+		done <- err
+		return err
+	})
+	var once sync.Once
+	var err error
+	return r, func() error {
+		once.Do(func() { err = <-done })
+		return err
+	}
 }
 
 // contentStream pipes the archive's content, names relative to the volume.

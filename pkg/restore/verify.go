@@ -2,6 +2,7 @@ package restore
 
 import (
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
@@ -51,13 +52,34 @@ func VerifyMetadata(f *os.File, name string, prog *progress.Printer) (*archive.R
 	return rep, nil
 }
 
-// VerifyImages reads all of f, an image backup named name, before anything
-// is changed, and opens the earlier backups an incremental one depends on,
-// in chainDir (the encrypted ones through decrypt, when not nil): an
+// VerifyImages reads all of an image backup named name, from open (a
+// file, or a decryption of one), before anything is changed, and opens
+// the earlier backups an incremental one depends on, in chainDir (the
+// encrypted ones through decrypt, when not nil): an
 // *InvalidError when it did not verify or its chain is not complete. The
-// chain is nil for a full backup; close it.
-func VerifyImages(f *os.File, name, chainDir string, decrypt imagearchive.Decrypter, prog *progress.Printer) (*imagearchive.Report, *imagearchive.Chain, error) {
-	rep, err := progress.Metered(prog, "verifying "+name, imagearchive.Verify)(f)
+// report keeps the verified manifest, which the restore's content pass is
+// checked against. size, when known (0 otherwise), is how much it reads,
+// for the progress. The chain is nil for a full backup; close it.
+func VerifyImages(open imagearchive.Source, size int64, name, chainDir string, decrypt imagearchive.Decrypter, prog *progress.Printer) (*imagearchive.Report, *imagearchive.Chain, error) {
+	phase := "verifying " + name
+	if prog.Mode() == progress.Plain {
+		prog.Step("%s", phase)
+	}
+	prog.PhaseOf(phase, "", 0, size)
+	rep, err := imagearchive.VerifyStream(func() (io.ReadCloser, error) {
+		rc, err := open()
+		if err != nil {
+			return nil, err
+		}
+		return struct {
+			io.Reader
+			io.Closer
+		}{prog.Reader(rc), rc}, nil
+	})
+	if err == nil {
+		prog.Done()
+	}
+	prog.Close()
 	if err != nil {
 		return nil, nil, err
 	}

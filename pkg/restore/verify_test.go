@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/docker-dtr/docker-dtr/internal/backuptest"
+	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 )
 
@@ -30,18 +31,18 @@ func TestVerifyBeforeRestore(t *testing.T) {
 	if rep, err := VerifyMetadata(open(t, meta), "meta.tar", prog); err != nil || !rep.Verified {
 		t.Fatal(rep, err)
 	}
-	rep, chain, err := VerifyImages(open(t, full), "img-1.tar", dir, nil, prog)
+	rep, chain, err := VerifyImages(imagearchive.FileSource(open(t, full)), 0, "img-1.tar", dir, nil, prog)
 	if err != nil || chain != nil || !rep.OK() {
 		t.Fatal(rep, chain, err)
 	}
-	rep, chain, err = VerifyImages(open(t, incr), "img-2.tar", dir, nil, prog)
+	rep, chain, err = VerifyImages(imagearchive.FileSource(open(t, incr)), 0, "img-2.tar", dir, nil, prog)
 	if err != nil || chain == nil || len(chain.Bases) != 1 {
 		t.Fatal(rep, chain, err)
 	}
 	chain.Close()
 
 	var inv *InvalidError
-	_, chain, err = VerifyImages(open(t, incr), "img-2.tar", t.TempDir(), nil, prog)
+	_, chain, err = VerifyImages(imagearchive.FileSource(open(t, incr)), 0, "img-2.tar", t.TempDir(), nil, prog)
 	if !errors.As(err, &inv) || !inv.Chain || inv.Images == nil || chain != nil ||
 		err.Error() != "refusing to restore img-2.tar: its chain of earlier backups is not complete (1 problem, listed above; --from DIR says where they are); nothing was changed" {
 		t.Fatalf("%v", err)

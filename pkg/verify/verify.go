@@ -50,11 +50,10 @@ type Result struct {
 	MetadataFile string
 }
 
-// RunInput is Run of an opened backup. An encrypted metadata backup
-// opened as a stream (backupfile's OpenOptions.Stream) is read as it is
-// decrypted, with no plaintext file (archive.VerifyStream); an image
-// backup, whose reader seeks, is decrypted into an unnamed temporary file
-// first (Input.PlainFile).
+// RunInput is Run of an opened backup. An encrypted backup opened as a
+// stream (backupfile's OpenOptions.Stream) is read as it is decrypted,
+// with no plaintext file: a metadata backup by archive.VerifyStream, an
+// image backup by imagearchive.VerifyStream.
 func RunInput(in *backupfile.Input, name string, o Options) (*Result, error) {
 	if in.Plain == nil {
 		return Run(in.File, name, o)
@@ -68,11 +67,14 @@ func RunInput(in *backupfile.Input, name string, o Options) (*Result, error) {
 	var head bytes.Buffer
 	if imagearchive.IsImageStream(io.TeeReader(rc, &head)) {
 		rc.Close()
-		f, err := in.PlainFile()
-		if err != nil {
-			return nil, err
+		if o.Full {
+			o.Progress.Step("verifying %s as it is decrypted", name)
 		}
-		return Run(f, name, o)
+		read := imagearchive.InspectStream
+		if o.Full {
+			read = imagearchive.VerifyStream
+		}
+		return runImages(func() (*imagearchive.Report, error) { return read(in.Plain) }, name, o)
 	}
 	first := struct {
 		io.Reader
@@ -121,14 +123,21 @@ func Run(f *os.File, name string, o Options) (*Result, error) {
 		res.Metadata, err = read(f)
 		return res, err
 	}
-	if o.Metadata != "" && !o.Full {
-		return nil, errors.New("--metadata needs the whole image backup read: use 'backup verify'")
-	}
 	read := imagearchive.Inspect
 	if o.Full {
 		read = progress.Measured(o.Progress, "verifying "+name, imagearchive.Verify)
 	}
-	rep, err := read(f)
+	return runImages(func() (*imagearchive.Report, error) { return read(f) }, name, o)
+}
+
+// runImages has read verify or inspect an image backup, then checks its
+// chain and cross-checks it.
+func runImages(read func() (*imagearchive.Report, error), name string, o Options) (*Result, error) {
+	res := &Result{Name: name, MetadataFile: o.Metadata}
+	if o.Metadata != "" && !o.Full {
+		return nil, errors.New("--metadata needs the whole image backup read: use 'backup verify'")
+	}
+	rep, err := read()
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +149,7 @@ func Run(f *os.File, name string, o Options) (*Result, error) {
 	}
 	// After the chain, which a wrong index does not change.
 	if o.Full && o.Index != "" {
-		if err := imagearchive.CheckIndex(rep, f, o.Index); err != nil {
+		if err := imagearchive.CheckIndex(rep, o.Index); err != nil {
 			return nil, err
 		}
 	}
