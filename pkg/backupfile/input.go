@@ -42,6 +42,9 @@ type Input struct {
 	// another file the same way; nil when it was not encrypted.
 	Protection *Protection
 	cleanup    func()
+	// sum is the SHA-256 of the plaintext that the first whole Pass read.
+	passMu sync.Mutex
+	sum    []byte
 }
 
 // Protection is how an encrypted backup was opened, kept to seal another
