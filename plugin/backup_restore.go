@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"errors"
+	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
 	"github.com/docker-dtr/docker-dtr/pkg/exitcode"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
@@ -61,7 +62,11 @@ when the restore ends, either way. A restore that was killed leaves it:
 to go past it, and 'backup restore --resume' loads the backup again, or
 '--undo' puts the safety backup back; both start the stopped containers.
 
-Encrypted backups are decrypted first, as 'backup verify' does. The safety
+Encrypted backups are decrypted as 'backup verify' decrypts them: a
+metadata backup as it is read, anew for each pass (the check, the load,
+the key check), with no plaintext on disk; a pass that reads other content
+than the checked one fails the restore. An image backup is decrypted into
+an unnamed temporary file in $TMPDIR first. The safety
 backup of an encrypted backup is encrypted like it, so that it protects
 DTR's keys as the backup does: for the same passphrase, or to the public key
 of --identity-file's secret key (and named .tar.gpg). Restoring it takes
@@ -165,18 +170,60 @@ func runRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions)
 		return err
 	}
 
-	in, err := openInput(dockerCli, opts.file, opts.dec, prog)
+	in, err := openRestoreInput(dockerCli, opts.file, opts.dec, prog)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
 	name := displayName(opts.file)
-	if images, err := imagearchive.IsImageArchive(in.File); err != nil {
+	if images, err := isImageInput(in); err != nil {
 		return err
 	} else if images {
+		if err := seekable(in); err != nil {
+			return err
+		}
 		return runImageRestore(ctx, dockerCli, opts, in, name, prog)
 	}
 	return runMetadataRestore(ctx, dockerCli, opts, in, name, prog)
+}
+
+// openRestoreInput opens the backup a restore reads: an encrypted one as
+// a stream (backupfile's OpenOptions.Stream), so that a metadata
+// restore's passes (the check, the load, the key check) each decrypt it
+// anew and no plaintext of it reaches the disk.
+func openRestoreInput(dockerCli command.Cli, name string, dec decryptOptions, prog *progress.Printer) (*backupfile.Input, error) {
+	o := dec.openOptions(dockerCli, prog)
+	o.Stream = true
+	return backupfile.Open(name, o)
+}
+
+// isImageInput says whether in is an image backup, from its first entry:
+// of a stream, from the start of a pass.
+func isImageInput(in *backupfile.Input) (bool, error) {
+	if in.Plain == nil {
+		return imagearchive.IsImageArchive(in.File)
+	}
+	rc, err := in.Plain()
+	if err != nil {
+		return false, err
+	}
+	defer rc.Close()
+	return imagearchive.IsImageStream(rc), nil
+}
+
+// seekable gives a streamed encrypted input its plaintext as a file, for
+// the image restore, whose reader (pkg/imagearchive) seeks: decrypted
+// into an unnamed temporary file (Input.PlainFile), freed by Close.
+func seekable(in *backupfile.Input) error {
+	if in.Plain == nil {
+		return nil
+	}
+	f, err := in.PlainFile()
+	if err != nil {
+		return err
+	}
+	in.File = f
+	return nil
 }
 
 // refused shows what is wrong with a backup that a restore refused, above

@@ -188,13 +188,21 @@ func pendingError(dockerCli command.Cli, tgt *targetOptions, err error) error {
 func journalOptions(dockerCli command.Cli, o *restore.Options, tgt *targetOptions, dec decryptOptions, replica *dtr.Replica, file string, f *os.File, prog interface {
 	Step(string, ...any)
 }) error {
-	store, err := journalStore(dockerCli, tgt, replica)
-	if err != nil {
-		return err
-	}
 	sum, err := journal.SHA256(f)
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", displayName(file), err)
+	}
+	return journalOptionsSum(dockerCli, o, tgt, dec, replica, file, sum, prog)
+}
+
+// journalOptionsSum is journalOptions of a backup whose content's SHA-256
+// is known (sum, hex): a metadata backup's, from the pass that verified it.
+func journalOptionsSum(dockerCli command.Cli, o *restore.Options, tgt *targetOptions, dec decryptOptions, replica *dtr.Replica, file, sum string, prog interface {
+	Step(string, ...any)
+}) error {
+	store, err := journalStore(dockerCli, tgt, replica)
+	if err != nil {
+		return err
 	}
 	backup := file
 	if file != "-" {
