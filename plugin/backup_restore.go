@@ -170,7 +170,7 @@ func runRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions)
 		return err
 	}
 
-	in, err := openRestoreInput(dockerCli, opts.file, opts.dec, prog)
+	in, err := openInput(dockerCli, opts.file, opts.dec, prog)
 	if err != nil {
 		return err
 	}
@@ -185,16 +185,6 @@ func runRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions)
 		return runImageRestore(ctx, dockerCli, opts, in, name, prog)
 	}
 	return runMetadataRestore(ctx, dockerCli, opts, in, name, prog)
-}
-
-// openRestoreInput opens the backup a restore reads: an encrypted one as
-// a stream (backupfile's OpenOptions.Stream), so that a metadata
-// restore's passes (the check, the load, the key check) each decrypt it
-// anew and no plaintext of it reaches the disk.
-func openRestoreInput(dockerCli command.Cli, name string, dec decryptOptions, prog *progress.Printer) (*backupfile.Input, error) {
-	o := dec.openOptions(dockerCli, prog)
-	o.Stream = true
-	return backupfile.Open(name, o)
 }
 
 // isImageInput says whether in is an image backup, from its first entry:

@@ -139,7 +139,7 @@ func resumeJournal(ctx context.Context, dockerCli command.Cli, opts restoreOptio
 	// An encrypted backup is read in passes, each decrypted anew (the
 	// sum, the check, the load, the key check): each must read what the
 	// first did.
-	in, err := openRestoreInput(dockerCli, file, opts.dec, prog)
+	in, err := openInput(dockerCli, file, opts.dec, prog)
 	if err != nil {
 		return err
 	}
