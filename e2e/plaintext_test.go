@@ -105,7 +105,8 @@ func TestKilledRunsLeaveNoPlaintext(t *testing.T) {
 	t.Log("verify - killed while spooling: nothing left")
 
 	// restore, killed while it loads: the server stops answering once the
-	// load has begun, so the restore waits there, the plaintext open.
+	// load has begun, so the restore waits there, decrypting the backup as
+	// it reads it, with no file in $TMPDIR.
 	safety := t.TempDir()
 	run = startPlugin(t, cfg, tmp, nil, append([]string{"dtr", "backup", "restore", "--force", "--dtr-version", "2.9.4",
 		"--passphrase-file", pass, "--safety-dir", safety, "--progress", "plain", sealed}, conn...)...)
@@ -113,7 +114,9 @@ func TestKilledRunsLeaveNoPlaintext(t *testing.T) {
 	run.waitUntil(t, "the safety backup saved", func() bool { return strings.Contains(run.stderr(), "safety backup of the 1 table") })
 	proxy.freeze()
 	time.Sleep(200 * time.Millisecond)
-	assert.Assert(t, run.openIn(tmp) > 1<<20, "the restore holds the plaintext while it loads; stderr: %s", run.stderr())
+	assert.Assert(t, run.plugin() != 0, "the restore ended before the kill; stderr: %s", run.stderr())
+	assert.Equal(t, run.openIn(tmp), int64(-1), "the restore holds a file in $TMPDIR while it loads; stderr: %s", run.stderr())
+	assert.Assert(t, is.Contains(run.stderr(), "verifying "+sealed+" as it is decrypted"))
 	assert.Assert(t, !strings.Contains(run.stderr(), "restored dtr2.events"), "the load ended before the kill; stderr: %s", run.stderr())
 	run.kill(t)
 	proxy.thaw()

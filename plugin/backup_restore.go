@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"errors"
-
 	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
 	"github.com/docker-dtr/docker-dtr/pkg/exitcode"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
@@ -63,16 +62,17 @@ when the restore ends, either way. A restore that was killed leaves it:
 to go past it, and 'backup restore --resume' loads the backup again, or
 '--undo' puts the safety backup back; both start the stopped containers.
 
-Encrypted backups are decrypted and verified first, as 'backup verify'
-does; an image backup is then decrypted anew into the volume, checked
-against the verified manifest as it goes, with no plaintext on disk (a
-metadata backup is decrypted into a temporary file in $TMPDIR that has no
-name). The safety backup of an encrypted backup is encrypted like it, so
-that it protects DTR's keys as the backup does: for the same passphrase,
-or to the public key of --identity-file's secret key (and named .tar.gpg).
-Restoring it takes the same secret. --safety-encryption none writes it in
-clear instead, mode 0600. The safety backup of an unencrypted backup is
-written in clear, mode 0600.
+Encrypted backups are decrypted as 'backup verify' decrypts them: as
+they are read, anew for each pass (the check, the load, the key check of
+a metadata backup; the check and the content written into the volume of
+an image backup), with no plaintext on disk. A pass that reads other
+content than the checked one fails the restore, which is then rolled back.
+The safety backup of an encrypted backup is encrypted like it, so that it
+protects DTR's keys as the backup does: for the same passphrase, or to the
+public key of --identity-file's secret key (and named .tar.gpg). Restoring
+it takes the same secret. --safety-encryption none writes it in clear
+instead, mode 0600. The safety backup of an unencrypted backup is written
+in clear, mode 0600.
 
 By default the target is the DTR behind the active Docker context, reached
 through a helper container on the chosen replica's node (the healthy
@@ -185,12 +185,6 @@ func runRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions)
 		return err
 	} else if images {
 		return runImageRestore(ctx, dockerCli, opts, in, name, prog)
-	}
-	if in.File == nil {
-		// Freed by in.Close.
-		if in.File, err = in.PlainFile(); err != nil {
-			return err
-		}
 	}
 	return runMetadataRestore(ctx, dockerCli, opts, in, name, prog)
 }

@@ -21,12 +21,7 @@ func runImageRestore(ctx context.Context, dockerCli command.Cli, opts restoreOpt
 	if opts.target.isDirect() {
 		return fmt.Errorf("%s is an image backup: it is restored through the Docker context, without --rethinkdb-addr", name)
 	}
-	// An encrypted backup is read as it is decrypted, a fresh decryption
-	// for the verify and for the content pass: no plaintext file.
-	open, size := imagearchive.Source(in.Plain), int64(0)
-	if in.Plain == nil {
-		open, size = imagearchive.FileSource(in.File), fileSize(in.File)
-	}
+	open, size := imageSource(in)
 	rep, chain, err := restore.VerifyImages(open, size, name, imagearchive.ChainDir(opts.file, opts.from), chainDecrypter(dockerCli, opts.dec, in, prog), prog)
 	if err != nil {
 		return refused(dockerCli, err)
@@ -135,4 +130,16 @@ func fileSize(f *os.File) int64 {
 		return st.Size()
 	}
 	return 0
+}
+
+// imageSource reads an image backup for each pass of its restore: an
+// encrypted one as a fresh decryption (no plaintext file), a plain one
+// from its file, whose size the progress then knows. Not Input.Pass: the
+// content pass checks every file and the manifest against the verified
+// report already, and a second SHA-256 of every byte would slow it.
+func imageSource(in *backupfile.Input) (imagearchive.Source, int64) {
+	if in.Plain != nil {
+		return in.Plain, 0
+	}
+	return imagearchive.FileSource(in.File), fileSize(in.File)
 }

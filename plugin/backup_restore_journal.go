@@ -136,21 +136,23 @@ func resumeJournal(ctx context.Context, dockerCli command.Cli, opts restoreOptio
 	if err != nil {
 		return err
 	}
+	// An encrypted backup is read in passes, each decrypted anew (the
+	// sum, the check, the load, the key check): each must read what the
+	// first did.
 	in, err := openInput(dockerCli, file, opts.dec, prog)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	f := in.File
 	name := displayName(file)
-	sum, err := journal.SHA256(f)
+	sum, err := in.SHA256()
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", name, err)
 	}
 	if sum != rec.BackupSHA256 {
 		return fmt.Errorf("--resume: %s is not the backup the unfinished restore was loading: its content's sha256 is %s, the journal's %s", name, sum, rec.BackupSHA256)
 	}
-	images, err := imagearchive.IsImageArchive(f)
+	images, err := isImageInput(in)
 	if err != nil {
 		return err
 	}
@@ -158,13 +160,14 @@ func resumeJournal(ctx context.Context, dockerCli command.Cli, opts restoreOptio
 		return fmt.Errorf("--resume: %s is not a %s backup, which the unfinished restore was loading", name, rec.Kind)
 	}
 	if images {
-		rep, chain, err := restore.VerifyImages(imagearchive.FileSource(f), fileSize(f), name, imagearchive.ChainDir(file, opts.from), chainDecrypter(dockerCli, opts.dec, in, prog), prog)
+		open, size := imageSource(in)
+		rep, chain, err := restore.VerifyImages(open, size, name, imagearchive.ChainDir(file, opts.from), chainDecrypter(dockerCli, opts.dec, in, prog), prog)
 		if err != nil {
 			return refused(dockerCli, err)
 		}
 		defer chain.Close()
 		t := &restore.Images{
-			Name: name, Open: imagearchive.FileSource(f), Report: rep, Chain: chain, Replica: replica, Docker: dockerCli.Client(),
+			Name: name, Open: open, Report: rep, Chain: chain, Replica: replica, Docker: dockerCli.Client(),
 			AgentBinary: same.agentBinary, NoSafety: !rec.CanUndo(), Progress: prog, Stderr: dockerCli.Err(),
 			SafetySeal: seal,
 		}
@@ -177,7 +180,7 @@ func resumeJournal(ctx context.Context, dockerCli command.Cli, opts restoreOptio
 		}
 		return printImageResult(dockerCli, opts, t)
 	}
-	rep, err := restore.VerifyMetadata(f, name, prog)
+	rep, err := restore.VerifyMetadata(in, name, prog)
 	if err != nil {
 		return refused(dockerCli, err)
 	}
@@ -186,7 +189,7 @@ func resumeJournal(ctx context.Context, dockerCli command.Cli, opts restoreOptio
 		return err
 	}
 	defer done2()
-	t.Name, t.File, t.Report = name, f, rep
+	t.Name, t.Backup, t.Report = name, in, rep
 	if err := restore.PlanMetadata(ctx, t, "", file, true); err != nil {
 		return err
 	}

@@ -17,11 +17,15 @@ import (
 // runMetadataRestore verifies a metadata backup, plans its restore into
 // the target, and shows the plan (--dry-run) or has the engine run it.
 func runMetadataRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions, in *backupfile.Input, name string, prog *progress.Printer) error {
-	f := in.File
-	// Verify everything before touching anything.
-	rep, err := restore.VerifyMetadata(f, name, prog)
+	// Verify everything before touching anything: an encrypted backup as
+	// it is decrypted, in the first of its passes.
+	rep, err := restore.VerifyMetadata(in, name, prog)
 	if err != nil {
 		return refused(dockerCli, err)
+	}
+	sum, err := in.SHA256()
+	if err != nil {
+		return err
 	}
 	// Finding the DTR changes nothing; the tunnel comes after the checks.
 	// A replica named by --replica-id may be unhealthy: its database may
@@ -49,7 +53,7 @@ func runMetadataRestore(ctx context.Context, dockerCli command.Cli, opts restore
 		same.replicaID = tgt.Replica.ID
 	}
 	t := &restore.Metadata{
-		Name: name, File: f, Report: rep, Where: tgt.Where(), DB: tgt,
+		Name: name, Backup: in, Report: rep, Where: tgt.Where(), DB: tgt,
 		Version: targetVersion, ReplicaID: same.replicaID,
 		Writers: opts.writers, Progress: prog, Stderr: dockerCli.Err(),
 		SafetySeal: opts.safety.seal(in),
@@ -68,7 +72,7 @@ func runMetadataRestore(ctx context.Context, dockerCli command.Cli, opts restore
 	}
 	byHand := func(safety string) string { return byHand(dockerCli, &same, opts.dec, targetVersion, safety) }
 	o := engineOptions(dockerCli, opts, prog, byHand)
-	if err := journalOptions(dockerCli, &o, &same, opts.dec, tgt.Replica, opts.file, f, prog); err != nil {
+	if err := journalOptionsSum(dockerCli, &o, &same, opts.dec, tgt.Replica, opts.file, sum, prog); err != nil {
 		return err
 	}
 	if err := restore.Run(ctx, t, o); err != nil {

@@ -10,11 +10,17 @@ import (
 )
 
 // openInput opens a backup argument for reading (pkg/backupfile): FILE,
-// or standard input for "-", decrypted when encrypted, keeping how it was
-// encrypted (Input.Protection) for a restore's safety backup. Close it; it
-// removes the temporary files.
+// or standard input for "-" (spooled as it arrives, ciphertext when it is
+// encrypted), keeping how it was encrypted (Input.Protection) for a
+// restore's safety backup. An encrypted backup is opened as a stream
+// (OpenOptions.Stream): each pass (Input.Pass) decrypts it anew, so that
+// no plaintext of a metadata backup reaches the disk; Input.PlainFile
+// decrypts it into an unnamed temporary file for a reader that seeks. Close
+// it; it frees the temporary files.
 func openInput(dockerCli command.Cli, name string, dec decryptOptions, prog *progress.Printer) (*backupfile.Input, error) {
-	return backupfile.Open(name, dec.openOptions(dockerCli, prog))
+	o := dec.openOptions(dockerCli, prog)
+	o.Stream = true
+	return backupfile.Open(name, o)
 }
 
 // openOptions are the flags' secrets, standard input, and where opening

@@ -196,8 +196,8 @@ func journalOptions(dockerCli command.Cli, o *restore.Options, tgt *targetOption
 }
 
 // journalOptionsSum is journalOptions of a backup whose content's SHA-256
-// (decrypted) is sum: one read as it was decrypted.
-func journalOptionsSum(dockerCli command.Cli, o *restore.Options, tgt *targetOptions, dec decryptOptions, replica *dtr.Replica, file string, sum string, prog interface {
+// is known (sum, hex): a metadata backup's, from the pass that verified it.
+func journalOptionsSum(dockerCli command.Cli, o *restore.Options, tgt *targetOptions, dec decryptOptions, replica *dtr.Replica, file, sum string, prog interface {
 	Step(string, ...any)
 }) error {
 	store, err := journalStore(dockerCli, tgt, replica)

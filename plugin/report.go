@@ -34,7 +34,10 @@ func reportArchive(dockerCli command.Cli, prog *progress.Printer, file, format s
 	o.Progress = prog
 	o.Decrypt = chainDecrypter(dockerCli, dec, in, prog)
 	o.Open = func(path string) (*backupfile.Input, error) {
-		return backupfile.Open(path, dec.openOptions(dockerCli, progress.New(dockerCli.Err(), false)))
+		// --metadata's backup, read as a stream too.
+		opts := dec.openOptions(dockerCli, progress.New(dockerCli.Err(), false))
+		opts.Stream = true
+		return backupfile.Open(path, opts)
 	}
 	name := displayName(file)
 	res, err := verify.RunInput(in, name, o)

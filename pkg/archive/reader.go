@@ -2,7 +2,6 @@ package archive
 
 import (
 	"archive/tar"
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -23,15 +22,16 @@ type Reader struct {
 }
 
 // NewReader reads the archive whose top directory is versionDir
-// (Report.VersionDir). A file is read with verify's tar parser, which
-// restore feels: a tar header per document.
+// (Report.VersionDir), with verify's tar parser, which restore feels: a
+// tar header per document. A stream (a pass of a decryption) is read as
+// VerifyStream reads it.
 func NewReader(r io.Reader, versionDir string) *Reader {
 	if f, ok := r.(*os.File); ok {
 		if bs, err := newBufSeeker(f); err == nil {
 			return &Reader{tr: newTarStream(bs, false), versionDir: versionDir}
 		}
 	}
-	return &Reader{tr: tar.NewReader(bufio.NewReaderSize(r, bufferSize(r))), versionDir: versionDir}
+	return &Reader{tr: newTarStream(newBufStream(r), false), versionDir: versionDir}
 }
 
 // Next returns the next document and the directory of its table, or io.EOF.

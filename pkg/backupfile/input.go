@@ -1,9 +1,10 @@
 // Package backupfile opens backups for reading and writes new ones: an
 // input is spooled when it comes on standard input, recognised when it is
-// encrypted and decrypted into a temporary file, so that the engines read
-// a plain tar file, twice if they need; an output is written to a
-// temporary name and renamed into place only when complete, encrypted when
-// asked.
+// encrypted, and read in passes (Input.Pass), an encrypted one decrypted
+// anew for each (OpenOptions.Stream), each checked to read what the first
+// read; or, for a reader that seeks (image backups), decrypted into a
+// temporary file. An output is written to a temporary name and renamed
+// into place only when complete, encrypted when asked.
 //
 // Both temporary files of an input, the spool of standard input and the
 // plaintext of an encrypted backup, have no name from the moment they are
@@ -42,6 +43,9 @@ type Input struct {
 	// another file the same way; nil when it was not encrypted.
 	Protection *Protection
 	cleanup    func()
+	// sum is the SHA-256 of the plaintext that the first whole Pass read.
+	passMu sync.Mutex
+	sum    []byte
 }
 
 // Protection is how an encrypted backup was opened, kept to seal another

@@ -56,6 +56,30 @@ func Check(meta *os.File, rep *archive.Report, blobs map[string]bool) (*Result, 
 	if _, err := meta.Seek(0, io.SeekStart); err != nil {
 		return nil, err
 	}
+	return check(meta, rep, blobs)
+}
+
+// CheckFrom is Check of the archive a pass of open reads (an encrypted
+// backup decrypted as it is read, with no plaintext file), read to its
+// end, where a stream's own checks come: its error is the error, and no
+// result comes before it.
+func CheckFrom(open archive.Source, rep *archive.Report, blobs map[string]bool) (*Result, error) {
+	rc, err := open()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	res, err := check(rc, rep, blobs)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := io.Copy(io.Discard, rc); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func check(meta io.Reader, rep *archive.Report, blobs map[string]bool) (*Result, error) {
 	wanted := map[string]bool{}
 	for _, t := range Tables {
 		wanted[t] = true

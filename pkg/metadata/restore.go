@@ -212,6 +212,19 @@ func (e *PartialError) Unwrap() error { return e.Err }
 // saved functions and waits for them, restores write hooks and checks the
 // row counts. f must be the archive the plan was made from, already verified.
 func Restore(ctx context.Context, s *rethink.Session, f *os.File, rep *archive.Report, plan *Plan, opts RestoreOptions) ([]TableResult, error) {
+	return RestoreFrom(ctx, s, func() (io.ReadCloser, error) {
+		return io.NopCloser(io.NewSectionReader(f, 0, 1<<62)), nil
+	}, rep, plan, opts)
+}
+
+// RestoreFrom is Restore of the archive that open reads, twice (the load,
+// then the check of every primary key), each pass from its start: an
+// encrypted backup decrypted anew each time, with no plaintext file. Each
+// pass is read to its end, where a stream's own checks come (a
+// decryption's integrity check, backupfile's check that a pass read what
+// the verified one did), before the restore goes on: an error there fails
+// the restore as any other, after it began changing the target.
+func RestoreFrom(ctx context.Context, s *rethink.Session, open archive.Source, rep *archive.Report, plan *Plan, opts RestoreOptions) ([]TableResult, error) {
 	if err := checkPlan(rep, plan); err != nil {
 		return nil, err
 	}
@@ -219,7 +232,7 @@ func Restore(ctx context.Context, s *rethink.Session, f *os.File, rep *archive.R
 		return nil, fmt.Errorf("refusing to replace %d existing tables (%s): pass --force to drop and restore them",
 			len(existing), strings.Join(existing, ", "))
 	}
-	res, err := restoreTables(ctx, s, f, rep, plan, opts)
+	res, err := restoreTables(ctx, s, open, rep, plan, opts)
 	if err != nil {
 		// Past this point tables were dropped or created: say so.
 		return nil, &PartialError{Err: err}
@@ -227,7 +240,7 @@ func Restore(ctx context.Context, s *rethink.Session, f *os.File, rep *archive.R
 	return res, nil
 }
 
-func restoreTables(ctx context.Context, s *rethink.Session, f *os.File, rep *archive.Report, plan *Plan, opts RestoreOptions) ([]TableResult, error) {
+func restoreTables(ctx context.Context, s *rethink.Session, open archive.Source, rep *archive.Report, plan *Plan, opts RestoreOptions) ([]TableResult, error) {
 	prog := opts.Progress
 	if prog == nil {
 		prog = noProgress{}
@@ -251,10 +264,10 @@ func restoreTables(ctx context.Context, s *rethink.Session, f *os.File, rep *arc
 		}
 		byDir[t.Dir] = t
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, err
-	}
-	if err := load(ctx, s, archive.NewReader(f, rep.VersionDir), byDir, opts, prog); err != nil {
+	err := inPass(open, func(r io.Reader) error {
+		return load(ctx, s, archive.NewReader(r, rep.VersionDir), byDir, opts, prog)
+	})
+	if err != nil {
 		return nil, err
 	}
 	var results []TableResult
@@ -298,7 +311,7 @@ func restoreTables(ctx context.Context, s *rethink.Session, f *os.File, rep *arc
 	}
 	// Counts can match where rows differ: every key of the archive must be
 	// there too, before anything is called restored.
-	if err := checkKeys(ctx, s, f, rep, byDir, opts); err != nil {
+	if err := checkKeys(ctx, s, open, rep, byDir, opts); err != nil {
 		return nil, err
 	}
 	for _, r := range results {
@@ -315,10 +328,7 @@ const keyBatch = 1000
 // document's primary key, keyBatch keys to a query, on several
 // connections: a restore that lost or replaced a row fails. Memory holds a
 // batch of keys per connection, whatever the size of the tables.
-func checkKeys(ctx context.Context, s *rethink.Session, f *os.File, rep *archive.Report, tables map[string]*TablePlan, opts RestoreOptions) error {
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
+func checkKeys(ctx context.Context, s *rethink.Session, open archive.Source, rep *archive.Report, tables map[string]*TablePlan, opts RestoreOptions) error {
 	key := func(t *TablePlan, doc []byte) ([]byte, error) {
 		k, ok := archive.PrimaryKeyJSON(doc, t.PrimaryKey)
 		if !ok {
@@ -327,9 +337,27 @@ func checkKeys(ctx context.Context, s *rethink.Session, f *os.File, rep *archive
 		return bytes.Clone(k), nil
 	}
 	full := func(b *loadBatch, _ []byte) bool { return len(b.docs) >= keyBatch }
-	return inBatches(ctx, archive.NewReader(f, rep.VersionDir), tables, opts.Writers, key, full, func(ctx context.Context, b loadBatch) error {
-		return checkBatch(ctx, s, b.ref, b.docs)
+	return inPass(open, func(r io.Reader) error {
+		return inBatches(ctx, archive.NewReader(r, rep.VersionDir), tables, opts.Writers, key, full, func(ctx context.Context, b loadBatch) error {
+			return checkBatch(ctx, s, b.ref, b.docs)
+		})
 	})
+}
+
+// inPass reads one pass of open with read, then the rest of it (past the
+// tar's end), for the checks a stream makes at its end: read's error
+// first, else the stream's.
+func inPass(open archive.Source, read func(io.Reader) error) error {
+	rc, err := open()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	if err := read(rc); err != nil {
+		return err
+	}
+	_, err = io.Copy(io.Discard, rc)
+	return err
 }
 
 // checkBatch fails unless the table holds every key; it then names one

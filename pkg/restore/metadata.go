@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -32,8 +31,11 @@ type Database interface {
 // Metadata is a verified metadata backup on its way into a database's
 // tables: a Target.
 type Metadata struct {
-	Name   string
-	File   *os.File
+	Name string
+	// Backup is read once for each pass (VerifyMetadata's check, the
+	// load, the key check): an encrypted one decrypted anew each time,
+	// and each pass must read what the verified one did.
+	Backup *backupfile.Input
 	Report *archive.Report
 	Plan   *metadata.Plan
 	DB     Database
@@ -135,14 +137,11 @@ func (m *Metadata) SaveSafety(ctx context.Context) error {
 		prog.Close()
 		return err
 	}
-	check := func(f *os.File) error {
-		rep, err := archive.Verify(f)
-		if err == nil && !rep.OK() {
-			err = errors.New(rep.Problems[0].Message)
-		}
+	check := func(in *backupfile.Input) error {
+		_, err := verifySafety(in)
 		return err
 	}
-	if err := saveSafety(m.Progress, m.Safety, m.SafetySeal, write, m.DB.Explain, check); err != nil {
+	if err := saveSafetyStreamed(m.Progress, m.Safety, m.SafetySeal, write, m.DB.Explain, check); err != nil {
 		return err
 	}
 	fmt.Fprintf(m.Stderr, "safety backup of the %s this restore replaces: %s\n", human.Plural(len(replaced), "table"), m.Safety)
@@ -161,7 +160,7 @@ func (m *Metadata) Stop(ctx context.Context) (func() error, error) {
 func (m *Metadata) Apply(ctx context.Context) error {
 	prog := m.Progress
 	prog.Phase("loading tables", m.Report.Rows, m.Report.Bytes)
-	results, err := metadata.Restore(ctx, m.DB.Session(), m.File, m.Report, m.Plan, metadata.RestoreOptions{
+	results, err := metadata.RestoreFrom(ctx, m.DB.Session(), m.Backup.Pass, m.Report, m.Plan, metadata.RestoreOptions{
 		Force: true, Writers: m.Writers, Progress: prog,
 	})
 	if err == nil {
@@ -179,6 +178,20 @@ func (m *Metadata) Apply(ctx context.Context) error {
 	}
 	m.Results = results
 	return nil
+}
+
+// verifySafety verifies a metadata safety backup, in clear or as it is
+// decrypted: an error when it did not verify.
+func verifySafety(in *backupfile.Input) (*archive.Report, error) {
+	verify := func() (*archive.Report, error) { return archive.VerifyStream(in.Pass) }
+	if in.Plain == nil {
+		verify = func() (*archive.Report, error) { return archive.Verify(in.File) }
+	}
+	rep, err := verify()
+	if err == nil && !rep.OK() {
+		err = errors.New(rep.Problems[0].Message)
+	}
+	return rep, err
 }
 
 func (m *Metadata) Reconnect(ctx context.Context) error { return m.DB.Reconnect(ctx) }
@@ -199,8 +212,8 @@ func (m *Metadata) Rollback(ctx context.Context) error {
 	if m.Safety == "" {
 		return nil
 	}
-	return withSafety(m.Safety, m.SafetySeal, func(f *os.File) error {
-		rep, err := archive.Verify(f)
+	return withSafetyStreamed(m.Safety, m.SafetySeal, func(in *backupfile.Input) error {
+		rep, err := verifySafety(in)
 		if err != nil {
 			return err
 		}
@@ -208,7 +221,7 @@ func (m *Metadata) Rollback(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		_, err = metadata.Restore(ctx, sess, f, rep, plan, metadata.RestoreOptions{Force: true, Writers: m.Writers, Progress: m.Progress})
+		_, err = metadata.RestoreFrom(ctx, sess, in.Pass, rep, plan, metadata.RestoreOptions{Force: true, Writers: m.Writers, Progress: m.Progress})
 		if err != nil {
 			return m.DB.Explain(err)
 		}

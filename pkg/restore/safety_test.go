@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/docker-dtr/docker-dtr/internal/backuptest"
 	"github.com/docker-dtr/docker-dtr/pkg/atomicfile"
 	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
 	"github.com/docker-dtr/docker-dtr/pkg/crypt"
@@ -183,5 +184,51 @@ func TestSafetyProtection(t *testing.T) {
 	}
 	if got := SafetyProtection(&fake{safety: "/b/s.tar"}); got != "" {
 		t.Fatal("a target that cannot say:", got)
+	}
+}
+
+// A metadata safety backup sealed like the backup is checked after it is
+// written, and read back for a rollback, as it is decrypted: with $TMPDIR
+// missing, where no plaintext file can be made. One that does not verify
+// is refused.
+func TestSafetyBackupCheckedAsItIsDecrypted(t *testing.T) {
+	dir := t.TempDir()
+	good, bad := backuptest.Restorable(t), backuptest.UnrestorableBackups(t)[0].Data
+	t.Setenv("TMPDIR", filepath.Join(dir, "missing"))
+	pass := []byte("the backup's passphrase")
+	seal := &backupfile.Protection{
+		To:      crypt.Recipients{Passphrase: pass},
+		Secrets: crypt.Secrets{Passphrase: func() ([]byte, error) { return pass, nil }},
+		How:     "encrypted with the backup's passphrase",
+	}
+	save := func(data []byte) (string, error) {
+		path := safetyPathFor(dir, "-", "metadata", "0123456789ab", seal)
+		return path, saveSafetyStreamed(progress.NewMode(discard{}, progress.Quiet), path, seal,
+			func(w io.Writer) error { _, err := w.Write(data); return err },
+			func(err error) error { return err },
+			func(in *backupfile.Input) error {
+				if in.Plain == nil {
+					t.Error("the sealed safety backup is not read as a stream")
+				}
+				_, err := verifySafety(in)
+				return err
+			})
+	}
+	path, err := save(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows int64
+	if err := withSafetyStreamed(path, seal, func(in *backupfile.Input) error {
+		rep, err := verifySafety(in)
+		if err == nil {
+			rows = rep.Rows
+		}
+		return err
+	}); err != nil || rows == 0 {
+		t.Fatalf("read back: %d rows, %v", rows, err)
+	}
+	if _, err := save(bad); err == nil || !strings.Contains(err.Error(), "did not verify, nothing was changed") {
+		t.Fatalf("a safety backup that does not verify: %v", err)
 	}
 }

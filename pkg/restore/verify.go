@@ -3,9 +3,9 @@ package restore
 import (
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
+	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
@@ -36,10 +36,23 @@ func (e *InvalidError) Error() string {
 	return fmt.Sprintf("refusing to restore %s: it did not verify (%s, listed above); nothing was changed", e.Name, human.Plural(n, "problem"))
 }
 
-// VerifyMetadata reads all of f, a metadata backup named name, before
-// anything is changed: an *InvalidError when it did not verify.
-func VerifyMetadata(f *os.File, name string, prog *progress.Printer) (*archive.Report, error) {
-	rep, err := progress.Metered(prog, "verifying "+name, archive.Verify)(f)
+// VerifyMetadata reads all of in, a metadata backup named name, before
+// anything is changed: an *InvalidError when it did not verify. A plain
+// file is verified as a file; an encrypted backup opened as a stream
+// (backupfile's OpenOptions.Stream) as it is decrypted, with no plaintext
+// file (archive.VerifyStream), in the first of its passes (Input.Pass),
+// which records what the later ones (the load, the key check) must read
+// again. The SHA-256 of the backup's content is known after it
+// (in.SHA256).
+func VerifyMetadata(in *backupfile.Input, name string, prog *progress.Printer) (*archive.Report, error) {
+	var rep *archive.Report
+	var err error
+	if in.Plain == nil {
+		rep, err = progress.Metered(prog, "verifying "+name, archive.Verify)(in.File)
+	} else {
+		prog.Step("verifying %s as it is decrypted", name)
+		rep, err = archive.VerifyStream(in.Pass)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -48,6 +61,10 @@ func VerifyMetadata(f *os.File, name string, prog *progress.Printer) (*archive.R
 	}
 	if rep.Kind == archive.KindOfficial {
 		prog.Warn("%s was written by docker/dtr backup: it has no manifest, so only its structure and documents were checked", name)
+	}
+	// A plain file's content is recorded now, in a pass of its own.
+	if _, err := in.SHA256(); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", name, err)
 	}
 	return rep, nil
 }

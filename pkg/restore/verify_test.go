@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/docker-dtr/docker-dtr/internal/backuptest"
+	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 )
@@ -21,6 +22,16 @@ func open(t *testing.T, path string) *os.File {
 	return f
 }
 
+func openInput(t *testing.T, path string) *backupfile.Input {
+	t.Helper()
+	in, err := backupfile.Open(path, backupfile.OpenOptions{Stream: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(in.Close)
+	return in
+}
+
 // A backup is read in full before anything is changed; one that did not
 // verify, or whose chain is not complete, is refused with its report.
 func TestVerifyBeforeRestore(t *testing.T) {
@@ -28,7 +39,7 @@ func TestVerifyBeforeRestore(t *testing.T) {
 	set := backuptest.WriteSet(t, t.TempDir())
 	dir, meta, full, incr := set.Dir, set.Metadata, set.Full, set.Incremental
 
-	if rep, err := VerifyMetadata(open(t, meta), "meta.tar", prog); err != nil || !rep.Verified {
+	if rep, err := VerifyMetadata(openInput(t, meta), "meta.tar", prog); err != nil || !rep.Verified {
 		t.Fatal(rep, err)
 	}
 	rep, chain, err := VerifyImages(imagearchive.FileSource(open(t, full)), 0, "img-1.tar", dir, nil, prog)
@@ -48,7 +59,7 @@ func TestVerifyBeforeRestore(t *testing.T) {
 		t.Fatalf("%v", err)
 	}
 	backuptest.Corrupt(t, meta)
-	_, err = VerifyMetadata(open(t, meta), "meta.tar", prog)
+	_, err = VerifyMetadata(openInput(t, meta), "meta.tar", prog)
 	if !errors.As(err, &inv) || inv.Metadata == nil || err.Error() != "refusing to restore meta.tar: it did not verify (1 problem, listed above); nothing was changed" {
 		t.Fatalf("%v", err)
 	}

@@ -171,17 +171,42 @@ func crossCheck(o Options, rep *imagearchive.Report) (*crosscheck.Result, error)
 		return nil, fmt.Errorf("--metadata: %w", err)
 	}
 	defer mf.Close()
-	if images, _ := imagearchive.IsImageArchive(mf.File); images {
+	if images, _ := isImages(mf); images {
 		return nil, fmt.Errorf("--metadata %s is an image backup: give the metadata backup (docker dtr backup create)", o.Metadata)
 	}
-	mrep, err := archive.Verify(mf.File)
+	// An encrypted one opened as a stream is read twice, as it is
+	// decrypted: verified, then its documents read (Input.Pass: the
+	// second pass must read what the first verified).
+	verify := func() (*archive.Report, error) { return archive.VerifyStream(mf.Pass) }
+	if mf.Plain == nil {
+		verify = func() (*archive.Report, error) { return archive.Verify(mf.File) }
+	}
+	mrep, err := verify()
 	if err != nil {
 		return nil, fmt.Errorf("--metadata %s: %w", o.Metadata, err)
 	}
 	if !mrep.OK() {
 		return nil, fmt.Errorf("--metadata %s is not a valid backup (%s): verify it on its own", o.Metadata, mrep.Problems[0])
 	}
-	return crosscheck.Check(mf.File, mrep, rep.BlobDigests)
+	res, err := crosscheck.CheckFrom(mf.Pass, mrep, rep.BlobDigests)
+	if err != nil {
+		return nil, fmt.Errorf("--metadata %s: %w", o.Metadata, err)
+	}
+	return res, nil
+}
+
+// isImages says whether in is an image backup, from its first entry: of
+// a stream, from the start of a pass.
+func isImages(in *backupfile.Input) (bool, error) {
+	if in.Plain == nil {
+		return imagearchive.IsImageArchive(in.File)
+	}
+	rc, err := in.Plain()
+	if err != nil {
+		return false, err
+	}
+	defer rc.Close()
+	return imagearchive.IsImageStream(rc), nil
 }
 
 // Err is the verdict in one line (exit status 1), nil when the backup is

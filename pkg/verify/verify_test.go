@@ -8,6 +8,7 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/internal/backuptest"
 	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
+	"github.com/docker-dtr/docker-dtr/pkg/crypt"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"gotest.tools/v3/assert"
@@ -15,11 +16,17 @@ import (
 
 func run(t *testing.T, path string, o Options) (*Result, error) {
 	t.Helper()
+	o.Open = func(p string) (*backupfile.Input, error) { return backupfile.Open(p, backupfile.OpenOptions{}) }
+	return runWith(t, path, o)
+}
+
+// runWith is run with o's own Open.
+func runWith(t *testing.T, path string, o Options) (*Result, error) {
+	t.Helper()
 	f, err := os.Open(path)
 	assert.NilError(t, err)
 	defer f.Close()
 	o.Progress = progress.NewMode(&strings.Builder{}, progress.Quiet)
-	o.Open = func(p string) (*backupfile.Input, error) { return backupfile.Open(p, backupfile.OpenOptions{}) }
 	return Run(f, filepath.Base(path), o)
 }
 
@@ -94,4 +101,37 @@ func TestRunChecksTheIndex(t *testing.T) {
 	assert.ErrorContains(t, res.Err(), "img-2.tar is not a valid backup: 1 problem found")
 	assert.Assert(t, strings.Contains(res.Images.Problems[0].String(), "the index of another backup"), "%v", res.Images.Problems)
 	assert.Equal(t, len(res.Images.Chain), 1, "the chain was checked too")
+}
+
+// --metadata's backup, encrypted, is verified and cross-checked as it is
+// decrypted: with $TMPDIR missing, where no plaintext file can be made,
+// the cross-check finds what it finds in the plain copy.
+func TestCrossCheckEncryptedMetadataAsAStream(t *testing.T) {
+	set := backuptest.WriteSet(t, t.TempDir())
+	seal := func(path string) string {
+		data, err := os.ReadFile(path)
+		assert.NilError(t, err)
+		out, err := backupfile.Create(path+".gpg", nil, &crypt.Recipients{Passphrase: []byte("correct horse")})
+		assert.NilError(t, err)
+		_, err = out.Write(data)
+		assert.NilError(t, err)
+		assert.NilError(t, out.Commit())
+		return path + ".gpg"
+	}
+	sealedMeta, sealedImages := seal(set.Metadata), seal(set.Incremental)
+	want, err := run(t, set.Full, Options{Full: true, Metadata: set.Metadata})
+	assert.NilError(t, err)
+	t.Setenv("TMPDIR", filepath.Join(t.TempDir(), "missing"))
+	stream := func(o Options) Options {
+		o.Open = func(p string) (*backupfile.Input, error) {
+			return backupfile.Open(p, backupfile.OpenOptions{Stream: true, Passphrase: func(string) ([]byte, error) { return []byte("correct horse"), nil }})
+		}
+		return o
+	}
+	got, err := runWith(t, set.Full, stream(Options{Full: true, Metadata: sealedMeta}))
+	assert.NilError(t, err)
+	assert.Assert(t, got.CrossCheck != nil && got.CrossCheck.OK())
+	assert.DeepEqual(t, got.CrossCheck, want.CrossCheck)
+	_, err = runWith(t, set.Full, stream(Options{Full: true, Metadata: sealedImages}))
+	assert.ErrorContains(t, err, "is an image backup: give the metadata backup")
 }
