@@ -85,7 +85,7 @@ func TestImageRestoreStreamed(t *testing.T) {
 	}
 	assert.Assert(t, replica != nil)
 	prog := progress.NewMode(io.Discard, progress.Quiet)
-	report, chain, err := restore.VerifyImages(src, int64(len(good)), "changing.tar", dir, prog)
+	report, chain, err := restore.VerifyImages(src, int64(len(good)), "changing.tar", dir, nil, prog)
 	assert.NilError(t, err)
 	assert.Assert(t, chain == nil)
 	tgt, err := restore.PlanImages(ctx, &restore.Images{
