@@ -85,8 +85,8 @@ func decryptOpened(r io.Reader, s Secrets, chunk int) (io.Reader, Opened, error)
 		return nil, Opened{}, err
 	}
 	var rc io.ReadCloser
-	if block := stdBlock(cf, key); block != nil && chunk > 0 {
-		rc = newMDCReader(h.data.Contents, block, chunk)
+	if m := newMDCReader(h.data.Contents, cf, key, chunk); m != nil {
+		rc = m
 	} else if rc, err = h.data.Decrypt(cf, key); err != nil {
 		return nil, Opened{}, h.bodyErr(err)
 	}
