@@ -868,7 +868,7 @@ func TestStreamingMemory(t *testing.T) {
 // --- with the real gpg ---
 
 type gpgHome struct {
-	t   *testing.T
+	t   testing.TB
 	dir string
 }
 
@@ -876,7 +876,7 @@ type gpgHome struct {
 // lives in it, and socket paths are limited to about 100 bytes. With
 // cheapKeys, gpg-agent protects secret keys with a low S2K count instead of
 // the ~65M iterations it calibrates; the format is the same.
-func newGPG(t *testing.T, cheapKeys bool) *gpgHome {
+func newGPG(t testing.TB, cheapKeys bool) *gpgHome {
 	t.Helper()
 	if _, err := exec.LookPath("gpg"); err != nil {
 		if os.Getenv("CI") == "true" {

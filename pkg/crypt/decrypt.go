@@ -70,6 +70,12 @@ type Opened struct {
 
 // DecryptOpened is Decrypt that also says which secret opened the message.
 func DecryptOpened(r io.Reader, s Secrets) (io.Reader, Opened, error) {
+	return decryptOpened(r, s, mdcChunk)
+}
+
+// decryptOpened is DecryptOpened with mdcReader decrypting chunk bytes at a
+// time, or, with chunk 0, go-crypto's reader (the tests compare the two).
+func decryptOpened(r io.Reader, s Secrets, chunk int) (io.Reader, Opened, error) {
 	h, err := readHead(r)
 	if err != nil {
 		return nil, Opened{}, err
@@ -78,8 +84,10 @@ func DecryptOpened(r io.Reader, s Secrets) (io.Reader, Opened, error) {
 	if err != nil {
 		return nil, Opened{}, err
 	}
-	rc, err := h.data.Decrypt(cf, key)
-	if err != nil {
+	var rc io.ReadCloser
+	if m := newMDCReader(h.data.Contents, cf, key, chunk); m != nil {
+		rc = m
+	} else if rc, err = h.data.Decrypt(cf, key); err != nil {
 		return nil, Opened{}, h.bodyErr(err)
 	}
 	// The decrypted stream is an unencrypted message (maybe compressed, maybe
@@ -425,18 +433,9 @@ func (h *head) quickCheck(cf packet.CipherFunction, key []byte) bool {
 	if !cf.IsSupported() || len(key) != cf.KeySize() {
 		return false
 	}
-	var block cipher.Block
-	var err error
-	switch cf {
-	case packet.CipherAES128, packet.CipherAES192, packet.CipherAES256:
-		block, err = aes.NewCipher(key)
-	case packet.Cipher3DES:
-		block, err = des.NewTripleDESCipher(key)
-	default:
+	block := stdBlock(cf, key)
+	if block == nil {
 		return true
-	}
-	if err != nil {
-		return false
 	}
 	bs := block.BlockSize()
 	c := h.prefix[:bs+2]
@@ -447,6 +446,26 @@ func (h *head) quickCheck(cf packet.CipherFunction, key []byte) bool {
 	k1 := make([]byte, bs)
 	block.Encrypt(k1, c[:bs])
 	return c[bs-2]^k0[bs-2] == c[bs]^k1[0] && c[bs-1]^k0[bs-1] == c[bs+1]^k1[1]
+}
+
+// stdBlock is the block cipher of cf from the standard library, or nil for
+// the ciphers go-crypto keeps private (CAST5 and older ones).
+func stdBlock(cf packet.CipherFunction, key []byte) cipher.Block {
+	if len(key) != cf.KeySize() {
+		return nil
+	}
+	var block cipher.Block
+	var err error
+	switch cf {
+	case packet.CipherAES128, packet.CipherAES192, packet.CipherAES256:
+		block, err = aes.NewCipher(key)
+	case packet.Cipher3DES:
+		block, err = des.NewTripleDESCipher(key)
+	}
+	if err != nil {
+		return nil
+	}
+	return block
 }
 
 // errReader records the first error other than EOF from the caller's reader,
