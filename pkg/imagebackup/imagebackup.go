@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/internal/version"
+	"github.com/docker-dtr/docker-dtr/pkg/agent"
 	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
@@ -38,8 +39,9 @@ type Options struct {
 
 // Write backs the volume up into out: it measures the volume for the
 // progress's total (any failure only costs the total), then streams it
-// through a never-started helper into the archive writer. The caller
-// commits or aborts out.
+// through a helper into the archive writer. An incremental backup (Since)
+// reads only what the bases lack (writeSelected), or the whole volume
+// where the agent cannot run. The caller commits or aborts out.
 func Write(ctx context.Context, api imagevolume.API, out io.Writer, o Options) (*imagearchive.Manifest, error) {
 	rep, vol, prog := o.Replica, o.Volume, o.Progress
 	for _, b := range o.Since {
@@ -52,10 +54,46 @@ func Write(ctx context.Context, api imagevolume.API, out io.Writer, o Options) (
 		Tool: version.Tool(), DTRVersion: rep.Version, ReplicaID: rep.ID, Node: rep.Node,
 		Volume: vol.Name, VolumeDriver: vol.Driver, Started: time.Now(), Since: o.Since,
 	}
+	if len(o.Since) > 0 {
+		m, err := writeSelected(ctx, api, out, info, o)
+		var noAgent *imagevolume.NoAgentError
+		if !errors.As(err, &noAgent) {
+			return m, err
+		}
+		prog.Warn("the agent cannot run on node %s (%v): reading the whole volume, as a full backup does", rep.Node, noAgent.Err)
+	}
 	var m *imagearchive.Manifest
 	total := volumeTotal(ctx, api, vol, o.AgentBinary, prog)
 	prog.PhaseOf("reading volume "+vol.Name, "", 0, total)
 	err := vol.Read(ctx, api, func(r io.Reader) error {
+		var err error
+		m, err = imagearchive.Write(out, prog.Reader(r), info, func(t imagearchive.Totals) {
+			prog.Step("%d files, %s so far", t.Files, human.Bytes(t.Bytes))
+		})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	prog.Done()
+	return m, nil
+}
+
+// writeSelected is an incremental backup that reads only what the bases
+// lack: the agent lists the volume, Select leaves out the blobs the bases
+// hold, and the agent sends the rest (imagevolume.ReadSelected).
+func writeSelected(ctx context.Context, api imagevolume.API, out io.Writer, info imagearchive.Info, o Options) (*imagearchive.Manifest, error) {
+	prog, vol := o.Progress, o.Volume
+	info.Elided = true
+	var m *imagearchive.Manifest
+	err := vol.ReadSelected(ctx, api, func(list []agent.ListEntry) (map[string]int64, error) {
+		s := Select(list, o.Since)
+		prog.Step("volume %s holds %d entries: reading %s, %s; %s, %s held by the earlier backups, left out", vol.Name,
+			len(list), human.Plural(int(s.ReadFiles), "file"), human.Bytes(s.ReadBytes),
+			human.Plural(int(s.OmittedFiles), "blob"), human.Bytes(s.OmittedBytes))
+		prog.PhaseOf("reading volume "+vol.Name, "", 0, s.Stream)
+		return s.Omit, nil
+	}, func(r io.Reader) error {
 		var err error
 		m, err = imagearchive.Write(out, prog.Reader(r), info, func(t imagearchive.Totals) {
 			prog.Step("%d files, %s so far", t.Files, human.Bytes(t.Bytes))
