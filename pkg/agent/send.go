@@ -63,7 +63,22 @@ func Send(dir string, stdin io.Reader, stdout io.Writer, idle time.Duration) err
 	if !st.IsDir() {
 		return fmt.Errorf("%s is not a directory (%s)", dir, st.Mode().Type())
 	}
+	// Stdin is read from the start, so that the plugin's keepalives count
+	// while a large volume is listed.
 	in, lease := tunnel.Watch(stdin, idle)
+	type plan struct {
+		omit map[string]int64
+		err  error
+	}
+	got := make(chan plan, 1)
+	go func() {
+		br := bufio.NewReaderSize(in, 64<<10)
+		omit, err := ReadOmit(br)
+		got <- plan{omit, err}
+		if err == nil {
+			io.Copy(io.Discard, br)
+		}
+	}()
 	out := bufio.NewWriterSize(stdout, 256<<10)
 	if err := List(dir, out); err != nil {
 		return err
@@ -71,14 +86,22 @@ func Send(dir string, stdin io.Reader, stdout io.Writer, idle time.Duration) err
 	if err := out.Flush(); err != nil {
 		return err
 	}
-	omit, err := ReadOmit(bufio.NewReaderSize(in, 64<<10))
-	if err != nil {
-		return fmt.Errorf("reading the files to leave out: %w", err)
+	var p plan
+	select {
+	case p = <-got:
+	case <-lease.Done():
+		select {
+		case p = <-got: // the stream ended with, or inside, the list
+		case <-time.After(time.Second):
+			return fmt.Errorf("waiting for the files to leave out: %s, taking it for gone", lease.Why())
+		}
 	}
-	go io.Copy(io.Discard, in)
-	if err := SendTar(dir, omit, out, lease.Done()); err != nil {
-		if lease.Why() != "" {
-			return fmt.Errorf("%w: %s, taking it for gone", err, lease.Why())
+	if p.err != nil {
+		return fmt.Errorf("reading the files to leave out: %w", p.err)
+	}
+	if err := SendTar(dir, p.omit, out, lease.Done()); err != nil {
+		if why := lease.Why(); why != "" {
+			return fmt.Errorf("%w: %s, taking it for gone", err, why)
 		}
 		return err
 	}

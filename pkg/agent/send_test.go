@@ -221,3 +221,26 @@ func TestSend(t *testing.T) {
 	err = Send(dir, strings.NewReader("1 a\n"), io.Discard, time.Minute)
 	assert.Assert(t, is.ErrorContains(err, "ended before its end line"))
 }
+
+// Stdin is the lease from the start: keepalives while the plugin chooses
+// keep the agent going; silence makes it stop.
+func TestSendLease(t *testing.T) {
+	dir, _ := sendVolume(t, 2)
+	inR, inW := io.Pipe()
+	defer inW.Close()
+	done := make(chan error, 1)
+	go func() { done <- Send(dir, inR, io.Discard, 100*time.Millisecond) }()
+	for range 10 {
+		time.Sleep(30 * time.Millisecond)
+		_, err := io.WriteString(inW, "\n")
+		assert.NilError(t, err)
+	}
+	_, err := io.WriteString(inW, "end\n")
+	assert.NilError(t, err)
+	assert.NilError(t, <-done)
+
+	silent, w := io.Pipe()
+	defer w.Close()
+	err = Send(dir, silent, io.Discard, 100*time.Millisecond)
+	assert.Assert(t, is.ErrorContains(err, "no word from the plugin"))
+}
