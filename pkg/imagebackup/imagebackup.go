@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/internal/version"
-	"github.com/docker-dtr/docker-dtr/pkg/agent"
 	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
@@ -86,14 +85,7 @@ func writeSelected(ctx context.Context, api imagevolume.API, out io.Writer, info
 	prog, vol := o.Progress, o.Volume
 	info.Elided = true
 	var m *imagearchive.Manifest
-	err := vol.ReadSelected(ctx, api, func(list []agent.ListEntry) (map[string]int64, error) {
-		s := Select(list, o.Since)
-		prog.Step("volume %s holds %d entries: reading %s, %s; %s, %s held by the earlier backups, left out", vol.Name,
-			len(list), human.Plural(int(s.ReadFiles), "file"), human.Bytes(s.ReadBytes),
-			human.Plural(int(s.OmittedFiles), "blob"), human.Bytes(s.OmittedBytes))
-		prog.PhaseOf("reading volume "+vol.Name, "", 0, s.Stream)
-		return s.Omit, nil
-	}, func(r io.Reader) error {
+	err := vol.ReadSelected(ctx, api, &chooser{Selection: NewSelection(o.Since), prog: prog, vol: vol.Name}, func(r io.Reader) error {
 		var err error
 		m, err = imagearchive.Write(out, prog.Reader(r), info, func(t imagearchive.Totals) {
 			prog.Step("%d files, %s so far", t.Files, human.Bytes(t.Bytes))
@@ -105,6 +97,22 @@ func writeSelected(ctx context.Context, api imagevolume.API, out io.Writer, info
 	}
 	prog.Done()
 	return m, nil
+}
+
+// chooser is the Selection that ReadSelected fills, and says so.
+type chooser struct {
+	*Selection
+	prog *progress.Printer
+	vol  string
+}
+
+func (c *chooser) Omit() (map[string]int64, error) {
+	c.Finish()
+	c.prog.Step("volume %s holds %d entries: reading %s, %s; %s, %s held by the earlier backups, left out", c.vol,
+		c.Entries, human.Plural(int(c.ReadFiles), "file"), human.Bytes(c.ReadBytes),
+		human.Plural(int(c.OmittedFiles), "blob"), human.Bytes(c.OmittedBytes))
+	c.prog.PhaseOf("reading volume "+c.vol, "", 0, c.Stream)
+	return c.Selection.Omit, nil
 }
 
 // sizeTimeout bounds measuring the volume: a walk costs a stat per file,

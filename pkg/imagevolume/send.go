@@ -38,14 +38,14 @@ const maxListLine = 6 * 4096
 // ReadSelected reads the volume in two steps through one read-only helper
 // that runs the agent ("agent --send /storage", which holds a lease on
 // this plugin as --lease does). The agent lists the volume, statting every
-// file but reading none, and choose gets the listing and returns the files
-// to leave out (name inside the volume, and size). The agent then sends
+// file but reading none; c gets each entry, then names the files to leave
+// out (name inside the volume, and size). The agent then sends
 // the volume as the archive API would, except that those files, and those
 // of unfinished uploads, come as headers without data (agent.Send); fn
 // reads that tar. Reading only what is new costs what is new, not the
 // volume: a stat per file and one stream. A *NoAgentError says the agent
 // cannot run there.
-func (v *Volume) ReadSelected(ctx context.Context, api API, choose func([]agent.ListEntry) (map[string]int64, error), fn func(io.Reader) error) (err error) {
+func (v *Volume) ReadSelected(ctx context.Context, api API, c Chooser, fn func(io.Reader) error) (err error) {
 	path, img, err := v.agent(ctx, api, v.AgentBinary, sendJob)
 	if err != nil {
 		return &NoAgentError{Err: err}
@@ -121,11 +121,10 @@ func (v *Volume) ReadSelected(ctx context.Context, api API, choose func([]agent.
 		return err
 	}
 	br := bufio.NewReaderSize(pr, 256<<10)
-	list, err := readListing(br)
-	if err != nil {
+	if err := readListing(br, c.Add); err != nil {
 		return failed(fmt.Errorf("reading volume %s: the agent's listing: %w", v.Name, err))
 	}
-	omit, err := choose(list)
+	omit, err := c.Omit()
 	if err != nil {
 		return err
 	}
@@ -139,28 +138,34 @@ func (v *Volume) ReadSelected(ctx context.Context, api API, choose func([]agent.
 	return nil
 }
 
-// readListing reads the agent's listing, up to agent.ListEnd.
-func readListing(br *bufio.Reader) ([]agent.ListEntry, error) {
-	var list []agent.ListEntry
+// Chooser is ReadSelected's caller's side: it gets every entry of the
+// listing, in turn, then names the files to leave out.
+type Chooser interface {
+	Add(agent.ListEntry)
+	Omit() (map[string]int64, error)
+}
+
+// readListing reads the agent's listing, up to agent.ListEnd, into add.
+func readListing(br *bufio.Reader, add func(agent.ListEntry)) error {
 	for {
 		line, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) || len(line) > maxListLine {
-			return nil, errors.New("a line over 24 KiB")
+			return errors.New("a line over 24 KiB")
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
-			return nil, err
+			return err
 		}
 		var e agent.ListEntry
 		if err := json.Unmarshal(line, &e); err != nil {
-			return nil, fmt.Errorf("%q is not an entry: %v (is --agent-binary a docker-dtr of this version?)", bytes.TrimSpace(line), err)
+			return fmt.Errorf("%q is not an entry: %v (is --agent-binary a docker-dtr of this version?)", bytes.TrimSpace(line), err)
 		}
 		if e.Type == agent.ListEnd.Type {
-			return list, nil
+			return nil
 		}
-		list = append(list, e)
+		add(e)
 	}
 }
 
