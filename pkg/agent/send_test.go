@@ -152,6 +152,16 @@ func TestSendTarIncrementalSameAsWhole(t *testing.T) {
 	assert.Equal(t, m.OmittedBlobs, int64(0))
 }
 
+// A blob sent without its data that no base holds is refused: nothing is
+// trusted that an earlier backup's manifest does not vouch for.
+func TestElidedBlobNoBaseHolds(t *testing.T) {
+	dir, blobs := sendVolume(t, 2)
+	elided := sendTar(t, dir, map[string]int64{blobs[1]: 20001})
+	info := imagearchive.Info{Volume: "vol", ReplicaID: "0123456789ab", Started: time.Now(), Elided: true}
+	_, err := imagearchive.Write(io.Discard, bytes.NewReader(elided), info, nil)
+	assert.Assert(t, is.ErrorContains(err, blobs[1]+" came without its data, and no earlier backup holds a blob of its digest and size"))
+}
+
 func TestOmittedSizeRecordIsImagearchives(t *testing.T) {
 	assert.Equal(t, OmittedSize, imagearchive.OmittedSizeRecord)
 }
