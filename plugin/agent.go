@@ -12,6 +12,7 @@ type agentOptions struct {
 	connect string
 	wipe    string
 	du      string
+	send    string
 	lease   bool
 }
 
@@ -20,13 +21,14 @@ type agentOptions struct {
 // RethinkDB (the tunnel); with --wipe it empties the image volume mounted
 // at /storage (a failed image restore put back); with --du it prints, as one
 // line of JSON, what the image volume holds (an image backup's progress
-// total); with --lease it only lives as long as the plugin's connection (a
+// total); with --send it lists the image volume and
+// sends a tar of what an incremental backup lacks; with --lease it only lives as long as the plugin's connection (a
 // helper whose mounts the plugin reads). The relay and the lease exit once
 // the plugin is gone. Hidden: users never run it.
 func newAgentCmd() *cobra.Command {
 	var opts agentOptions
 	cmd := &cobra.Command{
-		Use:    "agent (--connect HOST:PORT | --wipe /storage | --du DIR | --lease)",
+		Use:    "agent (--connect HOST:PORT | --wipe /storage | --du DIR | --send DIR | --lease)",
 		Short:  "Relay the plugin's streams to RethinkDB, or empty or measure an image volume (runs in a helper container)",
 		Hidden: true,
 		Args:   noArgs,
@@ -38,11 +40,12 @@ func newAgentCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&opts.connect, "connect", "", "Address to relay streams to")
 	cmd.Flags().StringVar(&opts.du, "du", "", "Print what this directory holds as one line of JSON (files and bytes), following no link")
+	cmd.Flags().StringVar(&opts.send, "send", "", "List this directory, then send it as a tar without the files named on standard input (an incremental image backup)")
 	cmd.Flags().BoolVar(&opts.lease, "lease", false, "Read standard input until it ends or stays silent, then exit")
 	cmd.Flags().StringVar(&opts.wipe, "wipe", "", "Remove everything inside this directory (only "+imagevolume.MountPoint+", the image volume's mount point in the helper)")
 	return cmd
 }
 
 func runAgent(opts agentOptions) error {
-	return agent.Run(agent.Options{Connect: opts.connect, Wipe: opts.wipe, DU: opts.du, Lease: opts.lease, WipeOnly: imagevolume.MountPoint}, os.Stdin, os.Stdout, os.Stderr)
+	return agent.Run(agent.Options{Connect: opts.connect, Wipe: opts.wipe, DU: opts.du, Send: opts.send, Lease: opts.lease, WipeOnly: imagevolume.MountPoint}, os.Stdin, os.Stdout, os.Stderr)
 }

@@ -58,7 +58,13 @@ that storage up with its own tools.
 With --since PATH the backup is incremental: a blob whose bytes an earlier
 image backup holds is listed in the manifest (name, size, SHA-256 and which
 backup holds it, by the hash of that backup's manifest) but not written;
-everything else (links, tags, repositories) is. PATH is an image backup, or
+everything else (links, tags, repositories) is. The volume is listed first
+(sizes and times, no content read) by this plugin's binary in a read-only
+helper, which then sends only the files the earlier backups lack: a held
+blob is not read again, it is trusted by its digest and by the earlier
+backup's manifest ('backup verify' of the chain checks those bytes). Where
+the binary cannot run on the node, the whole volume is read as for a full
+backup. PATH is an image backup, or
 a directory whose image backups all count (other files are skipped).
 Earlier incremental backups count only for the blobs they hold themselves.
 An encrypted earlier backup serves through its index, FILE.index, a plain

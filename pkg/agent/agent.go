@@ -1,7 +1,8 @@
 // Package agent is what the plugin's binary does when it runs as the agent
 // inside a helper container (the hidden 'docker dtr agent' command): relay
 // the tunnel's streams to RethinkDB (pkg/tunnel's ServeStdio), measure an
-// image volume (DU) or empty it (Wipe), or only hold a lease on its
+// image volume (DU), send the parts of it an incremental backup lacks
+// (Send), or empty it (Wipe), or only hold a lease on its
 // plugin's connection (Lease). pkg/agentbin ships the binary into the
 // helper.
 //
@@ -31,6 +32,9 @@ type Options struct {
 	Wipe string
 	// DU prints what this directory holds, as one line of JSON.
 	DU string
+	// Send lists this directory, then sends a tar of it without the files
+	// the plugin names (an incremental image backup: see Send).
+	Send string
 	// Lease reads stdin and exits once it ends or stays silent for
 	// IdleTimeout: a helper that only has to live as long as its plugin.
 	Lease bool
@@ -46,7 +50,7 @@ type Options struct {
 // Run does the one job o gives.
 func Run(o Options, stdin io.ReadCloser, stdout io.WriteCloser, stderr io.Writer) error {
 	n := 0
-	for _, set := range []string{o.Connect, o.Wipe, o.DU} {
+	for _, set := range []string{o.Connect, o.Wipe, o.DU, o.Send} {
 		if set != "" {
 			n++
 		}
@@ -60,7 +64,7 @@ func Run(o Options, stdin io.ReadCloser, stdout io.WriteCloser, stderr io.Writer
 	}
 	switch {
 	case n != 1:
-		return errors.New("agent: give exactly one of --connect, --wipe, --du and --lease")
+		return errors.New("agent: give exactly one of --connect, --wipe, --du, --send and --lease")
 	case o.Lease:
 		why := tunnel.Hold(stdin, idle)
 		if strings.HasPrefix(why, "no word") {
@@ -83,6 +87,11 @@ func Run(o Options, stdin io.ReadCloser, stdout io.WriteCloser, stderr io.Writer
 			return fmt.Errorf("agent: --du %s: %w", o.DU, err)
 		}
 		return json.NewEncoder(stdout).Encode(u)
+	case o.Send != "":
+		if err := Send(o.Send, stdin, stdout, idle); err != nil {
+			return fmt.Errorf("agent: --send %s: %w", o.Send, err)
+		}
+		return nil
 	default:
 		return tunnel.ServeStdio(stdin, stdout, o.Connect, stderr, idle)
 	}

@@ -21,7 +21,7 @@ func TestRunModes(t *testing.T) {
 		return Run(o, io.NopCloser(strings.NewReader("")), nopWriteCloser{&out}, io.Discard)
 	}
 	for _, o := range []Options{{}, {Connect: "dtr-rethinkdb-0123456789ab.dtr-ol:28015", Wipe: "/storage"}, {Wipe: "/storage", DU: "/storage"}, {Lease: true, DU: "/storage"}} {
-		assert.Error(t, run(o), "agent: give exactly one of --connect, --wipe, --du and --lease")
+		assert.Error(t, run(o), "agent: give exactly one of --connect, --wipe, --du, --send and --lease")
 	}
 	// Only the volume's mount point: never the root, a parent, or a path
 	// that only starts like it.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,6 +25,11 @@ type Info struct {
 	// Since makes the backup incremental: a blob whose bytes one of these
 	// earlier backups holds is listed, not written.
 	Since []*Base
+	// Elided says src is the agent's tar of the volume (agent --send), in
+	// which a file comes with no data when its size is in the PAX record
+	// OmittedSizeRecord: an upload's, or a blob's that one of Since holds,
+	// listed as that backup's by its content address without reading it.
+	Elided bool
 	// Clock gives the manifest's finish time; nil for time.Now (tests fix
 	// it, for archives the same on every run).
 	Clock func() time.Time
@@ -68,10 +74,14 @@ func Write(w io.Writer, src io.Reader, info Info, progress func(Totals)) (*Manif
 		if err := links.checkEntry(hdr, rel); err != nil {
 			return nil, fmt.Errorf("reading the volume: %s: %v", hdr.Name, err)
 		}
+		size, omitted, err := elidedSize(hdr, info.Elided)
+		if err != nil {
+			return nil, fmt.Errorf("reading the volume: %s: %v", hdr.Name, err)
+		}
 		if isUpload(strings.TrimSuffix(rel, "/")) {
 			if hdr.Typeflag == tar.TypeReg {
 				m.UploadFiles++
-				m.UploadBytes += hdr.Size
+				m.UploadBytes += size
 			}
 			continue
 		}
@@ -93,6 +103,20 @@ func Write(w io.Writer, src io.Reader, info Info, progress func(Totals)) (*Manif
 				return nil, err
 			}
 		case tar.TypeReg:
+			if omitted {
+				// Trusted by its content address: the base's manifest,
+				// verified with it, lists these bytes under this digest.
+				b := heldBy(info.Since, rel, size)
+				if b == nil {
+					return nil, fmt.Errorf("reading the volume: %s came without its data, and no earlier backup holds a blob of its digest and size", rel)
+				}
+				digest, _ := BlobDigest(rel)
+				e.Type, e.Size, e.SHA256, e.In = TypeFile, size, digest, b.ManifestSHA256
+				used[b] = true
+				m.OmittedBlobs++
+				m.OmittedBytes += size
+				break
+			}
 			if b := heldBy(info.Since, rel, hdr.Size); b != nil {
 				// Read, to check it is the blob the base holds, not written.
 				n, sum, err := hashCopy(nil, tr, buf)
@@ -181,6 +205,27 @@ func Write(w io.Writer, src io.Reader, info Info, progress func(Totals)) (*Manif
 	return m, nil
 }
 
+// OmittedSizeRecord is the PAX record of a file that the agent's tar
+// (Info.Elided) sends without its data: its size. pkg/agent writes it.
+const OmittedSizeRecord = "DOCKERDTR.omittedsize"
+
+// elidedSize returns a regular file's size, and whether it came without
+// its data (only in an elided stream).
+func elidedSize(hdr *tar.Header, elided bool) (int64, bool, error) {
+	v, ok := hdr.PAXRecords[OmittedSizeRecord]
+	if !elided || !ok {
+		return hdr.Size, false, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	switch {
+	case hdr.Typeflag != tar.TypeReg || hdr.Size != 0:
+		return 0, false, fmt.Errorf("an entry with data, or not a file, marked as sent without it")
+	case err != nil || n < 0 || n > MaxFileSize:
+		return 0, false, fmt.Errorf("sent without its data, with the size %q", v)
+	}
+	return n, true, nil
+}
+
 // heldBy returns the earlier backup that holds the bytes of the blob file
 // rel, if one does and it is one.
 func heldBy(bases []*Base, rel string, size int64) *Base {
@@ -213,3 +258,12 @@ func copyHeader(h *tar.Header, name string) *tar.Header {
 	}
 	return nh
 }
+
+// Held says whether one of bases holds the bytes of the blob file rel
+// (its path inside the volume) at that size: what an incremental backup
+// need not read.
+func Held(bases []*Base, rel string, size int64) bool { return heldBy(bases, rel, size) != nil }
+
+// IsUpload says the path inside the volume is in an unfinished push,
+// which a backup leaves out.
+func IsUpload(rel string) bool { return isUpload(strings.TrimSuffix(rel, "/")) }

@@ -38,8 +38,9 @@ type Options struct {
 
 // Write backs the volume up into out: it measures the volume for the
 // progress's total (any failure only costs the total), then streams it
-// through a never-started helper into the archive writer. The caller
-// commits or aborts out.
+// through a helper into the archive writer. An incremental backup (Since)
+// reads only what the bases lack (writeSelected), or the whole volume
+// where the agent cannot run. The caller commits or aborts out.
 func Write(ctx context.Context, api imagevolume.API, out io.Writer, o Options) (*imagearchive.Manifest, error) {
 	rep, vol, prog := o.Replica, o.Volume, o.Progress
 	for _, b := range o.Since {
@@ -51,6 +52,14 @@ func Write(ctx context.Context, api imagevolume.API, out io.Writer, o Options) (
 	info := imagearchive.Info{
 		Tool: version.Tool(), DTRVersion: rep.Version, ReplicaID: rep.ID, Node: rep.Node,
 		Volume: vol.Name, VolumeDriver: vol.Driver, Started: time.Now(), Since: o.Since,
+	}
+	if len(o.Since) > 0 {
+		m, err := writeSelected(ctx, api, out, info, o)
+		var noAgent *imagevolume.NoAgentError
+		if !errors.As(err, &noAgent) {
+			return m, err
+		}
+		prog.Warn("the agent cannot run on node %s (%v): reading the whole volume, as a full backup does", rep.Node, noAgent.Err)
 	}
 	var m *imagearchive.Manifest
 	total := volumeTotal(ctx, api, vol, o.AgentBinary, prog)
@@ -67,6 +76,43 @@ func Write(ctx context.Context, api imagevolume.API, out io.Writer, o Options) (
 	}
 	prog.Done()
 	return m, nil
+}
+
+// writeSelected is an incremental backup that reads only what the bases
+// lack: the agent lists the volume, Select leaves out the blobs the bases
+// hold, and the agent sends the rest (imagevolume.ReadSelected).
+func writeSelected(ctx context.Context, api imagevolume.API, out io.Writer, info imagearchive.Info, o Options) (*imagearchive.Manifest, error) {
+	prog, vol := o.Progress, o.Volume
+	info.Elided = true
+	var m *imagearchive.Manifest
+	err := vol.ReadSelected(ctx, api, &chooser{Selection: NewSelection(o.Since), prog: prog, vol: vol.Name}, func(r io.Reader) error {
+		var err error
+		m, err = imagearchive.Write(out, prog.Reader(r), info, func(t imagearchive.Totals) {
+			prog.Step("%d files, %s so far", t.Files, human.Bytes(t.Bytes))
+		})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	prog.Done()
+	return m, nil
+}
+
+// chooser is the Selection that ReadSelected fills, and says so.
+type chooser struct {
+	*Selection
+	prog *progress.Printer
+	vol  string
+}
+
+func (c *chooser) Omit() (map[string]int64, error) {
+	c.Finish()
+	c.prog.Step("volume %s holds %d entries: reading %s, %s; %s, %s held by the earlier backups, left out", c.vol,
+		c.Entries, human.Plural(int(c.ReadFiles), "file"), human.Bytes(c.ReadBytes),
+		human.Plural(int(c.OmittedFiles), "blob"), human.Bytes(c.OmittedBytes))
+	c.prog.PhaseOf("reading volume "+c.vol, "", 0, c.Stream)
+	return c.Selection.Omit, nil
 }
 
 // sizeTimeout bounds measuring the volume: a walk costs a stat per file,

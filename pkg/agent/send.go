@@ -1,0 +1,270 @@
+package agent
+
+import (
+	"archive/tar"
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/docker-dtr/docker-dtr/pkg/tunnel"
+)
+
+// The send protocol, between the plugin and "agent --send /storage" over
+// the helper's attached stdin and stdout: an incremental image backup
+// reads only what its earlier backups lack.
+//
+//  1. The agent lists the volume on stdout, one ListEntry per line (JSON),
+//     from a walk that stats but reads no file, then the line ListEnd.
+//  2. The plugin sends on stdin the files to leave out, one "SIZE NAME"
+//     line each (blobs its earlier backups hold), then the line "end".
+//     Empty lines are the lease's keepalives and count for nothing.
+//  3. The agent writes on stdout a tar of the volume as the engine's
+//     archive API gives it (top directory "storage/", the same headers),
+//     except that a file left out, or inside an unfinished upload, comes
+//     as its header with no data: Size 0 and its size in the PAX record
+//     OmittedSize. A file left out whose size is no longer the one the
+//     plugin named is sent whole.
+//
+// Once the plugin's list is read, stdin is the lease: the agent stops,
+// with an error, once it ends or stays silent for the idle timeout.
+
+// ListEntry is one entry of the volume's listing. Name is relative to the
+// volume, "/"-separated; a directory's ends in "/".
+type ListEntry struct {
+	Name  string `json:"name"`
+	Type  string `json:"type"` // "file", "dir", "symlink", or "end"
+	Size  int64  `json:"size,omitempty"`
+	MTime int64  `json:"mtime,omitempty"` // Unix seconds
+}
+
+// ListEnd is the line after the listing.
+var ListEnd = ListEntry{Type: "end"}
+
+// OmittedSize is the PAX record of a file header sent without its data.
+const OmittedSize = "DOCKERDTR.omittedsize"
+
+// maxOmitLine bounds a line of the plugin's list: a size and a path.
+const maxOmitLine = 32 + 4096
+
+// Send runs the protocol above on dir.
+func Send(dir string, stdin io.Reader, stdout io.Writer, idle time.Duration) error {
+	st, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%s is not a directory (%s)", dir, st.Mode().Type())
+	}
+	// Stdin is read from the start, so that the plugin's keepalives count
+	// while a large volume is listed.
+	in, lease := tunnel.Watch(stdin, idle)
+	type plan struct {
+		omit map[string]int64
+		err  error
+	}
+	got := make(chan plan, 1)
+	go func() {
+		br := bufio.NewReaderSize(in, 64<<10)
+		omit, err := ReadOmit(br)
+		got <- plan{omit, err}
+		if err == nil {
+			io.Copy(io.Discard, br)
+		}
+	}()
+	out := bufio.NewWriterSize(stdout, 256<<10)
+	if err := List(dir, out); err != nil {
+		return err
+	}
+	if err := out.Flush(); err != nil {
+		return err
+	}
+	var p plan
+	select {
+	case p = <-got:
+	case <-lease.Done():
+		select {
+		case p = <-got: // the stream ended with, or inside, the list
+		case <-time.After(time.Second):
+			return fmt.Errorf("waiting for the files to leave out: %s, taking it for gone", lease.Why())
+		}
+	}
+	if p.err != nil {
+		return fmt.Errorf("reading the files to leave out: %w", p.err)
+	}
+	if err := SendTar(dir, p.omit, out, lease.Done()); err != nil {
+		if why := lease.Why(); why != "" {
+			return fmt.Errorf("%w: %s, taking it for gone", err, why)
+		}
+		return err
+	}
+	return out.Flush()
+}
+
+// List writes the listing of dir, then ListEnd, one JSON line each.
+func List(dir string, w io.Writer) error {
+	enc := json.NewEncoder(w)
+	err := walk(dir, nil, func(rel string, info fs.FileInfo, _ string) error {
+		e := ListEntry{Name: rel, MTime: info.ModTime().Unix()}
+		switch t := info.Mode().Type(); {
+		case t.IsDir():
+			e.Type = "dir"
+		case t&fs.ModeSymlink != 0:
+			e.Type = "symlink"
+		case t.IsRegular():
+			e.Type, e.Size = "file", info.Size()
+		default:
+			e.Type = "other"
+		}
+		return enc.Encode(e)
+	})
+	if err != nil {
+		return err
+	}
+	return enc.Encode(ListEnd)
+}
+
+// ReadOmit reads the plugin's list of files to leave out, up to "end".
+func ReadOmit(r *bufio.Reader) (map[string]int64, error) {
+	omit := map[string]int64{}
+	for {
+		line, err := r.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) || len(line) > maxOmitLine {
+			return nil, errors.New("a line over 4 KiB")
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil, errors.New("the plugin's list ended before its end line")
+			}
+			return nil, err
+		}
+		s := strings.TrimSuffix(string(line), "\n")
+		switch s {
+		case "":
+			continue // a keepalive
+		case "end":
+			return omit, nil
+		}
+		size, name, ok := strings.Cut(s, " ")
+		n, err := strconv.ParseInt(size, 10, 64)
+		if !ok || err != nil || n < 0 || name == "" {
+			return nil, fmt.Errorf("%q is not a size and a name", s)
+		}
+		omit[name] = n
+	}
+}
+
+// SendTar writes the tar of dir described above; it stops once done is
+// closed.
+func SendTar(dir string, omit map[string]int64, w io.Writer, done <-chan struct{}) error {
+	tw := tar.NewWriter(w)
+	buf := make([]byte, 256<<10)
+	top := filepath.Base(dir)
+	err := walk(dir, done, func(rel string, info fs.FileInfo, link string) error {
+		if info.Mode().Type()&fs.ModeSocket != 0 {
+			return nil // as the archive API: a tar holds no socket
+		}
+		hdr, err := header(top, rel, info, link)
+		if err != nil {
+			return err
+		}
+		if hdr.Typeflag != tar.TypeReg {
+			return tw.WriteHeader(hdr)
+		}
+		if n, ok := omit[rel]; (ok && n == hdr.Size) || isUpload(rel) {
+			hdr.PAXRecords = map[string]string{OmittedSize: strconv.FormatInt(hdr.Size, 10)}
+			hdr.Size = 0
+			return tw.WriteHeader(hdr)
+		}
+		f, err := os.Open(filepath.Join(dir, filepath.FromSlash(rel)))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		// A file that shrank since its stat fails the tar writer (short
+		// write); one that grew is cut at its header's size, as the
+		// engine's archive does: the backup checks a blob's digest either way.
+		if _, err := io.CopyBuffer(tw, io.LimitReader(f, hdr.Size), buf); err != nil {
+			return fmt.Errorf("%s: %w", rel, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return tw.Close()
+}
+
+// header is the engine's archive API's header for an entry (moby's
+// archive.FileInfoHeader): PAX, whole seconds, no access or change time,
+// and the file's type in the mode's high bits.
+func header(top, rel string, info fs.FileInfo, link string) (*tar.Header, error) {
+	hdr, err := tar.FileInfoHeader(info, link)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", rel, err)
+	}
+	hdr.Format = tar.FormatPAX
+	hdr.ModTime = hdr.ModTime.Truncate(time.Second)
+	hdr.AccessTime, hdr.ChangeTime = time.Time{}, time.Time{}
+	switch t := info.Mode().Type(); {
+	case t.IsDir():
+		hdr.Mode |= 0o40000
+	case t&fs.ModeSymlink != 0:
+		hdr.Mode |= 0o120000
+	case t.IsRegular():
+		hdr.Mode |= 0o100000
+	}
+	hdr.Name = top + "/" + rel
+	if rel == "" {
+		hdr.Name = top + "/"
+	}
+	return hdr, nil
+}
+
+// walk calls fn for dir ("") and everything in it, in lexical order, as
+// the archive API sends them, following no link; a directory's rel ends
+// in "/". It stops once done is closed.
+func walk(dir string, done <-chan struct{}, fn func(rel string, info fs.FileInfo, link string) error) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		select {
+		case <-done:
+			return errors.New("the plugin is gone")
+		default:
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if rel == "." {
+			rel = ""
+		}
+		info, err := d.Info() // lstat: WalkDir does not follow links
+		if err != nil {
+			return err
+		}
+		link := ""
+		switch t := d.Type(); {
+		case t.IsDir() && rel != "":
+			rel += "/"
+		case t&fs.ModeSymlink != 0:
+			if link, err = os.Readlink(p); err != nil {
+				return err
+			}
+		}
+		return fn(rel, info, link)
+	})
+}

@@ -1,0 +1,256 @@
+package agent
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+)
+
+// sendVolume makes a registry-like volume: blobs, a repository's links and
+// manifests, an unfinished upload, and a symlink. It returns the blobs'
+// paths inside the volume.
+func sendVolume(t *testing.T, nblobs int) (dir string, blobs []string) {
+	dir = filepath.Join(t.TempDir(), "storage")
+	write := func(name string, data []byte) {
+		p := filepath.Join(dir, name)
+		assert.NilError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		assert.NilError(t, os.WriteFile(p, data, 0o644))
+	}
+	for i := range nblobs {
+		data := bytes.Repeat([]byte{byte(i)}, 20000+i)
+		sum := sha256.Sum256(data)
+		d := hex.EncodeToString(sum[:])
+		name := "docker/registry/v2/blobs/sha256/" + d[:2] + "/" + d + "/data"
+		write(name, data)
+		write("docker/registry/v2/repositories/r/_layers/sha256/"+d+"/link", []byte("sha256:"+d))
+		blobs = append(blobs, name)
+	}
+	write("docker/registry/v2/repositories/r/_manifests/tags/1/current/link", []byte("sha256:x"))
+	write("docker/registry/v2/repositories/r/_uploads/u1/data", make([]byte, 5000))
+	write("docker/registry/v2/repositories/r/_uploads/u1/startedat", []byte("now"))
+	assert.NilError(t, os.Symlink("r", filepath.Join(dir, "docker/registry/v2/repositories/alias")))
+	return dir, blobs
+}
+
+func sendTar(t *testing.T, dir string, omit map[string]int64) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	assert.NilError(t, SendTar(dir, omit, &b, nil))
+	return b.Bytes()
+}
+
+func manifestOf(t *testing.T, archive []byte) []imagearchive.Entry {
+	t.Helper()
+	tr := tar.NewReader(bytes.NewReader(archive))
+	for {
+		hdr, err := tr.Next()
+		assert.NilError(t, err)
+		if hdr.Name != imagearchive.ManifestName {
+			continue
+		}
+		var entries []imagearchive.Entry
+		sc := bufio.NewScanner(tr)
+		sc.Buffer(nil, 1<<20)
+		sc.Scan() // the header line
+		for sc.Scan() {
+			var e imagearchive.Entry
+			if json.Unmarshal(sc.Bytes(), &e) == nil && e.Name != "" {
+				entries = append(entries, e)
+			}
+		}
+		return entries
+	}
+}
+
+// The incremental backup from the agent's selective tar is the one that
+// reading the whole volume gives, entry for entry: the blobs left out are
+// listed as the base's, and only the new blobs' bytes cross.
+func TestSendTarIncrementalSameAsWhole(t *testing.T) {
+	dir, blobs := sendVolume(t, 10)
+	clock := func() time.Time { return time.Unix(1700000000, 0) }
+	// Elided throughout: the agent never sends an upload's data; with no
+	// blob left out, every blob is read and hashed, as from the engine.
+	info := imagearchive.Info{Volume: "vol", ReplicaID: "0123456789ab", Started: clock(), Clock: clock, Elided: true}
+
+	// The base: a full backup of the first 8 blobs' volume state.
+	var full bytes.Buffer
+	wholeTar := sendTar(t, dir, nil)
+	_, err := imagearchive.Write(&full, bytes.NewReader(wholeTar), info, nil)
+	assert.NilError(t, err)
+	basePath := filepath.Join(t.TempDir(), "full.tar")
+	assert.NilError(t, os.WriteFile(basePath, full.Bytes(), 0o600))
+	f, err := os.Open(basePath)
+	assert.NilError(t, err)
+	defer f.Close()
+	base, err := imagearchive.OpenBase(f, basePath)
+	assert.NilError(t, err)
+
+	// Two more blobs.
+	for i := 100; i < 102; i++ {
+		data := bytes.Repeat([]byte{byte(i)}, 3000)
+		sum := sha256.Sum256(data)
+		d := hex.EncodeToString(sum[:])
+		p := filepath.Join(dir, "docker/registry/v2/blobs/sha256", d[:2], d, "data")
+		assert.NilError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		assert.NilError(t, os.WriteFile(p, data, 0o644))
+	}
+	info.Since = []*imagearchive.Base{base}
+	var old bytes.Buffer
+	mOld, err := imagearchive.Write(&old, bytes.NewReader(sendTar(t, dir, nil)), info, nil)
+	assert.NilError(t, err)
+
+	omit := map[string]int64{}
+	for i, name := range blobs {
+		omit[name] = int64(20000 + i)
+	}
+	elided := sendTar(t, dir, omit)
+	assert.Assert(t, len(elided) < 4*len(wholeTar)/10, "the elided tar is %d bytes, the whole %d", len(elided), len(wholeTar))
+	var inc bytes.Buffer
+	mNew, err := imagearchive.Write(&inc, bytes.NewReader(elided), info, nil)
+	assert.NilError(t, err)
+	assert.DeepEqual(t, mNew, mOld)
+	assert.DeepEqual(t, manifestOf(t, inc.Bytes()), manifestOf(t, old.Bytes()))
+	assert.Equal(t, mNew.OmittedBlobs, int64(10))
+	assert.Equal(t, mNew.Blobs, int64(2))
+	assert.Equal(t, mNew.UploadFiles, int64(2))
+	assert.Equal(t, mNew.UploadBytes, int64(5003))
+	assert.DeepEqual(t, inc.Bytes(), old.Bytes())
+
+	// A blob whose size is not the one named is sent whole.
+	wrong := map[string]int64{blobs[0]: 1}
+	tr := tar.NewReader(bytes.NewReader(sendTar(t, dir, wrong)))
+	for {
+		hdr, err := tr.Next()
+		assert.NilError(t, err)
+		if strings.HasSuffix(hdr.Name, blobs[0]) {
+			assert.Equal(t, hdr.Size, int64(20000))
+			assert.Equal(t, hdr.PAXRecords[OmittedSize], "")
+			break
+		}
+	}
+
+	// Without Elided (the engine's stream), a marked header is a file of
+	// no bytes: never trusted, checked against its digest, found corrupt.
+	info.Elided = false
+	m, err := imagearchive.Write(io.Discard, bytes.NewReader(elided), info, nil)
+	assert.NilError(t, err)
+	assert.Equal(t, len(m.CorruptBlobs), 10)
+	assert.Equal(t, m.OmittedBlobs, int64(0))
+}
+
+// A blob sent without its data that no base holds is refused: nothing is
+// trusted that an earlier backup's manifest does not vouch for.
+func TestElidedBlobNoBaseHolds(t *testing.T) {
+	dir, blobs := sendVolume(t, 2)
+	elided := sendTar(t, dir, map[string]int64{blobs[1]: 20001})
+	info := imagearchive.Info{Volume: "vol", ReplicaID: "0123456789ab", Started: time.Now(), Elided: true}
+	_, err := imagearchive.Write(io.Discard, bytes.NewReader(elided), info, nil)
+	assert.Assert(t, is.ErrorContains(err, blobs[1]+" came without its data, and no earlier backup holds a blob of its digest and size"))
+}
+
+func TestOmittedSizeRecordIsImagearchives(t *testing.T) {
+	assert.Equal(t, OmittedSize, imagearchive.OmittedSizeRecord)
+}
+
+// Send lists, reads what to leave out (keepalives between the lines), and
+// sends the tar; it stops when the plugin's list never ends.
+func TestSend(t *testing.T) {
+	dir, blobs := sendVolume(t, 3)
+	inR, inW := io.Pipe()
+	var out bytes.Buffer
+	done := make(chan error, 1)
+	go func() { done <- Send(dir, inR, &out, time.Minute) }()
+	_, err := io.WriteString(inW, "\n20000 "+blobs[0]+"\n\nend\n")
+	assert.NilError(t, err)
+	assert.NilError(t, <-done)
+	inW.Close()
+
+	br := bufio.NewReader(&out)
+	var list []ListEntry
+	for {
+		line, err := br.ReadBytes('\n')
+		assert.NilError(t, err)
+		var e ListEntry
+		assert.NilError(t, json.Unmarshal(line, &e))
+		if e.Type == "end" {
+			break
+		}
+		list = append(list, e)
+	}
+	assert.Equal(t, list[0].Name, "")
+	assert.Equal(t, list[0].Type, "dir")
+	types := map[string]string{}
+	for _, e := range list {
+		types[e.Name] = e.Type
+		if e.Name == blobs[1] {
+			assert.Equal(t, e.Size, int64(20001))
+			assert.Assert(t, e.MTime > 0)
+		}
+	}
+	assert.Equal(t, types["docker/registry/v2/repositories/alias"], "symlink")
+	assert.Equal(t, types["docker/"], "dir")
+	assert.Equal(t, types[blobs[2]], "file")
+
+	tr := tar.NewReader(br)
+	sizes := map[string]int64{}
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		assert.NilError(t, err)
+		n, err := io.Copy(io.Discard, tr)
+		assert.NilError(t, err)
+		sizes[strings.TrimPrefix(hdr.Name, "storage/")] = n
+		if hdr.Name == "storage/" {
+			assert.Equal(t, hdr.Mode&0o170000, int64(0o40000))
+		}
+	}
+	assert.Equal(t, len(sizes), len(list))
+	assert.Equal(t, sizes[blobs[0]], int64(0), "left out")
+	assert.Equal(t, sizes[blobs[1]], int64(20001))
+	assert.Equal(t, sizes["docker/registry/v2/repositories/r/_uploads/u1/data"], int64(0), "an upload's data never crosses")
+
+	// A list that is not one.
+	err = Send(dir, strings.NewReader("x y\nend\n"), io.Discard, time.Minute)
+	assert.Assert(t, is.ErrorContains(err, `"x y" is not a size and a name`))
+	err = Send(dir, strings.NewReader("1 a\n"), io.Discard, time.Minute)
+	assert.Assert(t, is.ErrorContains(err, "ended before its end line"))
+}
+
+// Stdin is the lease from the start: keepalives while the plugin chooses
+// keep the agent going; silence makes it stop.
+func TestSendLease(t *testing.T) {
+	dir, _ := sendVolume(t, 2)
+	inR, inW := io.Pipe()
+	defer inW.Close()
+	done := make(chan error, 1)
+	go func() { done <- Send(dir, inR, io.Discard, 100*time.Millisecond) }()
+	for range 10 {
+		time.Sleep(30 * time.Millisecond)
+		_, err := io.WriteString(inW, "\n")
+		assert.NilError(t, err)
+	}
+	_, err := io.WriteString(inW, "end\n")
+	assert.NilError(t, err)
+	assert.NilError(t, <-done)
+
+	silent, w := io.Pipe()
+	defer w.Close()
+	err = Send(dir, silent, io.Discard, 100*time.Millisecond)
+	assert.Assert(t, is.ErrorContains(err, "no word from the plugin"))
+}

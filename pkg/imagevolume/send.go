@@ -1,0 +1,187 @@
+package imagevolume
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/docker-dtr/docker-dtr/pkg/agent"
+	"github.com/docker-dtr/docker-dtr/pkg/agentbin"
+	"github.com/docker-dtr/docker-dtr/pkg/helpercontainer"
+	"github.com/docker-dtr/docker-dtr/pkg/tunnel"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/pkg/stdcopy"
+)
+
+var sendJob = agentJob{prefix: namePrefix, args: []string{"--send", MountPoint}, readOnly: true, verb: "read", doing: "reading"}
+
+// NoAgentError means the agent cannot run on the replica's node (or in the
+// registry's image): ReadSelected cannot, Read still can.
+type NoAgentError struct{ Err error }
+
+func (e *NoAgentError) Error() string { return e.Err.Error() }
+func (e *NoAgentError) Unwrap() error { return e.Err }
+
+// maxListLine bounds a line of the agent's listing: a JSON entry with a
+// name of up to PATH_MAX bytes, escaped.
+const maxListLine = 6 * 4096
+
+// ReadSelected reads the volume in two steps through one read-only helper
+// that runs the agent ("agent --send /storage", which holds a lease on
+// this plugin as --lease does). The agent lists the volume, statting every
+// file but reading none; c gets each entry, then names the files to leave
+// out (name inside the volume, and size). The agent then sends
+// the volume as the archive API would, except that those files, and those
+// of unfinished uploads, come as headers without data (agent.Send); fn
+// reads that tar. Reading only what is new costs what is new, not the
+// volume: a stat per file and one stream. A *NoAgentError says the agent
+// cannot run there.
+func (v *Volume) ReadSelected(ctx context.Context, api API, c Chooser, fn func(io.Reader) error) (err error) {
+	path, img, err := v.agent(ctx, api, v.AgentBinary, sendJob)
+	if err != nil {
+		return &NoAgentError{Err: err}
+	}
+	helpercontainer.RemoveStale(ctx, api)
+	b := make([]byte, 4)
+	rand.Read(b)
+	name := sendJob.prefix + v.Replica.ID + "-" + hex.EncodeToString(b)
+	cfg, host := v.agentConfig(img, sendJob)
+	cfg.Labels = helpercontainer.LeaseLabels(helpercontainer.KindImages, v.Replica.ID)
+	cfg.OpenStdin, cfg.StdinOnce, cfg.AttachStdin = true, true, true
+	created, err := api.ContainerCreate(ctx, cfg, host, nil, nil, name)
+	if err != nil {
+		return fmt.Errorf("creating a helper container on node %s to read %s: %w", v.Replica.Node, v.Name, requestErr(err))
+	}
+	h := &helper{api: api, id: created.ID, name: name}
+	defer func() {
+		if rerr := h.remove(); err == nil {
+			err = rerr
+		}
+	}()
+	if err := agentbin.Copy(ctx, api, h.id, path); err != nil {
+		return fmt.Errorf("copying the agent into helper %s: %w", name, requestErr(err))
+	}
+	hj, err := api.ContainerAttach(ctx, h.id, container.AttachOptions{Stream: true, Stdin: true, Stdout: true, Stderr: true})
+	if err != nil {
+		return fmt.Errorf("attaching to helper %s: %w", name, requestErr(err))
+	}
+	stop := make(chan struct{})
+	defer func() {
+		close(stop)
+		hj.Close()
+	}()
+	var stderr agentbin.Tail
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := stdcopy.StdCopy(pw, &stderr, hj.Reader)
+		if err == nil {
+			err = io.EOF
+		}
+		pw.CloseWithError(err)
+	}()
+	defer pr.Close()
+	// Wait before starting, so that the exit is not missed.
+	wctx, stopWaiting := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWaiting()
+	waitC, errC := api.ContainerWait(wctx, h.id, container.WaitConditionNextExit)
+	if err := api.ContainerStart(ctx, h.id, container.StartOptions{}); err != nil {
+		return fmt.Errorf("starting helper %s on node %s to read %s: %w", name, v.Replica.Node, v.Name, requestErr(err))
+	}
+	// The lease: a keepalive while the agent lists, and while it sends.
+	go tunnel.KeepAliveWriter(hj.Conn, tunnel.KeepAlive, stop)
+	// failed explains a broken exchange by the agent's exit, if it exited.
+	failed := func(err error) error {
+		if ctx.Err() != nil {
+			return err
+		}
+		select {
+		case w := <-waitC:
+			if w.StatusCode != 0 {
+				msg := stderr.String()
+				if msg == "" {
+					msg = "it printed nothing"
+				}
+				return fmt.Errorf("reading volume %s on node %s: the agent in helper %s exited with code %d: %s", v.Name, v.Replica.Node, name, w.StatusCode, msg)
+			}
+		case <-errC:
+		case <-time.After(5 * time.Second):
+		}
+		if streamBroke(err) {
+			return fmt.Errorf("reading volume %s through helper %s: the connection to the Docker engine was lost: %w", v.Name, name, err)
+		}
+		return err
+	}
+	br := bufio.NewReaderSize(pr, 256<<10)
+	if err := readListing(br, c.Add); err != nil {
+		return failed(fmt.Errorf("reading volume %s: the agent's listing: %w", v.Name, err))
+	}
+	omit, err := c.Omit()
+	if err != nil {
+		return err
+	}
+	// One write, so that no keepalive lands inside a line.
+	if _, err := hj.Conn.Write(omitList(omit)); err != nil {
+		return failed(fmt.Errorf("reading volume %s: sending the agent what to leave out: %w", v.Name, err))
+	}
+	if err := fn(br); err != nil {
+		return failed(err)
+	}
+	return nil
+}
+
+// Chooser is ReadSelected's caller's side: it gets every entry of the
+// listing, in turn, then names the files to leave out.
+type Chooser interface {
+	Add(agent.ListEntry)
+	Omit() (map[string]int64, error)
+}
+
+// readListing reads the agent's listing, up to agent.ListEnd, into add.
+func readListing(br *bufio.Reader, add func(agent.ListEntry)) error {
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) || len(line) > maxListLine {
+			return errors.New("a line over 24 KiB")
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		var e agent.ListEntry
+		if err := json.Unmarshal(line, &e); err != nil {
+			return fmt.Errorf("%q is not an entry: %v (is --agent-binary a docker-dtr of this version?)", bytes.TrimSpace(line), err)
+		}
+		if e.Type == agent.ListEnd.Type {
+			return nil
+		}
+		add(e)
+	}
+}
+
+// omitList is the agent's list of files to leave out: "SIZE NAME" lines,
+// then "end".
+func omitList(omit map[string]int64) []byte {
+	var b bytes.Buffer
+	for name, size := range omit {
+		if strings.ContainsRune(name, '\n') {
+			continue // cannot be named on a line: sent whole
+		}
+		b.WriteString(strconv.FormatInt(size, 10))
+		b.WriteByte(' ')
+		b.WriteString(name)
+		b.WriteByte('\n')
+	}
+	b.WriteString("end\n")
+	return b.Bytes()
+}

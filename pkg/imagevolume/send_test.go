@@ -1,0 +1,41 @@
+package imagevolume
+
+import (
+	"bufio"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/docker-dtr/docker-dtr/pkg/agent"
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+)
+
+// The listing is read entry by entry up to its end line; what follows is
+// the tar, left in the reader. A cut or foreign listing is an error.
+func TestReadListing(t *testing.T) {
+	br := bufio.NewReader(strings.NewReader(`{"name":"","type":"dir"}
+{"name":"a","type":"file","size":3,"mtime":5}
+{"type":"end"}
+TAR`))
+	var got []agent.ListEntry
+	assert.NilError(t, readListing(br, func(e agent.ListEntry) { got = append(got, e) }))
+	assert.DeepEqual(t, got, []agent.ListEntry{{Type: "dir"}, {Name: "a", Type: "file", Size: 3, MTime: 5}})
+	rest, _ := io.ReadAll(br)
+	assert.Equal(t, string(rest), "TAR")
+
+	err := readListing(bufio.NewReader(strings.NewReader(`{"name":"a","type":"dir"}`+"\n")), func(agent.ListEntry) {})
+	assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
+	err = readListing(bufio.NewReader(strings.NewReader("usage: docker dtr agent\n")), func(agent.ListEntry) {})
+	assert.Assert(t, is.ErrorContains(err, "is --agent-binary a docker-dtr of this version?"))
+	err = readListing(bufio.NewReaderSize(strings.NewReader(strings.Repeat("x", 30<<10)+"\n"), 256<<10), func(agent.ListEntry) {})
+	assert.Assert(t, is.ErrorContains(err, "a line over 24 KiB"))
+}
+
+// What the agent reads back: its own parser takes it, and a name it could
+// not read on a line is not sent (that file is then read whole).
+func TestOmitList(t *testing.T) {
+	omit, err := agent.ReadOmit(bufio.NewReader(strings.NewReader(string(omitList(map[string]int64{"a/data": 7, "b\nc": 1, "d e": 2})))))
+	assert.NilError(t, err)
+	assert.DeepEqual(t, omit, map[string]int64{"a/data": 7, "d e": 2})
+}
