@@ -2,14 +2,14 @@ package plugin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
-	"errors"
 	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
 	"github.com/docker-dtr/docker-dtr/pkg/exitcode"
-	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker-dtr/docker-dtr/pkg/restore"
+	"github.com/docker-dtr/docker-dtr/pkg/verify"
 	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
 )
@@ -181,26 +181,12 @@ func runRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions)
 	}
 	defer in.Close()
 	name := displayName(opts.file)
-	if images, err := isImageInput(in); err != nil {
+	if images, err := verify.IsImages(in); err != nil {
 		return err
 	} else if images {
 		return runImageRestore(ctx, dockerCli, opts, in, name, prog)
 	}
 	return runMetadataRestore(ctx, dockerCli, opts, in, name, prog)
-}
-
-// isImageInput tells an image backup from a metadata one by its first
-// entry: of the file, or of a decryption of it, stopped there.
-func isImageInput(in *backupfile.Input) (bool, error) {
-	if in.Plain == nil {
-		return imagearchive.IsImageArchive(in.File)
-	}
-	rc, err := in.Plain()
-	if err != nil {
-		return false, err
-	}
-	defer rc.Close()
-	return imagearchive.IsImageStream(rc), nil
 }
 
 // refused shows what is wrong with a backup that a restore refused, above

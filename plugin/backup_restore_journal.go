@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
 	"path/filepath"
 	"strings"
 
+	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/exitcode"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
@@ -16,6 +16,7 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/nodejournal"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker-dtr/docker-dtr/pkg/restore"
+	"github.com/docker-dtr/docker-dtr/pkg/verify"
 	"github.com/docker/cli/cli/command"
 )
 
@@ -152,7 +153,7 @@ func resumeJournal(ctx context.Context, dockerCli command.Cli, opts restoreOptio
 	if sum != rec.BackupSHA256 {
 		return fmt.Errorf("--resume: %s is not the backup the unfinished restore was loading: its content's sha256 is %s, the journal's %s", name, sum, rec.BackupSHA256)
 	}
-	images, err := isImageInput(in)
+	images, err := verify.IsImages(in)
 	if err != nil {
 		return err
 	}

@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker-dtr/docker-dtr/pkg/crypt"
 	"github.com/docker-dtr/docker-dtr/pkg/jsonl"
 )
@@ -61,16 +60,10 @@ func OpenBase(f *os.File, path string) (*Base, error) {
 // openBaseStream is OpenBase of an archive read once from open, as it
 // comes (a decryption): its manifest, the last entry, is kept on the way.
 func openBaseStream(open Source, path string) (*Base, error) {
-	p, err := startPass(open, false)
+	rep, s, err := scanStream(open, false)
 	if err != nil {
 		return nil, err
 	}
-	defer p.close()
-	s := scan(p)
-	if err := p.finish(); err != nil {
-		return nil, err
-	}
-	rep := &Report{Kind: Kind, Problems: []archive.Problem{}}
 	mr, m := s.open(rep)
 	return baseOf(rep, mr, m, path)
 }

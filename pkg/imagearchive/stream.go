@@ -231,16 +231,10 @@ func scan(p *pass) *scanned {
 // report. The report keeps the manifest, for ContentStream and
 // CheckVolumeOf, and the SHA-256 of all the bytes read (PlainSHA256).
 func VerifyStream(open Source) (*Report, error) {
-	p, err := startPass(open, true)
+	rep, s, err := scanStream(open, true)
 	if err != nil {
 		return nil, err
 	}
-	defer p.close()
-	s := scan(p)
-	if err := p.finish(); err != nil {
-		return nil, err
-	}
-	rep := &Report{Kind: Kind, Problems: []archive.Problem{}, Size: p.n, PlainSHA256: p.sum.Sum()}
 	mr, m := s.open(rep)
 	if mr == nil {
 		return rep, nil
@@ -252,18 +246,33 @@ func VerifyStream(open Source) (*Report, error) {
 
 // InspectStream is Inspect of an archive read once from open.
 func InspectStream(open Source) (*Report, error) {
-	p, err := startPass(open, false)
+	rep, s, err := scanStream(open, false)
 	if err != nil {
 		return nil, err
+	}
+	s.open(rep)
+	return rep, nil
+}
+
+// scanStream reads the archive once from open, to its end, and returns
+// what it found of each entry and the manifest, beside an empty report of
+// its size (and, with whole, the SHA-256 of all of it). A Read error of
+// the source is the error.
+func scanStream(open Source, whole bool) (*Report, *scanned, error) {
+	p, err := startPass(open, whole)
+	if err != nil {
+		return nil, nil, err
 	}
 	defer p.close()
 	s := scan(p)
 	if err := p.finish(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	rep := &Report{Kind: Kind, Problems: []archive.Problem{}, Size: p.n}
-	s.open(rep)
-	return rep, nil
+	if whole {
+		rep.PlainSHA256 = p.sum.Sum()
+	}
+	return rep, s, nil
 }
 
 // open reads the kept manifest into rep as open does a file's.

@@ -61,10 +61,16 @@ func Write(ctx context.Context, api imagevolume.API, out io.Writer, o Options) (
 		}
 		prog.Warn("the agent cannot run on node %s (%v): reading the whole volume, as a full backup does", rep.Node, noAgent.Err)
 	}
-	var m *imagearchive.Manifest
 	total := volumeTotal(ctx, api, vol, o.AgentBinary, prog)
 	prog.PhaseOf("reading volume "+vol.Name, "", 0, total)
-	err := vol.Read(ctx, api, func(r io.Reader) error {
+	return writeFrom(out, info, prog, func(fn func(io.Reader) error) error { return vol.Read(ctx, api, fn) })
+}
+
+// writeFrom writes the archive from the tar stream that read hands its
+// function, with progress.
+func writeFrom(out io.Writer, info imagearchive.Info, prog *progress.Printer, read func(func(io.Reader) error) error) (*imagearchive.Manifest, error) {
+	var m *imagearchive.Manifest
+	err := read(func(r io.Reader) error {
 		var err error
 		m, err = imagearchive.Write(out, prog.Reader(r), info, func(t imagearchive.Totals) {
 			prog.Step("%d files, %s so far", t.Files, human.Bytes(t.Bytes))
@@ -84,19 +90,8 @@ func Write(ctx context.Context, api imagevolume.API, out io.Writer, o Options) (
 func writeSelected(ctx context.Context, api imagevolume.API, out io.Writer, info imagearchive.Info, o Options) (*imagearchive.Manifest, error) {
 	prog, vol := o.Progress, o.Volume
 	info.Elided = true
-	var m *imagearchive.Manifest
-	err := vol.ReadSelected(ctx, api, &chooser{Selection: NewSelection(o.Since), prog: prog, vol: vol.Name}, func(r io.Reader) error {
-		var err error
-		m, err = imagearchive.Write(out, prog.Reader(r), info, func(t imagearchive.Totals) {
-			prog.Step("%d files, %s so far", t.Files, human.Bytes(t.Bytes))
-		})
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	prog.Done()
-	return m, nil
+	choose := &chooser{Selection: NewSelection(o.Since), prog: prog, vol: vol.Name}
+	return writeFrom(out, info, prog, func(fn func(io.Reader) error) error { return vol.ReadSelected(ctx, api, choose, fn) })
 }
 
 // chooser is the Selection that ReadSelected fills, and says so.

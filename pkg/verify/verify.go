@@ -171,7 +171,7 @@ func crossCheck(o Options, rep *imagearchive.Report) (*crosscheck.Result, error)
 		return nil, fmt.Errorf("--metadata: %w", err)
 	}
 	defer mf.Close()
-	if images, _ := isImages(mf); images {
+	if images, _ := IsImages(mf); images {
 		return nil, fmt.Errorf("--metadata %s is an image backup: give the metadata backup (docker dtr backup create)", o.Metadata)
 	}
 	// An encrypted one opened as a stream is read twice, as it is
@@ -195,9 +195,9 @@ func crossCheck(o Options, rep *imagearchive.Report) (*crosscheck.Result, error)
 	return res, nil
 }
 
-// isImages says whether in is an image backup, from its first entry: of
-// a stream, from the start of a pass.
-func isImages(in *backupfile.Input) (bool, error) {
+// IsImages says whether in is an image backup, from its first entry: of
+// the file, or of a decryption of it, stopped there.
+func IsImages(in *backupfile.Input) (bool, error) {
 	if in.Plain == nil {
 		return imagearchive.IsImageArchive(in.File)
 	}
