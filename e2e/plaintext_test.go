@@ -79,7 +79,9 @@ func TestKilledRunsLeaveNoPlaintext(t *testing.T) {
 		held = max(held, run.openIn(tmp))
 		return strings.Contains(run.stderr(), "as it is read")
 	})
-	time.Sleep(20 * time.Millisecond)
+	// Stopped at once: the decryption (faster than gpg's) would otherwise
+	// finish the verify before the kill.
+	run.stop(t)
 	held = max(held, run.openIn(tmp))
 	run.kill(t)
 	assert.Equal(t, held, int64(-1), "verify held a file in $TMPDIR; stderr: %s", run.stderr())
@@ -235,6 +237,15 @@ func (p *pluginProc) waitUntil(t *testing.T, what string, ok func() bool) {
 		assert.Assert(t, time.Now().Before(deadline), "never %s; stderr: %s", what, p.stderr())
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// stop sends SIGSTOP to the plugin, which must still be running: the kill
+// then comes where it stopped.
+func (p *pluginProc) stop(t *testing.T) {
+	t.Helper()
+	pid := p.plugin()
+	assert.Assert(t, pid != 0, "the plugin ended before it could be stopped; stderr: %s", p.stderr())
+	assert.NilError(t, syscall.Kill(pid, syscall.SIGSTOP))
 }
 
 // kill sends SIGKILL to the plugin, and waits for the docker CLI to end.
