@@ -103,9 +103,7 @@ func runPrune(ctx context.Context, dockerCli command.Cli, opts pruneOptions) err
 	plan, err := prune.MakePlan(prune.Options{
 		Dir: opts.dir, Policy: opts.policy, Progress: prog,
 		Open: func(path string) (*backupfile.Input, error) {
-			o := opts.dec.openOptions(dockerCli, prog)
-			o.Stream = true // decrypted as it is read: no plaintext file
-			return backupfile.Open(path, o)
+			return backupfile.Open(path, opts.dec.openOptions(dockerCli, prog))
 		},
 		CanDecrypt: passphrase.Available(opts.dec.passphraseFile) || opts.dec.identityFile != "",
 		NoSecret:   "encrypted: give --passphrase-file, --identity-file or $" + passphraseEnv + " to read its manifest",

@@ -28,7 +28,7 @@ func plan(t *testing.T, dir string, policy retention.Policy, secret bool) (*Plan
 	pl, err := MakePlan(Options{
 		Dir: dir, Policy: policy, Progress: prog,
 		Open: func(path string) (*backupfile.Input, error) {
-			return backupfile.Open(path, backupfile.OpenOptions{Stream: true, Log: prog.Step, Passphrase: func(string) ([]byte, error) { return backuptest.Passphrase, nil }})
+			return backupfile.Open(path, backupfile.OpenOptions{Log: prog.Step, Passphrase: func(string) ([]byte, error) { return backuptest.Passphrase, nil }})
 		},
 		CanDecrypt: secret,
 		NoSecret:   "encrypted: no secret",

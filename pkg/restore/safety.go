@@ -137,7 +137,7 @@ func saveSafetyThen(prog *progress.Printer, path string, seal *backupfile.Protec
 // in passes (Input.Pass), each a fresh decryption with seal's secrets when
 // it is sealed, and closes it after.
 func withSafetyStreamed(path string, seal *backupfile.Protection, fn func(*backupfile.Input) error) error {
-	in, err := backupfile.Open(path, backupfile.OpenOptions{Protection: seal, Stream: true, Passphrase: func(string) ([]byte, error) {
+	in, err := backupfile.Open(path, backupfile.OpenOptions{Protection: seal, Passphrase: func(string) ([]byte, error) {
 		return nil, errors.New("the safety backup is encrypted, but this restore holds no secret for it")
 	}})
 	if err != nil {
