@@ -24,8 +24,8 @@ import (
 type Options struct {
 	Dir    string
 	Policy retention.Policy
-	// Open opens a backup for reading; an encrypted one with
-	// backupfile.OpenOptions.Stream, so that it is read as it is decrypted.
+	// Open opens a backup for reading: an encrypted one is read as it is
+	// decrypted (Input.Plain).
 	Open func(path string) (*backupfile.Input, error)
 	// CanDecrypt says a secret was given: prune never prompts, as it would
 	// once per file. NoSecret is then why an encrypted file is skipped.
