@@ -75,9 +75,6 @@ type Images struct {
 	Check *imagearchive.Check
 	// wiped says the rollback emptied the volume.
 	wiped bool
-	// safety is the report of the safety backup's check, which a
-	// rollback writes it back against.
-	safety *imagearchive.Report
 }
 
 // NewImages plans the restore of a verified image backup into the volume
@@ -185,11 +182,7 @@ func (t *Images) SaveSafety(ctx context.Context) error {
 		}
 		return err
 	}
-	check := func(in *backupfile.Input) (err error) {
-		t.safety, err = checkImageSafety(in)
-		return err
-	}
-	if err := saveSafetyStreamed(t.Progress, path, t.SafetySeal, write, interrupted, check); err != nil {
+	if err := saveSafetyStreamed(t.Progress, path, t.SafetySeal, write, interrupted, checkImageSafety); err != nil {
 		return err
 	}
 	if n := len(m.CorruptBlobs); n > 0 {
@@ -293,44 +286,39 @@ func (t *Images) Rollback(ctx context.Context) error {
 		return nil
 	}
 	return withSafetyStreamed(path, t.SafetySeal, func(in *backupfile.Input) error {
-		return writeSafetyBack(t.Progress, in, t.safety, path, vol.Name, func(content io.Reader, check func(io.Reader) error) error {
+		return writeSafetyBack(t.Progress, in, path, vol.Name, func(content io.Reader, check func(io.Reader) error) error {
 			return vol.Write(ctx, t.Docker, content, check)
 		})
 	})
 }
 
 // checkImageSafety verifies an image safety backup just written, reading
-// it once (a sealed one as it is decrypted, with no plaintext file), and
-// returns the report, which keeps the manifest. Blobs already corrupt in
-// the registry are listed in the manifest, kept as they are, and not
-// problems.
-func checkImageSafety(in *backupfile.Input) (*imagearchive.Report, error) {
+// it once (a sealed one as it is decrypted, with no plaintext file).
+// Blobs already corrupt in the registry are listed in the manifest, kept
+// as they are, and not problems.
+func checkImageSafety(in *backupfile.Input) error {
 	rep, err := imagearchive.VerifyStream(in.Pass)
-	if err != nil {
-		return nil, err
+	if err == nil && !rep.OK() {
+		err = fmt.Errorf("%s: %s", rep.Problems[0].Entry, rep.Problems[0].Message)
 	}
-	if !rep.OK() {
-		return nil, fmt.Errorf("%s: %s", rep.Problems[0].Entry, rep.Problems[0].Message)
-	}
-	return rep, nil
+	return err
 }
 
 // writeSafetyBack writes the safety backup in (at path) back into the
 // emptied volume vol through write (the volume's Write: the content, and
 // the check of what the volume holds after). It reads the backup in
 // passes (Input.Pass), a sealed one decrypted anew for each, with no
-// plaintext file: the content is checked entry by entry as it is written
-// against rep, the report of the check after it was written
-// (ContentStream: a file changed since fails it), or, when this run did
-// not write it (rep nil), a pass verifies it first; then the volume is
-// read back and checked against the manifest, files it should not hold
-// included.
-func writeSafetyBack(prog *progress.Printer, in *backupfile.Input, rep *imagearchive.Report, path, vol string, write func(content io.Reader, check func(io.Reader) error) error) error {
-	if rep == nil {
-		var err error
-		if rep, err = checkImageSafety(in); err != nil {
-			return fmt.Errorf("the safety backup %s: %w", path, err)
-		}
+// plaintext file: one verifies it, the next is the content, checked entry
+// by entry against that manifest as it is written (ContentStream); then
+// the volume is read back and checked against the manifest, files it
+// should not hold included.
+func writeSafetyBack(prog *progress.Printer, in *backupfile.Input, path, vol string, write func(content io.Reader, check func(io.Reader) error) error) error {
+	rep, err := imagearchive.VerifyStream(in.Pass)
+	if err != nil {
+		return fmt.Errorf("the safety backup %s: %w", path, err)
+	}
+	if !rep.OK() {
+		return fmt.Errorf("the safety backup %s: %s", path, rep.Problems[0].Message)
 	}
 	prog.Step("writing the safety backup %s back into volume %s: %s (%s)", path, vol, human.Plural(int(rep.Files), "file"), human.Bytes(rep.Bytes))
 	content, wait := produce(func(w io.Writer) error {
@@ -338,7 +326,7 @@ func writeSafetyBack(prog *progress.Printer, in *backupfile.Input, rep *imagearc
 		return err
 	})
 	var check *imagearchive.Check
-	err := write(content, func(rd io.Reader) error {
+	err = write(content, func(rd io.Reader) error {
 		// The engine read the stream to its end: its verdict is in.
 		if err := wait(); err != nil {
 			return err
