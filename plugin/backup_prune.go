@@ -59,8 +59,8 @@ Whatever the policy says, prune never removes:
 The temporary file of a backup that was killed (.NAME.tmp-NNN, which no
 running backup holds locked) is removed whatever the policy.
 
-Encrypted backups are decrypted into an unnamed temporary file to read their
-manifest (and again to verify the newest), with --passphrase-file,
+Encrypted backups are read as they are decrypted, never into a file, for
+their manifest (and again to verify the newest), with --passphrase-file,
 $DTR_BACKUP_PASSPHRASE or --identity-file; without any of them they are
 skipped rather than prompted for, file after file. Because an encrypted
 file that cannot be read may be an incremental image backup, no image backup

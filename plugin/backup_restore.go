@@ -171,10 +171,9 @@ func runRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions)
 		return err
 	}
 
-	// Opened as a stream: an encrypted image backup is restored as it is
-	// decrypted; a metadata backup still gets its plaintext file.
+	// An encrypted backup is restored as it is decrypted, each pass anew:
+	// no plaintext reaches a file.
 	oo := opts.dec.openOptions(dockerCli, prog)
-	oo.Stream = true
 	in, err := backupfile.Open(opts.file, oo)
 	if err != nil {
 		return err

@@ -12,15 +12,11 @@ import (
 // openInput opens a backup argument for reading (pkg/backupfile): FILE,
 // or standard input for "-" (spooled as it arrives, ciphertext when it is
 // encrypted), keeping how it was encrypted (Input.Protection) for a
-// restore's safety backup. An encrypted backup is opened as a stream
-// (OpenOptions.Stream): each pass (Input.Pass) decrypts it anew, so that
-// no plaintext of a metadata backup reaches the disk; Input.PlainFile
-// decrypts it into an unnamed temporary file for a reader that seeks. Close
-// it; it frees the temporary files.
+// restore's safety backup. Each pass (Input.Pass) of an encrypted backup
+// decrypts it anew, so that no plaintext reaches the disk. Close it; it
+// frees the spool of standard input.
 func openInput(dockerCli command.Cli, name string, dec decryptOptions, prog *progress.Printer) (*backupfile.Input, error) {
-	o := dec.openOptions(dockerCli, prog)
-	o.Stream = true
-	return backupfile.Open(name, o)
+	return backupfile.Open(name, dec.openOptions(dockerCli, prog))
 }
 
 // openOptions are the flags' secrets, standard input, and where opening
@@ -39,15 +35,14 @@ func (o decryptOptions) openOptions(dockerCli command.Cli, prog *progress.Printe
 
 // chainDecrypter opens the encrypted earlier backups of an incremental
 // image backup, in: with the secret that opened in (no second prompt), or
-// else with the flags'. Each is decrypted into an unnamed temporary file,
-// freed when the chain closes it.
+// else with the flags'. Each is decrypted as it is read, anew for each
+// read.
 func chainDecrypter(dockerCli command.Cli, dec decryptOptions, in *backupfile.Input, prog *progress.Printer) imagearchive.Decrypter {
 	return func(path string) (imagearchive.Source, func(), error) {
 		o := dec.openOptions(dockerCli, prog)
 		if in != nil && in.Protection != nil {
 			o.Protection = in.Protection
 		}
-		o.Stream = true
 		base, err := backupfile.Open(path, o)
 		if err != nil {
 			return nil, nil, err

@@ -20,12 +20,10 @@ import (
 
 // reportArchive opens a backup of either kind, has the verify engine read
 // all of it (o.Full: verify) or its manifest (inspect), prints the report
-// and fails when it found problems. An encrypted backup is opened as a
-// stream, decrypted as it is read: no plaintext of a metadata backup
-// reaches a file.
+// and fails when it found problems. An encrypted backup is decrypted as
+// it is read: no plaintext reaches a file.
 func reportArchive(dockerCli command.Cli, prog *progress.Printer, file, format string, o verify.Options, dec decryptOptions) error {
 	opts := dec.openOptions(dockerCli, prog)
-	opts.Stream = true
 	in, err := backupfile.Open(file, opts)
 	if err != nil {
 		return err
@@ -36,7 +34,6 @@ func reportArchive(dockerCli command.Cli, prog *progress.Printer, file, format s
 	o.Open = func(path string) (*backupfile.Input, error) {
 		// --metadata's backup, read as a stream too.
 		opts := dec.openOptions(dockerCli, progress.New(dockerCli.Err(), false))
-		opts.Stream = true
 		return backupfile.Open(path, opts)
 	}
 	name := displayName(file)

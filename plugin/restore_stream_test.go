@@ -88,7 +88,7 @@ func contentSHA256(t *testing.T, path, pass string) string {
 	t.Helper()
 	pw, err := os.ReadFile(pass)
 	assert.NilError(t, err)
-	in, err := backupfile.Open(path, backupfile.OpenOptions{Stream: true, Passphrase: func(string) ([]byte, error) { return bytes.TrimSpace(pw), nil }})
+	in, err := backupfile.Open(path, backupfile.OpenOptions{Passphrase: func(string) ([]byte, error) { return bytes.TrimSpace(pw), nil }})
 	assert.NilError(t, err)
 	defer in.Close()
 	sum, err := in.SHA256()

@@ -1,15 +1,14 @@
 // Package backupfile opens backups for reading and writes new ones: an
 // input is spooled when it comes on standard input, recognised when it is
 // encrypted, and read in passes (Input.Pass), an encrypted one decrypted
-// anew for each (OpenOptions.Stream), each checked to read what the first
-// read; or, for a reader that seeks (image backups), decrypted into a
-// temporary file. An output is written to a temporary name and renamed
-// into place only when complete, encrypted when asked.
+// anew for each, each checked to read what the first read. The plaintext
+// of an encrypted backup never reaches a file. An output is written to a
+// temporary name and renamed into place only when complete, encrypted
+// when asked.
 //
-// Both temporary files of an input, the spool of standard input and the
-// plaintext of an encrypted backup, have no name from the moment they are
-// made (pkg/anonfile): no kill of the process can leave either behind, and
-// no other process can open them. Standard input is spooled as it arrives,
+// The spool of standard input has no name from the moment it is made
+// (pkg/anonfile): no kill of the process can leave it behind, and no
+// other process can open it. Standard input is spooled as it arrives,
 // which is ciphertext when it is encrypted.
 package backupfile
 
@@ -30,15 +29,11 @@ import (
 type Input struct {
 	// File is the plain tar file; nil when Plain is set.
 	*os.File
-	// Plain, set for an encrypted backup opened with OpenOptions.Stream,
-	// starts a fresh decryption of it for each pass: its plaintext, read
+	// Plain, set for an encrypted backup, starts a fresh decryption of it for each pass: its plaintext, read
 	// as it is decrypted. A Read error (the file was changed or cut, found
 	// by the message's integrity check at its end) means that nothing
 	// read in that pass may be used.
 	Plain func() (io.ReadCloser, error)
-	// sealed is what Plain decrypts, for PlainFile.
-	sealed *sealedInput
-	plain  *Input // PlainFile's
 	// Protection is how an encrypted backup was sealed, for sealing
 	// another file the same way; nil when it was not encrypted.
 	Protection *Protection
@@ -68,10 +63,6 @@ type Protection struct {
 
 // Close closes the file, which frees it when it is a temporary one.
 func (in *Input) Close() {
-	if in != nil && in.plain != nil {
-		in.plain.Close()
-		in.plain = nil
-	}
 	if in != nil && in.cleanup != nil {
 		in.cleanup()
 		in.cleanup = nil
@@ -96,10 +87,6 @@ type OpenOptions struct {
 	// instead of asking (Passphrase and IdentityFile are not used): a
 	// file sealed with the same Protection reads back without a prompt.
 	Protection *Protection
-	// Stream opens an encrypted backup without decrypting it into a
-	// file: Input.Plain decrypts it anew for each pass (PlainFile still
-	// makes the file for a reader that needs one).
-	Stream bool
 }
 
 // DisplayName is how a backup argument is named in messages.
@@ -112,9 +99,10 @@ func DisplayName(name string) string {
 
 // Open opens a backup for reading, or spools standard input to an unnamed
 // temporary file when name is "-". An encrypted backup (this plugin's
-// --encrypt, 'gpg -c', 'gpg -e') is decrypted into an unnamed temporary
-// file first, and only handed on once the message's integrity check at its
-// end has passed.
+// --encrypt, 'gpg -c', 'gpg -e') is opened with its secrets and decrypted
+// anew for each pass (Input.Plain, Input.Pass), never into a file; what a
+// pass reads may be used only once it has read to its end, where the
+// message's integrity check is.
 func Open(name string, o OpenOptions) (*Input, error) {
 	in, err := openPlain(name, o)
 	if err != nil {
@@ -128,11 +116,7 @@ func Open(name string, o OpenOptions) (*Input, error) {
 	if !enc {
 		return in, nil
 	}
-	if o.Stream {
-		return stream(in, DisplayName(name), o)
-	}
-	defer in.Close()
-	return decrypt(in.File, DisplayName(name), o)
+	return stream(in, DisplayName(name), o)
 }
 
 // Encrypted says whether f starts as an OpenPGP message does, from its
@@ -154,44 +138,6 @@ func EncryptedFile(path string) (bool, error) {
 	}
 	defer f.Close()
 	return Encrypted(f)
-}
-
-// decrypt writes the plaintext of f to an unnamed temporary file.
-func decrypt(f *os.File, name string, o OpenOptions) (*Input, error) {
-	info, secrets, err := secretsFor(f, name, o)
-	if err != nil {
-		return nil, err
-	}
-	if o.Log != nil {
-		o.Log("decrypting %s (%s) into an unnamed temporary file", name, info)
-	}
-	return decryptFile(f, name, secrets)
-}
-
-// decryptFile decrypts f with secrets into an unnamed temporary file.
-func decryptFile(f *os.File, name string, secrets crypt.Secrets) (*Input, error) {
-	r, opened, err := crypt.DecryptOpened(io.NewSectionReader(f, 0, 1<<62), secrets)
-	if err != nil {
-		return nil, fmt.Errorf("cannot decrypt %s: %w", name, err)
-	}
-	plain, err := anonfile.Create("", "docker-dtr-decrypted-*.tar")
-	if err != nil {
-		return nil, fmt.Errorf("decrypting %s: %w", name, err)
-	}
-	in := temporary(plain)
-	if _, err := io.Copy(plain, r); err != nil {
-		in.Close()
-		return nil, decryptError(name, err)
-	}
-	if _, err := plain.Seek(0, io.SeekStart); err != nil {
-		in.Close()
-		return nil, fmt.Errorf("decrypting %s: %w", name, err)
-	}
-	if in.Protection, err = protection(opened, secrets); err != nil {
-		in.Close()
-		return nil, fmt.Errorf("decrypting %s: %w", name, err)
-	}
-	return in, nil
 }
 
 // decryptError is the error of a decryption that failed as it read.

@@ -78,7 +78,7 @@ func TestPassesReadWhatTheFirstRead(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		in, err := Open(tc.path, OpenOptions{Stream: true, Passphrase: func(string) ([]byte, error) { return []byte("correct horse"), nil }})
+		in, err := Open(tc.path, OpenOptions{Passphrase: func(string) ([]byte, error) { return []byte("correct horse"), nil }})
 		if err != nil {
 			t.Fatal(err)
 		}

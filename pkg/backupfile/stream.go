@@ -3,18 +3,10 @@ package backupfile
 import (
 	"fmt"
 	"io"
-	"os"
 	"sync"
 
 	"github.com/docker-dtr/docker-dtr/pkg/crypt"
 )
-
-// sealedInput is an encrypted backup that Input.Plain decrypts.
-type sealedInput struct {
-	f       *os.File
-	name    string
-	secrets crypt.Secrets
-}
 
 // stream opens the encrypted backup in as a reopenable stream of its
 // plaintext. The first decryption starts here, so that a wrong secret is
@@ -39,10 +31,9 @@ func stream(in *Input, name string, o OpenOptions) (*Input, error) {
 		in.Close()
 		return nil, fmt.Errorf("decrypting %s: %w", name, err)
 	}
-	s := &sealedInput{f: f, name: name, secrets: secrets}
 	var mu sync.Mutex
 	first := r
-	out := &Input{Protection: prot, sealed: s, cleanup: in.cleanup}
+	out := &Input{Protection: prot, cleanup: in.cleanup}
 	out.Plain = func() (io.ReadCloser, error) {
 		mu.Lock()
 		r := first
@@ -57,24 +48,6 @@ func stream(in *Input, name string, o OpenOptions) (*Input, error) {
 		return decryptAhead(r, name), nil
 	}
 	return out, nil
-}
-
-// PlainFile is the plaintext as a file, for a reader that needs to seek:
-// the File of a plain backup; of one opened with Stream, its plaintext
-// decrypted into an unnamed temporary file (as Open does without Stream),
-// made once and freed by Close.
-func (in *Input) PlainFile() (*os.File, error) {
-	if in.sealed == nil {
-		return in.File, nil
-	}
-	if in.plain == nil {
-		p, err := decryptFile(in.sealed.f, in.sealed.name, in.sealed.secrets)
-		if err != nil {
-			return nil, err
-		}
-		in.plain = p
-	}
-	return in.plain.File, nil
 }
 
 // decryptAhead decrypts r on a goroutine of its own, a few chunks ahead of

@@ -24,7 +24,8 @@ import (
 type Options struct {
 	Dir    string
 	Policy retention.Policy
-	// Open opens a backup for reading, decrypting it when it is encrypted.
+	// Open opens a backup for reading: an encrypted one is read as it is
+	// decrypted (Input.Plain).
 	Open func(path string) (*backupfile.Input, error)
 	// CanDecrypt says a secret was given: prune never prompts, as it would
 	// once per file. NoSecret is then why an encrypted file is skipped.
@@ -195,15 +196,16 @@ func (p *pruner) read(de os.DirEntry) *Entry {
 		return e
 	}
 	defer f.Close()
-	images, err := imagearchive.IsImageArchive(f.File)
+	images, err := kindOf(f)
 	if err != nil {
 		e.Reason = err.Error()
 		return e
 	}
-	// Both Inspects read the tar headers only, seeking over the content,
-	// and then the manifest.
+	// Both Inspects of a file read the tar headers only, seeking over the
+	// content, and then the manifest; of an encrypted backup, they read
+	// it as it is decrypted, with no plaintext file.
 	if images {
-		rep, err := imagearchive.Inspect(f.File)
+		rep, err := inspectImages(f)
 		switch {
 		case err != nil:
 			e.Reason = err.Error()
@@ -219,7 +221,7 @@ func (p *pruner) read(de os.DirEntry) *Entry {
 		}
 		return e
 	}
-	rep, err := archive.Inspect(f.File)
+	rep, err := inspectMetadata(f)
 	switch {
 	case err != nil:
 		e.Reason = err.Error()
@@ -335,7 +337,7 @@ func (p *pruner) verify(e *Entry) (bool, string) {
 	}
 	defer f.Close()
 	if e.Kind == Metadata {
-		rep, err := progress.Metered(p.Progress, "verifying "+e.path+" (the newest metadata backup that passes is kept)", archive.Verify)(f.File)
+		rep, err := verifyMetadata(p.Progress, "verifying "+e.path+" (the newest metadata backup that passes is kept)", f)
 		switch {
 		case err != nil:
 			return false, err.Error()
@@ -344,7 +346,7 @@ func (p *pruner) verify(e *Entry) (bool, string) {
 		}
 		return true, ""
 	}
-	rep, err := progress.Metered(p.Progress, "verifying "+e.path+" (the newest image backup that passes is kept)", imagearchive.Verify)(f.File)
+	rep, err := verifyImages(p.Progress, "verifying "+e.path+" (the newest image backup that passes is kept)", f)
 	if err != nil {
 		return false, err.Error()
 	}
@@ -409,4 +411,53 @@ func (p *pruner) decrypter() imagearchive.Decrypter {
 		}
 		return imagearchive.FileSource(in.File), in.Close, nil
 	}
+}
+
+// kindOf says whether in is an image backup: from its file, or from the
+// first entry of a decryption, which is then closed (each read below
+// decrypts anew).
+func kindOf(in *backupfile.Input) (bool, error) {
+	if in.Plain == nil {
+		return imagearchive.IsImageArchive(in.File)
+	}
+	rc, err := in.Plain()
+	if err != nil {
+		return false, err
+	}
+	defer rc.Close()
+	return imagearchive.IsImageStream(rc), nil
+}
+
+// The readers below read an encrypted backup (in.Plain) as it is
+// decrypted, so that its plaintext never reaches a file, and a plain one
+// as a file.
+
+func inspectImages(in *backupfile.Input) (*imagearchive.Report, error) {
+	if in.Plain != nil {
+		return imagearchive.InspectStream(in.Plain)
+	}
+	return imagearchive.Inspect(in.File)
+}
+
+func inspectMetadata(in *backupfile.Input) (*archive.Report, error) {
+	if in.Plain != nil {
+		return archive.InspectStream(in.Plain)
+	}
+	return archive.Inspect(in.File)
+}
+
+func verifyImages(prog *progress.Printer, step string, in *backupfile.Input) (*imagearchive.Report, error) {
+	if in.Plain != nil {
+		prog.Step("%s, as it is decrypted", step)
+		return imagearchive.VerifyStream(in.Plain)
+	}
+	return progress.Metered(prog, step, imagearchive.Verify)(in.File)
+}
+
+func verifyMetadata(prog *progress.Printer, step string, in *backupfile.Input) (*archive.Report, error) {
+	if in.Plain != nil {
+		prog.Step("%s, as it is decrypted", step)
+		return archive.VerifyStream(in.Plain)
+	}
+	return progress.Metered(prog, step, archive.Verify)(in.File)
 }

@@ -112,6 +112,37 @@ func TestPlanAndExecute(t *testing.T) {
 	assert.Assert(t, !strings.Contains(log, "verifying"), log)
 }
 
+// Encrypted backups of both kinds, an incremental chain among them, are
+// read and verified as they are decrypted: with $TMPDIR missing, where no
+// plaintext file could be made, prune decides what it decides when they
+// are in clear. (img-1, the base of img-3, stays in clear: an encrypted
+// base is found only through its index, which this test does not write.)
+func TestPlanOfEncryptedBackupsMakesNoPlaintextFile(t *testing.T) {
+	clear := backuptest.PruneDir(t)
+	sealed := backuptest.PruneDir(t)
+	for _, name := range []string{"meta-1.tar", "meta-2.tar", "meta-3.tar", "img-2.tar", "img-3.tar"} {
+		p := filepath.Join(sealed, name)
+		backuptest.EncryptFile(t, p, p+".gpg")
+		assert.NilError(t, os.Remove(p))
+		assert.NilError(t, os.Chtimes(p+".gpg", backuptest.Day(5), backuptest.Day(5)))
+	}
+	assert.NilError(t, os.Remove(filepath.Join(sealed, "latest.tar")))
+	assert.NilError(t, os.Remove(filepath.Join(clear, "latest.tar")))
+	_, want, _ := plan(t, clear, retention.Policy{Last: 1}, true)
+
+	t.Setenv("TMPDIR", filepath.Join(t.TempDir(), "missing"))
+	pl, got, log := plan(t, sealed, retention.Policy{Last: 1}, true)
+	sealedName := strings.NewReplacer("meta-1.tar", "meta-1.tar.gpg", "meta-2.tar", "meta-2.tar.gpg", "meta-3.tar", "meta-3.tar.gpg",
+		"img-2.tar", "img-2.tar.gpg", "img-3.tar", "img-3.tar.gpg")
+	for file, w := range want {
+		assert.Check(t, is.Equal(got[sealedName.Replace(file)], sealedName.Replace(w)), file)
+	}
+	assert.Equal(t, got["img-3.tar.gpg"], "keep: last 1; newest verified", "its encrypted chain verified: %s", log)
+	assert.Assert(t, is.Contains(log, "as it is decrypted"))
+	assert.Assert(t, !strings.Contains(log, "temporary file"), log)
+	assert.Equal(t, pl.Execute(progress.NewMode(&bytes.Buffer{}, progress.Quiet)), 0)
+}
+
 // The temporary file of a backup being written is skipped, and stays; a
 // killed run's is removed, and other hidden files are skipped.
 func TestPlanRemovesOnlyAKilledRunsTemporaryFile(t *testing.T) {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -183,16 +182,7 @@ func (t *Images) SaveSafety(ctx context.Context) error {
 		}
 		return err
 	}
-	// Blobs already corrupt in the registry are listed in the manifest,
-	// kept as they are, and not problems.
-	check := func(f *os.File) error {
-		rep, err := imagearchive.Verify(f)
-		if err == nil && !rep.OK() {
-			err = fmt.Errorf("%s: %s", rep.Problems[0].Entry, rep.Problems[0].Message)
-		}
-		return err
-	}
-	if err := saveSafety(t.Progress, path, t.SafetySeal, write, interrupted, check); err != nil {
+	if err := saveSafetyStreamed(t.Progress, path, t.SafetySeal, write, interrupted, checkImageSafety); err != nil {
 		return err
 	}
 	if n := len(m.CorruptBlobs); n > 0 {
@@ -295,37 +285,71 @@ func (t *Images) Rollback(ctx context.Context) error {
 		prog.Step("emptied volume %s again", vol.Name)
 		return nil
 	}
-	return withSafety(path, t.SafetySeal, func(f *os.File) error { return t.writeBack(ctx, f, path) })
+	return withSafetyStreamed(path, t.SafetySeal, func(in *backupfile.Input) error {
+		return writeSafetyBack(t.Progress, in, path, vol.Name, func(content io.Reader, check func(io.Reader) error) error {
+			return vol.Write(ctx, t.Docker, content, check)
+		})
+	})
 }
 
-// writeBack writes the safety backup f back into the emptied volume.
-func (t *Images) writeBack(ctx context.Context, f *os.File, path string) error {
-	vol := t.Volume
-	// Verified when it was written, minutes ago: the header is enough.
-	rep, err := imagearchive.Inspect(f)
+// checkImageSafety verifies an image safety backup just written, reading
+// it once (a sealed one as it is decrypted, with no plaintext file).
+// Blobs already corrupt in the registry are listed in the manifest, kept
+// as they are, and not problems.
+func checkImageSafety(in *backupfile.Input) error {
+	rep, err := imagearchive.VerifyStream(in.Pass)
+	if err == nil && !rep.OK() {
+		err = fmt.Errorf("%s: %s", rep.Problems[0].Entry, rep.Problems[0].Message)
+	}
+	return err
+}
+
+// writeSafetyBack writes the safety backup in (at path) back into the
+// emptied volume vol through write (the volume's Write: the content, and
+// the check of what the volume holds after). It reads the backup in
+// passes (Input.Pass), a sealed one decrypted anew for each, with no
+// plaintext file: one verifies it, the next is the content, checked entry
+// by entry against that manifest as it is written (ContentStream); then
+// the volume is read back and checked against the manifest, files it
+// should not hold included.
+func writeSafetyBack(prog *progress.Printer, in *backupfile.Input, path, vol string, write func(content io.Reader, check func(io.Reader) error) error) error {
+	rep, err := imagearchive.VerifyStream(in.Pass)
 	if err != nil {
-		return err
+		return fmt.Errorf("the safety backup %s: %w", path, err)
 	}
 	if !rep.OK() {
 		return fmt.Errorf("the safety backup %s: %s", path, rep.Problems[0].Message)
 	}
-	t.Progress.Step("writing the safety backup %s back into volume %s: %s (%s)", path, vol.Name, human.Plural(int(rep.Files), "file"), human.Bytes(rep.Bytes))
+	prog.Step("writing the safety backup %s back into volume %s: %s (%s)", path, vol, human.Plural(int(rep.Files), "file"), human.Bytes(rep.Bytes))
+	content, wait := produce(func(w io.Writer) error {
+		_, err := imagearchive.ContentStream(in.Pass, rep, nil, w)
+		return err
+	})
 	var check *imagearchive.Check
-	content := contentStream(f, rep.ContentDir)
-	err = vol.Write(ctx, t.Docker, content, func(rd io.Reader) error {
+	err = write(content, func(rd io.Reader) error {
+		// The engine read the stream to its end: its verdict is in.
+		if err := wait(); err != nil {
+			return err
+		}
 		var cerr error
-		check, cerr = imagearchive.CheckVolume(f, rd)
+		check, cerr = imagearchive.CheckVolumeOf(rep, rd)
 		return cerr
 	})
-	content.Close()
+	content.Close() // ends the writer if the engine stopped reading
+	if werr := wait(); werr != nil && (err == nil || !errors.Is(werr, io.ErrClosedPipe)) {
+		err = werr
+	}
 	if err != nil {
 		return err
 	}
+	if check == nil {
+		return fmt.Errorf("volume %s was not read back to check it against the safety backup", vol)
+	}
 	if !check.OK() || check.Extra > 0 {
 		return fmt.Errorf("volume %s does not match the safety backup after writing it back: %d files missing, %d differ, %d not in it",
-			vol.Name, len(check.Missing)+check.Omitted, len(check.Differ), check.Extra)
+			vol, len(check.Missing)+check.Omitted, len(check.Differ), check.Extra)
 	}
-	t.Progress.Step("put volume %s back from %s: %s, every file checked", vol.Name, path, human.Plural(int(check.Checked), "file"))
+	prog.Step("put volume %s back from %s: %s, every file checked", vol, path, human.Plural(int(check.Checked), "file"))
 	return nil
 }
 
@@ -344,13 +368,6 @@ func produce(write func(io.Writer) error) (io.ReadCloser, func() error) {
 		once.Do(func() { err = <-done })
 		return err
 	}
-}
-
-// contentStream pipes the archive's content, names relative to the volume.
-// The writer goroutine ends before the pipe's reader sees EOF or an error,
-// so the file is free again once the engine has read the stream.
-func contentStream(f *os.File, contentDir string) io.ReadCloser {
-	return pipeBuffered(func(w io.Writer) error { return imagearchive.Content(f, contentDir, w) })
 }
 
 // pipeBuffered runs write into a pipe through a buffer: a tar writer

@@ -87,26 +87,19 @@ func safetyPathFor(dir, input, kind, replica string, seal *backupfile.Protection
 	}
 }
 
-// saveSafety writes the safety backup at path, all of it or nothing,
-// sealed with seal unless it is nil, and verifies the copy (check, on its
-// plaintext as a file: for an image safety backup, whose reader seeks, a
-// sealed one is decrypted into an unnamed temporary file): the steps
-// every target's SaveSafety takes before anything is changed. explain
-// adds what the target knows to an error of write or of committing the
-// file. Once its own temporary file is made, it removes those that killed
-// runs left in the directory, and says so with prog.
-func saveSafety(prog *progress.Printer, path string, seal *backupfile.Protection, write func(io.Writer) error, explain func(error) error, check func(*os.File) error) error {
-	return saveSafetyThen(prog, path, seal, write, explain, func() error { return withSafety(path, seal, check) })
-}
-
-// saveSafetyStreamed is saveSafety whose check reads the copy in passes
-// (Input.Pass): a sealed one is decrypted as it is read, with no
-// plaintext file.
+// saveSafetyStreamed writes the safety backup at path, all of it or
+// nothing, sealed with seal unless it is nil, and has check verify the
+// copy, read in passes (Input.Pass): a sealed one is decrypted as it is
+// read, with no plaintext file. These are the steps every target's
+// SaveSafety takes before anything is changed. explain adds what the
+// target knows to an error of write or of committing the file. Once its
+// own temporary file is made, it removes those that killed runs left in
+// the directory, and says so with prog.
 func saveSafetyStreamed(prog *progress.Printer, path string, seal *backupfile.Protection, write func(io.Writer) error, explain func(error) error, check func(*backupfile.Input) error) error {
 	return saveSafetyThen(prog, path, seal, write, explain, func() error { return withSafetyStreamed(path, seal, check) })
 }
 
-// saveSafetyThen writes the safety backup as saveSafety says, then has
+// saveSafetyThen writes the safety backup as saveSafetyStreamed says, then has
 // verify check the copy.
 func saveSafetyThen(prog *progress.Printer, path string, seal *backupfile.Protection, write func(io.Writer) error, explain func(error) error, verify func() error) error {
 	if err := checkSeal(seal); err != nil {
@@ -140,22 +133,11 @@ func saveSafetyThen(prog *progress.Printer, path string, seal *backupfile.Protec
 	return nil
 }
 
-// withSafety opens the safety backup at path for fn as a file, decrypted
-// with seal's secrets into an unnamed temporary file when it is sealed
-// (an image safety backup, whose reader seeks), and closes it after.
-func withSafety(path string, seal *backupfile.Protection, fn func(*os.File) error) error {
-	return openSafety(path, seal, false, func(in *backupfile.Input) error { return fn(in.File) })
-}
-
 // withSafetyStreamed opens the safety backup at path for fn, to be read
 // in passes (Input.Pass), each a fresh decryption with seal's secrets when
 // it is sealed, and closes it after.
 func withSafetyStreamed(path string, seal *backupfile.Protection, fn func(*backupfile.Input) error) error {
-	return openSafety(path, seal, true, fn)
-}
-
-func openSafety(path string, seal *backupfile.Protection, stream bool, fn func(*backupfile.Input) error) error {
-	in, err := backupfile.Open(path, backupfile.OpenOptions{Protection: seal, Stream: stream, Passphrase: func(string) ([]byte, error) {
+	in, err := backupfile.Open(path, backupfile.OpenOptions{Protection: seal, Passphrase: func(string) ([]byte, error) {
 		return nil, errors.New("the safety backup is encrypted, but this restore holds no secret for it")
 	}})
 	if err != nil {

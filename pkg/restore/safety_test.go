@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"archive/tar"
 	"bytes"
 	"fmt"
 	"io"
@@ -9,11 +10,13 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/docker-dtr/docker-dtr/internal/backuptest"
 	"github.com/docker-dtr/docker-dtr/pkg/atomicfile"
 	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
 	"github.com/docker-dtr/docker-dtr/pkg/crypt"
+	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 )
 
@@ -73,10 +76,10 @@ func TestSaveSafetySweepsAKilledRunsTemporaryFile(t *testing.T) {
 	defer running.Abort()
 	var log bytes.Buffer
 	path := filepath.Join(dir, "safety.tar")
-	err = saveSafety(progress.NewMode(&log, progress.Plain), path, nil,
+	err = saveSafetyStreamed(progress.NewMode(&log, progress.Plain), path, nil,
 		func(w io.Writer) error { _, err := io.WriteString(w, "saved"); return err },
 		func(err error) error { return err },
-		func(*os.File) error { return nil })
+		func(*backupfile.Input) error { return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,10 +113,10 @@ func TestSealedSafetyBackup(t *testing.T) {
 	}
 	const secret = "-----BEGIN EC PRIVATE KEY----- what DTR holds now"
 	var checked string
-	err := saveSafety(progress.NewMode(discard{}, progress.Quiet), path, seal,
+	err := saveSafetyStreamed(progress.NewMode(discard{}, progress.Quiet), path, seal,
 		func(w io.Writer) error { _, err := io.WriteString(w, secret); return err },
 		func(err error) error { return err },
-		func(f *os.File) error { b, err := io.ReadAll(f); checked = string(b); return err })
+		func(in *backupfile.Input) error { b, err := readPass(in); checked = string(b); return err })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,11 +130,11 @@ func TestSealedSafetyBackup(t *testing.T) {
 	if strings.Contains(string(raw), "PRIVATE KEY") || !crypt.IsEncrypted(raw) {
 		t.Fatal("the safety backup is not sealed")
 	}
-	if err := withSafety(path, nil, func(*os.File) error { return nil }); err == nil || !strings.Contains(err.Error(), "holds no secret") {
+	if err := withSafetyStreamed(path, nil, func(*backupfile.Input) error { return nil }); err == nil || !strings.Contains(err.Error(), "holds no secret") {
 		t.Fatalf("opened without the secret: %v", err)
 	}
-	if err := withSafety(path, seal, func(f *os.File) error {
-		b, _ := io.ReadAll(f)
+	if err := withSafetyStreamed(path, seal, func(in *backupfile.Input) error {
+		b, _ := readPass(in)
 		if string(b) != secret {
 			t.Errorf("read back %q", b)
 		}
@@ -147,9 +150,9 @@ func TestSealedSafetyBackup(t *testing.T) {
 	// A seal that cannot seal is refused before any file is made.
 	bad := &backupfile.Protection{How: "not encrypted: the key that opened the backup cannot encrypt", Err: crypt.ErrUnusableKey}
 	other := filepath.Join(dir, "other.tar.gpg")
-	err = saveSafety(progress.NewMode(discard{}, progress.Quiet), other, bad,
+	err = saveSafetyStreamed(progress.NewMode(discard{}, progress.Quiet), other, bad,
 		func(w io.Writer) error { t.Error("wrote with a seal that cannot seal"); return nil },
-		func(err error) error { return err }, func(*os.File) error { return nil })
+		func(err error) error { return err }, func(*backupfile.Input) error { return nil })
 	if err == nil || !strings.Contains(err.Error(), "--safety-encryption none") {
 		t.Fatalf("a seal that cannot seal: %v", err)
 	}
@@ -231,4 +234,146 @@ func TestSafetyBackupCheckedAsItIsDecrypted(t *testing.T) {
 	if _, err := save(bad); err == nil || !strings.Contains(err.Error(), "did not verify, nothing was changed") {
 		t.Fatalf("a safety backup that does not verify: %v", err)
 	}
+}
+
+// readPass reads one whole pass of in.
+func readPass(in *backupfile.Input) ([]byte, error) {
+	rc, err := in.Pass()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
+}
+
+// An image safety backup sealed like the backup is checked after it is
+// written, and written back into the emptied volume by a rollback, as it
+// is decrypted: with $TMPDIR missing from the check on, where no
+// plaintext file can be made. The content written back is what the volume held, and the volume
+// is checked against it after; a volume that reads back otherwise, and a
+// safety backup that does not verify, are refused.
+func TestImageSafetyBackupCheckedAndWrittenBackAsItIsDecrypted(t *testing.T) {
+	dir := t.TempDir()
+	volume := backuptest.VolumeWith(t, "layer one", "layer two")
+	pass := []byte("the backup's passphrase")
+	seal := &backupfile.Protection{
+		To:      crypt.Recipients{Passphrase: pass},
+		Secrets: crypt.Secrets{Passphrase: func() ([]byte, error) { return pass, nil }},
+		How:     "encrypted with the backup's passphrase",
+	}
+	quiet := progress.NewMode(discard{}, progress.Quiet)
+	save := func(write func(io.Writer) error) (string, error) {
+		path := safetyPathFor(dir, "-", "images", "0123456789ab", seal)
+		return path, saveSafetyStreamed(quiet, path, seal, write, func(err error) error { return err },
+			func(in *backupfile.Input) error {
+				if in.Plain == nil {
+					t.Error("the sealed safety backup is not read as a stream")
+				}
+				return checkImageSafety(in)
+			})
+	}
+	// Writing spools the manifest (no content) in $TMPDIR: it goes after.
+	path, err := save(func(w io.Writer) error {
+		defer t.Setenv("TMPDIR", filepath.Join(dir, "missing"))
+		_, err := imagearchive.Write(w, bytes.NewReader(volume), imagearchive.Info{
+			Tool: "docker-dtr test", DTRVersion: "2.9.4", ReplicaID: "0123456789ab",
+			Volume: "dtr-registry-0123456789ab", VolumeDriver: "local", Started: time.Now(),
+		}, nil)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The engine's part: what it is given to write is what the volume
+	// then reads back as (or, for the refusal, that plus a file).
+	writeBack := func(extra bool) (written []byte, err error) {
+		err = withSafetyStreamed(path, seal, func(in *backupfile.Input) error {
+			if in.Plain == nil {
+				t.Error("the sealed safety backup is not read as a stream")
+			}
+			return writeSafetyBack(quiet, in, path, "dtr-registry-0123456789ab", func(content io.Reader, check func(io.Reader) error) error {
+				var err error
+				if written, err = io.ReadAll(content); err != nil {
+					return err
+				}
+				return check(bytes.NewReader(readBack(t, written, extra)))
+			})
+		})
+		return written, err
+	}
+	written, err := writeBack(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, got := volumeFiles(t, volume), volumeFiles(t, readBack(t, written, false))
+	if len(want) == 0 || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("written back %v, the volume held %v", got, want)
+	}
+	if _, err := writeBack(true); err == nil || !strings.Contains(err.Error(), "1 not in it") {
+		t.Fatalf("a volume with a file the safety backup does not hold: %v", err)
+	}
+
+	// A safety backup that does not verify is refused before anything
+	// changes.
+	if _, err := save(func(w io.Writer) error { _, err := w.Write(volume); return err }); err == nil || !strings.Contains(err.Error(), "did not verify, nothing was changed") {
+		t.Fatalf("a safety backup that does not verify: %v", err)
+	}
+}
+
+// volumeFiles are the regular files of a volume's tar, name to content.
+func volumeFiles(t *testing.T, b []byte) map[string]string {
+	t.Helper()
+	files := map[string]string{}
+	tr := tar.NewReader(bytes.NewReader(b))
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return files
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hdr.Typeflag == tar.TypeReg {
+			c, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			files[hdr.Name] = string(c)
+		}
+	}
+}
+
+// readBack is how the archive API reads a volume back that was written
+// content: under the mount point's directory, here with a file more when
+// extra.
+func readBack(t *testing.T, content []byte, extra bool) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	tw := tar.NewWriter(&out)
+	check := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	check(tw.WriteHeader(&tar.Header{Name: "storage/", Typeflag: tar.TypeDir, Mode: 0o755}))
+	tr := tar.NewReader(bytes.NewReader(content))
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		check(err)
+		hdr.Name = "storage/" + hdr.Name
+		check(tw.WriteHeader(hdr))
+		_, err = io.Copy(tw, tr)
+		check(err)
+	}
+	if extra {
+		check(tw.WriteHeader(&tar.Header{Name: "storage/left-by-the-failed-restore", Typeflag: tar.TypeReg, Mode: 0o644, Size: 1}))
+		_, err := tw.Write([]byte("x"))
+		check(err)
+	}
+	check(tw.Close())
+	return out.Bytes()
 }

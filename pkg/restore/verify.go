@@ -38,8 +38,8 @@ func (e *InvalidError) Error() string {
 
 // VerifyMetadata reads all of in, a metadata backup named name, before
 // anything is changed: an *InvalidError when it did not verify. A plain
-// file is verified as a file; an encrypted backup opened as a stream
-// (backupfile's OpenOptions.Stream) as it is decrypted, with no plaintext
+// file is verified as a file; an encrypted backup (backupfile's
+// Input.Plain) as it is decrypted, with no plaintext
 // file (archive.VerifyStream), in the first of its passes (Input.Pass),
 // which records what the later ones (the load, the key check) must read
 // again. The SHA-256 of the backup's content is known after it

@@ -24,7 +24,7 @@ func open(t *testing.T, path string) *os.File {
 
 func openInput(t *testing.T, path string) *backupfile.Input {
 	t.Helper()
-	in, err := backupfile.Open(path, backupfile.OpenOptions{Stream: true})
+	in, err := backupfile.Open(path, backupfile.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

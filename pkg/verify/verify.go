@@ -50,8 +50,8 @@ type Result struct {
 	MetadataFile string
 }
 
-// RunInput is Run of an opened backup. An encrypted backup opened as a
-// stream (backupfile's OpenOptions.Stream) is read as it is decrypted,
+// RunInput is Run of an opened backup. An encrypted backup (backupfile's
+// Input.Plain) is read as it is decrypted,
 // with no plaintext file: a metadata backup by archive.VerifyStream, an
 // image backup by imagearchive.VerifyStream.
 func RunInput(in *backupfile.Input, name string, o Options) (*Result, error) {

@@ -124,7 +124,7 @@ func TestCrossCheckEncryptedMetadataAsAStream(t *testing.T) {
 	t.Setenv("TMPDIR", filepath.Join(t.TempDir(), "missing"))
 	stream := func(o Options) Options {
 		o.Open = func(p string) (*backupfile.Input, error) {
-			return backupfile.Open(p, backupfile.OpenOptions{Stream: true, Passphrase: func(string) ([]byte, error) { return []byte("correct horse"), nil }})
+			return backupfile.Open(p, backupfile.OpenOptions{Passphrase: func(string) ([]byte, error) { return []byte("correct horse"), nil }})
 		}
 		return o
 	}
