@@ -27,11 +27,12 @@ import (
 //     line each (blobs its earlier backups hold), then the line "end".
 //     Empty lines are the lease's keepalives and count for nothing.
 //  3. The agent writes on stdout a tar of the volume as the engine's
-//     archive API gives it (top directory "storage/", the same headers),
-//     except that a file left out, or inside an unfinished upload, comes
-//     as its header with no data: Size 0 and its size in the PAX record
-//     OmittedSize. A file left out whose size is no longer the one the
-//     plugin named is sent whole.
+//     archive API gives it (top directory "storage/", the same headers, in
+//     the listing's order), except that a file left out is not sent at all
+//     (the plugin makes its manifest line from the listing), and a file
+//     inside an unfinished upload comes as its header with no data: Size 0
+//     and its size in the PAX record OmittedSize. A file left out whose
+//     size is no longer the one the plugin named is sent whole.
 //
 // Once the plugin's list is read, stdin is the lease: the agent stops,
 // with an error, once it ends or stays silent for the idle timeout.
@@ -43,6 +44,9 @@ type ListEntry struct {
 	Type  string `json:"type"` // "file", "dir", "symlink", or "end"
 	Size  int64  `json:"size,omitempty"`
 	MTime int64  `json:"mtime,omitempty"` // Unix seconds
+	// Mode is a file's mode as its tar header would give it (type bits
+	// too): what the manifest line of a file left out says.
+	Mode int64 `json:"mode,omitempty"`
 }
 
 // ListEnd is the line after the listing.
@@ -119,7 +123,7 @@ func List(dir string, w io.Writer) error {
 		case t&fs.ModeSymlink != 0:
 			e.Type = "symlink"
 		case t.IsRegular():
-			e.Type, e.Size = "file", info.Size()
+			e.Type, e.Size, e.Mode = "file", info.Size(), tarMode(info)
 		default:
 			e.Type = "other"
 		}
@@ -162,7 +166,8 @@ func ReadOmit(r *bufio.Reader) (map[string]int64, error) {
 }
 
 // SendTar writes the tar of dir described above; it stops once done is
-// closed.
+// closed. A file left out costs no byte of the stream: no header either,
+// which was a fifth of what crossed (1.5 KiB of PAX header a blob).
 func SendTar(dir string, omit map[string]int64, w io.Writer, done <-chan struct{}) error {
 	tw := tar.NewWriter(w)
 	buf := make([]byte, 256<<10)
@@ -178,7 +183,10 @@ func SendTar(dir string, omit map[string]int64, w io.Writer, done <-chan struct{
 		if hdr.Typeflag != tar.TypeReg {
 			return tw.WriteHeader(hdr)
 		}
-		if n, ok := omit[rel]; (ok && n == hdr.Size) || isUpload(rel) {
+		if n, ok := omit[rel]; ok && n == hdr.Size {
+			return nil
+		}
+		if isUpload(rel) {
 			hdr.PAXRecords = map[string]string{OmittedSize: strconv.FormatInt(hdr.Size, 10)}
 			hdr.Size = 0
 			return tw.WriteHeader(hdr)
@@ -229,6 +237,23 @@ func header(top, rel string, info fs.FileInfo, link string) (*tar.Header, error)
 		hdr.Name = top + "/"
 	}
 	return hdr, nil
+}
+
+// tarMode is a regular file's mode as header gives it: tar.FileInfoHeader's
+// permission and setuid, setgid and sticky bits, and the type's high bits.
+func tarMode(info fs.FileInfo) int64 {
+	m := info.Mode()
+	mode := int64(m.Perm()) | 0o100000
+	if m&fs.ModeSetuid != 0 {
+		mode |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		mode |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		mode |= 0o1000
+	}
+	return mode
 }
 
 // walk calls fn for dir ("") and everything in it, in lexical order, as
