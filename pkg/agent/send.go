@@ -84,7 +84,19 @@ func Send(dir string, stdin io.Reader, stdout io.Writer, idle time.Duration) err
 		}
 	}()
 	out := bufio.NewWriterSize(stdout, 256<<10)
-	if err := List(dir, out); err != nil {
+	// The send goes over the listing's entries, not a second walk: reading
+	// the directories again was half the agent's system calls. Only up to
+	// maxKept entries are kept; a larger volume is walked again.
+	var kept []walked
+	over := false
+	err = list(dir, out, func(w walked) {
+		if over = over || len(kept) == maxKept; over {
+			kept = nil
+			return
+		}
+		kept = append(kept, w)
+	})
+	if err != nil {
 		return err
 	}
 	if err := out.Flush(); err != nil {
@@ -103,7 +115,7 @@ func Send(dir string, stdin io.Reader, stdout io.Writer, idle time.Duration) err
 	if p.err != nil {
 		return fmt.Errorf("reading the files to leave out: %w", p.err)
 	}
-	if err := SendTar(dir, p.omit, out, lease.Done()); err != nil {
+	if err := sendFrom(dir, kept, p.omit, out, lease.Done()); err != nil {
 		if why := lease.Why(); why != "" {
 			return fmt.Errorf("%w: %s, taking it for gone", err, why)
 		}
@@ -113,9 +125,23 @@ func Send(dir string, stdin io.Reader, stdout io.Writer, idle time.Duration) err
 }
 
 // List writes the listing of dir, then ListEnd, one JSON line each.
-func List(dir string, w io.Writer) error {
+func List(dir string, w io.Writer) error { return list(dir, w, func(walked) {}) }
+
+// walked is an entry as the walk found it.
+type walked struct {
+	rel, link string
+	info      fs.FileInfo
+}
+
+// maxKept bounds the entries Send keeps from the listing for the send:
+// some 250 bytes each, 50 MB at most.
+const maxKept = 200_000
+
+// list is List, handing keep every entry too.
+func list(dir string, w io.Writer, keep func(walked)) error {
 	enc := json.NewEncoder(w)
-	err := walk(dir, nil, func(rel string, info fs.FileInfo, _ string) error {
+	err := walk(dir, nil, func(rel string, info fs.FileInfo, link string) error {
+		keep(walked{rel: rel, link: link, info: info})
 		e := ListEntry{Name: rel, MTime: info.ModTime().Unix()}
 		switch t := info.Mode().Type(); {
 		case t.IsDir():
@@ -169,10 +195,16 @@ func ReadOmit(r *bufio.Reader) (map[string]int64, error) {
 // closed. A file left out costs no byte of the stream: no header either,
 // which was a fifth of what crossed (1.5 KiB of PAX header a blob).
 func SendTar(dir string, omit map[string]int64, w io.Writer, done <-chan struct{}) error {
+	return sendFrom(dir, nil, omit, w, done)
+}
+
+// sendFrom is SendTar over the entries kept from the listing, in its
+// order, or over a new walk if there are none.
+func sendFrom(dir string, kept []walked, omit map[string]int64, w io.Writer, done <-chan struct{}) error {
 	tw := tar.NewWriter(w)
 	buf := make([]byte, 256<<10)
 	top := filepath.Base(dir)
-	err := walk(dir, done, func(rel string, info fs.FileInfo, link string) error {
+	send := func(rel string, info fs.FileInfo, link string) error {
 		if info.Mode().Type()&fs.ModeSocket != 0 {
 			return nil // as the archive API: a tar holds no socket
 		}
@@ -206,12 +238,28 @@ func SendTar(dir string, omit map[string]int64, w io.Writer, done <-chan struct{
 			return fmt.Errorf("%s: %w", rel, err)
 		}
 		return nil
-	})
+	}
+	var err error
+	if kept == nil {
+		err = walk(dir, done, send)
+	}
+	for _, k := range kept {
+		select {
+		case <-done:
+			return errGone
+		default:
+		}
+		if err = send(k.rel, k.info, k.link); err != nil {
+			break
+		}
+	}
 	if err != nil {
 		return err
 	}
 	return tw.Close()
 }
+
+var errGone = errors.New("the plugin is gone")
 
 // header is the engine's archive API's header for an entry (moby's
 // archive.FileInfoHeader): PAX, whole seconds, no access or change time,
@@ -266,7 +314,7 @@ func walk(dir string, done <-chan struct{}, fn func(rel string, info fs.FileInfo
 		}
 		select {
 		case <-done:
-			return errors.New("the plugin is gone")
+			return errGone
 		default:
 		}
 		rel, err := filepath.Rel(dir, p)

@@ -259,7 +259,12 @@ func TestSend(t *testing.T) {
 	assert.Equal(t, types["docker/"], "dir")
 	assert.Equal(t, types[blobs[2]], "file")
 
-	tr := tar.NewReader(br)
+	// The send goes over the listing's entries, not a walk of its own,
+	// and gives what a walk does.
+	rest, err := io.ReadAll(br)
+	assert.NilError(t, err)
+	assert.DeepEqual(t, rest, sendTar(t, dir, map[string]int64{blobs[0]: 20000}))
+	tr := tar.NewReader(bytes.NewReader(rest))
 	sizes := map[string]int64{}
 	for {
 		hdr, err := tr.Next()
@@ -308,4 +313,38 @@ func TestSendLease(t *testing.T) {
 	defer w.Close()
 	err = Send(dir, silent, io.Discard, 100*time.Millisecond)
 	assert.Assert(t, is.ErrorContains(err, "no word from the plugin"))
+}
+
+// Send's tar is of the entries it listed: a file made after the listing
+// is not in it (a second walk would have found it).
+func TestSendIsOfTheListing(t *testing.T) {
+	dir, _ := sendVolume(t, 2)
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- Send(dir, inR, outW, time.Minute); outW.Close() }()
+	br := bufio.NewReader(outR)
+	for {
+		line, err := br.ReadBytes('\n')
+		assert.NilError(t, err)
+		if strings.Contains(string(line), `"type":"end"`) {
+			break
+		}
+	}
+	assert.NilError(t, os.WriteFile(filepath.Join(dir, "late"), []byte("x"), 0o644))
+	go io.WriteString(inW, "end\n")
+	tr := tar.NewReader(br)
+	n := 0
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		assert.NilError(t, err)
+		assert.Assert(t, hdr.Name != "storage/late")
+		n++
+	}
+	assert.NilError(t, <-done)
+	assert.Assert(t, n > 10)
+	inW.Close()
 }
