@@ -224,6 +224,11 @@ func sendFrom(dir string, kept []walked, omit map[string]int64, w io.Writer, don
 			return tw.WriteHeader(hdr)
 		}
 		f, err := os.Open(filepath.Join(dir, filepath.FromSlash(rel)))
+		if errors.Is(err, fs.ErrNotExist) {
+			// Gone since the listing (a push or a garbage collection):
+			// skipped, as the archive API skips a file gone since its walk.
+			return nil
+		}
 		if err != nil {
 			return err
 		}

@@ -332,6 +332,9 @@ func TestSendIsOfTheListing(t *testing.T) {
 		}
 	}
 	assert.NilError(t, os.WriteFile(filepath.Join(dir, "late"), []byte("x"), 0o644))
+	// A file gone since the listing is skipped, not an error.
+	gone := "docker/registry/v2/repositories/r/_manifests/tags/1/current/link"
+	assert.NilError(t, os.Remove(filepath.Join(dir, gone)))
 	go io.WriteString(inW, "end\n")
 	tr := tar.NewReader(br)
 	n := 0
@@ -342,6 +345,7 @@ func TestSendIsOfTheListing(t *testing.T) {
 		}
 		assert.NilError(t, err)
 		assert.Assert(t, hdr.Name != "storage/late")
+		assert.Assert(t, hdr.Name != "storage/"+gone)
 		n++
 	}
 	assert.NilError(t, <-done)
