@@ -120,6 +120,8 @@ func TestSendTarIncrementalSameAsWhole(t *testing.T) {
 	}
 	elided := sendTar(t, dir, omit)
 	assert.Assert(t, len(elided) < 4*len(wholeTar)/10, "the elided tar is %d bytes, the whole %d", len(elided), len(wholeTar))
+	// The left-out blobs' lines come from the listing, as the plugin's.
+	info.LeftOut = func() []imagearchive.LeftOut { return leftOut(t, dir, omit) }
 	var inc bytes.Buffer
 	mNew, err := imagearchive.Write(&inc, bytes.NewReader(elided), info, nil)
 	assert.NilError(t, err)
@@ -144,21 +146,72 @@ func TestSendTarIncrementalSameAsWhole(t *testing.T) {
 		}
 	}
 
-	// Without Elided (the engine's stream), a marked header is a file of
-	// no bytes: never trusted, checked against its digest, found corrupt.
-	info.Elided = false
-	m, err := imagearchive.Write(io.Discard, bytes.NewReader(elided), info, nil)
+	// Nothing of a blob left out crosses, not even its header.
+	tr = tar.NewReader(bytes.NewReader(elided))
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		assert.NilError(t, err)
+		_, left := omit[strings.TrimPrefix(hdr.Name, "storage/")]
+		assert.Assert(t, !left, hdr.Name)
+	}
+
+	// A blob named to leave out but sent whole (its size changed since)
+	// is read and hashed, and listed once.
+	omit[blobs[0]] = 1
+	var whole bytes.Buffer
+	mWhole, err := imagearchive.Write(&whole, bytes.NewReader(sendTar(t, dir, omit)), info, nil)
 	assert.NilError(t, err)
-	assert.Equal(t, len(m.CorruptBlobs), 10)
-	assert.Equal(t, m.OmittedBlobs, int64(0))
+	assert.Equal(t, mWhole.OmittedBlobs, int64(10))
+	assert.Equal(t, mWhole.Blobs, int64(2))
+	assert.DeepEqual(t, whole.Bytes(), old.Bytes())
 }
 
-// A blob sent without its data that no base holds is refused: nothing is
-// trusted that an earlier backup's manifest does not vouch for.
+// leftOut is what the plugin makes of the listing: the files it leaves
+// out, in the listing's order, with their modes.
+func leftOut(t *testing.T, dir string, omit map[string]int64) []imagearchive.LeftOut {
+	t.Helper()
+	var b bytes.Buffer
+	assert.NilError(t, List(dir, &b))
+	var l []imagearchive.LeftOut
+	dec := json.NewDecoder(&b)
+	for {
+		var e ListEntry
+		assert.NilError(t, dec.Decode(&e))
+		if e.Type == "end" {
+			return l
+		}
+		if n, ok := omit[e.Name]; ok && e.Type == "file" {
+			l = append(l, imagearchive.LeftOut{Name: e.Name, Size: n, Mode: e.Mode})
+		}
+	}
+}
+
+// The listing's mode of a file is its tar header's, setuid and all.
+func TestListModeIsHeaders(t *testing.T) {
+	dir := t.TempDir()
+	for i, mode := range []os.FileMode{0o644, 0o600, 0o755 | os.ModeSetuid, 0o640 | os.ModeSetgid | os.ModeSticky} {
+		p := filepath.Join(dir, string(rune('a'+i)))
+		assert.NilError(t, os.WriteFile(p, nil, 0o600))
+		assert.NilError(t, os.Chmod(p, mode))
+		info, err := os.Lstat(p)
+		assert.NilError(t, err)
+		hdr, err := header("storage", "x", info, "")
+		assert.NilError(t, err)
+		assert.Equal(t, tarMode(info), hdr.Mode, "%v", mode)
+	}
+}
+
+// A blob left out that no base holds is refused: nothing is trusted that
+// an earlier backup's manifest does not vouch for.
 func TestElidedBlobNoBaseHolds(t *testing.T) {
 	dir, blobs := sendVolume(t, 2)
-	elided := sendTar(t, dir, map[string]int64{blobs[1]: 20001})
-	info := imagearchive.Info{Volume: "vol", ReplicaID: "0123456789ab", Started: time.Now(), Elided: true}
+	omit := map[string]int64{blobs[1]: 20001}
+	elided := sendTar(t, dir, omit)
+	info := imagearchive.Info{Volume: "vol", ReplicaID: "0123456789ab", Started: time.Now(), Elided: true,
+		LeftOut: func() []imagearchive.LeftOut { return leftOut(t, dir, omit) }}
 	_, err := imagearchive.Write(io.Discard, bytes.NewReader(elided), info, nil)
 	assert.Assert(t, is.ErrorContains(err, blobs[1]+" came without its data, and no earlier backup holds a blob of its digest and size"))
 }
@@ -206,7 +259,12 @@ func TestSend(t *testing.T) {
 	assert.Equal(t, types["docker/"], "dir")
 	assert.Equal(t, types[blobs[2]], "file")
 
-	tr := tar.NewReader(br)
+	// The send goes over the listing's entries, not a walk of its own,
+	// and gives what a walk does.
+	rest, err := io.ReadAll(br)
+	assert.NilError(t, err)
+	assert.DeepEqual(t, rest, sendTar(t, dir, map[string]int64{blobs[0]: 20000}))
+	tr := tar.NewReader(bytes.NewReader(rest))
 	sizes := map[string]int64{}
 	for {
 		hdr, err := tr.Next()
@@ -221,8 +279,9 @@ func TestSend(t *testing.T) {
 			assert.Equal(t, hdr.Mode&0o170000, int64(0o40000))
 		}
 	}
-	assert.Equal(t, len(sizes), len(list))
-	assert.Equal(t, sizes[blobs[0]], int64(0), "left out")
+	assert.Equal(t, len(sizes), len(list)-1)
+	_, sent := sizes[blobs[0]]
+	assert.Assert(t, !sent, "left out, header and all")
 	assert.Equal(t, sizes[blobs[1]], int64(20001))
 	assert.Equal(t, sizes["docker/registry/v2/repositories/r/_uploads/u1/data"], int64(0), "an upload's data never crosses")
 
@@ -254,4 +313,42 @@ func TestSendLease(t *testing.T) {
 	defer w.Close()
 	err = Send(dir, silent, io.Discard, 100*time.Millisecond)
 	assert.Assert(t, is.ErrorContains(err, "no word from the plugin"))
+}
+
+// Send's tar is of the entries it listed: a file made after the listing
+// is not in it (a second walk would have found it).
+func TestSendIsOfTheListing(t *testing.T) {
+	dir, _ := sendVolume(t, 2)
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- Send(dir, inR, outW, time.Minute); outW.Close() }()
+	br := bufio.NewReader(outR)
+	for {
+		line, err := br.ReadBytes('\n')
+		assert.NilError(t, err)
+		if strings.Contains(string(line), `"type":"end"`) {
+			break
+		}
+	}
+	assert.NilError(t, os.WriteFile(filepath.Join(dir, "late"), []byte("x"), 0o644))
+	// A file gone since the listing is skipped, not an error.
+	gone := "docker/registry/v2/repositories/r/_manifests/tags/1/current/link"
+	assert.NilError(t, os.Remove(filepath.Join(dir, gone)))
+	go io.WriteString(inW, "end\n")
+	tr := tar.NewReader(br)
+	n := 0
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		assert.NilError(t, err)
+		assert.Assert(t, hdr.Name != "storage/late")
+		assert.Assert(t, hdr.Name != "storage/"+gone)
+		n++
+	}
+	assert.NilError(t, <-done)
+	assert.Assert(t, n > 10)
+	inW.Close()
 }

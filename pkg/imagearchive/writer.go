@@ -30,6 +30,11 @@ type Info struct {
 	// OmittedSizeRecord: an upload's, or a blob's that one of Since holds,
 	// listed as that backup's by its content address without reading it.
 	Elided bool
+	// LeftOut, in an elided stream, gives the blobs the agent left out of
+	// it altogether (not even a header), in the listing's order, which is
+	// the stream's: their manifest lines come from it, each where the
+	// blob's entry would have been. Called once, when the stream starts.
+	LeftOut func() []LeftOut
 	// Clock gives the manifest's finish time; nil for time.Now (tests fix
 	// it, for archives the same on every run).
 	Clock func() time.Time
@@ -64,7 +69,51 @@ func Write(w io.Writer, src io.Reader, info Info, progress func(Totals)) (*Manif
 	held := map[string]int64{} // for the index: the blobs written, good ones
 	var nextReport int64
 	var readErr error
+	// omitted lists a blob sent without its data, or left out, as the
+	// base's: trusted by its content address, since the base's manifest,
+	// verified with it, lists these bytes under this digest.
+	omitted := func(rel string, mode, size int64) error {
+		b := heldBy(info.Since, rel, size)
+		if b == nil {
+			return fmt.Errorf("reading the volume: %s came without its data, and no earlier backup holds a blob of its digest and size", rel)
+		}
+		digest, _ := BlobDigest(rel)
+		used[b] = true
+		m.OmittedBlobs++
+		m.OmittedBytes += size
+		return spool.Add(Entry{Name: rel, Mode: mode, Type: TypeFile, Size: size, SHA256: digest, In: b.ManifestSHA256})
+	}
+	var left []LeftOut
+	if info.Elided && info.LeftOut != nil {
+		left = info.LeftOut()
+	}
+	// leftBefore lists the blobs left out that the listing has before rel
+	// (all of them for ""); one of rel's own name was sent whole after all.
+	leftBefore := func(rel string) error {
+		for len(left) > 0 {
+			l := left[0]
+			c := 0
+			if rel != "" {
+				c = walkCompare(l.Name, rel)
+			}
+			if c > 0 {
+				return nil
+			}
+			left = left[1:]
+			if c < 0 || rel == "" {
+				if err := omitted(l.Name, l.Mode, l.Size); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
 	for hdr, rel := range tr.entries(&readErr) {
+		if rel != "" {
+			if err := leftBefore(rel); err != nil {
+				return nil, err
+			}
+		}
 		if rel == "" { // the mount point itself
 			if err := tw.WriteHeader(copyHeader(hdr, m.ContentDir)); err != nil {
 				return nil, err
@@ -74,7 +123,7 @@ func Write(w io.Writer, src io.Reader, info Info, progress func(Totals)) (*Manif
 		if err := links.checkEntry(hdr, rel); err != nil {
 			return nil, fmt.Errorf("reading the volume: %s: %v", hdr.Name, err)
 		}
-		size, omitted, err := elidedSize(hdr, info.Elided)
+		size, isOmitted, err := elidedSize(hdr, info.Elided)
 		if err != nil {
 			return nil, fmt.Errorf("reading the volume: %s: %v", hdr.Name, err)
 		}
@@ -103,19 +152,11 @@ func Write(w io.Writer, src io.Reader, info Info, progress func(Totals)) (*Manif
 				return nil, err
 			}
 		case tar.TypeReg:
-			if omitted {
-				// Trusted by its content address: the base's manifest,
-				// verified with it, lists these bytes under this digest.
-				b := heldBy(info.Since, rel, size)
-				if b == nil {
-					return nil, fmt.Errorf("reading the volume: %s came without its data, and no earlier backup holds a blob of its digest and size", rel)
+			if isOmitted {
+				if err := omitted(rel, hdr.Mode, size); err != nil {
+					return nil, err
 				}
-				digest, _ := BlobDigest(rel)
-				e.Type, e.Size, e.SHA256, e.In = TypeFile, size, digest, b.ManifestSHA256
-				used[b] = true
-				m.OmittedBlobs++
-				m.OmittedBytes += size
-				break
+				continue
 			}
 			if b := heldBy(info.Since, rel, hdr.Size); b != nil {
 				// Read, to check it is the blob the base holds, not written.
@@ -169,6 +210,9 @@ func Write(w io.Writer, src io.Reader, info Info, progress func(Totals)) (*Manif
 	}
 	if tr.root == "" {
 		return nil, errors.New("reading the volume: the archive API gave nothing")
+	}
+	if err := leftBefore(""); err != nil {
+		return nil, err
 	}
 	clock := info.Clock
 	if clock == nil {
@@ -224,6 +268,38 @@ func elidedSize(hdr *tar.Header, elided bool) (int64, bool, error) {
 		return 0, false, fmt.Errorf("sent without its data, with the size %q", v)
 	}
 	return n, true, nil
+}
+
+// LeftOut is a blob file the agent's tar leaves out (Info.LeftOut): its
+// path inside the volume, its size, and its tar header's mode, all from
+// the agent's listing.
+type LeftOut struct {
+	Name       string
+	Size, Mode int64
+}
+
+// walkCompare orders two paths inside the volume as a walk visits them
+// (the agent's listing and tar): by name in each directory, a directory
+// before what it holds. Plain string order differs: "a-b" sorts before
+// "a/c", though the walk gives a's content first.
+func walkCompare(a, b string) int {
+	a, b = strings.TrimSuffix(a, "/"), strings.TrimSuffix(b, "/")
+	for {
+		ac, arest, amore := strings.Cut(a, "/")
+		bc, brest, bmore := strings.Cut(b, "/")
+		if c := strings.Compare(ac, bc); c != 0 {
+			return c
+		}
+		switch {
+		case !amore && !bmore:
+			return 0
+		case !amore:
+			return -1
+		case !bmore:
+			return 1
+		}
+		a, b = arest, brest
+	}
 }
 
 // heldBy returns the earlier backup that holds the bytes of the blob file

@@ -91,6 +91,8 @@ func writeSelected(ctx context.Context, api imagevolume.API, out io.Writer, info
 	prog, vol := o.Progress, o.Volume
 	info.Elided = true
 	choose := &chooser{Selection: NewSelection(o.Since), prog: prog, vol: vol.Name}
+	// The stream starts once the listing is read and the choice made.
+	info.LeftOut = func() []imagearchive.LeftOut { return choose.LeftOut }
 	return writeFrom(out, info, prog, func(fn func(io.Reader) error) error { return vol.ReadSelected(ctx, api, choose, fn) })
 }
 

@@ -11,6 +11,9 @@ import (
 type Selection struct {
 	// Omit are the blobs the agent leaves out: name inside the volume, size.
 	Omit map[string]int64
+	// LeftOut are the same blobs in the listing's order, with their modes:
+	// the archive's manifest lists them from this (imagearchive.Info.LeftOut).
+	LeftOut []imagearchive.LeftOut
 	// Read counts the files sent with their data, and their bytes.
 	ReadFiles, ReadBytes int64
 	// Omitted counts the blobs left out; Uploads the uploads' files.
@@ -58,9 +61,10 @@ func (s *Selection) Add(e agent.ListEntry) {
 		s.Stream += tarBlock // the record of its size
 	case imagearchive.Held(s.bases, e.Name, e.Size):
 		s.Omit[e.Name] = e.Size
+		s.LeftOut = append(s.LeftOut, imagearchive.LeftOut{Name: e.Name, Size: e.Size, Mode: e.Mode})
 		s.OmittedFiles++
 		s.OmittedBytes += e.Size
-		s.Stream += tarBlock
+		s.Stream -= tarBlock // not sent at all
 	default:
 		s.ReadFiles++
 		s.ReadBytes += e.Size

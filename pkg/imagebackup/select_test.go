@@ -36,7 +36,7 @@ func TestSelect(t *testing.T) {
 	list := []agent.ListEntry{
 		{Name: "", Type: "dir"},
 		{Name: "docker/", Type: "dir"},
-		{Name: one, Type: "file", Size: int64(len("layer one"))},
+		{Name: one, Type: "file", Size: int64(len("layer one")), Mode: 0o100644},
 		{Name: two, Type: "file", Size: 1000}, // the digest at another size
 		{Name: three, Type: "file", Size: int64(len("layer three"))},
 		{Name: link, Type: "file", Size: 71},
@@ -48,13 +48,17 @@ func TestSelect(t *testing.T) {
 	}
 	s := Select(list, []*imagearchive.Base{base})
 	assert.DeepEqual(t, s.Omit, map[string]int64{one: int64(len("layer one"))})
+	assert.DeepEqual(t, s.LeftOut, []imagearchive.LeftOut{{Name: one, Size: int64(len("layer one")), Mode: 0o100644}})
 	assert.Equal(t, s.OmittedFiles, int64(1))
 	assert.Equal(t, s.OmittedBytes, int64(len("layer one")))
 	assert.Equal(t, s.ReadFiles, int64(5))
 	assert.Equal(t, s.ReadBytes, int64(1000+len("layer three")+71+71+len("layer one")))
 	assert.Equal(t, s.UploadFiles, int64(1))
 	assert.Equal(t, s.UploadBytes, int64(5000))
-	assert.Assert(t, s.Stream >= s.ReadBytes+int64(len(list))*512)
+	// A blob left out costs the stream nothing, not even a header.
+	assert.Assert(t, s.Stream >= s.ReadBytes+int64(len(list)-1)*512)
+	// Against reading it: its header and its 9 bytes' block.
+	assert.Equal(t, s.Stream, Select(list, nil).Stream-2*512)
 
 	// No bases: everything is read.
 	s = Select(list, nil)

@@ -19,7 +19,6 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/helpercontainer"
 	"github.com/docker-dtr/docker-dtr/pkg/tunnel"
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/pkg/stdcopy"
 )
 
 var sendJob = agentJob{prefix: namePrefix, args: []string{"--send", MountPoint}, readOnly: true, verb: "read", doing: "reading"}
@@ -80,15 +79,6 @@ func (v *Volume) ReadSelected(ctx context.Context, api API, c Chooser, fn func(i
 		hj.Close()
 	}()
 	var stderr agentbin.Tail
-	pr, pw := io.Pipe()
-	go func() {
-		_, err := stdcopy.StdCopy(pw, &stderr, hj.Reader)
-		if err == nil {
-			err = io.EOF
-		}
-		pw.CloseWithError(err)
-	}()
-	defer pr.Close()
 	// Wait before starting, so that the exit is not missed.
 	wctx, stopWaiting := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWaiting()
@@ -120,7 +110,8 @@ func (v *Volume) ReadSelected(ctx context.Context, api API, c Chooser, fn func(i
 		}
 		return err
 	}
-	br := bufio.NewReaderSize(pr, 256<<10)
+	// Demultiplexed in place, as the tunnel does (pkg/tunnel).
+	br := bufio.NewReaderSize(tunnel.NewDemux(hj.Reader, &stderr), 256<<10)
 	if err := readListing(br, c.Add); err != nil {
 		return failed(fmt.Errorf("reading volume %s: the agent's listing: %w", v.Name, err))
 	}
