@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/internal/dtrfixture"
+	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
+	"github.com/docker-dtr/docker-dtr/pkg/crypt"
 	"github.com/docker-dtr/docker-dtr/pkg/nodejournal"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
@@ -177,6 +180,47 @@ func TestKilledMetadataRunsFinishedByNext(t *testing.T) {
 			assertNoHelpers(t, rig.c)
 		})
 	}
+
+	// Issue 23: an encrypted backup's restore, killed while it loads
+	// through the context, holds no file in $TMPDIR (each pass decrypts
+	// the file anew) and leaves none; --undo with the passphrase puts the
+	// encrypted safety backup back.
+	t.Run("encrypted restore killed while loading, then --undo", func(t *testing.T) {
+		dir, tmp := t.TempDir(), t.TempDir()
+		now := rig.snapshot(t) // what the safety backup holds
+		pass := filepath.Join(t.TempDir(), "passphrase")
+		assert.NilError(t, os.WriteFile(pass, []byte("correct horse battery staple\n"), 0o600))
+		data, err := os.ReadFile(rig.backup)
+		assert.NilError(t, err)
+		in := filepath.Join(dir, "backup.tar.gpg")
+		sealed, err := backupfile.Create(in, nil, &crypt.Recipients{Passphrase: []byte("correct horse battery staple")})
+		assert.NilError(t, err)
+		_, err = sealed.Write(data)
+		assert.NilError(t, err)
+		assert.NilError(t, sealed.Commit())
+
+		args := append(slices.Clone(rig.command), "--passphrase-file", pass, in)
+		b := rig.start(t, dir, in, runOptions{viaDocker: true, env: []string{"TMPDIR=" + tmp}}, args...)
+		rig.waitLoading(t, b)
+		pid := pluginUnder(b.cmd.Process.Pid)
+		assert.Assert(t, pid != 0, "no plugin process; stderr: %s", b.stderr)
+		assert.Equal(t, openUnder(pid, tmp), int64(-1), "the restore holds a file in $TMPDIR while it loads; stderr: %s", b.stderr)
+		b.killPlugin(t)
+		assertEmpty(t, tmp)
+		assertStopped(t, rig)
+		for _, n := range names(t, dir) {
+			assert.Assert(t, !strings.Contains(n, ".tmp-"), "a temporary file beside the backup: %s", n)
+		}
+
+		res := docker(t, rig.cfg, nil, "dtr", "backup", "restore", "--undo", "--passphrase-file", pass)
+		assert.Equal(t, res.code, 0, res.stderr)
+		assertAllRunning(t, rig)
+		if diff := rig.diff(now, rig.snapshot(t)); diff != "" {
+			t.Errorf("after --undo: %s", diff)
+		}
+		statusClear(t, rig)
+		assertNoHelpers(t, rig.c)
+	})
 }
 
 func TestKilledImageRunsFinishedByNext(t *testing.T) {

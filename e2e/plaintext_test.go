@@ -204,8 +204,11 @@ func pluginUnder(parent int) int {
 
 // openIn is the size of the largest regular file under dir that the plugin
 // holds open, named or not, or -1.
-func (p *pluginProc) openIn(dir string) int64 {
-	pid := p.plugin()
+func (p *pluginProc) openIn(dir string) int64 { return openUnder(p.plugin(), dir) }
+
+// openUnder is the size of the largest regular file under dir that the
+// process pid holds open, named or not, or -1 (and -1 for pid 0).
+func openUnder(pid int, dir string) int64 {
 	if pid == 0 {
 		return -1
 	}
