@@ -18,6 +18,7 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker-dtr/docker-dtr/pkg/retention"
+	"github.com/docker-dtr/docker-dtr/pkg/verify"
 )
 
 // Options say what to prune and how backups are read.
@@ -196,7 +197,7 @@ func (p *pruner) read(de os.DirEntry) *Entry {
 		return e
 	}
 	defer f.Close()
-	images, err := kindOf(f)
+	images, err := verify.IsImages(f)
 	if err != nil {
 		e.Reason = err.Error()
 		return e
@@ -411,21 +412,6 @@ func (p *pruner) decrypter() imagearchive.Decrypter {
 		}
 		return imagearchive.FileSource(in.File), in.Close, nil
 	}
-}
-
-// kindOf says whether in is an image backup: from its file, or from the
-// first entry of a decryption, which is then closed (each read below
-// decrypts anew).
-func kindOf(in *backupfile.Input) (bool, error) {
-	if in.Plain == nil {
-		return imagearchive.IsImageArchive(in.File)
-	}
-	rc, err := in.Plain()
-	if err != nil {
-		return false, err
-	}
-	defer rc.Close()
-	return imagearchive.IsImageStream(rc), nil
 }
 
 // The readers below read an encrypted backup (in.Plain) as it is
