@@ -1,14 +1,12 @@
 package e2e
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/docker-dtr/docker-dtr/internal/dtrfixture"
-	"github.com/docker/docker/api/types/image"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 )
@@ -44,17 +42,7 @@ func TestIncrementalEncryptedToPublicKey(t *testing.T) {
 	fullSize := size(t, full)
 	assert.Assert(t, fullSize > dtrfixture.BigLayerSize)
 
-	var more []dtrfixture.TestImage
-	for _, img := range dtrfixture.BuildImages(t, c.Client, 2) {
-		if img.Repo == "big" {
-			_, err := c.Client.ImageRemove(context.Background(), img.ID, image.RemoveOptions{Force: true, PruneChildren: true})
-			assert.NilError(t, err)
-			continue
-		}
-		img.Repo = "next/" + img.Repo
-		more = append(more, img)
-	}
-	pushedMore := dtrfixture.Push(t, c.Client, rep.RegistryAddr, more)
+	pushedMore := pushMore(t, c, rep)
 	before := dtrfixture.VolumeFiles(t, c.Client, vol)
 
 	// Without its index, the encrypted full backup cannot serve: one line.

@@ -35,22 +35,7 @@ func TestIncrementalImageBackup(t *testing.T) {
 	fullSize := size(t, full)
 	assert.Assert(t, fullSize > dtrfixture.BigLayerSize)
 
-	// New images with layers of their own (another seed), under other
-	// repositories so that the first ones' tags stay: all but big:1, so
-	// what is new is small next to what was there.
-	var more []dtrfixture.TestImage
-	for _, img := range dtrfixture.BuildImages(t, c.Client, 2) {
-		if img.Repo == "big" {
-			// Not pushed: removed now, or it would keep its parent, the
-			// new lib/base:1, from PullAndCompare's removal.
-			_, err := c.Client.ImageRemove(context.Background(), img.ID, image.RemoveOptions{Force: true, PruneChildren: true})
-			assert.NilError(t, err)
-			continue
-		}
-		img.Repo = "next/" + img.Repo
-		more = append(more, img)
-	}
-	pushedMore := dtrfixture.Push(t, c.Client, rep.RegistryAddr, more)
+	pushedMore := pushMore(t, c, rep)
 	before := dtrfixture.VolumeFiles(t, c.Client, vol)
 
 	// A stray file, a metadata-less non-backup, beside the backups: skipped.
@@ -141,4 +126,24 @@ func size(t *testing.T, p string) int64 {
 	st, err := os.Stat(p)
 	assert.NilError(t, err)
 	return st.Size()
+}
+
+// pushMore pushes new images with layers of their own (another seed),
+// under other repositories so that the first ones' tags stay: all but
+// big:1, so that what is new is small next to what was there.
+func pushMore(t *testing.T, c *dtrfixture.Cluster, rep *dtrfixture.Replica) []dtrfixture.Pushed {
+	t.Helper()
+	var more []dtrfixture.TestImage
+	for _, img := range dtrfixture.BuildImages(t, c.Client, 2) {
+		if img.Repo == "big" {
+			// Not pushed: removed now, or it would keep its parent, the
+			// new lib/base:1, from PullAndCompare's removal.
+			_, err := c.Client.ImageRemove(context.Background(), img.ID, image.RemoveOptions{Force: true, PruneChildren: true})
+			assert.NilError(t, err)
+			continue
+		}
+		img.Repo = "next/" + img.Repo
+		more = append(more, img)
+	}
+	return dtrfixture.Push(t, c.Client, rep.RegistryAddr, more)
 }
