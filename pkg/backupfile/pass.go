@@ -16,7 +16,7 @@ var ErrChanged = errors.New("the backup changed since it was checked")
 
 // Pass starts a pass over the backup's plaintext, from its start: the
 // File of a plain backup (read at offsets, leaving its own alone), or, for
-// an encrypted one opened with Stream, a fresh decryption (Plain), so that
+// an encrypted one, a fresh decryption (Plain), so that
 // a reader that needs the content more than once (a restore: the check,
 // the load, the key check) never has its plaintext on disk.
 //

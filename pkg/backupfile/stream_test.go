@@ -13,7 +13,7 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/crypt"
 )
 
-// An encrypted backup opened with Stream is decrypted anew for each pass,
+// An encrypted backup is decrypted anew for each pass,
 // into no file: each pass reads the whole plaintext, and a file changed
 // or cut fails the pass that reads it, at the end, with the error a
 // decryption into a file gets.
