@@ -6,14 +6,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -210,7 +208,7 @@ func sweepContainers(ctx context.Context, cli client.APIClient) {
 	}
 	for _, c := range list {
 		pid, err := strconv.Atoi(c.Labels[containerLabel])
-		if err == nil && pid > 0 && !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+		if err == nil && pid > 0 && !processGone(pid) {
 			continue // its process still runs
 		}
 		cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})

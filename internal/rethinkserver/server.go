@@ -109,8 +109,7 @@ func start(t testing.TB, src *Source, opts Options) *Server {
 		name = "taskset"
 	}
 	s.cmd = exec.Command(name, args...)
-	// The server goes with the test process, even when that is killed.
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	s.cmd.SysProcAttr = withParent()
 	pr, pw := io.Pipe()
 	s.cmd.Stdout, s.cmd.Stderr = pw, pw
 	if err := s.cmd.Start(); err != nil {
