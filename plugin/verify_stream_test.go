@@ -29,7 +29,7 @@ func TestVerifyEncryptedWritesNoPlaintext(t *testing.T) {
 		plain := filepath.Join(dir, "plain.tar")
 		sealed := filepath.Join(dir, "sealed.tar.gpg")
 		assert.NilError(t, os.WriteFile(plain, c.Data, 0o600))
-		out, err := backupfile.Create(sealed, nil, &crypt.Recipients{Passphrase: []byte(strings.TrimSpace(string(pw)))})
+		out, err := backupfile.Create(sealed, nil, &crypt.Recipients{Passphrase: []byte(strings.TrimSpace(string(pw)))}, false)
 		assert.NilError(t, err)
 		_, err = out.Write(c.Data)
 		assert.NilError(t, err)

@@ -111,7 +111,7 @@ func TestCrossCheckEncryptedMetadataAsAStream(t *testing.T) {
 	seal := func(path string) string {
 		data, err := os.ReadFile(path)
 		assert.NilError(t, err)
-		out, err := backupfile.Create(path+".gpg", nil, &crypt.Recipients{Passphrase: []byte("correct horse")})
+		out, err := backupfile.Create(path+".gpg", nil, &crypt.Recipients{Passphrase: []byte("correct horse")}, false)
 		assert.NilError(t, err)
 		_, err = out.Write(data)
 		assert.NilError(t, err)
