@@ -19,6 +19,12 @@ import (
 // message (its first byte has the high bit set).
 var magic = []byte{0x28, 0xb5, 0x2f, 0xfd}
 
+// MaxWindow is the largest window a frame may ask the decoder to hold:
+// what 'zstd --ultra -22' and '--long=27' use, 16 times what NewWriter
+// does. A frame that asks for more is refused as corrupt before it is
+// allocated.
+const MaxWindow = 1 << 27
+
 // MagicLen is how many bytes IsCompressed needs.
 const MagicLen = 4
 
@@ -81,7 +87,7 @@ func (w *Writer) Abort() {
 // reader, on goroutines of its own; Close stops them.
 func NewReader(r io.Reader, name string, closer io.Closer) (io.ReadCloser, error) {
 	src := &source{r: r}
-	dec, err := zstd.NewReader(src)
+	dec, err := zstd.NewReader(src, zstd.WithDecoderMaxWindow(MaxWindow))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w (%v)", name, ErrCorrupt, err)
 	}

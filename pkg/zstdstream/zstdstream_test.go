@@ -186,3 +186,39 @@ func TestZstdCommandInterop(t *testing.T) {
 		t.Fatalf("reading zstd -19's stream: %d bytes, %v", len(got), err)
 	}
 }
+
+// Whatever the bytes, reading them ends in io.EOF or in one of the two
+// errors, naming the file; it never panics.
+func FuzzReader(f *testing.F) {
+	var buf bytes.Buffer
+	w, _ := NewWriter(&buf)
+	w.Write([]byte(strings.Repeat("dtr-backup-v2.9.4/rethink/repositories/0\x00", 40)))
+	w.Close()
+	f.Add(buf.Bytes())
+	f.Add([]byte{0x28, 0xb5, 0x2f, 0xfd})
+	f.Add([]byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x90, 0x01, 0x00, 0x00}) // a window over MaxWindow
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, err := decompress(data)
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrTruncated) {
+			t.Fatalf("error %v is neither ErrCorrupt nor ErrTruncated", err)
+		}
+		if !strings.HasPrefix(err.Error(), "f.tar.zst: ") || strings.Contains(err.Error(), "\n") {
+			t.Fatalf("error %q is not one line naming the file", err)
+		}
+	})
+}
+
+// A frame that asks for a window over MaxWindow is refused before the
+// decoder allocates it.
+func TestRefusesAHugeWindow(t *testing.T) {
+	// Frame header: magic, descriptor 0 (a window descriptor follows, no
+	// checksum), window descriptor 0x90: 2^(10+18), 256 MiB, which the
+	// library's own default (512 MiB) would take.
+	_, err := decompress([]byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x90, 0x01, 0x00, 0x00})
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "window") {
+		t.Fatalf("a 256 MiB window: %v", err)
+	}
+}
