@@ -159,10 +159,15 @@ func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) e
 	if err := out.Commit(); err != nil {
 		return err
 	}
-	return out.result(dockerCli, prog, opts.format,
-		createSummary{File: opts.output, Target: tgt.Where(), Rows: rows, Bytes: bytes, Encrypted: opts.enc.enabled(), Manifest: m},
-		fmt.Sprintf("%s: DTR %s, %s, %d tables, %d rows, %s of documents%s",
-			displayOutput(opts.output), m.DTRVersion, tgt.Where(), len(m.Tables), rows, human.Bytes(bytes), opts.enc.describe()))
+	sum := createSummary{File: opts.output, Target: tgt.Where(), Rows: rows, Bytes: bytes, Encrypted: opts.enc.enabled(), Size: out.Size(), Manifest: m}
+	compressed := ""
+	if compress {
+		sum.Compression = "zstd"
+		compressed = ", compressed (zstd) to " + human.Bytes(out.Size())
+	}
+	return out.result(dockerCli, prog, opts.format, sum,
+		fmt.Sprintf("%s: DTR %s, %s, %d tables, %d rows, %s of documents%s%s",
+			displayOutput(opts.output), m.DTRVersion, tgt.Where(), len(m.Tables), rows, human.Bytes(bytes), compressed, opts.enc.describe()))
 }
 
 func displayOutput(name string) string {

@@ -50,8 +50,9 @@ func TestCompressedBackupRoundTrip(t *testing.T) {
 	_, errOut, code := run(t, nil, append(create, "-o", plain)...)
 	assert.Equal(t, code, 0, errOut)
 	backup := filepath.Join(fx.dir, "backup-metadata.tar.zst")
-	_, errOut, code = run(t, nil, append(create, "-o", backup)...)
+	out, errOut, code := run(t, nil, append(create, "-o", backup)...)
 	assert.Equal(t, code, 0, errOut)
+	assert.Assert(t, is.Contains(out, ", compressed (zstd) to "), out)
 	data, err := os.ReadFile(backup)
 	assert.NilError(t, err)
 	assert.Assert(t, zstdstream.IsCompressed(data), "named .zst, the file is a zstd stream")
@@ -68,7 +69,7 @@ func TestCompressedBackupRoundTrip(t *testing.T) {
 	// The commands recognise it by its bytes, not its name.
 	renamed := filepath.Join(fx.dir, "no-hint.tar")
 	assert.NilError(t, os.WriteFile(renamed, data, 0o600))
-	out, errOut, code := run(t, nil, "backup", "verify", renamed)
+	out, errOut, code = run(t, nil, "backup", "verify", renamed)
 	assert.Equal(t, code, 0, errOut)
 	assert.Assert(t, is.Contains(out, ": verified"))
 	out, errOut, code = run(t, nil, "backup", "inspect", "--format", "json", backup)
@@ -90,11 +91,20 @@ func TestCompressedBackupRoundTrip(t *testing.T) {
 	// --compress names it where the file's name does not; none refuses a
 	// .zst name; anything else is wrong usage.
 	byFlag := filepath.Join(fx.dir, "by-flag.tar")
-	_, errOut, code = run(t, nil, append(create, "--compress", "zstd", "-o", byFlag)...)
+	out, errOut, code = run(t, nil, append(create, "--compress", "zstd", "--format", "json", "-o", byFlag)...)
 	assert.Equal(t, code, 0, errOut)
 	head, err := os.ReadFile(byFlag)
 	assert.NilError(t, err)
 	assert.Assert(t, zstdstream.IsCompressed(head))
+	var sum struct {
+		Compression string `json:"compression"`
+		Size        int64  `json:"size"`
+		Bytes       int64  `json:"bytes"`
+	}
+	assert.NilError(t, json.Unmarshal([]byte(out), &sum), out)
+	assert.Equal(t, sum.Compression, "zstd")
+	assert.Equal(t, sum.Size, int64(len(head)), "the summary's size is the file's")
+	assert.Assert(t, sum.Size < sum.Bytes, "smaller than its documents")
 	_, errOut, code = run(t, nil, append(create, "--compress", "none", "-o", filepath.Join(fx.dir, "x.tar.zst"))...)
 	assert.Equal(t, code, 2)
 	assert.Assert(t, is.Contains(lastLine(errOut), "--compress none, but -o "), errOut)

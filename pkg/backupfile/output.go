@@ -24,6 +24,8 @@ type Output struct {
 	// zst, when compressing, is the zstd stream w writes into (and that
 	// writes into enc, when encrypting).
 	zst *zstdstream.Writer
+	// written counts the bytes that reach the file or standard output.
+	written *counter
 	// Swept are the temporary files of killed runs that Create removed
 	// from the output's directory; SweepErrors say which it could not.
 	Swept       []string
@@ -47,6 +49,8 @@ func Create(name string, stdout io.Writer, rcpt *crypt.Recipients, compress bool
 		o.file, o.w = f, f
 		o.Swept, o.SweepErrors = atomicfile.SweepStale(filepath.Dir(name))
 	}
+	o.written = &counter{w: o.w}
+	o.w = o.written
 	if rcpt != nil {
 		enc, err := crypt.Encrypt(o.w, *rcpt)
 		if err != nil {
@@ -67,6 +71,22 @@ func Create(name string, stdout io.Writer, rcpt *crypt.Recipients, compress bool
 }
 
 func (o *Output) Write(p []byte) (int, error) { return o.w.Write(p) }
+
+// Size is how many bytes the file (or standard output) holds so far: all
+// of it once Commit has returned.
+func (o *Output) Size() int64 { return o.written.n }
+
+// counter counts what it writes.
+type counter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *counter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
 
 // Commit ends the zstd stream and the encrypted message, if any, and
 // renames the finished file into place.
