@@ -1,10 +1,11 @@
 // Package backupfile opens backups for reading and writes new ones: an
 // input is spooled when it comes on standard input, recognised when it is
-// encrypted, and read in passes (Input.Pass), an encrypted one decrypted
+// encrypted or compressed (by its bytes, not its name), and read in passes
+// (Input.Pass), an encrypted or compressed one decrypted and decompressed
 // anew for each, each checked to read what the first read. The plaintext
 // of an encrypted backup never reaches a file. An output is written to a
-// temporary name and renamed into place only when complete, encrypted
-// when asked.
+// temporary name and renamed into place only when complete, compressed
+// and encrypted when asked.
 //
 // The spool of standard input has no name from the moment it is made
 // (pkg/anonfile): no kill of the process can leave it behind, and no
