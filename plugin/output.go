@@ -61,6 +61,14 @@ func openBackup(dockerCli command.Cli, name string, enc *encryptOptions, compres
 	return &backupOutput{out}, nil
 }
 
+// compressedHelp is the paragraph of the help of the commands that read
+// backups, on compressed ones.
+const compressedHelp = `A zstd-compressed backup ('backup create -o NAME.tar.zst', or 'zstd' of a
+plain one), encrypted or not, is recognised by its bytes, not its name,
+and decompressed as it is read, after the decryption, anew for each pass;
+a damaged or cut one fails with an error naming the file.
+`
+
 // compressOptions is the --compress flag of 'backup create'.
 type compressOptions struct {
 	mode string
