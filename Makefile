@@ -29,7 +29,8 @@ FUZZ_TARGETS := \
 	./pkg/archive FuzzEntryLine 300000x \
 	./pkg/archive FuzzTarHeader 400000x \
 	./pkg/imagearchive FuzzVerify 20000x \
-	./pkg/crypt FuzzDecrypt 350000x
+	./pkg/crypt FuzzDecrypt 350000x \
+	./pkg/zstdstream FuzzReader 100000x
 
 .PHONY: build cross install test bench fuzz lint clean docs
 

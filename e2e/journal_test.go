@@ -193,7 +193,7 @@ func TestKilledMetadataRunsFinishedByNext(t *testing.T) {
 		data, err := os.ReadFile(rig.backup)
 		assert.NilError(t, err)
 		in := filepath.Join(dir, "backup.tar.gpg")
-		sealed, err := backupfile.Create(in, nil, &crypt.Recipients{Passphrase: []byte("correct horse battery staple")})
+		sealed, err := backupfile.Create(in, nil, &crypt.Recipients{Passphrase: []byte("correct horse battery staple")}, false)
 		assert.NilError(t, err)
 		_, err = sealed.Write(data)
 		assert.NilError(t, err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
+	"github.com/docker-dtr/docker-dtr/pkg/exitcode"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/imagebackup"
@@ -112,6 +113,9 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 	if err := checkFormat(opts.format); err != nil {
 		return err
 	}
+	if zstdName(opts.output) {
+		return exitcode.UsageError(fmt.Errorf("-o %s: image backups are not compressed (their layers are compressed already): name it without .zst", opts.output))
+	}
 	prog := opts.progress.printer(ctx, dockerCli)
 	defer prog.Close()
 	var bases []*imagearchive.Base
@@ -121,7 +125,7 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 			return err
 		}
 	}
-	out, err := openBackup(dockerCli, opts.output, &opts.enc)
+	out, err := openBackup(dockerCli, opts.output, &opts.enc, false)
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,8 @@ func newInspectCmd(dockerCli command.Cli) *cobra.Command {
 		Short: "Show what a backup holds, from its manifest, without reading it all",
 		Long: `Show what a backup holds, from its manifest, without reading it all.
 
+` + compressedHelp + `A compressed or encrypted one is read whole to its manifest, its last entry.
+
 Exit status: 0 shown; 1 FILE cannot be read or decrypted, or is not a
 backup; 2 wrong usage.`,
 		Example: `  docker dtr backup inspect backup-metadata.tar

@@ -66,6 +66,7 @@ skipped rather than prompted for, file after file. Because an encrypted
 file that cannot be read may be an incremental image backup, no image backup
 is removed while one is in DIR.
 
+` + compressedHelp + `
 Files are removed only once every decision is made, and only if they have
 not changed since; --dry-run removes nothing and prints the same table.
 

@@ -74,6 +74,7 @@ it takes the same secret. --safety-encryption none writes it in clear
 instead, mode 0600. The safety backup of an unencrypted backup is written
 in clear, mode 0600.
 
+` + compressedHelp + `
 By default the target is the DTR behind the active Docker context, reached
 through a helper container on the chosen replica's node (the healthy
 replica with the lowest id, or --replica-id, which is used even when it is

@@ -50,6 +50,7 @@ Nothing decrypted counts before the message's own integrity check, at its
 end, has passed. A wrong passphrase, a modified file and a cut one each
 get their own error.
 
+` + compressedHelp + `
 Exit status: 0 the backup is valid; 1 it is not (every problem is listed),
 cannot be read or decrypted, or lacks blobs that --metadata references;
 2 wrong usage.`,

@@ -16,8 +16,9 @@ import (
 // shell waits on it, and an unreachable engine must not hang the prompt.
 const completionTimeout = 3 * time.Second
 
-// backupExts are the names a backup file has: plain, encrypted, armored.
-var backupExts = []string{"tar", "gpg", "asc", "pgp"}
+// backupExts are the names a backup file has: plain, encrypted, armored,
+// compressed.
+var backupExts = []string{"tar", "gpg", "asc", "pgp", "zst", "tzst"}
 
 // registerCompletions registers completions by flag name on every command
 // of the tree, so that a flag added later (--progress, --format) completes
@@ -42,6 +43,7 @@ func registerCompletions(root *cobra.Command, dockerCli command.Cli) {
 		"safety-dir":              dirs,
 		"from":                    dirs,
 		"safety-encryption":       cobra.FixedCompletions([]string{"same", "none"}, cobra.ShellCompDirectiveNoFileComp),
+		"compress":                cobra.FixedCompletions([]string{"zstd", "none"}, cobra.ShellCompDirectiveNoFileComp),
 	}
 	visitAll(root, func(c *cobra.Command) {
 		for name, fn := range byFlag {

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
+	"strings"
 
 	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
 	"github.com/docker-dtr/docker-dtr/pkg/exitcode"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker/cli/cli/command"
+	"github.com/spf13/pflag"
 )
 
 // backupOutput is where a backup goes (pkg/backupfile), and where its
@@ -40,10 +43,10 @@ func checkOutput(dockerCli command.Cli, name string) error {
 }
 
 // openBackup reads what encryption needs (keys, or a passphrase that may be
-// asked for), then opens the output, encrypting when asked: all before any
-// query, so a bad flag or an unwritable path changes nothing. Abort it in
-// every case.
-func openBackup(dockerCli command.Cli, name string, enc *encryptOptions) (*backupOutput, error) {
+// asked for), then opens the output, compressing and encrypting when
+// asked: all before any query, so a bad flag or an unwritable path changes
+// nothing. Abort it in every case.
+func openBackup(dockerCli command.Cli, name string, enc *encryptOptions, compress bool) (*backupOutput, error) {
 	if err := enc.validate(); err != nil {
 		return nil, err
 	}
@@ -51,11 +54,55 @@ func openBackup(dockerCli command.Cli, name string, enc *encryptOptions) (*backu
 	if err != nil {
 		return nil, err
 	}
-	out, err := backupfile.Create(name, dockerCli.Out(), rcpt)
+	out, err := backupfile.Create(name, dockerCli.Out(), rcpt, compress)
 	if err != nil {
 		return nil, err
 	}
 	return &backupOutput{out}, nil
+}
+
+// compressedHelp is the paragraph of the help of the commands that read
+// backups, on compressed ones.
+const compressedHelp = `A zstd-compressed backup ('backup create -o NAME.tar.zst', or 'zstd' of a
+plain one), encrypted or not, is recognised by its bytes, not its name,
+and decompressed as it is read, after the decryption, anew for each pass;
+a damaged or cut one fails with an error naming the file.
+`
+
+// compressOptions is the --compress flag of 'backup create'.
+type compressOptions struct {
+	mode string
+}
+
+func (o *compressOptions) addFlags(flags *pflag.FlagSet) {
+	flags.StringVar(&o.mode, "compress", "", `Compress the archive: "zstd" or "none" (default: zstd when the -o name ends in .zst or .tzst, .gpg after it or not)`)
+}
+
+// compress says whether the backup written to output is compressed: as
+// --compress says, or else as the file's name does.
+func (o compressOptions) compress(output string) (bool, error) {
+	switch o.mode {
+	case "":
+		return zstdName(output), nil
+	case "zstd":
+		return true, nil
+	case "none":
+		if zstdName(output) {
+			return false, exitcode.UsageError(fmt.Errorf("--compress none, but -o %s is named as a zstd file: name it without .zst, or leave --compress out", output))
+		}
+		return false, nil
+	}
+	return false, exitcode.UsageError(fmt.Errorf("--compress %q: expected zstd or none", o.mode))
+}
+
+// zstdName says whether a file's name says that it is zstd-compressed:
+// NAME.zst or NAME.tzst, and the same with .gpg, .pgp or .asc after it.
+func zstdName(name string) bool {
+	base := strings.ToLower(filepath.Base(name))
+	for _, enc := range []string{".gpg", ".pgp", ".asc"} {
+		base = strings.TrimSuffix(base, enc)
+	}
+	return strings.HasSuffix(base, ".zst") || strings.HasSuffix(base, ".tzst")
 }
 
 // reportSwept says on stderr which temporary files of killed runs opening

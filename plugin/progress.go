@@ -87,6 +87,10 @@ type createSummary struct {
 	Rows      int64  `json:"rows"`
 	Bytes     int64  `json:"bytes"`
 	Encrypted bool   `json:"encrypted"`
+	// Compression is "zstd" for a compressed backup; Size is the file's
+	// size, compressed or not.
+	Compression string `json:"compression,omitempty"`
+	Size        int64  `json:"size"`
 	*archive.Manifest
 }
 

@@ -14,9 +14,10 @@ import (
 )
 
 // An encrypted metadata backup is verified and inspected as it is
-// decrypted: with $TMPDIR missing, where no temporary file can be made,
-// each backup of the corpus, good or not restorable, gets the report and
-// exit status of its plain copy.
+// decrypted, a compressed one as it is decompressed, one both as it is
+// decrypted and decompressed: with $TMPDIR missing, where no temporary
+// file can be made, each backup of the corpus, good or not restorable,
+// gets the report and exit status of its plain copy.
 func TestVerifyEncryptedWritesNoPlaintext(t *testing.T) {
 	pass := filepath.Join(cryptTestdata, "passphrase.txt")
 	pw, err := os.ReadFile(pass)
@@ -25,22 +26,29 @@ func TestVerifyEncryptedWritesNoPlaintext(t *testing.T) {
 	cases = append(cases, backuptest.UnrestorableBackups(t)...)
 	dir := t.TempDir()
 	t.Setenv("TMPDIR", filepath.Join(dir, "missing"))
+	rcpt := &crypt.Recipients{Passphrase: []byte(strings.TrimSpace(string(pw)))}
 	for i, c := range cases {
 		plain := filepath.Join(dir, "plain.tar")
-		sealed := filepath.Join(dir, "sealed.tar.gpg")
 		assert.NilError(t, os.WriteFile(plain, c.Data, 0o600))
-		out, err := backupfile.Create(sealed, nil, &crypt.Recipients{Passphrase: []byte(strings.TrimSpace(string(pw)))})
-		assert.NilError(t, err)
-		_, err = out.Write(c.Data)
-		assert.NilError(t, err)
-		assert.NilError(t, out.Commit())
-		for _, cmd := range []string{"verify", "inspect"} {
-			for _, format := range []string{"", "json"} {
-				wantOut, wantErr, wantCode := run(t, nil, "backup", cmd, "-q", "--format", format, plain)
-				gotOut, gotErr, gotCode := run(t, nil, "backup", cmd, "-q", "--format", format, "--passphrase-file", pass, sealed)
-				assert.Equal(t, gotCode, wantCode, "%d %s %s: %s", i, c.Name, cmd, gotErr)
-				assert.Equal(t, strings.ReplaceAll(gotOut, sealed, plain), wantOut, "%s %s", c.Name, cmd)
-				assert.Equal(t, strings.ReplaceAll(lastLine(gotErr), sealed, plain), lastLine(wantErr), "%s %s", c.Name, cmd)
+		for _, v := range []struct {
+			name     string
+			rcpt     *crypt.Recipients
+			compress bool
+		}{{"sealed.tar.gpg", rcpt, false}, {"packed.tar.zst", nil, true}, {"both.tar.zst.gpg", rcpt, true}} {
+			sealed := filepath.Join(dir, v.name)
+			out, err := backupfile.Create(sealed, nil, v.rcpt, v.compress)
+			assert.NilError(t, err)
+			_, err = out.Write(c.Data)
+			assert.NilError(t, err)
+			assert.NilError(t, out.Commit())
+			for _, cmd := range []string{"verify", "inspect"} {
+				for _, format := range []string{"", "json"} {
+					wantOut, wantErr, wantCode := run(t, nil, "backup", cmd, "-q", "--format", format, plain)
+					gotOut, gotErr, gotCode := run(t, nil, "backup", cmd, "-q", "--format", format, "--passphrase-file", pass, sealed)
+					assert.Equal(t, gotCode, wantCode, "%d %s %s %s: %s", i, c.Name, v.name, cmd, gotErr)
+					assert.Equal(t, strings.ReplaceAll(gotOut, sealed, plain), wantOut, "%s %s %s", c.Name, v.name, cmd)
+					assert.Equal(t, strings.ReplaceAll(lastLine(gotErr), sealed, plain), lastLine(wantErr), "%s %s %s", c.Name, v.name, cmd)
+				}
 			}
 		}
 	}

@@ -19,7 +19,7 @@ func TestOutputAndInput(t *testing.T) {
 	passphrase := func(string) ([]byte, error) { return []byte("correct horse"), nil }
 
 	// Nothing at the name before Commit, and nothing after Abort.
-	out, err := Create(plain, io.Discard, nil)
+	out, err := Create(plain, io.Discard, nil, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,13 +31,13 @@ func TestOutputAndInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	out.Abort() // a no-op once committed
-	aborted, err := Create(filepath.Join(dir, "aborted.tar"), io.Discard, nil)
+	aborted, err := Create(filepath.Join(dir, "aborted.tar"), io.Discard, nil, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	aborted.Abort()
 
-	enc, err := Create(sealed, io.Discard, &crypt.Recipients{Passphrase: []byte("correct horse")})
+	enc, err := Create(sealed, io.Discard, &crypt.Recipients{Passphrase: []byte("correct horse")}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestCreateSweepsStaleTemporaryFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	out, err := Create(filepath.Join(dir, "new.tar"), io.Discard, nil)
+	out, err := Create(filepath.Join(dir, "new.tar"), io.Discard, nil, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func TestCreateSweepsStaleTemporaryFiles(t *testing.T) {
 		t.Fatalf("%s was removed: %v", other, err)
 	}
 	// a second output beside the first leaves the first's file alone
-	second, err := Create(filepath.Join(dir, "second.tar"), io.Discard, nil)
+	second, err := Create(filepath.Join(dir, "second.tar"), io.Discard, nil, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +206,7 @@ func TestProtection(t *testing.T) {
 
 func write(t *testing.T, path string, to *crypt.Recipients, content string) {
 	t.Helper()
-	out, err := Create(path, nil, to)
+	out, err := Create(path, nil, to, false)
 	if err != nil {
 		t.Fatal(err)
 	}

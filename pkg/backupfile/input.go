@@ -1,10 +1,11 @@
 // Package backupfile opens backups for reading and writes new ones: an
 // input is spooled when it comes on standard input, recognised when it is
-// encrypted, and read in passes (Input.Pass), an encrypted one decrypted
+// encrypted or compressed (by its bytes, not its name), and read in passes
+// (Input.Pass), an encrypted or compressed one decrypted and decompressed
 // anew for each, each checked to read what the first read. The plaintext
 // of an encrypted backup never reaches a file. An output is written to a
-// temporary name and renamed into place only when complete, encrypted
-// when asked.
+// temporary name and renamed into place only when complete, compressed
+// and encrypted when asked.
 //
 // The spool of standard input has no name from the moment it is made
 // (pkg/anonfile): no kill of the process can leave it behind, and no
@@ -22,18 +23,24 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/docker-dtr/docker-dtr/pkg/anonfile"
 	"github.com/docker-dtr/docker-dtr/pkg/crypt"
+	"github.com/docker-dtr/docker-dtr/pkg/zstdstream"
 )
 
-// Input is a backup opened for reading: a plain tar file. Close it in
-// every case; it frees the temporary files.
+// Input is a backup opened for reading: a plain tar file, or a stream of
+// one. Close it in every case; it frees the temporary files.
 type Input struct {
 	// File is the plain tar file; nil when Plain is set.
 	*os.File
-	// Plain, set for an encrypted backup, starts a fresh decryption of it for each pass: its plaintext, read
-	// as it is decrypted. A Read error (the file was changed or cut, found
-	// by the message's integrity check at its end) means that nothing
-	// read in that pass may be used.
+	// Plain, set for an encrypted or a compressed backup, starts a fresh
+	// decryption and decompression of it for each pass: its tar, read as
+	// it is decrypted and decompressed. A Read error (the file was
+	// changed or cut, found by the message's integrity check or the zstd
+	// checksum at its end) means that nothing read in that pass may be
+	// used.
 	Plain func() (io.ReadCloser, error)
+	// Compressed says that the tar is zstd-compressed (in the file, or in
+	// the plaintext of an encrypted one).
+	Compressed bool
 	// Protection is how an encrypted backup was sealed, for sealing
 	// another file the same way; nil when it was not encrypted.
 	Protection *Protection
@@ -59,6 +66,18 @@ type Protection struct {
 	// Err says why no file can be sealed for the identity that opened
 	// the backup (its key cannot encrypt: expired, say).
 	Err error
+}
+
+// Streamed says how a pass reads the tar of a backup that Plain reads:
+// "as it is decrypted", "as it is decompressed", or both.
+func (in *Input) Streamed() string {
+	switch {
+	case in.Protection != nil && in.Compressed:
+		return "as it is decrypted and decompressed"
+	case in.Protection != nil:
+		return "as it is decrypted"
+	}
+	return "as it is decompressed"
 }
 
 // Close closes the file, which frees it when it is a temporary one.
@@ -108,26 +127,35 @@ func Open(name string, o OpenOptions) (*Input, error) {
 	if err != nil {
 		return nil, err
 	}
-	enc, err := Encrypted(in.File)
+	head, err := prefix(in.File)
 	if err != nil {
 		in.Close()
 		return nil, fmt.Errorf("reading %s: %w", DisplayName(name), err)
 	}
-	if !enc {
-		return in, nil
+	switch {
+	case crypt.IsEncrypted(head):
+		return stream(in, DisplayName(name), o)
+	case zstdstream.IsCompressed(head):
+		return decompressed(in, DisplayName(name), o), nil
 	}
-	return stream(in, DisplayName(name), o)
+	return in, nil
+}
+
+// prefix is the first 512 bytes of f, or all of a shorter f.
+func prefix(f io.ReaderAt) ([]byte, error) {
+	head := make([]byte, 512)
+	n, err := f.ReadAt(head, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return head[:n], nil
 }
 
 // Encrypted says whether f starts as an OpenPGP message does, from its
 // first 512 bytes.
 func Encrypted(f io.ReaderAt) (bool, error) {
-	prefix := make([]byte, 512)
-	n, err := f.ReadAt(prefix, 0)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return false, err
-	}
-	return crypt.IsEncrypted(prefix[:n]), nil
+	head, err := prefix(f)
+	return crypt.IsEncrypted(head), err
 }
 
 // EncryptedFile is Encrypted of the file at path.

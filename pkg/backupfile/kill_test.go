@@ -147,7 +147,7 @@ func waitFor(t *testing.T, ok func() bool) {
 func sealedFile(t *testing.T, content string) string {
 	t.Helper()
 	sealed := filepath.Join(t.TempDir(), "sealed.tar.gpg")
-	out, err := Create(sealed, io.Discard, &crypt.Recipients{Passphrase: []byte("correct horse")})
+	out, err := Create(sealed, io.Discard, &crypt.Recipients{Passphrase: []byte("correct horse")}, false)
 	if err != nil {
 		t.Fatal(err)
 	}

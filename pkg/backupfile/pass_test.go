@@ -23,7 +23,7 @@ func TestPassesReadWhatTheFirstRead(t *testing.T) {
 	t.Setenv("TMPDIR", filepath.Join(dir, "missing")) // no plaintext file, ever
 	seal := func(path string, plain []byte) {
 		t.Helper()
-		out, err := Create(path, nil, &crypt.Recipients{Passphrase: []byte("correct horse")})
+		out, err := Create(path, nil, &crypt.Recipients{Passphrase: []byte("correct horse")}, false)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/docker-dtr/docker-dtr/pkg/crypt"
+	"github.com/docker-dtr/docker-dtr/pkg/zstdstream"
 )
 
 // stream opens the encrypted backup in as a reopenable stream of its
@@ -31,9 +32,15 @@ func stream(in *Input, name string, o OpenOptions) (*Input, error) {
 		in.Close()
 		return nil, fmt.Errorf("decrypting %s: %w", name, err)
 	}
+	// Whether the plaintext is compressed, from its first bytes: nothing
+	// decrypted is used before the integrity check but to choose the stage.
+	first, compressed, err := zstdstream.Detect(r)
+	if err != nil {
+		in.Close()
+		return nil, decryptError(name, err)
+	}
 	var mu sync.Mutex
-	first := r
-	out := &Input{Protection: prot, cleanup: in.cleanup}
+	out := &Input{Protection: prot, Compressed: compressed, cleanup: in.cleanup}
 	out.Plain = func() (io.ReadCloser, error) {
 		mu.Lock()
 		r := first
@@ -45,9 +52,41 @@ func stream(in *Input, name string, o OpenOptions) (*Input, error) {
 				return nil, fmt.Errorf("cannot decrypt %s: %w", name, err)
 			}
 		}
-		return decryptAhead(r, name), nil
+		return decompressIf(decryptAhead(r, name), name)
 	}
 	return out, nil
+}
+
+// decompressed opens the plain compressed backup in as a reopenable stream
+// of its tar, decompressed anew for each pass.
+func decompressed(in *Input, name string, o OpenOptions) *Input {
+	if o.Log != nil {
+		o.Log("decompressing %s (zstd) as it is read", name)
+	}
+	f := in.File
+	out := &Input{Compressed: true, cleanup: in.cleanup}
+	out.Plain = func() (io.ReadCloser, error) {
+		return zstdstream.NewReader(io.NewSectionReader(f, 0, 1<<62), name, nil)
+	}
+	return out
+}
+
+// decompressIf is the stage after decryption: the plaintext of an
+// encrypted backup is the zstd stream of its tar when it was compressed
+// before it was encrypted, and is then decompressed as it is read.
+func decompressIf(rc io.ReadCloser, name string) (io.ReadCloser, error) {
+	r, compressed, err := zstdstream.Detect(rc)
+	if err != nil {
+		rc.Close()
+		return nil, err
+	}
+	if !compressed {
+		return struct {
+			io.Reader
+			io.Closer
+		}{r, rc}, nil
+	}
+	return zstdstream.NewReader(r, name, rc)
 }
 
 // decryptAhead decrypts r on a goroutine of its own, a few chunks ahead of

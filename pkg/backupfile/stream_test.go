@@ -23,7 +23,7 @@ func TestStreamDecryptsEachPass(t *testing.T) {
 	plain := make([]byte, 5<<20+123)
 	rand.New(rand.NewSource(1)).Read(plain)
 	sealed := filepath.Join(dir, "backup.tar.gpg")
-	out, err := Create(sealed, io.Discard, &crypt.Recipients{Passphrase: []byte("correct horse")})
+	out, err := Create(sealed, io.Discard, &crypt.Recipients{Passphrase: []byte("correct horse")}, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -434,7 +434,7 @@ func inspectMetadata(in *backupfile.Input) (*archive.Report, error) {
 
 func verifyImages(prog *progress.Printer, step string, in *backupfile.Input) (*imagearchive.Report, error) {
 	if in.Plain != nil {
-		prog.Step("%s, as it is decrypted", step)
+		prog.Step("%s, %s", step, in.Streamed())
 		return imagearchive.VerifyStream(in.Plain)
 	}
 	return progress.Metered(prog, step, imagearchive.Verify)(in.File)
@@ -442,7 +442,7 @@ func verifyImages(prog *progress.Printer, step string, in *backupfile.Input) (*i
 
 func verifyMetadata(prog *progress.Printer, step string, in *backupfile.Input) (*archive.Report, error) {
 	if in.Plain != nil {
-		prog.Step("%s, as it is decrypted", step)
+		prog.Step("%s, %s", step, in.Streamed())
 		return archive.VerifyStream(in.Plain)
 	}
 	return progress.Metered(prog, step, archive.Verify)(in.File)

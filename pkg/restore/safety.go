@@ -109,7 +109,7 @@ func saveSafetyThen(prog *progress.Printer, path string, seal *backupfile.Protec
 	if seal != nil {
 		to = &seal.To
 	}
-	out, err := backupfile.Create(path, nil, to)
+	out, err := backupfile.Create(path, nil, to, false)
 	if err != nil {
 		return fmt.Errorf("cannot write the safety backup (choose another place with --safety-dir, or --no-safety-backup): %w; nothing was changed", err)
 	}

@@ -50,7 +50,7 @@ func VerifyMetadata(in *backupfile.Input, name string, prog *progress.Printer) (
 	if in.Plain == nil {
 		rep, err = progress.Metered(prog, "verifying "+name, archive.Verify)(in.File)
 	} else {
-		prog.Step("verifying %s as it is decrypted", name)
+		prog.Step("verifying %s %s", name, in.Streamed())
 		rep, err = archive.VerifyStream(in.Pass)
 	}
 	if err != nil {

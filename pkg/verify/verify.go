@@ -68,7 +68,7 @@ func RunInput(in *backupfile.Input, name string, o Options) (*Result, error) {
 	if imagearchive.IsImageStream(io.TeeReader(rc, &head)) {
 		rc.Close()
 		if o.Full {
-			o.Progress.Step("verifying %s as it is decrypted", name)
+			o.Progress.Step("verifying %s %s", name, in.Streamed())
 		}
 		read := imagearchive.InspectStream
 		if o.Full {
@@ -95,7 +95,7 @@ func RunInput(in *backupfile.Input, name string, o Options) (*Result, error) {
 	}
 	res := &Result{Name: name, MetadataFile: o.Metadata}
 	if o.Full {
-		o.Progress.Step("verifying %s as it is decrypted", name)
+		o.Progress.Step("verifying %s %s", name, in.Streamed())
 		res.Metadata, err = archive.VerifyStream(open)
 	} else {
 		res.Metadata, err = archive.InspectStream(open)

@@ -103,22 +103,22 @@ func TestRunChecksTheIndex(t *testing.T) {
 	assert.Equal(t, len(res.Images.Chain), 1, "the chain was checked too")
 }
 
-// --metadata's backup, encrypted, is verified and cross-checked as it is
-// decrypted: with $TMPDIR missing, where no plaintext file can be made,
-// the cross-check finds what it finds in the plain copy.
+// --metadata's backup, encrypted, compressed or both, is verified and
+// cross-checked as it is decrypted and decompressed: with $TMPDIR missing,
+// where no plaintext file can be made, the cross-check finds what it finds
+// in the plain copy.
 func TestCrossCheckEncryptedMetadataAsAStream(t *testing.T) {
 	set := backuptest.WriteSet(t, t.TempDir())
-	seal := func(path string) string {
+	seal := func(path, ext string, rcpt *crypt.Recipients, compress bool) string {
 		data, err := os.ReadFile(path)
 		assert.NilError(t, err)
-		out, err := backupfile.Create(path+".gpg", nil, &crypt.Recipients{Passphrase: []byte("correct horse")})
+		out, err := backupfile.Create(path+ext, nil, rcpt, compress)
 		assert.NilError(t, err)
 		_, err = out.Write(data)
 		assert.NilError(t, err)
 		assert.NilError(t, out.Commit())
-		return path + ".gpg"
+		return path + ext
 	}
-	sealedMeta, sealedImages := seal(set.Metadata), seal(set.Incremental)
 	want, err := run(t, set.Full, Options{Full: true, Metadata: set.Metadata})
 	assert.NilError(t, err)
 	t.Setenv("TMPDIR", filepath.Join(t.TempDir(), "missing"))
@@ -128,10 +128,18 @@ func TestCrossCheckEncryptedMetadataAsAStream(t *testing.T) {
 		}
 		return o
 	}
-	got, err := runWith(t, set.Full, stream(Options{Full: true, Metadata: sealedMeta}))
-	assert.NilError(t, err)
-	assert.Assert(t, got.CrossCheck != nil && got.CrossCheck.OK())
-	assert.DeepEqual(t, got.CrossCheck, want.CrossCheck)
-	_, err = runWith(t, set.Full, stream(Options{Full: true, Metadata: sealedImages}))
-	assert.ErrorContains(t, err, "is an image backup: give the metadata backup")
+	pass := &crypt.Recipients{Passphrase: []byte("correct horse")}
+	for _, v := range []struct {
+		ext      string
+		rcpt     *crypt.Recipients
+		compress bool
+	}{{".gpg", pass, false}, {".zst", nil, true}, {".zst.gpg", pass, true}} {
+		sealedMeta, sealedImages := seal(set.Metadata, v.ext, v.rcpt, v.compress), seal(set.Incremental, v.ext, v.rcpt, v.compress)
+		got, err := runWith(t, set.Full, stream(Options{Full: true, Metadata: sealedMeta}))
+		assert.NilError(t, err, v.ext)
+		assert.Assert(t, got.CrossCheck != nil && got.CrossCheck.OK(), v.ext)
+		assert.DeepEqual(t, got.CrossCheck, want.CrossCheck)
+		_, err = runWith(t, set.Full, stream(Options{Full: true, Metadata: sealedImages}))
+		assert.ErrorContains(t, err, "is an image backup: give the metadata backup", v.ext)
+	}
 }
