@@ -15,7 +15,6 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/nodejournal"
 	"github.com/docker-dtr/docker-dtr/pkg/restore"
 	"github.com/docker/cli/cli/command"
-	"github.com/docker/docker/api/types/container"
 )
 
 // The restore journal (pkg/journal): where a command finds it, and what it
@@ -224,24 +223,22 @@ func journalOptionsSum(dockerCli command.Cli, o *restore.Options, tgt *targetOpt
 }
 
 // startRecorded starts the containers a journal says its restore stopped
-// (one already running is left as it is).
+// (one already running is left as it is), in the order DTR needs.
 func startRecorded(ctx context.Context, dockerCli command.Cli, cs []journal.Container, log func(string, ...any)) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	var errs []error
+	var start []dtr.Container
 	for _, c := range cs {
 		info, err := dockerCli.Client().ContainerInspect(ctx, c.ID)
-		if err == nil && info.State != nil && info.State.Running {
-			continue
-		}
-		if err == nil {
-			err = dockerCli.Client().ContainerStart(ctx, c.ID, container.StartOptions{})
-		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("starting %s again: %w (start it with: docker start %s)", c.Name, err, c.Name))
 			continue
 		}
-		log("started %s again", c.Name)
+		if info.State == nil || !info.State.Running {
+			start = append(start, dtr.Container{Name: c.Name, ID: c.ID})
+		}
 	}
+	errs = append(errs, dtr.Start(ctx, dockerCli.Client(), start, log))
 	return errors.Join(errs...)
 }

@@ -142,6 +142,10 @@ type Options struct {
 	// Registry builds it: 3-4 minutes with a cold Go build cache, a few
 	// seconds after. Needs "registry" among the components.
 	Registry bool
+	// IgnoreSIGTERM are components (not "rethinkdb") whose process
+	// ignores SIGTERM, as a hung DTR component does: docker stop waits out
+	// its timeout and kills it with SIGKILL.
+	IgnoreSIGTERM []string
 }
 
 // Cluster is a running fixture cluster.
@@ -156,6 +160,7 @@ type Cluster struct {
 	CAFile, CertFile, KeyFile string
 
 	components   []string
+	ignoreTerm   []string
 	noEnv        bool
 	realRegistry bool
 	pki          *pki
@@ -257,6 +262,11 @@ func Start(t testing.TB, opts Options) *Cluster {
 	if opts.Registry && !slices.Contains(comps, "registry") {
 		t.Fatalf("dtrfixture: Options.Registry needs the component \"registry\" (components: %v)", comps)
 	}
+	for _, c := range opts.IgnoreSIGTERM {
+		if c == "rethinkdb" || (c == "registry" && opts.Registry) || !slices.Contains(comps, c) {
+			t.Fatalf("dtrfixture: Options.IgnoreSIGTERM names %q, which is not a placeholder component of %v", c, comps)
+		}
+	}
 
 	began := time.Now()
 	timeout := startTimeout
@@ -301,6 +311,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 		Version:      opts.Version,
 		Network:      networkName,
 		components:   comps,
+		ignoreTerm:   opts.IgnoreSIGTERM,
 		noEnv:        opts.NoVersionEnv,
 		realRegistry: opts.Registry,
 		pki:          pki,
@@ -558,6 +569,9 @@ func (c *Cluster) containerConfig(rep *Replica, comp string) (*container.Config,
 	}
 	if !c.noEnv {
 		cfg.Env = []string{"DTR_VERSION=" + c.Version}
+	}
+	if slices.Contains(c.ignoreTerm, comp) {
+		cfg.Env = append(cfg.Env, "DTRFAKE_IGNORE_SIGTERM=1")
 	}
 	hostCfg := &container.HostConfig{
 		Mounts: []mount.Mount{{Type: mount.TypeVolume, Source: "dtr-ca-" + rep.ID, Target: "/ca"}},

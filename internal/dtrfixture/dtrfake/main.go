@@ -4,6 +4,7 @@
 // scratch; the first argument picks the mode:
 //
 //	dtrfake component NAME               a placeholder for another DTR component: waits for SIGTERM
+//	                                     (with DTRFAKE_IGNORE_SIGTERM=1, for SIGKILL only)
 //	dtrfake health                       exits 1 if /tmp/unhealthy exists, else 0 (Docker health check)
 //	dtrfake set-health healthy|unhealthy removes or creates /tmp/unhealthy
 //	dtrfake dial HOST:PORT...            exits 0 if a TCP connection to each succeeds, else 1
@@ -27,6 +28,9 @@ import (
 // unhealthyFile makes the health mode fail while it exists.
 const unhealthyFile = "/tmp/unhealthy"
 
+// ignoreTermEnv makes the component mode ignore SIGTERM and SIGINT.
+const ignoreTermEnv = "DTRFAKE_IGNORE_SIGTERM"
+
 func main() {
 	if len(os.Args) < 2 {
 		usage()
@@ -38,6 +42,14 @@ func main() {
 			usage()
 		}
 		fmt.Fprintf(os.Stderr, "dtrfake: component %s running\n", args[0])
+		if os.Getenv(ignoreTermEnv) == "1" {
+			// A component that does not shut down: docker stop waits out
+			// its timeout and kills it.
+			signal.Ignore(syscall.SIGTERM, syscall.SIGINT)
+			for { // not select{}: the runtime calls that a deadlock
+				time.Sleep(time.Hour)
+			}
+		}
 		<-signals()
 	case "health":
 		if _, err := os.Stat(unhealthyFile); err == nil {
