@@ -15,6 +15,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/volume"
 	"gotest.tools/v3/assert"
+	"gotest.tools/v3/poll"
 )
 
 // BenchmarkHelperStart measures a tunnel helper's fixed cost as a user
@@ -40,7 +41,14 @@ func BenchmarkHelperStart(b *testing.B) {
 		list, err := c.Client.VolumeList(ctx, volume.ListOptions{Filters: filters.NewArgs(filters.Arg("label", agentbin.LabelDigest))})
 		assert.NilError(b, err)
 		for _, v := range list.Volumes {
-			assert.NilError(b, c.Client.VolumeRemove(ctx, v.Name, true))
+			// In use for a moment after a run: the engine removes its
+			// helper (AutoRemove), which the plugin does not wait for.
+			poll.WaitOn(b, func(poll.LogT) poll.Result {
+				if err := c.Client.VolumeRemove(ctx, v.Name, true); err != nil {
+					return poll.Continue("%v", err)
+				}
+				return poll.Success()
+			}, poll.WithTimeout(30*time.Second), poll.WithDelay(20*time.Millisecond))
 		}
 	}
 	b.Cleanup(removeCaches)

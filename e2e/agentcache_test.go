@@ -15,8 +15,10 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/agentbin"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/volume"
+	"github.com/docker/docker/errdefs"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
+	"gotest.tools/v3/poll"
 )
 
 // TestAgentCache: the agent goes to a node once. The first backup through
@@ -46,7 +48,14 @@ func TestAgentCache(t *testing.T) {
 	}
 	removeCaches := func() {
 		for v := range caches() {
-			c.Client.VolumeRemove(ctx, v, true)
+			// In use for a moment after a run: the engine removes its
+			// helper (AutoRemove), which the plugin does not wait for.
+			poll.WaitOn(t, func(poll.LogT) poll.Result {
+				if err := c.Client.VolumeRemove(ctx, v, true); err != nil && !errdefs.IsNotFound(err) {
+					return poll.Continue("%v", err)
+				}
+				return poll.Success()
+			}, poll.WithTimeout(30*time.Second), poll.WithDelay(20*time.Millisecond))
 		}
 	}
 	// A cache volume is state the plugin keeps on purpose; the suite's
