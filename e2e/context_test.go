@@ -19,6 +19,7 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/internal/dtrfixture"
 	"github.com/docker-dtr/docker-dtr/internal/dtrtest"
+	"github.com/docker-dtr/docker-dtr/pkg/agentbin"
 	"github.com/docker-dtr/docker-dtr/pkg/helpercontainer"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
@@ -69,8 +70,23 @@ func helperContainers(t *testing.T, c *dtrfixture.Cluster) []container.Summary {
 
 func assertNoHelpers(t *testing.T, c *dtrfixture.Cluster) {
 	t.Helper()
-	left := helperContainers(t, c)
+	left := helpersLeft(t, c)
 	assert.Equal(t, len(left), 0, "tunnel helpers left behind: %v", left)
+}
+
+// helpersLeft are the helpers still there a few seconds after a run: a
+// helper whose agent exited is removed by the engine (AutoRemove), which
+// the plugin does not wait for.
+func helpersLeft(t *testing.T, c *dtrfixture.Cluster) []container.Summary {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		left := helperContainers(t, c)
+		if len(left) == 0 || time.Now().After(deadline) {
+			return left
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func TestStatus(t *testing.T) {
@@ -375,15 +391,20 @@ func TestTunnelHelper(t *testing.T) {
 		assert.Equal(t, info.HostConfig.LogConfig.Type, "none")
 		assert.Equal(t, string(info.HostConfig.NetworkMode), "dtr-ol")
 		assert.Equal(t, info.Image, mustImageID(t, c, rep.Containers["rethinkdb"]), "the image of the replica's dtr-rethinkdb")
-		assert.DeepEqual(t, []string(info.Config.Entrypoint), []string{"/docker-dtr-agent"})
+		// The agent from the node's cache, mounted read-only.
+		assert.DeepEqual(t, []string(info.Config.Entrypoint), []string{"/docker-dtr-agent.d/docker-dtr-agent"})
 		assert.Equal(t, info.Config.Labels[helpercontainer.LabelReplica], rep.ID)
-		var ca bool
+		var ca, cache bool
 		for _, m := range info.Mounts {
-			if m.Destination == "/ca" {
+			switch m.Destination {
+			case "/ca":
 				ca = m.Name == "dtr-ca-"+rep.ID && !m.RW
+			case agentbin.CacheDir:
+				cache = strings.HasPrefix(m.Name, "docker-dtr-agent-") && !m.RW
 			}
 		}
 		assert.Assert(t, ca, "dtr-ca-<id> mounted read-only at /ca: %+v", info.Mounts)
+		assert.Assert(t, cache, "the agent cache mounted read-only: %+v", info.Mounts)
 		for _, e := range info.Config.Env {
 			assert.Assert(t, !strings.Contains(strings.ToLower(e), "key") && !strings.Contains(strings.ToLower(e), "pass"), "no secret in the helper's environment: %s", e)
 		}

@@ -916,7 +916,7 @@ func (rig *faultRig) assertUnchanged(t *testing.T) {
 // and nothing in dir unless dir is "".
 func (rig *faultRig) assertClean(t *testing.T, dir string) {
 	t.Helper()
-	if left := helperContainers(t, rig.c); len(left) > 0 {
+	if left := helpersLeft(t, rig.c); len(left) > 0 {
 		var names []string
 		for _, h := range left {
 			names = append(names, fmt.Sprintf("%s (%s, %s)", strings.TrimPrefix(h.Names[0], "/"), h.Labels[helpercontainer.LabelKind], h.State))
@@ -1108,6 +1108,7 @@ type engineProxy struct {
 	dir      string
 
 	down     atomic.Int64
+	up       atomic.Int64
 	dropAt   atomic.Int64
 	dropping atomic.Bool // set before the first connection closes
 	dropped  atomic.Int64
@@ -1163,6 +1164,9 @@ func (p *engineProxy) Dropped() int64 { return p.dropped.Load() }
 
 // Down is how many bytes came from the engine.
 func (p *engineProxy) Down() int64 { return p.down.Load() }
+
+// Up is how many bytes went to the engine.
+func (p *engineProxy) Up() int64 { return p.up.Load() }
 
 func (p *engineProxy) Accepted() int {
 	p.mu.Lock()
@@ -1239,6 +1243,7 @@ func (p *engineProxy) serve(pc *proxyConn) {
 				if _, werr := pc.engine.Write(buf[:n]); werr != nil {
 					return
 				}
+				p.up.Add(int64(n))
 			}
 			if err != nil {
 				if uc, ok := pc.engine.(*net.UnixConn); ok {

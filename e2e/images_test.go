@@ -470,7 +470,7 @@ func waitForWriter(t *testing.T, c *dtrfixture.Cluster, run *restoreRun) string 
 				continue
 			}
 			info, err := c.Client.ContainerInspect(context.Background(), h.ID)
-			if err != nil || slices.Contains(info.Config.Entrypoint, "/docker-dtr-agent") {
+			if err != nil || !slices.Contains(info.Config.Entrypoint, "/docker-dtr-never-started") {
 				continue
 			}
 			for _, m := range info.Mounts {

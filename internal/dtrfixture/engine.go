@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/internal/rethinkserver"
+	"github.com/docker-dtr/docker-dtr/pkg/agentbin"
 	"github.com/docker-dtr/docker-dtr/pkg/helpercontainer"
 	"github.com/docker-dtr/docker-dtr/pkg/nodejournal"
 	"github.com/docker/docker/api/types/container"
@@ -300,7 +301,11 @@ func sweep(ctx context.Context, cli *client.Client) error {
 	}
 	vs, err := cli.VolumeList(ctx, volume.ListOptions{Filters: labelFilter()})
 	errs = append(errs, err)
-	for _, v := range vs.Volumes {
+	// And the agent cache volumes the plugin made on the engine
+	// (pkg/agentbin): state it keeps on purpose, which the tests remove.
+	as, err := cli.VolumeList(ctx, volume.ListOptions{Filters: filters.NewArgs(filters.Arg("label", agentbin.LabelDigest))})
+	errs = append(errs, err)
+	for _, v := range append(vs.Volumes, as.Volumes...) {
 		errs = append(errs, removeVolume(ctx, cli, v.Name))
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -1,15 +1,19 @@
 // Package agentbin ships the plugin's own static binary into a helper
 // container on a replica's node, where it runs as the agent (pkg/agent):
 // finding it (--agent-binary, or this very executable), checking that it
-// can run there, and copying it into a created container before it
-// starts. The tunnel runs it to relay streams to RethinkDB, the image
-// volume helpers to measure or empty a volume.
+// can run there, and creating the helper with it as entrypoint: from the
+// node's agent cache volume, filled once per node and binary (cache.go),
+// or copied into the created container before it starts. The tunnel runs
+// it to relay streams to RethinkDB, the image volume helpers to read or
+// empty a volume.
 package agentbin
 
 import (
 	"archive/tar"
 	"context"
+	"crypto/sha256"
 	"debug/elf"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -97,6 +101,15 @@ type Copier interface {
 // Copy puts the binary at Path in the created container, before it starts,
 // through the archive API.
 func Copy(ctx context.Context, api Copier, containerID, binary string) error {
+	return send(ctx, api, containerID, path.Dir(Path), path.Base(Path), binary, "")
+}
+
+// send copies the binary into the container's directory dir as name.
+// With a digest, a marker file named after it follows, holding it, and
+// only if the bytes sent are the digest's: the archive API writes the
+// entries in turn, so a marker means a whole binary, and a binary
+// changed since it was hashed fails the copy before its marker.
+func send(ctx context.Context, api Copier, containerID, dir, name, binary, digest string) error {
 	f, err := os.Open(binary)
 	if err != nil {
 		return err
@@ -108,17 +121,30 @@ func Copy(ctx context.Context, api Copier, containerID, binary string) error {
 	}
 	pr, pw := io.Pipe()
 	go func() {
+		now := time.Now()
 		tw := tar.NewWriter(pw)
-		err := tw.WriteHeader(&tar.Header{Name: path.Base(Path), Mode: 0o755, Size: st.Size(), ModTime: time.Now(), Typeflag: tar.TypeReg})
+		sum := sha256.New()
+		err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: st.Size(), ModTime: now, Typeflag: tar.TypeReg})
 		if err == nil {
-			_, err = io.Copy(tw, f)
+			_, err = io.Copy(io.MultiWriter(tw, sum), f)
+		}
+		if err == nil && digest != "" {
+			if got := hex.EncodeToString(sum.Sum(nil)); got != digest {
+				err = fmt.Errorf("%s changed while it was copied (sha256 %s, was %s)", binary, got, digest)
+			} else {
+				body := digest + "\n"
+				err = tw.WriteHeader(&tar.Header{Name: marker(digest), Mode: 0o444, Size: int64(len(body)), ModTime: now, Typeflag: tar.TypeReg})
+				if err == nil {
+					_, err = io.WriteString(tw, body)
+				}
+			}
 		}
 		if err == nil {
 			err = tw.Close()
 		}
 		pw.CloseWithError(err)
 	}()
-	err = api.CopyToContainer(ctx, containerID, path.Dir(Path), pr, container.CopyToContainerOptions{})
+	err = api.CopyToContainer(ctx, containerID, dir, pr, container.CopyToContainerOptions{})
 	// Ends the writer whether or not the engine read it all; f stays open
 	// until it has.
 	pr.CloseWithError(errors.New("the copy ended"))

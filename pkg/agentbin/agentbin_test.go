@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/mount"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 )
@@ -100,4 +101,70 @@ func TestCopy(t *testing.T) {
 	c = &copier{fail: errors.New("no such container")}
 	assert.Error(t, Copy(context.Background(), c, "c0ffee", bin), "no such container")
 	assert.Assert(t, Copy(context.Background(), &copier{}, "c0ffee", bin+".missing") != nil)
+}
+
+// The fill's tar: the binary, then the marker that says it is whole,
+// holding the digest.
+func TestSendMarkerLast(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "docker-dtr")
+	assert.NilError(t, os.WriteFile(bin, []byte("\x7fELF the agent"), 0o755))
+	digest, err := Digest(bin)
+	assert.NilError(t, err)
+	c := &copier{}
+	assert.NilError(t, send(context.Background(), c, "c0ffee", CacheDir, "docker-dtr-agent", bin, digest))
+	assert.Equal(t, c.dst, CacheDir)
+	assert.DeepEqual(t, c.names, []string{"docker-dtr-agent", "sha256-" + digest})
+	assert.DeepEqual(t, c.modes, []int64{0o755, 0o444})
+	assert.Equal(t, string(c.data), digest+"\n")
+}
+
+// A binary that is not the one hashed (rebuilt meanwhile) fails the copy
+// before its marker: the volume of that digest never holds another agent.
+func TestSendChangedBinary(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "docker-dtr")
+	assert.NilError(t, os.WriteFile(bin, []byte("\x7fELF the agent"), 0o755))
+	c := &copier{}
+	err := send(context.Background(), c, "c0ffee", CacheDir, "docker-dtr-agent", bin, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
+	assert.ErrorContains(t, err, "changed while it was copied")
+	assert.DeepEqual(t, c.names, []string{"docker-dtr-agent"})
+}
+
+func TestDigest(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "docker-dtr")
+	assert.NilError(t, os.WriteFile(bin, []byte("abc"), 0o755))
+	d, err := Digest(bin)
+	assert.NilError(t, err)
+	assert.Equal(t, d, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+	// Rebuilt: hashed again.
+	assert.NilError(t, os.WriteFile(bin, []byte("abcd"), 0o755))
+	d, err = Digest(bin)
+	assert.NilError(t, err)
+	assert.Equal(t, d, "88d4266fd4e6338d13b845fcf289579d209c897823b9217da3e161936f031589")
+	assert.Equal(t, VolumeName(d), "docker-dtr-agent-88d4266fd4e6338d")
+}
+
+// The helper runs the agent from the cache volume, mounted read-only with
+// the labels that name the agent; the caller's configuration is left as
+// it was, for the copy that falls back.
+func TestWithCache(t *testing.T) {
+	cfg := &container.Config{Image: "img", Entrypoint: []string{Path}, Cmd: []string{"agent", "--lease"}}
+	host := &container.HostConfig{Mounts: []mount.Mount{{Type: mount.TypeVolume, Source: "dtr-ca-x", Target: "/ca", ReadOnly: true}}}
+	digest := "88d4266fd4e6338d13b845fcf289579d209c897823b9217da3e161936f031589"
+	c, h := withCache(cfg, host, digest, "arm64")
+	assert.DeepEqual(t, []string(c.Entrypoint), []string{"/docker-dtr-agent.d/docker-dtr-agent"})
+	assert.DeepEqual(t, []string(c.Cmd), []string{"agent", "--lease"})
+	assert.Equal(t, len(h.Mounts), 2)
+	assert.DeepEqual(t, h.Mounts[1], mount.Mount{
+		Type: mount.TypeVolume, Source: "docker-dtr-agent-88d4266fd4e6338d", Target: CacheDir, ReadOnly: true,
+		VolumeOptions: &mount.VolumeOptions{NoCopy: true, Labels: map[string]string{LabelDigest: digest, LabelArch: "arm64"}},
+	})
+	assert.DeepEqual(t, []string(cfg.Entrypoint), []string{Path})
+	assert.Equal(t, len(host.Mounts), 1)
+}
+
+func TestFillName(t *testing.T) {
+	digest := "88d4266fd4e6338d13b845fcf289579d209c897823b9217da3e161936f031589"
+	assert.Equal(t, fillName(digest, ""), "docker-dtr-agent-fill-88d4266fd4e6338d")
+	assert.Equal(t, fillName(digest, "ucp-worker.example.com"), "docker-dtr-agent-fill-88d4266fd4e6338d-ucp-worker.example.com")
+	assert.Equal(t, fillName(digest, "node 1/é"), "docker-dtr-agent-fill-88d4266fd4e6338d-node-1--")
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/docker-dtr/docker-dtr/pkg/agentbin"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/dtrversion"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
@@ -83,6 +84,8 @@ func Locate(ctx context.Context, d Docker, o Options, prog *progress.Printer) (*
 	if o.IsDirect() {
 		return t, nil
 	}
+	// The helper that follows needs the agent's digest: hashed meanwhile.
+	agentbin.Warm(o.AgentBinary)
 	cluster, err := Discover(ctx, d)
 	if err != nil {
 		return nil, err

@@ -33,6 +33,9 @@ const (
 
 	KindTunnel = "tunnel" // runs the agent, relays to RethinkDB
 	KindImages = "images" // mounts an image volume: read and written through the archive API
+	// KindAgentFill fills a node's agent cache volume (pkg/agentbin); never
+	// started. Its name is the fill's lock, so its replica label is the node.
+	KindAgentFill = "agent-fill"
 
 	LeaseAgent = "agent"
 )
@@ -64,8 +67,9 @@ const setupBound = 5 * time.Minute
 // image helper that could not run the agent stays "created" for as long as
 // its copy runs, which for a large registry is hours.
 var staleAfter = map[string]time.Duration{
-	KindTunnel: setupBound,
-	KindImages: 48 * time.Hour,
+	KindTunnel:    setupBound,
+	KindImages:    48 * time.Hour,
+	KindAgentFill: setupBound,
 }
 
 // Stale says whether a helper was left by a run that is no longer alive,

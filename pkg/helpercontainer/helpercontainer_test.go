@@ -58,6 +58,10 @@ func TestStale(t *testing.T) {
 		{"leased helper never started", helper(KindImages, "created", 6*time.Minute, foreign, true), true, "it was never started (made 6m0s ago)"},
 		{"tunnel of an older plugin never started", helper(KindTunnel, "created", 6*time.Minute, "", false), true, "never started"},
 		{"unleased images helper copying for hours", helper(KindImages, "created", 47*time.Hour, "", false), false, ""},
+		// An agent cache's fill is a minute's copy: the lock of a run
+		// killed elsewhere goes after the setup bound.
+		{"agent fill under way", helper(KindAgentFill, "created", time.Minute, foreign, false), false, ""},
+		{"agent fill of a killed run on another host", helper(KindAgentFill, "created", 6*time.Minute, foreign, false), true, "never started"},
 		{"unleased images helper from two days ago", helper(KindImages, "created", 49*time.Hour, "", false), true, "never started"},
 		{"removal in progress", helper(KindTunnel, "removing", time.Hour, "", false), false, ""},
 	} {

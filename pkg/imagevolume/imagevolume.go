@@ -21,14 +21,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/docker-dtr/docker-dtr/pkg/agentbin"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/helpercontainer"
 	"github.com/docker-dtr/docker-dtr/pkg/tunnel"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/client"
-	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 )
 
 // API is the Docker client; through UCP the calls reach the replica's node.
@@ -123,8 +121,8 @@ func (v *Volume) helper(ctx context.Context, api API, readOnly bool) (*helper, e
 	// the volume.
 	helpercontainer.RemoveStale(ctx, api)
 	if readOnly {
-		if path, img, err := v.agent(ctx, api, v.AgentBinary, leaseJob); err == nil {
-			return v.leaseHelper(ctx, api, path, img)
+		if a, err := v.agent(ctx, api, v.AgentBinary, leaseJob); err == nil {
+			return v.leaseHelper(ctx, api, a)
 		}
 		// The agent cannot run there: a helper that is never started
 		// reads as well, but one that a killed run leaves behind waits
@@ -158,24 +156,21 @@ func (v *Volume) helper(ctx context.Context, api API, readOnly bool) (*helper, e
 // to its stdin, this plugin writes a byte every tunnel.KeepAlive; the
 // agent exits once the attach stream ends or stays silent for
 // tunnel.IdleTimeout, and the container removes itself.
-func (v *Volume) leaseHelper(ctx context.Context, api API, path string, img *dockerspec.DockerOCIImageConfig) (*helper, error) {
+func (v *Volume) leaseHelper(ctx context.Context, api API, a agentImage) (*helper, error) {
 	b := make([]byte, 4)
 	rand.Read(b)
 	name := namePrefix + v.Replica.ID + "-" + hex.EncodeToString(b)
-	cfg, host := v.agentConfig(img, leaseJob)
+	cfg, host := v.agentConfig(a.config, leaseJob)
 	cfg.Labels = helpercontainer.LeaseLabels(helpercontainer.KindImages, v.Replica.ID)
 	cfg.OpenStdin, cfg.StdinOnce, cfg.AttachStdin = true, true, true
-	created, err := api.ContainerCreate(ctx, cfg, host, nil, nil, name)
+	id, err := v.create(ctx, api, a, name, cfg, host)
 	if err != nil {
-		return nil, fmt.Errorf("creating a helper container on node %s to mount %s: %w", v.Replica.Node, v.Name, requestErr(err))
+		return nil, fmt.Errorf("creating a helper container on node %s to mount %s: %w", v.Replica.Node, v.Name, err)
 	}
-	h := &helper{api: api, id: created.ID, name: name}
+	h := &helper{api: api, id: id, name: name}
 	fail := func(err error) (*helper, error) {
 		h.remove()
 		return nil, err
-	}
-	if err := agentbin.Copy(ctx, api, h.id, path); err != nil {
-		return fail(fmt.Errorf("copying the agent into helper %s: %w", name, requestErr(err)))
 	}
 	hj, err := api.ContainerAttach(ctx, h.id, container.AttachOptions{Stream: true, Stdin: true, Stdout: true, Stderr: true})
 	if err != nil {

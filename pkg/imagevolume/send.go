@@ -45,7 +45,7 @@ const maxListLine = 6 * 4096
 // volume: a stat per file and one stream. A *NoAgentError says the agent
 // cannot run there.
 func (v *Volume) ReadSelected(ctx context.Context, api API, c Chooser, fn func(io.Reader) error) (err error) {
-	path, img, err := v.agent(ctx, api, v.AgentBinary, sendJob)
+	a, err := v.agent(ctx, api, v.AgentBinary, sendJob)
 	if err != nil {
 		return &NoAgentError{Err: err}
 	}
@@ -53,22 +53,19 @@ func (v *Volume) ReadSelected(ctx context.Context, api API, c Chooser, fn func(i
 	b := make([]byte, 4)
 	rand.Read(b)
 	name := sendJob.prefix + v.Replica.ID + "-" + hex.EncodeToString(b)
-	cfg, host := v.agentConfig(img, sendJob)
+	cfg, host := v.agentConfig(a.config, sendJob)
 	cfg.Labels = helpercontainer.LeaseLabels(helpercontainer.KindImages, v.Replica.ID)
 	cfg.OpenStdin, cfg.StdinOnce, cfg.AttachStdin = true, true, true
-	created, err := api.ContainerCreate(ctx, cfg, host, nil, nil, name)
+	id, err := v.create(ctx, api, a, name, cfg, host)
 	if err != nil {
-		return fmt.Errorf("creating a helper container on node %s to read %s: %w", v.Replica.Node, v.Name, requestErr(err))
+		return fmt.Errorf("creating a helper container on node %s to read %s: %w", v.Replica.Node, v.Name, err)
 	}
-	h := &helper{api: api, id: created.ID, name: name}
+	h := &helper{api: api, id: id, name: name}
 	defer func() {
 		if rerr := h.remove(); err == nil {
 			err = rerr
 		}
 	}()
-	if err := agentbin.Copy(ctx, api, h.id, path); err != nil {
-		return fmt.Errorf("copying the agent into helper %s: %w", name, requestErr(err))
-	}
 	hj, err := api.ContainerAttach(ctx, h.id, container.AttachOptions{Stream: true, Stdin: true, Stdout: true, Stderr: true})
 	if err != nil {
 		return fmt.Errorf("attaching to helper %s: %w", name, requestErr(err))

@@ -35,27 +35,40 @@ var wipeJob = agentJob{prefix: "docker-dtr-wipe-", args: []string{"--wipe", Moun
 // anything, so that it can empty the volume again if writing fails.
 // agentBinary is --agent-binary, or empty for this plugin's own binary.
 func (v *Volume) CheckAgent(ctx context.Context, api API, agentBinary string) error {
-	_, _, err := v.agent(ctx, api, agentBinary, wipeJob)
+	_, err := v.agent(ctx, api, agentBinary, wipeJob)
 	return err
 }
 
+// agentImage is the agent checked against the registry's image.
+type agentImage struct {
+	path, arch string
+	config     *dockerspec.DockerOCIImageConfig
+}
+
 // agent finds and checks the agent binary against the registry's image.
-func (v *Volume) agent(ctx context.Context, api API, agentBinary string, job agentJob) (string, *dockerspec.DockerOCIImageConfig, error) {
+func (v *Volume) agent(ctx context.Context, api API, agentBinary string, job agentJob) (agentImage, error) {
 	img, err := api.ImageInspect(ctx, v.Image)
 	if err != nil {
-		return "", nil, fmt.Errorf("inspecting the image of dtr-registry-%s: %w", v.Replica.ID, requestErr(err))
+		return agentImage{}, fmt.Errorf("inspecting the image of dtr-registry-%s: %w", v.Replica.ID, requestErr(err))
 	}
 	if img.Os != "" && img.Os != "linux" {
-		return "", nil, fmt.Errorf("node %s runs %s containers: %s volume %s needs linux", v.Replica.Node, img.Os, job.doing, v.Name)
+		return agentImage{}, fmt.Errorf("node %s runs %s containers: %s volume %s needs linux", v.Replica.Node, img.Os, job.doing, v.Name)
 	}
 	path, explicit, err := agentbin.Find(agentBinary)
 	if err != nil {
-		return "", nil, err
+		return agentImage{}, err
 	}
 	if err := agentbin.Check(path, explicit, v.Replica.Node, img.Architecture); err != nil {
-		return "", nil, err
+		return agentImage{}, err
 	}
-	return path, img.Config, nil
+	return agentImage{path, img.Architecture, img.Config}, nil
+}
+
+// create creates an agent helper, not started, with the agent from the
+// node's cache, or copied in (agentbin.Create).
+func (v *Volume) create(ctx context.Context, api API, a agentImage, name string, cfg *container.Config, host *container.HostConfig) (string, error) {
+	id, _, err := agentbin.Create(ctx, api, agentbin.Helper{Name: name, Config: cfg, Host: host, Binary: a.path, Arch: a.arch, Node: v.Replica.Node})
+	return id, requestErr(err)
 }
 
 // Wipe removes everything inside the volume, keeping the volume (the
@@ -72,7 +85,7 @@ func (v *Volume) Wipe(ctx context.Context, api API, agentBinary string) error {
 // runAgent runs the agent for job in a helper and returns what it printed
 // on stdout (its last 4 KiB).
 func (v *Volume) runAgent(ctx context.Context, api API, agentBinary string, job agentJob) (out string, err error) {
-	path, img, err := v.agent(ctx, api, agentBinary, job)
+	a, err := v.agent(ctx, api, agentBinary, job)
 	if err != nil {
 		return "", err
 	}
@@ -80,20 +93,17 @@ func (v *Volume) runAgent(ctx context.Context, api API, agentBinary string, job 
 	b := make([]byte, 4)
 	rand.Read(b)
 	name := job.prefix + v.Replica.ID + "-" + hex.EncodeToString(b)
-	cfg, host := v.agentConfig(img, job)
-	created, err := api.ContainerCreate(ctx, cfg, host, nil, nil, name)
+	cfg, host := v.agentConfig(a.config, job)
+	id, err := v.create(ctx, api, a, name, cfg, host)
 	if err != nil {
-		return "", fmt.Errorf("creating a helper container on node %s to %s %s: %w", v.Replica.Node, job.verb, v.Name, requestErr(err))
+		return "", fmt.Errorf("creating a helper container on node %s to %s %s: %w", v.Replica.Node, job.verb, v.Name, err)
 	}
-	h := &helper{api: api, id: created.ID, name: name}
+	h := &helper{api: api, id: id, name: name}
 	defer func() {
 		if rerr := h.remove(); err == nil {
 			err = rerr
 		}
 	}()
-	if err := agentbin.Copy(ctx, api, h.id, path); err != nil {
-		return "", fmt.Errorf("copying the agent into helper %s: %w", name, requestErr(err))
-	}
 	// Attach, and wait, before starting: no output and no exit is missed.
 	hj, err := api.ContainerAttach(ctx, h.id, container.AttachOptions{Stream: true, Stdout: true, Stderr: true})
 	if err != nil {

@@ -33,14 +33,18 @@ type helper struct {
 	name    string
 	node    string
 	replica string
+	// agent says where its agent came from (the node's cache, or copied).
+	agent agentbin.Source
 
 	hijack types.HijackedResponse
 	stdout *demux
 	stderr *agentbin.Tail
 
-	// exit receives the agent's exit status: the container removes itself
-	// when the agent exits, so it cannot be inspected afterwards.
-	exit        chan int64
+	// exited is closed once the agent exits, with its status in code:
+	// the container removes itself then, so it cannot be inspected
+	// afterwards.
+	exited      chan struct{}
+	code        int64
 	stopWaiting context.CancelFunc
 }
 
@@ -49,7 +53,7 @@ const removeTimeout = 30 * time.Second
 
 // createHelper creates (but does not start) the helper container on the
 // replica's node, from the image of its RethinkDB container, with the agent
-// binary copied in as its entrypoint.
+// as its entrypoint: from the node's agent cache, or copied in.
 func createHelper(ctx context.Context, api API, rep *dtr.Replica, binary string) (*helper, error) {
 	rdb := rep.Container("rethinkdb")
 	if rdb == nil {
@@ -72,16 +76,11 @@ func createHelper(ctx context.Context, api API, rep *dtr.Replica, binary string)
 
 	cfg, host := helperConfig(rep, rdb.ImageID, img.Config)
 	name := namePrefix + rep.ID + "-" + randomSuffix()
-	created, err := api.ContainerCreate(ctx, cfg, host, nil, nil, name)
+	id, src, err := agentbin.Create(ctx, api, agentbin.Helper{Name: name, Config: cfg, Host: host, Binary: path, Arch: img.Architecture, Node: rep.Node})
 	if err != nil {
 		return nil, fmt.Errorf("creating the tunnel helper on node %s: %w", rep.Node, err)
 	}
-	h := &helper{api: api, id: created.ID, name: name, node: rep.Node, replica: rep.ID, stderr: &agentbin.Tail{}}
-	if err := h.copyAgent(ctx, path); err != nil {
-		h.remove()
-		return nil, err
-	}
-	return h, nil
+	return &helper{api: api, id: id, name: name, node: rep.Node, replica: rep.ID, stderr: &agentbin.Tail{}, agent: src}, nil
 }
 
 // helperConfig is the helper container: the replica's RethinkDB image with
@@ -131,14 +130,6 @@ func randomSuffix() string {
 	return hex.EncodeToString(b)
 }
 
-// copyAgent puts the binary into the container before it starts.
-func (h *helper) copyAgent(ctx context.Context, binary string) error {
-	if err := agentbin.Copy(ctx, h.api, h.id, binary); err != nil {
-		return fmt.Errorf("copying the agent into the tunnel helper: %w", err)
-	}
-	return nil
-}
-
 // start attaches, then starts, so no output is missed.
 func (h *helper) start(ctx context.Context) error {
 	hj, err := h.api.ContainerAttach(ctx, h.id, container.AttachOptions{Stream: true, Stdin: true, Stdout: true, Stderr: true})
@@ -150,12 +141,13 @@ func (h *helper) start(ctx context.Context) error {
 	// Wait before starting, so that the exit is not missed.
 	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	h.stopWaiting = stop
-	h.exit = make(chan int64, 1)
+	h.exited = make(chan struct{})
 	waitC, errC := h.api.ContainerWait(wctx, h.id, container.WaitConditionNextExit)
 	go func() {
 		select {
 		case w := <-waitC:
-			h.exit <- w.StatusCode
+			h.code = w.StatusCode
+			close(h.exited)
 		case <-errC:
 		}
 	}()
@@ -183,11 +175,11 @@ func (h *helper) failure(ctx context.Context) string {
 			parts = append(parts, fmt.Sprintf("it exited with code %d", st.State.ExitCode))
 		}
 	}
-	if len(parts) == 0 && h.exit != nil {
+	if len(parts) == 0 && h.exited != nil {
 		// Gone already (it removes itself), or about to be.
 		select {
-		case code := <-h.exit:
-			parts = append(parts, fmt.Sprintf("it exited with code %d", code))
+		case <-h.exited:
+			parts = append(parts, fmt.Sprintf("it exited with code %d", h.code))
 		case <-time.After(5 * time.Second):
 		}
 	}
@@ -197,14 +189,28 @@ func (h *helper) failure(ctx context.Context) string {
 	return strings.Join(parts, ": ")
 }
 
+// exitGrace is how long remove gives the agent to exit by itself once its
+// stdin ends: milliseconds when it is well.
+const exitGrace = 2 * time.Second
+
 // remove deletes the container, whatever state it is in; it uses its own
-// context because it runs after the caller's is cancelled.
+// context because it runs after the caller's is cancelled. A started
+// agent exits when its stdin ends, and the engine removes the container
+// then (AutoRemove): nothing needs that done before the plugin goes on,
+// so remove does not wait for it.
 func (h *helper) remove() error {
 	if h.hijack.Conn != nil {
 		h.hijack.Close()
 	}
 	if h.stopWaiting != nil {
 		defer h.stopWaiting()
+	}
+	if h.exited != nil {
+		select {
+		case <-h.exited:
+			return nil
+		case <-time.After(exitGrace):
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), removeTimeout)
 	defer cancel()

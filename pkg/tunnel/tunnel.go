@@ -75,17 +75,30 @@ func Open(ctx context.Context, api API, opts Options) (t *Tunnel, err error) {
 			t.Close()
 		}
 	}()
-	if t.TLS, err = clientTLS(ctx, api, h.id, rep.CAVolume(), dtr.RethinkHost(rep.ID)); err != nil {
-		return t, err
+	// The certificates are read while the helper starts: neither waits
+	// for the other. A helper that fails says why first: its read may
+	// fail only because the helper is gone.
+	type certs struct {
+		tls *tls.Config
+		err error
 	}
+	read := make(chan certs, 1)
+	go func() {
+		c, err := clientTLS(ctx, api, h.id, rep.CAVolume(), dtr.RethinkHost(rep.ID))
+		read <- certs{c, err}
+	}()
 	if err := h.start(ctx); err != nil {
 		return t, err
 	}
-	log("started tunnel helper %s on node %s", h.name, rep.Node)
+	log("started tunnel helper %s on node %s (%s)", h.name, rep.Node, h.agent.Describe())
 	if t.sess, err = yamux.Client(h.conn(), muxConfig()); err != nil {
 		return t, err
 	}
 	if err := t.probe(ctx); err != nil {
+		return t, err
+	}
+	c := <-read
+	if t.TLS, err = c.tls, c.err; err != nil {
 		return t, err
 	}
 	if t.ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
