@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/pkg/tunnel"
@@ -223,10 +224,11 @@ func sendFrom(dir string, kept []walked, omit map[string]int64, w io.Writer, don
 			hdr.Size = 0
 			return tw.WriteHeader(hdr)
 		}
-		f, err := os.Open(filepath.Join(dir, filepath.FromSlash(rel)))
-		if errors.Is(err, fs.ErrNotExist) {
-			// Gone since the listing (a push or a garbage collection):
-			// skipped, as the archive API skips a file gone since its walk.
+		f, err := openFile(filepath.Join(dir, filepath.FromSlash(rel)))
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ELOOP) {
+			// Gone since the listing (a push or a garbage collection), or
+			// a link now: skipped, as the archive API skips a file gone
+			// since its walk.
 			return nil
 		}
 		if err != nil {

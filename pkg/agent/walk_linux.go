@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"io"
 	"io/fs"
 	"path/filepath"
 	"syscall"
@@ -102,6 +103,44 @@ func (d dirHandle) readlink(name string) (string, error) {
 		}
 	}
 }
+
+// openFile opens a file to send. It follows no link (one that became a
+// link since its stat is not read through it), and does not block on one
+// that became a fifo.
+func openFile(path string) (io.ReadCloser, error) {
+	for {
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+		}
+		return fdFile(fd), nil
+	}
+}
+
+// fdFile reads a file with plain read calls: opening an os.File costs
+// five system calls more (it tries the poller and gives up), a third of
+// a sent link file's.
+type fdFile int
+
+func (f fdFile) Read(p []byte) (int, error) {
+	for {
+		n, err := unix.Read(int(f), p)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return 0, err
+		case n == 0 && len(p) > 0:
+			return 0, io.EOF
+		}
+		return n, nil
+	}
+}
+
+func (f fdFile) Close() error { return unix.Close(int(f)) }
 
 // statInfo is an lstat's answer as os.Lstat gives it: tar.FileInfoHeader
 // reads the owner from Sys, a *syscall.Stat_t.

@@ -3,6 +3,7 @@
 package agent
 
 import (
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -46,3 +47,5 @@ func (d dirHandle) open(name string) (dirHandle, error) {
 func (d dirHandle) readlink(name string) (string, error) {
 	return os.Readlink(filepath.Join(d.path, name))
 }
+
+func openFile(path string) (io.ReadCloser, error) { return os.Open(path) }
