@@ -47,6 +47,7 @@ func TestIncrementalImageBackup(t *testing.T) {
 	// the volume and sends only the blobs the full backup lacks, so the
 	// big layer does not cross again (the whole volume did before).
 	p := newEngineProxy(t)
+	assertNoHelpers(t, c) // so that the run has no stale helper to remove
 	cmd := exec.Command("docker", "--config", cfg, "dtr", "backup", "images", "--since", dir, "-o", inc)
 	cmd.Env = append(os.Environ(), "DOCKER_HOST="+p.Host())
 	res = run(t, cmd, nil)
