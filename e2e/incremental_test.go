@@ -8,11 +8,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/docker-dtr/docker-dtr/internal/dtrfixture"
 	"github.com/docker/docker/api/types/image"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
+	"gotest.tools/v3/poll"
 )
 
 // A full image backup, more images pushed, an incremental backup against
@@ -45,12 +47,24 @@ func TestIncrementalImageBackup(t *testing.T) {
 	// the volume and sends only the blobs the full backup lacks, so the
 	// big layer does not cross again (the whole volume did before).
 	p := newEngineProxy(t)
+	assertNoHelpers(t, c) // so that the run has no stale helper to remove
 	cmd := exec.Command("docker", "--config", cfg, "dtr", "backup", "images", "--since", dir, "-o", inc)
 	cmd.Env = append(os.Environ(), "DOCKER_HOST="+p.Host())
 	res = run(t, cmd, nil)
 	assert.Equal(t, res.code, 0, res.stderr)
 	assert.Assert(t, is.Contains(res.stdout, "; incremental: "))
 	read := p.Down()
+	// Once the agent has sent everything and exited, the helper removes
+	// itself: the plugin does not wait for the removal (half a second).
+	for _, r := range p.Requests() {
+		assert.Assert(t, !strings.Contains(r, "> DELETE ") || !strings.Contains(r, "/containers/"), "the plugin removed its helper: %s", r)
+	}
+	poll.WaitOn(t, func(poll.LogT) poll.Result {
+		if left := helperContainers(t, c); len(left) > 0 {
+			return poll.Continue("helper %s is %s", left[0].Names, left[0].State)
+		}
+		return poll.Success()
+	}, poll.WithTimeout(30*time.Second), poll.WithDelay(50*time.Millisecond))
 	assert.Assert(t, is.Contains(res.stdout, "held by 1 earlier backup (backup-images-full.tar)"))
 	incSize := size(t, inc)
 	t.Logf("full backup %d bytes, incremental %d bytes (%.1f %%)", fullSize, incSize, 100*float64(incSize)/float64(fullSize))

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/pkg/tunnel"
@@ -223,10 +224,11 @@ func sendFrom(dir string, kept []walked, omit map[string]int64, w io.Writer, don
 			hdr.Size = 0
 			return tw.WriteHeader(hdr)
 		}
-		f, err := os.Open(filepath.Join(dir, filepath.FromSlash(rel)))
-		if errors.Is(err, fs.ErrNotExist) {
-			// Gone since the listing (a push or a garbage collection):
-			// skipped, as the archive API skips a file gone since its walk.
+		f, err := openFile(filepath.Join(dir, filepath.FromSlash(rel)))
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ELOOP) {
+			// Gone since the listing (a push or a garbage collection), or
+			// a link now: skipped, as the archive API skips a file gone
+			// since its walk.
 			return nil
 		}
 		if err != nil {
@@ -307,42 +309,4 @@ func tarMode(info fs.FileInfo) int64 {
 		mode |= 0o1000
 	}
 	return mode
-}
-
-// walk calls fn for dir ("") and everything in it, in lexical order, as
-// the archive API sends them, following no link; a directory's rel ends
-// in "/". It stops once done is closed.
-func walk(dir string, done <-chan struct{}, fn func(rel string, info fs.FileInfo, link string) error) error {
-	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		select {
-		case <-done:
-			return errGone
-		default:
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		rel = filepath.ToSlash(rel)
-		if rel == "." {
-			rel = ""
-		}
-		info, err := d.Info() // lstat: WalkDir does not follow links
-		if err != nil {
-			return err
-		}
-		link := ""
-		switch t := d.Type(); {
-		case t.IsDir() && rel != "":
-			rel += "/"
-		case t&fs.ModeSymlink != 0:
-			if link, err = os.Readlink(p); err != nil {
-				return err
-			}
-		}
-		return fn(rel, info, link)
-	})
 }

@@ -61,7 +61,11 @@ func (v *Volume) ReadSelected(ctx context.Context, api API, c Chooser, fn func(i
 		return fmt.Errorf("creating a helper container on node %s to read %s: %w", v.Replica.Node, v.Name, err)
 	}
 	h := &helper{api: api, id: id, name: name}
+	removesItself := false
 	defer func() {
+		if removesItself {
+			return
+		}
 		if rerr := h.remove(); err == nil {
 			err = rerr
 		}
@@ -123,8 +127,24 @@ func (v *Volume) ReadSelected(ctx context.Context, api API, c Chooser, fn func(i
 	if err := fn(br); err != nil {
 		return failed(err)
 	}
+	// The agent exits once its last byte is sent, and the helper removes
+	// itself (AutoRemove): once the exit is seen, the removal (half a
+	// second of the engine's) is not waited for. Nothing needs it: the
+	// helper mounts the volume read-only, and one that fails to go is an
+	// exited helper of a dead plugin, which the next run removes.
+	select {
+	case w := <-waitC:
+		removesItself = w.StatusCode == 0 && w.Error == nil
+	case <-errC:
+	case <-ctx.Done():
+	case <-time.After(exitBound):
+	}
 	return nil
 }
+
+// exitBound is how long a read waits for its agent's exit after the last
+// byte, before it removes the helper itself.
+const exitBound = 5 * time.Second
 
 // Chooser is ReadSelected's caller's side: it gets every entry of the
 // listing, in turn, then names the files to leave out.
