@@ -191,6 +191,11 @@ func TestImageBackupRoundTrip(t *testing.T) {
 	assert.Assert(t, is.Contains(res.stdout, "every file checked"))
 	assert.Assert(t, is.Contains(res.stderr, "stopped "+registry))
 	assert.Assert(t, is.Contains(res.stderr, "started "+registry+" again"))
+	// The replica and its volume were looked at while the backup verified;
+	// what that found is said after the verify.
+	verified, using := strings.Index(res.stderr, sealed+" verified: "), strings.Index(res.stderr, "using replica "+rep.ID)
+	empty := strings.Index(res.stderr, "volume "+vol+" is empty")
+	assert.Assert(t, verified >= 0 && verified < using && using < empty, "%s", res.stderr)
 	assert.DeepEqual(t, dtrfixture.VolumeFiles(t, c.Client, vol), before)
 	assertRunning(t, c, registry)
 	c.Start(t, rep.ID, "registry") // waits until the registry answers again
@@ -241,6 +246,10 @@ func TestImageBackupFaults(t *testing.T) {
 	assert.Assert(t, is.Contains(res.stderr, "nothing was changed"))
 	assertRunning(t, c, registry)
 	assert.DeepEqual(t, dtrfixture.VolumeFiles(t, c.Client, vol), before)
+	// The helper made while it verified is gone, and what it found unsaid.
+	assertNoHelpers(t, c)
+	assert.Assert(t, !strings.Contains(res.stderr, "using replica"), res.stderr)
+	assertNoJournal(t, c)
 
 	// An agent that cannot run on the node: refused before anything is
 	// saved, stopped or written, since a failed write could not be undone.
@@ -252,6 +261,8 @@ func TestImageBackupFaults(t *testing.T) {
 	assert.Equal(t, strings.Count(res.stderr, "\n"), 1, "one line: %q", res.stderr)
 	assertRunning(t, c, registry)
 	assert.DeepEqual(t, dtrfixture.VolumeFiles(t, c.Client, vol), before)
+	assertNoHelpers(t, c)
+	assertNoJournal(t, c)
 	left, err := filepath.Glob(filepath.Join(dir, "*safety*"))
 	assert.NilError(t, err)
 	assert.Equal(t, len(left), 0, "no safety backup: %v", left)
