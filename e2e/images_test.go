@@ -9,12 +9,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -266,6 +268,32 @@ func TestImageBackupFaults(t *testing.T) {
 	left, err := filepath.Glob(filepath.Join(dir, "*safety*"))
 	assert.NilError(t, err)
 	assert.Equal(t, len(left), 0, "no safety backup: %v", left)
+
+	// SIGKILL while a backup verifies (a long one, which will not), once
+	// the helper that looks into the volume (and would write into it)
+	// exists: that helper, never started, is all the run leaves, and the
+	// next run removes it; nothing else was touched.
+	long := filepath.Join(dir, "long.tar")
+	f, err := os.Create(long)
+	assert.NilError(t, err)
+	tw = tar.NewWriter(f)
+	assert.NilError(t, tw.WriteHeader(&tar.Header{Name: vol + "/", Typeflag: tar.TypeDir, Mode: 0o755}))
+	const longSize = 400 << 20
+	assert.NilError(t, tw.WriteHeader(&tar.Header{Name: vol + "/docker/registry/v2/blobs/sha256/00/00/data", Typeflag: tar.TypeReg, Mode: 0o644, Size: longSize}))
+	_, err = io.CopyN(tw, zeros{}, longSize)
+	assert.NilError(t, err)
+	assert.NilError(t, tw.Close()) // and no manifest
+	assert.NilError(t, f.Close())
+	killed, stderr := killWithWriter(t, c, filepath.Join(cfg, "cli-plugins", "docker-dtr"), "backup", "restore", "--force", long)
+	assert.Assert(t, !strings.Contains(stderr, "refusing"), "killed before the verify ended: %s", stderr)
+	state, ok := helperState(t, c, killed.ID)
+	assert.Assert(t, ok && state == "created", "the killed run's helper %s: %s", helperNameOf(killed), state)
+	res = docker(t, cfg, nil, "dtr", "backup", "restore", "--dry-run", "--force", images)
+	assert.Equal(t, res.code, 0, res.stderr)
+	assertNoHelpers(t, c)
+	assertNoJournal(t, c)
+	assertRunning(t, c, registry)
+	assert.DeepEqual(t, dtrfixture.VolumeFiles(t, c.Client, vol), before)
 
 	// --force over a volume that holds data: what it holds is saved first,
 	// beside the input, private, and a backup that verifies, with the blob
@@ -521,4 +549,46 @@ func putFiles(t *testing.T, c *dtrfixture.Cluster, volume string, files map[stri
 	}
 	assert.NilError(t, tw.Close())
 	assert.NilError(t, c.Client.CopyToContainer(ctx, cr.ID, "/v", &buf, container.CopyToContainerOptions{}))
+}
+
+// zeros reads zero bytes forever.
+type zeros struct{}
+
+func (zeros) Read(b []byte) (int, error) {
+	clear(b)
+	return len(b), nil
+}
+
+// killWithWriter runs the plugin (bin, args) and SIGKILLs it once its
+// images helper exists, created and not started; it returns that helper
+// and what the run printed on stderr.
+func killWithWriter(t *testing.T, c *dtrfixture.Cluster, bin string, args ...string) (container.Summary, string) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	assert.NilError(t, cmd.Start())
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	defer func() {
+		cmd.Process.Kill()
+		<-done
+	}()
+	pid := strconv.Itoa(cmd.Process.Pid)
+	for {
+		for _, h := range helperContainers(t, c) {
+			owner := strings.Split(h.Labels[helpercontainer.LabelOwner], ":")
+			if h.Labels[helpercontainer.LabelKind] == helpercontainer.KindImages && h.State == "created" && len(owner) > 2 && owner[len(owner)-2] == pid {
+				assert.NilError(t, cmd.Process.Kill())
+				<-done
+				return h, stderr.String()
+			}
+		}
+		select {
+		case <-done:
+			t.Fatalf("the run ended before its helper was seen: %s", stderr.String())
+		default:
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
