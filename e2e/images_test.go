@@ -364,7 +364,7 @@ func TestImageBackupFaults(t *testing.T) {
 	// again.
 	dtrfixture.WipeVolume(t, c.Client, vol)
 	run := startRestore(t, cfg, "--quiet", images)
-	waitForWriter(t, c, run)
+	waitForWriter(t, c, run, registry)
 	assert.NilError(t, run.cmd.Process.Signal(syscall.SIGTERM))
 	res = run.wait(t)
 	assert.Equal(t, res.code, 130, res.stdout)
@@ -380,7 +380,7 @@ func TestImageBackupFaults(t *testing.T) {
 	// got in first (the restore is whole). Either way the volume is one of
 	// the two, never half written.
 	run = startRestore(t, cfg, "--quiet", images)
-	writer := waitForWriter(t, c, run)
+	writer := waitForWriter(t, c, run, registry)
 	// The restore may be removing it itself by now (it finished): the
 	// engine then refuses a second removal.
 	if err := c.Client.ContainerRemove(context.Background(), writer, container.RemoveOptions{Force: true}); err != nil {
@@ -403,7 +403,7 @@ func TestImageBackupFaults(t *testing.T) {
 	putFile(t, c, vol, "docker/registry/v2/repositories/team/old/_layers/x", "an older registry")
 	held = dtrfixture.VolumeFiles(t, c.Client, vol)
 	run = startRestore(t, cfg, "--force", images)
-	waitForWriter(t, c, run)
+	waitForWriter(t, c, run, registry)
 	assert.NilError(t, run.cmd.Process.Signal(syscall.SIGINT))
 	res = run.wait(t)
 	assert.Equal(t, res.code, 130, res.stdout)
@@ -491,9 +491,11 @@ func (run *restoreRun) wait(t *testing.T) result {
 }
 
 // waitForWriter waits until the restore's writing helper exists (an image
-// helper that mounts the volume read-write and never starts), and returns
-// its ID: the restore is writing, or about to.
-func waitForWriter(t *testing.T, c *dtrfixture.Cluster, run *restoreRun) string {
+// helper that mounts the volume read-write and never starts) and the
+// registry is stopped, and returns the helper's ID: the restore is
+// writing, or about to. (The helper exists from the verify on; the
+// registry stops just before the write.)
+func waitForWriter(t *testing.T, c *dtrfixture.Cluster, run *restoreRun, registry string) string {
 	t.Helper()
 	var id string
 	poll.WaitOn(t, func(poll.LogT) poll.Result {
@@ -501,6 +503,9 @@ func waitForWriter(t *testing.T, c *dtrfixture.Cluster, run *restoreRun) string 
 		case <-run.done:
 			return poll.Error(fmt.Errorf("the restore ended (%v) before it wrote: %s", run.err, run.stderr))
 		default:
+		}
+		if reg, err := c.Client.ContainerInspect(context.Background(), registry); err != nil || reg.State.Running {
+			return poll.Continue("%s still running; stderr: %s", registry, run.stderr)
 		}
 		for _, h := range helperContainers(t, c) {
 			if h.State != "created" || h.Labels[helpercontainer.LabelKind] != helpercontainer.KindImages {
