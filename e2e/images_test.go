@@ -506,8 +506,13 @@ func waitForWriter(t *testing.T, c *dtrfixture.Cluster, run *restoreRun, registr
 			return poll.Error(fmt.Errorf("the restore ended (%v) before it wrote: %s", run.err, run.stderr))
 		default:
 		}
-		if reg, err := c.Client.ContainerInspect(context.Background(), registry); err != nil || reg.State.Running {
-			return poll.Continue("%s still running; stderr: %s", registry, run.stderr)
+		if id != "" {
+			// Found already: only the registry's stop is waited for, a
+			// request a poll.
+			if reg, err := c.Client.ContainerInspect(context.Background(), registry); err != nil || reg.State.Running {
+				return poll.Continue("%s still running; stderr: %s", registry, run.stderr)
+			}
+			return poll.Success()
 		}
 		for _, h := range helperContainers(t, c) {
 			if h.State != "created" || h.Labels[helpercontainer.LabelKind] != helpercontainer.KindImages {
@@ -520,7 +525,7 @@ func waitForWriter(t *testing.T, c *dtrfixture.Cluster, run *restoreRun, registr
 			for _, m := range info.Mounts {
 				if m.Destination == "/storage" && m.RW {
 					id = h.ID
-					return poll.Success()
+					return poll.Continue("the writing helper is there; waiting for %s to stop", registry)
 				}
 			}
 		}
