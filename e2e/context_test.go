@@ -21,6 +21,7 @@ import (
 	"github.com/docker-dtr/docker-dtr/internal/dtrtest"
 	"github.com/docker-dtr/docker-dtr/pkg/agentbin"
 	"github.com/docker-dtr/docker-dtr/pkg/helpercontainer"
+	"github.com/docker-dtr/docker-dtr/pkg/nodejournal"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
@@ -483,4 +484,12 @@ func seedEvents(t testing.TB, driver *r.Session, n, size int) {
 		_, err = r.DB("dtr2").Table("events").Insert(batch, r.InsertOpts{Durability: "soft"}).RunWrite(driver)
 		assert.NilError(t, err)
 	}
+}
+
+// assertNoJournal: no restore journal on the cluster.
+func assertNoJournal(t *testing.T, c *dtrfixture.Cluster) {
+	t.Helper()
+	list, err := c.Client.ContainerList(context.Background(), container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", nodejournal.LabelJournal))})
+	assert.NilError(t, err)
+	assert.Equal(t, len(list), 0, "journals left: %v", list)
 }

@@ -88,11 +88,15 @@ func TestImageRestoreStreamed(t *testing.T) {
 	report, chain, err := restore.VerifyImages(src, int64(len(good)), "changing.tar", dir, nil, prog)
 	assert.NilError(t, err)
 	assert.Assert(t, chain == nil)
-	tgt, err := restore.PlanImages(ctx, &restore.Images{
-		Name: "changing.tar", Open: src, Report: report, Replica: replica, Docker: c.Client,
-		AgentBinary: filepath.Join(cfg, "cli-plugins", "docker-dtr"), Progress: prog, Stderr: io.Discard,
-	}, dir, filepath.Join(dir, "changing.tar"))
+	agent := filepath.Join(cfg, "cli-plugins", "docker-dtr")
+	look, err := restore.LookAtVolume(ctx, c.Client, replica, agent, true, prog)
 	assert.NilError(t, err)
+	tgt, err := restore.PlanImages(&restore.Images{
+		Name: "changing.tar", Open: src, Report: report, Replica: replica, Docker: c.Client,
+		AgentBinary: agent, Progress: prog, Stderr: io.Discard,
+	}, look, dir, filepath.Join(dir, "changing.tar"))
+	assert.NilError(t, err)
+	defer tgt.Close()
 	assert.Assert(t, tgt.Plan.VolumeEmpty)
 	err = restore.Run(ctx, tgt, restore.Options{Force: true, Log: t.Logf, Warn: t.Logf})
 	assert.Assert(t, errors.Is(err, imagearchive.ErrChanged), "%v", err)
@@ -100,6 +104,7 @@ func TestImageRestoreStreamed(t *testing.T) {
 	assert.Equal(t, passes, 2)
 	assert.Equal(t, len(dtrfixture.VolumeFiles(t, c.Client, vol)), 0, "nothing of the changed pass stays")
 	assertRunning(t, c, registry)
+	// A failed write removes its helper before the rollback: none is left.
 	assertNoHelpers(t, c)
 }
 

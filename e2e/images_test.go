@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -191,6 +192,11 @@ func TestImageBackupRoundTrip(t *testing.T) {
 	assert.Assert(t, is.Contains(res.stdout, "every file checked"))
 	assert.Assert(t, is.Contains(res.stderr, "stopped "+registry))
 	assert.Assert(t, is.Contains(res.stderr, "started "+registry+" again"))
+	// The replica and its volume were looked at while the backup verified;
+	// what that found is said after the verify.
+	verified, using := strings.Index(res.stderr, sealed+" verified: "), strings.Index(res.stderr, "using replica "+rep.ID)
+	empty := strings.Index(res.stderr, "volume "+vol+" is empty")
+	assert.Assert(t, verified >= 0 && verified < using && using < empty, "%s", res.stderr)
 	assert.DeepEqual(t, dtrfixture.VolumeFiles(t, c.Client, vol), before)
 	assertRunning(t, c, registry)
 	c.Start(t, rep.ID, "registry") // waits until the registry answers again
@@ -241,6 +247,10 @@ func TestImageBackupFaults(t *testing.T) {
 	assert.Assert(t, is.Contains(res.stderr, "nothing was changed"))
 	assertRunning(t, c, registry)
 	assert.DeepEqual(t, dtrfixture.VolumeFiles(t, c.Client, vol), before)
+	// The helper made while it verified is gone, and what it found unsaid.
+	assertNoHelpers(t, c)
+	assert.Assert(t, !strings.Contains(res.stderr, "using replica"), res.stderr)
+	assertNoJournal(t, c)
 
 	// An agent that cannot run on the node: refused before anything is
 	// saved, stopped or written, since a failed write could not be undone.
@@ -252,9 +262,38 @@ func TestImageBackupFaults(t *testing.T) {
 	assert.Equal(t, strings.Count(res.stderr, "\n"), 1, "one line: %q", res.stderr)
 	assertRunning(t, c, registry)
 	assert.DeepEqual(t, dtrfixture.VolumeFiles(t, c.Client, vol), before)
+	assertNoHelpers(t, c)
+	assertNoJournal(t, c)
 	left, err := filepath.Glob(filepath.Join(dir, "*safety*"))
 	assert.NilError(t, err)
 	assert.Equal(t, len(left), 0, "no safety backup: %v", left)
+
+	// SIGKILL while a backup verifies (a long one, which will not), once
+	// the helper that looks into the volume (and would write into it)
+	// exists: that helper, never started, is all the run leaves, and the
+	// next run removes it; nothing else was touched.
+	long := filepath.Join(dir, "long.tar")
+	var hdrs bytes.Buffer
+	tw = tar.NewWriter(&hdrs)
+	assert.NilError(t, tw.WriteHeader(&tar.Header{Name: vol + "/", Typeflag: tar.TypeDir, Mode: 0o755}))
+	const longSize = 4 << 30 // zeros, a sparse file: seconds of hashing, no disk
+	assert.NilError(t, tw.WriteHeader(&tar.Header{Name: vol + "/docker/registry/v2/blobs/sha256/00/00/data", Typeflag: tar.TypeReg, Mode: 0o644, Size: longSize}))
+	assert.NilError(t, os.WriteFile(long, hdrs.Bytes(), 0o600))
+	// The content, then the two zero blocks that end a tar; no manifest.
+	assert.NilError(t, os.Truncate(long, int64(hdrs.Len())+longSize+1024))
+	killed, stderr := killWithWriter(t, c, filepath.Join(cfg, "cli-plugins", "docker-dtr"), "backup", "restore", "--force", long)
+	assert.Assert(t, is.Contains(stderr, "verifying "+long))
+	assert.Assert(t, !strings.Contains(stderr, "manifest") && !strings.Contains(stderr, "refusing"), "killed before the verify ended: %s", stderr)
+	state, ok := helperState(t, c, killed.ID)
+	t.Logf("the killed run's helper %s after the kill: %v %q", helperNameOf(killed), ok, state)
+	res = docker(t, cfg, nil, "dtr", "backup", "restore", "--dry-run", "--force", images)
+	assert.Equal(t, res.code, 0, res.stderr)
+	state, ok = helperState(t, c, killed.ID)
+	assert.Assert(t, !ok, "the killed run's helper %s after the next run: %s", helperNameOf(killed), state)
+	assertNoHelpers(t, c)
+	assertNoJournal(t, c)
+	assertRunning(t, c, registry)
+	assert.DeepEqual(t, dtrfixture.VolumeFiles(t, c.Client, vol), before)
 
 	// --force over a volume that holds data: what it holds is saved first,
 	// beside the input, private, and a backup that verifies, with the blob
@@ -327,7 +366,7 @@ func TestImageBackupFaults(t *testing.T) {
 	// again.
 	dtrfixture.WipeVolume(t, c.Client, vol)
 	run := startRestore(t, cfg, "--quiet", images)
-	waitForWriter(t, c, run)
+	waitForWriter(t, c, run, registry)
 	assert.NilError(t, run.cmd.Process.Signal(syscall.SIGTERM))
 	res = run.wait(t)
 	assert.Equal(t, res.code, 130, res.stdout)
@@ -343,7 +382,7 @@ func TestImageBackupFaults(t *testing.T) {
 	// got in first (the restore is whole). Either way the volume is one of
 	// the two, never half written.
 	run = startRestore(t, cfg, "--quiet", images)
-	writer := waitForWriter(t, c, run)
+	writer := waitForWriter(t, c, run, registry)
 	// The restore may be removing it itself by now (it finished): the
 	// engine then refuses a second removal.
 	if err := c.Client.ContainerRemove(context.Background(), writer, container.RemoveOptions{Force: true}); err != nil {
@@ -366,7 +405,7 @@ func TestImageBackupFaults(t *testing.T) {
 	putFile(t, c, vol, "docker/registry/v2/repositories/team/old/_layers/x", "an older registry")
 	held = dtrfixture.VolumeFiles(t, c.Client, vol)
 	run = startRestore(t, cfg, "--force", images)
-	waitForWriter(t, c, run)
+	waitForWriter(t, c, run, registry)
 	assert.NilError(t, run.cmd.Process.Signal(syscall.SIGINT))
 	res = run.wait(t)
 	assert.Equal(t, res.code, 130, res.stdout)
@@ -454,9 +493,11 @@ func (run *restoreRun) wait(t *testing.T) result {
 }
 
 // waitForWriter waits until the restore's writing helper exists (an image
-// helper that mounts the volume read-write and never starts), and returns
-// its ID: the restore is writing, or about to.
-func waitForWriter(t *testing.T, c *dtrfixture.Cluster, run *restoreRun) string {
+// helper that mounts the volume read-write and never starts) and the
+// registry is stopped, and returns the helper's ID: the restore is
+// writing, or about to. (The helper exists from the verify on; the
+// registry stops just before the write.)
+func waitForWriter(t *testing.T, c *dtrfixture.Cluster, run *restoreRun, registry string) string {
 	t.Helper()
 	var id string
 	poll.WaitOn(t, func(poll.LogT) poll.Result {
@@ -464,6 +505,14 @@ func waitForWriter(t *testing.T, c *dtrfixture.Cluster, run *restoreRun) string 
 		case <-run.done:
 			return poll.Error(fmt.Errorf("the restore ended (%v) before it wrote: %s", run.err, run.stderr))
 		default:
+		}
+		if id != "" {
+			// Found already: only the registry's stop is waited for, a
+			// request a poll.
+			if reg, err := c.Client.ContainerInspect(context.Background(), registry); err != nil || reg.State.Running {
+				return poll.Continue("%s still running; stderr: %s", registry, run.stderr)
+			}
+			return poll.Success()
 		}
 		for _, h := range helperContainers(t, c) {
 			if h.State != "created" || h.Labels[helpercontainer.LabelKind] != helpercontainer.KindImages {
@@ -476,7 +525,7 @@ func waitForWriter(t *testing.T, c *dtrfixture.Cluster, run *restoreRun) string 
 			for _, m := range info.Mounts {
 				if m.Destination == "/storage" && m.RW {
 					id = h.ID
-					return poll.Success()
+					return poll.Continue("the writing helper is there; waiting for %s to stop", registry)
 				}
 			}
 		}
@@ -510,4 +559,38 @@ func putFiles(t *testing.T, c *dtrfixture.Cluster, volume string, files map[stri
 	}
 	assert.NilError(t, tw.Close())
 	assert.NilError(t, c.Client.CopyToContainer(ctx, cr.ID, "/v", &buf, container.CopyToContainerOptions{}))
+}
+
+// killWithWriter runs the plugin (bin, args) and SIGKILLs it once its
+// images helper exists, created and not started; it returns that helper
+// and what the run printed on stderr.
+func killWithWriter(t *testing.T, c *dtrfixture.Cluster, bin string, args ...string) (container.Summary, string) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	assert.NilError(t, cmd.Start())
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	defer func() {
+		cmd.Process.Kill()
+		<-done
+	}()
+	pid := strconv.Itoa(cmd.Process.Pid)
+	for {
+		for _, h := range helperContainers(t, c) {
+			owner := strings.Split(h.Labels[helpercontainer.LabelOwner], ":")
+			if h.Labels[helpercontainer.LabelKind] == helpercontainer.KindImages && h.State == "created" && len(owner) > 2 && owner[len(owner)-2] == pid {
+				assert.NilError(t, cmd.Process.Kill())
+				<-done
+				return h, stderr.String()
+			}
+		}
+		select {
+		case <-done:
+			t.Fatalf("the run ended before its helper was seen: %s", stderr.String())
+		default:
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

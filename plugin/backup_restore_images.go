@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
+	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
@@ -22,24 +23,44 @@ func runImageRestore(ctx context.Context, dockerCli command.Cli, opts restoreOpt
 		return fmt.Errorf("%s is an image backup: it is restored through the Docker context, without --rethinkdb-addr", name)
 	}
 	open, size := imageSource(in)
+	// While the backup verifies, the engine's side of the plan is found:
+	// the replica, whether its volume is empty (through the helper the
+	// restore writes through, created and never started) and whether the
+	// agent can run there. That only reads, and what it says waits until
+	// the verify has said its own; nothing changes before the backup has
+	// verified, and a backup that does not verify leaves no helper.
+	held, release := prog.Held()
+	found := make(chan lookedAt, 1)
+	go func() { found <- lookAtVolume(ctx, dockerCli, opts, held) }()
 	rep, chain, err := restore.VerifyImages(open, size, name, imagearchive.ChainDir(opts.file, opts.from), chainDecrypter(dockerCli, opts.dec, in, prog), prog)
+	look := <-found
+	defer func() {
+		if cerr := look.look.Close(); cerr != nil {
+			prog.Warn("%v", cerr)
+		}
+	}()
 	if err != nil {
 		return refused(dockerCli, err)
 	}
 	defer chain.Close()
-	// A named replica may be unhealthy: its registry may be what is repaired.
-	replica, err := chooseReplica(ctx, dockerCli, &targetOptions{replicaFlags: opts.target.replicaFlags, allowUnhealthy: true}, prog)
-	if err != nil {
-		return err
+	release()
+	if look.err != nil {
+		return look.err
 	}
-	t, err := restore.PlanImages(ctx, &restore.Images{
+	replica := look.replica
+	t, err := restore.PlanImages(&restore.Images{
 		Name: name, Open: open, Report: rep, Chain: chain, Replica: replica, Docker: dockerCli.Client(),
 		AgentBinary: opts.target.agentBinary, NoSafety: opts.safety.skip, SafetySeal: opts.safety.seal(in),
 		Progress: prog, Stderr: dockerCli.Err(),
-	}, opts.safety.dir, opts.file)
+	}, look.look, opts.safety.dir, opts.file)
 	if err != nil {
 		return err
 	}
+	defer func() {
+		if cerr := t.Close(); cerr != nil {
+			prog.Warn("%v", cerr)
+		}
+	}()
 	opts.safety.warnClear(in, name, t.SafetyPath(), prog)
 	if opts.dryRun {
 		return printImagePlan(dockerCli, opts, t)
@@ -56,6 +77,24 @@ func runImageRestore(ctx context.Context, dockerCli command.Cli, opts restoreOpt
 		return pendingError(dockerCli, &same, err)
 	}
 	return printImageResult(dockerCli, opts, t)
+}
+
+// lookedAt is the replica an image restore writes into and what
+// restore.LookAtVolume found of its volume.
+type lookedAt struct {
+	replica *dtr.Replica
+	look    *restore.VolumeLook
+	err     error
+}
+
+func lookAtVolume(ctx context.Context, dockerCli command.Cli, opts restoreOptions, prog *progress.Printer) lookedAt {
+	// A named replica may be unhealthy: its registry may be what is repaired.
+	replica, err := chooseReplica(ctx, dockerCli, &targetOptions{replicaFlags: opts.target.replicaFlags, allowUnhealthy: true}, prog)
+	if err != nil {
+		return lookedAt{err: err}
+	}
+	look, err := restore.LookAtVolume(ctx, dockerCli.Client(), replica, opts.target.agentBinary, !opts.safety.skip, prog)
+	return lookedAt{replica: replica, look: look, err: err}
 }
 
 // printImageResult shows what an image restore wrote and checked.

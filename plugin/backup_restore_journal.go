@@ -176,6 +176,11 @@ func resumeJournal(ctx context.Context, dockerCli command.Cli, opts restoreOptio
 			return err
 		}
 		restore.NewImages(t, rec.VolumeEmpty, rec.Safety)
+		defer func() {
+			if cerr := t.Close(); cerr != nil {
+				prog.Warn("%v", cerr)
+			}
+		}()
 		if err := restore.Resume(ctx, t, rec, o); err != nil {
 			return err
 		}

@@ -252,31 +252,71 @@ func streamBroke(err error) bool {
 	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, net.ErrClosed)
 }
 
-// Write extracts a tar (names relative to the volume) into the volume
-// through a read-write helper, then reads it back through check, unless
-// check is nil.
-func (v *Volume) Write(ctx context.Context, api API, content io.Reader, check func(io.Reader) error) (err error) {
+// Writer is a helper that mounts the volume read-write, created and
+// never started: a restore looks through it at whether the volume is
+// empty and writes into it, with one helper for both. Creating it changes
+// nothing in the volume. Close removes it.
+type Writer struct {
+	v   *Volume
+	api API
+	h   *helper
+}
+
+// NewWriter creates the volume's writing helper.
+func (v *Volume) NewWriter(ctx context.Context, api API) (*Writer, error) {
 	h, err := v.helper(ctx, api, false)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer func() {
-		if rerr := h.remove(); err == nil {
-			err = rerr
-		}
-	}()
-	if err := api.CopyToContainer(ctx, h.id, MountPoint, content, container.CopyToContainerOptions{}); err != nil {
+	return &Writer{v: v, api: api, h: h}, nil
+}
+
+// Empty reports whether the volume holds nothing at all.
+func (w *Writer) Empty(ctx context.Context) (bool, error) {
+	rc, _, err := w.api.CopyFromContainer(ctx, w.h.id, MountPoint)
+	if err != nil {
+		return false, fmt.Errorf("reading volume %s: %w", w.v.Name, requestErr(err))
+	}
+	defer rc.Close()
+	n, err := countEntries(rc, 2)
+	return n < 2, err // the top directory alone
+}
+
+// Write extracts a tar (names relative to the volume) into the volume,
+// then reads it back through check, unless check is nil.
+func (w *Writer) Write(ctx context.Context, content io.Reader, check func(io.Reader) error) error {
+	v := w.v
+	if err := w.api.CopyToContainer(ctx, w.h.id, MountPoint, content, container.CopyToContainerOptions{}); err != nil {
 		return fmt.Errorf("writing into volume %s: %w", v.Name, requestErr(err))
 	}
 	if check == nil {
 		return nil
 	}
-	rc, _, err := api.CopyFromContainer(ctx, h.id, MountPoint)
+	rc, _, err := w.api.CopyFromContainer(ctx, w.h.id, MountPoint)
 	if err != nil {
 		return fmt.Errorf("reading volume %s back: %w", v.Name, requestErr(err))
 	}
 	defer rc.Close()
 	return check(rc)
+}
+
+// Close removes the helper (with its own context: after Ctrl-C too).
+func (w *Writer) Close() error { return w.h.remove() }
+
+// Write extracts a tar (names relative to the volume) into the volume
+// through a writing helper of its own, then reads it back through check,
+// unless check is nil.
+func (v *Volume) Write(ctx context.Context, api API, content io.Reader, check func(io.Reader) error) (err error) {
+	w, err := v.NewWriter(ctx, api)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if rerr := w.Close(); err == nil {
+			err = rerr
+		}
+	}()
+	return w.Write(ctx, content, check)
 }
 
 // Empty reports whether the volume holds nothing at all.

@@ -403,3 +403,59 @@ func (c *countingReader) Read(b []byte) (int, error) {
 	c.p.Add(0, int64(n))
 	return n, err
 }
+
+// Held returns a printer for work that runs beside p's phase and must
+// say its piece after it: its steps and warnings wait until release
+// prints them through p, as they came (with their own times), and go
+// straight through p after that. Lines never released are dropped.
+func (p *Printer) Held() (held *Printer, release func()) {
+	if p == nil {
+		return nil, func() {}
+	}
+	h := &heldLines{to: p}
+	mode := Plain
+	if p.mode == Quiet {
+		mode = Quiet
+	}
+	held = NewMode(h, mode)
+	held.now = p.now
+	return held, h.release
+}
+
+// heldLines keeps a held printer's lines (each a Write of its own, in
+// plain mode) until release.
+type heldLines struct {
+	mu       sync.Mutex
+	to       *Printer
+	lines    []string
+	released bool
+}
+
+func (h *heldLines) Write(b []byte) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s := strings.TrimSuffix(string(b), "\n")
+	if h.released {
+		h.to.mu.Lock()
+		h.to.line(s)
+		h.to.mu.Unlock()
+	} else {
+		h.lines = append(h.lines, s)
+	}
+	return len(b), nil
+}
+
+func (h *heldLines) release() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.released {
+		return
+	}
+	h.released = true
+	h.to.mu.Lock()
+	defer h.to.mu.Unlock()
+	for _, s := range h.lines {
+		h.to.line(s)
+	}
+	h.lines = nil
+}

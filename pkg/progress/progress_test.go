@@ -167,3 +167,52 @@ func BenchmarkAdd(b *testing.B) {
 		}
 	})
 }
+
+// A held printer's lines wait for release, come out through the printer
+// after the lines it printed meanwhile, and go straight through after it;
+// on a terminal they keep the phase line below them. Quiet holds only
+// warnings.
+func TestHeldLinesWaitForRelease(t *testing.T) {
+	var buf syncBuffer
+	p := NewMode(&buf, Plain)
+	held, release := p.Held()
+	held.Step("using replica %s", "r1")
+	held.Warn("replica r1 is not healthy")
+	p.Step("verified")
+	assert.Equal(t, len(strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")), 1, "%q", buf.String())
+	release()
+	held.Step("after")
+	release() // once
+	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
+	assert.Equal(t, len(lines), 4, "%q", lines)
+	assert.Assert(t, strings.HasSuffix(lines[0], " verified"))
+	assert.Assert(t, stamp.MatchString(lines[1]) && strings.HasSuffix(lines[1], " using replica r1"), lines[1])
+	assert.Equal(t, lines[2], "warning: replica r1 is not healthy")
+	assert.Assert(t, strings.HasSuffix(lines[3], " after"))
+
+	var tty syncBuffer
+	p = NewMode(&tty, TTY)
+	p.SetIntervals(time.Hour, 0)
+	held, release = p.Held()
+	p.Phase("verifying", 0, 100)
+	held.Step("using replica r1")
+	release()
+	p.Done()
+	screen := render(t, tty.String()).Text()
+	assert.Assert(t, len(screen) >= 2 && strings.HasSuffix(screen[0], " using replica r1"), "%q", screen)
+	assert.Assert(t, strings.HasPrefix(screen[1], "verifying: done"), "%q", screen)
+
+	var quiet syncBuffer
+	p = New(&quiet, true)
+	held, release = p.Held()
+	held.Step("using replica r1")
+	held.Warn("careful")
+	release()
+	assert.Equal(t, quiet.String(), "warning: careful\n")
+
+	var dropped syncBuffer
+	p = New(&dropped, false)
+	held, _ = p.Held()
+	held.Step("never said")
+	assert.Equal(t, dropped.String(), "")
+}

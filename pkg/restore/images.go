@@ -75,6 +75,11 @@ type Images struct {
 	Check *imagearchive.Check
 	// wiped says the rollback emptied the volume.
 	wiped bool
+	// writer is the helper PlanImages looked into the volume through,
+	// which Apply writes through; nil once Apply has it.
+	writer *imagevolume.Writer
+	// closed is the writer's removal, once Apply has started it.
+	closed chan error
 }
 
 // NewImages plans the restore of a verified image backup into the volume
@@ -207,38 +212,32 @@ func (t *Images) Stop(ctx context.Context) (func() error, error) {
 func (t *Images) Apply(ctx context.Context) error {
 	prog, vol, rep := t.Progress, t.Volume, t.Report
 	prog.Step("writing %d files (%s) into volume %s, each checked against the manifest", t.Plan.Files, human.Bytes(t.Plan.Bytes), vol.Name)
-	var written *imagearchive.Check
-	content, wait := produce(func(w io.Writer) error {
-		var err error
-		written, err = imagearchive.ContentStream(t.Open, rep, t.Chain, w)
-		return err
-	})
 	// The stream re-tars the archive's content (with, when incremental,
 	// the blobs of earlier backups): its size is close to the archive's.
 	streamSize := rep.Size + rep.OmittedBytes
 	prog.PhaseOf("writing into volume "+vol.Name, "", 0, streamSize)
-	var check func(io.Reader) error
-	var readBack *imagearchive.Check
-	if !t.Plan.VolumeEmpty {
-		check = func(rd io.Reader) error {
-			// The engine read the stream to its end: its verdict is in.
-			if err := wait(); err != nil {
-				return err
-			}
+	w, err := t.takeWriter(ctx)
+	if err != nil {
+		prog.Close()
+		return err
+	}
+	pass := contentPass{
+		Open: t.Open, Report: rep, Chain: t.Chain, ReadBack: !t.Plan.VolumeEmpty, Meter: prog.Reader,
+		BeforeReadBack: func() {
 			prog.Done()
 			prog.Step("checking volume %s against the manifest (it held files before)", vol.Name)
 			prog.PhaseOf("checking volume "+vol.Name, "", 0, streamSize)
-			var cerr error
-			readBack, cerr = imagearchive.CheckVolumeOf(rep, prog.Reader(rd))
-			return cerr
-		}
+		},
 	}
-	err := vol.Write(ctx, t.Docker, prog.Reader(content), check)
-	content.Close() // ends the writer if the engine stopped reading
-	// What the content pass found wrong is why the writing failed, unless
-	// it only saw the engine stop reading.
-	if werr := wait(); werr != nil && (err == nil || !errors.Is(werr, io.ErrClosedPipe)) {
-		err = werr
+	checked, err := pass.write(func(content io.Reader, check func(io.Reader) error) error {
+		return w.Write(ctx, content, check)
+	})
+	if err == nil && checked.OK() {
+		// The helper goes while the registry starts again (Close waits).
+		t.closed = make(chan error, 1)
+		go func() { t.closed <- w.Close() }()
+	} else if cerr := w.Close(); err == nil && cerr != nil {
+		err = cerr
 	}
 	if err == nil {
 		prog.Done()
@@ -246,10 +245,6 @@ func (t *Images) Apply(ctx context.Context) error {
 	prog.Close()
 	if err != nil {
 		return err
-	}
-	checked := written
-	if readBack != nil {
-		checked = readBack
 	}
 	if !checked.OK() {
 		for _, m := range checked.Missing {
@@ -261,6 +256,100 @@ func (t *Images) Apply(ctx context.Context) error {
 		return fmt.Errorf("after writing, %d files are missing from the volume and %d differ from the backup (listed above)", len(checked.Missing), len(checked.Differ))
 	}
 	t.Check = checked
+	return nil
+}
+
+// contentPass is one writing of a verified image backup's content into a
+// volume: the content read afresh from Open and checked entry by entry
+// against the verified Report as it goes (imagearchive.ContentStream),
+// and, with ReadBack, the volume read back once written and checked
+// against the manifest too (what a volume held before may have turned
+// the writing aside). Apply and the rollback's writeSafetyBack both
+// write this way.
+type contentPass struct {
+	Open   imagearchive.Source
+	Report *imagearchive.Report
+	Chain  *imagearchive.Chain
+	// ReadBack reads the volume back after writing and checks it.
+	ReadBack bool
+	// Meter, when not nil, wraps what goes into the engine and what comes
+	// back from it (a progress meter).
+	Meter func(io.Reader) io.Reader
+	// BeforeReadBack, when not nil, runs once all is written, before the
+	// volume is read back.
+	BeforeReadBack func()
+}
+
+// write runs the pass through write (a volume's Write: the content, and
+// the check of what the volume holds after, nil for none). The Check is
+// the read-back's with ReadBack, else the content pass's. What the
+// content pass found wrong is the error, unless it only saw the engine
+// stop reading.
+func (p contentPass) write(write func(content io.Reader, check func(io.Reader) error) error) (*imagearchive.Check, error) {
+	meter := p.Meter
+	if meter == nil {
+		meter = func(r io.Reader) io.Reader { return r }
+	}
+	var written *imagearchive.Check
+	content, wait := produce(func(w io.Writer) error {
+		var err error
+		written, err = imagearchive.ContentStream(p.Open, p.Report, p.Chain, w)
+		return err
+	})
+	var check func(io.Reader) error
+	var readBack *imagearchive.Check
+	if p.ReadBack {
+		check = func(rd io.Reader) error {
+			// The engine read the stream to its end: its verdict is in.
+			if err := wait(); err != nil {
+				return err
+			}
+			if p.BeforeReadBack != nil {
+				p.BeforeReadBack()
+			}
+			var err error
+			readBack, err = imagearchive.CheckVolumeOf(p.Report, meter(rd))
+			return err
+		}
+	}
+	err := write(meter(content), check)
+	content.Close() // ends the writer if the engine stopped reading
+	if werr := wait(); werr != nil && (err == nil || !errors.Is(werr, io.ErrClosedPipe)) {
+		err = werr
+	}
+	switch {
+	case err != nil:
+		return nil, err
+	case !p.ReadBack:
+		return written, nil
+	case readBack == nil:
+		return nil, errors.New("the volume was not read back to check it")
+	}
+	return readBack, nil
+}
+
+// takeWriter is the helper to write through: the one PlanImages made, or
+// a new one.
+func (t *Images) takeWriter(ctx context.Context) (*imagevolume.Writer, error) {
+	if w := t.writer; w != nil {
+		t.writer = nil
+		return w, nil
+	}
+	return t.Volume.NewWriter(ctx, t.Docker)
+}
+
+// Close removes the helper PlanImages made, if Apply did not take it, or
+// waits until Apply's removal of it is done. Call it once the restore is
+// over, whatever happened.
+func (t *Images) Close() error {
+	if w := t.writer; w != nil {
+		t.writer = nil
+		return w.Close()
+	}
+	if c := t.closed; c != nil {
+		t.closed = nil
+		return <-c
+	}
 	return nil
 }
 
@@ -321,29 +410,9 @@ func writeSafetyBack(prog *progress.Printer, in *backupfile.Input, path, vol str
 		return fmt.Errorf("the safety backup %s: %s", path, rep.Problems[0].Message)
 	}
 	prog.Step("writing the safety backup %s back into volume %s: %s (%s)", path, vol, human.Plural(int(rep.Files), "file"), human.Bytes(rep.Bytes))
-	content, wait := produce(func(w io.Writer) error {
-		_, err := imagearchive.ContentStream(in.Pass, rep, nil, w)
-		return err
-	})
-	var check *imagearchive.Check
-	err = write(content, func(rd io.Reader) error {
-		// The engine read the stream to its end: its verdict is in.
-		if err := wait(); err != nil {
-			return err
-		}
-		var cerr error
-		check, cerr = imagearchive.CheckVolumeOf(rep, rd)
-		return cerr
-	})
-	content.Close() // ends the writer if the engine stopped reading
-	if werr := wait(); werr != nil && (err == nil || !errors.Is(werr, io.ErrClosedPipe)) {
-		err = werr
-	}
+	check, err := contentPass{Open: in.Pass, Report: rep, ReadBack: true}.write(write)
 	if err != nil {
 		return err
-	}
-	if check == nil {
-		return fmt.Errorf("volume %s was not read back to check it against the safety backup", vol)
 	}
 	if !check.OK() || check.Extra > 0 {
 		return fmt.Errorf("volume %s does not match the safety backup after writing it back: %d files missing, %d differ, %d not in it",
@@ -387,37 +456,84 @@ func pipeBuffered(write func(io.Writer) error) io.ReadCloser {
 	return pr
 }
 
+// VolumeLook is what a restore finds of a replica's image volume before
+// it plans: whether it is empty, and whether the agent that empties it
+// again can run on the node. Finding it only reads, so it runs while the
+// backup verifies; it holds the helper the restore writes through,
+// created and never started, which changes nothing. Close it, unless
+// PlanImages took it.
+type VolumeLook struct {
+	Volume *imagevolume.Volume
+	Empty  bool
+	// AgentErr says why the agent cannot run (with a rollback only).
+	AgentErr error
+	writer   *imagevolume.Writer
+}
+
+// LookAtVolume looks at the image volume of replica through a helper that
+// mounts it (the one the restore will write through). rollBack says a
+// failed write would be put back: then the agent that empties the volume
+// (agentBinary, --agent-binary) must be able to run on the node.
+func LookAtVolume(ctx context.Context, api imagevolume.API, replica *dtr.Replica, agentBinary string, rollBack bool, prog *progress.Printer) (*VolumeLook, error) {
+	vol, err := imagevolume.Of(replica)
+	if err != nil {
+		return nil, err
+	}
+	vol.AgentBinary = agentBinary
+	w, err := vol.NewWriter(ctx, api)
+	if err != nil {
+		return nil, err
+	}
+	l := &VolumeLook{Volume: vol, writer: w}
+	if l.Empty, err = w.Empty(ctx); err != nil {
+		l.Close()
+		return nil, err
+	}
+	if l.Empty {
+		prog.Step("volume %s is empty", vol.Name)
+	} else {
+		prog.Step("volume %s holds files", vol.Name)
+	}
+	// Putting the volume back empties it first, which only the agent can
+	// do: make sure it can run there before anything changes.
+	if rollBack {
+		l.AgentErr = vol.CheckAgent(ctx, api, agentBinary)
+	}
+	return l, nil
+}
+
+// Close removes the helper, unless PlanImages took it. A nil look is
+// closed already.
+func (l *VolumeLook) Close() error {
+	if l == nil || l.writer == nil {
+		return nil
+	}
+	w := l.writer
+	l.writer = nil
+	return w.Close()
+}
+
 // PlanImages plans the restore of t, a verified image backup, into the
-// image volume of t.Replica: whether the volume is empty, where what it
-// holds is saved first (in safetyDir, or beside input; sealed with
-// t.SafetySeal), what is stopped, and whether the agent that puts it back
-// can run on the node. It changes nothing.
-func PlanImages(ctx context.Context, t *Images, safetyDir, input string) (*Images, error) {
+// image volume of t.Replica that look found: where what it holds is saved
+// first (in safetyDir, or beside input; sealed with t.SafetySeal), and
+// what is stopped. It changes nothing; the target takes look's helper:
+// Close the target (or, when PlanImages fails, look).
+func PlanImages(t *Images, look *VolumeLook, safetyDir, input string) (*Images, error) {
 	if !dtrversion.SameMajorMinor(t.Report.DTRVersion, t.Replica.Version) {
 		t.Progress.Warn("%s is a backup of DTR %s, replica %s runs DTR %s", t.Name, t.Report.DTRVersion, t.Replica.ID, t.Replica.Version)
 	}
-	vol, err := imagevolume.Of(t.Replica)
-	if err != nil {
-		return nil, err
-	}
-	vol.AgentBinary = t.AgentBinary
-	empty, err := vol.Empty(ctx, t.Docker)
-	if err != nil {
-		return nil, err
-	}
 	safety := ""
-	if !empty && !t.NoSafety {
+	if !look.Empty && !t.NoSafety {
 		if err := checkSeal(t.SafetySeal); err != nil {
 			return nil, err
 		}
 		safety = safetyPathFor(safetyDir, input, "images", t.Replica.ID, t.SafetySeal)
 	}
-	t.Volume = vol
-	NewImages(t, empty, safety)
-	// Putting the volume back empties it first, which only the agent can
-	// do: make sure it can run there before anything changes.
+	t.Volume = look.Volume
+	NewImages(t, look.Empty, safety)
 	if t.CanRollBack() {
-		t.AgentErr = vol.CheckAgent(ctx, t.Docker, t.AgentBinary)
+		t.AgentErr = look.AgentErr
 	}
+	t.writer, look.writer = look.writer, nil
 	return t, nil
 }

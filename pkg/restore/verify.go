@@ -103,6 +103,7 @@ func VerifyImages(open imagearchive.Source, size int64, name, chainDir string, d
 	if !rep.OK() {
 		return nil, nil, &InvalidError{Name: name, Images: rep}
 	}
+	prog.Step("%s verified: %s (%s), every file against its SHA-256", name, human.Plural(int(rep.Files), "file"), human.Bytes(rep.Bytes))
 	if !rep.Incremental() {
 		return rep, nil, nil
 	}
