@@ -49,15 +49,7 @@ func buildPlugin(t testing.TB) string {
 }
 
 func TestMain(m *testing.M) {
-	// A killed run leaves its cluster behind: sweep before and after.
-	if err := dtrfixture.Sweep(); err != nil {
-		fmt.Fprintln(os.Stderr, "sweeping the test engine:", err)
-	}
-	code := m.Run()
-	if err := dtrfixture.Teardown(); err != nil {
-		fmt.Fprintln(os.Stderr, "tearing down the test engine:", err)
-		code = max(code, 1)
-	}
+	code := dtrfixture.Main(m)
 	if pluginBin != "" {
 		os.RemoveAll(filepath.Dir(pluginBin))
 	}

@@ -81,18 +81,9 @@ func BenchmarkCompressedCreate(b *testing.B) {
 	var plainBytes, zstBytes int64
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		pair := func(a, c func(), da, dc *time.Duration) {
-			if i%2 == 1 {
-				*dc += timeIt(c)
-				*da += timeIt(a)
-				return
-			}
-			*da += timeIt(a)
-			*dc += timeIt(c)
-		}
-		pair(create(plain), create(zst), &createPlain, &createZst)
+		timePair(i, create(plain), create(zst), &createPlain, &createZst)
 		plainBytes, zstBytes = size(plain), size(zst)
-		pair(verify(plain), verify(zst), &verifyPlain, &verifyZst)
+		timePair(i, verify(plain), verify(zst), &verifyPlain, &verifyZst)
 		zstdD += timeIt(unzstd)
 	}
 	b.StopTimer()

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/internal/rethinkserver"
@@ -312,6 +313,21 @@ func sweep(ctx context.Context, cli *client.Client) error {
 		return fmt.Errorf("dtrfixture: sweep: %w", err)
 	}
 	return nil
+}
+
+// Main runs a test package's tests between a Sweep (a killed run leaves its
+// cluster behind) and a Teardown, and returns the exit code: call it from
+// TestMain, os.Exit(dtrfixture.Main(m)).
+func Main(m *testing.M) int {
+	if err := Sweep(); err != nil {
+		fmt.Fprintln(os.Stderr, "sweeping the test engine:", err)
+	}
+	code := m.Run()
+	if err := Teardown(); err != nil {
+		fmt.Fprintln(os.Stderr, "tearing down the test engine:", err)
+		code = max(code, 1)
+	}
+	return code
 }
 
 // Teardown runs Sweep, removes the fixture's images and leaves swarm mode if

@@ -2,7 +2,6 @@ package nodejournal_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -108,15 +107,4 @@ func TestJournalOnTheNode(t *testing.T) {
 	assert.ErrorContains(t, err, "docker rm "+name)
 }
 
-func TestMain(m *testing.M) {
-	// A killed run leaves its cluster behind: sweep before and after.
-	if err := dtrfixture.Sweep(); err != nil {
-		fmt.Fprintln(os.Stderr, "sweeping the test engine:", err)
-	}
-	code := m.Run()
-	if err := dtrfixture.Teardown(); err != nil {
-		fmt.Fprintln(os.Stderr, "tearing down the test engine:", err)
-		code = max(code, 1)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(dtrfixture.Main(m)) }
