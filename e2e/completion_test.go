@@ -51,10 +51,10 @@ func TestCompletionThroughDocker(t *testing.T) {
 	cfg := dockerConfig(t)
 
 	values, d := complete(t, cfg, nil, "backup", "verify", "")
-	assert.DeepEqual(t, values, []string{"tar", "gpg", "asc", "pgp"})
+	assert.DeepEqual(t, values, []string{"tar", "gpg", "asc", "pgp", "zst", "tzst"})
 	assert.Equal(t, d, cobra.ShellCompDirectiveFilterFileExt)
 	values, d = complete(t, cfg, nil, "backup", "restore", "--force", "")
-	assert.DeepEqual(t, values, []string{"tar", "gpg", "asc", "pgp"})
+	assert.DeepEqual(t, values, []string{"tar", "gpg", "asc", "pgp", "zst", "tzst"})
 	assert.Equal(t, d, cobra.ShellCompDirectiveFilterFileExt)
 	_, d = complete(t, cfg, nil, "backup", "verify", "x.tar", "")
 	assert.Equal(t, d, cobra.ShellCompDirectiveNoFileComp, "verify takes one FILE")

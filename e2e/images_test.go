@@ -500,6 +500,20 @@ func (run *restoreRun) wait(t *testing.T) result {
 func waitForWriter(t *testing.T, c *dtrfixture.Cluster, run *restoreRun, registry string) string {
 	t.Helper()
 	var id string
+	volume := registry // DTR names the container and its volume alike
+	// The volume's directory on the host, when the engine is local and
+	// this test may read it.
+	var dir string
+	if v, err := c.Client.VolumeInspect(context.Background(), volume); err == nil {
+		if _, err := os.ReadDir(v.Mountpoint); err == nil {
+			dir = v.Mountpoint
+		}
+	}
+	startedEmpty := false
+	if dir != "" {
+		names, _ := os.ReadDir(dir)
+		startedEmpty = len(names) == 0
+	}
 	poll.WaitOn(t, func(poll.LogT) poll.Result {
 		select {
 		case <-run.done:
@@ -507,10 +521,26 @@ func waitForWriter(t *testing.T, c *dtrfixture.Cluster, run *restoreRun, registr
 		default:
 		}
 		if id != "" {
-			// Found already: only the registry's stop is waited for, a
-			// request a poll.
+			// Found already: the registry's stop is waited for, then the
+			// first file in the volume (the helper exists from the verify
+			// on, and the stop ends a moment after the registry has
+			// stopped), read on the host where the engine is local.
 			if reg, err := c.Client.ContainerInspect(context.Background(), registry); err != nil || reg.State.Running {
 				return poll.Continue("%s still running; stderr: %s", registry, run.stderr)
+			}
+			// Without --quiet the plugin says it writes; with it, an
+			// emptied volume shows the first file.
+			if strings.Contains(run.stderr.String(), "writing ") {
+				return poll.Success()
+			}
+			if dir == "" || !startedEmpty {
+				if !strings.Contains(strings.Join(run.cmd.Args, " "), "--quiet") {
+					return poll.Continue("no writing line yet; stderr: %s", run.stderr)
+				}
+				return poll.Success() // nothing else to see: the stop will do
+			}
+			if names, _ := os.ReadDir(dir); len(names) == 0 {
+				return poll.Continue("volume %s still empty; stderr: %s", volume, run.stderr)
 			}
 			return poll.Success()
 		}

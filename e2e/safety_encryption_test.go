@@ -95,6 +95,8 @@ func TestEncryptedSafetyBackupThroughTheContext(t *testing.T) {
 	})
 
 	t.Run("images, public key", func(t *testing.T) {
+		// The metadata restores above started DTR's api again last.
+		c.WaitReady(t, rep.ID)
 		sealed := filepath.Join(dir, "backup-images.tar.gpg")
 		res := docker(t, cfg, nil, "dtr", "backup", "images", "-q", "--recipient-file", pub, "-o", sealed)
 		assert.Equal(t, res.code, 0, res.stderr)

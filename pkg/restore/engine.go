@@ -226,6 +226,11 @@ func finish(ctx context.Context, t Target, rec *journal.Record, o *Options, step
 	}()
 	if err != nil {
 		w := t.Words()
+		if ctx.Err() != nil {
+			// Interrupted while stopping: what broke off says only
+			// "context canceled". Exit 130 comes from the context.
+			return fmt.Errorf("restore of %s was interrupted before %s: interrupted", w.Name, w.BeforeChange)
+		}
 		return fmt.Errorf("restore of %s failed before %s: %w", w.Name, w.BeforeChange, err)
 	}
 	return step()

@@ -163,6 +163,22 @@ func TestRunStopFailed(t *testing.T) {
 	}
 }
 
+// Interrupted while stopping (the stops end, then the context's error):
+// nothing was written, what was stopped starts again, exit 130, and the
+// message says so rather than "context canceled".
+func TestRunInterruptedWhileStopping(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	f := &fake{stopErr: context.Canceled}
+	code, _, err := run(t, ctx, f, Options{Force: true})
+	if want := "restore of b.tar was interrupted before changing it: interrupted"; code != exitcode.Interrupted || err.Error() != want {
+		t.Fatalf("%d %q, want %q", code, err, want)
+	}
+	if got := calls(f); got != "refuse force=true terminal=false, stop, restart" {
+		t.Fatal(got)
+	}
+}
+
 // A failed apply is put back, before what was stopped starts again: exit 1.
 func TestRunRollsBack(t *testing.T) {
 	cause := errors.New("connection reset")
