@@ -169,9 +169,14 @@ func (h *helper) conn() io.ReadWriteCloser {
 func (h *helper) failure(ctx context.Context) string {
 	var parts []string
 	if st, err := h.api.ContainerInspect(ctx, h.id); err == nil && st.ContainerJSONBase != nil && st.State != nil {
-		if st.State.Error != "" {
-			parts = append(parts, st.State.Error)
-		} else if !st.State.Running && st.State.Status == "exited" {
+		switch {
+		case st.State.Status == "dead":
+			// The engine's removal of an exited helper failed (AutoRemove):
+			// its error is the storage driver's, not why the agent went.
+			parts = append(parts, fmt.Sprintf("it exited with code %d", st.State.ExitCode))
+		case st.State.Error != "":
+			parts = append(parts, st.State.Error) // it could not start
+		case !st.State.Running && st.State.Status == "exited":
 			parts = append(parts, fmt.Sprintf("it exited with code %d", st.State.ExitCode))
 		}
 	}
