@@ -2,17 +2,12 @@ package plugin
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
-
-	"github.com/docker-dtr/docker-dtr/internal/dtrgen"
-	"github.com/docker-dtr/docker-dtr/internal/rethinkserver"
 )
 
 // BenchmarkCompressedCreate measures what zstd costs and saves a metadata
@@ -34,20 +29,7 @@ import (
 // Every iteration runs each of a pair, alternating which goes first;
 // ns/op is a whole iteration.
 func BenchmarkCompressedCreate(b *testing.B) {
-	rows := 100_000
-	if v := os.Getenv("DTR_BENCH_ROWS"); v != "" {
-		var err error
-		if rows, err = strconv.Atoi(v); err != nil || rows < 100 {
-			b.Fatalf("DTR_BENCH_ROWS=%q: expected a number of rows, at least 100", v)
-		}
-	}
-	ctx := context.Background()
-	srv := rethinkserver.Start(b, rethinkserver.Options{TLS: true})
-	driver := srv.Connect(b)
-	if _, err := dtrgen.Generate(ctx, driver, dtrgen.Options{Rows: rows}); err != nil {
-		b.Fatal(err)
-	}
-	fx := fixture{dir: b.TempDir(), addr: srv.Addr, certs: srv.Certs, driver: driver}
+	fx, _ := benchServer(b)
 	plain, zst := filepath.Join(fx.dir, "backup-metadata.tar"), filepath.Join(fx.dir, "backup-metadata.tar.zst")
 	create := func(file string) func() {
 		return func() {

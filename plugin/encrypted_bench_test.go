@@ -3,6 +3,7 @@ package plugin
 import (
 	"bytes"
 	"context"
+	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
 	"io"
 	"os"
 	"os/exec"
@@ -37,19 +38,7 @@ func BenchmarkEncryptedRestoreVerify(b *testing.B) {
 	if err != nil {
 		b.Skip("no gpg: the verify's limit is gpg -d")
 	}
-	rows := 100_000
-	if v := os.Getenv("DTR_BENCH_ROWS"); v != "" {
-		if rows, err = strconv.Atoi(v); err != nil || rows < 100 {
-			b.Fatalf("DTR_BENCH_ROWS=%q: expected a number of rows, at least 100", v)
-		}
-	}
-	ctx := context.Background()
-	srv := rethinkserver.Start(b, rethinkserver.Options{TLS: true})
-	driver := srv.Connect(b)
-	if _, err := dtrgen.Generate(ctx, driver, dtrgen.Options{Rows: rows}); err != nil {
-		b.Fatal(err)
-	}
-	fx := fixture{dir: b.TempDir(), addr: srv.Addr, certs: srv.Certs, driver: driver}
+	fx, driver := benchServer(b)
 	pass, err := filepath.Abs(filepath.Join(cryptTestdata, "passphrase.txt"))
 	if err != nil {
 		b.Fatal(err)
@@ -102,6 +91,26 @@ func BenchmarkEncryptedRestoreVerify(b *testing.B) {
 	b.ReportMetric(verifySealed.Seconds()/n, "verify-enc-s")
 	b.ReportMetric(gpgD.Seconds()/n, "gpg-d-s")
 	b.ReportMetric(float64(st.Size())/1e6, "archive-MB")
+}
+
+// benchServer starts the real RethinkDB with DTR's TLS and fills it with
+// DTR_BENCH_ROWS generated rows (100,000 by default): the data of the
+// paired metadata benchmarks.
+func benchServer(b *testing.B) (fixture, *r.Session) {
+	b.Helper()
+	rows := 100_000
+	if v := os.Getenv("DTR_BENCH_ROWS"); v != "" {
+		var err error
+		if rows, err = strconv.Atoi(v); err != nil || rows < 100 {
+			b.Fatalf("DTR_BENCH_ROWS=%q: expected a number of rows, at least 100", v)
+		}
+	}
+	srv := rethinkserver.Start(b, rethinkserver.Options{TLS: true})
+	driver := srv.Connect(b)
+	if _, err := dtrgen.Generate(context.Background(), driver, dtrgen.Options{Rows: rows}); err != nil {
+		b.Fatal(err)
+	}
+	return fixture{dir: b.TempDir(), addr: srv.Addr, certs: srv.Certs, driver: driver}, driver
 }
 
 // timePair times a and c once each, adding to da and dc, and alternates
