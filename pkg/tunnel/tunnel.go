@@ -87,6 +87,17 @@ func Open(ctx context.Context, api API, opts Options) (t *Tunnel, err error) {
 		c, err := clientTLS(ctx, api, h.id, rep.CAVolume(), dtr.RethinkHost(rep.ID))
 		read <- certs{c, err}
 	}()
+	var c certs
+	readDone := false
+	defer func() {
+		// A failed Open removes the helper: never while an archive read
+		// of it is still under way. On fuse-overlayfs the engine's removal
+		// then fails ("directory not empty"), leaving a dead helper that
+		// holds DTR's dtr-ca volume. The read takes milliseconds.
+		if !readDone {
+			<-read
+		}
+	}()
 	if err := h.start(ctx); err != nil {
 		return t, err
 	}
@@ -97,7 +108,7 @@ func Open(ctx context.Context, api API, opts Options) (t *Tunnel, err error) {
 	if err := t.probe(ctx); err != nil {
 		return t, err
 	}
-	c := <-read
+	c, readDone = <-read, true
 	if t.TLS, err = c.tls, c.err; err != nil {
 		return t, err
 	}
