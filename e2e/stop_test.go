@@ -80,6 +80,12 @@ func TestRestoreStopsAtOnce(t *testing.T) {
 		assertRunning(t, c, name)
 	}
 	assert.Check(t, is.Equal(strings.Count(res.stderr, "SIGKILL"), len(slow)), res.stderr)
+	// The restore returned once the api reported healthy again (the
+	// fixture's checks it every second): a backup right after finds a
+	// healthy replica.
+	api, err := c.Client.ContainerInspect(context.Background(), "dtr-api-"+rep.ID)
+	assert.NilError(t, err)
+	assert.Check(t, api.State.Health != nil && api.State.Health.Status == "healthy", "the restore returned while dtr-api-%s was %+v", rep.ID, api.State.Health)
 
 	// Started rank by rank (pkg/dtr's order), RethinkDB never stopped.
 	ranks := [][]string{{"garant", "notary-signer", "registry", "scanningstore"}, {"api", "jobrunner", "notary-server"}, {"nginx"}}

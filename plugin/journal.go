@@ -239,6 +239,11 @@ func startRecorded(ctx context.Context, dockerCli command.Cli, cs []journal.Cont
 			start = append(start, dtr.Container{Name: c.Name, ID: c.ID})
 		}
 	}
-	errs = append(errs, dtr.Start(ctx, dockerCli.Client(), start, log))
+	if err := dtr.Start(ctx, dockerCli.Client(), start, log); err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	wctx, cancel := context.WithTimeout(ctx, dtr.HealthWait)
+	defer cancel()
+	errs = append(errs, dtr.WaitHealthy(wctx, dockerCli.Client(), start, log))
 	return errors.Join(errs...)
 }

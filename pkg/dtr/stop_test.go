@@ -32,10 +32,15 @@ type engine struct {
 	// are killed by their stop (exit code 137).
 	failStop, failStart, ignoresTerm map[string]bool
 	killed                           map[string]bool
+	// health, for the containers that have a health check, is what each
+	// inspect reports in turn, the last one from then on.
+	health  map[string][]string
+	inspect map[string]int // inspects per container
 }
 
 func newEngine(ids ...string) *engine {
-	e := &engine{running: map[string]bool{}, failStop: map[string]bool{}, failStart: map[string]bool{}, ignoresTerm: map[string]bool{}, killed: map[string]bool{}}
+	e := &engine{running: map[string]bool{}, failStop: map[string]bool{}, failStart: map[string]bool{}, ignoresTerm: map[string]bool{}, killed: map[string]bool{},
+		health: map[string][]string{}, inspect: map[string]int{}}
 	for _, id := range ids {
 		e.running[id] = true
 	}
@@ -85,10 +90,18 @@ func (e *engine) ContainerStart(ctx context.Context, id string, _ container.Star
 func (e *engine) ContainerInspect(ctx context.Context, id string) (container.InspectResponse, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	st := &container.State{Running: e.running[id]}
+	st := &container.State{Running: e.running[id], Status: "exited"}
+	if st.Running {
+		st.Status = "running"
+	}
 	if e.killed[id] {
 		st.ExitCode = 137
 	}
+	if hs := e.health[id]; len(hs) > 0 {
+		h := hs[min(e.inspect[id], len(hs)-1)]
+		st.Health = &container.Health{Status: h, Log: []*container.HealthcheckResult{{Output: h + " says the check\n"}}}
+	}
+	e.inspect[id]++
 	return container.InspectResponse{ContainerJSONBase: &container.ContainerJSONBase{ID: id, State: st}}, nil
 }
 
@@ -311,4 +324,58 @@ func TestStartGoesOn(t *testing.T) {
 	assert.Check(t, is.Len(e.started(), len(cs)))
 	assert.Check(t, is.Len(l.lines, len(cs)-1))
 	assert.Check(t, slices.Contains(l.lines, "started dtr-nginx-0123456789ab again"))
+}
+
+// restart returns once the api, which has a health check, reports
+// healthy: a restore that returned while it was starting left the next
+// backup to find no healthy replica.
+func TestRestartWaitsForHealth(t *testing.T) {
+	cs := dtrContainers()
+	e := newEngine(ids(cs)...)
+	e.health["api"] = []string{"healthy", "starting", "starting", "healthy"} // healthy before the stop
+	var l logger
+	restart, err := Stop(context.Background(), e, cs, l.log)
+	assert.NilError(t, err)
+	assert.NilError(t, restart())
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	assert.Check(t, e.inspect["api"] >= 4, "the api was asked %d times: restart did not wait for it to report healthy", e.inspect["api"])
+	assert.Check(t, slices.Contains(l.lines, "waiting for dtr-api-0123456789ab to report healthy"), "%v", l.lines)
+}
+
+// One that is still unhealthy when the wait ends is named with what its
+// check said; one that exited is named at once with its exit code.
+func TestWaitHealthyNamesTheUnhealthy(t *testing.T) {
+	cs := dtrContainers()
+	e := newEngine(ids(cs)...)
+	e.health["api"] = []string{"unhealthy"}
+	e.running["garant"] = false
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	var l logger
+	err := WaitHealthy(ctx, e, cs, l.log)
+	assert.Check(t, is.ErrorContains(err, "dtr-garant-0123456789ab exited (exit code 0) after it was started again: see docker logs dtr-garant-0123456789ab"))
+	assert.Check(t, is.ErrorContains(err, "dtr-api-0123456789ab has not reported healthy (unhealthy: unhealthy says the check): check it with docker dtr status, and docker logs dtr-api-0123456789ab"))
+	assert.Check(t, is.DeepEqual(l.lines, []string{"waiting for dtr-api-0123456789ab to report healthy"}))
+}
+
+// An interrupted restore starts what it stopped and goes: it does not
+// wait for health checks.
+func TestRestartInterruptedDoesNotWait(t *testing.T) {
+	cs := dtrContainers()
+	e := newEngine(ids(cs)...)
+	e.health["api"] = []string{"unhealthy"}
+	ctx, cancel := context.WithCancel(context.Background())
+	restart, err := Stop(ctx, e, cs, func(string, ...any) {})
+	assert.NilError(t, err)
+	cancel()
+	done := make(chan error, 1)
+	go func() { done <- restart() }()
+	select {
+	case err := <-done:
+		assert.NilError(t, err)
+	case <-time.After(10 * time.Second): // a hang, not a measure
+		t.Fatal("an interrupted restart waits for the api's health")
+	}
+	e.allRunning(t)
 }
