@@ -1089,7 +1089,7 @@ func mountTmpfs(t *testing.T, opts string) string {
 	return dir
 }
 
-func skipUnlessCI(t *testing.T, format string, args ...any) {
+func skipUnlessCI(t testing.TB, format string, args ...any) {
 	t.Helper()
 	if os.Getenv("CI") != "" {
 		t.Fatalf(format, args...)
@@ -1114,6 +1114,9 @@ type engineProxy struct {
 	dropped  atomic.Int64
 	dropOnce sync.Once
 
+	// upLink and downLink, when set (Throttle), make the proxy a slow link.
+	upLink, downLink *slowLink
+
 	mu       sync.Mutex
 	conns    map[*proxyConn]bool
 	accepted int
@@ -1126,7 +1129,7 @@ type proxyConn struct {
 	client, engine net.Conn
 }
 
-func newEngineProxy(t *testing.T) *engineProxy {
+func newEngineProxy(t testing.TB) *engineProxy {
 	t.Helper()
 	upstream := engineSocket(t)
 	// Short: a socket path has about 100 bytes.
@@ -1142,7 +1145,7 @@ func newEngineProxy(t *testing.T) *engineProxy {
 }
 
 // engineSocket is the engine's unix socket, from DOCKER_HOST or the default.
-func engineSocket(t *testing.T) string {
+func engineSocket(t testing.TB) string {
 	host := os.Getenv("DOCKER_HOST")
 	if host == "" {
 		return "/var/run/docker.sock"
@@ -1155,6 +1158,24 @@ func engineSocket(t *testing.T) string {
 }
 
 func (p *engineProxy) Host() string { return "unix://" + p.ln.Addr().String() }
+
+// Throttle makes the proxy a slow link for the connections made after:
+// rate bytes a second each way, every chunk delay late each way.
+func (p *engineProxy) Throttle(rate float64, delay time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.upLink, p.downLink = &slowLink{rate: rate, delay: delay}, &slowLink{rate: rate, delay: delay}
+}
+
+// writer is how the proxy writes one direction of a connection: w itself,
+// or through the slow link; flush delivers what the link still holds.
+func (p *engineProxy) writer(w io.Writer, link *slowLink) (io.Writer, func()) {
+	if link == nil {
+		return w, func() {}
+	}
+	pw := newPacedWriter(w, link)
+	return pw, sync.OnceFunc(pw.flush)
+}
 
 // DropAfter arms the drop: once n bytes came from the engine.
 func (p *engineProxy) DropAfter(n int64) { p.dropAt.Store(n) }
@@ -1232,20 +1253,26 @@ func (p *engineProxy) serve(pc *proxyConn) {
 		delete(p.conns, pc)
 		p.mu.Unlock()
 	}()
+	p.mu.Lock()
+	toEngine, flushUp := p.writer(pc.engine, p.upLink)
+	toClient, flushDown := p.writer(pc.client, p.downLink)
+	p.mu.Unlock()
 	up := make(chan struct{})
 	go func() { // plugin -> engine, noting the first request line
 		defer close(up)
+		defer flushUp()
 		buf := make([]byte, 32<<10)
 		for {
 			n, err := pc.client.Read(buf)
 			if n > 0 {
 				p.note(pc, ">", buf[:n])
-				if _, werr := pc.engine.Write(buf[:n]); werr != nil {
+				if _, werr := toEngine.Write(buf[:n]); werr != nil {
 					return
 				}
 				p.up.Add(int64(n))
 			}
 			if err != nil {
+				flushUp()
 				if uc, ok := pc.engine.(*net.UnixConn); ok {
 					uc.CloseWrite()
 				}
@@ -1258,7 +1285,7 @@ func (p *engineProxy) serve(pc *proxyConn) {
 		n, err := pc.engine.Read(buf)
 		if n > 0 {
 			p.note(pc, "<", buf[:n])
-			if _, werr := pc.client.Write(buf[:n]); werr != nil {
+			if _, werr := toClient.Write(buf[:n]); werr != nil {
 				break
 			}
 			if total := p.down.Add(int64(n)); p.dropAt.Load() > 0 && total >= p.dropAt.Load() {
@@ -1266,12 +1293,14 @@ func (p *engineProxy) serve(pc *proxyConn) {
 			}
 		}
 		if err != nil {
+			flushDown()
 			if uc, ok := pc.client.(*net.UnixConn); ok {
 				uc.CloseWrite()
 			}
 			break
 		}
 	}
+	flushDown()
 	<-up
 }
 
