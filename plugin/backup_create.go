@@ -12,7 +12,6 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/journal"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
-	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
 )
@@ -139,17 +138,8 @@ func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) e
 	if tgt.Replica != nil {
 		info.ReplicaID = tgt.Replica.ID
 	}
-	if err := tgt.Connect(ctx, opts.parallel); err != nil {
-		return backupError(ctx, opts.output, err)
-	}
-	backup := metadata.BackupOptions{Info: info, Exclude: excluded, Progress: prog, Parallel: opts.parallel}
-	var rows int64
-	if prog.Mode() != progress.Quiet {
-		rows = metadata.EstimateRows(ctx, tgt.Session(), backup)
-	}
-	prog.Phase("dumping tables", rows, 0)
-	m, err := metadata.Backup(ctx, tgt.Session(), out, backup)
-	err = tgt.Explain(err)
+	backup := metadata.BackupOptions{Info: info, Exclude: excluded, Parallel: opts.parallel}
+	m, err := tgt.Backup(ctx, out, backup)
 	if err != nil {
 		return backupError(ctx, opts.output, err)
 	}
