@@ -32,6 +32,9 @@ type API = client.APIClient
 type job struct {
 	kind, prefix, role string
 	args               []string
+	// tmp mounts a tmpfs at /tmp: the image may have none, and the dump's
+	// archive writer spools its checksums there.
+	tmp bool
 }
 
 // relayJob is the tunnel's: relay streams to the replica's RethinkDB.
@@ -130,11 +133,14 @@ func helperConfig(rep *dtr.Replica, imageID string, img *dockerspec.DockerOCIIma
 		AutoRemove:  true,
 		Mounts:      []mount.Mount{{Type: mount.TypeVolume, Source: rep.CAVolume(), Target: "/ca", ReadOnly: true}},
 	}
+	if j.tmp {
+		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeTmpfs, Target: "/tmp"})
+	}
 	// The image's own volumes (RethinkDB's /data) become tmpfs, so no
 	// anonymous volume is made on the node.
 	if img != nil {
 		for _, dir := range slices.Sorted(maps.Keys(img.Volumes)) {
-			if dir != "/ca" {
+			if dir != "/ca" && !(j.tmp && dir == "/tmp") {
 				host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeTmpfs, Target: dir})
 			}
 		}

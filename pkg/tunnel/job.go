@@ -25,6 +25,8 @@ type JobOptions struct {
 	// Args follow "agent": never a secret (a container's arguments are
 	// anyone's to inspect).
 	Args []string
+	// Tmp gives the agent a tmpfs at /tmp.
+	Tmp bool
 }
 
 // Job is a started helper whose agent talks to the plugin over its
@@ -45,7 +47,7 @@ func StartJob(ctx context.Context, api API, o JobOptions) (*Job, error) {
 	removeStale(ctx, api, log)
 	sctx, cancel := context.WithTimeout(ctx, openTimeout)
 	defer cancel()
-	h, err := createHelper(sctx, api, o.Replica, o.AgentBinary, job{kind: o.Kind, prefix: o.Prefix, role: o.Role, args: o.Args})
+	h, err := createHelper(sctx, api, o.Replica, o.AgentBinary, job{kind: o.Kind, prefix: o.Prefix, role: o.Role, args: o.Args, tmp: o.Tmp})
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +87,7 @@ func (j *Job) Close() error {
 // DumpJob is the job of 'agent --dump': dump the replica's RethinkDB next
 // to it (pkg/remotedump).
 func DumpJob(rep *dtr.Replica) JobOptions {
-	return JobOptions{Replica: rep, Kind: helpercontainer.KindDump, Prefix: "docker-dtr-dump-", Role: "dump helper",
+	return JobOptions{Replica: rep, Kind: helpercontainer.KindDump, Prefix: "docker-dtr-dump-", Role: "dump helper", Tmp: true,
 		Args: []string{"--dump", fmt.Sprintf("%s:%d", dtr.RethinkHost(rep.ID), dtr.RethinkPort)}}
 }
 
