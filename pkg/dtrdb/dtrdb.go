@@ -237,6 +237,11 @@ func (t *Target) Backup(ctx context.Context, w io.Writer, o metadata.BackupOptio
 	if err == nil && !phase {
 		t.prog.Phase("dumping tables", 0, 0) // an agent that sent no estimate
 	}
+	// The agent's own errors are RethinkDB's, which may be a bare EOF.
+	var ae *remotedump.AgentError
+	if errors.As(err, &ae) {
+		err = t.Explain(err)
+	}
 	return m, err
 }
 

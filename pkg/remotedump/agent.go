@@ -35,7 +35,7 @@ func Dial(addr, caRoot string) Connector {
 		if err != nil {
 			return nil, err
 		}
-		return rethink.Connect(ctx, rethink.Options{Addr: addr, TLS: tls, User: "admin", Connections: connections, Via: "the dump helper"})
+		return rethink.Connect(ctx, rethink.Options{Addr: addr, TLS: tls, User: "admin", Connections: connections, Via: "dtr-ol (" + addr + ")"})
 	}
 }
 

@@ -232,6 +232,8 @@ func TestReceive(t *testing.T) {
 	// The agent's error wins over its truncated stream.
 	_, lost, err = Receive(bytes.NewReader(frames(t, data[:100], 0, 0, &Result{Error: "rethinkdb: EOF"})), io.Discard, Hooks{})
 	assert.Assert(t, !lost)
+	var ae *AgentError
+	assert.Assert(t, errors.As(err, &ae), "%T", err)
 	assert.Error(t, err, "rethinkdb: EOF")
 	// Not this protocol.
 	_, _, err = Receive(strings.NewReader("HTTP/1.1 500\r\n"), io.Discard, Hooks{})

@@ -73,9 +73,13 @@ func Run(ctx context.Context, api tunnel.API, o Options, req Request, w io.Write
 	}()
 
 	m, lost, err := Receive(job.Stdout(), w, hooks)
+	var ae *AgentError
 	switch {
 	case err == nil:
 		return m, nil
+	case errors.As(err, &ae):
+		ae.Msg = fmt.Sprintf("the dump helper %s on node %s: %s", job.Helper, job.Node, ae.Msg)
+		return nil, ae
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
 	case lost:
@@ -125,7 +129,7 @@ func Receive(r io.Reader, w io.Writer, hooks Hooks) (m *archive.Manifest, lost b
 		return nil, true, cerr
 	}
 	if res.Error != "" {
-		return nil, false, errors.New(res.Error)
+		return nil, false, &AgentError{Msg: res.Error}
 	}
 	if cerr != nil {
 		return nil, false, fmt.Errorf("the dump helper's stream: %w", cerr)
@@ -135,6 +139,12 @@ func Receive(r io.Reader, w io.Writer, hooks Hooks) (m *archive.Manifest, lost b
 	}
 	return res.Manifest, false, nil
 }
+
+// AgentError is a dump that failed in the agent, as its result says (a
+// RethinkDB error, say), not a lost agent.
+type AgentError struct{ Msg string }
+
+func (e *AgentError) Error() string { return e.Msg }
 
 // errWriter keeps w's error apart from the reader's.
 type errWriter struct {
