@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/docker-dtr/docker-dtr/pkg/agentbin"
@@ -224,17 +225,17 @@ func (t *Target) Backup(ctx context.Context, w io.Writer, o metadata.BackupOptio
 		return m, t.Explain(err)
 	}
 	req := remotedump.Request{Info: o.Info, Exclude: o.Exclude, Parallel: o.Parallel, Estimate: estimate}
-	phase := false
+	var phase atomic.Bool // set on the decoder's goroutine
 	hooks := remotedump.Hooks{Progress: t.prog, Total: func(rows int64) {
-		phase = true
+		phase.Store(true)
 		t.prog.Phase("dumping tables", rows, 0)
 	}}
 	if !estimate {
-		phase = true
+		phase.Store(true)
 		t.prog.Phase("dumping tables", 0, 0)
 	}
 	m, err := remotedump.Run(ctx, t.docker.Client(), remotedump.Options{Replica: t.Replica, AgentBinary: t.opts.AgentBinary, Log: t.prog.Step}, req, w, hooks)
-	if err == nil && !phase {
+	if err == nil && !phase.Load() {
 		t.prog.Phase("dumping tables", 0, 0) // an agent that sent no estimate
 	}
 	// The agent's own errors are RethinkDB's, which may be a bare EOF.
