@@ -65,7 +65,7 @@ func BenchmarkHelperStart(b *testing.B) {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			all.WriteString(sc.Text() + "\n")
-			if connected == 0 && strings.Contains(sc.Text(), "connected to rethinkdb of replica") {
+			if connected == 0 && strings.Contains(sc.Text(), "connected to rethinkdb ") {
 				connected = time.Since(began)
 			}
 		}

@@ -356,7 +356,7 @@ func TestTunnelHelper(t *testing.T) {
 		assert.NilError(t, err, string(out))
 		res := docker(t, cfg, nil, "dtr", "backup", "create", "-q", "--agent-binary", agent, "-o", filepath.Join(dir, "b.tar"))
 		assert.Equal(t, res.code, 1)
-		assert.Assert(t, is.Regexp(`^backup failed, \S+ was not written: the tunnel helper on node \S+ did not run: it exited with code 3: agent: boom\n$`, res.stderr))
+		assert.Assert(t, is.Regexp(`^backup failed, \S+ was not written: the dump helper \S+ on node \S+ exited before it was done: it exited with code 3: agent: boom\n$`, res.stderr))
 		assertNoHelpers(t, c)
 	})
 
@@ -439,7 +439,7 @@ func TestTunnelHelper(t *testing.T) {
 	})
 }
 
-var helperName = regexp.MustCompile(`started tunnel helper (\S+) on node`)
+var helperName = regexp.MustCompile(`started (?:tunnel|dump) helper (\S+) on node`)
 
 // syncBuffer is a buffer a running command writes while the test reads.
 type syncBuffer struct {

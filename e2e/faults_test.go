@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand"
 	"net"
 	"net/url"
 	"os"
@@ -118,16 +120,35 @@ func imagesRig(t *testing.T) *faultRig {
 // addEvents inserts n events rows, about 300 bytes each, into dtr2.events.
 func addEvents(t testing.TB, driver *r.Session, n int) {
 	t.Helper()
+	payload := seeded{rand.New(rand.NewSource(int64(n)))}
 	const batch = 5000
 	for i := 0; i < n; i += batch {
 		docs := make([]any, 0, batch)
 		for j := i; j < min(i+batch, n); j++ {
-			docs = append(docs, map[string]any{"id": fmt.Sprintf("fault-%06d", j), "type": "TAG_PUSH", "payload": strings.Repeat("p", 300)})
+			// Hex of a seeded random: a dump helper compresses what it
+			// sends, and a run of one letter would cross the engine in a
+			// few kilobytes, too fast to be cut in the middle.
+			docs = append(docs, map[string]any{"id": fmt.Sprintf("fault-%06d", j), "type": "TAG_PUSH", "payload": hex.EncodeToString(payload.bytes(150))})
 		}
 		res, err := r.DB("dtr2").Table("events").Insert(docs).RunWrite(driver)
 		assert.NilError(t, err)
 		assert.Equal(t, res.Errors, 0, res.FirstError)
 	}
+}
+
+// seeded gives the same bytes on every run.
+type seeded struct{ r *rand.Rand }
+
+func (s seeded) bytes(n int) []byte {
+	b := make([]byte, n)
+	s.r.Read(b)
+	return b
+}
+
+// leased says a helper kind's agent runs for the whole command (it is
+// looked for once running); an image helper may be only created.
+func leased(kind string) bool {
+	return kind == helpercontainer.KindTunnel || kind == helpercontainer.KindDump
 }
 
 func TestFaultBackupCreate(t *testing.T) {
@@ -136,15 +157,22 @@ func TestFaultBackupCreate(t *testing.T) {
 	rig.outputDirScenarios(t)
 	rig.signalScenarios(t)
 
-	t.Run("tunnel helper killed", func(t *testing.T) {
-		rig.killDuringBackup(t, func(t *testing.T, b *pluginRun) {
-			h := rig.liveHelper(t, helpercontainer.KindTunnel)
+	// The dump runs in the helper: killed, it is named, with its exit.
+	t.Run("dump helper killed", func(t *testing.T) {
+		var name string
+		res := rig.killDuringBackupResult(t, func(t *testing.T, b *pluginRun) {
+			h := rig.liveHelper(t, helpercontainer.KindDump)
+			name = helperNameOf(h)
 			assert.NilError(t, rig.c.Client.ContainerKill(context.Background(), h.ID, "KILL"))
-		}, "tunnel helper")
+		})
+		rig.assertFailed(t, res, "the dump helper "+name+" on node ", "exited before it was done: it exited with code 137 (killed)")
+		rig.assertUnchanged(t)
+		assertNoHelpers(t, rig.c)
 	})
 
 	t.Run("engine connection dropped", func(t *testing.T) {
 		rig.engineConnectionDropped(t)
+		assertNoHelpers(t, rig.c)
 	})
 
 	// Last: it kills RethinkDB and starts it again (its data is in its
@@ -584,8 +612,11 @@ func (rig *faultRig) secretsAndModes(t *testing.T) {
 	t.Run("secrets and file modes", func(t *testing.T) {
 		dir := t.TempDir()
 		kind := helpercontainer.KindTunnel
-		if rig.command[1] == "images" {
+		switch rig.command[1] {
+		case "images":
 			kind = helpercontainer.KindImages
+		case "create":
+			kind = helpercontainer.KindDump
 		}
 		b := rig.startBackup(t, dir, runOptions{})
 		// The output is opened first, then the helper made; an image
@@ -598,7 +629,7 @@ func (rig *faultRig) secretsAndModes(t *testing.T) {
 			default:
 			}
 			for _, c := range helperContainers(t, rig.c) {
-				if c.Labels[helpercontainer.LabelKind] != kind || (kind == helpercontainer.KindTunnel && c.State != "running") {
+				if c.Labels[helpercontainer.LabelKind] != kind || (leased(kind) && c.State != "running") {
 					continue
 				}
 				// Listed a moment before it can be inspected, while the
@@ -941,7 +972,7 @@ func (rig *faultRig) liveHelper(t *testing.T, kind string) container.Summary {
 	t.Helper()
 	var found []container.Summary
 	for _, h := range helperContainers(t, rig.c) {
-		if h.Labels[helpercontainer.LabelKind] == kind && (kind != helpercontainer.KindTunnel || h.State == "running") {
+		if h.Labels[helpercontainer.LabelKind] == kind && (!leased(kind) || h.State == "running") {
 			found = append(found, h)
 		}
 	}

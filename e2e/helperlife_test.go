@@ -40,7 +40,7 @@ const helperGone = tunnel.IdleTimeout + 20*time.Second
 
 func TestHelperLifeBackupCreate(t *testing.T) {
 	rig := metadataRig(t)
-	helperLife(t, rig, helpercontainer.KindTunnel)
+	helperLife(t, rig, helpercontainer.KindDump)
 }
 
 func TestHelperLifeBackupImages(t *testing.T) {
@@ -132,8 +132,8 @@ func helperLife(t *testing.T, rig *faultRig, kind string) {
 		nextTook := time.Since(killed)
 		assert.Assert(t, nextTook < tunnel.IdleTimeout,
 			"the next run took %s: past the idle bound, the dead run's helper could have gone by itself", nextTook)
-		if kind == helpercontainer.KindTunnel {
-			assert.Check(t, is.Contains(next.stderr, "removed the tunnel helper "+helperNameOf(deadHelper)))
+		if leased(kind) {
+			assert.Check(t, is.Contains(next.stderr, "removed the "+kind+" helper "+helperNameOf(deadHelper)))
 			assert.Check(t, is.Contains(next.stderr, "is no longer alive"))
 		}
 		state, ok := helperState(t, rig.c, deadHelper.ID)

@@ -161,7 +161,7 @@ func setCPUs(b *testing.B, c *dtrfixture.Cluster, name, cpus string) {
 	assert.NilError(b, err, "pinning %s to cores %s", name, cpus)
 }
 
-// pinHelpers pins every tunnel helper the plugin creates from now until the
+// pinHelpers pins every tunnel and dump helper the plugin creates from now until the
 // benchmark ends to cpus, as it is created (before the plugin starts it, as
 // a rule): the helper runs on the DTR node, beside the server. It returns
 // how many it pinned.
@@ -170,7 +170,7 @@ func pinHelpers(b *testing.B, c *dtrfixture.Cluster, cpus string) *atomic.Int64 
 	msgs, errs := c.Client.Events(ctx, events.ListOptions{Filters: filters.NewArgs(
 		filters.Arg("type", string(events.ContainerEventType)),
 		filters.Arg("event", string(events.ActionCreate)),
-		filters.Arg("label", helpercontainer.LabelKind+"="+helpercontainer.KindTunnel),
+		filters.Arg("label", helpercontainer.LabelKind),
 	)})
 	var pinned atomic.Int64
 	done := make(chan struct{})
@@ -179,6 +179,9 @@ func pinHelpers(b *testing.B, c *dtrfixture.Cluster, cpus string) *atomic.Int64 
 		for {
 			select {
 			case m := <-msgs:
+				if !leased(m.Actor.Attributes[helpercontainer.LabelKind]) {
+					continue // only the tunnel and dump helpers
+				}
 				_, err := c.Client.ContainerUpdate(ctx, m.Actor.ID, container.UpdateConfig{Resources: container.Resources{CpusetCpus: cpus}})
 				if err == nil {
 					pinned.Add(1)

@@ -12,7 +12,6 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/journal"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
-	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
 )
@@ -41,8 +40,9 @@ func newCreateCmd(dockerCli command.Cli) *cobra.Command {
 By default the DTR is the one behind the active Docker context (a UCP client
 bundle, 'docker context use', or 'docker --context NAME'): the backup comes
 from the healthy replica with the lowest id, or the one --replica-id names,
-through a short-lived helper container on that replica's node. No UCP
-password, ssh or published port is needed. --rethinkdb-addr and its TLS
+by a short-lived helper container on that replica's node, which dumps
+the database there and sends the archive compressed: DTR's client key
+stays on the node. No UCP password, ssh or published port is needed. --rethinkdb-addr and its TLS
 flags reach a RethinkDB directly instead.
 
 ` + outputHelp + `
@@ -139,17 +139,8 @@ func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) e
 	if tgt.Replica != nil {
 		info.ReplicaID = tgt.Replica.ID
 	}
-	if err := tgt.Connect(ctx, opts.parallel); err != nil {
-		return backupError(ctx, opts.output, err)
-	}
-	backup := metadata.BackupOptions{Info: info, Exclude: excluded, Progress: prog, Parallel: opts.parallel}
-	var rows int64
-	if prog.Mode() != progress.Quiet {
-		rows = metadata.EstimateRows(ctx, tgt.Session(), backup)
-	}
-	prog.Phase("dumping tables", rows, 0)
-	m, err := metadata.Backup(ctx, tgt.Session(), out, backup)
-	err = tgt.Explain(err)
+	backup := metadata.BackupOptions{Info: info, Exclude: excluded, Parallel: opts.parallel}
+	m, err := tgt.Backup(ctx, out, backup)
 	if err != nil {
 		return backupError(ctx, opts.output, err)
 	}

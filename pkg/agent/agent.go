@@ -1,7 +1,8 @@
 // Package agent is what the plugin's binary does when it runs as the agent
 // inside a helper container (the hidden 'docker dtr agent' command): relay
 // the tunnel's streams to RethinkDB (pkg/tunnel's ServeStdio), measure an
-// image volume (DU), send the parts of it an incremental backup lacks
+// image volume (DU), dump the replica's RethinkDB as 'backup create' does
+// (Dump, pkg/remotedump), send the parts of it an incremental backup lacks
 // (Send), or empty it (Wipe), or only hold a lease on its
 // plugin's connection (Lease). pkg/agentbin ships the binary into the
 // helper.
@@ -20,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/docker-dtr/docker-dtr/pkg/remotedump"
 	"github.com/docker-dtr/docker-dtr/pkg/tunnel"
 )
 
@@ -28,6 +30,12 @@ type Options struct {
 	// Connect relays the streams multiplexed on stdin and stdout to this
 	// address.
 	Connect string
+	// Dump dumps the RethinkDB at this address (the replica's, on dtr-ol)
+	// with DTR's client certificate from /ca, and sends the archive on
+	// stdout (pkg/remotedump).
+	Dump string
+	// CARoot replaces /ca, for tests.
+	CARoot string
 	// Wipe empties this directory, which must be WipeOnly.
 	Wipe string
 	// DU prints what this directory holds, as one line of JSON.
@@ -50,7 +58,7 @@ type Options struct {
 // Run does the one job o gives.
 func Run(o Options, stdin io.ReadCloser, stdout io.WriteCloser, stderr io.Writer) error {
 	n := 0
-	for _, set := range []string{o.Connect, o.Wipe, o.DU, o.Send} {
+	for _, set := range []string{o.Connect, o.Dump, o.Wipe, o.DU, o.Send} {
 		if set != "" {
 			n++
 		}
@@ -64,11 +72,16 @@ func Run(o Options, stdin io.ReadCloser, stdout io.WriteCloser, stderr io.Writer
 	}
 	switch {
 	case n != 1:
-		return errors.New("agent: give exactly one of --connect, --wipe, --du, --send and --lease")
+		return errors.New("agent: give exactly one of --connect, --dump, --wipe, --du, --send and --lease")
 	case o.Lease:
 		why := tunnel.Hold(stdin, idle)
 		if strings.HasPrefix(why, "no word") {
 			return fmt.Errorf("agent: %s: taking it for gone", why)
+		}
+		return nil
+	case o.Dump != "":
+		if err := remotedump.Serve(remotedump.Dial(o.Dump, o.CARoot), stdin, stdout, idle); err != nil {
+			return fmt.Errorf("agent: --dump %s: %w", o.Dump, err)
 		}
 		return nil
 	case o.Wipe != "":

@@ -12,12 +12,16 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/docker-dtr/docker-dtr/pkg/agentbin"
+	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/dtrversion"
+	"github.com/docker-dtr/docker-dtr/pkg/metadata"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
+	"github.com/docker-dtr/docker-dtr/pkg/remotedump"
 	"github.com/docker-dtr/docker-dtr/pkg/rethink"
 	"github.com/docker-dtr/docker-dtr/pkg/tunnel"
 	"github.com/docker/cli/cli/context/docker"
@@ -198,6 +202,48 @@ func connectionClosed(err error) bool {
 		}
 	}
 	return false
+}
+
+// Backup dumps the target's metadata into w as metadata.Backup does (o's
+// Progress is ignored: the target's printer hears it) and returns the
+// manifest. Through the Docker context the dump runs next to the database,
+// in a helper on the replica's node (pkg/remotedump), and only the
+// compressed archive crosses the Docker API; directly, it runs here.
+func (t *Target) Backup(ctx context.Context, w io.Writer, o metadata.BackupOptions) (*archive.Manifest, error) {
+	o.Progress = t.prog
+	estimate := t.prog.Mode() != progress.Quiet
+	if t.Replica == nil {
+		if err := t.Connect(ctx, o.Parallel); err != nil {
+			return nil, err
+		}
+		var rows int64
+		if estimate {
+			rows = metadata.EstimateRows(ctx, t.sess, o)
+		}
+		t.prog.Phase("dumping tables", rows, 0)
+		m, err := metadata.Backup(ctx, t.sess, w, o)
+		return m, t.Explain(err)
+	}
+	req := remotedump.Request{Info: o.Info, Exclude: o.Exclude, Parallel: o.Parallel, Estimate: estimate}
+	var phase atomic.Bool // set on the decoder's goroutine
+	hooks := remotedump.Hooks{Progress: t.prog, Total: func(rows int64) {
+		phase.Store(true)
+		t.prog.Phase("dumping tables", rows, 0)
+	}}
+	if !estimate {
+		phase.Store(true)
+		t.prog.Phase("dumping tables", 0, 0)
+	}
+	m, err := remotedump.Run(ctx, t.docker.Client(), remotedump.Options{Replica: t.Replica, AgentBinary: t.opts.AgentBinary, Log: t.prog.Step}, req, w, hooks)
+	if err == nil && !phase.Load() {
+		t.prog.Phase("dumping tables", 0, 0) // an agent that sent no estimate
+	}
+	// The agent's own errors are RethinkDB's, which may be a bare EOF.
+	var ae *remotedump.AgentError
+	if errors.As(err, &ae) {
+		err = t.Explain(err)
+	}
+	return m, err
 }
 
 // DTRVersion is the target's DTR version: the replica's, or flag's

@@ -32,6 +32,7 @@ const (
 	LabelLease = "com.docker-dtr.lease"
 
 	KindTunnel = "tunnel" // runs the agent, relays to RethinkDB
+	KindDump   = "dump"   // runs the agent, dumps RethinkDB next to it (backup create)
 	KindImages = "images" // mounts an image volume: read and written through the archive API
 	// KindAgentFill fills a node's agent cache volume (pkg/agentbin); never
 	// started. Its name is the fill's lock, so its replica label is the node.
@@ -68,6 +69,7 @@ const setupBound = 5 * time.Minute
 // its copy runs, which for a large registry is hours.
 var staleAfter = map[string]time.Duration{
 	KindTunnel:    setupBound,
+	KindDump:      setupBound,
 	KindImages:    48 * time.Hour,
 	KindAgentFill: setupBound,
 }

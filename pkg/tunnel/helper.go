@@ -26,6 +26,23 @@ const namePrefix = "docker-dtr-tunnel-"
 // API is the Docker client; through UCP, these calls reach the replica's node.
 type API = client.APIClient
 
+// job is what a helper's agent does: its kind (the helper's label), its
+// name's prefix, its role in messages, and the agent's arguments after
+// "agent".
+type job struct {
+	kind, prefix, role string
+	args               []string
+	// tmp mounts a tmpfs at /tmp: the image may have none, and the dump's
+	// archive writer spools its checksums there.
+	tmp bool
+}
+
+// relayJob is the tunnel's: relay streams to the replica's RethinkDB.
+func relayJob(rep *dtr.Replica) job {
+	return job{kind: helpercontainer.KindTunnel, prefix: namePrefix, role: "tunnel helper",
+		args: []string{"--connect", fmt.Sprintf("%s:%d", dtr.RethinkHost(rep.ID), dtr.RethinkPort)}}
+}
+
 // helper is one helper container and its attach connection.
 type helper struct {
 	api     API
@@ -33,6 +50,7 @@ type helper struct {
 	name    string
 	node    string
 	replica string
+	role    string // "tunnel helper", in messages
 	// agent says where its agent came from (the node's cache, or copied).
 	agent agentbin.Source
 
@@ -43,8 +61,11 @@ type helper struct {
 	// exited is closed once the agent exits, with its status in code:
 	// the container removes itself then, so it cannot be inspected
 	// afterwards.
-	exited      chan struct{}
-	code        int64
+	exited chan struct{}
+	code   int64
+	// waitLost is closed when the wait for the exit failed: the engine's
+	// connection went (or the wait was stopped).
+	waitLost    chan struct{}
 	stopWaiting context.CancelFunc
 }
 
@@ -54,7 +75,7 @@ const removeTimeout = 30 * time.Second
 // createHelper creates (but does not start) the helper container on the
 // replica's node, from the image of its RethinkDB container, with the agent
 // as its entrypoint: from the node's agent cache, or copied in.
-func createHelper(ctx context.Context, api API, rep *dtr.Replica, binary string) (*helper, error) {
+func createHelper(ctx context.Context, api API, rep *dtr.Replica, binary string, j job) (*helper, error) {
 	rdb := rep.Container("rethinkdb")
 	if rdb == nil {
 		return nil, fmt.Errorf("replica %s has no dtr-rethinkdb-%s container", rep.ID, rep.ID)
@@ -64,7 +85,7 @@ func createHelper(ctx context.Context, api API, rep *dtr.Replica, binary string)
 		return nil, fmt.Errorf("inspecting the image of %s: %w", rdb.Name, err)
 	}
 	if img.Os != "" && img.Os != "linux" {
-		return nil, fmt.Errorf("node %s runs %s containers: the tunnel needs linux", rep.Node, img.Os)
+		return nil, fmt.Errorf("node %s runs %s containers: the %s needs linux", rep.Node, img.Os, j.role)
 	}
 	path, explicit, err := agentbin.Find(binary)
 	if err != nil {
@@ -74,13 +95,13 @@ func createHelper(ctx context.Context, api API, rep *dtr.Replica, binary string)
 		return nil, err
 	}
 
-	cfg, host := helperConfig(rep, rdb.ImageID, img.Config)
-	name := namePrefix + rep.ID + "-" + randomSuffix()
+	cfg, host := helperConfig(rep, rdb.ImageID, img.Config, j)
+	name := j.prefix + rep.ID + "-" + randomSuffix()
 	id, src, err := agentbin.Create(ctx, api, agentbin.Helper{Name: name, Config: cfg, Host: host, Binary: path, Arch: img.Architecture, Node: rep.Node})
 	if err != nil {
-		return nil, fmt.Errorf("creating the tunnel helper on node %s: %w", rep.Node, err)
+		return nil, fmt.Errorf("creating the %s on node %s: %w", j.role, rep.Node, err)
 	}
-	return &helper{api: api, id: id, name: name, node: rep.Node, replica: rep.ID, stderr: &agentbin.Tail{}, agent: src}, nil
+	return &helper{api: api, id: id, name: name, node: rep.Node, replica: rep.ID, role: j.role, stderr: &agentbin.Tail{}, agent: src}, nil
 }
 
 // helperConfig is the helper container: the replica's RethinkDB image with
@@ -88,18 +109,18 @@ func createHelper(ctx context.Context, api API, rep *dtr.Replica, binary string)
 // health check, and pinned to the replica's node the way UCP understands.
 // The agent exits once the plugin is gone (its attach stream ends, or stays
 // silent for IdleTimeout), and the container removes itself then.
-func helperConfig(rep *dtr.Replica, imageID string, img *dockerspec.DockerOCIImageConfig) (*container.Config, *container.HostConfig) {
+func helperConfig(rep *dtr.Replica, imageID string, img *dockerspec.DockerOCIImageConfig, j job) (*container.Config, *container.HostConfig) {
 	cfg := &container.Config{
 		Image:        imageID,
 		Entrypoint:   []string{agentbin.Path},
-		Cmd:          []string{"agent", "--connect", fmt.Sprintf("%s:%d", dtr.RethinkHost(rep.ID), dtr.RethinkPort)},
+		Cmd:          append([]string{"agent"}, j.args...),
 		WorkingDir:   "/",
 		OpenStdin:    true,
 		StdinOnce:    true, // the agent sees EOF, and exits, when we go away
 		AttachStdin:  true,
 		AttachStdout: true,
 		AttachStderr: true,
-		Labels:       helpercontainer.LeaseLabels(helpercontainer.KindTunnel, rep.ID),
+		Labels:       helpercontainer.LeaseLabels(j.kind, rep.ID),
 		Healthcheck:  &container.HealthConfig{Test: []string{"NONE"}},
 	}
 	if rep.NodeFromName {
@@ -112,11 +133,14 @@ func helperConfig(rep *dtr.Replica, imageID string, img *dockerspec.DockerOCIIma
 		AutoRemove:  true,
 		Mounts:      []mount.Mount{{Type: mount.TypeVolume, Source: rep.CAVolume(), Target: "/ca", ReadOnly: true}},
 	}
+	if j.tmp {
+		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeTmpfs, Target: "/tmp"})
+	}
 	// The image's own volumes (RethinkDB's /data) become tmpfs, so no
 	// anonymous volume is made on the node.
 	if img != nil {
 		for _, dir := range slices.Sorted(maps.Keys(img.Volumes)) {
-			if dir != "/ca" {
+			if dir != "/ca" && !(j.tmp && dir == "/tmp") {
 				host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeTmpfs, Target: dir})
 			}
 		}
@@ -134,7 +158,7 @@ func randomSuffix() string {
 func (h *helper) start(ctx context.Context) error {
 	hj, err := h.api.ContainerAttach(ctx, h.id, container.AttachOptions{Stream: true, Stdin: true, Stdout: true, Stderr: true})
 	if err != nil {
-		return fmt.Errorf("attaching to the tunnel helper: %w", err)
+		return fmt.Errorf("attaching to the %s: %w", h.role, err)
 	}
 	h.hijack = hj
 	h.stdout = &demux{r: hj.Reader, errw: h.stderr}
@@ -142,6 +166,7 @@ func (h *helper) start(ctx context.Context) error {
 	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	h.stopWaiting = stop
 	h.exited = make(chan struct{})
+	h.waitLost = make(chan struct{})
 	waitC, errC := h.api.ContainerWait(wctx, h.id, container.WaitConditionNextExit)
 	go func() {
 		select {
@@ -149,10 +174,11 @@ func (h *helper) start(ctx context.Context) error {
 			h.code = w.StatusCode
 			close(h.exited)
 		case <-errC:
+			close(h.waitLost)
 		}
 	}()
 	if err := h.api.ContainerStart(ctx, h.id, container.StartOptions{}); err != nil {
-		return fmt.Errorf("starting the tunnel helper on node %s: %w", h.node, err)
+		return fmt.Errorf("starting the %s on node %s: %w", h.role, h.node, err)
 	}
 	return nil
 }
@@ -220,7 +246,7 @@ func (h *helper) remove() error {
 	ctx, cancel := context.WithTimeout(context.Background(), removeTimeout)
 	defer cancel()
 	if err := helpercontainer.Remove(ctx, h.api, h.id); err != nil {
-		return fmt.Errorf("removing the tunnel helper %s: %w (remove it with: docker rm -f %s)", h.name, err, h.name)
+		return fmt.Errorf("removing the %s %s: %w (remove it with: docker rm -f %s)", h.role, h.name, err, h.name)
 	}
 	return nil
 }

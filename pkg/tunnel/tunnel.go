@@ -55,17 +55,11 @@ func Open(ctx context.Context, api API, opts Options) (t *Tunnel, err error) {
 		log = func(string, ...any) {}
 	}
 	rep := opts.Replica
-	removed, err := helpercontainer.RemoveStale(ctx, api)
-	if err != nil {
-		log("warning: %v", err)
-	}
-	for _, r := range removed {
-		log("removed the %s", r)
-	}
+	removeStale(ctx, api, log)
 	ctx, cancel := context.WithTimeout(ctx, openTimeout)
 	defer cancel()
 
-	h, err := createHelper(ctx, api, rep, opts.AgentBinary)
+	h, err := createHelper(ctx, api, rep, opts.AgentBinary, relayJob(rep))
 	if err != nil {
 		return nil, err
 	}
@@ -118,6 +112,17 @@ func Open(ctx context.Context, api API, opts Options) (t *Tunnel, err error) {
 	t.wg.Add(1)
 	go t.serve()
 	return t, nil
+}
+
+// removeStale removes the helpers killed runs left, saying so.
+func removeStale(ctx context.Context, api API, log func(string, ...any)) {
+	removed, err := helpercontainer.RemoveStale(ctx, api)
+	if err != nil {
+		log("warning: %v", err)
+	}
+	for _, r := range removed {
+		log("removed the %s", r)
+	}
 }
 
 // probe opens one stream, so that a helper that cannot run, or cannot reach

@@ -113,7 +113,7 @@ func TestHelperConfig(t *testing.T) {
 	}}}
 	img := &dockerspec.DockerOCIImageConfig{}
 	img.Volumes = map[string]struct{}{"/data": {}, "/ca": {}}
-	cfg, host := helperConfig(rep, "sha256:abc", img)
+	cfg, host := helperConfig(rep, "sha256:abc", img, relayJob(rep))
 
 	assert.Equal(t, cfg.Image, "sha256:abc")
 	assert.DeepEqual(t, []string(cfg.Entrypoint), []string{"/docker-dtr-agent"})
@@ -135,7 +135,7 @@ func TestHelperConfig(t *testing.T) {
 
 	// A plain engine: no node in the names, no constraint.
 	rep.NodeFromName = false
-	cfg, _ = helperConfig(rep, "sha256:abc", nil)
+	cfg, _ = helperConfig(rep, "sha256:abc", nil, relayJob(rep))
 	assert.Assert(t, cfg.Env == nil)
 }
 
