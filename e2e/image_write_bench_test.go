@@ -1,0 +1,226 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/docker-dtr/docker-dtr/internal/dtrfixture"
+	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
+	"github.com/docker-dtr/docker-dtr/pkg/imagevolume"
+	"github.com/docker/docker/api/types/container"
+	"gotest.tools/v3/assert"
+)
+
+// BenchmarkImageWriteParts takes an image restore's write apart, in the
+// test process (so that -cpuprofile sees the plugin's side), on the
+// volume and backup of BenchmarkImageRestore:
+//
+//   - sink: the content pass (imagearchive.ContentStream, every file
+//     checked) into io.Discard: our side alone;
+//   - cp: the generator's tar file through CopyToContainer into the
+//     emptied volume (`docker cp`, the limit);
+//   - pipe: the same file's bytes through the restore's buffered pipe:
+//     what the pipe costs;
+//   - ours: the content pass through that pipe and CopyToContainer, as
+//     the restore writes.
+//
+// Before each write the volume is emptied and the host's dirty pages are
+// written out (sync(2), not timed), so that no side pays another's
+// writeback; the sync after each write is timed apart ("wb"), the
+// writeback its write left. Each write logs when the engine read the last
+// byte and when it answered (the tail), and the CPU seconds of dockerd
+// and its children (the extraction) beside this process's. Needs the
+// engine on this host (it reads /proc of dockerd), as root:
+//
+//	DTR_BENCH_IMAGE_MB=512 go test -v -run '^$' -bench 'ImageWriteParts$' -benchtime 3x -timeout 60m ./e2e
+func BenchmarkImageWriteParts(b *testing.B) {
+	ib := newImageBench(b)
+	ib.copyIn(b)
+	backup := filepath.Join(ib.dir, "images.tar")
+	ib.plugin(b, "backup", "images", "-q", "-o", backup)
+	f, err := os.Open(backup)
+	assert.NilError(b, err)
+	defer f.Close()
+	open := imagearchive.FileSource(f)
+	rep, err := imagearchive.VerifyStream(open)
+	assert.NilError(b, err)
+	assert.Assert(b, rep.OK(), "%+v", rep.Problems)
+	dockerd := dockerdPID(b)
+
+	type part struct {
+		name           string
+		write, wb, cpu time.Duration // totals
+		tail           time.Duration
+		engineCPU      time.Duration
+	}
+	parts := map[string]*part{}
+	var order []string
+	get := func(name string) *part {
+		if parts[name] == nil {
+			parts[name] = &part{name: name}
+			order = append(order, name)
+		}
+		return parts[name]
+	}
+	// write empties the volume, syncs, and times one write of what
+	// content produces into it.
+	write := func(name string, content func(w io.Writer) error, fromFile bool) {
+		p := get(name)
+		dtrfixture.WipeVolume(b, ib.c.Client, ib.vol)
+		syscall.Sync()
+		ib.withVolume(b, false, func(ctx context.Context, id string) {
+			var r io.Reader
+			var wait func() error
+			if fromFile {
+				tf, err := os.Open(ib.data.Tar)
+				assert.NilError(b, err)
+				defer tf.Close()
+				r, wait = tf, func() error { return nil }
+			} else {
+				r, wait = benchPipe(content)
+			}
+			lr := &lastRead{r: r}
+			cpu0, eng0 := selfCPU(), procCPU(b, dockerd)
+			start := time.Now()
+			err := ib.c.Client.CopyToContainer(ctx, id, imagevolume.MountPoint, lr, container.CopyToContainerOptions{})
+			end := time.Now()
+			assert.NilError(b, err)
+			assert.NilError(b, wait())
+			cpu, eng := selfCPU()-cpu0, procCPU(b, dockerd)-eng0
+			s := time.Now()
+			syscall.Sync()
+			wb := time.Since(s)
+			p.write += end.Sub(start)
+			p.wb += wb
+			p.cpu += cpu
+			p.engineCPU += eng
+			tail := end.Sub(lr.last)
+			p.tail += tail
+			b.Logf("%-5s write %.2fs (last byte read at %.2fs, tail %.2fs), then sync %.2fs; CPU: ours %.2fs, dockerd+children %.2fs",
+				name, end.Sub(start).Seconds(), lr.last.Sub(start).Seconds(), tail.Seconds(), wb.Seconds(), cpu.Seconds(), eng.Seconds())
+		})
+	}
+	steps := []func(){
+		func() {
+			p := get("sink")
+			c0 := selfCPU()
+			d := timed(func() {
+				_, err := imagearchive.ContentStream(open, rep, nil, io.Discard)
+				assert.NilError(b, err)
+			})
+			p.write += d
+			p.cpu += selfCPU() - c0
+			b.Logf("sink  %.2fs", d.Seconds())
+		},
+		func() { write("cp", nil, true) },
+		func() {
+			write("pipe", func(w io.Writer) error {
+				tf, err := os.Open(ib.data.Tar)
+				if err != nil {
+					return err
+				}
+				defer tf.Close()
+				_, err = io.Copy(w, tf)
+				return err
+			}, false)
+		},
+		func() {
+			write("ours", func(w io.Writer) error {
+				_, err := imagearchive.ContentStream(open, rep, nil, w)
+				return err
+			}, false)
+		},
+	}
+	b.ResetTimer()
+	alternate(b.N, steps...)
+	b.StopTimer()
+	mb := float64(ib.data.Bytes) / 1e6 * float64(b.N)
+	for _, name := range order {
+		p := parts[name]
+		b.ReportMetric(mb/p.write.Seconds(), name+"-MB/s")
+		if name != "sink" {
+			b.ReportMetric(p.tail.Seconds()/float64(b.N), name+"-tail-s")
+			b.ReportMetric(p.wb.Seconds()/float64(b.N), name+"-sync-s")
+			b.ReportMetric(p.engineCPU.Seconds()/float64(b.N), name+"-dockerd-cpu-s")
+		}
+		b.ReportMetric(p.cpu.Seconds()/float64(b.N), name+"-our-cpu-s")
+	}
+	b.ReportMetric(parts["cp"].write.Seconds()/parts["ours"].write.Seconds(), "ours/cp")
+	b.ReportMetric(parts["cp"].write.Seconds()/parts["pipe"].write.Seconds(), "pipe/cp")
+}
+
+// benchPipe runs write into a pipe through a 256 KiB buffer, as the
+// restore's produce does.
+func benchPipe(write func(io.Writer) error) (io.Reader, func() error) {
+	pr, pw := io.Pipe()
+	var werr error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		bw := bufio.NewWriterSize(pw, 256<<10)
+		werr = write(bw)
+		if werr == nil {
+			werr = bw.Flush()
+		}
+		pw.CloseWithError(werr)
+	}()
+	return pr, func() error { wg.Wait(); return werr }
+}
+
+// lastRead notes when the last byte was read.
+type lastRead struct {
+	r    io.Reader
+	last time.Time
+}
+
+func (l *lastRead) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	if n > 0 || err != nil {
+		l.last = time.Now()
+	}
+	return n, err
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// dockerdPID is the engine's process on this host.
+func dockerdPID(b *testing.B) int {
+	data, err := os.ReadFile("/var/run/docker.pid")
+	if err != nil {
+		b.Skipf("the engine's process is not on this host: %v", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	assert.NilError(b, err)
+	return pid
+}
+
+// procCPU is a process's CPU time with its waited-for children's
+// (utime, stime, cutime, cstime of /proc/PID/stat).
+func procCPU(b *testing.B, pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	assert.NilError(b, err)
+	s := string(data)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	var ticks int64
+	for _, i := range []int{11, 12, 13, 14} { // fields 14-17, counted from state (3)
+		n, err := strconv.ParseInt(fields[i], 10, 64)
+		assert.NilError(b, err)
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / 100
+}
