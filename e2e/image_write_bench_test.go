@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker-dtr/docker-dtr/internal/dtrfixture"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/imagevolume"
 	"github.com/docker/docker/api/types/container"
@@ -31,13 +30,17 @@ import (
 //     emptied volume (`docker cp`, the limit);
 //   - pipe: the same file's bytes through the restore's buffered pipe:
 //     what the pipe costs;
+//   - cpb: the content pass's bytes, written to a file first, through
+//     CopyToContainer: what the restore sends (the backup's directory
+//     entries too, which the generator's tar has not), without the
+//     checks or the pipe;
 //   - ours: the content pass through that pipe and CopyToContainer, as
 //     the restore writes.
 //
-// Before each write the volume is emptied and the host's dirty pages are
-// written out (sync(2), not timed), so that no side pays another's
-// writeback; the sync after each write is timed apart ("wb"), the
-// writeback its write left. Each write logs when the engine read the last
+// Before each write the volume is emptied and settles (imageBench.emptied:
+// sync(2), then DTR_BENCH_SETTLE, not timed), so that no write pays for
+// another's writeback or emptying; the sync after each write is timed
+// apart ("sync"), the writeback its write left. Each write logs when the engine read the last
 // byte and when it answered (the tail), and the CPU seconds of dockerd
 // and its children (the extraction) beside this process's. Needs the
 // engine on this host (it reads /proc of dockerd), as root:
@@ -56,6 +59,14 @@ func BenchmarkImageWriteParts(b *testing.B) {
 	assert.NilError(b, err)
 	assert.Assert(b, rep.OK(), "%+v", rep.Problems)
 	dockerd := dockerdPID(b)
+	// ours is the content pass's bytes in a file: what the restore sends,
+	// without the checks, the pipe or the backup's reading.
+	ours := filepath.Join(ib.dir, "content-pass.tar")
+	of, err := os.Create(ours)
+	assert.NilError(b, err)
+	_, err = imagearchive.ContentStream(open, rep, nil, of)
+	assert.NilError(b, err)
+	assert.NilError(b, of.Close())
 
 	type part struct {
 		name           string
@@ -74,19 +85,19 @@ func BenchmarkImageWriteParts(b *testing.B) {
 	}
 	// write empties the volume, syncs, and times one write of what
 	// content produces into it.
-	write := func(name string, content func(w io.Writer) error, fromFile bool) {
+	write := func(name string, content func(w io.Writer) error, fromFile string) {
 		p := get(name)
-		dtrfixture.WipeVolume(b, ib.c.Client, ib.vol)
-		syscall.Sync()
+		ib.emptied(b)
 		ib.withVolume(b, false, func(ctx context.Context, id string) {
 			var r io.Reader
 			var wait func() error
-			if fromFile {
-				tf, err := os.Open(ib.data.Tar)
+			switch {
+			case fromFile != "":
+				tf, err := os.Open(fromFile)
 				assert.NilError(b, err)
 				defer tf.Close()
 				r, wait = tf, func() error { return nil }
-			} else {
+			default:
 				r, wait = benchPipe(content)
 			}
 			lr := &lastRead{r: r}
@@ -122,7 +133,8 @@ func BenchmarkImageWriteParts(b *testing.B) {
 			p.cpu += selfCPU() - c0
 			b.Logf("sink  %.2fs", d.Seconds())
 		},
-		func() { write("cp", nil, true) },
+		func() { write("cp", nil, ib.data.Tar) },
+		func() { write("cpb", nil, ours) },
 		func() {
 			write("pipe", func(w io.Writer) error {
 				tf, err := os.Open(ib.data.Tar)
@@ -132,13 +144,13 @@ func BenchmarkImageWriteParts(b *testing.B) {
 				defer tf.Close()
 				_, err = io.Copy(w, tf)
 				return err
-			}, false)
+			}, "")
 		},
 		func() {
 			write("ours", func(w io.Writer) error {
 				_, err := imagearchive.ContentStream(open, rep, nil, w)
 				return err
-			}, false)
+			}, "")
 		},
 	}
 	b.ResetTimer()
@@ -157,6 +169,8 @@ func BenchmarkImageWriteParts(b *testing.B) {
 	}
 	b.ReportMetric(parts["cp"].write.Seconds()/parts["ours"].write.Seconds(), "ours/cp")
 	b.ReportMetric(parts["cp"].write.Seconds()/parts["pipe"].write.Seconds(), "pipe/cp")
+	b.ReportMetric(parts["cpb"].write.Seconds()/parts["ours"].write.Seconds(), "ours/cpb")
+	b.ReportMetric(parts["cp"].write.Seconds()/parts["cpb"].write.Seconds(), "cpb/cp")
 }
 
 // benchPipe runs write into a pipe through a 256 KiB buffer, as the
