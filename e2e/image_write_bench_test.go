@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker-dtr/docker-dtr/pkg/bufpipe"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/imagevolume"
 	"github.com/docker/docker/api/types/container"
@@ -97,6 +98,11 @@ func BenchmarkImageWriteParts(b *testing.B) {
 				assert.NilError(b, err)
 				defer tf.Close()
 				r, wait = tf, func() error { return nil }
+			case name == "ours-q":
+				var rc io.ReadCloser
+				rc, wait = bufpipe.Run(256<<10, 16, content)
+				defer rc.Close()
+				r = rc
 			default:
 				r, wait = benchPipe(content)
 			}
@@ -147,11 +153,26 @@ func BenchmarkImageWriteParts(b *testing.B) {
 			}, "")
 		},
 		func() {
+			write("ours-q", func(w io.Writer) error {
+				_, err := imagearchive.ContentStream(open, rep, nil, w)
+				return err
+			}, "")
+		},
+		func() {
 			write("ours", func(w io.Writer) error {
 				_, err := imagearchive.ContentStream(open, rep, nil, w)
 				return err
 			}, "")
 		},
+	}
+	if only := os.Getenv("DTR_BENCH_PARTS"); only != "" {
+		var some []func()
+		for i, name := range []string{"sink", "cp", "cpb", "pipe", "ours-q", "ours"} {
+			if strings.Contains(","+only+",", ","+name+",") {
+				some = append(some, steps[i])
+			}
+		}
+		steps = some
 	}
 	b.ResetTimer()
 	alternate(b.N, steps...)
@@ -167,10 +188,17 @@ func BenchmarkImageWriteParts(b *testing.B) {
 		}
 		b.ReportMetric(p.cpu.Seconds()/float64(b.N), name+"-our-cpu-s")
 	}
-	b.ReportMetric(parts["cp"].write.Seconds()/parts["ours"].write.Seconds(), "ours/cp")
-	b.ReportMetric(parts["cp"].write.Seconds()/parts["pipe"].write.Seconds(), "pipe/cp")
-	b.ReportMetric(parts["cpb"].write.Seconds()/parts["ours"].write.Seconds(), "ours/cpb")
-	b.ReportMetric(parts["cp"].write.Seconds()/parts["cpb"].write.Seconds(), "cpb/cp")
+	bb := b
+	ratio := func(a, b, name string) {
+		if parts[a] != nil && parts[b] != nil {
+			bb.ReportMetric(parts[a].write.Seconds()/parts[b].write.Seconds(), name)
+		}
+	}
+	ratio("cp", "ours", "ours/cp")
+	ratio("cp", "pipe", "pipe/cp")
+	ratio("cpb", "ours", "ours/cpb")
+	ratio("cp", "cpb", "cpb/cp")
+	ratio("ours", "ours-q", "ours-q/ours")
 }
 
 // benchPipe runs write into a pipe through a 256 KiB buffer, as the
