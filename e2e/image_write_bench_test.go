@@ -36,7 +36,11 @@ import (
 //     entries too, which the generator's tar has not), without the
 //     checks or the pipe;
 //   - ours: the content pass through that pipe and CopyToContainer, as
-//     the restore writes.
+//     the restore wrote before pkg/bufpipe;
+//   - ours-q: the content pass through bufpipe, as the restore writes
+//     now.
+//
+// DTR_BENCH_PARTS=cpb,ours-q,ours (names, comma-separated) runs only those.
 //
 // Before each write the volume is emptied and settles (imageBench.emptied:
 // sync(2), then DTR_BENCH_SETTLE, not timed), so that no write pays for
