@@ -1,17 +1,16 @@
 package restore
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/internal/version"
 	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
+	"github.com/docker-dtr/docker-dtr/pkg/bufpipe"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/dtrversion"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
@@ -422,38 +421,17 @@ func writeSafetyBack(prog *progress.Printer, in *backupfile.Input, path, vol str
 	return nil
 }
 
-// produce runs write into a buffered pipe (pipeBuffered) and returns,
-// beside the pipe's reader, wait: write's error, once it has returned.
+// produce runs write on a goroutine of its own and returns the reader of
+// what it writes, and wait: write's error, once it has returned. The
+// writer runs ahead of the engine by up to 4 MiB (bufpipe): through an
+// io.Pipe, which hands each write over in lockstep with the HTTP client's
+// 32 KiB reads, the content pass (hashing each file as it goes) left the
+// engine short between writes; it then read the stream in smaller pieces
+// and took 1 s more for 537 MB (BenchmarkImageWriteParts, docs/benchmarks.md
+// section 5). A writer's error reaches the engine at once, as a broken
+// stream.
 func produce(write func(io.Writer) error) (io.ReadCloser, func() error) {
-	done := make(chan error, 1)
-	r := pipeBuffered(func(w io.Writer) error {
-		err := write(w)
-		done <- err
-		return err
-	})
-	var once sync.Once
-	var err error
-	return r, func() error {
-		once.Do(func() { err = <-done })
-		return err
-	}
-}
-
-// pipeBuffered runs write into a pipe through a buffer: a tar writer
-// writes each 512-byte header and padding on its own, and through a bare
-// pipe each would reach the engine as a read, an HTTP chunk and a system
-// call of its own.
-func pipeBuffered(write func(io.Writer) error) io.ReadCloser {
-	pr, pw := io.Pipe()
-	go func() {
-		bw := bufio.NewWriterSize(pw, 256<<10)
-		err := write(bw)
-		if err == nil {
-			err = bw.Flush()
-		}
-		pw.CloseWithError(err)
-	}()
-	return pr
+	return bufpipe.Run(256<<10, 16, write)
 }
 
 // VolumeLook is what a restore finds of a replica's image volume before
