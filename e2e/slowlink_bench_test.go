@@ -1,17 +1,14 @@
 package e2e
 
 import (
-	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/internal/dtrfixture"
-	"github.com/docker-dtr/docker-dtr/internal/dtrgen"
 	"github.com/klauspost/compress/zstd"
 	"gotest.tools/v3/assert"
 )
@@ -35,7 +32,6 @@ import (
 func BenchmarkSlowLink(b *testing.B) {
 	cfg := dockerConfig(b)
 	c := dtrfixture.Start(b, dtrfixture.Options{Replicas: 1, Components: []string{}})
-	rep := c.Replicas[0]
 	rows := benchEnvInt(b, "DTR_BENCH_ROWS", 20000)
 	rate := float64(benchEnvInt(b, "DTR_BENCH_LINK_MBPS", 10)) * 1e6
 	delay := 5 * time.Millisecond
@@ -44,18 +40,8 @@ func BenchmarkSlowLink(b *testing.B) {
 		assert.NilError(b, err, "DTR_BENCH_LINK_DELAY")
 		delay = d
 	}
-	gen, err := dtrgen.Generate(context.Background(), c.Connect(b, rep.ID), dtrgen.Options{Rows: rows, Seed: benchSeed})
-	assert.NilError(b, err)
+	mb, gen := newMetadataBench(b, cfg, c, rows)
 	docs := float64(gen.Bytes)
-
-	mb := &metadataBench{
-		c: c, bin: filepath.Join(cfg, "cli-plugins", "docker-dtr"), dir: b.TempDir(), rows: rows,
-		direct: []string{"--dtr-version", dtrfixture.DefaultVersion, "--rethinkdb-addr", rep.RethinkAddr,
-			"--rethinkdb-ca", c.CAFile, "--rethinkdb-cert", c.CertFile, "--rethinkdb-key", c.KeyFile,
-			"--rethinkdb-server-name", "dtr-rethinkdb-" + rep.ID + ".dtr-ol"},
-	}
-	mb.input = filepath.Join(mb.dir, "input.tar")
-	mb.run(b, "", slices.Concat([]string{"backup", "create", "-q", "-o", mb.input}, mb.direct)...)
 	least := zstdSize(b, mb.input)
 	b.Logf("%d rows, %.1f MB of documents; archive %.1f MB, %.1f MB with zstd; link %.0f MB/s, %s each way",
 		gen.Rows, docs/1e6, float64(fileSize(b, mb.input))/1e6, float64(least)/1e6, rate/1e6, delay)

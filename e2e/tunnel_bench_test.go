@@ -3,12 +3,10 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -52,28 +50,7 @@ func BenchmarkMetadataThroughTunnel(b *testing.B) {
 	// 100,000 rows by default (about 100 MB of documents): a restore of
 	// them takes a while on the real server, and each run through the
 	// tunnel pays a helper's start and removal, a second or so.
-	rows := 100000
-	if v := os.Getenv("DTR_BENCH_ROWS"); v != "" {
-		n, err := strconv.Atoi(v)
-		assert.NilError(b, err, "DTR_BENCH_ROWS")
-		rows = n
-	}
-	began := time.Now()
-	gen, err := dtrgen.Generate(context.Background(), c.Connect(b, rep.ID), dtrgen.Options{Rows: rows, Seed: benchSeed})
-	assert.NilError(b, err)
-	b.Logf("generated %d rows, %.1f MB of documents, in %s", gen.Rows, float64(gen.Bytes)/1e6, time.Since(began).Round(100*time.Millisecond))
-
-	mb := &metadataBench{
-		c: c, bin: filepath.Join(cfg, "cli-plugins", "docker-dtr"), dir: b.TempDir(), rows: rows,
-		direct: []string{"--dtr-version", dtrfixture.DefaultVersion, "--rethinkdb-addr", rep.RethinkAddr,
-			"--rethinkdb-ca", c.CAFile, "--rethinkdb-cert", c.CertFile, "--rethinkdb-key", c.KeyFile,
-			"--rethinkdb-server-name", "dtr-rethinkdb-" + rep.ID + ".dtr-ol"},
-	}
-	// The backup every restore loads: the generated tables, replaced by
-	// themselves each time.
-	mb.input = filepath.Join(mb.dir, "input.tar")
-	mb.run(b, "", slices.Concat([]string{"backup", "create", "-q", "-o", mb.input}, mb.direct)...)
-	mb.size = fileSize(b, mb.input)
+	mb, _ := newMetadataBench(b, cfg, c, benchEnvInt(b, "DTR_BENCH_ROWS", 100000))
 
 	b.Run("shared", func(b *testing.B) { mb.measure(b, "") })
 	b.Run("pinned", func(b *testing.B) {
@@ -104,6 +81,28 @@ type metadataBench struct {
 	input    string
 	size     int64 // of input, in bytes
 	rows     int
+}
+
+// newMetadataBench generates rows in the fixture's one replica and backs
+// them up directly: the input every restore loads (the generated tables,
+// replaced by themselves each time). It returns the generator's counts.
+func newMetadataBench(b *testing.B, cfg string, c *dtrfixture.Cluster, rows int) (*metadataBench, dtrgen.Stats) {
+	b.Helper()
+	rep := c.Replicas[0]
+	began := time.Now()
+	gen, err := dtrgen.Generate(context.Background(), c.Connect(b, rep.ID), dtrgen.Options{Rows: rows, Seed: benchSeed})
+	assert.NilError(b, err)
+	b.Logf("generated %d rows, %.1f MB of documents, in %s", gen.Rows, float64(gen.Bytes)/1e6, time.Since(began).Round(100*time.Millisecond))
+	mb := &metadataBench{
+		c: c, bin: filepath.Join(cfg, "cli-plugins", "docker-dtr"), dir: b.TempDir(), rows: rows,
+		direct: []string{"--dtr-version", dtrfixture.DefaultVersion, "--rethinkdb-addr", rep.RethinkAddr,
+			"--rethinkdb-ca", c.CAFile, "--rethinkdb-cert", c.CertFile, "--rethinkdb-key", c.KeyFile,
+			"--rethinkdb-server-name", "dtr-rethinkdb-" + rep.ID + ".dtr-ol"},
+	}
+	mb.input = filepath.Join(mb.dir, "input.tar")
+	mb.run(b, "", slices.Concat([]string{"backup", "create", "-q", "-o", mb.input}, mb.direct)...)
+	mb.size = fileSize(b, mb.input)
+	return mb, gen
 }
 
 // run runs the plugin, under taskset -c cpus if cpus is set, and returns
