@@ -41,10 +41,12 @@ func WaitHealthy(ctx context.Context, api Starter, cs []Container, log func(stri
 				errs = append(errs, fmt.Errorf("%s: %w", c.Name, err))
 				continue
 			}
+			if info.ContainerJSONBase == nil || info.State == nil {
+				errs = append(errs, fmt.Errorf("%s: the engine gave no state", c.Name))
+				continue
+			}
 			st := info.State
 			switch {
-			case info.ContainerJSONBase == nil || st == nil:
-				errs = append(errs, fmt.Errorf("%s: the engine gave no state", c.Name))
 			case !st.Running:
 				errs = append(errs, fmt.Errorf("%s %s (exit code %d) after it was started again: see docker logs %s", c.Name, st.Status, st.ExitCode, c.Name))
 			case st.Health == nil || st.Health.Status == "" || st.Health.Status == container.NoHealthcheck || st.Health.Status == container.Healthy:

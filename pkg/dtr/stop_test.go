@@ -379,3 +379,17 @@ func TestRestartInterruptedDoesNotWait(t *testing.T) {
 	}
 	e.allRunning(t)
 }
+
+// An engine answer without the container's state is named, not a panic.
+func TestWaitHealthyWithoutState(t *testing.T) {
+	cs := []Container{{Name: "dtr-api-0123456789ab", ID: "api"}}
+	err := WaitHealthy(context.Background(), noState{}, cs, func(string, ...any) {})
+	assert.Check(t, is.Error(err, "dtr-api-0123456789ab: the engine gave no state"))
+}
+
+// noState is an engine whose inspect answers carry no state.
+type noState struct{ Starter }
+
+func (noState) ContainerInspect(context.Context, string) (container.InspectResponse, error) {
+	return container.InspectResponse{}, nil
+}
