@@ -223,7 +223,8 @@ func journalOptionsSum(dockerCli command.Cli, o *restore.Options, tgt *targetOpt
 }
 
 // startRecorded starts the containers a journal says its restore stopped
-// (one already running is left as it is), in the order DTR needs.
+// (one already running is left as it is), in the order DTR needs, and
+// waits for them to report healthy (dtr.StartHealthy).
 func startRecorded(ctx context.Context, dockerCli command.Cli, cs []journal.Container, log func(string, ...any)) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
@@ -239,11 +240,6 @@ func startRecorded(ctx context.Context, dockerCli command.Cli, cs []journal.Cont
 			start = append(start, dtr.Container{Name: c.Name, ID: c.ID})
 		}
 	}
-	if err := dtr.Start(ctx, dockerCli.Client(), start, log); err != nil {
-		return errors.Join(append(errs, err)...)
-	}
-	wctx, cancel := context.WithTimeout(ctx, dtr.HealthWait)
-	defer cancel()
-	errs = append(errs, dtr.WaitHealthy(wctx, dockerCli.Client(), start, log))
+	errs = append(errs, dtr.StartHealthy(ctx, ctx, dockerCli.Client(), start, log))
 	return errors.Join(errs...)
 }

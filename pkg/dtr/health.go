@@ -74,6 +74,19 @@ func WaitHealthy(ctx context.Context, api Starter, cs []Container, log func(stri
 	}
 }
 
+// StartHealthy starts the containers (Start, within startCtx) and, once
+// they all started and healthCtx has not ended, waits for them to report
+// healthy (WaitHealthy, within HealthWait of healthCtx): an interrupted
+// run, whose healthCtx has ended, only starts them.
+func StartHealthy(startCtx, healthCtx context.Context, api Starter, cs []Container, log func(string, ...any)) error {
+	if err := Start(startCtx, api, cs, log); err != nil || healthCtx.Err() != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(healthCtx, HealthWait)
+	defer cancel()
+	return WaitHealthy(ctx, api, cs, log)
+}
+
 // lastProbe is the last health check's output, on one line.
 func lastProbe(h *container.Health) string {
 	if len(h.Log) == 0 {

@@ -41,8 +41,8 @@ func (r *Replica) Running(keep func(Container) bool) []Container {
 
 // Stop stops the containers, all at once, and returns a function that
 // starts the ones it stopped again, in the order DTR needs (StartOrder),
-// and waits for them to report healthy (WaitHealthy, within HealthWait;
-// not after ctx has ended: an interrupted run goes at once).
+// and waits for them to report healthy (StartHealthy: not after ctx has
+// ended, an interrupted run goes at once).
 // Call restart whatever happens next, even when Stop fails part way: it
 // uses its own context, so it works after Ctrl-C too. A container that
 // ignores SIGTERM is killed StopTimeout after the stops began, and the log
@@ -62,12 +62,7 @@ func Stop(ctx context.Context, api Starter, containers []Container, log func(str
 		mu.Unlock()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		if err := Start(sctx, api, cs, log); err != nil || ctx.Err() != nil {
-			return err // an interrupted run does not wait for health
-		}
-		wctx, cancel := context.WithTimeout(ctx, HealthWait)
-		defer cancel()
-		return WaitHealthy(wctx, api, cs, log)
+		return StartHealthy(sctx, ctx, api, cs, log)
 	}
 
 	// The stops run on when ctx ends (see above), within a bound of their own.
