@@ -18,7 +18,7 @@ import (
 	"gotest.tools/v3/poll"
 )
 
-// BenchmarkHelperStart measures a tunnel helper's fixed cost as a user
+// BenchmarkHelperStart measures a database helper's fixed cost as a user
 // sees it: `backup create` of an empty one-replica DTR through the Docker
 // context, from the plugin's start to its "connected to rethinkdb" line
 // (discovery, the helper's creation, the agent's fill or cache hit, its
@@ -88,7 +88,7 @@ func BenchmarkHelperStart(b *testing.B) {
 	}
 	if old != "" {
 		steps = append(steps, func() {
-			cc, t := run(old, "started tunnel helper")
+			cc, t := run(old, " helper ")
 			oldC, oldT = oldC+cc, oldT+t
 		})
 	}

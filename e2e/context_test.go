@@ -32,7 +32,7 @@ import (
 
 // These tests run the plugin through the Docker CLI against a DTR-shaped
 // cluster on the real engine (internal/dtrfixture), reaching RethinkDB only
-// the way a user's plugin does: discovery and a tunnel helper container.
+// the way a user's plugin does: discovery and a database helper container.
 
 // statusJSON is what `docker dtr status --format json` prints.
 type statusJSON struct {
@@ -59,7 +59,7 @@ func status(t *testing.T, cfg string) (statusJSON, result) {
 	return st, res
 }
 
-// helpers lists the plugin's tunnel helper containers, running or not.
+// helpers lists the plugin's helper containers, running or not.
 func helperContainers(t *testing.T, c *dtrfixture.Cluster) []container.Summary {
 	t.Helper()
 	list, err := c.Client.ContainerList(context.Background(), container.ListOptions{
@@ -72,7 +72,7 @@ func helperContainers(t *testing.T, c *dtrfixture.Cluster) []container.Summary {
 func assertNoHelpers(t *testing.T, c *dtrfixture.Cluster) {
 	t.Helper()
 	left := helpersLeft(t, c)
-	assert.Equal(t, len(left), 0, "tunnel helpers left behind: %v", left)
+	assert.Equal(t, len(left), 0, "helpers left behind: %v", left)
 }
 
 // helpersLeft are the helpers still there a few seconds after a run: a
@@ -316,7 +316,7 @@ func TestNamedContext(t *testing.T) {
 
 // The helper container is what the issue describes, and it goes away on
 // SIGINT; one left by a killed run is removed by the next run.
-func TestTunnelHelper(t *testing.T) {
+func TestDatabaseHelper(t *testing.T) {
 	cfg := dockerConfig(t)
 	c := dtrfixture.Start(t, dtrfixture.Options{Replicas: 1})
 	rep := c.Replicas[0]
@@ -356,7 +356,7 @@ func TestTunnelHelper(t *testing.T) {
 		assert.NilError(t, err, string(out))
 		res := docker(t, cfg, nil, "dtr", "backup", "create", "-q", "--agent-binary", agent, "-o", filepath.Join(dir, "b.tar"))
 		assert.Equal(t, res.code, 1)
-		assert.Assert(t, is.Regexp(`^backup failed, \S+ was not written: the dump helper \S+ on node \S+ exited before it was done: it exited with code 3: agent: boom\n$`, res.stderr))
+		assert.Assert(t, is.Regexp(`^backup failed, \S+ was not written: the database helper \S+ on node \S+ exited before it was done: it exited with code 3: agent: boom\n$`, res.stderr))
 		assertNoHelpers(t, c)
 	})
 
@@ -439,7 +439,7 @@ func TestTunnelHelper(t *testing.T) {
 	})
 }
 
-var helperName = regexp.MustCompile(`started (?:tunnel|dump) helper (\S+) on node`)
+var helperName = regexp.MustCompile(`started database helper (\S+) on node`)
 
 // syncBuffer is a buffer a running command writes while the test reads.
 type syncBuffer struct {

@@ -39,7 +39,7 @@ func writeArchive(t *testing.T, path string) {
 // is checked by TestStatus, a restore left partly done (3) by
 // TestImageBackupFaults and TestFaultRestoreMetadata, an interrupted
 // command (130) by the signal scenarios of the TestFault tests,
-// TestImageBackupFaults and TestTunnelHelper.
+// TestImageBackupFaults and TestDatabaseHelper.
 func TestDocumentedExitCodes(t *testing.T) {
 	cfg := dockerConfig(t)
 	dir := t.TempDir()

@@ -148,7 +148,7 @@ func (s seeded) bytes(n int) []byte {
 // leased says a helper kind's agent runs for the whole command (it is
 // looked for once running); an image helper may be only created.
 func leased(kind string) bool {
-	return kind == helpercontainer.KindTunnel || kind == helpercontainer.KindDump
+	return kind == helpercontainer.KindDB
 }
 
 func TestFaultBackupCreate(t *testing.T) {
@@ -158,14 +158,14 @@ func TestFaultBackupCreate(t *testing.T) {
 	rig.signalScenarios(t)
 
 	// The dump runs in the helper: killed, it is named, with its exit.
-	t.Run("dump helper killed", func(t *testing.T) {
+	t.Run("database helper killed", func(t *testing.T) {
 		var name string
 		res := rig.killDuringBackupResult(t, func(t *testing.T, b *pluginRun) {
-			h := rig.liveHelper(t, helpercontainer.KindDump)
+			h := rig.liveHelper(t, helpercontainer.KindDB)
 			name = helperNameOf(h)
 			assert.NilError(t, rig.c.Client.ContainerKill(context.Background(), h.ID, "KILL"))
 		})
-		rig.assertFailed(t, res, "the dump helper "+name+" on node ", "exited before it was done: it exited with code 137 (killed)")
+		rig.assertFailed(t, res, "the database helper "+name+" on node ", "exited before it was done: it exited with code 137 (killed)")
 		rig.assertUnchanged(t)
 		assertNoHelpers(t, rig.c)
 	})
@@ -241,7 +241,7 @@ func TestFaultBackupImages(t *testing.T) {
 // --- metadata restore ---
 
 // A `backup restore --force` over live tables that meets a signal, a killed
-// tunnel helper, a lost engine connection or a killed RethinkDB while it
+// database helper, a lost engine connection or a killed RethinkDB while it
 // loads exits non-zero with one line saying what state the DTR is in: the
 // tables it replaced were put back from the safety backup, or the command
 // that puts them back by hand. Either way no helper is left, the replica's
@@ -323,22 +323,21 @@ func TestFaultRestoreMetadata(t *testing.T) {
 			"the reason of an interrupted restore blames a timeout; nothing timed out, the restore was interrupted by %s: %q", sig, reasonLine(res.stderr))
 	})
 
-	// The rollback on the lost tunnel fails; it is tried again through a
-	// new helper. The cause names the tunnel helper: the multiplexer's bare
-	// "session shutdown" (what the tunnel keeps when the driver tried a new
-	// connection after the loss) does not say what was lost.
-	t.Run("tunnel helper killed", func(t *testing.T) {
+	// The helper that loads the tables next to RethinkDB is killed mid-load:
+	// the rollback runs in a new one. The cause names the helper and its
+	// exit.
+	t.Run("database helper killed", func(t *testing.T) {
 		b, res := rig.faultDuringRestore(t, func(t *testing.T, b *pluginRun) {
-			h := rig.liveHelper(t, helpercontainer.KindTunnel)
+			h := rig.liveHelper(t, helpercontainer.KindDB)
 			assert.NilError(t, rig.c.Client.ContainerKill(context.Background(), h.ID, "KILL"))
 		}, runOptions{})
-		rig.assertPutBack(t, b, res, "failed", "tunnel helper")
-		assert.Check(t, is.Equal(strings.Count(res.stderr, "started tunnel helper "), 2), "a second tunnel for the rollback:\n%s", res.stderr)
+		rig.assertPutBack(t, b, res, "failed", "database helper")
+		assert.Check(t, is.Contains(reasonLine(res.stderr), "exited before it was done: it exited with code 137 (killed)"))
+		assert.Check(t, is.Equal(strings.Count(res.stderr, "started database helper "), 2), "a second helper for the rollback:\n%s", res.stderr)
 	})
 
-	// Every connection to the engine closes, the tunnel's among them; new
-	// ones go through, so the rollback can open a new tunnel. As above, a
-	// bare "session shutdown" does not say that a connection was lost.
+	// Every connection to the engine closes, the database helper's among
+	// them; new ones go through, so the rollback can start a new helper.
 	t.Run("engine connection dropped", func(t *testing.T) {
 		p := newEngineProxy(t)
 		b, res := rig.faultDuringRestore(t, func(t *testing.T, b *pluginRun) {
@@ -347,7 +346,7 @@ func TestFaultRestoreMetadata(t *testing.T) {
 		assert.Assert(t, p.Dropped() > 0, "the proxy closed no connection")
 		t.Logf("dropped %d connection(s)", p.Dropped())
 		rig.assertPutBack(t, b, res, "failed", "connection")
-		assert.Check(t, is.Equal(strings.Count(res.stderr, "started tunnel helper "), 2), "a second tunnel for the rollback:\n%s", res.stderr)
+		assert.Check(t, is.Equal(strings.Count(res.stderr, "started database helper "), 2), "a second helper for the rollback:\n%s", res.stderr)
 	})
 
 	// Putting back fails too while RethinkDB is down: the reason gives the
@@ -611,12 +610,9 @@ func shellWords(t *testing.T, line string) []string {
 func (rig *faultRig) secretsAndModes(t *testing.T) {
 	t.Run("secrets and file modes", func(t *testing.T) {
 		dir := t.TempDir()
-		kind := helpercontainer.KindTunnel
-		switch rig.command[1] {
-		case "images":
+		kind := helpercontainer.KindDB
+		if rig.command[1] == "images" {
 			kind = helpercontainer.KindImages
-		case "create":
-			kind = helpercontainer.KindDump
 		}
 		b := rig.startBackup(t, dir, runOptions{})
 		// The output is opened first, then the helper made; an image

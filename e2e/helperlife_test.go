@@ -40,7 +40,7 @@ const helperGone = tunnel.IdleTimeout + 20*time.Second
 
 func TestHelperLifeBackupCreate(t *testing.T) {
 	rig := metadataRig(t)
-	helperLife(t, rig, helpercontainer.KindDump)
+	helperLife(t, rig, helpercontainer.KindDB)
 }
 
 func TestHelperLifeBackupImages(t *testing.T) {

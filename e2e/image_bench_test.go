@@ -279,7 +279,7 @@ func (ib *imageBench) readOut(b *testing.B) int64 {
 	return n
 }
 
-func fileSize(b *testing.B, p string) int64 {
+func fileSize(b testing.TB, p string) int64 {
 	st, err := os.Stat(p)
 	assert.NilError(b, err)
 	return st.Size()

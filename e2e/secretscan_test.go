@@ -25,7 +25,7 @@ import (
 )
 
 // Neither the passphrase of an encrypted backup nor DTR's client key (the
-// rethink-client key of dtr-ca, which the tunnel helper mounts) appears
+// rethink-client key of dtr-ca, which the database helper mounts) appears
 // anywhere another user or process could read it while create, verify and
 // restore of an encrypted backup run through the context: in `ps`, in the
 // plugin's environment, in any helper's `docker inspect` or `docker
@@ -82,7 +82,7 @@ func TestSecretsAppearNowhere(t *testing.T) {
 		t.Logf("%s: %d samples of ps, %d of the plugin's environment, %d helper inspects, %d helper logs, %d open temporary files read",
 			what, samples.ps, samples.environ, samples.inspects, samples.logs, samples.openFiles)
 		if what != "dtr backup verify" {
-			assert.Assert(t, samples.inspects > 0, "%s: its tunnel helper was never inspected", what)
+			assert.Assert(t, samples.inspects > 0, "%s: its database helper was never inspected", what)
 		}
 	}
 	assert.Assert(t, len(names(t, out)) == 2, "the backup and its safety backup: %v", names(t, out))

@@ -9,29 +9,28 @@ import (
 )
 
 type agentOptions struct {
-	connect string
-	dump    string
-	wipe    string
-	du      string
-	send    string
-	lease   bool
+	db    string
+	wipe  string
+	du    string
+	send  string
+	lease bool
 }
 
 // newAgentCmd is what runs inside the plugin's helper containers: with
-// --connect it relays streams multiplexed on its stdin and stdout to
-// RethinkDB (the tunnel); with --dump it dumps that RethinkDB and sends
-// the archive compressed (backup create through the context); with --wipe it empties the image volume mounted
+// --db it does a command's database work next
+// to that RethinkDB, as requests on its stdin say (the dump of backup
+// create, the plan, safety backup, load and undo of a restore); with --wipe it empties the image volume mounted
 // at /storage (a failed image restore put back); with --du it prints, as one
 // line of JSON, what the image volume holds (an image backup's progress
 // total); with --send it lists the image volume and
 // sends a tar of what an incremental backup lacks; with --lease it only lives as long as the plugin's connection (a
-// helper whose mounts the plugin reads). The relay and the lease exit once
+// helper whose mounts the plugin reads). The database work and the lease exit once
 // the plugin is gone. Hidden: users never run it.
 func newAgentCmd() *cobra.Command {
 	var opts agentOptions
 	cmd := &cobra.Command{
-		Use:    "agent (--connect HOST:PORT | --dump HOST:PORT | --wipe /storage | --du DIR | --send DIR | --lease)",
-		Short:  "Relay the plugin's streams to RethinkDB, or empty or measure an image volume (runs in a helper container)",
+		Use:    "agent (--db HOST:PORT | --wipe /storage | --du DIR | --send DIR | --lease)",
+		Short:  "Do the plugin's database work next to RethinkDB, or read, empty or measure an image volume (runs in a helper container)",
 		Hidden: true,
 		Args:   noArgs,
 		// The helper has no Docker CLI configuration to load.
@@ -40,8 +39,7 @@ func newAgentCmd() *cobra.Command {
 			return runAgent(opts)
 		},
 	}
-	cmd.Flags().StringVar(&opts.connect, "connect", "", "Address to relay streams to")
-	cmd.Flags().StringVar(&opts.dump, "dump", "", "Dump the RethinkDB at this address with DTR's client certificate from /ca, as the request on standard input says, and send the archive on standard output")
+	cmd.Flags().StringVar(&opts.db, "db", "", "Work on the RethinkDB at this address with DTR's client certificate from /ca, as the requests on standard input say, answering on standard output")
 	cmd.Flags().StringVar(&opts.du, "du", "", "Print what this directory holds as one line of JSON (files and bytes), following no link")
 	cmd.Flags().StringVar(&opts.send, "send", "", "List this directory, then send it as a tar without the files named on standard input (an incremental image backup)")
 	cmd.Flags().BoolVar(&opts.lease, "lease", false, "Read standard input until it ends or stays silent, then exit")
@@ -50,5 +48,5 @@ func newAgentCmd() *cobra.Command {
 }
 
 func runAgent(opts agentOptions) error {
-	return agent.Run(agent.Options{Connect: opts.connect, Dump: opts.dump, Wipe: opts.wipe, DU: opts.du, Send: opts.send, Lease: opts.lease, WipeOnly: imagevolume.MountPoint}, os.Stdin, os.Stdout, os.Stderr)
+	return agent.Run(agent.Options{DB: opts.db, Wipe: opts.wipe, DU: opts.du, Send: opts.send, Lease: opts.lease, WipeOnly: imagevolume.MountPoint}, os.Stdin, os.Stdout, os.Stderr)
 }

@@ -1,13 +1,12 @@
 // Package agent is what the plugin's binary does when it runs as the agent
-// inside a helper container (the hidden 'docker dtr agent' command): relay
-// the tunnel's streams to RethinkDB (pkg/tunnel's ServeStdio), measure an
-// image volume (DU), dump the replica's RethinkDB as 'backup create' does
-// (Dump, pkg/remotedump), send the parts of it an incremental backup lacks
-// (Send), or empty it (Wipe), or only hold a lease on its
-// plugin's connection (Lease). pkg/agentbin ships the binary into the
-// helper.
+// inside a helper container (the hidden 'docker dtr agent' command): do a
+// command's database work next to the replica's RethinkDB (DB,
+// pkg/remotedb), measure an image volume (DU), send the parts of it an
+// incremental backup lacks (Send), or empty it (Wipe), or only hold a
+// lease on its plugin's connection (Lease). pkg/agentbin ships the binary
+// into the helper.
 //
-// The relay and the lease exit once their plugin is gone: its connection
+// The database work and the lease exit once their plugin is gone: its connection
 // ends, or stays silent for tunnel.IdleTimeout (the plugin sends something
 // every tunnel.KeepAlive). Their containers remove themselves then.
 package agent
@@ -21,19 +20,16 @@ import (
 	"strings"
 	"time"
 
-	"github.com/docker-dtr/docker-dtr/pkg/remotedump"
+	"github.com/docker-dtr/docker-dtr/pkg/remotedb"
 	"github.com/docker-dtr/docker-dtr/pkg/tunnel"
 )
 
 // Options give the agent its one job, as the command's flags do.
 type Options struct {
-	// Connect relays the streams multiplexed on stdin and stdout to this
-	// address.
-	Connect string
-	// Dump dumps the RethinkDB at this address (the replica's, on dtr-ol)
-	// with DTR's client certificate from /ca, and sends the archive on
-	// stdout (pkg/remotedump).
-	Dump string
+	// DB serves the plugin's requests on the RethinkDB at this address
+	// (the replica's, on dtr-ol) with DTR's client certificate from /ca:
+	// dumps, plans, loads (pkg/remotedb).
+	DB string
 	// CARoot replaces /ca, for tests.
 	CARoot string
 	// Wipe empties this directory, which must be WipeOnly.
@@ -58,7 +54,7 @@ type Options struct {
 // Run does the one job o gives.
 func Run(o Options, stdin io.ReadCloser, stdout io.WriteCloser, stderr io.Writer) error {
 	n := 0
-	for _, set := range []string{o.Connect, o.Dump, o.Wipe, o.DU, o.Send} {
+	for _, set := range []string{o.DB, o.Wipe, o.DU, o.Send} {
 		if set != "" {
 			n++
 		}
@@ -72,16 +68,16 @@ func Run(o Options, stdin io.ReadCloser, stdout io.WriteCloser, stderr io.Writer
 	}
 	switch {
 	case n != 1:
-		return errors.New("agent: give exactly one of --connect, --dump, --wipe, --du, --send and --lease")
+		return errors.New("agent: give exactly one of --db, --wipe, --du, --send and --lease")
 	case o.Lease:
 		why := tunnel.Hold(stdin, idle)
 		if strings.HasPrefix(why, "no word") {
 			return fmt.Errorf("agent: %s: taking it for gone", why)
 		}
 		return nil
-	case o.Dump != "":
-		if err := remotedump.Serve(remotedump.Dial(o.Dump, o.CARoot), stdin, stdout, idle); err != nil {
-			return fmt.Errorf("agent: --dump %s: %w", o.Dump, err)
+	case o.DB != "":
+		if err := remotedb.Serve(remotedb.Dial(o.DB, o.CARoot), stdin, stdout, idle); err != nil {
+			return fmt.Errorf("agent: --db %s: %w", o.DB, err)
 		}
 		return nil
 	case o.Wipe != "":
@@ -100,12 +96,10 @@ func Run(o Options, stdin io.ReadCloser, stdout io.WriteCloser, stderr io.Writer
 			return fmt.Errorf("agent: --du %s: %w", o.DU, err)
 		}
 		return json.NewEncoder(stdout).Encode(u)
-	case o.Send != "":
+	default:
 		if err := Send(o.Send, stdin, stdout, idle); err != nil {
 			return fmt.Errorf("agent: --send %s: %w", o.Send, err)
 		}
 		return nil
-	default:
-		return tunnel.ServeStdio(stdin, stdout, o.Connect, stderr, idle)
 	}
 }

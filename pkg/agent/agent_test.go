@@ -20,8 +20,8 @@ func TestRunModes(t *testing.T) {
 		o.WipeOnly = "/storage"
 		return Run(o, io.NopCloser(strings.NewReader("")), nopWriteCloser{&out}, io.Discard)
 	}
-	for _, o := range []Options{{}, {Connect: "dtr-rethinkdb-0123456789ab.dtr-ol:28015", Wipe: "/storage"}, {Wipe: "/storage", DU: "/storage"}, {Lease: true, DU: "/storage"}, {Dump: "dtr-rethinkdb-0123456789ab.dtr-ol:28015", Lease: true}} {
-		assert.Error(t, run(o), "agent: give exactly one of --connect, --dump, --wipe, --du, --send and --lease")
+	for _, o := range []Options{{}, {DB: "dtr-rethinkdb-0123456789ab.dtr-ol:28015", Wipe: "/storage"}, {Wipe: "/storage", DU: "/storage"}, {Lease: true, DU: "/storage"}, {DB: "dtr-rethinkdb-0123456789ab.dtr-ol:28015", Lease: true}} {
+		assert.Error(t, run(o), "agent: give exactly one of --db, --wipe, --du, --send and --lease")
 	}
 	// Only the volume's mount point: never the root, a parent, or a path
 	// that only starts like it.

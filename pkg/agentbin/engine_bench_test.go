@@ -57,7 +57,7 @@ func BenchmarkEngineHelperStart(b *testing.B) {
 	var hits int
 	for i := range b.N + 1 {
 		cfg := &container.Config{Image: ref, Entrypoint: []string{Path}, Cmd: []string{"-test.run=^$"},
-			AttachStdout: true, AttachStderr: true, Labels: helpercontainer.Labels(helpercontainer.KindTunnel, "bench")}
+			AttachStdout: true, AttachStderr: true, Labels: helpercontainer.Labels(helpercontainer.KindDB, "bench")}
 		host := &container.HostConfig{LogConfig: container.LogConfig{Type: "none"}, NetworkMode: "none"}
 		t0 := time.Now()
 		id, src, err := Create(ctx, api, Helper{Name: fmt.Sprintf("docker-dtr-bench-helper-%d", i), Config: cfg, Host: host, Binary: bin, Arch: runtime.GOARCH})

@@ -1,9 +1,9 @@
 // Package dtrdb is the way into the RethinkDB of the DTR a command works
 // on: a replica of the DTR behind the Docker context, found through the
-// Docker API and reached through a tunnel helper on its node (the
-// default), or a RethinkDB reached directly (--rethinkdb-addr). Finding
-// the replica changes nothing; connecting starts the helper, and Close
-// removes it.
+// Docker API and worked on by a database helper on its node (the default:
+// pkg/remotedb), or a RethinkDB reached directly (--rethinkdb-addr).
+// Finding the replica changes nothing; connecting starts the helper, and
+// Close removes it.
 package dtrdb
 
 import (
@@ -21,9 +21,8 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/dtrversion"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
-	"github.com/docker-dtr/docker-dtr/pkg/remotedump"
+	"github.com/docker-dtr/docker-dtr/pkg/remotedb"
 	"github.com/docker-dtr/docker-dtr/pkg/rethink"
-	"github.com/docker-dtr/docker-dtr/pkg/tunnel"
 	"github.com/docker/cli/cli/context/docker"
 	"github.com/docker/docker/client"
 )
@@ -62,7 +61,7 @@ type Target struct {
 	opts        Options
 	docker      Docker
 	prog        *progress.Printer
-	tunnel      *tunnel.Tunnel
+	db          *remotedb.Session
 	sess        *rethink.Session
 	connections int
 }
@@ -112,81 +111,58 @@ func Locate(ctx context.Context, d Docker, o Options, prog *progress.Printer) (*
 	return t, nil
 }
 
-// Connect opens the session: through a tunnel helper on the replica's
-// node, or directly. connections is the driver's pool size.
+// Connect opens the way in: a database helper on the replica's node
+// (pkg/remotedb), whose agent connects to RethinkDB next to it with
+// DTR's client certificate (which never crosses the Docker API), or a
+// session to RethinkDB reached directly. connections is the pool's size.
 func (t *Target) Connect(ctx context.Context, connections int) error {
 	t.connections = connections
-	conn := t.opts.Direct
 	if t.Replica != nil {
-		tun, err := tunnel.Open(ctx, t.docker.Client(), tunnel.Options{
-			Replica:     t.Replica,
-			AgentBinary: t.opts.AgentBinary,
-			Log:         t.prog.Step,
+		db, err := remotedb.Start(ctx, t.docker.Client(), remotedb.Options{
+			Replica: t.Replica, AgentBinary: t.opts.AgentBinary, Connections: connections, Log: t.prog.Step,
 		})
 		if err != nil {
 			if ctx.Err() != nil {
-				return fmt.Errorf("interrupted while opening the tunnel to replica %s", t.Replica.ID)
+				return fmt.Errorf("interrupted while starting the database helper for replica %s", t.Replica.ID)
 			}
 			return err
 		}
-		t.tunnel = tun
-		conn = rethink.Options{
-			Addr: tun.Addr(), TLS: tun.TLS, User: "admin",
-			Via: fmt.Sprintf("the tunnel to replica %s on node %s", t.Replica.ID, t.Replica.Node),
-		}
+		t.db = db
+		return nil
 	}
+	conn := t.opts.Direct
 	conn.Connections = connections
 	sess, err := rethink.Connect(ctx, conn)
 	if err != nil {
 		return t.Explain(err)
 	}
 	t.sess = sess
-	if t.Replica != nil {
-		t.prog.Step("connected to rethinkdb of replica %s through %s", t.Replica.ID, t.tunnel.Helper)
-	} else {
-		t.prog.Step("connected to rethinkdb at %s", sess.Addr())
-	}
+	t.prog.Step("connected to rethinkdb at %s", sess.Addr())
 	return nil
 }
 
-// Session is the connected session; nil before Connect, or after a
-// Reconnect that failed.
-func (t *Target) Session() *rethink.Session { return t.sess }
+// errNotConnected is a request made without a way in: after a Reconnect
+// that failed.
+var errNotConnected = errors.New("not connected to RethinkDB")
 
-// Reconnect drops the session and tunnel and opens new ones: after a lost
-// connection, a rollback needs a way in again.
+// Reconnect drops the way in and opens a new one: after a lost connection
+// or helper, a rollback needs a way in again.
 func (t *Target) Reconnect(ctx context.Context) error {
-	if t.sess != nil {
-		t.sess.Close()
-		t.sess = nil
-	}
-	if t.tunnel != nil {
-		if err := t.tunnel.Close(); err != nil {
-			t.prog.Warn("%v", err)
-		}
-		t.tunnel = nil
-	}
+	t.Close()
+	t.sess, t.db = nil, nil
 	return t.Connect(ctx, t.connections)
 }
 
-// Explain adds what the tunnel knows to a driver error, which is often a
-// bare EOF when the far side went away.
+// Explain adds what is known of RethinkDB to one of its errors, which is
+// often a bare EOF when the far side went away.
 func (t *Target) Explain(err error) error {
-	if err == nil {
-		return nil
+	if err == nil || !connectionClosed(err) {
+		return err
 	}
-	if t.tunnel != nil {
-		if terr := t.tunnel.Err(); terr != nil {
-			return fmt.Errorf("%w (%v)", err, terr)
-		}
+	if t.Replica != nil {
+		return fmt.Errorf("%w (RethinkDB of replica %s closed the connection: check that dtr-rethinkdb-%s is running, with docker dtr status)", err, t.Replica.ID, t.Replica.ID)
 	}
-	if connectionClosed(err) {
-		if t.Replica != nil {
-			return fmt.Errorf("%w (RethinkDB of replica %s closed the connection: check that dtr-rethinkdb-%s is running, with docker dtr status)", err, t.Replica.ID, t.Replica.ID)
-		}
-		return fmt.Errorf("%w (RethinkDB at %s closed the connection: check that it is running)", err, t.opts.Direct.Addr)
-	}
-	return err
+	return fmt.Errorf("%w (RethinkDB at %s closed the connection: check that it is running)", err, t.opts.Direct.Addr)
 }
 
 // connectionClosed says the driver lost its connection; its errors say so
@@ -204,46 +180,101 @@ func connectionClosed(err error) bool {
 	return false
 }
 
+// explainAgent explains an error of the agent's, which are RethinkDB's;
+// a lost helper is explained already.
+func (t *Target) explainAgent(err error) error {
+	var ae *remotedb.AgentError
+	if errors.As(err, &ae) {
+		return t.Explain(err)
+	}
+	return err
+}
+
 // Backup dumps the target's metadata into w as metadata.Backup does (o's
 // Progress is ignored: the target's printer hears it) and returns the
-// manifest. Through the Docker context the dump runs next to the database,
-// in a helper on the replica's node (pkg/remotedump), and only the
-// compressed archive crosses the Docker API; directly, it runs here.
+// manifest. Through the Docker context the dump runs next to the database
+// and only the compressed archive crosses the Docker API.
 func (t *Target) Backup(ctx context.Context, w io.Writer, o metadata.BackupOptions) (*archive.Manifest, error) {
+	if err := t.Connect(ctx, o.Parallel); err != nil {
+		return nil, err
+	}
+	return t.Dump(ctx, w, o, "dumping tables")
+}
+
+// Dump writes the archive of the tables o selects to w, under a progress
+// phase of that title (with the rows' estimate as its total unless the
+// printer is quiet).
+func (t *Target) Dump(ctx context.Context, w io.Writer, o metadata.BackupOptions, phase string) (*archive.Manifest, error) {
 	o.Progress = t.prog
 	estimate := t.prog.Mode() != progress.Quiet
-	if t.Replica == nil {
-		if err := t.Connect(ctx, o.Parallel); err != nil {
-			return nil, err
-		}
+	switch {
+	case t.db != nil:
+	case t.sess == nil:
+		return nil, errNotConnected
+	default:
 		var rows int64
 		if estimate {
 			rows = metadata.EstimateRows(ctx, t.sess, o)
 		}
-		t.prog.Phase("dumping tables", rows, 0)
+		t.prog.Phase(phase, rows, 0)
 		m, err := metadata.Backup(ctx, t.sess, w, o)
 		return m, t.Explain(err)
 	}
-	req := remotedump.Request{Info: o.Info, Exclude: o.Exclude, Parallel: o.Parallel, Estimate: estimate}
-	var phase atomic.Bool // set on the decoder's goroutine
-	hooks := remotedump.Hooks{Progress: t.prog, Total: func(rows int64) {
-		phase.Store(true)
-		t.prog.Phase("dumping tables", rows, 0)
+	req := remotedb.Request{Info: o.Info, Exclude: o.Exclude, Only: o.Only, Parallel: o.Parallel, Estimate: estimate}
+	var phased atomic.Bool // set on the decoder's goroutine
+	hooks := remotedb.Hooks{Progress: t.prog, Total: func(rows int64) {
+		phased.Store(true)
+		t.prog.Phase(phase, rows, 0)
 	}}
 	if !estimate {
-		phase.Store(true)
-		t.prog.Phase("dumping tables", 0, 0)
+		phased.Store(true)
+		t.prog.Phase(phase, 0, 0)
 	}
-	m, err := remotedump.Run(ctx, t.docker.Client(), remotedump.Options{Replica: t.Replica, AgentBinary: t.opts.AgentBinary, Log: t.prog.Step}, req, w, hooks)
-	if err == nil && !phase.Load() {
-		t.prog.Phase("dumping tables", 0, 0) // an agent that sent no estimate
+	m, err := t.db.Dump(ctx, req, w, hooks)
+	if err == nil && !phased.Load() {
+		t.prog.Phase(phase, 0, 0) // an agent that sent no estimate
 	}
-	// The agent's own errors are RethinkDB's, which may be a bare EOF.
-	var ae *remotedump.AgentError
-	if errors.As(err, &ae) {
-		err = t.Explain(err)
+	return m, t.explainAgent(err)
+}
+
+// Plan compares a verified backup with the database (metadata.MakePlan).
+func (t *Target) Plan(ctx context.Context, rep *archive.Report) (*metadata.Plan, error) {
+	switch {
+	case t.db != nil:
+		p, err := t.db.Plan(ctx, rep)
+		return p, t.explainAgent(err)
+	case t.sess == nil:
+		return nil, errNotConnected
 	}
-	return m, err
+	p, err := metadata.MakePlan(ctx, t.sess, rep)
+	return p, t.Explain(err)
+}
+
+// Load restores the backup open reads as plan says (metadata.RestoreFrom):
+// through the Docker context the agent loads it next to the database, and
+// the backup crosses the Docker API compressed, once for each pass.
+func (t *Target) Load(ctx context.Context, open archive.Source, rep *archive.Report, plan *metadata.Plan, o metadata.RestoreOptions) ([]metadata.TableResult, error) {
+	switch {
+	case t.db != nil:
+		res, err := t.db.Load(ctx, open, rep, plan, o.Writers, remotedb.Hooks{Progress: o.Progress})
+		return res, t.explainAgent(err)
+	case t.sess == nil:
+		return nil, errNotConnected
+	}
+	o.Force = true
+	res, err := metadata.RestoreFrom(ctx, t.sess, open, rep, plan, o)
+	return res, t.Explain(err)
+}
+
+// Undo drops what a failed restore of plan created (metadata.Plan.Undo).
+func (t *Target) Undo(ctx context.Context, plan *metadata.Plan) error {
+	switch {
+	case t.db != nil:
+		return t.explainAgent(t.db.Undo(ctx, plan))
+	case t.sess == nil:
+		return errNotConnected
+	}
+	return t.Explain(plan.Undo(ctx, t.sess))
 }
 
 // DTRVersion is the target's DTR version: the replica's, or flag's
@@ -280,8 +311,8 @@ func (t *Target) Close() {
 	if t.sess != nil {
 		t.sess.Close()
 	}
-	if t.tunnel != nil {
-		if err := t.tunnel.Close(); err != nil {
+	if t.db != nil {
+		if err := t.db.Close(); err != nil {
 			t.prog.Warn("%v", err)
 		}
 	}

@@ -31,8 +31,7 @@ const (
 	// Such a helper is started seconds after it is made.
 	LabelLease = "com.docker-dtr.lease"
 
-	KindTunnel = "tunnel" // runs the agent, relays to RethinkDB
-	KindDump   = "dump"   // runs the agent, dumps RethinkDB next to it (backup create)
+	KindDB     = "db"     // runs the agent, does the database work next to RethinkDB (create, restore)
 	KindImages = "images" // mounts an image volume: read and written through the archive API
 	// KindAgentFill fills a node's agent cache volume (pkg/agentbin); never
 	// started. Its name is the fill's lock, so its replica label is the node.
@@ -68,8 +67,7 @@ const setupBound = 5 * time.Minute
 // image helper that could not run the agent stays "created" for as long as
 // its copy runs, which for a large registry is hours.
 var staleAfter = map[string]time.Duration{
-	KindTunnel:    setupBound,
-	KindDump:      setupBound,
+	KindDB:        setupBound,
 	KindImages:    48 * time.Hour,
 	KindAgentFill: setupBound,
 }

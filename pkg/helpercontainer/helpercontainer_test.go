@@ -44,26 +44,26 @@ func TestStale(t *testing.T) {
 		why   string
 	}{
 		// A run this process can check decides, whatever the state.
-		{"running tunnel of a dead run", helper(KindTunnel, "running", time.Second, dead, true), true, "the run that made it (pid 11) is no longer alive"},
+		{"running database helper of a dead run", helper(KindDB, "running", time.Second, dead, true), true, "the run that made it (pid 11) is no longer alive"},
 		{"images helper of a dead run, just made", helper(KindImages, "created", time.Second, dead, false), true, "no longer alive"},
 		{"running images lease of a dead run", helper(KindImages, "running", time.Second, dead, true), true, "no longer alive"},
-		{"live run's running tunnel", helper(KindTunnel, "running", time.Hour, live, true), false, ""},
+		{"live run's running database helper", helper(KindDB, "running", time.Hour, live, true), false, ""},
 		{"live run's images helper, never started for hours", helper(KindImages, "created", 100*time.Hour, live, false), false, ""},
-		{"live run's helper that exited (its run reads why)", helper(KindTunnel, "exited", time.Minute, live, true), false, ""},
+		{"live run's helper that exited (its run reads why)", helper(KindDB, "exited", time.Minute, live, true), false, ""},
 		// Where the owner cannot be checked, the state decides.
-		{"running, another host", helper(KindTunnel, "running", time.Hour, foreign, true), false, ""},
-		{"exited, another host", helper(KindTunnel, "exited", time.Second, foreign, true), true, "it has stopped"},
+		{"running, another host", helper(KindDB, "running", time.Hour, foreign, true), false, ""},
+		{"exited, another host", helper(KindDB, "exited", time.Second, foreign, true), true, "it has stopped"},
 		{"dead, no owner", helper(KindImages, "dead", time.Second, "", false), true, "it has stopped"},
 		{"leased helper being set up", helper(KindImages, "created", time.Minute, foreign, true), false, ""},
 		{"leased helper never started", helper(KindImages, "created", 6*time.Minute, foreign, true), true, "it was never started (made 6m0s ago)"},
-		{"tunnel of an older plugin never started", helper(KindTunnel, "created", 6*time.Minute, "", false), true, "never started"},
+		{"database helper never started", helper(KindDB, "created", 6*time.Minute, "", false), true, "never started"},
 		{"unleased images helper copying for hours", helper(KindImages, "created", 47*time.Hour, "", false), false, ""},
 		// An agent cache's fill is a minute's copy: the lock of a run
 		// killed elsewhere goes after the setup bound.
 		{"agent fill under way", helper(KindAgentFill, "created", time.Minute, foreign, false), false, ""},
 		{"agent fill of a killed run on another host", helper(KindAgentFill, "created", 6*time.Minute, foreign, false), true, "never started"},
 		{"unleased images helper from two days ago", helper(KindImages, "created", 49*time.Hour, "", false), true, "never started"},
-		{"removal in progress", helper(KindTunnel, "removing", time.Hour, "", false), false, ""},
+		{"removal in progress", helper(KindDB, "removing", time.Hour, "", false), false, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			stale, why := Stale(c.c, alive, now)
@@ -83,7 +83,7 @@ func TestOwner(t *testing.T) {
 	o, ok := parseOwner(me)
 	assert.Assert(t, ok, me)
 	assert.Equal(t, o.pid, os.Getpid())
-	assert.DeepEqual(t, Labels(KindTunnel, "0123456789ab"), map[string]string{LabelKind: KindTunnel, LabelReplica: "0123456789ab", LabelOwner: me})
+	assert.DeepEqual(t, Labels(KindDB, "0123456789ab"), map[string]string{LabelKind: KindDB, LabelReplica: "0123456789ab", LabelOwner: me})
 	assert.Equal(t, LeaseLabels(KindImages, "0123456789ab")[LabelLease], LeaseAgent)
 
 	alive, known := Alive(me)

@@ -16,16 +16,24 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
-	"github.com/docker-dtr/docker-dtr/pkg/rethink"
 )
 
-// Database is the way into the RethinkDB a metadata backup is restored
-// into: its session, a new one after a lost connection, and what the way
-// in knows about an error (a tunnel's own failure).
+// Database is the RethinkDB a metadata backup is restored into, and the
+// work a restore does there (pkg/metadata's, directly or next to the
+// database: pkg/dtrdb).
 type Database interface {
-	Session() *rethink.Session
+	// Plan compares a verified backup with the database.
+	Plan(ctx context.Context, rep *archive.Report) (*metadata.Plan, error)
+	// Dump writes the tables o selects to w, under a progress phase of
+	// that title.
+	Dump(ctx context.Context, w io.Writer, o metadata.BackupOptions, phase string) (*archive.Manifest, error)
+	// Load restores the backup open reads as plan says, replacing what
+	// exists (metadata.RestoreFrom).
+	Load(ctx context.Context, open archive.Source, rep *archive.Report, plan *metadata.Plan, o metadata.RestoreOptions) ([]metadata.TableResult, error)
+	// Undo drops what a failed restore of plan created.
+	Undo(ctx context.Context, plan *metadata.Plan) error
+	// Reconnect opens a new way in, after a lost one.
 	Reconnect(ctx context.Context) error
-	Explain(err error) error
 }
 
 // Metadata is a verified metadata backup on its way into a database's
@@ -123,14 +131,8 @@ func (m *Metadata) SaveSafety(ctx context.Context) error {
 		if info.DTRVersion == "" {
 			info.DTRVersion = m.Report.DTRVersion
 		}
-		opts := metadata.BackupOptions{Info: info, Only: replaced, Progress: prog, Parallel: min(m.Writers, metadata.DefaultParallel())}
-		sess := m.DB.Session()
-		var rows int64
-		if prog.Mode() != progress.Quiet {
-			rows = metadata.EstimateRows(ctx, sess, opts)
-		}
-		prog.Phase("saving the safety backup", rows, 0)
-		_, err := metadata.Backup(ctx, sess, out, opts)
+		opts := metadata.BackupOptions{Info: info, Only: replaced, Parallel: min(m.Writers, metadata.DefaultParallel())}
+		_, err := m.DB.Dump(ctx, out, opts, "saving the safety backup")
 		if err == nil {
 			prog.Done()
 		}
@@ -141,7 +143,7 @@ func (m *Metadata) SaveSafety(ctx context.Context) error {
 		_, err := verifySafety(in)
 		return err
 	}
-	if err := saveSafetyStreamed(m.Progress, m.Safety, m.SafetySeal, write, m.DB.Explain, check); err != nil {
+	if err := saveSafetyStreamed(m.Progress, m.Safety, m.SafetySeal, write, func(err error) error { return err }, check); err != nil {
 		return err
 	}
 	fmt.Fprintf(m.Stderr, "safety backup of the %s this restore replaces: %s\n", human.Plural(len(replaced), "table"), m.Safety)
@@ -160,9 +162,7 @@ func (m *Metadata) Stop(ctx context.Context) (func() error, error) {
 func (m *Metadata) Apply(ctx context.Context) error {
 	prog := m.Progress
 	prog.Phase("loading tables", m.Report.Rows, m.Report.Bytes)
-	results, err := metadata.RestoreFrom(ctx, m.DB.Session(), m.Backup.Pass, m.Report, m.Plan, metadata.RestoreOptions{
-		Force: true, Writers: m.Writers, Progress: prog,
-	})
+	results, err := m.DB.Load(ctx, m.Backup.Pass, m.Report, m.Plan, metadata.RestoreOptions{Writers: m.Writers, Progress: prog})
 	if err == nil {
 		prog.Set(m.Report.Rows, m.Report.Bytes) // every row loaded: counts checked
 		prog.Done()
@@ -174,7 +174,7 @@ func (m *Metadata) Apply(ctx context.Context) error {
 		if errors.As(err, &partial) {
 			err = partial.Err
 		}
-		return m.DB.Explain(err)
+		return err
 	}
 	m.Results = results
 	return nil
@@ -198,15 +198,11 @@ func (m *Metadata) Reconnect(ctx context.Context) error { return m.DB.Reconnect(
 
 // Rollback drops what the restore created and loads the safety backup.
 func (m *Metadata) Rollback(ctx context.Context) error {
-	sess := m.DB.Session()
-	if sess == nil {
-		return errors.New("not connected")
-	}
 	undo := m.Plan
 	if m.Before != nil {
 		undo = m.Before
 	}
-	if err := undo.Undo(ctx, sess); err != nil {
+	if err := m.DB.Undo(ctx, undo); err != nil {
 		return err
 	}
 	if m.Safety == "" {
@@ -217,13 +213,12 @@ func (m *Metadata) Rollback(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		plan, err := metadata.MakePlan(ctx, sess, rep)
+		plan, err := m.DB.Plan(ctx, rep)
 		if err != nil {
 			return err
 		}
-		_, err = metadata.RestoreFrom(ctx, sess, in.Pass, rep, plan, metadata.RestoreOptions{Force: true, Writers: m.Writers, Progress: m.Progress})
-		if err != nil {
-			return m.DB.Explain(err)
+		if _, err = m.DB.Load(ctx, in.Pass, rep, plan, metadata.RestoreOptions{Writers: m.Writers, Progress: m.Progress}); err != nil {
+			return err
 		}
 		m.Progress.Step("put back %s from %s", human.Plural(len(plan.Tables), "table"), m.Safety)
 		return nil
@@ -235,9 +230,9 @@ func (m *Metadata) Rollback(ctx context.Context) error {
 // replaces is saved first (in safetyDir, or beside input; nowhere when
 // noSafety), sealed with t.SafetySeal. It changes nothing.
 func PlanMetadata(ctx context.Context, t *Metadata, safetyDir, input string, noSafety bool) error {
-	plan, err := metadata.MakePlan(ctx, t.DB.Session(), t.Report)
+	plan, err := t.DB.Plan(ctx, t.Report)
 	if err != nil {
-		return t.DB.Explain(err)
+		return err
 	}
 	t.Plan = plan
 	if len(plan.Replaced()) > 0 && !noSafety {

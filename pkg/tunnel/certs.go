@@ -1,11 +1,8 @@
 package tunnel
 
 import (
-	"archive/tar"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -20,51 +17,12 @@ const (
 	maxPEM         = 1 << 20
 )
 
-// readFile reads one file out of a container through the archive API; it
-// stays in memory and is never written anywhere.
-func readFile(ctx context.Context, api API, id, path string) ([]byte, error) {
-	rc, _, err := api.CopyFromContainer(ctx, id, path)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	tr := tar.NewReader(rc)
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%s: not a file", path)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		if hdr.Typeflag != tar.TypeReg {
-			continue
-		}
-		if hdr.Size > maxPEM {
-			return nil, fmt.Errorf("%s: %d bytes is too large for a PEM file", path, hdr.Size)
-		}
-		return io.ReadAll(tr)
-	}
-}
-
-// clientTLS builds the TLS configuration DTR's RethinkDB expects: the
-// rethink-client pair as client certificate, the rethink CA as the only root,
-// and the server's name on dtr-ol, verified as usual.
-func clientTLS(ctx context.Context, api API, helperID, caVolume, serverName string) (*tls.Config, error) {
-	files := map[string][]byte{}
-	for _, p := range []string{clientCertPath, clientKeyPath, caCertPath} {
-		b, err := readFile(ctx, api, helperID, p)
-		if err != nil {
-			return nil, fmt.Errorf("reading RethinkDB's TLS material from volume %s: %v", caVolume, err)
-		}
-		files[p] = b
-	}
-	return buildTLS(files, "volume "+caVolume, serverName)
-}
-
-// LocalTLS is clientTLS for an agent in a helper, which has DTR's CA
-// volume mounted at /ca: the key is read where it lies and never crosses
-// the Docker API. root replaces "/ca" in tests.
+// LocalTLS builds the TLS configuration DTR's RethinkDB expects, for an
+// agent in a helper, which has DTR's CA volume mounted at /ca: the
+// rethink-client pair as client certificate, the rethink CA as the only
+// root, and the server's name on dtr-ol, verified as usual. The key is
+// read where it lies and never crosses the Docker API. root replaces "/ca"
+// in tests.
 func LocalTLS(root, serverName string) (*tls.Config, error) {
 	if root == "" {
 		root = "/ca"

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"maps"
 	"slices"
 	"strings"
@@ -35,12 +34,6 @@ type job struct {
 	// tmp mounts a tmpfs at /tmp: the image may have none, and the dump's
 	// archive writer spools its checksums there.
 	tmp bool
-}
-
-// relayJob is the tunnel's: relay streams to the replica's RethinkDB.
-func relayJob(rep *dtr.Replica) job {
-	return job{kind: helpercontainer.KindTunnel, prefix: namePrefix, role: "tunnel helper",
-		args: []string{"--connect", fmt.Sprintf("%s:%d", dtr.RethinkHost(rep.ID), dtr.RethinkPort)}}
 }
 
 // helper is one helper container and its attach connection.
@@ -181,14 +174,6 @@ func (h *helper) start(ctx context.Context) error {
 		return fmt.Errorf("starting the %s on node %s: %w", h.role, h.node, err)
 	}
 	return nil
-}
-
-// conn is the agent's standard input and output as one connection.
-func (h *helper) conn() io.ReadWriteCloser {
-	return stdio{Reader: h.stdout, Writer: h.hijack.Conn, close: func() error {
-		h.hijack.Close()
-		return nil
-	}}
 }
 
 // failure explains why the agent went away: its exit, or what it printed.

@@ -38,6 +38,17 @@ type Watcher struct {
 	once sync.Once
 	done chan struct{}
 	why  atomic.Value // string
+	busy atomic.Bool
+}
+
+// Busy says the reader of r is held up by its consumer, not by the
+// plugin: what the plugin sent waits to be used, so silence is not its
+// absence. Idle time counts again from Busy(false).
+func (w *Watcher) Busy(b bool) {
+	if !b {
+		w.last.Store(time.Now().UnixNano())
+	}
+	w.busy.Store(b)
 }
 
 func (w *Watcher) Read(p []byte) (int, error) {
@@ -66,6 +77,9 @@ func (w *Watcher) watch(idle time.Duration) {
 		case <-w.done:
 			return
 		case <-tick.C:
+			if w.busy.Load() {
+				continue
+			}
 			if since := time.Since(time.Unix(0, w.last.Load())); since >= idle {
 				w.end("no word from the plugin for " + since.Round(time.Second).String())
 				return

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/yamux"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 )
@@ -57,52 +56,24 @@ func TestWatch(t *testing.T) {
 	})
 }
 
-// The relay exits when its plugin's side closes, even with a stream open
-// to RethinkDB, and when the plugin goes silent: the multiplexer's pings
-// are what keeps it, so a session that sends none loses it.
-func TestServeStdioEndsWithThePlugin(t *testing.T) {
-	target := echoServer(t)
-	start := func(idle time.Duration, keepalive bool) (*yamux.Session, *io.PipeWriter, chan error) {
-		inR, inW := io.Pipe()
-		outR, outW := io.Pipe()
-		done := make(chan error, 1)
-		go func() { done <- ServeStdio(inR, outW, target, io.Discard, idle) }()
-		cfg := muxConfig()
-		cfg.EnableKeepAlive = keepalive
-		cfg.KeepAliveInterval = idle / 4
-		sess, err := yamux.Client(stdio{Reader: outR, Writer: inW, close: func() error { inW.Close(); return outR.Close() }}, cfg)
-		assert.NilError(t, err)
-		t.Cleanup(func() { sess.Close() })
-		s, err := sess.OpenStream()
-		assert.NilError(t, err)
-		assert.NilError(t, readStatus(s))
-		return sess, inW, done
+// A reader held up by its consumer (Busy) is not a silent plugin: the
+// bound counts again once it is free.
+func TestWatchBusy(t *testing.T) {
+	const idle = 200 * time.Millisecond
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	_, w := Watch(pr, idle)
+	w.Busy(true)
+	select {
+	case <-w.Done():
+		t.Fatalf("gone while its reader was busy: %s", w.Why())
+	case <-time.After(4 * idle):
 	}
-	t.Run("end of input", func(t *testing.T) {
-		_, in, done := start(time.Hour, true)
-		in.Close()
-		select {
-		case err := <-done:
-			assert.NilError(t, err)
-		case <-time.After(5 * time.Second):
-			t.Fatal("the agent outlived its plugin's connection")
-		}
-	})
-	t.Run("pings hold it", func(t *testing.T) {
-		_, _, done := start(400*time.Millisecond, true)
-		select {
-		case err := <-done:
-			t.Fatalf("the agent left a plugin that pings: %v", err)
-		case <-time.After(2 * time.Second):
-		}
-	})
-	t.Run("silence", func(t *testing.T) {
-		_, _, done := start(400*time.Millisecond, false)
-		select {
-		case err := <-done:
-			assert.ErrorContains(t, err, "no word from the plugin")
-		case <-time.After(5 * time.Second):
-			t.Fatal("the agent outlived a silent plugin")
-		}
-	})
+	w.Busy(false)
+	select {
+	case <-w.Done():
+		assert.Check(t, is.Contains(w.Why(), "no word from the plugin"))
+	case <-time.After(10 * idle):
+		t.Fatal("a silent plugin kept its agent once the reader was free")
+	}
 }

@@ -20,7 +20,7 @@ type JobOptions struct {
 	AgentBinary string
 	Log         func(format string, args ...any)
 	// Kind labels the helper (helpercontainer.Kind*); Prefix starts its
-	// name; Role names it in messages, such as "dump helper".
+	// name; Role names it in messages, such as "database helper".
 	Kind, Prefix, Role string
 	// Args follow "agent": never a secret (a container's arguments are
 	// anyone's to inspect).
@@ -84,11 +84,11 @@ func (j *Job) Close() error {
 	return j.h.remove()
 }
 
-// DumpJob is the job of 'agent --dump': dump the replica's RethinkDB next
-// to it (pkg/remotedump).
-func DumpJob(rep *dtr.Replica) JobOptions {
-	return JobOptions{Replica: rep, Kind: helpercontainer.KindDump, Prefix: "docker-dtr-dump-", Role: "dump helper", Tmp: true,
-		Args: []string{"--dump", fmt.Sprintf("%s:%d", dtr.RethinkHost(rep.ID), dtr.RethinkPort)}}
+// DBJob is the job of 'agent --db': the database work of a command, next
+// to the replica's RethinkDB (pkg/remotedb).
+func DBJob(rep *dtr.Replica) JobOptions {
+	return JobOptions{Replica: rep, Kind: helpercontainer.KindDB, Prefix: "docker-dtr-db-", Role: "database helper", Tmp: true,
+		Args: []string{"--db", fmt.Sprintf("%s:%d", dtr.RethinkHost(rep.ID), dtr.RethinkPort)}}
 }
 
 // Interrupt closes the attach connection, so that a read of Stdout

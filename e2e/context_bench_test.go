@@ -24,32 +24,32 @@ import (
 // benchmarks use it: the same seed and rows give the same documents.
 const benchSeed = 20_09_04
 
-// BenchmarkMetadataThroughTunnel measures what the tunnel costs the
+// BenchmarkMetadataThroughContext measures what the Docker context costs the
 // metadata commands on the real RethinkDB: `backup create` and `backup
 // restore` of the same DTR-shaped data (internal/dtrgen) on a one-replica
-// fixture, each through the Docker context (helper container, agent,
-// multiplexed attach stream) and directly to the RethinkDB port the fixture
+// fixture, each through the Docker context (the database helper next to
+// RethinkDB, its frames over the attach stream) and directly to the RethinkDB port the fixture
 // publishes (--rethinkdb-addr and its TLS flags: the limit), in the same run,
-// the order reversed every other round. tunnel/direct is the ratio of their
+// the order reversed every other round. context/direct is the ratio of their
 // throughputs (archive MB per second of the plugin's run); the absolute
 // figures go beside it. The replica runs only RethinkDB, so a restore
 // through the context stops and starts nothing that a direct one does not.
 //
 // Two variants: "shared", the plugin and the server on the same two cores;
-// "pinned", the server's container (HostConfig.CpusetCpus) and the tunnel
+// "pinned", the server's container (HostConfig.CpusetCpus) and the database
 // helper on core 1 and the plugin under taskset -c 0: the plugin on another
 // machine than the DTR node, as in the field. The engine, its docker-proxy
 // (which carries the published port) and containerd stay unpinned.
 //
-//	go test -run '^$' -bench MetadataThroughTunnel -benchtime 3x ./e2e
-//	DTR_BENCH_ROWS=328000 go test -run '^$' -bench MetadataThroughTunnel/pinned -benchtime 2x ./e2e
-func BenchmarkMetadataThroughTunnel(b *testing.B) {
+//	go test -run '^$' -bench MetadataThroughContext -benchtime 3x ./e2e
+//	DTR_BENCH_ROWS=328000 go test -run '^$' -bench MetadataThroughContext/pinned -benchtime 2x ./e2e
+func BenchmarkMetadataThroughContext(b *testing.B) {
 	cfg := dockerConfig(b)
 	c := dtrfixture.Start(b, dtrfixture.Options{Replicas: 1, Components: []string{}})
 	rep := c.Replicas[0]
 	// 100,000 rows by default (about 100 MB of documents): a restore of
 	// them takes a while on the real server, and each run through the
-	// tunnel pays a helper's start and removal, a second or so.
+	// context pays a helper's start and removal, a second or so.
 	mb, _ := newMetadataBench(b, cfg, c, benchEnvInt(b, "DTR_BENCH_ROWS", 100000))
 
 	b.Run("shared", func(b *testing.B) { mb.measure(b, "") })
@@ -69,7 +69,7 @@ func BenchmarkMetadataThroughTunnel(b *testing.B) {
 		assert.Equal(b, info.HostConfig.CpusetCpus, server)
 		pinned := pinHelpers(b, c, server)
 		mb.measure(b, plugin)
-		b.Logf("tunnel helpers pinned to core %s: %d", server, pinned.Load())
+		b.Logf("database helpers pinned to core %s: %d", server, pinned.Load())
 	})
 }
 
@@ -121,35 +121,35 @@ func (mb *metadataBench) run(b *testing.B, cpus string, args ...string) time.Dur
 	return took
 }
 
-// measure runs backup and restore, direct and through the tunnel, b.N times
+// measure runs backup and restore, direct and through the context, b.N times
 // each, and reports MB/s and the ratios.
 func (mb *metadataBench) measure(b *testing.B, cpus string) {
 	out := filepath.Join(mb.dir, "backup.tar")
 	backup := []string{"backup", "create", "-q", "-o", out}
 	restore := []string{"backup", "restore", "-q", "--yes", "--no-safety-backup"}
-	var backupDirect, backupTunnel, restoreDirect, restoreTunnel time.Duration
+	var backupDirect, backupContext, restoreDirect, restoreContext time.Duration
 	b.ResetTimer()
 	alternate(b.N,
 		func() { backupDirect += mb.run(b, cpus, slices.Concat(backup, mb.direct)...) },
-		func() { backupTunnel += mb.run(b, cpus, backup...) },
+		func() { backupContext += mb.run(b, cpus, backup...) },
 		func() { restoreDirect += mb.run(b, cpus, slices.Concat(restore, mb.direct, []string{mb.input})...) },
-		func() { restoreTunnel += mb.run(b, cpus, slices.Concat(restore, []string{mb.input})...) },
+		func() { restoreContext += mb.run(b, cpus, slices.Concat(restore, []string{mb.input})...) },
 	)
 	b.StopTimer()
 	n := float64(b.N)
 	size := float64(mb.size) / 1e6
 	rate := func(d time.Duration) float64 { return size * n / d.Seconds() }
-	b.ReportMetric(rate(backupTunnel), "backup-tunnel-MB/s")
+	b.ReportMetric(rate(backupContext), "backup-context-MB/s")
 	b.ReportMetric(rate(backupDirect), "backup-direct-MB/s")
-	b.ReportMetric(backupDirect.Seconds()/backupTunnel.Seconds(), "backup-tunnel/direct")
-	b.ReportMetric(rate(restoreTunnel), "restore-tunnel-MB/s")
+	b.ReportMetric(backupDirect.Seconds()/backupContext.Seconds(), "backup-context/direct")
+	b.ReportMetric(rate(restoreContext), "restore-context-MB/s")
 	b.ReportMetric(rate(restoreDirect), "restore-direct-MB/s")
-	b.ReportMetric(restoreDirect.Seconds()/restoreTunnel.Seconds(), "restore-tunnel/direct")
+	b.ReportMetric(restoreDirect.Seconds()/restoreContext.Seconds(), "restore-context/direct")
 	b.ReportMetric(float64(mb.rows), "rows")
 	b.ReportMetric(size, "archive-MB")
 	sec := func(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()/n) }
-	b.Logf("%d rows, %.1f MB archive; per run: backup direct %s, tunnel %s; restore direct %s, tunnel %s",
-		mb.rows, size, sec(backupDirect), sec(backupTunnel), sec(restoreDirect), sec(restoreTunnel))
+	b.Logf("%d rows, %.1f MB archive; per run: backup direct %s, context %s; restore direct %s, context %s",
+		mb.rows, size, sec(backupDirect), sec(backupContext), sec(restoreDirect), sec(restoreContext))
 }
 
 // setCPUs sets the cores a container may run on (docker update
@@ -160,7 +160,7 @@ func setCPUs(b *testing.B, c *dtrfixture.Cluster, name, cpus string) {
 	assert.NilError(b, err, "pinning %s to cores %s", name, cpus)
 }
 
-// pinHelpers pins every tunnel and dump helper the plugin creates from now until the
+// pinHelpers pins every database helper the plugin creates from now until the
 // benchmark ends to cpus, as it is created (before the plugin starts it, as
 // a rule): the helper runs on the DTR node, beside the server. It returns
 // how many it pinned.
@@ -179,7 +179,7 @@ func pinHelpers(b *testing.B, c *dtrfixture.Cluster, cpus string) *atomic.Int64 
 			select {
 			case m := <-msgs:
 				if !leased(m.Actor.Attributes[helpercontainer.LabelKind]) {
-					continue // only the tunnel and dump helpers
+					continue // only the database helpers
 				}
 				_, err := c.Client.ContainerUpdate(ctx, m.Actor.ID, container.UpdateConfig{Resources: container.Resources{CpusetCpus: cpus}})
 				if err == nil {

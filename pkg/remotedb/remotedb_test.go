@@ -1,9 +1,8 @@
-package remotedump
+package remotedb
 
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -39,7 +38,13 @@ func caDir(t *testing.T, c *rethinkserver.Certs) string {
 
 // agentPipes runs Serve as the helper's agent does, on pipes: what the
 // plugin writes to the returned stdin, and the agent's stdout.
-func agentPipes(t *testing.T, connect Connector, idle time.Duration) (stdin io.WriteCloser, stdout io.Reader, served <-chan error) {
+func agentPipes(t *testing.T, connect Connector, idle time.Duration) (stdin *io.PipeWriter, stdout *io.PipeReader, served <-chan error) {
+	l, served := agentLink(t, connect, idle)
+	return l.in, l.out, served
+}
+
+// agentLink runs Serve on pipes, and is the plugin's link to it.
+func agentLink(t *testing.T, connect Connector, idle time.Duration) (pipeLink, <-chan error) {
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
 	done := make(chan error, 1)
@@ -49,14 +54,36 @@ func agentPipes(t *testing.T, connect Connector, idle time.Duration) (stdin io.W
 		done <- err
 	}()
 	t.Cleanup(func() { inW.Close(); outR.Close() })
-	return inW, outR, done
+	return pipeLink{in: inW, out: outR, agentIn: inR}, done
+}
+
+// pipeLink is a session's link to an agent on pipes. Interrupt cuts both
+// ways, as closing an attach connection does.
+type pipeLink struct {
+	in      *io.PipeWriter
+	out     *io.PipeReader
+	agentIn *io.PipeReader
+}
+
+func (l pipeLink) Stdin() io.Writer  { return l.in }
+func (l pipeLink) Stdout() io.Reader { return l.out }
+func (l pipeLink) Interrupt() {
+	l.agentIn.CloseWithError(errors.New("interrupted"))
+	l.out.CloseWithError(errors.New("interrupted"))
+}
+func (l pipeLink) Lost(err error) error { return fmt.Errorf("lost the agent: %w", err) }
+func (l pipeLink) Close() error         { return l.in.Close() }
+
+// session starts an agent on pipes and a Session talking to it.
+func session(t *testing.T, connect Connector) (*Session, pipeLink, <-chan error) {
+	l, served := agentLink(t, connect, time.Minute)
+	s := newSession("docker-dtr-db-test", "node1", l, 2)
+	t.Cleanup(func() { s.Close() })
+	return s, l, served
 }
 
 func request(t *testing.T, w io.Writer, req Request) {
-	b, err := json.Marshal(req)
-	assert.NilError(t, err)
-	_, err = w.Write(append(b, '\n'))
-	assert.NilError(t, err)
+	assert.NilError(t, (&frameWriter{w: w}).json(frameRequest, req))
 }
 
 type progressLog struct {
@@ -99,15 +126,13 @@ func TestSameArchiveAsDirect(t *testing.T) {
 	wantM, err := metadata.Backup(context.Background(), direct, &want, metadata.BackupOptions{Info: info, Exclude: exclude, Parallel: 2})
 	assert.NilError(t, err)
 
-	stdin, stdout, served := agentPipes(t, Dial(srv.Addr, caDir(t, srv.Certs)), time.Minute)
-	request(t, stdin, Request{Info: info, Exclude: exclude, Parallel: 2, Estimate: true})
+	s, _, served := session(t, Dial(srv.Addr, caDir(t, srv.Certs)))
 	var total int64
 	prog := &progressLog{}
 	var got bytes.Buffer
-	m, lost, err := Receive(stdout, &got, Hooks{Total: func(n int64) { total = n }, Progress: prog})
+	m, err := s.Dump(context.Background(), Request{Info: info, Exclude: exclude, Parallel: 2, Estimate: true}, &got, Hooks{Total: func(n int64) { total = n }, Progress: prog})
 	assert.NilError(t, err)
-	assert.Assert(t, !lost)
-	stdin.Close()
+	assert.NilError(t, s.Close())
 	assert.NilError(t, <-served)
 
 	// The manifest's own checksum covers its finished time: it differs,
@@ -128,29 +153,31 @@ func TestSameArchiveAsDirect(t *testing.T) {
 	assert.Equal(t, prog.rows, rows, "the progress counted every row")
 	assert.Equal(t, prog.bytes, docBytes)
 	assert.Assert(t, total > 0 && rows > 0, "estimate %d, rows %d (generated %d)", total, rows, stats.Rows)
-	assert.Assert(t, is.Contains(strings.Join(prog.steps, "\n"), "connected to rethinkdb at "+srv.Addr+" from the dump helper"))
+	assert.Assert(t, is.Contains(strings.Join(prog.steps, "\n"), "connected to rethinkdb at "+srv.Addr+" from the database helper"))
 	assert.Assert(t, is.Contains(strings.Join(prog.steps, "\n"), "dumped dtr2.tags"))
 }
 
 // An agent that cannot reach RethinkDB says why in its result, and the
 // plugin returns that reason (not a lost stream).
 func TestAgentCannotConnect(t *testing.T) {
-	stdin, stdout, served := agentPipes(t, Dial("127.0.0.1:1", t.TempDir()), time.Minute)
-	request(t, stdin, Request{Info: archive.Info{Tool: "test"}, Parallel: 1})
+	s, _, served := session(t, Dial("127.0.0.1:1", t.TempDir()))
 	var got bytes.Buffer
-	_, lost, err := Receive(stdout, &got, Hooks{})
-	assert.Assert(t, !lost)
-	assert.ErrorContains(t, err, "reading RethinkDB's TLS material")
+	_, err := s.Dump(context.Background(), Request{Info: archive.Info{Tool: "test"}, Parallel: 1}, &got, Hooks{})
+	var ae *AgentError
+	assert.Assert(t, errors.As(err, &ae), "%T %v", err, err)
+	assert.ErrorContains(t, err, "the database helper docker-dtr-db-test on node node1: reading RethinkDB's TLS material")
 	assert.Equal(t, got.Len(), 0)
+	assert.NilError(t, s.Broken(), "an agent's error leaves the session usable")
+	s.Close()
 	assert.ErrorContains(t, <-served, "reading RethinkDB's TLS material")
 
 	fail := func(context.Context, int) (*rethink.Session, error) {
 		return nil, errors.New("dial tcp: lookup dtr-rethinkdb-0123456789ab.dtr-ol: no such host")
 	}
-	stdin, stdout, served = agentPipes(t, fail, time.Minute)
-	request(t, stdin, Request{Parallel: 1})
-	_, _, err = Receive(stdout, io.Discard, Hooks{})
-	assert.Error(t, err, "dial tcp: lookup dtr-rethinkdb-0123456789ab.dtr-ol: no such host")
+	s, _, served = session(t, fail)
+	_, err = s.Plan(context.Background(), &archive.Report{})
+	assert.Error(t, err, "the database helper docker-dtr-db-test on node node1: dial tcp: lookup dtr-rethinkdb-0123456789ab.dtr-ol: no such host")
+	s.Close()
 	assert.Assert(t, <-served != nil)
 }
 
