@@ -224,10 +224,13 @@ func journalOptionsSum(dockerCli command.Cli, o *restore.Options, tgt *targetOpt
 
 // startRecorded starts the containers a journal says its restore stopped
 // (one already running is left as it is), in the order DTR needs, and
-// waits for them to report healthy (dtr.StartHealthy).
+// waits for them to report healthy (dtr.StartHealthy) unless the command
+// was interrupted: ctx goes on after a signal, so that they start again.
 func startRecorded(ctx context.Context, dockerCli command.Cli, cs []journal.Container, log func(string, ...any)) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
+	healthCtx, stop := untilClosed(ctx, interrupted)
+	defer stop()
 	var errs []error
 	var start []dtr.Container
 	for _, c := range cs {
@@ -236,10 +239,10 @@ func startRecorded(ctx context.Context, dockerCli command.Cli, cs []journal.Cont
 			errs = append(errs, fmt.Errorf("starting %s again: %w (start it with: docker start %s)", c.Name, err, c.Name))
 			continue
 		}
-		if info.State == nil || !info.State.Running {
+		if info.ContainerJSONBase == nil || info.State == nil || !info.State.Running {
 			start = append(start, dtr.Container{Name: c.Name, ID: c.ID})
 		}
 	}
-	errs = append(errs, dtr.StartHealthy(ctx, ctx, dockerCli.Client(), start, log))
+	errs = append(errs, dtr.StartHealthy(ctx, healthCtx, dockerCli.Client(), start, log))
 	return errors.Join(errs...)
 }

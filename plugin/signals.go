@@ -4,14 +4,34 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"sync"
 	"sync/atomic"
 	"syscall"
 
 	"github.com/spf13/cobra"
 )
 
-// signalled is set once SIGINT or SIGTERM has reached a command.
-var signalled atomic.Bool
+// signalled is set once SIGINT or SIGTERM has reached a command, and
+// interrupted closed.
+var (
+	signalled     atomic.Bool
+	interrupted   = make(chan struct{})
+	interruptOnce sync.Once
+)
+
+// untilClosed is ctx, also cancelled once ch is closed: work that must go
+// on after a signal (starting DTR again) but need not wait on it after.
+func untilClosed(ctx context.Context, ch <-chan struct{}) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-ch:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
 
 // withSignals cancels ctx on SIGINT or SIGTERM, so that long commands
 // remove what they half wrote instead of dying with it in place.
@@ -26,6 +46,7 @@ func withSignals(ctx context.Context) (context.Context, context.CancelFunc) {
 		select {
 		case <-ch:
 			signalled.Store(true)
+			interruptOnce.Do(func() { close(interrupted) })
 			cancel()
 		case <-ctx.Done():
 		}

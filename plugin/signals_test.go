@@ -68,3 +68,28 @@ func TestWithSignals(t *testing.T) {
 	<-ctx.Done()
 	assert.Assert(t, !signalled.Load())
 }
+
+// What goes on after a signal (starting DTR again) stops waiting once the
+// signal comes, and not before; its own end still ends it.
+func TestUntilClosed(t *testing.T) {
+	ch := make(chan struct{})
+	ctx, cancel := untilClosed(context.Background(), ch)
+	defer cancel()
+	select {
+	case <-ctx.Done():
+		t.Fatal("ended before the signal")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(ch)
+	select {
+	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("still waiting after the signal")
+	}
+
+	parent, end := context.WithCancel(context.Background())
+	ctx, cancel = untilClosed(parent, make(chan struct{}))
+	defer cancel()
+	end()
+	<-ctx.Done()
+}
