@@ -42,6 +42,9 @@ func TestUnrestorableBackupsAreRefusedBeforeAnythingStops(t *testing.T) {
 		assert.Assert(t, is.Contains(res.stderr, bad.Want), bad.Name)
 		assert.Assert(t, is.Contains(res.stderr, "it did not verify (1 problem, listed above); nothing was changed"), bad.Name)
 		assert.Assert(t, !strings.Contains(res.stderr, "stopped dtr-") && !strings.Contains(res.stderr, "safety backup"), "%s: %s", bad.Name, res.stderr)
+		// The database helper started while the backup verified says
+		// nothing of it, and is gone (below).
+		assert.Assert(t, !strings.Contains(res.stderr, "database helper"), "%s: %s", bad.Name, res.stderr)
 	}
 	for _, comp := range []string{"api", "registry"} {
 		assertRunning(t, c, "dtr-"+comp+"-"+rep.ID)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
+	"github.com/docker-dtr/docker-dtr/pkg/dtrdb"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
@@ -18,32 +19,39 @@ import (
 // the target, and shows the plan (--dry-run) or has the engine run it.
 func runMetadataRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions, in *backupfile.Input, name string, prog *progress.Printer) error {
 	// Verify everything before touching anything: an encrypted backup as
-	// it is decrypted, in the first of its passes.
+	// it is decrypted, in the first of its passes. Meanwhile the DTR is
+	// found and the database helper started: that changes nothing (its
+	// agent does not even connect before the first request), and what it
+	// says waits until the verify has said its own. A backup that does not
+	// verify leaves no helper. A replica named by --replica-id may be
+	// unhealthy: its database may be what is being repaired.
+	opts.target.allowUnhealthy = true
+	held, release := prog.Held()
+	found := make(chan locatedTarget, 1)
+	go func() { found <- locateAndConnect(ctx, dockerCli, &opts.target, opts.writers+1, held) }()
 	rep, err := restore.VerifyMetadata(in, name, prog)
+	loc := <-found
+	if loc.tgt != nil {
+		defer loc.tgt.Close()
+	}
 	if err != nil {
 		return refused(dockerCli, err)
 	}
+	release()
+	if loc.err != nil {
+		return loc.err
+	}
+	tgt := loc.tgt
+	tgt.SetProgress(prog)
 	sum, err := in.SHA256()
 	if err != nil {
 		return err
 	}
-	// Finding the DTR changes nothing; the tunnel comes after the checks.
-	// A replica named by --replica-id may be unhealthy: its database may
-	// be what is being repaired.
-	opts.target.allowUnhealthy = true
-	tgt, err := opts.target.locate(ctx, dockerCli, prog)
-	if err != nil {
-		return err
-	}
-	defer tgt.Close()
 	targetVersion, err := tgt.DTRVersion(opts.dtrVersion)
 	if err != nil {
 		return err
 	}
 	if err := restore.CheckVersion(name, rep.DTRVersion, targetVersion, opts.allowVersionMismatch, prog.Warn); err != nil {
-		return err
-	}
-	if err := tgt.Connect(ctx, opts.writers+1); err != nil {
 		return err
 	}
 	// The way back in for a command run by hand: the replica this restore
@@ -79,6 +87,25 @@ func runMetadataRestore(ctx context.Context, dockerCli command.Cli, opts restore
 		return pendingError(dockerCli, &same, err)
 	}
 	return printMetadataResult(dockerCli, opts, t)
+}
+
+// locatedTarget is the database a restore writes into, found and
+// connected while its backup verifies.
+type locatedTarget struct {
+	tgt *dtrdb.Target
+	err error
+}
+
+func locateAndConnect(ctx context.Context, dockerCli command.Cli, o *targetOptions, connections int, prog *progress.Printer) locatedTarget {
+	tgt, err := o.locate(ctx, dockerCli, prog)
+	if err != nil {
+		return locatedTarget{err: err}
+	}
+	if err := tgt.Connect(ctx, connections); err != nil {
+		tgt.Close()
+		return locatedTarget{err: err}
+	}
+	return locatedTarget{tgt: tgt}
 }
 
 // printMetadataResult shows the tables a restore loaded.

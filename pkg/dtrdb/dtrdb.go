@@ -294,6 +294,10 @@ func (t *Target) DTRVersion(flag string) (string, error) {
 	return rep.Version, nil
 }
 
+// SetProgress has the target report to prog from now on: it was found
+// and connected with a printer whose lines were held.
+func (t *Target) SetProgress(prog *progress.Printer) { t.prog = prog }
+
 // Where names the target in messages.
 func (t *Target) Where() string {
 	if t.Replica != nil {
