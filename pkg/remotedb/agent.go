@@ -16,7 +16,6 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/rethink"
 	"github.com/docker-dtr/docker-dtr/pkg/tunnel"
 	"github.com/docker-dtr/docker-dtr/pkg/zstdstream"
-	"github.com/klauspost/compress/zstd"
 )
 
 // Connector opens the agent's session to RethinkDB with a pool of
@@ -180,26 +179,17 @@ func dump(ctx context.Context, sess *rethink.Session, req Request, fw *frameWrit
 			return Result{}, err
 		}
 	}
-	// The chunks the compressor writes become data frames of about
-	// dataChunk bytes each.
-	bw := bufio.NewWriterSize(fw, dataChunk)
-	// The fastest level: the stream crosses one link, once; what matters
-	// is that the agent keeps up with RethinkDB on the node's CPU.
-	zw, err := zstd.NewWriter(bw, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderCRC(true))
+	ds, err := newDataStream(fw)
 	if err != nil {
 		return Result{}, err
 	}
-	cw := &countWriter{w: zw}
+	cw := &countWriter{w: ds}
 	m, err := metadata.Backup(ctx, sess, cw, opts)
 	if err != nil {
-		zw.Reset(io.Discard) // no end for an unfinished stream
-		zw.Close()
+		ds.Abort()
 		return Result{}, err
 	}
-	if err := zw.Close(); err != nil {
-		return Result{}, err
-	}
-	if err := bw.Flush(); err != nil {
+	if err := ds.Close(); err != nil {
 		return Result{}, err
 	}
 	prog.flush()

@@ -1,7 +1,6 @@
 package remotedb
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -14,7 +13,6 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
 	"github.com/docker-dtr/docker-dtr/pkg/tunnel"
 	"github.com/docker-dtr/docker-dtr/pkg/zstdstream"
-	"github.com/klauspost/compress/zstd"
 )
 
 // Hooks hear the agent's progress: Total once, before the first row (when
@@ -304,20 +302,15 @@ func sendPass(ctx context.Context, open archive.Source, fw *frameWriter) error {
 		return err
 	}
 	defer rc.Close()
-	bw := bufio.NewWriterSize(fw, dataChunk)
-	zw, err := zstd.NewWriter(bw, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderCRC(true))
+	ds, err := newDataStream(fw)
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(zw, ctxReader{ctx, rc}); err != nil {
-		zw.Reset(io.Discard) // no end for an unfinished stream
-		zw.Close()
+	if _, err := io.Copy(ds, ctxReader{ctx, rc}); err != nil {
+		ds.Abort()
 		return err
 	}
-	if err := zw.Close(); err != nil {
-		return err
-	}
-	return bw.Flush()
+	return ds.Close()
 }
 
 type ctxReader struct {

@@ -36,6 +36,7 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
 	"github.com/docker-dtr/docker-dtr/pkg/rethink"
+	"github.com/docker-dtr/docker-dtr/pkg/zstdstream"
 )
 
 // Operations a Request asks for.
@@ -187,6 +188,37 @@ func (f *frameWriter) Write(p []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// dataStream is a zstd stream sent as data frames of about dataChunk
+// bytes: a dump's archive, a pass of a backup. The fastest level: the
+// stream crosses one link, once; what matters is that the sender keeps up
+// with its source (RethinkDB on the node's CPU, the backup file).
+type dataStream struct {
+	bw *bufio.Writer
+	zw *zstdstream.Writer
+}
+
+func newDataStream(fw *frameWriter) (*dataStream, error) {
+	bw := bufio.NewWriterSize(fw, dataChunk)
+	zw, err := zstdstream.NewFastWriter(bw)
+	if err != nil {
+		return nil, err
+	}
+	return &dataStream{bw: bw, zw: zw}, nil
+}
+
+func (d *dataStream) Write(p []byte) (int, error) { return d.zw.Write(p) }
+
+// Close ends the zstd stream and sends what is left of it.
+func (d *dataStream) Close() error {
+	if err := d.zw.Close(); err != nil {
+		return err
+	}
+	return d.bw.Flush()
+}
+
+// Abort leaves the stream without its end: the reader finds it cut.
+func (d *dataStream) Abort() { d.zw.Abort() }
 
 // ErrNoResult is the error of a frame stream that ended before its result:
 // the agent went away.

@@ -63,6 +63,17 @@ func NewWriter(w io.Writer) (*Writer, error) {
 	return &Writer{enc: enc}, nil
 }
 
+// NewFastWriter is NewWriter at zstd's fastest level: for a stream that
+// crosses a link once, where keeping up with its source matters more
+// than its size.
+func NewFastWriter(w io.Writer) (*Writer, error) {
+	enc, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderCRC(true))
+	if err != nil {
+		return nil, err
+	}
+	return &Writer{enc: enc}, nil
+}
+
 // Writer is a zstd stream being written.
 type Writer struct {
 	enc *zstd.Encoder
