@@ -59,24 +59,9 @@ func Serve(connect Connector, stdin io.Reader, stdout io.Writer, idle time.Durat
 		select {
 		case req = <-in.requests:
 		case <-in.watch.Done():
-			// The input ended, or stayed silent.
-			if last != nil {
-				return last
-			}
-			if strings.HasPrefix(in.watch.Why(), "no word") {
-				return errors.New(in.watch.Why())
-			}
-			return nil
+			return in.ending(last)
 		case <-in.ended:
-			switch {
-			case last != nil:
-				return last
-			case in.err != nil:
-				return in.err
-			case strings.HasPrefix(in.watch.Why(), "no word"):
-				return errors.New(in.watch.Why())
-			}
-			return nil
+			return in.ending(last)
 		}
 		res, err := s.do(ctx, req)
 		if err != nil {
@@ -265,6 +250,26 @@ func (in *inbox) run() {
 			return
 		}
 	}
+}
+
+// ending is Serve's error once the input ended, stayed silent, or broke
+// the protocol: the last request's error, else the protocol's, else the
+// silence; nil for a plugin that closed its input between requests.
+func (in *inbox) ending(last error) error {
+	if last != nil {
+		return last
+	}
+	select {
+	case <-in.ended:
+		if in.err != nil {
+			return in.err
+		}
+	default: // in.err is set before ended closes
+	}
+	if why := in.watch.Why(); strings.HasPrefix(why, "no word") {
+		return errors.New(why)
+	}
+	return nil
 }
 
 // data hands a data frame of size bytes to the pass under way, or drops

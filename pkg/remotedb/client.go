@@ -325,13 +325,9 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-// Receive reads a dump's frames from r and writes the archive they carry,
-// decompressed, to w. It returns the agent's manifest, or its error; lost
-// says the stream ended (or failed) before the agent's result.
-func Receive(r io.Reader, w io.Writer, hooks Hooks) (m *archive.Manifest, lost bool, err error) {
-	return receive(newFrameReader(r, hooks.onProgress()), w)
-}
-
+// receive reads a dump's frames from fr and writes the archive they
+// carry, decompressed, to w. It returns the agent's manifest, or its
+// error; lost says the stream ended (or failed) before the agent's result.
 func receive(fr *frameReader, w io.Writer) (m *archive.Manifest, lost bool, err error) {
 	dec, err := zstdstream.NewReader(fr, "the database helper's stream", nil)
 	if err != nil {

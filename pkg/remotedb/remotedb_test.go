@@ -237,7 +237,7 @@ func TestReceive(t *testing.T) {
 	hooks := Hooks{Total: func(n int64) { total = n }, Progress: prog}
 
 	var out bytes.Buffer
-	got, lost, err := Receive(bytes.NewReader(frames(t, data, 0, 0, &Result{Manifest: m, Size: int64(len(data))})), &out, hooks)
+	got, lost, err := receiveFrom(bytes.NewReader(frames(t, data, 0, 0, &Result{Manifest: m, Size: int64(len(data))})), &out, hooks)
 	assert.NilError(t, err)
 	assert.Assert(t, !lost)
 	assert.DeepEqual(t, got, m)
@@ -248,27 +248,32 @@ func TestReceive(t *testing.T) {
 	// The agent went away: no result, at any point of the stream.
 	full := frames(t, data, 0, 0, nil)
 	for _, cut := range []int{0, 1, 5, len(full) / 2, len(full) - 1} {
-		_, lost, err = Receive(bytes.NewReader(full[:len(full)-cut]), io.Discard, Hooks{})
+		_, lost, err = receiveFrom(bytes.NewReader(full[:len(full)-cut]), io.Discard, Hooks{})
 		assert.Assert(t, lost, "cut %d", cut)
 		assert.ErrorIs(t, err, ErrNoResult, "cut %d", cut)
 	}
 	// A result whose size is not what arrived.
-	_, lost, err = Receive(bytes.NewReader(frames(t, data, 0, 0, &Result{Manifest: m, Size: 5})), io.Discard, Hooks{})
+	_, lost, err = receiveFrom(bytes.NewReader(frames(t, data, 0, 0, &Result{Manifest: m, Size: 5})), io.Discard, Hooks{})
 	assert.Assert(t, !lost)
 	assert.ErrorContains(t, err, "90000 bytes of archive arrived, the helper sent 5")
 	// The agent's error wins over its truncated stream.
-	_, lost, err = Receive(bytes.NewReader(frames(t, data[:100], 0, 0, &Result{Error: "rethinkdb: EOF"})), io.Discard, Hooks{})
+	_, lost, err = receiveFrom(bytes.NewReader(frames(t, data[:100], 0, 0, &Result{Error: "rethinkdb: EOF"})), io.Discard, Hooks{})
 	assert.Assert(t, !lost)
 	var ae *AgentError
 	assert.Assert(t, errors.As(err, &ae), "%T", err)
 	assert.Error(t, err, "rethinkdb: EOF")
 	// Not this protocol.
-	_, _, err = Receive(strings.NewReader("HTTP/1.1 500\r\n"), io.Discard, Hooks{})
+	_, _, err = receiveFrom(strings.NewReader("HTTP/1.1 500\r\n"), io.Discard, Hooks{})
 	assert.ErrorContains(t, err, "frame of unknown type")
 	// The backup file's error is the file's, not the stream's.
-	_, lost, err = Receive(bytes.NewReader(frames(t, data, 0, 0, &Result{Manifest: m, Size: int64(len(data))})), failWriter{}, Hooks{})
+	_, lost, err = receiveFrom(bytes.NewReader(frames(t, data, 0, 0, &Result{Manifest: m, Size: int64(len(data))})), failWriter{}, Hooks{})
 	assert.Assert(t, !lost)
 	assert.Error(t, err, "no space left on device")
+}
+
+// receiveFrom is receive of the frames r holds.
+func receiveFrom(r io.Reader, w io.Writer, hooks Hooks) (*archive.Manifest, bool, error) {
+	return receive(newFrameReader(r, hooks.onProgress()), w)
 }
 
 type failWriter struct{}
