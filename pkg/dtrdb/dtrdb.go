@@ -134,7 +134,7 @@ func (t *Target) Connect(ctx context.Context, connections int) error {
 	conn.Connections = connections
 	sess, err := rethink.Connect(ctx, conn)
 	if err != nil {
-		return t.Explain(err)
+		return t.explain(err)
 	}
 	t.sess = sess
 	t.prog.Step("connected to rethinkdb at %s", sess.Addr())
@@ -153,9 +153,9 @@ func (t *Target) Reconnect(ctx context.Context) error {
 	return t.Connect(ctx, t.connections)
 }
 
-// Explain adds what is known of RethinkDB to one of its errors, which is
+// explain adds what is known of RethinkDB to one of its errors, which is
 // often a bare EOF when the far side went away.
-func (t *Target) Explain(err error) error {
+func (t *Target) explain(err error) error {
 	if err == nil || !connectionClosed(err) {
 		return err
 	}
@@ -185,7 +185,7 @@ func connectionClosed(err error) bool {
 func (t *Target) explainAgent(err error) error {
 	var ae *remotedb.AgentError
 	if errors.As(err, &ae) {
-		return t.Explain(err)
+		return t.explain(err)
 	}
 	return err
 }
@@ -218,7 +218,7 @@ func (t *Target) Dump(ctx context.Context, w io.Writer, o metadata.BackupOptions
 		}
 		t.prog.Phase(phase, rows, 0)
 		m, err := metadata.Backup(ctx, t.sess, w, o)
-		return m, t.Explain(err)
+		return m, t.explain(err)
 	}
 	req := remotedb.Request{Info: o.Info, Exclude: o.Exclude, Only: o.Only, Parallel: o.Parallel, Estimate: estimate}
 	var phased atomic.Bool // set on the decoder's goroutine
@@ -247,7 +247,7 @@ func (t *Target) Plan(ctx context.Context, rep *archive.Report) (*metadata.Plan,
 		return nil, errNotConnected
 	}
 	p, err := metadata.MakePlan(ctx, t.sess, rep)
-	return p, t.Explain(err)
+	return p, t.explain(err)
 }
 
 // Load restores the backup open reads as plan says (metadata.RestoreFrom):
@@ -263,7 +263,7 @@ func (t *Target) Load(ctx context.Context, open archive.Source, rep *archive.Rep
 	}
 	o.Force = true
 	res, err := metadata.RestoreFrom(ctx, t.sess, open, rep, plan, o)
-	return res, t.Explain(err)
+	return res, t.explain(err)
 }
 
 // Undo drops what a failed restore of plan created (metadata.Plan.Undo).
@@ -274,7 +274,7 @@ func (t *Target) Undo(ctx context.Context, plan *metadata.Plan) error {
 	case t.sess == nil:
 		return errNotConnected
 	}
-	return t.Explain(plan.Undo(ctx, t.sess))
+	return t.explain(plan.Undo(ctx, t.sess))
 }
 
 // DTRVersion is the target's DTR version: the replica's, or flag's
