@@ -390,7 +390,9 @@ func TestDatabaseHelper(t *testing.T) {
 		info, err := c.Client.ContainerInspect(context.Background(), h.ID)
 		assert.NilError(t, err)
 		assert.Equal(t, info.HostConfig.LogConfig.Type, "none")
-		assert.Equal(t, string(info.HostConfig.NetworkMode), "dtr-ol")
+		rdb, err := c.Client.ContainerInspect(context.Background(), rep.Containers["rethinkdb"])
+		assert.NilError(t, err)
+		assert.Equal(t, string(info.HostConfig.NetworkMode), "container:"+rdb.ID, "in RethinkDB's network namespace")
 		assert.Equal(t, info.Image, mustImageID(t, c, rep.Containers["rethinkdb"]), "the image of the replica's dtr-rethinkdb")
 		// The agent from the node's cache, mounted read-only.
 		assert.DeepEqual(t, []string(info.Config.Entrypoint), []string{"/docker-dtr-agent.d/docker-dtr-agent"})

@@ -98,8 +98,15 @@ func createHelper(ctx context.Context, api API, rep *dtr.Replica, binary string,
 }
 
 // helperConfig is the helper container: the replica's RethinkDB image with
-// the agent as entrypoint, on dtr-ol, DTR's CA volume read-only, no logs, no
-// health check, and pinned to the replica's node the way UCP understands.
+// the agent as entrypoint, in the network namespace of the replica's
+// RethinkDB container, DTR's CA volume read-only, no logs, no health check,
+// and pinned to the replica's node the way UCP understands. Sharing
+// RethinkDB's namespace reaches it at the same dtr-ol name and address
+// (its resolver is shared too), and the engine sets up no network for
+// the helper: 0.28 s to start against 0.7 s joining dtr-ol, on a bridge
+// (overlays cost more). A helper whose RethinkDB dies loses the network,
+// which only served that RethinkDB; it talks to the plugin over its
+// attach stream.
 // The agent exits once the plugin is gone (its attach stream ends, or stays
 // silent for IdleTimeout), and the container removes itself then.
 func helperConfig(rep *dtr.Replica, imageID string, img *dockerspec.DockerOCIImageConfig, j job) (*container.Config, *container.HostConfig) {
@@ -121,7 +128,7 @@ func helperConfig(rep *dtr.Replica, imageID string, img *dockerspec.DockerOCIIma
 		cfg.Env = []string{"constraint:node==" + rep.Node}
 	}
 	host := &container.HostConfig{
-		NetworkMode: container.NetworkMode(dtr.Network),
+		NetworkMode: container.NetworkMode("container:" + rethinkRef(rep)),
 		LogConfig:   container.LogConfig{Type: "none"},
 		AutoRemove:  true,
 		Mounts:      []mount.Mount{{Type: mount.TypeVolume, Source: rep.CAVolume(), Target: "/ca", ReadOnly: true}},
@@ -139,6 +146,16 @@ func helperConfig(rep *dtr.Replica, imageID string, img *dockerspec.DockerOCIIma
 		}
 	}
 	return cfg, host
+}
+
+// rethinkRef names the replica's RethinkDB container for the engine: its
+// id, or its name when discovery had none.
+func rethinkRef(rep *dtr.Replica) string {
+	c := rep.Container("rethinkdb")
+	if c.ID != "" {
+		return c.ID
+	}
+	return c.Name
 }
 
 func randomSuffix() string {
@@ -171,6 +188,10 @@ func (h *helper) start(ctx context.Context) error {
 		}
 	}()
 	if err := h.api.ContainerStart(ctx, h.id, container.StartOptions{}); err != nil {
+		if strings.Contains(err.Error(), "non running container") {
+			// It shares RethinkDB's network namespace.
+			return fmt.Errorf("starting the %s on node %s: dtr-rethinkdb-%s is not running (check it with docker dtr status)", h.role, h.node, h.replica)
+		}
 		return fmt.Errorf("starting the %s on node %s: %w", h.role, h.node, err)
 	}
 	return nil

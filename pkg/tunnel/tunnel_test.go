@@ -15,7 +15,7 @@ import (
 
 func TestHelperConfig(t *testing.T) {
 	rep := &dtr.Replica{ID: "0123456789ab", Node: "node3", NodeFromName: true, Containers: []dtr.Container{{
-		Component: "rethinkdb", Mounts: map[string]dtr.Mount{"/ca": {Type: "volume", Name: "dtr-ca-0123456789ab"}},
+		Component: "rethinkdb", ID: "f00d", Name: "dtr-rethinkdb-0123456789ab", Mounts: map[string]dtr.Mount{"/ca": {Type: "volume", Name: "dtr-ca-0123456789ab"}},
 	}}}
 	img := &dockerspec.DockerOCIImageConfig{}
 	img.Volumes = map[string]struct{}{"/data": {}, "/ca": {}}
@@ -32,7 +32,8 @@ func TestHelperConfig(t *testing.T) {
 	assert.Equal(t, cfg.Labels[helpercontainer.LabelLease], helpercontainer.LeaseAgent, "its agent exits when the plugin goes")
 	assert.Equal(t, cfg.Labels[helpercontainer.LabelOwner], helpercontainer.Self())
 	assert.Check(t, host.AutoRemove, "the container goes with its agent")
-	assert.Equal(t, string(host.NetworkMode), "dtr-ol")
+	// RethinkDB's own network namespace: no network for the engine to set up.
+	assert.Equal(t, string(host.NetworkMode), "container:f00d")
 	assert.Equal(t, host.LogConfig.Type, "none")
 	assert.DeepEqual(t, host.Mounts, []mount.Mount{
 		{Type: mount.TypeVolume, Source: "dtr-ca-0123456789ab", Target: "/ca", ReadOnly: true},
