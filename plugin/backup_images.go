@@ -118,12 +118,11 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 	}
 	prog := opts.progress.printer(ctx, dockerCli)
 	defer prog.Close()
-	var bases []*imagearchive.Base
+	// The earlier backups are read while the DTR is found and the
+	// helper starts.
+	var since *imagebackup.Pending
 	if opts.since != "" {
-		var err error
-		if bases, err = imagebackup.Since(opts.since, opts.output, prog); err != nil {
-			return err
-		}
+		since = imagebackup.ReadSince(opts.since, opts.output, prog)
 	}
 	out, err := openBackup(dockerCli, opts.output, &opts.enc, false)
 	if err != nil {
@@ -147,7 +146,7 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 	}
 	vol.AgentBinary = opts.replica.agentBinary
 	m, err := imagebackup.Write(ctx, dockerCli.Client(), out, imagebackup.Options{
-		Replica: rep, Volume: vol, Since: bases, AgentBinary: opts.replica.agentBinary, Progress: prog,
+		Replica: rep, Volume: vol, Since: since, AgentBinary: opts.replica.agentBinary, Progress: prog,
 	})
 	if err != nil {
 		return backupError(ctx, opts.output, err)
@@ -159,7 +158,7 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 		displayOutput(opts.output), m.DTRVersion, m.ReplicaID, m.Volume, m.Files, m.Blobs, human.Bytes(m.Bytes), opts.enc.describe())
 	if len(m.DependsOn) > 0 {
 		summary += fmt.Sprintf("; incremental: %d more blobs, %s, held by %s (%s)", m.OmittedBlobs, human.Bytes(m.OmittedBytes), human.Plural(len(m.DependsOn), "earlier backup"), dependencyNames(m.DependsOn))
-	} else if len(bases) > 0 {
+	} else if since != nil {
 		summary += "; a full backup: the earlier backups hold none of its blobs"
 	}
 	if opts.enc.enabled() && opts.output != "-" {

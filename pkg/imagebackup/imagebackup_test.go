@@ -7,7 +7,10 @@ import (
 	"testing"
 
 	"github.com/docker-dtr/docker-dtr/internal/backuptest"
+	"github.com/docker-dtr/docker-dtr/pkg/agent"
+	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
+	"github.com/docker-dtr/docker-dtr/pkg/imagevolume"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
@@ -71,4 +74,37 @@ func TestSince(t *testing.T) {
 	assert.ErrorContains(t, err, "not an image backup")
 	_, err = Since(t.TempDir(), "-", prog)
 	assert.ErrorContains(t, err, "the directory holds no readable image backup")
+}
+
+// ReadSince reads the bases beside the backup's start: its lines wait for
+// Wait, and the chooser waits for the bases at the listing's first entry.
+func TestReadSince(t *testing.T) {
+	dir := t.TempDir()
+	full := filepath.Join(dir, "full.tar")
+	backuptest.WriteImageBackup(t, full, backuptest.Day(1), backuptest.VolumeWith(t, "layer one"))
+
+	var printed strings.Builder
+	prog := progress.NewMode(&printed, progress.Plain)
+	p := ReadSince(full, "-", prog)
+	<-p.done
+	assert.Equal(t, printed.String(), "", "held until the backup uses the bases")
+	c := &chooser{bases: Options{Since: p, Replica: &dtr.Replica{ID: "0123456789ab"}, Volume: &imagevolume.Volume{Name: "dtr-registry-0123456789ab"}, Progress: prog}.bases, prog: prog, vol: "v"}
+	c.Add(agent.ListEntry{Name: "docker/registry/v2/repositories/a/_layers/sha256/x/link", Type: "file", Size: 71})
+	assert.Assert(t, is.Contains(printed.String(), "incremental: "+full+" holds 1 blob"))
+	omit, err := c.Omit()
+	assert.NilError(t, err)
+	assert.Equal(t, len(omit), 0)
+	assert.Equal(t, c.Entries, 1)
+	assert.Equal(t, len(c.since), 1)
+
+	// A base that cannot be read fails the choice, whenever it comes.
+	p = ReadSince(filepath.Join(dir, "missing.tar"), "-", prog)
+	c = &chooser{bases: Options{Since: p, Progress: prog}.bases, prog: prog, vol: "v"}
+	c.Add(agent.ListEntry{Name: "a", Type: "file"})
+	_, err = c.Omit()
+	assert.ErrorContains(t, err, "--since: stat "+filepath.Join(dir, "missing.tar"))
+	assert.ErrorContains(t, p.failed(), "no such file")
+	c = &chooser{bases: Options{Since: p, Progress: prog}.bases, prog: prog, vol: "v"}
+	_, err = c.Omit()
+	assert.ErrorContains(t, err, "no such file", "an empty listing too")
 }
