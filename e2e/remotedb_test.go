@@ -55,6 +55,7 @@ func TestCreateThroughContextSameAsDirect(t *testing.T) {
 	assert.Check(t, is.Contains(res.stderr, "started database helper "))
 	assert.Check(t, is.Contains(res.stderr, "(its agent from the node's cache)"))
 	assert.Check(t, is.Contains(res.stderr, "from the database helper"))
+	assert.Check(t, is.Contains(res.stderr, "the database helper's peak memory: "))
 	assertNoHelpers(t, c)
 
 	a, err := os.ReadFile(direct)

@@ -106,7 +106,9 @@ func (s *server) do(ctx context.Context, req Request) (Result, error) {
 	}
 	switch req.Op {
 	case OpDump:
-		return dump(ctx, s.sess, req, s.out)
+		res, err := dump(ctx, s.sess, req, s.out)
+		s.peak()
+		return res, err
 	case OpPlan:
 		rep, err := req.report()
 		if err != nil {
@@ -125,6 +127,7 @@ func (s *server) do(ctx context.Context, req Request) (Result, error) {
 		prog := &reporter{fw: s.out}
 		tables, err := metadata.RestoreFrom(ctx, s.sess, s.pass, rep, req.Plan, metadata.RestoreOptions{Force: true, Writers: req.Writers, Progress: prog})
 		prog.flush()
+		s.peak()
 		return Result{Tables: tables}, err
 	case OpUndo:
 		if req.Plan == nil {
@@ -133,6 +136,14 @@ func (s *server) do(ctx context.Context, req Request) (Result, error) {
 		return Result{}, req.Plan.Undo(ctx, s.sess)
 	}
 	return Result{}, fmt.Errorf("the plugin asked for %q, which this agent does not do (an agent of another version?)", req.Op)
+}
+
+// peak says the agent's peak memory after a dump or a load: what the
+// helper asks of the DTR node, which does not grow with the data.
+func (s *server) peak() {
+	if n := peakMemory(); n > 0 {
+		s.step("the database helper's peak memory: %.1f MiB", float64(n)/(1<<20))
+	}
 }
 
 func (s *server) step(format string, args ...any) {

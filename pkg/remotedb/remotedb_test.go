@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -155,6 +156,9 @@ func TestSameArchiveAsDirect(t *testing.T) {
 	assert.Assert(t, total > 0 && rows > 0, "estimate %d, rows %d (generated %d)", total, rows, stats.Rows)
 	assert.Assert(t, is.Contains(strings.Join(prog.steps, "\n"), "connected to rethinkdb at "+srv.Addr+" from the database helper"))
 	assert.Assert(t, is.Contains(strings.Join(prog.steps, "\n"), "dumped dtr2.tags"))
+	if runtime.GOOS == "linux" {
+		assert.Assert(t, is.Contains(strings.Join(prog.steps, "\n"), "the database helper's peak memory: "))
+	}
 }
 
 // An agent that cannot reach RethinkDB says why in its result, and the
