@@ -73,6 +73,7 @@ require (
 	github.com/moby/term v0.5.2
 	github.com/spf13/cobra v1.10.2
 	github.com/spf13/pflag v1.0.9
+	go.yaml.in/yaml/v3 v3.0.4
 	golang.org/x/sys v0.35.0
 	gopkg.in/rethinkdb/rethinkdb-go.v6 v6.2.1
 	gotest.tools/v3 v3.5.2

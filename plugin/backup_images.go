@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
+	"github.com/docker-dtr/docker-dtr/pkg/dtrdb"
+	"github.com/docker-dtr/docker-dtr/pkg/dtrstorage"
 	"github.com/docker-dtr/docker-dtr/pkg/exitcode"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
@@ -51,8 +53,16 @@ manifest with every file's SHA-256 is its last entry. Unfinished pushes
 streams: a corrupt blob in the registry is reported by name, and the
 command exits 1 unless --allow-corrupt-blobs.
 
-When DTR stores images in S3, Azure, GCS or Swift there is no volume: back
-that storage up with its own tools.
+Where DTR keeps its images comes from DTR's own settings (the registry's
+storage configuration in dtr2.properties), read through a database helper
+on the node while the volume is read; the volume mounted at /storage is no
+sign of it, as DTR mounts one whatever the driver. When the settings say
+S3, Azure, GCS or Swift, or the volume holds no image, the backup would
+restore nothing: the command says so in one line, exits 1 and writes
+nothing. Back such storage up with its provider's tools (bucket versioning
+or replication, a copy of the container), and DTR's metadata with 'backup
+create'. The storage's credentials never leave the node: only the driver,
+bucket or container, region, endpoint and root directory are read back.
 
 ` + outputHelp + `
 ` + encryptHelp + `
@@ -147,6 +157,7 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 	vol.AgentBinary = opts.replica.agentBinary
 	m, err := imagebackup.Write(ctx, dockerCli.Client(), out, imagebackup.Options{
 		Replica: rep, Volume: vol, Since: since, AgentBinary: opts.replica.agentBinary, Progress: prog,
+		Storage: storageReader(dockerCli, rep, opts.replica.agentBinary, prog),
 	})
 	if err != nil {
 		return backupError(ctx, opts.output, err)
@@ -194,6 +205,17 @@ func commitImages(out *backupOutput, output string, encrypted bool, m *imagearch
 	}
 	defer x.Abort()
 	return x.CommitWith(out.Commit)
+}
+
+// storageReader reads DTR's storage configuration through a database
+// helper of its own on the replica's node; its lines come whole, once it
+// is done, among the volume's.
+func storageReader(dockerCli command.Cli, rep *dtr.Replica, agentBinary string, prog *progress.Printer) imagebackup.StorageReader {
+	return func(ctx context.Context) (dtrstorage.Backend, error) {
+		held, release := prog.Held()
+		defer release()
+		return dtrdb.ReadStorage(ctx, dockerCli, rep, agentBinary, held)
+	}
 }
 
 // chooseReplica finds the DTR behind the Docker context and picks the

@@ -7,9 +7,11 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/dtrdb"
+	"github.com/docker-dtr/docker-dtr/pkg/dtrstorage"
 	"github.com/docker-dtr/docker-dtr/pkg/nodejournal"
 	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
@@ -26,7 +28,12 @@ func newStatusCmd(dockerCli command.Cli) *cobra.Command {
 		Short: "Show the DTR replicas behind the Docker context and their health",
 		Long: `Show the DTR replicas behind the active Docker context: each replica's
 node, version and containers (state and health check), whether a majority
-of replicas is healthy, and which replica a backup will use.
+of replicas is healthy, and which replica a backup will use. Where DTR
+keeps its images comes from DTR's own settings (the registry's storage
+configuration in dtr2.properties), read through a short-lived database
+helper on the backup replica's node: the driver, bucket or container,
+region, endpoint and root, never a credential; "unknown" when the settings
+hold none, and the reason when they cannot be read.
 
 An unfinished restore (one whose journal is still on a replica's node: it
 was killed, or left by hand) is a problem: status names it, says which
@@ -56,7 +63,23 @@ type statusReport struct {
 	Replicas      []*dtr.Replica `json:"replicas"`
 	// Unfinished are the restores whose journal is on the cluster.
 	Unfinished []unfinished `json:"unfinishedRestores"`
+	// Storage is where DTR's settings say its images are kept, read
+	// through the backup replica's database; nil without one.
+	Storage *storageStatus `json:"storage,omitempty"`
 }
+
+// storageStatus is DTR's storage configuration as status shows it: never
+// a credential.
+type storageStatus struct {
+	dtrstorage.Backend
+	// ReadFrom is the replica whose database was asked.
+	ReadFrom string `json:"readFrom"`
+	// Error says why the settings could not be read.
+	Error string `json:"error,omitempty"`
+}
+
+// storageWait bounds status's reading of DTR's settings.
+const storageWait = 20 * time.Second
 
 func runStatus(ctx context.Context, dockerCli command.Cli, opts statusOptions) error {
 	if err := checkFormat(opts.format); err != nil {
@@ -74,6 +97,13 @@ func runStatus(ctx context.Context, dockerCli command.Cli, opts statusOptions) e
 	}
 	if rep, err := cluster.Choose(""); err == nil {
 		st.BackupReplica = rep.ID
+		sctx, cancel := context.WithTimeout(ctx, storageWait)
+		b, err := dtrdb.ReadStorage(sctx, dockerCli, rep, "", nil)
+		cancel()
+		st.Storage = &storageStatus{Backend: b, ReadFrom: rep.ID}
+		if err != nil {
+			st.Storage.Error = err.Error()
+		}
 	}
 	found, err := nodejournal.List(ctx, dockerCli.Client())
 	if err != nil {
@@ -119,6 +149,18 @@ func printStatus(w io.Writer, st statusReport) {
 	} else {
 		fmt.Fprintln(w, "No replica is healthy: backups are refused.")
 	}
+	if s := st.Storage; s != nil {
+		switch {
+		case s.Error != "":
+			fmt.Fprintf(w, "Image storage: DTR's settings could not be read (%s).\n", s.Error)
+		case !s.Known():
+			fmt.Fprintf(w, "Image storage: unknown (%s).\n", s.Unknown)
+		case s.External():
+			fmt.Fprintf(w, "Image storage: %s (DTR's setting %s): not in the replicas' volumes; backup images refuses it.\n", s.Backend, s.Setting)
+		default:
+			fmt.Fprintf(w, "Image storage: %s (DTR's setting %s): each replica's volume below.\n", s.Backend, s.Setting)
+		}
+	}
 	for _, u := range st.Unfinished {
 		fmt.Fprintf(w, "UNFINISHED RESTORE: %s\n", u)
 	}
@@ -131,7 +173,7 @@ func printStatus(w io.Writer, st statusReport) {
 		if !r.Healthy {
 			healthy = "no: " + strings.Join(r.Problems, "; ")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.ID, dash(r.Node), dash(r.Version), healthy, storage(r))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.ID, dash(r.Node), dash(r.Version), healthy, storage(r, st.Storage))
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
@@ -146,12 +188,15 @@ func printStatus(w io.Writer, st statusReport) {
 	tw.Flush()
 }
 
-// storage says where a replica's registry keeps image content.
-func storage(r *dtr.Replica) string {
+// storage says where a replica's registry keeps image content: its
+// mount, unless DTR's settings say the images are elsewhere.
+func storage(r *dtr.Replica, s *storageStatus) string {
 	m := r.ImageStorage
 	switch {
 	case r.Container("registry") == nil:
 		return "- (no registry container)"
+	case s != nil && s.Error == "" && s.External():
+		return "not used (images in " + s.Driver + ")"
 	case m == nil:
 		return "external (no volume at /storage: S3, Azure, GCS or Swift)"
 	case m.Type == "bind":

@@ -18,6 +18,7 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/agentbin"
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
+	"github.com/docker-dtr/docker-dtr/pkg/dtrstorage"
 	"github.com/docker-dtr/docker-dtr/pkg/dtrversion"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
@@ -248,6 +249,33 @@ func (t *Target) Plan(ctx context.Context, rep *archive.Report) (*metadata.Plan,
 	}
 	p, err := metadata.MakePlan(ctx, t.sess, rep)
 	return p, t.explain(err)
+}
+
+// ReadStorage reads where DTR keeps its images through a database helper
+// of its own on rep's node, removed before it returns; its steps go to
+// prog (nil for none).
+func ReadStorage(ctx context.Context, d Docker, rep *dtr.Replica, agentBinary string, prog *progress.Printer) (dtrstorage.Backend, error) {
+	t := &Target{Replica: rep, opts: Options{AgentBinary: agentBinary}, docker: d, prog: prog}
+	defer t.Close()
+	if err := t.Connect(ctx, 1); err != nil {
+		return dtrstorage.Backend{}, err
+	}
+	return t.Storage(ctx)
+}
+
+// Storage reads where DTR keeps its images, from its settings: through
+// the Docker context the agent reads them, and only the backend's names
+// and places cross the Docker API, never the storage's credentials.
+func (t *Target) Storage(ctx context.Context) (dtrstorage.Backend, error) {
+	switch {
+	case t.db != nil:
+		b, err := t.db.Storage(ctx)
+		return b, t.explainAgent(err)
+	case t.sess == nil:
+		return dtrstorage.Backend{}, errNotConnected
+	}
+	b, err := dtrstorage.Read(ctx, t.sess)
+	return b, t.explain(err)
 }
 
 // Load restores the backup open reads as plan says (metadata.RestoreFrom):

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/docker-dtr/docker-dtr/pkg/dtrstorage"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
 	"github.com/docker-dtr/docker-dtr/pkg/rethink"
 	"github.com/docker-dtr/docker-dtr/pkg/tunnel"
@@ -129,6 +130,9 @@ func (s *server) do(ctx context.Context, req Request) (Result, error) {
 		prog.flush()
 		s.peak()
 		return Result{Tables: tables}, err
+	case OpStorage:
+		b, err := dtrstorage.Read(ctx, s.sess)
+		return Result{Storage: &b}, err
 	case OpUndo:
 		if req.Plan == nil {
 			return Result{}, errors.New("an undo request without its plan")

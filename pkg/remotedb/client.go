@@ -10,6 +10,7 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
+	"github.com/docker-dtr/docker-dtr/pkg/dtrstorage"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
 	"github.com/docker-dtr/docker-dtr/pkg/tunnel"
 	"github.com/docker-dtr/docker-dtr/pkg/zstdstream"
@@ -182,6 +183,18 @@ func (s *Session) Load(ctx context.Context, open archive.Source, rep *archive.Re
 		return nil, err
 	}
 	return res.Tables, nil
+}
+
+// Storage has the agent read where DTR keeps its images.
+func (s *Session) Storage(ctx context.Context) (dtrstorage.Backend, error) {
+	res, err := s.result(ctx, Request{Op: OpStorage}, Hooks{}, nil)
+	if err != nil {
+		return dtrstorage.Backend{}, err
+	}
+	if res.Storage == nil {
+		return dtrstorage.Backend{}, errors.New("the database helper's storage answer is empty")
+	}
+	return *res.Storage, nil
 }
 
 // Undo has the agent drop what a failed restore of plan created.

@@ -34,6 +34,7 @@ import (
 	"sync"
 
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
+	"github.com/docker-dtr/docker-dtr/pkg/dtrstorage"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
 	"github.com/docker-dtr/docker-dtr/pkg/rethink"
 	"github.com/docker-dtr/docker-dtr/pkg/zstdstream"
@@ -45,6 +46,9 @@ const (
 	OpPlan = "plan" // metadata.MakePlan of a verified backup's report
 	OpLoad = "load" // metadata.RestoreFrom, the backup's passes sent by the plugin
 	OpUndo = "undo" // metadata.Plan.Undo
+	// OpStorage reads where DTR keeps its images (dtrstorage.Read): the
+	// settings hold the storage's credentials, which stay in the agent.
+	OpStorage = "storage"
 )
 
 // Request is one operation of the session.
@@ -108,6 +112,8 @@ type Result struct {
 	Plan *metadata.Plan `json:"plan,omitempty"`
 	// A load: the tables loaded and checked.
 	Tables []metadata.TableResult `json:"tables,omitempty"`
+	// The storage backend, without a credential.
+	Storage *dtrstorage.Backend `json:"storage,omitempty"`
 }
 
 // passEnd is the payload of the plugin's end-of-pass frame.

@@ -1,0 +1,79 @@
+package remotedb
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/docker-dtr/docker-dtr/internal/rethinkserver"
+	"github.com/docker-dtr/docker-dtr/pkg/dtrstorage"
+	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+)
+
+// The agent reads where DTR keeps its images from its settings, next to
+// the database: the storage's credentials are in those settings, and
+// none of their bytes cross the link.
+func TestSessionStorage(t *testing.T) {
+	srv := rethinkserver.Start(t, rethinkserver.Options{TLS: true})
+	ctx := context.Background()
+	direct := srv.Connect(t)
+	const secret = "wJalrXUtnFEMI-K7MDENG-SECRET"
+
+	// Without dtr2.properties, the backend is unknown, not an error.
+	s, sent := storageSession(t, srv)
+	b, err := s.Storage(ctx)
+	assert.NilError(t, err)
+	assert.Check(t, !b.Known())
+	assert.Check(t, is.Equal(b.Unknown, "the database has no dtr2.properties"))
+
+	assert.NilError(t, r.DBCreate("dtr2").Exec(direct))
+	assert.NilError(t, r.DB("dtr2").TableCreate("properties").Exec(direct))
+	assert.NilError(t, r.DB("dtr2").Table("properties").Insert([]any{
+		map[string]any{"id": "ha.json", "value": `{"replicaCount":1}`},
+		map[string]any{"id": "registry.json", "value": `{"storage":{"s3":{"bucket":"dtr-images","region":"eu-west-1","accesskey":"AKIAEXAMPLE","secretkey":"` + secret + `"}}}`},
+	}).Exec(direct))
+	b, err = s.Storage(ctx)
+	assert.NilError(t, err)
+	assert.DeepEqual(t, b, dtrstorage.Backend{Driver: "s3", Bucket: "dtr-images", Region: "eu-west-1", Setting: "registry.json"})
+	assert.Assert(t, sent.Len() > 0)
+	assert.Assert(t, !bytes.Contains(sent.Bytes(), []byte(secret)) && !bytes.Contains(sent.Bytes(), []byte("AKIAEXAMPLE")), "a credential crossed the link")
+}
+
+// storageSession is session's agent with what it sends kept.
+func storageSession(t *testing.T, srv *rethinkserver.Server) (*Session, *lockedBuffer) {
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	sent := &lockedBuffer{}
+	go func() {
+		Serve(Dial(srv.Addr, caDir(t, srv.Certs)), inR, io.MultiWriter(outW, sent), time.Minute)
+		outW.Close()
+	}()
+	t.Cleanup(func() { inW.Close(); outR.Close() })
+	s := newSession("docker-dtr-db-test", "node1", pipeLink{in: inW, out: outR, agentIn: inR}, 1)
+	t.Cleanup(func() { s.Close() })
+	return s, sent
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) Len() int { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Len() }
+
+func (l *lockedBuffer) Bytes() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return bytes.Clone(l.b.Bytes())
+}
