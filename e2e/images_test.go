@@ -85,6 +85,7 @@ func TestImageBackupRoundTrip(t *testing.T) {
 	registry := rep.Containers["registry"]
 	pushed := dtrfixture.Push(t, c.Client, rep.RegistryAddr, dtrfixture.BuildImages(t, c.Client, 1))
 	before := dtrfixture.VolumeFiles(t, c.Client, vol)
+	beforeDirs := dtrfixture.VolumeDirs(t, c.Client, vol)
 	driver := c.Connect(t, rep.ID)
 	seedRegistryMetadata(t, driver, pushed)
 
@@ -198,6 +199,14 @@ func TestImageBackupRoundTrip(t *testing.T) {
 	empty := strings.Index(res.stderr, "volume "+vol+" is empty")
 	assert.Assert(t, verified >= 0 && verified < using && using < empty, "%s", res.stderr)
 	assert.DeepEqual(t, dtrfixture.VolumeFiles(t, c.Client, vol), before)
+	// Every directory is back with its mode and owner.
+	afterDirs := dtrfixture.VolumeDirs(t, c.Client, vol)
+	assert.Assert(t, len(beforeDirs) > 0)
+	for d, want := range beforeDirs {
+		if !strings.Contains(d, "/_uploads/") {
+			assert.Check(t, is.Equal(afterDirs[d], want), "directory %s", d)
+		}
+	}
 	assertRunning(t, c, registry)
 	c.Start(t, rep.ID, "registry") // waits until the registry answers again
 	dtrfixture.PullAndCompare(t, c.Client, rep.RegistryAddr, pushed)

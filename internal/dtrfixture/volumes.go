@@ -210,3 +210,34 @@ func VolumeFiles(t testing.TB, cli *client.Client, volume string) map[string]str
 	})
 	return files
 }
+
+// VolumeDirs lists the volume's directories (names relative to its root,
+// with a trailing slash) with their mode and owner ("0755 0:0"), read as
+// VolumeFiles reads the files; the root itself is left out.
+func VolumeDirs(t testing.TB, cli *client.Client, volume string) map[string]string {
+	t.Helper()
+	dirs := map[string]string{}
+	withHelper(t, cli, volume, nil, func(ctx context.Context, id string) error {
+		rc, _, err := cli.CopyFromContainer(ctx, id, volumeMount)
+		if err != nil {
+			return fmt.Errorf("reading volume %s: %w", volume, err)
+		}
+		defer rc.Close()
+		tr := tar.NewReader(rc)
+		for {
+			hdr, err := tr.Next()
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("reading volume %s: %w", volume, err)
+			}
+			_, rel, _ := strings.Cut(hdr.Name, "/")
+			if hdr.Typeflag != tar.TypeDir || rel == "" {
+				continue
+			}
+			dirs[rel] = fmt.Sprintf("%04o %d:%d", hdr.Mode&0o7777, hdr.Uid, hdr.Gid)
+		}
+	})
+	return dirs
+}
