@@ -178,35 +178,19 @@ func WipeVolume(t testing.TB, cli *client.Client, volume string) {
 func VolumeFiles(t testing.TB, cli *client.Client, volume string) map[string]string {
 	t.Helper()
 	files := map[string]string{}
-	withHelper(t, cli, volume, nil, func(ctx context.Context, id string) error {
-		rc, _, err := cli.CopyFromContainer(ctx, id, volumeMount)
-		if err != nil {
-			return fmt.Errorf("reading volume %s: %w", volume, err)
+	walkVolume(t, cli, volume, func(hdr *tar.Header, rel string, r io.Reader) error {
+		if hdr.Typeflag != tar.TypeReg {
+			return nil
 		}
-		defer rc.Close()
-		tr := tar.NewReader(rc)
-		for {
-			hdr, err := tr.Next()
-			if err == io.EOF {
-				return nil
-			}
-			if err != nil {
-				return fmt.Errorf("reading volume %s: %w", volume, err)
-			}
-			if hdr.Typeflag != tar.TypeReg {
-				continue
-			}
-			// Entries are named after the mount point: "vol/docker/...".
-			_, rel, ok := strings.Cut(hdr.Name, "/")
-			if !ok || rel == "" {
-				return fmt.Errorf("reading volume %s: unexpected entry %q", volume, hdr.Name)
-			}
-			h := sha256.New()
-			if _, err := io.Copy(h, tr); err != nil {
-				return fmt.Errorf("reading %s of volume %s: %w", rel, volume, err)
-			}
-			files[rel] = hex.EncodeToString(h.Sum(nil))
+		if rel == "" {
+			return fmt.Errorf("reading volume %s: unexpected entry %q", volume, hdr.Name)
 		}
+		h := sha256.New()
+		if _, err := io.Copy(h, r); err != nil {
+			return fmt.Errorf("reading %s of volume %s: %w", rel, volume, err)
+		}
+		files[rel] = hex.EncodeToString(h.Sum(nil))
+		return nil
 	})
 	return files
 }
@@ -217,6 +201,21 @@ func VolumeFiles(t testing.TB, cli *client.Client, volume string) map[string]str
 func VolumeDirs(t testing.TB, cli *client.Client, volume string) map[string]string {
 	t.Helper()
 	dirs := map[string]string{}
+	walkVolume(t, cli, volume, func(hdr *tar.Header, rel string, _ io.Reader) error {
+		if hdr.Typeflag == tar.TypeDir && rel != "" {
+			dirs[rel] = fmt.Sprintf("%04o %d:%d", hdr.Mode&0o7777, hdr.Uid, hdr.Gid)
+		}
+		return nil
+	})
+	return dirs
+}
+
+// walkVolume hands fn each entry of the volume as the archive API gives
+// it, with its name relative to the volume's root (entries are named
+// after the mount point: "vol/docker/..."), through a created, never
+// started helper container.
+func walkVolume(t testing.TB, cli *client.Client, volume string, fn func(hdr *tar.Header, rel string, r io.Reader) error) {
+	t.Helper()
 	withHelper(t, cli, volume, nil, func(ctx context.Context, id string) error {
 		rc, _, err := cli.CopyFromContainer(ctx, id, volumeMount)
 		if err != nil {
@@ -233,11 +232,9 @@ func VolumeDirs(t testing.TB, cli *client.Client, volume string) map[string]stri
 				return fmt.Errorf("reading volume %s: %w", volume, err)
 			}
 			_, rel, _ := strings.Cut(hdr.Name, "/")
-			if hdr.Typeflag != tar.TypeDir || rel == "" {
-				continue
+			if err := fn(hdr, rel, tr); err != nil {
+				return err
 			}
-			dirs[rel] = fmt.Sprintf("%04o %d:%d", hdr.Mode&0o7777, hdr.Uid, hdr.Gid)
 		}
 	})
-	return dirs
 }

@@ -112,6 +112,20 @@ func (h *helper) leaseLost(err error) error {
 	}
 }
 
+// diedAtOnce says the lease's agent has exited, waiting a moment for the
+// engine to say so: the read that failed may have been first to know.
+func (h *helper) diedAtOnce() bool {
+	if h.exited == nil {
+		return false
+	}
+	select {
+	case <-h.exited:
+		return true
+	case <-time.After(2 * time.Second):
+		return false
+	}
+}
+
 // leaseJob is the reading helper's agent: it only lives while the plugin
 // does.
 var leaseJob = agentJob{prefix: namePrefix, args: []string{"--lease"}, readOnly: true, verb: "read", doing: "reading"}
@@ -128,6 +142,11 @@ func (v *Volume) helper(ctx context.Context, api API, readOnly bool) (*helper, e
 		// reads as well, but one that a killed run leaves behind waits
 		// for a run that can tell its plugin is gone.
 	}
+	return v.plainHelper(ctx, api, readOnly)
+}
+
+// plainHelper is a helper that mounts the volume and is never started.
+func (v *Volume) plainHelper(ctx context.Context, api API, readOnly bool) (*helper, error) {
 	b := make([]byte, 4)
 	rand.Read(b)
 	name := namePrefix + v.Replica.ID + "-" + hex.EncodeToString(b)
@@ -225,6 +244,9 @@ func (v *Volume) Read(ctx context.Context, api API, fn func(io.Reader) error) (e
 		return err
 	}
 	defer func() {
+		if h == nil {
+			return
+		}
 		if rerr := h.remove(); err == nil {
 			err = rerr
 		} else if rerr != nil {
@@ -232,6 +254,19 @@ func (v *Volume) Read(ctx context.Context, api API, fn func(io.Reader) error) (e
 		}
 	}()
 	rc, _, err := api.CopyFromContainer(ctx, h.id, MountPoint)
+	if err != nil && ctx.Err() == nil && h.diedAtOnce() {
+		// Its agent exited at once (an --agent-binary that fails) and took
+		// the helper away before the read began: read as where the agent
+		// cannot run, through a helper that is never started.
+		h.remove()
+		h = nil
+		ph, perr := v.plainHelper(ctx, api, true)
+		if perr != nil {
+			return perr
+		}
+		h = ph
+		rc, _, err = api.CopyFromContainer(ctx, h.id, MountPoint)
+	}
 	if err != nil {
 		return fmt.Errorf("reading volume %s: %w", v.Name, h.leaseLost(err))
 	}
