@@ -10,9 +10,9 @@ import (
 	"testing"
 
 	"github.com/docker-dtr/docker-dtr/internal/dtrfixture"
+	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
-	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
 )
 
 // backup images reads where DTR keeps its images from DTR's own settings
