@@ -7,7 +7,6 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/dtrdb"
@@ -78,9 +77,6 @@ type storageStatus struct {
 	Error string `json:"error,omitempty"`
 }
 
-// storageWait bounds status's reading of DTR's settings.
-const storageWait = 20 * time.Second
-
 func runStatus(ctx context.Context, dockerCli command.Cli, opts statusOptions) error {
 	if err := checkFormat(opts.format); err != nil {
 		return err
@@ -97,9 +93,7 @@ func runStatus(ctx context.Context, dockerCli command.Cli, opts statusOptions) e
 	}
 	if rep, err := cluster.Choose(""); err == nil {
 		st.BackupReplica = rep.ID
-		sctx, cancel := context.WithTimeout(ctx, storageWait)
-		b, err := dtrdb.ReadStorage(sctx, dockerCli, rep, "", nil)
-		cancel()
+		b, err := dtrdb.ReadStorage(ctx, dockerCli, rep, "", nil)
 		st.Storage = &storageStatus{Backend: b, ReadFrom: rep.ID}
 		if err != nil {
 			st.Storage.Error = err.Error()

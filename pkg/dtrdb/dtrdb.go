@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/docker-dtr/docker-dtr/pkg/agentbin"
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
@@ -251,10 +252,18 @@ func (t *Target) Plan(ctx context.Context, rep *archive.Report) (*metadata.Plan,
 	return p, t.explain(err)
 }
 
+// StorageWait bounds ReadStorage: a database that does not answer must
+// hold neither status nor a backup of what the volume holds (a lost
+// majority is when they matter most); the helper and the read take a
+// second or so.
+const StorageWait = 20 * time.Second
+
 // ReadStorage reads where DTR keeps its images through a database helper
-// of its own on rep's node, removed before it returns; its steps go to
-// prog (nil for none).
+// of its own on rep's node, removed before it returns, within
+// StorageWait; its steps go to prog (nil for none).
 func ReadStorage(ctx context.Context, d Docker, rep *dtr.Replica, agentBinary string, prog *progress.Printer) (dtrstorage.Backend, error) {
+	ctx, cancel := context.WithTimeout(ctx, StorageWait)
+	defer cancel()
 	t := &Target{Replica: rep, opts: Options{AgentBinary: agentBinary}, docker: d, prog: prog}
 	defer t.Close()
 	if err := t.Connect(ctx, 1); err != nil {

@@ -3,7 +3,6 @@ package imagebackup
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/docker-dtr/docker-dtr/pkg/dtrstorage"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
@@ -12,13 +11,8 @@ import (
 )
 
 // StorageReader reads where DTR keeps its images, from its settings in
-// RethinkDB (dtrdb.Target.Storage through a database helper).
+// RethinkDB, within a bound of its own (dtrdb.ReadStorage).
 type StorageReader func(ctx context.Context) (dtrstorage.Backend, error)
-
-// storageTimeout bounds the settings' reading, which runs beside the
-// volume's: a database that does not answer must not hold the backup of
-// what the volume holds (a lost majority is when it matters most).
-const storageTimeout = 30 * time.Second
 
 type storageAnswer struct {
 	backend dtrstorage.Backend
@@ -32,9 +26,7 @@ func readStorage(ctx context.Context, read StorageReader) <-chan storageAnswer {
 	}
 	c := make(chan storageAnswer, 1)
 	go func() {
-		sctx, cancel := context.WithTimeout(ctx, storageTimeout)
-		defer cancel()
-		b, err := read(sctx)
+		b, err := read(ctx)
 		c <- storageAnswer{b, err}
 	}()
 	return c

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,7 +24,7 @@ func TestSessionStorage(t *testing.T) {
 	const secret = "wJalrXUtnFEMI-K7MDENG-SECRET"
 
 	// Without dtr2.properties, the backend is unknown, not an error.
-	s, sent := storageSession(t, srv)
+	s, sent, served := storageSession(t, srv)
 	b, err := s.Storage(ctx)
 	assert.NilError(t, err)
 	assert.Check(t, !b.Known())
@@ -40,40 +39,27 @@ func TestSessionStorage(t *testing.T) {
 	b, err = s.Storage(ctx)
 	assert.NilError(t, err)
 	assert.DeepEqual(t, b, dtrstorage.Backend{Driver: "s3", Bucket: "dtr-images", Region: "eu-west-1", Setting: "registry.json"})
+	// Once the agent is done, all it sent is in sent.
+	assert.NilError(t, s.Close())
+	<-served
 	assert.Assert(t, sent.Len() > 0)
 	assert.Assert(t, !bytes.Contains(sent.Bytes(), []byte(secret)) && !bytes.Contains(sent.Bytes(), []byte("AKIAEXAMPLE")), "a credential crossed the link")
 }
 
-// storageSession is session's agent with what it sends kept.
-func storageSession(t *testing.T, srv *rethinkserver.Server) (*Session, *lockedBuffer) {
+// storageSession is session's agent with what it sends kept in sent,
+// which is whole once served is closed.
+func storageSession(t *testing.T, srv *rethinkserver.Server) (s *Session, sent *bytes.Buffer, served <-chan struct{}) {
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
-	sent := &lockedBuffer{}
+	sent = &bytes.Buffer{}
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		Serve(Dial(srv.Addr, caDir(t, srv.Certs)), inR, io.MultiWriter(outW, sent), time.Minute)
 		outW.Close()
 	}()
 	t.Cleanup(func() { inW.Close(); outR.Close() })
-	s := newSession("docker-dtr-db-test", "node1", pipeLink{in: inW, out: outR, agentIn: inR}, 1)
+	s = newSession("docker-dtr-db-test", "node1", pipeLink{in: inW, out: outR, agentIn: inR}, 1)
 	t.Cleanup(func() { s.Close() })
-	return s, sent
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) Len() int { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Len() }
-
-func (l *lockedBuffer) Bytes() []byte {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return bytes.Clone(l.b.Bytes())
+	return s, sent, done
 }
