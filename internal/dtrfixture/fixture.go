@@ -79,6 +79,24 @@
 // remove what they made on cleanup, and Teardown removes any image carrying
 // the label, whatever its tags (127.0.0.1:PORT/... included).
 //
+// # A registry on S3
+//
+// StartS3 runs a real S3 server beside a cluster: SeaweedFS (weed mini),
+// in the container dtrfixture-s3 on dtr-ol with the alias dtr-s3, so that
+// containers on the network reach it at S3.Endpoint
+// ("http://dtr-s3:8333"); the test process at S3.HostEndpoint. It has one
+// bucket and random static credentials, region us-east-1 (SigV4). Its image
+// SeaweedImage is built from the module once per machine (about 10 minutes
+// on 2 cores) and kept: Teardown leaves it. UseS3 (or SetRegistryStorage)
+// switches the real registries to the s3 driver in front of it
+// (S3.RegistryStorage(root)), so pushed images land in the bucket under
+// root; S3.Keys lists the bucket and S3.Wipe empties it:
+//
+//	c := Start(t, Options{Replicas: 1, Components: []string{"registry"}, Registry: true})
+//	s3 := StartS3(t, c)
+//	c.UseS3(t, s3, "dtr")
+//	Push(t, c.Client, c.Replicas[0].RegistryAddr, images)   // -> dtr/docker/registry/v2/... in s3.Bucket
+//
 // Environment: DTRFIXTURE_NETWORK=bridge skips swarm mode and uses a bridge
 // network; DTRFIXTURE_DEBUG=1 prints timings of the steps to stderr.
 package dtrfixture

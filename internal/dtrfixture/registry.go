@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,13 +36,11 @@ const (
 // deletes enabled, upload purging off (it would delete under tests' feet),
 // warnings and errors to stderr, no access log. A drain timeout makes it
 // handle SIGTERM (as PID 1 it has no default handler), so docker stop is quick.
-const registryConfig = `version: 0.1
-log:
-  level: warn
-  formatter: text
-  accesslog:
-    disabled: true
-storage:
+var registryConfig = registryConfigWith(registryFilesystemStorage)
+
+// registryFilesystemStorage is the registry's storage section by default:
+// the filesystem under /storage.
+const registryFilesystemStorage = `storage:
   filesystem:
     rootdirectory: /storage
   delete:
@@ -49,13 +48,28 @@ storage:
   maintenance:
     uploadpurging:
       enabled: false
-http:
+`
+
+// registryConfigWith is the registry's configuration with another storage
+// section (a top-level "storage:" mapping, as S3.RegistryStorage makes).
+func registryConfigWith(storage string) string {
+	if !strings.HasSuffix(storage, "\n") {
+		storage += "\n"
+	}
+	return `version: 0.1
+log:
+  level: warn
+  formatter: text
+  accesslog:
+    disabled: true
+` + storage + `http:
   addr: :` + registryPort + `
   secret: dtrfixture-registry-http-secret
   draintimeout: 1s
   headers:
     X-Content-Type-Options: [nosniff]
 `
+}
 
 // registryBinary is the registry executable, built once per process.
 var registryBinary struct {
