@@ -66,14 +66,24 @@ func TestImageBackupStorage(t *testing.T) {
 	assert.NilError(t, err)
 
 	t.Run("s3", func(t *testing.T) {
-		setStorage(t, `{"storage":{"s3":{"bucket":"dtr-images","region":"eu-west-1","regionendpoint":"https://s3.example.com","accesskey":"AKIAEXAMPLE","secretkey":"`+secret+`"},"redirect":{"disable":true}}}`)
-		refused(t, "DTR keeps its images in s3 bucket dtr-images (region eu-west-1, endpoint https://s3.example.com) (its setting registry.json), not in volume "+vol,
-			"back the bucket up with its provider's tools")
+		// A bucket that cannot be reached: the backup fails naming it,
+		// writes nothing, and prints no credential (e2e TestS3Images
+		// backs a real bucket up).
+		setStorage(t, `{"storage":{"s3":{"bucket":"dtr-images","region":"eu-west-1","regionendpoint":"http://127.0.0.1:9","accesskey":"AKIAEXAMPLE","secretkey":"`+secret+`"},"redirect":{"disable":true}}}`)
+		res := docker(t, cfg, nil, "dtr", "backup", "images", "--progress", "plain", "-o", out)
+		assert.Equal(t, res.code, 1, res.stderr)
+		assert.Check(t, is.Contains(res.stderr, "DTR keeps its images in s3 bucket dtr-images (region eu-west-1, endpoint http://127.0.0.1:9) (its setting registry.json): reading the bucket"))
+		assert.Check(t, is.Contains(res.stderr, "listing s3 bucket dtr-images"))
+		assert.Check(t, !strings.Contains(res.stderr+res.stdout, secret) && !strings.Contains(res.stderr+res.stdout, "AKIAEXAMPLE"), "a credential was printed")
+		_, err := os.Stat(out)
+		assert.Check(t, os.IsNotExist(err), "nothing written at -o")
+		assertDir(t, dir)
+		assertNoHelpers(t, c)
 
 		// status shows the bucket, in text and JSON, and no credential.
-		res := docker(t, cfg, nil, "dtr", "status")
+		res = docker(t, cfg, nil, "dtr", "status")
 		assert.Equal(t, res.code, 0, res.stderr)
-		assert.Check(t, is.Contains(res.stdout, "Image storage: s3 bucket dtr-images (region eu-west-1, endpoint https://s3.example.com) (DTR's setting registry.json): not in the replicas' volumes"))
+		assert.Check(t, is.Contains(res.stdout, "Image storage: s3 bucket dtr-images (region eu-west-1, endpoint http://127.0.0.1:9) (DTR's setting registry.json): not in the replicas' volumes"))
 		assert.Check(t, is.Contains(res.stdout, "not used (images in s3)"))
 		res2 := docker(t, cfg, nil, "dtr", "status", "--format", "json")
 		assert.Equal(t, res2.code, 0, res2.stderr)
@@ -109,4 +119,51 @@ func TestImageBackupStorage(t *testing.T) {
 		assert.Check(t, is.Contains(res.stdout, "1 blobs"))
 		assertNoHelpers(t, c)
 	})
+}
+
+// A metadata backup of a DTR with one storage configuration, restored into
+// a DTR configured with another, is refused without --force, and the dry
+// run says what differs: the restored settings would point the registry
+// at the backup's storage.
+func TestMetadataRestoreStorage(t *testing.T) {
+	cfg := dockerConfig(t)
+	c := dtrfixture.Start(t, dtrfixture.Options{Replicas: 1, Components: []string{"rethinkdb", "registry"}})
+	driver := c.Connect(t, c.Replicas[0].ID)
+	assert.NilError(t, r.DBCreate("dtr2").Exec(driver))
+	assert.NilError(t, r.DB("dtr2").TableCreate("properties").Exec(driver))
+	setStorage := func(t *testing.T, value string) {
+		t.Helper()
+		_, err := r.DB("dtr2").Table("properties").Insert(map[string]any{"id": "registry.json", "value": value}, r.InsertOpts{Conflict: "replace"}).RunWrite(driver)
+		assert.NilError(t, err)
+	}
+	setStorage(t, `{"storage":{"s3":{"bucket":"dtr-old","region":"eu-west-1","accesskey":"AKIAEXAMPLE","secretkey":"not-shown"}}}`)
+	backup := filepath.Join(t.TempDir(), "backup-metadata.tar")
+	res := docker(t, cfg, nil, "dtr", "backup", "create", "-o", backup)
+	assert.Equal(t, res.code, 0, res.stderr)
+
+	setStorage(t, `{"storage":{"filesystem":{"rootdirectory":"/storage"}}}`)
+	const differs = `the backup's DTR kept its images in s3 bucket dtr-old (region eu-west-1), the target keeps them in filesystem (root /storage) (driver s3, the target's filesystem; bucket "dtr-old", the target's ""; root directory "", the target's "/storage")`
+	res = docker(t, cfg, nil, "dtr", "backup", "restore", "--dry-run", backup)
+	assert.Equal(t, res.code, 0, res.stderr)
+	assert.Check(t, is.Contains(res.stdout, "point the registry at the backup's image storage: "+differs))
+	assert.Check(t, is.Contains(res.stdout, "refuse without --force: DTR's guidance is never to change storage"))
+
+	res = docker(t, cfg, nil, "dtr", "backup", "restore", backup)
+	assert.Equal(t, res.code, 1, res.stderr)
+	assert.Check(t, is.Contains(res.stderr, differs+": the restored settings would point the registry at the backup's storage"))
+	assert.Check(t, is.Contains(res.stderr, "pass --force"))
+	assert.Check(t, !strings.Contains(res.stderr+res.stdout, "not-shown") && !strings.Contains(res.stderr+res.stdout, "AKIAEXAMPLE"), "a credential was printed")
+	assertNoHelpers(t, c)
+
+	// The same storage: nothing to say about it.
+	setStorage(t, `{"storage":{"s3":{"bucket":"dtr-old","region":"eu-west-1","accesskey":"AKIANEW","secretkey":"rotated"}}}`)
+	res = docker(t, cfg, nil, "dtr", "backup", "restore", "--dry-run", backup)
+	assert.Equal(t, res.code, 0, res.stderr)
+	assert.Check(t, !strings.Contains(res.stdout, "image storage"), res.stdout)
+
+	setStorage(t, `{"storage":{"filesystem":{"rootdirectory":"/storage"}}}`)
+	res = docker(t, cfg, nil, "dtr", "backup", "restore", "--force", "--no-safety-backup", backup)
+	assert.Equal(t, res.code, 0, res.stderr)
+	assert.Check(t, is.Contains(res.stderr, differs+": the restored settings point the registry at the backup's storage (--force)"))
+	assertNoHelpers(t, c)
 }

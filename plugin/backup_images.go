@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
@@ -55,14 +56,21 @@ command exits 1 unless --allow-corrupt-blobs.
 
 Where DTR keeps its images comes from DTR's own settings (the registry's
 storage configuration in dtr2.properties), read through a database helper
-on the node while the volume is read; the volume mounted at /storage is no
-sign of it, as DTR mounts one whatever the driver. When the settings say
-S3, Azure, GCS or Swift, or the volume holds no image, the backup would
-restore nothing: the command says so in one line, exits 1 and writes
-nothing. Back such storage up with its provider's tools (bucket versioning
-or replication, a copy of the container), and DTR's metadata with 'backup
-create'. The storage's credentials never leave the node: only the driver,
-bucket or container, region, endpoint and root directory are read back.
+on the node before anything is written; the volume mounted at /storage is
+no sign of it, as DTR mounts one whatever the driver. When the settings
+say s3 (AWS or an S3-compatible store), the bucket is backed up instead of
+the volume: this plugin's binary, in a helper on the node (in the network
+namespace of the replica's RethinkDB, with DTR's CA), reads the settings
+itself and reads the bucket under its root directory with
+docker/distribution's s3 driver, the code DTR's registry runs. The archive
+is the same as a volume's, so verify, --since, encryption and restore work
+on it unchanged. The storage's credentials never leave the node, and are
+never in the helper's command, environment, labels or logs, nor in the
+archive. When the settings say Azure, GCS or Swift, or the volume (or
+bucket) holds no image, the backup would restore nothing: the command says
+so in one line, exits 1 and writes nothing. Back such storage up with its
+provider's tools (azcopy, gsutil rsync, swift, or the store's own
+versioning and replication), and DTR's metadata with 'backup create'.
 
 ` + outputHelp + `
 ` + encryptHelp + `
@@ -150,14 +158,21 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 	if err != nil {
 		return backupError(ctx, opts.output, err)
 	}
-	vol, err := imagevolume.Of(rep)
-	if err != nil {
-		return backupError(ctx, opts.output, err)
+	// No volume may still be a bucket: DTR's settings say.
+	vol, noVolume := imagevolume.Of(rep)
+	if noVolume != nil {
+		var ext *imagevolume.ExternalStorageError
+		if !errors.As(noVolume, &ext) {
+			return backupError(ctx, opts.output, noVolume)
+		}
+		if vol, err = imagevolume.WithoutVolume(rep); err != nil {
+			return backupError(ctx, opts.output, err)
+		}
 	}
 	vol.AgentBinary = opts.replica.agentBinary
 	m, err := imagebackup.Write(ctx, dockerCli.Client(), out, imagebackup.Options{
 		Replica: rep, Volume: vol, Since: since, AgentBinary: opts.replica.agentBinary, Progress: prog,
-		Storage: storageReader(dockerCli, rep, opts.replica.agentBinary, prog),
+		Storage: storageReader(dockerCli, rep, opts.replica.agentBinary, prog), NoVolume: noVolume,
 	})
 	if err != nil {
 		return backupError(ctx, opts.output, err)
@@ -165,8 +180,12 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 	if err := commitImages(out, opts.output, opts.enc.enabled(), m); err != nil {
 		return err
 	}
-	summary := fmt.Sprintf("%s: DTR %s, replica %s, volume %s: %d files, %d blobs, %s%s",
-		displayOutput(opts.output), m.DTRVersion, m.ReplicaID, m.Volume, m.Files, m.Blobs, human.Bytes(m.Bytes), opts.enc.describe())
+	where := "volume " + m.Volume
+	if m.Storage != "" {
+		where = m.Storage
+	}
+	summary := fmt.Sprintf("%s: DTR %s, replica %s, %s: %d files, %d blobs, %s%s",
+		displayOutput(opts.output), m.DTRVersion, m.ReplicaID, where, m.Files, m.Blobs, human.Bytes(m.Bytes), opts.enc.describe())
 	if len(m.DependsOn) > 0 {
 		summary += fmt.Sprintf("; incremental: %d more blobs, %s, held by %s (%s)", m.OmittedBlobs, human.Bytes(m.OmittedBytes), human.Plural(len(m.DependsOn), "earlier backup"), dependencyNames(m.DependsOn))
 	} else if since != nil {

@@ -93,7 +93,8 @@ func lookAtVolume(ctx context.Context, dockerCli command.Cli, opts restoreOption
 	if err != nil {
 		return lookedAt{err: err}
 	}
-	look, err := restore.LookAtVolume(ctx, dockerCli.Client(), replica, opts.target.agentBinary, !opts.safety.skip, prog)
+	look, err := restore.LookAtVolume(ctx, dockerCli.Client(), replica, opts.target.agentBinary, !opts.safety.skip,
+		storageReader(dockerCli, replica, opts.target.agentBinary, prog), prog)
 	return lookedAt{replica: replica, look: look, err: err}
 }
 
@@ -107,7 +108,7 @@ func printImageResult(dockerCli command.Cli, opts restoreOptions, t *restore.Ima
 			Check *imagearchive.Check `json:"check"`
 		}{plan, check})
 	}
-	msg := fmt.Sprintf("restored %s into volume %s of replica %s: %d files, %s, every file checked", name, t.Volume.Name, replica.ID, check.Checked, human.Bytes(plan.Bytes))
+	msg := fmt.Sprintf("restored %s into %s of replica %s: %d files, %s, every file checked", name, t.Volume.Where(), replica.ID, check.Checked, human.Bytes(plan.Bytes))
 	if len(plan.From) > 0 {
 		msg += fmt.Sprintf("; %d blobs (%s) from %s", rep.OmittedBlobs, human.Bytes(rep.OmittedBytes), strings.Join(plan.From, ", "))
 	}
@@ -124,7 +125,7 @@ func printImagePlan(dockerCli command.Cli, opts restoreOptions, t *restore.Image
 		return writeJSON(dockerCli, plan)
 	}
 	out := dockerCli.Out()
-	fmt.Fprintf(out, "Dry run: restoring %s into volume %s of replica %s on node %s would:\n", t.Name, plan.Volume, plan.Replica, plan.Node)
+	fmt.Fprintf(out, "Dry run: restoring %s into %s of replica %s on node %s would:\n", t.Name, t.Volume.Where(), plan.Replica, plan.Node)
 	if !plan.VolumeEmpty && !opts.force {
 		fmt.Fprintf(out, "  refuse: the volume is not empty (--force writes over it; files the backup does not hold stay)\n")
 	}

@@ -134,12 +134,15 @@ type metadataPlan struct {
 	SafetyBackup string   `json:"safetyBackup,omitempty"`
 	// SafetyProtection says how the safety backup is protected.
 	SafetyProtection string `json:"safetyProtection,omitempty"`
+	// StorageDiffers says how the backup's image storage differs from
+	// the target's (it needs --force).
+	StorageDiffers string `json:"storageDiffers,omitempty"`
 }
 
 func printMetadataPlan(dockerCli command.Cli, opts restoreOptions, t *restore.Metadata) error {
 	stop := containerNames(t.Containers)
 	if opts.format == "json" {
-		return writeJSON(dockerCli, metadataPlan{Plan: t.Plan, Stop: stop, Bytes: t.Report.Bytes, SafetyBackup: t.Safety, SafetyProtection: restore.SafetyProtection(t)})
+		return writeJSON(dockerCli, metadataPlan{Plan: t.Plan, Stop: stop, Bytes: t.Report.Bytes, SafetyBackup: t.Safety, SafetyProtection: restore.SafetyProtection(t), StorageDiffers: t.StorageDiffers})
 	}
 	out, replaced := dockerCli.Out(), t.Plan.Replaced()
 	fmt.Fprintf(out, "Dry run: restoring %s into %s would:\n", t.Name, t.Where)
@@ -159,6 +162,12 @@ func printMetadataPlan(dockerCli command.Cli, opts restoreOptions, t *restore.Me
 	}
 	if len(replaced) > 0 && !opts.force && !dockerCli.In().IsTerminal() {
 		fmt.Fprintf(out, "refuse without --force: %s already exist\n", human.Plural(len(replaced), "table"))
+	}
+	if t.StorageDiffers != "" {
+		fmt.Fprintf(out, "point the registry at the backup's image storage: %s\n", t.StorageDiffers)
+		if !opts.force {
+			fmt.Fprintf(out, "refuse without --force: DTR's guidance is never to change storage between a backup and its restore\n")
+		}
 	}
 	return nil
 }

@@ -26,7 +26,11 @@ func printImageReport(w io.Writer, name string, rep *imagearchive.Report) {
 		fmt.Fprintf(tw, "  Kind\t%s\n", rep.Kind)
 		fmt.Fprintf(tw, "  DTR version\t%s\n", rep.DTRVersion)
 		fmt.Fprintf(tw, "  Replica\t%s (node %s)\n", rep.ReplicaID, rep.Node)
-		fmt.Fprintf(tw, "  Volume\t%s\n", rep.Volume)
+		if rep.Storage != "" {
+			fmt.Fprintf(tw, "  Storage\t%s\n", rep.Storage)
+		} else {
+			fmt.Fprintf(tw, "  Volume\t%s\n", rep.Volume)
+		}
 		if rep.Started != nil && rep.Finished != nil {
 			fmt.Fprintf(tw, "  Created\t%s (took %s)\n", rep.Started.UTC().Format(time.RFC3339), rep.Finished.Sub(*rep.Started).Round(time.Second))
 		}

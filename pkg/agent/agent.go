@@ -12,6 +12,7 @@
 package agent
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,6 +40,16 @@ type Options struct {
 	// Send lists this directory, then sends a tar of it without the files
 	// the plugin names (an incremental image backup: see Send).
 	Send string
+	// Bucket makes --send, --du, --wipe and --receive work on DTR's S3
+	// bucket instead of the directory they name (which then only names
+	// the tar's top directory and must be WipeOnly): the agent reads
+	// DTR's storage settings from the RethinkDB at this address, with
+	// DTR's client certificate, as --db does, and opens the bucket with
+	// them. The credentials stay in the agent.
+	Bucket string
+	// Receive writes the tar on stdin into the bucket (with Bucket only:
+	// a volume is written through the engine's archive API).
+	Receive string
 	// Lease reads stdin and exits once it ends or stays silent for
 	// IdleTimeout: a helper that only has to live as long as its plugin.
 	Lease bool
@@ -54,7 +65,7 @@ type Options struct {
 // Run does the one job o gives.
 func Run(o Options, stdin io.ReadCloser, stdout io.WriteCloser, stderr io.Writer) error {
 	n := 0
-	for _, set := range []string{o.DB, o.Wipe, o.DU, o.Send} {
+	for _, set := range []string{o.DB, o.Wipe, o.DU, o.Send, o.Receive} {
 		if set != "" {
 			n++
 		}
@@ -66,9 +77,17 @@ func Run(o Options, stdin io.ReadCloser, stdout io.WriteCloser, stderr io.Writer
 	if idle <= 0 {
 		idle = tunnel.IdleTimeout
 	}
+	if o.Bucket != "" {
+		if n != 1 || o.Lease || o.DB != "" {
+			return errors.New("agent: --bucket goes with exactly one of --wipe, --du, --send and --receive")
+		}
+		return runBucket(o, stdin, stdout, idle)
+	}
 	switch {
 	case n != 1:
 		return errors.New("agent: give exactly one of --db, --wipe, --du, --send and --lease")
+	case o.Receive != "":
+		return errors.New("agent: --receive writes into a bucket only: give --bucket")
 	case o.Lease:
 		why := tunnel.Hold(stdin, idle)
 		if strings.HasPrefix(why, "no word") {
@@ -99,6 +118,45 @@ func Run(o Options, stdin io.ReadCloser, stdout io.WriteCloser, stderr io.Writer
 	default:
 		if err := Send(o.Send, stdin, stdout, idle); err != nil {
 			return fmt.Errorf("agent: --send %s: %w", o.Send, err)
+		}
+		return nil
+	}
+}
+
+// runBucket does o's job on DTR's bucket.
+func runBucket(o Options, stdin io.Reader, stdout io.Writer, idle time.Duration) error {
+	dir := o.Wipe + o.DU + o.Send + o.Receive
+	if path.Clean(dir) != o.WipeOnly {
+		return fmt.Errorf("agent: --bucket: %s is not %s, the mount point the bucket stands for", dir, o.WipeOnly)
+	}
+	ctx := context.Background()
+	b, err := openBucket(ctx, o.Bucket, o.CARoot)
+	if err != nil {
+		return fmt.Errorf("agent: --bucket: %w", err)
+	}
+	t := &bucketTree{ctx: ctx, b: b, name: path.Base(o.WipeOnly)}
+	switch {
+	case o.Wipe != "":
+		n, err := b.Empty(ctx)
+		if err != nil {
+			return fmt.Errorf("agent: emptying %s: %w", b.Backend, err)
+		}
+		fmt.Fprintf(stdout, "emptied %s: removed %d entries\n", b.Backend, n)
+		return nil
+	case o.DU != "":
+		u, err := bucketDU(t)
+		if err != nil {
+			return fmt.Errorf("agent: measuring %s: %w", b.Backend, err)
+		}
+		return json.NewEncoder(stdout).Encode(u)
+	case o.Receive != "":
+		if err := receive(ctx, b, stdin, stdout); err != nil {
+			return fmt.Errorf("agent: --receive: %w", err)
+		}
+		return nil
+	default:
+		if err := send(t, stdin, stdout, idle); err != nil {
+			return fmt.Errorf("agent: --send, %s: %w", b.Backend, err)
 		}
 		return nil
 	}

@@ -46,16 +46,25 @@ type Property struct {
 // configuration with a storage section. None, or several that disagree,
 // give an unknown backend: the plugin does not guess.
 func FromProperties(props []Property) Backend {
+	b, _ := configFromProperties(props)
+	return b
+}
+
+// configFromProperties is FromProperties, with the driver's parameters
+// of the one configuration found (nil when unknown).
+func configFromProperties(props []Property) (Backend, map[string]any) {
 	var found []Backend
+	var params []map[string]any
 	for _, p := range props {
-		if b, ok := fromValue(p.Value); ok {
+		if b, ps, ok := fromValue(p.Value); ok {
 			b.Setting = p.ID
 			found = append(found, b)
+			params = append(params, ps)
 		}
 	}
 	switch {
 	case len(found) == 0:
-		return Backend{Unknown: fmt.Sprintf("none of the %d settings in dtr2.properties holds a registry storage configuration", len(props))}
+		return Backend{Unknown: fmt.Sprintf("none of the %d settings in dtr2.properties holds a registry storage configuration", len(props))}, nil
 	case len(found) > 1:
 		ids := make([]string, 0, len(found))
 		same := true
@@ -67,10 +76,10 @@ func FromProperties(props []Property) Backend {
 		}
 		sort.Strings(ids)
 		if !same {
-			return Backend{Unknown: "settings " + strings.Join(ids, ", ") + " hold different registry storage configurations"}
+			return Backend{Unknown: "settings " + strings.Join(ids, ", ") + " hold different registry storage configurations"}, nil
 		}
 	}
-	return found[0]
+	return found[0], params[0]
 }
 
 // driverParams are the names of a driver's parameters that say where, by
@@ -90,21 +99,21 @@ var driverParams = map[string][]string{
 var notDrivers = []string{"cache", "delete", "maintenance", "redirect", "tag"}
 
 // fromValue reads a value as a registry configuration: an object, or
-// text holding JSON or YAML. ok is false when it has no storage section
-// that names one driver.
-func fromValue(v json.RawMessage) (Backend, bool) {
+// text holding JSON or YAML, and returns the driver's parameters too. ok
+// is false when it has no storage section that names one driver.
+func fromValue(v json.RawMessage) (Backend, map[string]any, bool) {
 	var cfg map[string]any
 	var text string
 	if json.Unmarshal(v, &text) == nil {
 		if yaml.Unmarshal([]byte(text), &cfg) != nil {
-			return Backend{}, false
+			return Backend{}, nil, false
 		}
 	} else if json.Unmarshal(v, &cfg) != nil {
-		return Backend{}, false
+		return Backend{}, nil, false
 	}
 	storage, ok := cfg["storage"].(map[string]any)
 	if !ok {
-		return Backend{}, false
+		return Backend{}, nil, false
 	}
 	var drivers []string
 	for k := range storage {
@@ -113,7 +122,7 @@ func fromValue(v json.RawMessage) (Backend, bool) {
 		}
 	}
 	if len(drivers) != 1 {
-		return Backend{}, false
+		return Backend{}, nil, false
 	}
 	b := Backend{Driver: drivers[0]}
 	params, _ := storage[b.Driver].(map[string]any)
@@ -135,7 +144,7 @@ func fromValue(v json.RawMessage) (Backend, bool) {
 	}
 	b.RegionEndpoint = withoutUserinfo(b.RegionEndpoint)
 	b.RootDirectory = get("rootdirectory")
-	return b, true
+	return b, params, true
 }
 
 // withoutUserinfo drops a user and password from an endpoint's URL.
@@ -186,19 +195,28 @@ func (b Backend) String() string {
 // Read reads dtr2.properties and finds the backend in it. A DTR without
 // that table gives an unknown backend, not an error.
 func Read(ctx context.Context, sess *rethink.Session) (Backend, error) {
+	b, _, err := ReadConfig(ctx, sess)
+	return b, err
+}
+
+// ReadConfig is Read, with the driver's parameters as DTR's registry gets
+// them, credentials included (nil when the backend is unknown). Only the
+// agent calls it, next to the database, to open the bucket itself: the
+// parameters never leave the node, and are never printed or sent.
+func ReadConfig(ctx context.Context, sess *rethink.Session) (Backend, map[string]any, error) {
 	t := rethink.TableRef{DB: "dtr2", Table: "properties"}
 	dbs, err := sess.DBList(ctx)
 	if err != nil {
-		return Backend{}, err
+		return Backend{}, nil, err
 	}
 	var tables []string
 	if slices.Contains(dbs, t.DB) {
 		if tables, err = sess.TableList(ctx, t.DB); err != nil {
-			return Backend{}, err
+			return Backend{}, nil, err
 		}
 	}
 	if !slices.Contains(tables, t.Table) {
-		return Backend{Unknown: "the database has no dtr2.properties"}, nil
+		return Backend{Unknown: "the database has no dtr2.properties"}, nil, nil
 	}
 	var props []Property
 	err = sess.Scan(ctx, t, func(doc []byte) error {
@@ -209,7 +227,8 @@ func Read(ctx context.Context, sess *rethink.Session) (Backend, error) {
 		return nil
 	})
 	if err != nil {
-		return Backend{}, err
+		return Backend{}, nil, err
 	}
-	return FromProperties(props), nil
+	b, params := configFromProperties(props)
+	return b, params, nil
 }

@@ -41,17 +41,21 @@ const (
 
 // Manifest is the manifest's header line.
 type Manifest struct {
-	Format        string    `json:"format"`
-	FormatVersion int       `json:"formatVersion"`
-	Tool          string    `json:"tool"`
-	DTRVersion    string    `json:"dtrVersion"`
-	ReplicaID     string    `json:"replicaId"`
-	Node          string    `json:"node,omitempty"`
-	Volume        string    `json:"volume"`
-	VolumeDriver  string    `json:"volumeDriver,omitempty"`
-	ContentDir    string    `json:"contentDir"`
-	Started       time.Time `json:"started"`
-	Finished      time.Time `json:"finished"`
+	Format        string `json:"format"`
+	FormatVersion int    `json:"formatVersion"`
+	Tool          string `json:"tool"`
+	DTRVersion    string `json:"dtrVersion"`
+	ReplicaID     string `json:"replicaId"`
+	Node          string `json:"node,omitempty"`
+	Volume        string `json:"volume"`
+	VolumeDriver  string `json:"volumeDriver,omitempty"`
+	// Storage names, for a backup of DTR's bucket rather than its volume,
+	// the storage it was read from ("s3 bucket B (region R, …)"), never
+	// a credential; empty for a volume.
+	Storage    string    `json:"storage,omitempty"`
+	ContentDir string    `json:"contentDir"`
+	Started    time.Time `json:"started"`
+	Finished   time.Time `json:"finished"`
 	// DependsOn lists, in an incremental backup (IncrementalVersion), the
 	// earlier backups that hold the bytes of the blobs it lists but does
 	// not hold.

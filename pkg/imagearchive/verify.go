@@ -27,14 +27,16 @@ var manifestLimits = jsonl.Limits{HeaderBytes: 16 << 20, HeaderValues: MaxCorrup
 
 // Report is what verify or inspect learned of an image archive.
 type Report struct {
-	Kind       string     `json:"kind"`
-	DTRVersion string     `json:"dtrVersion"`
-	ReplicaID  string     `json:"replicaId"`
-	Node       string     `json:"node,omitempty"`
-	Volume     string     `json:"volume"`
-	Tool       string     `json:"tool,omitempty"`
-	Started    *time.Time `json:"started,omitempty"`
-	Finished   *time.Time `json:"finished,omitempty"`
+	Kind       string `json:"kind"`
+	DTRVersion string `json:"dtrVersion"`
+	ReplicaID  string `json:"replicaId"`
+	Node       string `json:"node,omitempty"`
+	Volume     string `json:"volume"`
+	// Storage is the manifest's: the bucket a backup of one was read from.
+	Storage  string     `json:"storage,omitempty"`
+	Tool     string     `json:"tool,omitempty"`
+	Started  *time.Time `json:"started,omitempty"`
+	Finished *time.Time `json:"finished,omitempty"`
 	Totals
 	// ManifestSHA256 names this backup in later incremental ones.
 	ManifestSHA256 string `json:"manifestSHA256,omitempty"`
@@ -182,6 +184,7 @@ func (rep *Report) readManifest(manifest func() io.Reader) (*jsonl.Reader, *Mani
 		return nil, nil
 	}
 	rep.DTRVersion, rep.ReplicaID, rep.Node, rep.Volume, rep.Tool = m.DTRVersion, m.ReplicaID, m.Node, m.Volume, m.Tool
+	rep.Storage = m.Storage
 	rep.Started, rep.Finished = &m.Started, &m.Finished
 	rep.Totals, rep.ContentDir, rep.DependsOn = m.Totals, m.ContentDir, m.DependsOn
 	return mr, &m

@@ -21,7 +21,9 @@ type Info struct {
 	Node         string
 	Volume       string
 	VolumeDriver string
-	Started      time.Time
+	// Storage is Manifest.Storage: set for a bucket's backup.
+	Storage string
+	Started time.Time
 	// Since makes the backup incremental: a blob whose bytes one of these
 	// earlier backups holds is listed, not written.
 	Since []*Base
@@ -58,7 +60,7 @@ func Write(w io.Writer, src io.Reader, info Info, progress func(Totals)) (*Manif
 	m := &Manifest{
 		Format: FormatName, FormatVersion: FormatVersion, Tool: info.Tool,
 		DTRVersion: info.DTRVersion, ReplicaID: info.ReplicaID, Node: info.Node,
-		Volume: info.Volume, VolumeDriver: info.VolumeDriver,
+		Volume: info.Volume, VolumeDriver: info.VolumeDriver, Storage: info.Storage,
 		ContentDir: ContentDirFor(info.Volume), Started: info.Started.UTC(),
 	}
 	m.CorruptBlobs = []string{}

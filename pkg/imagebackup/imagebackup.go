@@ -13,6 +13,7 @@ import (
 	"github.com/docker-dtr/docker-dtr/internal/version"
 	"github.com/docker-dtr/docker-dtr/pkg/agent"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
+	"github.com/docker-dtr/docker-dtr/pkg/dtrstorage"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/imagevolume"
@@ -33,7 +34,10 @@ type Options struct {
 	// Storage, when set, reads DTR's storage configuration while the
 	// volume is read: a backup that would restore no image (DTR keeps
 	// them in a bucket, or the volume is empty) is refused.
-	Storage  StorageReader
+	Storage StorageReader
+	// NoVolume says why the replica has no image volume (Volume is then
+	// imagevolume.WithoutVolume's): only an s3 bucket can be backed up.
+	NoVolume error
 	Progress *progress.Printer
 }
 
@@ -45,12 +49,18 @@ type Options struct {
 // read, and judged against what the volume held (judgeStorage). The
 // caller commits or aborts out.
 func Write(ctx context.Context, api imagevolume.API, out io.Writer, o Options) (*imagearchive.Manifest, error) {
-	// The settings' helper starts at once, beside the volume's: its ~0.5 s
-	// would otherwise be added to every backup.
+	// The settings' helper starts at once, beside the volume's measure:
+	// its ~0.5 s would otherwise be added to every backup.
 	storage := readStorage(ctx, o.Storage)
-	m, err := write(ctx, api, out, o)
-	if err != nil || storage == nil {
-		return m, err
+	if storage == nil {
+		if o.NoVolume != nil {
+			return nil, o.NoVolume
+		}
+		return write(ctx, api, out, o, nil)
+	}
+	var total <-chan int64
+	if o.Since == nil && o.NoVolume == nil {
+		total = measure(ctx, api, o)
 	}
 	var a storageAnswer
 	select {
@@ -58,13 +68,60 @@ func Write(ctx context.Context, api imagevolume.API, out io.Writer, o Options) (
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+	if a.err == nil && a.backend.Driver == "s3" {
+		return writeBucket(ctx, api, out, o, a.backend)
+	}
+	if o.NoVolume != nil {
+		if a.err == nil && a.backend.External() {
+			return nil, judgeStorage(a, &imagearchive.Manifest{}, "", o.Progress)
+		}
+		return nil, o.NoVolume
+	}
+	if a.err == nil && a.backend.External() {
+		// Refused before anything is read: the volume holds none of it.
+		return nil, judgeStorage(a, &imagearchive.Manifest{}, o.Volume.Name, o.Progress)
+	}
+	m, err := write(ctx, api, out, o, total)
+	if err != nil {
+		return m, err
+	}
 	if err := judgeStorage(a, m, o.Volume.Name, o.Progress); err != nil {
 		return nil, err
 	}
 	return m, nil
 }
 
-func write(ctx context.Context, api imagevolume.API, out io.Writer, o Options) (*imagearchive.Manifest, error) {
+// measure starts volumeTotal.
+func measure(ctx context.Context, api imagevolume.API, o Options) <-chan int64 {
+	c := make(chan int64, 1)
+	go func() { c <- volumeTotal(ctx, api, o.Volume, o.AgentBinary, o.Progress) }()
+	return c
+}
+
+// writeBucket backs up DTR's s3 bucket: the agent lists it and sends it
+// (incremental: what the bases lack) in the volume's tar shape
+// (imagevolume.Bucket), so the archive is the same as a volume's.
+func writeBucket(ctx context.Context, api imagevolume.API, out io.Writer, o Options, b dtrstorage.Backend) (*imagearchive.Manifest, error) {
+	rep, prog := o.Replica, o.Progress
+	vol := *o.Volume
+	vol.InBucket(b)
+	o.Volume = &vol
+	prog.Step("DTR keeps its images in %s (its setting %s): reading the bucket through a helper container on node %s", b, b.Setting, rep.Node)
+	info := imagearchive.Info{
+		Tool: version.Tool(), DTRVersion: rep.Version, ReplicaID: rep.ID, Node: rep.Node,
+		Volume: vol.Name, VolumeDriver: vol.Driver, Storage: b.String(), Started: time.Now(),
+	}
+	m, err := writeSelected(ctx, api, out, info, o)
+	if err != nil {
+		return nil, err
+	}
+	if m.Blobs+m.OmittedBlobs == 0 {
+		return nil, fmt.Errorf("%s holds no image content, though DTR's setting %s says its images are there: this backup would restore no image; check the bucket and its root directory", b, b.Setting)
+	}
+	return m, nil
+}
+
+func write(ctx context.Context, api imagevolume.API, out io.Writer, o Options, measured <-chan int64) (*imagearchive.Manifest, error) {
 	rep, vol, prog := o.Replica, o.Volume, o.Progress
 	prog.Step("reading volume %s (%s) through a helper container on node %s", vol.Name, vol.Driver, rep.Node)
 	info := imagearchive.Info{
@@ -82,7 +139,15 @@ func write(ctx context.Context, api imagevolume.API, out io.Writer, o Options) (
 			return nil, err
 		}
 	}
-	total := volumeTotal(ctx, api, vol, o.AgentBinary, prog)
+	if measured == nil {
+		measured = measure(ctx, api, o)
+	}
+	var total int64
+	select {
+	case total = <-measured:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	prog.PhaseOf("reading volume "+vol.Name, "", 0, total)
 	return writeFrom(out, &info, prog, func(fn func(io.Reader) error) error { return vol.Read(ctx, api, fn) })
 }
@@ -127,11 +192,15 @@ func (o Options) bases() ([]*imagearchive.Base, error) {
 // listing's first entry waits for them.
 func writeSelected(ctx context.Context, api imagevolume.API, out io.Writer, info imagearchive.Info, o Options) (*imagearchive.Manifest, error) {
 	prog, vol := o.Progress, o.Volume
-	if err := o.Since.failed(); err != nil {
-		return nil, err
+	bases := func() ([]*imagearchive.Base, error) { return nil, nil }
+	if o.Since != nil {
+		if err := o.Since.failed(); err != nil {
+			return nil, err
+		}
+		bases = o.bases
 	}
-	info.Elided = true
-	choose := &chooser{bases: o.bases, prog: prog, vol: vol.Name}
+	info.Elided = true // the agent's stream: uploads come without data
+	choose := &chooser{bases: bases, prog: prog, vol: vol.Where()}
 	// The stream starts once the listing is read and the choice made.
 	info.LeftOut = func() []imagearchive.LeftOut { return choose.LeftOut }
 	return writeFrom(out, &info, prog, func(fn func(io.Reader) error) error {
@@ -175,10 +244,15 @@ func (c *chooser) Omit() (map[string]int64, error) {
 		return nil, c.err
 	}
 	c.Finish()
-	c.prog.Step("volume %s holds %d entries: reading %s, %s; %s, %s held by the earlier backups, left out", c.vol,
-		c.Entries, human.Plural(int(c.ReadFiles), "file"), human.Bytes(c.ReadBytes),
-		human.Plural(int(c.OmittedFiles), "blob"), human.Bytes(c.OmittedBytes))
-	c.prog.PhaseOf("reading volume "+c.vol, "", 0, c.Stream)
+	if len(c.since) == 0 {
+		c.prog.Step("%s holds %d entries: reading %s, %s", c.vol, c.Entries,
+			human.Plural(int(c.ReadFiles), "file"), human.Bytes(c.ReadBytes))
+	} else {
+		c.prog.Step("%s holds %d entries: reading %s, %s; %s, %s held by the earlier backups, left out", c.vol,
+			c.Entries, human.Plural(int(c.ReadFiles), "file"), human.Bytes(c.ReadBytes),
+			human.Plural(int(c.OmittedFiles), "blob"), human.Bytes(c.OmittedBytes))
+	}
+	c.prog.PhaseOf("reading "+c.vol, "", 0, c.Stream)
 	return c.Selection.Omit, nil
 }
 

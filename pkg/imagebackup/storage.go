@@ -42,8 +42,12 @@ func judgeStorage(a storageAnswer, m *imagearchive.Manifest, vol string, prog *p
 	nothing := "this backup would restore no image"
 	switch {
 	case a.err == nil && b.External():
-		return fmt.Errorf("DTR keeps its images in %s (its setting %s), not in volume %s: %s; backup images reads filesystem and NFS storage only: back the %s up with its provider's tools, and DTR's metadata with backup create",
-			b, b.Setting, vol, nothing, place(b))
+		notIn := ", not in volume " + vol
+		if vol == "" {
+			notIn = ""
+		}
+		return fmt.Errorf("DTR keeps its images in %s (its setting %s)%s: %s; backup images reads filesystem, NFS and s3 storage only, nothing was written: back the %s up with its provider's tools, and DTR's metadata with backup create",
+			b, b.Setting, notIn, nothing, place(b))
 	case blobs > 0 && a.err != nil:
 		// As when the settings are unknown: a note, not a warning (the
 		// agent may not run on the node, which has been said already).

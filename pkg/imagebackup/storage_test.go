@@ -16,7 +16,7 @@ import (
 // goes on, saying what the settings said, or why they are not known.
 func TestJudgeStorage(t *testing.T) {
 	fs := dtrstorage.Backend{Driver: "filesystem", RootDirectory: "/storage", Setting: "registry.json"}
-	s3 := dtrstorage.Backend{Driver: "s3", Bucket: "b", Region: "r", Setting: "registry.json"}
+	azure := dtrstorage.Backend{Driver: "azure", Container: "c", Setting: "registry.json"}
 	unknown := dtrstorage.Backend{Unknown: "none of the 2 settings in dtr2.properties holds a registry storage configuration"}
 	lost := errors.New("RethinkDB of replica x closed the connection")
 	full, empty, incremental := &imagearchive.Manifest{}, &imagearchive.Manifest{}, &imagearchive.Manifest{}
@@ -30,7 +30,7 @@ func TestJudgeStorage(t *testing.T) {
 	}{
 		{"filesystem", storageAnswer{backend: fs}, full, "", "DTR keeps its images in filesystem (root /storage) (its setting registry.json): volume v"},
 		{"filesystem, every blob in the bases", storageAnswer{backend: fs}, incremental, "", "DTR keeps its images in filesystem"},
-		{"s3 with a stale volume", storageAnswer{backend: s3}, full, "DTR keeps its images in s3 bucket b (region r) (its setting registry.json), not in volume v: this backup would restore no image; backup images reads filesystem and NFS storage only: back the bucket up with its provider's tools, and DTR's metadata with backup create", ""},
+		{"azure with a stale volume", storageAnswer{backend: azure}, full, "DTR keeps its images in azure container c (its setting registry.json), not in volume v: this backup would restore no image; backup images reads filesystem, NFS and s3 storage only, nothing was written: back the container up with its provider's tools, and DTR's metadata with backup create", ""},
 		{"filesystem, empty", storageAnswer{backend: fs}, empty, "volume v holds no image content, though DTR's setting registry.json says its images are there (filesystem (root /storage)): this backup would restore no image; check that it is the volume the replica's registry writes to", ""},
 		{"unknown", storageAnswer{backend: unknown}, full, "", "DTR's storage configuration is unknown (none of the 2 settings"},
 		{"unknown, empty", storageAnswer{backend: unknown}, empty, "volume v holds no image content, and DTR's storage configuration is unknown (none of the 2 settings", ""},

@@ -47,6 +47,9 @@ type Volume struct {
 	// AgentBinary is --agent-binary: the agent the reading helper runs,
 	// empty for this plugin's own binary.
 	AgentBinary string
+	// Bucket, when set, is where the images really are: every read and
+	// write goes to it instead (see Bucket).
+	Bucket *Bucket
 }
 
 // ExternalStorageError means the registry keeps images outside any volume.
@@ -70,6 +73,16 @@ func Of(rep *dtr.Replica) (*Volume, error) {
 		return nil, fmt.Errorf("replica %s keeps images in the host directory %s (a bind mount, not a volume): back it up on the node", rep.ID, m.Source)
 	}
 	return &Volume{Replica: rep, Name: m.Name, Driver: m.Driver, Image: reg.ImageID}, nil
+}
+
+// WithoutVolume is the replica's registry with no image volume (Of said
+// so): it can stand only for a bucket (InBucket).
+func WithoutVolume(rep *dtr.Replica) (*Volume, error) {
+	reg := rep.Container("registry")
+	if reg == nil {
+		return nil, fmt.Errorf("replica %s has no dtr-registry-%s container: its images cannot be found", rep.ID, rep.ID)
+	}
+	return &Volume{Replica: rep, Image: reg.ImageID}, nil
 }
 
 // Users are the replica's containers that mount the volume and run: the
@@ -239,6 +252,9 @@ func (h *helper) remove() error {
 // Read streams the volume's content as the archive API gives it (a tar
 // under the top directory "storage/") to fn, through a read-only helper.
 func (v *Volume) Read(ctx context.Context, api API, fn func(io.Reader) error) (err error) {
+	if v.Bucket != nil {
+		return v.readBucket(ctx, api, fn)
+	}
 	h, err := v.helper(ctx, api, true)
 	if err != nil {
 		return err
@@ -299,6 +315,9 @@ type Writer struct {
 
 // NewWriter creates the volume's writing helper.
 func (v *Volume) NewWriter(ctx context.Context, api API) (*Writer, error) {
+	if v.Bucket != nil {
+		return &Writer{v: v, api: api}, nil // each step runs a helper
+	}
 	h, err := v.helper(ctx, api, false)
 	if err != nil {
 		return nil, err
@@ -308,6 +327,9 @@ func (v *Volume) NewWriter(ctx context.Context, api API) (*Writer, error) {
 
 // Empty reports whether the volume holds nothing at all.
 func (w *Writer) Empty(ctx context.Context) (bool, error) {
+	if w.v.Bucket != nil {
+		return w.v.emptyBucket(ctx, w.api)
+	}
 	rc, _, err := w.api.CopyFromContainer(ctx, w.h.id, MountPoint)
 	if err != nil {
 		return false, fmt.Errorf("reading volume %s: %w", w.v.Name, requestErr(err))
@@ -321,6 +343,9 @@ func (w *Writer) Empty(ctx context.Context) (bool, error) {
 // then reads it back through check, unless check is nil.
 func (w *Writer) Write(ctx context.Context, content io.Reader, check func(io.Reader) error) error {
 	v := w.v
+	if v.Bucket != nil {
+		return v.writeBucket(ctx, w.api, content, check)
+	}
 	if err := w.api.CopyToContainer(ctx, w.h.id, MountPoint, content, container.CopyToContainerOptions{}); err != nil {
 		return fmt.Errorf("writing into volume %s: %w", v.Name, requestErr(err))
 	}
@@ -336,7 +361,12 @@ func (w *Writer) Write(ctx context.Context, content io.Reader, check func(io.Rea
 }
 
 // Close removes the helper (with its own context: after Ctrl-C too).
-func (w *Writer) Close() error { return w.h.remove() }
+func (w *Writer) Close() error {
+	if w.h == nil {
+		return nil
+	}
+	return w.h.remove()
+}
 
 // Write extracts a tar (names relative to the volume) into the volume
 // through a writing helper of its own, then reads it back through check,
@@ -356,6 +386,9 @@ func (v *Volume) Write(ctx context.Context, api API, content io.Reader, check fu
 
 // Empty reports whether the volume holds nothing at all.
 func (v *Volume) Empty(ctx context.Context, api API) (empty bool, err error) {
+	if v.Bucket != nil {
+		return v.emptyBucket(ctx, api)
+	}
 	err = v.Read(ctx, api, func(r io.Reader) error {
 		n, err := countEntries(r, 2)
 		empty = n < 2 // the top directory alone

@@ -188,5 +188,8 @@ func (v *Volume) agentConfig(img *dockerspec.DockerOCIImageConfig, job agentJob)
 			}
 		}
 	}
+	if v.Bucket != nil {
+		v.bucketConfig(cfg, host)
+	}
 	return cfg, host
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
 	"github.com/docker-dtr/docker-dtr/pkg/bufpipe"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
+	"github.com/docker-dtr/docker-dtr/pkg/dtrstorage"
 	"github.com/docker-dtr/docker-dtr/pkg/dtrversion"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
@@ -21,9 +22,12 @@ import (
 
 // ImagePlan is what an image restore will do, for --dry-run.
 type ImagePlan struct {
-	Replica     string `json:"replica"`
-	Node        string `json:"node"`
-	Volume      string `json:"volume"`
+	Replica string `json:"replica"`
+	Node    string `json:"node"`
+	Volume  string `json:"volume"`
+	// Storage is the bucket written instead of the volume, when DTR keeps
+	// its images in s3 ("s3 bucket B (…)"); empty for the volume.
+	Storage     string `json:"storage,omitempty"`
 	VolumeEmpty bool   `json:"volumeEmpty"`
 	// SafetyBackup is where what the volume holds is saved first; empty
 	// when the volume is empty or --no-safety-backup.
@@ -91,6 +95,9 @@ func NewImages(t *Images, empty bool, safety string) *Images {
 		SafetyBackup: safety, Stop: []string{},
 		Files: t.Report.Files + t.Report.OmittedBlobs, Bytes: t.Report.Bytes + t.Report.OmittedBytes,
 	}
+	if t.Volume.Bucket != nil {
+		t.Plan.Storage = t.Volume.Where()
+	}
 	if safety != "" {
 		t.Plan.SafetyProtection = sealedHow(t.SafetySeal)
 	}
@@ -106,20 +113,20 @@ func NewImages(t *Images, empty bool, safety string) *Images {
 }
 
 func (t *Images) Words() Words {
-	vol := t.Volume.Name
+	vol := t.Volume.Where()
 	w := Words{
 		Name:           t.Name,
 		BeforeChange:   "writing anything",
-		PuttingBack:    fmt.Sprintf("putting volume %s back as it was", vol),
-		PutBack:        fmt.Sprintf("volume %s was put back", vol),
-		Undone:         fmt.Sprintf("volume %s was emptied again, as it was before", vol),
+		PuttingBack:    fmt.Sprintf("putting %s back as it was", vol),
+		PutBack:        fmt.Sprintf("%s was put back", vol),
+		Undone:         fmt.Sprintf("%s was emptied again, as it was before", vol),
 		PutBackFailed:  "putting the volume back",
 		UndoFailed:     "putting the volume back",
-		PartlyRestored: fmt.Sprintf("volume %s was empty before and may be partly written now", vol),
-		NotPutBack:     fmt.Sprintf("volume %s may be partly written and was not put back (--no-safety-backup)", vol),
+		PartlyRestored: fmt.Sprintf("%s was empty before and may be partly written now", vol),
+		NotPutBack:     fmt.Sprintf("%s may be partly written and was not put back (--no-safety-backup)", vol),
 	}
 	if !t.Plan.VolumeEmpty {
-		w.Unprotected = fmt.Sprintf("what volume %s holds now", vol)
+		w.Unprotected = fmt.Sprintf("what %s holds now", vol)
 	}
 	if !t.wiped {
 		w.ByHandNote = "; files the failed restore added stay beside what it puts back"
@@ -128,18 +135,18 @@ func (t *Images) Words() Words {
 }
 
 func (t *Images) Refuse(force, _ bool) error {
-	vol := t.Volume.Name
+	vol := t.Volume.Where()
 	if !t.Plan.VolumeEmpty && !force {
-		return fmt.Errorf("volume %s of replica %s is not empty: refusing to restore %s over it; pass --force to write over it (what it holds is saved in a safety backup first; files the backup does not hold stay), or restore into an empty volume", vol, t.Replica.ID, t.Name)
+		return fmt.Errorf("%s of replica %s is not empty: refusing to restore %s over it; pass --force to write over it (what it holds is saved in a safety backup first; files the backup does not hold stay), or restore into an empty volume", vol, t.Replica.ID, t.Name)
 	}
 	if t.AgentErr != nil {
-		return fmt.Errorf("refusing to restore %s, nothing was changed: putting volume %s back if writing fails runs this plugin as an agent on node %s: %w", t.Name, vol, t.Replica.Node, t.AgentErr)
+		return fmt.Errorf("refusing to restore %s, nothing was changed: putting %s back if writing fails runs this plugin as an agent on node %s: %w", t.Name, vol, t.Replica.Node, t.AgentErr)
 	}
 	return nil
 }
 
 func (t *Images) Question() string {
-	q := fmt.Sprintf("Restore %s into volume %s of replica %s on node %s, writing %d files (%s)", t.Name, t.Volume.Name, t.Replica.ID, t.Replica.Node, t.Plan.Files, human.Bytes(t.Plan.Bytes))
+	q := fmt.Sprintf("Restore %s into %s of replica %s on node %s, writing %d files (%s)", t.Name, t.Volume.Where(), t.Replica.ID, t.Replica.Node, t.Plan.Files, human.Bytes(t.Plan.Bytes))
 	if len(t.Plan.From) > 0 {
 		q += " with blobs from " + strings.Join(t.Plan.From, ", ")
 	}
@@ -165,7 +172,7 @@ func (t *Images) CanRollBack() bool { return !t.NoSafety }
 // and verifies the copy, before anything is changed.
 func (t *Images) SaveSafety(ctx context.Context) error {
 	vol, path := t.Volume, t.SafetyPath()
-	t.Progress.Step("saving what volume %s holds now to %s, %s", vol.Name, path, t.SafetyProtection())
+	t.Progress.Step("saving what %s holds now to %s, %s", vol.Where(), path, t.SafetyProtection())
 	var m *imagearchive.Manifest
 	write := func(out io.Writer) error {
 		info := imagearchive.Info{
@@ -190,9 +197,9 @@ func (t *Images) SaveSafety(ctx context.Context) error {
 		return err
 	}
 	if n := len(m.CorruptBlobs); n > 0 {
-		t.Progress.Warn("%s in volume %s already did not match their digests; the safety backup keeps them as they are", human.Plural(n, "blob"), vol.Name)
+		t.Progress.Warn("%s in %s already did not match their digests; the safety backup keeps them as they are", human.Plural(n, "blob"), vol.Where())
 	}
-	fmt.Fprintf(t.Stderr, "safety backup of volume %s: %s\n", vol.Name, path)
+	fmt.Fprintf(t.Stderr, "safety backup of %s: %s\n", vol.Where(), path)
 	return nil
 }
 
@@ -210,7 +217,7 @@ func (t *Images) Stop(ctx context.Context) (func() error, error) {
 // wrote all of it: reading it back would cost what the writing did.
 func (t *Images) Apply(ctx context.Context) error {
 	prog, vol, rep := t.Progress, t.Volume, t.Report
-	prog.Step("writing %d files (%s) into volume %s, each checked against the manifest", t.Plan.Files, human.Bytes(t.Plan.Bytes), vol.Name)
+	prog.Step("writing %d files (%s) into %s, each checked against the manifest", t.Plan.Files, human.Bytes(t.Plan.Bytes), vol.Where())
 	// The stream re-tars the archive's content (with, when incremental,
 	// the blobs of earlier backups): its size is close to the archive's.
 	streamSize := rep.Size + rep.OmittedBytes
@@ -224,7 +231,7 @@ func (t *Images) Apply(ctx context.Context) error {
 		Open: t.Open, Report: rep, Chain: t.Chain, ReadBack: !t.Plan.VolumeEmpty, Meter: prog.Reader,
 		BeforeReadBack: func() {
 			prog.Done()
-			prog.Step("checking volume %s against the manifest (it held files before)", vol.Name)
+			prog.Step("checking %s against the manifest (it held files before)", vol.Where())
 			prog.PhaseOf("checking volume "+vol.Name, "", 0, streamSize)
 		},
 	}
@@ -356,7 +363,7 @@ func (t *Images) Close() error {
 // every file against its manifest.
 func (t *Images) Rollback(ctx context.Context) error {
 	vol, prog := t.Volume, t.Progress
-	prog.Step("emptying volume %s (a helper container runs this plugin as an agent)", vol.Name)
+	prog.Step("emptying %s (a helper container runs this plugin as an agent)", vol.Where())
 	if err := vol.Wipe(ctx, t.Docker, t.AgentBinary); err != nil {
 		return err
 	}
@@ -368,9 +375,9 @@ func (t *Images) Rollback(ctx context.Context) error {
 			return err
 		}
 		if !empty {
-			return fmt.Errorf("volume %s still holds files after emptying it", vol.Name)
+			return fmt.Errorf("%s still holds files after emptying it", vol.Where())
 		}
-		prog.Step("emptied volume %s again", vol.Name)
+		prog.Step("emptied %s again", vol.Where())
 		return nil
 	}
 	return withSafetyStreamed(path, t.SafetySeal, func(in *backupfile.Input) error {
@@ -451,11 +458,35 @@ type VolumeLook struct {
 // LookAtVolume looks at the image volume of replica through a helper that
 // mounts it (the one the restore will write through). rollBack says a
 // failed write would be put back: then the agent that empties the volume
-// (agentBinary, --agent-binary) must be able to run on the node.
-func LookAtVolume(ctx context.Context, api imagevolume.API, replica *dtr.Replica, agentBinary string, rollBack bool, prog *progress.Printer) (*VolumeLook, error) {
+// (agentBinary, --agent-binary) must be able to run on the node. storage,
+// when not nil, reads DTR's storage settings first: where they say s3,
+// the bucket is looked at and written instead of the volume; another
+// external driver is refused, since nothing would be restored where the
+// registry reads.
+func LookAtVolume(ctx context.Context, api imagevolume.API, replica *dtr.Replica, agentBinary string, rollBack bool, storage func(context.Context) (dtrstorage.Backend, error), prog *progress.Printer) (*VolumeLook, error) {
 	vol, err := imagevolume.Of(replica)
-	if err != nil {
+	var b dtrstorage.Backend
+	var berr error = errors.New("not read")
+	if storage != nil {
+		b, berr = storage(ctx)
+	}
+	switch {
+	case berr == nil && b.Driver == "s3":
+		if err != nil {
+			if vol, err = imagevolume.WithoutVolume(replica); err != nil {
+				return nil, err
+			}
+		}
+		vol.InBucket(b)
+		prog.Step("DTR keeps its images in %s (its setting %s): the restore writes there", b, b.Setting)
+	case berr == nil && b.External():
+		return nil, fmt.Errorf("DTR keeps its images in %s (its setting %s): restore writes filesystem, NFS and s3 storage only, nothing was changed: restore the %s with its provider's tools", b, b.Setting, externalPlace(b))
+	case err != nil:
 		return nil, err
+	case storage != nil && berr != nil:
+		prog.Step("DTR's storage configuration could not be read (%v): restoring into volume %s", berr, vol.Name)
+	case storage != nil && !b.Known():
+		prog.Step("DTR's storage configuration is unknown (%s): restoring into volume %s", b.Unknown, vol.Name)
 	}
 	vol.AgentBinary = agentBinary
 	w, err := vol.NewWriter(ctx, api)
@@ -468,9 +499,9 @@ func LookAtVolume(ctx context.Context, api imagevolume.API, replica *dtr.Replica
 		return nil, err
 	}
 	if l.Empty {
-		prog.Step("volume %s is empty", vol.Name)
+		prog.Step("%s is empty", vol.Where())
 	} else {
-		prog.Step("volume %s holds files", vol.Name)
+		prog.Step("%s holds files", vol.Where())
 	}
 	// Putting the volume back empties it first, which only the agent can
 	// do: make sure it can run there before anything changes.
@@ -478,6 +509,17 @@ func LookAtVolume(ctx context.Context, api imagevolume.API, replica *dtr.Replica
 		l.AgentErr = vol.CheckAgent(ctx, api, agentBinary)
 	}
 	return l, nil
+}
+
+// externalPlace names what an external backend keeps the images in.
+func externalPlace(b dtrstorage.Backend) string {
+	switch {
+	case b.Bucket != "":
+		return "bucket"
+	case b.Container != "":
+		return "container"
+	}
+	return "storage"
 }
 
 // Close removes the helper, unless PlanImages took it. A nil look is

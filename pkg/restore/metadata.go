@@ -71,6 +71,10 @@ type Metadata struct {
 	// Before is, for --resume and --undo, the plan of the restore the
 	// journal recorded: what a rollback drops is what that one created.
 	Before *metadata.Plan
+	// StorageDiffers says how the image storage in the backup's settings
+	// differs from the target's (StorageDifference); empty when they
+	// agree or either is unknown. It needs --force.
+	StorageDiffers string `json:"-"`
 }
 
 var _ Reconnector = (*Metadata)(nil)
@@ -98,6 +102,12 @@ func (m *Metadata) Words() Words {
 func (m *Metadata) Refuse(force, terminal bool) error {
 	for _, w := range m.Plan.Warnings {
 		m.Progress.Warn("%s", w)
+	}
+	if m.StorageDiffers != "" {
+		if !force {
+			return fmt.Errorf("%s: the restored settings would point the registry at the backup's storage; DTR's guidance is never to change storage between a backup and its restore: pass --force to restore all the same", m.StorageDiffers)
+		}
+		m.Progress.Warn("%s: the restored settings point the registry at the backup's storage (--force)", m.StorageDiffers)
 	}
 	if replaced := m.Plan.Replaced(); len(replaced) > 0 && !force && !terminal {
 		return fmt.Errorf("refusing to replace %d existing tables (%s): pass --force to drop and restore them",
@@ -235,6 +245,9 @@ func PlanMetadata(ctx context.Context, t *Metadata, safetyDir, input string, noS
 		return err
 	}
 	t.Plan = plan
+	if s, ok := t.DB.(storageReader); ok && t.Backup != nil {
+		t.StorageDiffers = compareStorage(ctx, s, t)
+	}
 	if len(plan.Replaced()) > 0 && !noSafety {
 		if err := checkSeal(t.SafetySeal); err != nil {
 			return err
@@ -256,4 +269,23 @@ func CheckVersion(name, backup, target string, allow bool, warn func(string, ...
 	}
 	warn("restoring a backup of DTR %s into DTR %s (--allow-version-mismatch)", backup, target)
 	return nil
+}
+
+// compareStorage is StorageDifference of the backup's settings and the
+// target's; a side that cannot be read is said, and not compared.
+func compareStorage(ctx context.Context, s storageReader, t *Metadata) string {
+	backup, err := BackupStorage(t.Backup.Pass, t.Report)
+	if err != nil {
+		t.Progress.Step("where the backup's DTR kept its images could not be read (%v): not compared with the target", err)
+		return ""
+	}
+	if !backup.Known() {
+		return ""
+	}
+	target, err := s.Storage(ctx)
+	if err != nil {
+		t.Progress.Step("where the target keeps its images could not be read (%v): not compared with the backup's %s", err, backup)
+		return ""
+	}
+	return StorageDifference(backup, target)
 }
