@@ -1,0 +1,153 @@
+package e2e
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/docker-dtr/docker-dtr/internal/dtrfixture"
+	"github.com/docker-dtr/docker-dtr/pkg/bucket"
+	"github.com/docker-dtr/docker-dtr/pkg/dtrstorage"
+	"go.yaml.in/yaml/v3"
+	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
+	"gotest.tools/v3/assert"
+)
+
+// BenchmarkS3ImageBackup measures `backup images` of a DTR whose images
+// are in S3 (SeaweedFS's S3 gateway, the generated registry content of
+// the image benchmarks, DTR_BENCH_IMAGE_MB) against the limit: a bare
+// read of the same objects by the same driver (docker/distribution's s3
+// driver, in this process, through the server's published port): list
+// the bucket, then read every object and throw it away, 16 at a time (as
+// many as the agent reads ahead), and, for reference, one after the
+// other. They alternate, the order reversed every other iteration. The
+// plugin's side also starts its helpers, reads DTR's settings, and hashes
+// and writes the archive.
+func BenchmarkS3ImageBackup(b *testing.B) {
+	cfg := dockerConfig(b)
+	c := dtrfixture.Start(b, dtrfixture.Options{Replicas: 1, Components: []string{"rethinkdb", "registry"}})
+	rep := c.Replicas[0]
+	s3 := dtrfixture.StartS3(b, c)
+	const root = "/dtr"
+	driver := c.Connect(b, rep.ID)
+	assert.NilError(b, r.DBCreate("dtr2").Exec(driver))
+	assert.NilError(b, r.DB("dtr2").TableCreate("properties").Exec(driver))
+	_, err := r.DB("dtr2").Table("properties").Insert(map[string]any{"id": "storage.yml", "value": s3.RegistryStorage(root)}).RunWrite(driver)
+	assert.NilError(b, err)
+
+	// The same driver and parameters, at the published port.
+	var conf struct {
+		Storage map[string]map[string]any `yaml:"storage"`
+	}
+	assert.NilError(b, yaml.Unmarshal([]byte(s3.RegistryStorage(root)), &conf))
+	params := conf.Storage["s3"]
+	params["regionendpoint"] = s3.HostEndpoint
+	ctx := context.Background()
+	bk, err := bucket.Open(ctx, dtrstorage.Backend{Driver: "s3", Bucket: s3.Bucket}, params)
+	assert.NilError(b, err)
+
+	dir := b.TempDir()
+	data := genImageVolume(b, dir, benchImageSeed, benchImageSize(b))
+	start := time.Now()
+	f, err := os.Open(data.Tar)
+	assert.NilError(b, err)
+	type obj struct {
+		name string
+		data []byte
+	}
+	objs := make(chan obj, 16)
+	var puts sync.WaitGroup
+	for range 8 {
+		puts.Add(1)
+		go func() {
+			defer puts.Done()
+			for o := range objs {
+				if err := bk.Put(ctx, o.name, bytes.NewReader(o.data), int64(len(o.data))); err != nil {
+					b.Error(err)
+				}
+			}
+		}()
+	}
+	tr := tar.NewReader(f)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		assert.NilError(b, err)
+		body, err := io.ReadAll(tr)
+		assert.NilError(b, err)
+		objs <- obj{hdr.Name, body}
+	}
+	close(objs)
+	puts.Wait()
+	f.Close()
+	b.Logf("put %d files, %.1f MB, into the bucket in %v", data.Files, float64(data.Bytes)/1e6, time.Since(start).Round(time.Millisecond))
+
+	// bare lists the bucket and reads every object, with this many reads
+	// at once.
+	bare := func(readers int) int64 {
+		files, err := bk.Files(ctx)
+		assert.NilError(b, err)
+		var n atomic.Int64
+		next := make(chan bucket.File)
+		var wg sync.WaitGroup
+		for range readers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				buf := make([]byte, 256<<10)
+				for f := range next {
+					rc, err := bk.Open(ctx, f.Path)
+					if err != nil {
+						b.Error(err)
+						continue
+					}
+					m, err := io.CopyBuffer(io.Discard, rc, buf)
+					rc.Close()
+					if err != nil {
+						b.Error(err)
+					}
+					n.Add(m)
+				}
+			}()
+		}
+		for _, f := range files {
+			next <- f
+		}
+		close(next)
+		wg.Wait()
+		return n.Load()
+	}
+	ib := &imageBench{c: c, cfg: cfg, bin: filepath.Join(cfg, "cli-plugins", "docker-dtr"), dir: dir}
+	out := filepath.Join(dir, "images.tar")
+	var viaPlugin, viaBare, viaSerial time.Duration
+	steps := []func(){
+		func() { viaPlugin += ib.plugin(b, "backup", "images", "-q", "-o", out) },
+		func() {
+			viaBare += timed(func() {
+				n := bare(16)
+				assert.Assert(b, n == data.Bytes, "the bare read gave %d bytes of %d", n, data.Bytes)
+			})
+		},
+		func() { viaSerial += timed(func() { bare(1) }) },
+	}
+	b.ResetTimer()
+	alternate(b.N, steps...)
+	b.StopTimer()
+	ib.trace(b, "backup", "images", "-o", out)
+	mb := float64(data.Bytes) / 1e6 * float64(b.N)
+	b.ReportMetric(mb/viaPlugin.Seconds(), "plugin-MB/s")
+	b.ReportMetric(mb/viaBare.Seconds(), "bare-read-MB/s")
+	b.ReportMetric(viaBare.Seconds()/viaPlugin.Seconds(), "plugin/bare-read")
+	b.ReportMetric(mb/viaSerial.Seconds(), "bare-serial-MB/s")
+	b.ReportMetric(float64(data.Bytes)/1e6, "data-MB")
+}
