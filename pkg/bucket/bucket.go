@@ -21,6 +21,7 @@ import (
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	s3 "github.com/distribution/distribution/v3/registry/storage/driver/s3-aws"
 	"github.com/docker-dtr/docker-dtr/pkg/dtrstorage"
+	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 )
 
 // Bucket is DTR's registry storage in S3.
@@ -80,28 +81,8 @@ func (b *Bucket) Files(ctx context.Context) ([]File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing %s: %w", b.Backend, err)
 	}
-	slices.SortFunc(files, func(x, y File) int { return WalkCompare(x.Path, y.Path) })
+	slices.SortFunc(files, func(x, y File) int { return imagearchive.WalkCompare(x.Path, y.Path) })
 	return files, nil
-}
-
-// WalkCompare orders paths as a directory walk meets them.
-func WalkCompare(a, b string) int {
-	for {
-		ah, at, amore := strings.Cut(a, "/")
-		bh, bt, bmore := strings.Cut(b, "/")
-		if c := strings.Compare(ah, bh); c != 0 {
-			return c
-		}
-		switch {
-		case !amore && !bmore:
-			return 0
-		case !amore:
-			return -1
-		case !bmore:
-			return 1
-		}
-		a, b = at, bt
-	}
 }
 
 // Open reads an object; a missing one is fs.ErrNotExist.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"io/fs"
-	"sort"
 	"strings"
 	"testing"
 
@@ -13,13 +12,6 @@ import (
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 )
-
-func TestWalkCompare(t *testing.T) {
-	paths := []string{"a-b", "a/b", "a", "a/b/c", "a/a", "b", "a/b-c", "a/b/c/d"}
-	sort.Slice(paths, func(i, j int) bool { return WalkCompare(paths[i], paths[j]) < 0 })
-	assert.DeepEqual(t, paths, []string{"a", "a/a", "a/b", "a/b/c", "a/b/c/d", "a/b-c", "a-b", "b"})
-	assert.Equal(t, WalkCompare("x/y", "x/y"), 0)
-}
 
 // The bucket on distribution's in-memory driver: what Put writes, Files
 // lists in a walk's order and Open reads; Empty leaves nothing.

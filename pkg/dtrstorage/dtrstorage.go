@@ -163,6 +163,18 @@ func (b Backend) Known() bool { return b.Driver != "" }
 // but filesystem (an NFS volume is the filesystem driver too).
 func (b Backend) External() bool { return b.Known() && b.Driver != "filesystem" }
 
+// Place names what an external backend keeps the images in: "bucket",
+// "container", or "storage".
+func (b Backend) Place() string {
+	switch {
+	case b.Bucket != "":
+		return "bucket"
+	case b.Container != "":
+		return "container"
+	}
+	return "storage"
+}
+
 // String describes the backend without a credential: "s3 bucket b
 // (region r, endpoint e, root /x)", "filesystem (root /storage)".
 func (b Backend) String() string {

@@ -167,14 +167,5 @@ func nextFile(mr *jsonl.Reader) (*Entry, error) {
 	}
 }
 
-// walkLess orders paths as a directory walk meets them: component by
-// component, so "a/b" comes before "a-b" although '-' < '/'.
-func walkLess(a, b string) bool {
-	as, bs := strings.Split(a, "/"), strings.Split(b, "/")
-	for i := 0; i < len(as) && i < len(bs); i++ {
-		if as[i] != bs[i] {
-			return as[i] < bs[i]
-		}
-	}
-	return len(as) < len(bs)
-}
+// walkLess orders paths as a directory walk meets them (WalkCompare).
+func walkLess(a, b string) bool { return WalkCompare(a, b) < 0 }

@@ -10,7 +10,7 @@ import (
 	"gotest.tools/v3/assert"
 )
 
-// walkCompare orders paths as filepath.WalkDir visits them, which the
+// WalkCompare orders paths as filepath.WalkDir visits them, which the
 // agent's listing and tar follow; plain string order does not.
 func TestWalkCompare(t *testing.T) {
 	dir := t.TempDir()
@@ -32,8 +32,8 @@ func TestWalkCompare(t *testing.T) {
 	}))
 	sorted := slices.Clone(walked)
 	slices.Reverse(sorted)
-	slices.SortFunc(sorted, walkCompare)
+	slices.SortFunc(sorted, WalkCompare)
 	assert.DeepEqual(t, sorted, walked)
-	assert.Assert(t, walkCompare("a-b", "a/c") > 0, "the walk gives a's content first")
-	assert.Equal(t, walkCompare("a/", "a"), 0)
+	assert.Assert(t, WalkCompare("a-b", "a/c") > 0, "the walk gives a's content first")
+	assert.Equal(t, WalkCompare("a/", "a"), 0)
 }

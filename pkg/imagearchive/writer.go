@@ -96,7 +96,7 @@ func Write(w io.Writer, src io.Reader, info Info, progress func(Totals)) (*Manif
 			l := left[0]
 			c := 0
 			if rel != "" {
-				c = walkCompare(l.Name, rel)
+				c = WalkCompare(l.Name, rel)
 			}
 			if c > 0 {
 				return nil
@@ -280,11 +280,11 @@ type LeftOut struct {
 	Size, Mode int64
 }
 
-// walkCompare orders two paths inside the volume as a walk visits them
+// WalkCompare orders two paths inside the volume as a walk visits them
 // (the agent's listing and tar): by name in each directory, a directory
 // before what it holds. Plain string order differs: "a-b" sorts before
 // "a/c", though the walk gives a's content first.
-func walkCompare(a, b string) int {
+func WalkCompare(a, b string) int {
 	a, b = strings.TrimSuffix(a, "/"), strings.TrimSuffix(b, "/")
 	for {
 		ac, arest, amore := strings.Cut(a, "/")

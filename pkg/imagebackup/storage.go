@@ -47,7 +47,7 @@ func judgeStorage(a storageAnswer, m *imagearchive.Manifest, vol string, prog *p
 			notIn = ""
 		}
 		return fmt.Errorf("DTR keeps its images in %s (its setting %s)%s: %s; backup images reads filesystem, NFS and s3 storage only, nothing was written: back the %s up with its provider's tools, and DTR's metadata with backup create",
-			b, b.Setting, notIn, nothing, place(b))
+			b, b.Setting, notIn, nothing, b.Place())
 	case blobs > 0 && a.err != nil:
 		// As when the settings are unknown: a note, not a warning (the
 		// agent may not run on the node, which has been said already).
@@ -64,15 +64,4 @@ func judgeStorage(a storageAnswer, m *imagearchive.Manifest, vol string, prog *p
 		return fmt.Errorf("volume %s holds no image content, though DTR's setting %s says its images are there (%s): %s; check that it is the volume the replica's registry writes to", vol, b.Setting, b, nothing)
 	}
 	return nil
-}
-
-// place names what an external backend keeps the images in.
-func place(b dtrstorage.Backend) string {
-	switch {
-	case b.Bucket != "":
-		return "bucket"
-	case b.Container != "":
-		return "container"
-	}
-	return "storage"
 }

@@ -480,7 +480,7 @@ func LookAtVolume(ctx context.Context, api imagevolume.API, replica *dtr.Replica
 		vol.InBucket(b)
 		prog.Step("DTR keeps its images in %s (its setting %s): the restore writes there", b, b.Setting)
 	case berr == nil && b.External():
-		return nil, fmt.Errorf("DTR keeps its images in %s (its setting %s): restore writes filesystem, NFS and s3 storage only, nothing was changed: restore the %s with its provider's tools", b, b.Setting, externalPlace(b))
+		return nil, fmt.Errorf("DTR keeps its images in %s (its setting %s): restore writes filesystem, NFS and s3 storage only, nothing was changed: restore the %s with its provider's tools", b, b.Setting, b.Place())
 	case err != nil:
 		return nil, err
 	case storage != nil && berr != nil:
@@ -509,17 +509,6 @@ func LookAtVolume(ctx context.Context, api imagevolume.API, replica *dtr.Replica
 		l.AgentErr = vol.CheckAgent(ctx, api, agentBinary)
 	}
 	return l, nil
-}
-
-// externalPlace names what an external backend keeps the images in.
-func externalPlace(b dtrstorage.Backend) string {
-	switch {
-	case b.Bucket != "":
-		return "bucket"
-	case b.Container != "":
-		return "container"
-	}
-	return "storage"
 }
 
 // Close removes the helper, unless PlanImages took it. A nil look is
