@@ -11,7 +11,6 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/exitcode"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
-	"github.com/docker-dtr/docker-dtr/pkg/imagevolume"
 	"github.com/docker-dtr/docker-dtr/pkg/journal"
 	"github.com/docker-dtr/docker-dtr/pkg/nodejournal"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
@@ -274,13 +273,14 @@ func metadataTarget(ctx context.Context, dockerCli command.Cli, opts restoreOpti
 	return t, tgt.Close, nil
 }
 
-// imagesTarget is the image volume a journal's image restore wrote; the
-// agent that empties it must be able to run there.
+// imagesTarget is the image volume, or bucket, a journal's image restore
+// wrote (DTR's settings say which, as for the restore); the agent that
+// empties it must be able to run there.
 func imagesTarget(ctx context.Context, dockerCli command.Cli, t *restore.Images, rec *journal.Record) error {
 	if rec.Kind != journal.KindImages {
 		return fmt.Errorf("the journal records a %s restore, not an image restore", rec.Kind)
 	}
-	vol, err := imagevolume.Of(t.Replica)
+	vol, err := restore.ImageStore(ctx, t.Replica, storageReader(dockerCli, t.Replica, t.AgentBinary, t.Progress), t.Progress)
 	if err != nil {
 		return err
 	}
@@ -288,7 +288,7 @@ func imagesTarget(ctx context.Context, dockerCli command.Cli, t *restore.Images,
 	t.Volume = vol
 	if !t.NoSafety {
 		if err := vol.CheckAgent(ctx, dockerCli.Client(), t.AgentBinary); err != nil {
-			return fmt.Errorf("refusing, nothing was changed: putting volume %s back if writing fails runs this plugin as an agent on node %s: %w", vol.Name, t.Replica.Node, err)
+			return fmt.Errorf("refusing, nothing was changed: putting %s back if writing fails runs this plugin as an agent on node %s: %w", vol.Where(), t.Replica.Node, err)
 		}
 	}
 	return nil

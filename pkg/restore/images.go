@@ -464,6 +464,38 @@ type VolumeLook struct {
 // external driver is refused, since nothing would be restored where the
 // registry reads.
 func LookAtVolume(ctx context.Context, api imagevolume.API, replica *dtr.Replica, agentBinary string, rollBack bool, storage func(context.Context) (dtrstorage.Backend, error), prog *progress.Printer) (*VolumeLook, error) {
+	vol, err := ImageStore(ctx, replica, storage, prog)
+	if err != nil {
+		return nil, err
+	}
+	vol.AgentBinary = agentBinary
+	w, err := vol.NewWriter(ctx, api)
+	if err != nil {
+		return nil, err
+	}
+	l := &VolumeLook{Volume: vol, writer: w}
+	if l.Empty, err = w.Empty(ctx); err != nil {
+		l.Close()
+		return nil, err
+	}
+	if l.Empty {
+		prog.Step("%s is empty", vol.Where())
+	} else {
+		prog.Step("%s holds files", vol.Where())
+	}
+	// Putting the volume back empties it first, which only the agent can
+	// do: make sure it can run there before anything changes.
+	if rollBack {
+		l.AgentErr = vol.CheckAgent(ctx, api, agentBinary)
+	}
+	return l, nil
+}
+
+// ImageStore is where an image restore into replica writes: its image
+// volume, or, where DTR's storage settings (storage, when not nil) say s3,
+// its bucket. Another external driver is refused, since nothing would be
+// restored where the registry reads.
+func ImageStore(ctx context.Context, replica *dtr.Replica, storage func(context.Context) (dtrstorage.Backend, error), prog *progress.Printer) (*imagevolume.Volume, error) {
 	vol, err := imagevolume.Of(replica)
 	var b dtrstorage.Backend
 	var berr error = errors.New("not read")
@@ -488,27 +520,7 @@ func LookAtVolume(ctx context.Context, api imagevolume.API, replica *dtr.Replica
 	case storage != nil && !b.Known():
 		prog.Step("DTR's storage configuration is unknown (%s): restoring into volume %s", b.Unknown, vol.Name)
 	}
-	vol.AgentBinary = agentBinary
-	w, err := vol.NewWriter(ctx, api)
-	if err != nil {
-		return nil, err
-	}
-	l := &VolumeLook{Volume: vol, writer: w}
-	if l.Empty, err = w.Empty(ctx); err != nil {
-		l.Close()
-		return nil, err
-	}
-	if l.Empty {
-		prog.Step("%s is empty", vol.Where())
-	} else {
-		prog.Step("%s holds files", vol.Where())
-	}
-	// Putting the volume back empties it first, which only the agent can
-	// do: make sure it can run there before anything changes.
-	if rollBack {
-		l.AgentErr = vol.CheckAgent(ctx, api, agentBinary)
-	}
-	return l, nil
+	return vol, nil
 }
 
 // Close removes the helper, unless PlanImages took it. A nil look is
