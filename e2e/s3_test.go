@@ -179,3 +179,64 @@ func watchHelpers(t *testing.T, c *dtrfixture.Cluster) func() []inspectedHelper 
 		return out
 	}
 }
+
+// A restore into the bucket killed with SIGKILL while it writes leaves a
+// journal; `backup restore --undo` puts the bucket back as it was, from
+// the safety backup of what it held (its objects, uploads aside).
+func TestKilledS3RestoreUndone(t *testing.T) {
+	cfg := dockerConfig(t)
+	c := dtrfixture.Start(t, dtrfixture.Options{Replicas: 1, Registry: true, Components: []string{"rethinkdb", "registry"}})
+	rep := c.Replicas[0]
+	s3 := dtrfixture.StartS3(t, c)
+	c.UseS3(t, s3, "/dtr")
+	driver := c.Connect(t, rep.ID)
+	assert.NilError(t, r.DBCreate("dtr2").Exec(driver))
+	assert.NilError(t, r.DB("dtr2").TableCreate("properties").Exec(driver))
+	_, err := r.DB("dtr2").Table("properties").Insert(map[string]any{"id": "storage.yml", "value": s3.RegistryStorage("/dtr")}).RunWrite(driver)
+	assert.NilError(t, err)
+	dtrfixture.Push(t, c.Client, rep.RegistryAddr, dtrfixture.BuildImages(t, c.Client, 7))
+	dir := t.TempDir()
+	out := filepath.Join(dir, "backup-images.tar")
+	res := docker(t, cfg, nil, "dtr", "backup", "images", "-o", out)
+	assert.Equal(t, res.code, 0, res.stderr)
+
+	more := dtrfixture.BuildImages(t, c.Client, 8)
+	for i := range more {
+		more[i].Repo = "more/" + more[i].Repo
+	}
+	dtrfixture.Push(t, c.Client, rep.RegistryAddr, more)
+	objects := func() []string {
+		var keys []string
+		for _, k := range s3.Keys(t) {
+			if !strings.Contains(k, "/_uploads/") {
+				keys = append(keys, k)
+			}
+		}
+		return keys
+	}
+	held := objects()
+
+	rig := &faultRig{cfg: cfg, bin: filepath.Join(cfg, "cli-plugins", "docker-dtr"), c: c, rep: rep}
+	p := newStallingProxy(t)
+	b := rig.start(t, dir, out, runOptions{viaDocker: true, env: []string{"DOCKER_HOST=" + p.Host()}}, "backup", "restore", "--force", out)
+	waitJournaled(t, b)
+	p.stallAfter(16 << 20)
+	select {
+	case <-p.stalled:
+	case <-b.done:
+		t.Fatalf("the restore ended before 16 MiB more went to the engine: %s", b.stderr)
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("the upload never passed 16 MiB more: %s", b.stderr)
+	}
+	b.killPlugin(t)
+	p.release()
+	assert.Check(t, is.Contains(b.stderr.String(), "the restore writes there"), b.stderr.String())
+	statusReports(t, rig, "an image restore", out)
+
+	res = docker(t, cfg, nil, "dtr", "backup", "restore", "--undo", "--replica-id", rep.ID)
+	assert.Equal(t, res.code, 0, res.stderr)
+	assert.Check(t, is.DeepEqual(objects(), held))
+	assertAllRunning(t, rig)
+	statusClear(t, rig)
+	assertNoHelpers(t, c)
+}
