@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/internal/version"
@@ -45,9 +46,11 @@ type Options struct {
 // progress's total (any failure only costs the total), then streams it
 // through a helper into the archive writer. An incremental backup (Since)
 // reads only what the bases lack (writeSelected), or the whole volume
-// where the agent cannot run. Meanwhile DTR's storage configuration is
-// read, and judged against what the volume held (judgeStorage). The
-// caller commits or aborts out.
+// where the agent cannot run. DTR's storage configuration is read
+// meanwhile, and decides before anything is written: an s3 bucket is
+// backed up instead (writeBucket), another external driver refused; what
+// the volume held is judged against it (judgeStorage). The caller
+// commits or aborts out.
 func Write(ctx context.Context, api imagevolume.API, out io.Writer, o Options) (*imagearchive.Manifest, error) {
 	// The settings' helper starts at once, beside the volume's measure:
 	// its ~0.5 s would otherwise be added to every backup.
@@ -56,16 +59,38 @@ func Write(ctx context.Context, api imagevolume.API, out io.Writer, o Options) (
 		if o.NoVolume != nil {
 			return nil, o.NoVolume
 		}
-		return write(ctx, api, out, o, nil)
+		return write(ctx, api, out, o, nil, nil)
+	}
+	answer := sync.OnceValue(func() storageAnswer {
+		select {
+		case a := <-storage:
+			return a
+		case <-ctx.Done():
+			return storageAnswer{err: ctx.Err()}
+		}
+	})
+	if o.Since != nil && o.NoVolume == nil {
+		// An incremental's helper starts and lists the volume while the
+		// settings are read; nothing is written before the listing's
+		// choice, which waits for them (the gate).
+		m, err := write(ctx, api, out, o, nil, func() error { return decide(answer(), o) })
+		if errors.Is(err, errUseBucket) {
+			return writeBucket(ctx, api, out, o, answer().backend)
+		}
+		if err != nil {
+			return m, err
+		}
+		if err := judgeStorage(answer(), m, o.Volume.Name, o.Progress); err != nil {
+			return nil, err
+		}
+		return m, nil
 	}
 	var total <-chan int64
-	if o.Since == nil && o.NoVolume == nil {
+	if o.NoVolume == nil {
 		total = measure(ctx, api, o)
 	}
-	var a storageAnswer
-	select {
-	case a = <-storage:
-	case <-ctx.Done():
+	a := answer()
+	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
 	if a.err == nil && a.backend.Driver == "s3" {
@@ -77,11 +102,10 @@ func Write(ctx context.Context, api imagevolume.API, out io.Writer, o Options) (
 		}
 		return nil, o.NoVolume
 	}
-	if a.err == nil && a.backend.External() {
-		// Refused before anything is read: the volume holds none of it.
-		return nil, judgeStorage(a, &imagearchive.Manifest{}, o.Volume.Name, o.Progress)
+	if err := decide(a, o); err != nil {
+		return nil, err
 	}
-	m, err := write(ctx, api, out, o, total)
+	m, err := write(ctx, api, out, o, total, nil)
 	if err != nil {
 		return m, err
 	}
@@ -89,6 +113,23 @@ func Write(ctx context.Context, api imagevolume.API, out io.Writer, o Options) (
 		return nil, err
 	}
 	return m, nil
+}
+
+// errUseBucket stops a volume's read before anything is written: DTR
+// keeps its images in an s3 bucket.
+var errUseBucket = errors.New("DTR keeps its images in an s3 bucket")
+
+// decide says, from DTR's storage settings, whether the volume is what
+// to back up: errUseBucket for s3, a refusal for another external driver.
+func decide(a storageAnswer, o Options) error {
+	switch {
+	case a.err == nil && a.backend.Driver == "s3":
+		return errUseBucket
+	case a.err == nil && a.backend.External():
+		// Refused before anything is read: the volume holds none of it.
+		return judgeStorage(a, &imagearchive.Manifest{}, o.Volume.Name, o.Progress)
+	}
+	return nil
 }
 
 // measure starts volumeTotal.
@@ -111,7 +152,7 @@ func writeBucket(ctx context.Context, api imagevolume.API, out io.Writer, o Opti
 		Tool: version.Tool(), DTRVersion: rep.Version, ReplicaID: rep.ID, Node: rep.Node,
 		Volume: vol.Name, VolumeDriver: vol.Driver, Storage: b.String(), Started: time.Now(),
 	}
-	m, err := writeSelected(ctx, api, out, info, o)
+	m, err := writeSelected(ctx, api, out, info, o, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -121,7 +162,10 @@ func writeBucket(ctx context.Context, api imagevolume.API, out io.Writer, o Opti
 	return m, nil
 }
 
-func write(ctx context.Context, api imagevolume.API, out io.Writer, o Options, measured <-chan int64) (*imagearchive.Manifest, error) {
+// write backs the volume up. gate, when not nil, is asked before anything
+// is written (before the listing's choice, or the whole read): its error
+// stops the backup there.
+func write(ctx context.Context, api imagevolume.API, out io.Writer, o Options, measured <-chan int64, gate func() error) (*imagearchive.Manifest, error) {
 	rep, vol, prog := o.Replica, o.Volume, o.Progress
 	prog.Step("reading volume %s (%s) through a helper container on node %s", vol.Name, vol.Driver, rep.Node)
 	info := imagearchive.Info{
@@ -129,10 +173,15 @@ func write(ctx context.Context, api imagevolume.API, out io.Writer, o Options, m
 		Volume: vol.Name, VolumeDriver: vol.Driver, Started: time.Now(),
 	}
 	if o.Since != nil {
-		m, err := writeSelected(ctx, api, out, info, o)
+		m, err := writeSelected(ctx, api, out, info, o, gate)
 		var noAgent *imagevolume.NoAgentError
 		if !errors.As(err, &noAgent) {
 			return m, err
+		}
+		if gate != nil {
+			if err := gate(); err != nil {
+				return nil, err
+			}
 		}
 		prog.Warn("the agent cannot run on node %s (%v): reading the whole volume, as a full backup does", rep.Node, noAgent.Err)
 		if info.Since, err = o.bases(); err != nil {
@@ -190,7 +239,7 @@ func (o Options) bases() ([]*imagearchive.Base, error) {
 // hold, and the agent sends the rest (imagevolume.ReadSelected). The
 // helper starts and lists while the bases are still being read: the
 // listing's first entry waits for them.
-func writeSelected(ctx context.Context, api imagevolume.API, out io.Writer, info imagearchive.Info, o Options) (*imagearchive.Manifest, error) {
+func writeSelected(ctx context.Context, api imagevolume.API, out io.Writer, info imagearchive.Info, o Options, gate func() error) (*imagearchive.Manifest, error) {
 	prog, vol := o.Progress, o.Volume
 	bases := func() ([]*imagearchive.Base, error) { return nil, nil }
 	if o.Since != nil {
@@ -200,7 +249,7 @@ func writeSelected(ctx context.Context, api imagevolume.API, out io.Writer, info
 		bases = o.bases
 	}
 	info.Elided = true // the agent's stream: uploads come without data
-	choose := &chooser{bases: bases, prog: prog, vol: vol.Where()}
+	choose := &chooser{bases: bases, prog: prog, vol: vol.Where(), gate: gate}
 	// The stream starts once the listing is read and the choice made.
 	info.LeftOut = func() []imagearchive.LeftOut { return choose.LeftOut }
 	return writeFrom(out, &info, prog, func(fn func(io.Reader) error) error {
@@ -220,7 +269,10 @@ type chooser struct {
 	since []*imagearchive.Base
 	err   error // reading the bases failed: nothing is chosen
 	prog  *progress.Printer
-	vol   string
+	vol   string // "volume V", or the bucket
+	// gate, when not nil, is asked before the choice: its error ends the
+	// read before anything is sent.
+	gate func() error
 }
 
 // ready waits for the bases, once.
@@ -240,6 +292,11 @@ func (c *chooser) Add(e agent.ListEntry) {
 }
 
 func (c *chooser) Omit() (map[string]int64, error) {
+	if c.gate != nil {
+		if err := c.gate(); err != nil {
+			return nil, err
+		}
+	}
 	if !c.ready() {
 		return nil, c.err
 	}

@@ -2,11 +2,13 @@ package imagebackup
 
 import (
 	"errors"
+	"io"
 	"strings"
 	"testing"
 
 	"github.com/docker-dtr/docker-dtr/pkg/dtrstorage"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
+	"github.com/docker-dtr/docker-dtr/pkg/imagevolume"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
@@ -49,4 +51,26 @@ func TestJudgeStorage(t *testing.T) {
 			assert.Check(t, is.Contains(printed.String(), tc.print))
 		})
 	}
+}
+
+// The settings decide before anything is written: s3 turns the volume's
+// read into the bucket's, another external driver is refused, and the
+// listing's choice waits for them (the gate) without waiting for the bases.
+func TestDecide(t *testing.T) {
+	vol := &imagevolume.Volume{Name: "v"}
+	o := Options{Volume: vol, Progress: progress.NewMode(io.Discard, progress.Plain)}
+	assert.Check(t, errors.Is(decide(storageAnswer{backend: dtrstorage.Backend{Driver: "s3", Bucket: "b"}}, o), errUseBucket))
+	assert.ErrorContains(t, decide(storageAnswer{backend: dtrstorage.Backend{Driver: "gcs", Bucket: "g"}}, o), "DTR keeps its images in gcs bucket g")
+	assert.NilError(t, decide(storageAnswer{backend: dtrstorage.Backend{Driver: "filesystem"}}, o))
+	assert.NilError(t, decide(storageAnswer{err: errors.New("unreadable")}, o))
+
+	waited := false
+	c := &chooser{
+		bases: func() ([]*imagearchive.Base, error) { waited = true; return nil, nil },
+		gate:  func() error { return errUseBucket },
+		prog:  o.Progress,
+	}
+	_, err := c.Omit()
+	assert.Check(t, errors.Is(err, errUseBucket))
+	assert.Check(t, !waited, "the bases were waited for")
 }
