@@ -88,6 +88,9 @@ func WithoutVolume(rep *dtr.Replica) (*Volume, error) {
 // Users are the replica's containers that mount the volume and run: the
 // ones a restore stops while it writes.
 func (v *Volume) Users() []dtr.Container {
+	if v.Name == "" {
+		return nil // a bucket with no volume (WithoutVolume): none
+	}
 	return v.Replica.Running(func(c dtr.Container) bool {
 		for _, m := range c.Mounts {
 			if m.Name == v.Name {
