@@ -248,8 +248,10 @@ func (s *S3) waitReady(ctx context.Context, create bool) (time.Time, error) {
 // Stop stops the S3 server (docker stop): SIGTERM, and SIGKILL after 2 s
 // (the container's stop timeout), as its graceful shutdown, quick when it
 // is idle, can hang once a registry has used it (its volume server's HTTP
-// server waiting for connections). What it stored stays, in the container:
-// a killed server loses nothing it had acknowledged. While it is stopped,
+// server waiting for connections). What it stored stays, in the container,
+// but not always all of it: a clean-clone CI run found objects written
+// just before a kill missing after Start (weed mini's filer), so no test
+// relies on an outage keeping every object. While it is stopped,
 // the name dtr-s3 does not resolve, and the registry answers 500 (its
 // error: "lookup dtr-s3 ... no such host"); HostEndpoint refuses.
 func (s *S3) Stop(t testing.TB) {
