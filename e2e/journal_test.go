@@ -240,21 +240,7 @@ func TestKilledImageRunsFinishedByNext(t *testing.T) {
 		t.Run("restore killed while writing, then "+flag, func(t *testing.T) {
 			// The upload into the volume stalls part way, as on a slow
 			// link, so that the kill comes while it writes.
-			p := newStallingProxy(t)
-			b := rig.start(t, filepath.Dir(out), out, runOptions{viaDocker: true, env: []string{"DOCKER_HOST=" + p.Host()}}, "backup", "restore", "--force", out)
-			// What the plugin sends once the journal is written: the stops,
-			// the writing helper, then the volume's content.
-			waitJournaled(t, b)
-			p.stallAfter(16 << 20)
-			select {
-			case <-p.stalled:
-			case <-b.done:
-				t.Fatalf("the restore ended before 16 MiB more went to the engine: %s", b.stderr)
-			case <-time.After(2 * time.Minute):
-				t.Fatalf("the upload never passed 16 MiB more: %s", b.stderr)
-			}
-			b.killPlugin(t)
-			p.release()
+			killRestoreWhileWriting(t, rig, out)
 			assertStopped(t, rig)
 			now := dtrfixture.VolumeFiles(t, rig.c.Client, vol)
 			t.Logf("killed: the volume holds %d files (%d before, %d in the backup): %s",
@@ -281,6 +267,28 @@ func TestKilledImageRunsFinishedByNext(t *testing.T) {
 			assertNoHelpers(t, rig.c)
 		})
 	}
+}
+
+// killRestoreWhileWriting runs `backup restore --force out` through a
+// stalling proxy, and SIGKILLs the plugin once 16 MiB more than its
+// journal have gone to the engine: what the plugin sends once the journal
+// is written is the stops, the writing helper, then the content.
+func killRestoreWhileWriting(t *testing.T, rig *faultRig, out string) *pluginRun {
+	t.Helper()
+	p := newStallingProxy(t)
+	b := rig.start(t, filepath.Dir(out), out, runOptions{viaDocker: true, env: []string{"DOCKER_HOST=" + p.Host()}}, "backup", "restore", "--force", out)
+	waitJournaled(t, b)
+	p.stallAfter(16 << 20)
+	select {
+	case <-p.stalled:
+	case <-b.done:
+		t.Fatalf("the restore ended before 16 MiB more went to the engine: %s", b.stderr)
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("the upload never passed 16 MiB more: %s", b.stderr)
+	}
+	b.killPlugin(t)
+	p.release()
+	return b
 }
 
 // waitJournaled waits until the restore b has written its journal, the

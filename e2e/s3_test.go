@@ -217,19 +217,7 @@ func TestKilledS3RestoreUndone(t *testing.T) {
 	held := objects()
 
 	rig := &faultRig{cfg: cfg, bin: filepath.Join(cfg, "cli-plugins", "docker-dtr"), c: c, rep: rep}
-	p := newStallingProxy(t)
-	b := rig.start(t, dir, out, runOptions{viaDocker: true, env: []string{"DOCKER_HOST=" + p.Host()}}, "backup", "restore", "--force", out)
-	waitJournaled(t, b)
-	p.stallAfter(16 << 20)
-	select {
-	case <-p.stalled:
-	case <-b.done:
-		t.Fatalf("the restore ended before 16 MiB more went to the engine: %s", b.stderr)
-	case <-time.After(2 * time.Minute):
-		t.Fatalf("the upload never passed 16 MiB more: %s", b.stderr)
-	}
-	b.killPlugin(t)
-	p.release()
+	b := killRestoreWhileWriting(t, rig, out)
 	assert.Check(t, is.Contains(b.stderr.String(), "the restore writes there"), b.stderr.String())
 	statusReports(t, rig, "an image restore", out)
 
