@@ -2,21 +2,15 @@ package imagevolume
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"strings"
-	"time"
 
 	"github.com/docker-dtr/docker-dtr/pkg/agent"
-	"github.com/docker-dtr/docker-dtr/pkg/agentbin"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/dtrstorage"
-	"github.com/docker-dtr/docker-dtr/pkg/helpercontainer"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
-	"github.com/docker/docker/pkg/stdcopy"
 )
 
 // Bucket is where a DTR whose storage driver is s3 keeps its images. A
@@ -108,70 +102,7 @@ func (v *Volume) writeBucket(ctx context.Context, api API, content io.Reader, ch
 
 // receive runs "agent --bucket … --receive /storage" with content, then
 // agent.ReceiveEnd, on its stdin.
-func (v *Volume) receive(ctx context.Context, api API, content io.Reader) (err error) {
-	a, err := v.agent(ctx, api, v.AgentBinary, receiveJob)
-	if err != nil {
-		return err
-	}
-	helpercontainer.RemoveStale(ctx, api)
-	b := make([]byte, 4)
-	rand.Read(b)
-	name := receiveJob.prefix + v.Replica.ID + "-" + hex.EncodeToString(b)
-	cfg, host := v.agentConfig(a.config, receiveJob)
-	cfg.OpenStdin, cfg.StdinOnce, cfg.AttachStdin = true, true, true
-	id, err := v.create(ctx, api, a, name, cfg, host)
-	if err != nil {
-		return fmt.Errorf("creating a helper container on node %s to write %s: %w", v.Replica.Node, v.Where(), err)
-	}
-	h := &helper{api: api, id: id, name: name}
-	defer func() {
-		if rerr := h.remove(); err == nil {
-			err = rerr
-		}
-	}()
-	hj, err := api.ContainerAttach(ctx, id, container.AttachOptions{Stream: true, Stdin: true, Stdout: true, Stderr: true})
-	if err != nil {
-		return fmt.Errorf("attaching to helper %s: %w", name, requestErr(err))
-	}
-	defer hj.Close()
-	var stdout, stderr agentbin.Tail
-	copied := make(chan struct{})
-	go func() {
-		stdcopy.StdCopy(&stdout, &stderr, hj.Reader)
-		close(copied)
-	}()
-	waitC, errC := api.ContainerWait(ctx, id, container.WaitConditionNextExit)
-	if err := api.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
-		return fmt.Errorf("starting helper %s on node %s to write %s: %w", name, v.Replica.Node, v.Where(), requestErr(err))
-	}
-	_, werr := io.Copy(hj.Conn, io.MultiReader(content, strings.NewReader(agent.ReceiveEnd)))
-	hj.CloseWrite()
-	var code int64
-	select {
-	case w := <-waitC:
-		code = w.StatusCode
-	case err := <-errC:
-		return fmt.Errorf("writing %s: waiting for helper %s: %w", v.Where(), name, requestErr(err))
-	}
-	select {
-	case <-copied:
-	case <-time.After(5 * time.Second):
-	}
-	if werr != nil && code == 0 {
-		return fmt.Errorf("writing %s: %w", v.Where(), werr)
-	}
-	if werr != nil && ctx.Err() != nil {
-		return werr
-	}
-	if code != 0 {
-		msg := strings.TrimSpace(stderr.String())
-		if msg == "" {
-			msg = "it printed nothing"
-		}
-		if werr != nil {
-			msg += " (sending it the content: " + werr.Error() + ")"
-		}
-		return fmt.Errorf("writing %s on node %s failed: the agent in helper %s exited with code %d: %s", v.Where(), v.Replica.Node, name, code, strings.ReplaceAll(msg, "\n", "; "))
-	}
-	return nil
+func (v *Volume) receive(ctx context.Context, api API, content io.Reader) error {
+	_, err := v.runAgent(ctx, api, v.AgentBinary, receiveJob, io.MultiReader(content, strings.NewReader(agent.ReceiveEnd)))
+	return err
 }

@@ -20,7 +20,7 @@ var sizeJob = agentJob{prefix: "docker-dtr-du-", args: []string{"--du", MountPoi
 // agentBinary is --agent-binary, or empty for this plugin's own binary.
 func (v *Volume) Size(ctx context.Context, api API, agentBinary string) (agent.Usage, error) {
 	var u agent.Usage
-	out, err := v.runAgent(ctx, api, agentBinary, sizeJob)
+	out, err := v.runAgent(ctx, api, agentBinary, sizeJob, nil)
 	if err != nil {
 		return u, err
 	}

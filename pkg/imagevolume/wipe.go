@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"strings"
@@ -78,13 +79,14 @@ func (v *Volume) create(ctx context.Context, api API, a agentImage, name string,
 // whoever owns the files, they go. The helper is removed whatever happens;
 // a failure says what the agent printed.
 func (v *Volume) Wipe(ctx context.Context, api API, agentBinary string) error {
-	_, err := v.runAgent(ctx, api, agentBinary, wipeJob)
+	_, err := v.runAgent(ctx, api, agentBinary, wipeJob, nil)
 	return err
 }
 
 // runAgent runs the agent for job in a helper and returns what it printed
-// on stdout (its last 4 KiB).
-func (v *Volume) runAgent(ctx context.Context, api API, agentBinary string, job agentJob) (out string, err error) {
+// on stdout (its last 4 KiB). stdin, when not nil, is copied to the
+// agent's standard input, which is then closed.
+func (v *Volume) runAgent(ctx context.Context, api API, agentBinary string, job agentJob, stdin io.Reader) (out string, err error) {
 	a, err := v.agent(ctx, api, agentBinary, job)
 	if err != nil {
 		return "", err
@@ -94,9 +96,12 @@ func (v *Volume) runAgent(ctx context.Context, api API, agentBinary string, job 
 	rand.Read(b)
 	name := job.prefix + v.Replica.ID + "-" + hex.EncodeToString(b)
 	cfg, host := v.agentConfig(a.config, job)
+	if stdin != nil {
+		cfg.OpenStdin, cfg.StdinOnce, cfg.AttachStdin = true, true, true
+	}
 	id, err := v.create(ctx, api, a, name, cfg, host)
 	if err != nil {
-		return "", fmt.Errorf("creating a helper container on node %s to %s %s: %w", v.Replica.Node, job.verb, v.Name, err)
+		return "", fmt.Errorf("creating a helper container on node %s to %s %s: %w", v.Replica.Node, job.verb, v.Where(), err)
 	}
 	h := &helper{api: api, id: id, name: name}
 	defer func() {
@@ -105,7 +110,7 @@ func (v *Volume) runAgent(ctx context.Context, api API, agentBinary string, job 
 		}
 	}()
 	// Attach, and wait, before starting: no output and no exit is missed.
-	hj, err := api.ContainerAttach(ctx, h.id, container.AttachOptions{Stream: true, Stdout: true, Stderr: true})
+	hj, err := api.ContainerAttach(ctx, h.id, container.AttachOptions{Stream: true, Stdin: stdin != nil, Stdout: true, Stderr: true})
 	if err != nil {
 		return "", fmt.Errorf("attaching to helper %s: %w", name, requestErr(err))
 	}
@@ -118,24 +123,32 @@ func (v *Volume) runAgent(ctx context.Context, api API, agentBinary string, job 
 	}()
 	waitC, errC := api.ContainerWait(ctx, h.id, container.WaitConditionNextExit)
 	if err := api.ContainerStart(ctx, h.id, container.StartOptions{}); err != nil {
-		return "", fmt.Errorf("starting helper %s on node %s to %s %s: %w", name, v.Replica.Node, job.verb, v.Name, requestErr(err))
+		return "", fmt.Errorf("starting helper %s on node %s to %s %s: %w", name, v.Replica.Node, job.verb, v.Where(), requestErr(err))
+	}
+	var werr error // sending stdin
+	if stdin != nil {
+		_, werr = io.Copy(hj.Conn, stdin)
+		hj.CloseWrite()
 	}
 	var code int64
 	select {
 	case w := <-waitC:
 		if w.Error != nil && w.Error.Message != "" {
-			return "", fmt.Errorf("%s volume %s: waiting for helper %s: %s", job.doing, v.Name, name, w.Error.Message)
+			return "", fmt.Errorf("%s %s: waiting for helper %s: %s", job.doing, v.Where(), name, w.Error.Message)
 		}
 		code = w.StatusCode
 	case err := <-errC:
-		return "", fmt.Errorf("%s volume %s: waiting for helper %s: %w", job.doing, v.Name, name, requestErr(err))
+		return "", fmt.Errorf("%s %s: waiting for helper %s: %w", job.doing, v.Where(), name, requestErr(err))
 	}
 	// The attach stream ends with the container.
 	select {
 	case <-copied:
 	case <-time.After(5 * time.Second):
 	}
-	if code != 0 {
+	switch {
+	case werr != nil && (code == 0 || ctx.Err() != nil):
+		return "", fmt.Errorf("%s %s: %w", job.doing, v.Where(), werr)
+	case code != 0:
 		msg := strings.TrimSpace(stderr.String())
 		if msg == "" {
 			msg = strings.TrimSpace(stdout.String())
@@ -143,8 +156,11 @@ func (v *Volume) runAgent(ctx context.Context, api API, agentBinary string, job 
 		if msg == "" {
 			msg = "it printed nothing"
 		}
-		return "", fmt.Errorf("%s volume %s on node %s failed: the agent in helper %s exited with code %d: %s",
-			job.doing, v.Name, v.Replica.Node, name, code, strings.ReplaceAll(msg, "\n", "; "))
+		if werr != nil {
+			msg += " (sending it the content: " + werr.Error() + ")"
+		}
+		return "", fmt.Errorf("%s %s on node %s failed: the agent in helper %s exited with code %d: %s",
+			job.doing, v.Where(), v.Replica.Node, name, code, strings.ReplaceAll(msg, "\n", "; "))
 	}
 	return stdout.String(), nil
 }
