@@ -89,7 +89,7 @@ func TestImageRestoreStreamed(t *testing.T) {
 	assert.NilError(t, err)
 	assert.Assert(t, chain == nil)
 	agent := filepath.Join(cfg, "cli-plugins", "docker-dtr")
-	look, err := restore.LookAtVolume(ctx, c.Client, replica, agent, true, nil, prog)
+	look, err := restore.LookAtVolume(ctx, c.Client, replica, agent, true, nil, false, prog)
 	assert.NilError(t, err)
 	tgt, err := restore.PlanImages(&restore.Images{
 		Name: "changing.tar", Open: src, Report: report, Replica: replica, Docker: c.Client,

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -26,7 +27,8 @@ import (
 // so: status shows the bucket, backup images backs the bucket up (full,
 // then incremental), with no credential in the archive, in any helper's
 // configuration or in anything printed; the bucket is wiped, restored
-// from the chain, and every image pulls by digest.
+// from the chain, and every image pulls by digest. Then the chain moves
+// the images to the volume (--to-volume), and they pull from there.
 func TestS3Images(t *testing.T) {
 	cfg := dockerConfig(t)
 	c := dtrfixture.Start(t, dtrfixture.Options{Replicas: 1, Registry: true, Components: []string{"rethinkdb", "registry"}})
@@ -122,6 +124,33 @@ func TestS3Images(t *testing.T) {
 	assertNoHelpers(t, c)
 	assert.Check(t, is.DeepEqual(s3.Keys(t), want))
 	c.Start(t, rep.ID, "registry")
+	dtrfixture.PullAndCompare(t, c.Client, rep.RegistryAddr, pushed)
+
+	// Moving DTR's images out of the bucket: the chain restored into the
+	// empty volume with --to-volume (the settings still say s3, and the
+	// bucket is left as it is); the bucket then lost, the registry set to
+	// the filesystem, and every image pulls from the volume.
+	res = docker(t, cfg, nil, "dtr", "backup", "restore", "--dry-run", "--to-volume", "--from", dir, incr)
+	assert.Equal(t, res.code, 0, res.stderr)
+	assert.Check(t, is.Contains(res.stdout, "into volume "+vol+" of replica "+rep.ID), res.stdout)
+	assert.Check(t, is.Contains(res.stderr, "DTR keeps its images in "+bucket+" (its setting storage.yml): --to-volume writes volume "+vol+" instead"), res.stderr)
+	res = docker(t, cfg, nil, "dtr", "backup", "restore", "--progress", "plain", "--to-volume", "--from", dir, incr)
+	assert.Equal(t, res.code, 0, res.stderr)
+	assert.Check(t, is.Contains(res.stdout, "restored "+incr+" into volume "+vol+" of replica "+rep.ID), res.stdout)
+	assertNoHelpers(t, c)
+	assert.Check(t, is.DeepEqual(s3.Keys(t), want), "--to-volume changed the bucket")
+	var inVolume, wantInVolume []string
+	for f := range dtrfixture.VolumeFiles(t, c.Client, vol) {
+		inVolume = append(inVolume, f)
+	}
+	for _, k := range want {
+		wantInVolume = append(wantInVolume, strings.TrimPrefix(k, strings.TrimPrefix(root, "/")+"/"))
+	}
+	sort.Strings(inVolume)
+	sort.Strings(wantInVolume)
+	assert.Check(t, is.DeepEqual(inVolume, wantInVolume), "the volume holds what the bucket held")
+	s3.Wipe(t)
+	c.SetRegistryStorage(t, "")
 	dtrfixture.PullAndCompare(t, c.Client, rep.RegistryAddr, pushed)
 
 	for _, h := range inspected() {

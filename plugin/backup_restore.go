@@ -30,6 +30,9 @@ type restoreOptions struct {
 	from string
 	// resume and undo finish a restore that a journal records.
 	resume, undo bool
+	// toVolume writes an image backup into the volume whatever DTR's
+	// storage settings say.
+	toVolume bool
 }
 
 func newRestoreCmd(dockerCli command.Cli) *cobra.Command {
@@ -82,12 +85,15 @@ not healthy, with a warning); --rethinkdb-addr and its TLS flags reach a
 RethinkDB directly instead.
 
 Image backups (docker dtr backup images) are restored into the replica's
-image volume: after verifying, a volume that is not empty is refused unless
---force, and what it holds is saved in a safety backup first; the
-containers that mount it are stopped, the content is written through the
-Docker archive API, every file checked against the backup's manifest as it
-goes, and a volume that held files before is read back and checked file by
-file against it. If that fails, the volume is emptied (by this plugin's
+image volume, or into the bucket where DTR's storage settings say s3
+(--to-volume writes the volume whatever they say: moving DTR's images out
+of a bucket, which its registry serves once its storage is set to
+filesystem; the bucket is left as it is). After verifying, a volume
+that is not empty is refused unless --force, and what it holds is saved
+in a safety backup first; the containers that mount it are stopped, the
+content is written through the Docker archive API, every file checked
+against the backup's manifest as it goes, and a volume that held files
+before is read back and checked file by file against it. If that fails, the volume is emptied (by this plugin's
 own binary in a short-lived helper container; --agent-binary when it cannot
 run on the node) and the safety backup written back; the containers are
 started again whatever happens.
@@ -135,6 +141,7 @@ should call a person on 3 rather than retry.`,
 	flags.StringVar(&opts.from, "from", "", "With an incremental image backup: the directory of the earlier backups it depends on (default: FILE's directory)")
 	flags.BoolVar(&opts.resume, "resume", false, "Finish the restore that a journal says was interrupted: load its backup again (FILE may be left out)")
 	flags.BoolVar(&opts.undo, "undo", false, "Undo the restore that a journal says was interrupted: put its safety backup back")
+	flags.BoolVar(&opts.toVolume, "to-volume", false, "With an image backup: write into the replica's image volume even where DTR's storage settings name a bucket (moving DTR's images to filesystem storage)")
 	opts.target.addFlags(flags)
 	return cmd
 }
@@ -185,6 +192,9 @@ func runRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions)
 		return err
 	} else if images {
 		return runImageRestore(ctx, dockerCli, opts, in, name, prog)
+	}
+	if opts.toVolume {
+		return exitcode.UsageError(fmt.Errorf("--to-volume: %s is a metadata backup; the flag is for image backups (docker dtr backup images)", name))
 	}
 	return runMetadataRestore(ctx, dockerCli, opts, in, name, prog)
 }

@@ -50,7 +50,7 @@ func runImageRestore(ctx context.Context, dockerCli command.Cli, opts restoreOpt
 	replica := look.replica
 	t, err := restore.PlanImages(&restore.Images{
 		Name: name, Open: open, Report: rep, Chain: chain, Replica: replica, Docker: dockerCli.Client(),
-		AgentBinary: opts.target.agentBinary, NoSafety: opts.safety.skip, SafetySeal: opts.safety.seal(in),
+		AgentBinary: opts.target.agentBinary, ToVolume: opts.toVolume, NoSafety: opts.safety.skip, SafetySeal: opts.safety.seal(in),
 		Progress: prog, Stderr: dockerCli.Err(),
 	}, look.look, opts.safety.dir, opts.file)
 	if err != nil {
@@ -94,7 +94,7 @@ func lookAtVolume(ctx context.Context, dockerCli command.Cli, opts restoreOption
 		return lookedAt{err: err}
 	}
 	look, err := restore.LookAtVolume(ctx, dockerCli.Client(), replica, opts.target.agentBinary, !opts.safety.skip,
-		storageReader(dockerCli, replica, opts.target.agentBinary, prog), prog)
+		storageReader(dockerCli, replica, opts.target.agentBinary, prog), opts.toVolume, prog)
 	return lookedAt{replica: replica, look: look, err: err}
 }
 

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/docker-dtr/docker-dtr/internal/backuptest"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/imagevolume"
@@ -70,4 +72,15 @@ func TestImagePlan(t *testing.T) {
 	_, got = plan(true, restoreOptions{format: "json"})
 	assert.Equal(t, got.SafetyBackup, "", "an empty volume needs none")
 	assert.Assert(t, got.VolumeEmpty)
+}
+
+// --to-volume is for image backups: given a metadata backup, the restore
+// stops at wrong usage (2), naming the file, before it connects.
+func TestToVolumeMetadataBackup(t *testing.T) {
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	file := filepath.Join(t.TempDir(), "backup-metadata.tar")
+	backuptest.WriteMetadataBackup(t, file, backuptest.Day(1))
+	_, errOut, code := run(t, nil, "backup", "restore", "--to-volume", "--rethinkdb-addr", "127.0.0.1:1", "--dtr-version", "2.9.4", file)
+	assert.Equal(t, code, 2, errOut)
+	assert.Check(t, strings.Contains(errOut, "--to-volume: "+file+" is a metadata backup; the flag is for image backups"), errOut)
 }

@@ -29,6 +29,8 @@ func runJournalRestore(ctx context.Context, dockerCli command.Cli, opts restoreO
 		return exitcode.UsageError(errors.New("--dry-run has no use with --resume or --undo: 'docker dtr status' shows the journal"))
 	case opts.safety.dir != "" || opts.safety.skip:
 		return exitcode.UsageError(errors.New("--safety-dir and --no-safety-backup have no use with --resume or --undo: the journal names the safety backup"))
+	case opts.toVolume:
+		return exitcode.UsageError(errors.New("--to-volume has no use with --resume or --undo: the journal says where the restore wrote"))
 	}
 	ctx, stop := withSignals(ctx)
 	defer stop()
@@ -274,18 +276,18 @@ func metadataTarget(ctx context.Context, dockerCli command.Cli, opts restoreOpti
 }
 
 // imagesTarget is the image volume, or bucket, a journal's image restore
-// wrote (DTR's settings say which, as for the restore); the agent that
-// empties it must be able to run there.
+// wrote (DTR's settings say which, as for the restore, unless it was given
+// --to-volume); the agent that empties it must be able to run there.
 func imagesTarget(ctx context.Context, dockerCli command.Cli, t *restore.Images, rec *journal.Record) error {
 	if rec.Kind != journal.KindImages {
 		return fmt.Errorf("the journal records a %s restore, not an image restore", rec.Kind)
 	}
-	vol, err := restore.ImageStore(ctx, t.Replica, storageReader(dockerCli, t.Replica, t.AgentBinary, t.Progress), t.Progress)
+	vol, err := restore.ImageStore(ctx, t.Replica, storageReader(dockerCli, t.Replica, t.AgentBinary, t.Progress), rec.ToVolume, t.Progress)
 	if err != nil {
 		return err
 	}
 	vol.AgentBinary = t.AgentBinary
-	t.Volume = vol
+	t.Volume, t.ToVolume = vol, rec.ToVolume
 	if !t.NoSafety {
 		if err := vol.CheckAgent(ctx, dockerCli.Client(), t.AgentBinary); err != nil {
 			return fmt.Errorf("refusing, nothing was changed: putting %s back if writing fails runs this plugin as an agent on node %s: %w", vol.Where(), t.Replica.Node, err)

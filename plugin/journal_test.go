@@ -29,6 +29,7 @@ func TestJournalFlags(t *testing.T) {
 		{[]string{"--resume", "a.tar", "b.tar"}, "requires a backup FILE"},
 		{[]string{"--resume", "--dry-run"}, "--dry-run has no use with --resume or --undo"},
 		{[]string{"--undo", "--no-safety-backup"}, "--safety-dir and --no-safety-backup have no use with --resume or --undo"},
+		{[]string{"--resume", "--to-volume"}, "--to-volume has no use with --resume or --undo: the journal says where the restore wrote"},
 		{[]string{}, "requires a backup FILE (or - for standard input), or --resume or --undo"},
 	} {
 		_, errOut, code := run(t, nil, append([]string{"backup", "restore", "--rethinkdb-addr", "127.0.0.1:1"}, c.args...)...)

@@ -42,6 +42,10 @@ type Record struct {
 	// VolumeEmpty says it held nothing before.
 	Volume      string `json:"volume,omitempty"`
 	VolumeEmpty bool   `json:"volumeEmpty,omitempty"`
+	// ToVolume says the image restore wrote the volume whatever DTR's
+	// storage settings said (--to-volume): --resume and --undo write it
+	// too, not the bucket the settings may name.
+	ToVolume bool `json:"toVolume,omitempty"`
 	// Backup is the backup being restored (an absolute path, or "-"), and
 	// BackupSHA256 the checksum of its content, decrypted.
 	Backup       string `json:"backup"`

@@ -60,7 +60,10 @@ type Images struct {
 	Docker  imagevolume.API
 	// AgentBinary is --agent-binary: the agent that empties the volume.
 	AgentBinary string
-	Plan        ImagePlan
+	// ToVolume says Volume is the volume whatever DTR's storage settings
+	// say (--to-volume; ImageStore): the journal keeps it.
+	ToVolume bool
+	Plan     ImagePlan
 	// NoSafety is --no-safety-backup: a failed write is not put back.
 	NoSafety bool
 	// SafetySeal encrypts the safety backup (the backup's own
@@ -462,9 +465,9 @@ type VolumeLook struct {
 // when not nil, reads DTR's storage settings first: where they say s3,
 // the bucket is looked at and written instead of the volume; another
 // external driver is refused, since nothing would be restored where the
-// registry reads.
-func LookAtVolume(ctx context.Context, api imagevolume.API, replica *dtr.Replica, agentBinary string, rollBack bool, storage func(context.Context) (dtrstorage.Backend, error), prog *progress.Printer) (*VolumeLook, error) {
-	vol, err := ImageStore(ctx, replica, storage, prog)
+// registry reads. toVolume is ImageStore's.
+func LookAtVolume(ctx context.Context, api imagevolume.API, replica *dtr.Replica, agentBinary string, rollBack bool, storage func(context.Context) (dtrstorage.Backend, error), toVolume bool, prog *progress.Printer) (*VolumeLook, error) {
+	vol, err := ImageStore(ctx, replica, storage, toVolume, prog)
 	if err != nil {
 		return nil, err
 	}
@@ -494,8 +497,11 @@ func LookAtVolume(ctx context.Context, api imagevolume.API, replica *dtr.Replica
 // ImageStore is where an image restore into replica writes: its image
 // volume, or, where DTR's storage settings (storage, when not nil) say s3,
 // its bucket. Another external driver is refused, since nothing would be
-// restored where the registry reads.
-func ImageStore(ctx context.Context, replica *dtr.Replica, storage func(context.Context) (dtrstorage.Backend, error), prog *progress.Printer) (*imagevolume.Volume, error) {
+// restored where the registry reads. toVolume (--to-volume) writes the
+// volume whatever the settings say: the first step of moving DTR's images
+// out of a bucket, which the registry serves once its storage is set to
+// filesystem; the settings are still read, to say so.
+func ImageStore(ctx context.Context, replica *dtr.Replica, storage func(context.Context) (dtrstorage.Backend, error), toVolume bool, prog *progress.Printer) (*imagevolume.Volume, error) {
 	vol, err := imagevolume.Of(replica)
 	var b dtrstorage.Backend
 	var berr error = errors.New("not read")
@@ -503,6 +509,12 @@ func ImageStore(ctx context.Context, replica *dtr.Replica, storage func(context.
 		b, berr = storage(ctx)
 	}
 	switch {
+	case toVolume && err != nil:
+		return nil, fmt.Errorf("--to-volume: %w", err)
+	case toVolume && berr == nil && b.External():
+		prog.Warn("DTR keeps its images in %s (its setting %s): --to-volume writes volume %s instead, which DTR's registry serves only once its storage is set to filesystem", b, b.Setting, vol.Name)
+	case toVolume:
+		prog.Step("--to-volume: restoring into volume %s", vol.Name)
 	case berr == nil && b.Driver == "s3":
 		if err != nil {
 			if vol, err = imagevolume.WithoutVolume(replica); err != nil {

@@ -109,7 +109,7 @@ func JournalPlan(rec *journal.Record) *metadata.Plan {
 // the containers it stops.
 func (t *Images) Journal(r *journal.Record) {
 	r.Kind, r.Replica, r.Node = journal.KindImages, t.Replica.ID, t.Replica.Node
-	r.Volume, r.VolumeEmpty = t.Volume.Name, t.Plan.VolumeEmpty
+	r.Volume, r.VolumeEmpty, r.ToVolume = t.Volume.Name, t.Plan.VolumeEmpty, t.ToVolume
 	for _, c := range t.Volume.Users() {
 		r.Containers = append(r.Containers, journal.Container{Name: c.Name, ID: c.ID})
 	}
