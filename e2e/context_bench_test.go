@@ -67,7 +67,8 @@ func BenchmarkMetadataThroughContext(b *testing.B) {
 		info, err := c.Client.ContainerInspect(context.Background(), name)
 		assert.NilError(b, err)
 		assert.Equal(b, info.HostConfig.CpusetCpus, server)
-		pinned := pinHelpers(b, c, server)
+		// The database helper runs on the DTR node, beside the server.
+		pinned := pinHelpers(b, c, server, leased)
 		mb.measure(b, plugin)
 		b.Logf("database helpers pinned to core %s: %d", server, pinned.Load())
 	})
@@ -160,11 +161,11 @@ func setCPUs(b *testing.B, c *dtrfixture.Cluster, name, cpus string) {
 	assert.NilError(b, err, "pinning %s to cores %s", name, cpus)
 }
 
-// pinHelpers pins every database helper the plugin creates from now until the
-// benchmark ends to cpus, as it is created (before the plugin starts it, as
-// a rule): the helper runs on the DTR node, beside the server. It returns
-// how many it pinned.
-func pinHelpers(b *testing.B, c *dtrfixture.Cluster, cpus string) *atomic.Int64 {
+// pinHelpers pins every helper the plugin creates from now until the
+// benchmark ends whose kind (helpercontainer.LabelKind) which accepts to
+// cpus, as it is created (before the plugin starts it, as a rule). It
+// returns how many it pinned.
+func pinHelpers(b *testing.B, c *dtrfixture.Cluster, cpus string, which func(kind string) bool) *atomic.Int64 {
 	ctx, cancel := context.WithCancel(context.Background())
 	msgs, errs := c.Client.Events(ctx, events.ListOptions{Filters: filters.NewArgs(
 		filters.Arg("type", string(events.ContainerEventType)),
@@ -178,8 +179,8 @@ func pinHelpers(b *testing.B, c *dtrfixture.Cluster, cpus string) *atomic.Int64 
 		for {
 			select {
 			case m := <-msgs:
-				if !leased(m.Actor.Attributes[helpercontainer.LabelKind]) {
-					continue // only the database helpers
+				if !which(m.Actor.Attributes[helpercontainer.LabelKind]) {
+					continue
 				}
 				_, err := c.Client.ContainerUpdate(ctx, m.Actor.ID, container.UpdateConfig{Resources: container.Resources{CpusetCpus: cpus}})
 				if err == nil {

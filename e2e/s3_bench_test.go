@@ -5,14 +5,17 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/docker-dtr/docker-dtr/internal/cpupin"
 	"github.com/docker-dtr/docker-dtr/internal/dtrfixture"
 	"github.com/docker-dtr/docker-dtr/pkg/bucket"
 	"github.com/docker-dtr/docker-dtr/pkg/dtrstorage"
@@ -31,6 +34,11 @@ import (
 // other. They alternate, the order reversed every other iteration. The
 // plugin's side also starts its helpers, reads DTR's settings, and hashes
 // and writes the archive.
+//
+// Two variants, as the metadata benchmarks: "shared", everything on the
+// same two cores; "pinned", the S3 server alone on core 1.
+//
+//	DTR_BENCH_IMAGE_MB=512 go test -run '^$' -bench S3ImageBackup -benchtime 3x -timeout 60m ./e2e
 func BenchmarkS3ImageBackup(b *testing.B) {
 	cfg := dockerConfig(b)
 	c := dtrfixture.Start(b, dtrfixture.Options{Replicas: 1, Components: []string{"rethinkdb", "registry"}})
@@ -129,25 +137,45 @@ func BenchmarkS3ImageBackup(b *testing.B) {
 	}
 	ib := &imageBench{c: c, cfg: cfg, bin: filepath.Join(cfg, "cli-plugins", "docker-dtr"), dir: dir}
 	out := filepath.Join(dir, "images.tar")
-	var viaPlugin, viaBare, viaSerial time.Duration
-	steps := []func(){
-		func() { viaPlugin += ib.plugin(b, "backup", "images", "-q", "-o", out) },
-		func() {
-			viaBare += timed(func() {
-				n := bare(16)
-				assert.Assert(b, n == data.Bytes, "the bare read gave %d bytes of %d", n, data.Bytes)
-			})
-		},
-		func() { viaSerial += timed(func() { bare(1) }) },
+	measure := func(b *testing.B) {
+		var viaPlugin, viaBare, viaSerial time.Duration
+		steps := []func(){
+			func() { viaPlugin += ib.plugin(b, "backup", "images", "-q", "-o", out) },
+			func() {
+				viaBare += timed(func() {
+					n := bare(16)
+					assert.Assert(b, n == data.Bytes, "the bare read gave %d bytes of %d", n, data.Bytes)
+				})
+			},
+			func() { viaSerial += timed(func() { bare(1) }) },
+		}
+		b.ResetTimer()
+		alternate(b.N, steps...)
+		b.StopTimer()
+		ib.trace(b, "backup", "images", "-o", out)
+		mb := float64(data.Bytes) / 1e6 * float64(b.N)
+		b.ReportMetric(mb/viaPlugin.Seconds(), "plugin-MB/s")
+		b.ReportMetric(mb/viaBare.Seconds(), "bare-read-MB/s")
+		b.ReportMetric(viaBare.Seconds()/viaPlugin.Seconds(), "plugin/bare-read")
+		b.ReportMetric(mb/viaSerial.Seconds(), "bare-serial-MB/s")
+		b.ReportMetric(float64(data.Bytes)/1e6, "data-MB")
 	}
-	b.ResetTimer()
-	alternate(b.N, steps...)
-	b.StopTimer()
-	ib.trace(b, "backup", "images", "-o", out)
-	mb := float64(data.Bytes) / 1e6 * float64(b.N)
-	b.ReportMetric(mb/viaPlugin.Seconds(), "plugin-MB/s")
-	b.ReportMetric(mb/viaBare.Seconds(), "bare-read-MB/s")
-	b.ReportMetric(viaBare.Seconds()/viaPlugin.Seconds(), "plugin/bare-read")
-	b.ReportMetric(mb/viaSerial.Seconds(), "bare-serial-MB/s")
-	b.ReportMetric(float64(data.Bytes)/1e6, "data-MB")
+	b.Run("shared", measure)
+	// The S3 server on core 1; on core 0 this process (the bare read),
+	// the plugin it starts and every helper of the plugin's: the bucket
+	// elsewhere, as on a real DTR, where the agent and the plugin do not
+	// take the server's cores.
+	b.Run("pinned", func(b *testing.B) {
+		if runtime.NumCPU() < 2 {
+			b.Skip("pinning needs 2 cores")
+		}
+		setCPUs(b, c, s3.Container, "1")
+		defer setCPUs(b, c, s3.Container, fmt.Sprintf("0-%d", runtime.NumCPU()-1))
+		pinned := pinHelpers(b, c, "0", func(string) bool { return true })
+		unpin, err := cpupin.Process(0)
+		assert.NilError(b, err)
+		defer unpin()
+		measure(b)
+		b.Logf("helpers pinned to core 0: %d", pinned.Load())
+	})
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker-dtr/docker-dtr/internal/cpupin"
 	"github.com/docker-dtr/docker-dtr/internal/dtrgen"
 	"github.com/docker-dtr/docker-dtr/internal/rethinkserver"
 	"github.com/docker-dtr/docker-dtr/pkg/rethink"
@@ -216,7 +217,7 @@ func (m cpuMode) pinClient(b *testing.B) {
 	if m.client < 0 {
 		return
 	}
-	restore, err := pinProcess(m.client)
+	restore, err := cpupin.Process(m.client)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,15 +1,16 @@
 //go:build linux
 
-package metadata
+// Package cpupin puts the benchmarks' own process on one core, as taskset
+// -a would, so that a server pinned to the other one does not share it:
+// the plugin and the server on different machines, as in the field.
+package cpupin
 
 import (
 	"fmt"
 	"os"
 	"runtime"
 	"strconv"
-	"strings"
 	"syscall"
-	"testing"
 	"unsafe"
 )
 
@@ -60,10 +61,11 @@ func setAllThreads(m cpuMask) error {
 	}
 }
 
-// pinProcess puts every thread of this process on cpu, with GOMAXPROCS 1
+// Process puts every thread of this process on cpu, with GOMAXPROCS 1
 // (what a process started there gets), as taskset -a would; restore puts
-// back the mask and GOMAXPROCS of before.
-func pinProcess(cpu int) (restore func(), err error) {
+// back the mask and GOMAXPROCS of before. Processes it starts then inherit
+// the core.
+func Process(cpu int) (restore func(), err error) {
 	old, err := getAffinity(0)
 	if err != nil {
 		return nil, fmt.Errorf("sched_getaffinity: %w", err)
@@ -80,43 +82,4 @@ func pinProcess(cpu int) (restore func(), err error) {
 		setAllThreads(old)
 		runtime.GOMAXPROCS(procs)
 	}, nil
-}
-
-// Every thread goes to the core and comes back, GOMAXPROCS with it.
-func TestPinProcess(t *testing.T) {
-	if runtime.NumCPU() < 2 {
-		t.Skip("one CPU")
-	}
-	allowed := func() map[string]bool {
-		seen := map[string]bool{}
-		tasks, err := os.ReadDir("/proc/self/task")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range tasks {
-			b, err := os.ReadFile("/proc/self/task/" + e.Name() + "/status")
-			if err != nil {
-				continue // gone meanwhile
-			}
-			for _, l := range strings.Split(string(b), "\n") {
-				if v, ok := strings.CutPrefix(l, "Cpus_allowed_list:"); ok {
-					seen[strings.TrimSpace(v)] = true
-				}
-			}
-		}
-		return seen
-	}
-	before, procs := allowed(), runtime.GOMAXPROCS(0)
-	restore, err := pinProcess(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pinned, pinnedProcs := allowed(), runtime.GOMAXPROCS(0)
-	restore()
-	if len(pinned) != 1 || !pinned["0"] || pinnedProcs != 1 {
-		t.Errorf("pinned: threads on %v, GOMAXPROCS %d", pinned, pinnedProcs)
-	}
-	if after := allowed(); fmt.Sprint(after) != fmt.Sprint(before) || runtime.GOMAXPROCS(0) != procs {
-		t.Errorf("restored: threads on %v (before %v), GOMAXPROCS %d (before %d)", after, before, runtime.GOMAXPROCS(0), procs)
-	}
 }
