@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -48,6 +49,20 @@ type statusJSON struct {
 		Problems          []string
 		Containers        []struct{ Component, Name, State, Health, Version string }
 		ImageStorage      *struct{ Type, Name, Driver string }
+	}
+	Database struct {
+		Server, ReadFrom, Error string
+		ServersConnected        int
+		ConnectedServers        []string
+		Tables                  []struct {
+			DB, Table      string
+			ReadyForWrites bool
+		}
+		Issues []struct {
+			Type        string
+			Critical    bool
+			Description string
+		}
 	}
 }
 
@@ -111,6 +126,15 @@ func TestStatus(t *testing.T) {
 		OK                        bool
 	}{3, 3, 2, true})
 	assert.Equal(t, st.BackupReplica, ids[0], "the healthy replica with the lowest id")
+	// RethinkDB's own view, from the backup replica's server.
+	assert.Equal(t, st.Database.Error, "")
+	assert.Equal(t, st.Database.ReadFrom, ids[0])
+	assert.Equal(t, st.Database.Server, "dtr_rethinkdb_"+ids[0])
+	assert.Equal(t, st.Database.ServersConnected, 3)
+	assert.Equal(t, len(st.Database.Tables), 1)
+	assert.Equal(t, st.Database.Tables[0].DB+"."+st.Database.Tables[0].Table, "dtr2.properties")
+	assert.Assert(t, st.Database.Tables[0].ReadyForWrites)
+	assert.Equal(t, len(st.Database.Issues), 0)
 	assert.Equal(t, len(st.Replicas), 3)
 	for i, rep := range st.Replicas {
 		assert.Equal(t, rep.ID, ids[i])
@@ -130,6 +154,7 @@ func TestStatus(t *testing.T) {
 	res = docker(t, cfg, nil, "dtr", "status")
 	assert.Equal(t, res.code, 0, res.stderr)
 	assert.Assert(t, is.Contains(res.stdout, "3 of 3 replicas healthy, a majority needs 2: OK"))
+	assert.Assert(t, is.Contains(res.stdout, "Database: RethinkDB server dtr_rethinkdb_"+ids[0]+" (replica "+ids[0]+") sees 3 of 3 replicas' servers connected; all 1 tables take writes; no issues."))
 	assert.Assert(t, is.Contains(res.stdout, "Backups use replica "+ids[0]))
 	assert.Assert(t, is.Regexp(`(?m)^`+ids[1]+`\s+api\s+running\s+healthy\s+2\.9\.4\s+dtrfixture/dtr-api:2\.9\.4$`, res.stdout))
 
@@ -156,33 +181,70 @@ func TestStatus(t *testing.T) {
 	assert.Equal(t, len(left), 0)
 	assertNoHelpers(t, c)
 
-	// A failing health check counts as down: now the majority is lost. It
-	// is lost in RethinkDB too: the servers of the two replicas that are
-	// down are cut off from the third (their containers keep running, so
-	// status sees what it saw), whose tables stop taking writes.
-	c.SetUnhealthy(t, ids[1], "api", true)
+	// The majority lost in RethinkDB while every container runs: the
+	// servers of two replicas are cut off from the third's (docker network
+	// disconnect), and its table stops taking writes. The containers alone
+	// would say 2 of 3 healthy; the database says none can take writes.
 	c.Disconnect(t, ids[0])
 	c.Disconnect(t, ids[1])
 	assert.Assert(t, c.WaitMajorityLost(t, ids[2]) > 0)
 	_, err = r.DB("dtr2").Table("properties").Insert(map[string]any{"id": "ha.json"}).RunWrite(driver)
 	assert.ErrorContains(t, err, "primary replica")
+	began := time.Now()
 	st, res = status(t, cfg)
-	assert.Equal(t, res.code, 1, "scripts see the lost majority")
-	assert.Equal(t, strings.TrimSpace(res.stderr), "DTR has lost its majority: 1 of 3 replicas healthy, it needs 2")
+	t.Logf("status with the majority lost in RethinkDB took %s", time.Since(began).Round(100*time.Millisecond))
+	assert.Equal(t, res.code, 1, "scripts see the lost majority: %s", res.stderr)
+	assert.Equal(t, strings.TrimSpace(res.stderr), "DTR has lost its majority: 0 of 3 replicas healthy, it needs 2 (RethinkDB sees 1 of 3 servers; dtr2.properties cannot take writes)")
 	assert.Assert(t, !st.Quorum.OK)
-	assert.DeepEqual(t, st.Replicas[1].Problems, []string{"api is unhealthy"})
-	assert.Equal(t, st.BackupReplica, ids[2])
+	assert.Equal(t, st.Database.ServersConnected, 1)
+	assert.Equal(t, len(st.Database.Tables), 1)
+	assert.Assert(t, !st.Database.Tables[0].ReadyForWrites)
+	assert.Assert(t, len(st.Database.Issues) > 0, "RethinkDB's current_issues")
+	assert.Equal(t, st.Database.Issues[0].Type, "table_availability")
+	for _, rep := range st.Replicas {
+		assert.Assert(t, !rep.Healthy, "%s", rep.ID)
+		assert.Assert(t, is.Contains(strings.Join(rep.Problems, "; "), "dtr2.properties cannot take writes"), "%s", rep.ID)
+	}
+	// Each cut-off server sees itself alone: which one answered is the
+	// engine's timing, not the verdict.
+	seen := st.Database.ReadFrom
+	for _, id := range ids {
+		if id != seen {
+			assert.Assert(t, is.Contains(strings.Join(st.Replicas[slices.Index(ids, id)].Problems, "; "), "its RethinkDB server dtr_rethinkdb_"+id+" is not connected to dtr_rethinkdb_"+seen))
+		}
+	}
+	assertNoHelpers(t, c)
 
 	res = docker(t, cfg, nil, "dtr", "status")
 	assert.Equal(t, res.code, 1)
-	assert.Assert(t, is.Contains(res.stdout, "1 of 3 replicas healthy, a majority needs 2: MAJORITY LOST"))
-	assert.Assert(t, is.Regexp(`(?m)^`+ids[1]+`\s+\S+\s+2\.9\.4\s+no: api is unhealthy\s`, res.stdout))
+	assert.Assert(t, is.Contains(res.stdout, "0 of 3 replicas healthy, a majority needs 2: MAJORITY LOST"))
+	assert.Assert(t, is.Contains(res.stdout, " sees 1 of 3 replicas' servers connected; 1 of 1 tables cannot take writes: dtr2.properties; "))
+	assert.Assert(t, is.Regexp(`(?m)^  table_availability( \(critical\))?: .*properties`, res.stdout))
+
+	// A failing health check counts as down too.
+	c.SetUnhealthy(t, ids[1], "api", true)
+	st, res = status(t, cfg)
+	assert.Equal(t, res.code, 1)
+	assert.Equal(t, st.Replicas[1].Problems[0], "api is unhealthy")
+	assert.Equal(t, st.BackupReplica, ids[2])
+	res = docker(t, cfg, nil, "dtr", "status")
+	assert.Equal(t, res.code, 1)
+	assert.Assert(t, is.Regexp(`(?m)^`+ids[1]+`\s+\S+\s+2\.9\.4\s+no: api is unhealthy; `, res.stdout))
 
 	c.Stop(t, ids[2])
 	st, res = status(t, cfg)
 	assert.Equal(t, res.code, 1)
 	assert.Equal(t, st.Quorum.Healthy, 0)
 	assert.Equal(t, st.BackupReplica, "")
+	// No RethinkDB runs: status says the database could not be asked.
+	c.Stop(t, ids[0], "rethinkdb")
+	c.Stop(t, ids[1], "rethinkdb")
+	st, res = status(t, cfg)
+	assert.Equal(t, res.code, 1)
+	assert.Equal(t, st.Database.Error, "no replica's RethinkDB container runs")
+	assert.Assert(t, is.Contains(res.stderr, "RethinkDB could not be asked, so its health is unknown: no replica's RethinkDB container runs"))
+	res = docker(t, cfg, nil, "dtr", "status")
+	assert.Assert(t, is.Contains(res.stdout, "Database: RethinkDB could not be asked (no replica's RethinkDB container runs): the replicas are judged by their containers only."))
 	res = docker(t, cfg, nil, "dtr", "backup", "create", "-o", out)
 	assert.Equal(t, res.code, 1)
 	assert.Assert(t, is.Contains(res.stderr, "no healthy DTR replica: "))
@@ -197,6 +259,9 @@ func TestRoundTripThroughTheContext(t *testing.T) {
 	driver := c.Connect(t, first.ID) // the test's own way in, not the plugin's
 	dtrtest.Seed(t, driver)
 	c.Replicate(t) // as DTR's tables are
+	// Write settings of DTR's own besides: the restore keeps them, and
+	// the replicas on every server.
+	assert.NilError(t, r.DB("dtr2").Table("tags").Config().Update(map[string]any{"write_acks": "single", "durability": "soft"}).Exec(driver))
 	before := dtrtest.Snapshot(t, driver)
 
 	dir := t.TempDir()
@@ -234,6 +299,18 @@ func TestRoundTripThroughTheContext(t *testing.T) {
 	assert.Assert(t, is.Contains(res.stdout, "restored "+backup+" into replica "+first.ID))
 	assert.DeepEqual(t, dtrtest.Snapshot(t, driver), before)
 	assertNoHelpers(t, c)
+	var tags struct {
+		Shards []struct {
+			Replicas []string `rethinkdb:"replicas"`
+		} `rethinkdb:"shards"`
+		WriteAcks  string `rethinkdb:"write_acks"`
+		Durability string `rethinkdb:"durability"`
+	}
+	assert.NilError(t, r.DB("dtr2").Table("tags").Config().ReadOne(&tags, driver))
+	assert.Equal(t, len(tags.Shards), 1)
+	assert.Equal(t, len(tags.Shards[0].Replicas), len(c.Replicas), "a replica on every server, as before")
+	assert.Equal(t, tags.WriteAcks, "single")
+	assert.Equal(t, tags.Durability, "soft")
 	// The replica's other containers use the database: stopped while it
 	// loads, started again after.
 	for _, comp := range []string{"api", "registry"} {

@@ -396,7 +396,9 @@ func TestRunbook(t *testing.T) {
 				assert.Assert(t, c.WaitMajorityLost(t, src.ID) > 0)
 			},
 			after: func(res []result) {
-				assert.Assert(t, is.Contains(res[0].stdout, "1 of 3 replicas healthy, a majority needs 2: MAJORITY LOST"))
+				assert.Assert(t, is.Contains(res[0].stdout, "0 of 3 replicas healthy, a majority needs 2: MAJORITY LOST"))
+				assert.Assert(t, is.Contains(res[0].stdout, "sees 1 of 3 replicas' servers connected"))
+				assert.Assert(t, is.Contains(res[0].stderr, "cannot take writes"))
 			},
 		},
 		// docker/dtr destroy, then DTR's restore: a fresh replica with the

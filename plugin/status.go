@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"text/tabwriter"
 
+	"github.com/docker-dtr/docker-dtr/pkg/dbhealth"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/dtrdb"
 	"github.com/docker-dtr/docker-dtr/pkg/dtrstorage"
+	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/nodejournal"
 	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
@@ -27,12 +30,22 @@ func newStatusCmd(dockerCli command.Cli) *cobra.Command {
 		Short: "Show the DTR replicas behind the Docker context and their health",
 		Long: `Show the DTR replicas behind the active Docker context: each replica's
 node, version and containers (state and health check), whether a majority
-of replicas is healthy, and which replica a backup will use. Where DTR
-keeps its images comes from DTR's own settings (the registry's storage
-configuration in dtr2.properties), read through a short-lived database
-helper on the backup replica's node: the driver, bucket or container,
-region, endpoint and root, never a credential; "unknown" when the settings
-hold none, and the reason when they cannot be read.
+of replicas is healthy, and which replica a backup will use.
+
+RethinkDB is asked too, through a short-lived database helper on the
+backup replica's node (within 15 s; where that server sees no majority,
+the other replicas' servers are asked, and the widest view is shown): the
+servers it sees connected, each table's readiness (table_status) and its
+current_issues. A replica whose containers run but whose server the
+cluster does not see, or whose tables cannot take writes, is not healthy:
+containers can all run while the database has lost its majority. When no
+server can be asked, status says so and judges by the containers only.
+
+Where DTR keeps its images comes from DTR's own settings (the registry's
+storage configuration in dtr2.properties), read through the same helper:
+the driver, bucket or container, region, endpoint and root, never a
+credential; "unknown" when the settings hold none, and the reason when
+they cannot be read.
 
 An unfinished restore (one whose journal is still on a replica's node: it
 was killed, or left by hand) is a problem: status names it, says which
@@ -40,8 +53,9 @@ command finishes it (backup restore --resume) or undoes it (--undo), and
 exits 1.
 
 Exit status: 0 when a majority (n/2+1) of replicas is healthy and no
-restore is unfinished, 1 when the majority is lost, a restore is
-unfinished, or no DTR is found, 2 for a usage error.`,
+restore is unfinished, 1 when the majority is lost (MAJORITY LOST: the
+tables that cannot take writes are named), RethinkDB could not be asked,
+a restore is unfinished, or no DTR is found, 2 for a usage error.`,
 		Example: `  docker dtr status
   docker --context other-cluster dtr status --format json`,
 		Args: noArgs,
@@ -63,8 +77,23 @@ type statusReport struct {
 	// Unfinished are the restores whose journal is on the cluster.
 	Unfinished []unfinished `json:"unfinishedRestores"`
 	// Storage is where DTR's settings say its images are kept, read
-	// through the backup replica's database; nil without one.
+	// through the database that answered; nil without one.
 	Storage *storageStatus `json:"storage,omitempty"`
+	// Database is RethinkDB's own view of the cluster.
+	Database databaseStatus `json:"database"`
+}
+
+// databaseStatus is the view of the RethinkDB server that answered
+// (dbhealth.Survey), or why none did.
+type databaseStatus struct {
+	*dbhealth.Health
+	// ReadFrom is the replica whose server answered.
+	ReadFrom string `json:"readFrom,omitempty"`
+	// ServersConnected counts the replicas whose servers it sees.
+	ServersConnected int `json:"serversConnected"`
+	// Error says why no server could be asked: the replicas are then
+	// judged by their containers only.
+	Error string `json:"error,omitempty"`
 }
 
 // storageStatus is DTR's storage configuration as status shows it: never
@@ -91,12 +120,37 @@ func runStatus(ctx context.Context, dockerCli command.Cli, opts statusOptions) e
 		VersionSkew: cluster.VersionSkew(),
 		Replicas:    cluster.Replicas,
 	}
-	if rep, err := cluster.Choose(""); err == nil {
-		st.BackupReplica = rep.ID
-		b, err := dtrdb.ReadStorage(ctx, dockerCli, rep, "", nil)
-		st.Storage = &storageStatus{Backend: b, ReadFrom: rep.ID}
+	backup, err := cluster.Choose("")
+	if err == nil {
+		st.BackupReplica = backup.ID
+	} else {
+		backup = nil
+	}
+	// The database's view: a replica whose containers run but whose
+	// server the cluster does not see, or whose tables take no writes, is
+	// not healthy.
+	var mu sync.Mutex
+	read := map[string]*dtrdb.Status{}
+	health, from, err := dbhealth.Survey(ctx, backup, cluster.Replicas, func(ctx context.Context, rep *dtr.Replica) (*dbhealth.Health, error) {
+		s, err := dtrdb.ReadStatus(ctx, dockerCli, rep, "")
 		if err != nil {
-			st.Storage.Error = err.Error()
+			return nil, err
+		}
+		mu.Lock()
+		read[rep.ID] = s
+		mu.Unlock()
+		return s.Health, nil
+	})
+	if err != nil {
+		st.Database.Error = err.Error()
+	} else {
+		st.Database = databaseStatus{Health: health, ReadFrom: from.ID, ServersConnected: health.Sees(cluster.Replicas)}
+		health.Mark(cluster.Replicas)
+		st.Quorum = cluster.Quorum()
+		s := read[from.ID]
+		st.Storage = &storageStatus{Backend: s.Storage, ReadFrom: from.ID}
+		if s.StorageErr != nil {
+			st.Storage.Error = s.StorageErr.Error()
 		}
 	}
 	found, err := nodejournal.List(ctx, dockerCli.Client())
@@ -116,7 +170,18 @@ func runStatus(ctx context.Context, dockerCli command.Cli, opts statusOptions) e
 	}
 	var problems []string
 	if !st.Quorum.OK {
-		problems = append(problems, fmt.Sprintf("DTR has lost its majority: %d of %d replicas healthy, it needs %d", st.Quorum.Healthy, st.Quorum.Replicas, st.Quorum.Needed))
+		msg := fmt.Sprintf("DTR has lost its majority: %d of %d replicas healthy, it needs %d", st.Quorum.Healthy, st.Quorum.Replicas, st.Quorum.Needed)
+		if db := st.Database; db.Health != nil {
+			msg += fmt.Sprintf(" (RethinkDB sees %d of %d servers", db.ServersConnected, st.Quorum.Replicas)
+			if u := db.Unwritable(); len(u) > 0 {
+				msg += fmt.Sprintf("; %s cannot take writes", dbhealth.Names(tableNames(u), 3))
+			}
+			msg += ")"
+		}
+		problems = append(problems, msg)
+	}
+	if st.Database.Error != "" {
+		problems = append(problems, "RethinkDB could not be asked, so its health is unknown: "+oneLine(st.Database.Error))
 	}
 	for _, u := range st.Unfinished {
 		problems = append(problems, u.String())
@@ -138,6 +203,7 @@ func printStatus(w io.Writer, st statusReport) {
 	if st.VersionSkew != "" {
 		fmt.Fprintf(w, "warning: %s\n", st.VersionSkew)
 	}
+	printDatabase(w, st)
 	if st.BackupReplica != "" {
 		fmt.Fprintf(w, "Backups use replica %s (the healthy replica with the lowest id; --replica-id chooses another).\n", st.BackupReplica)
 	} else {
@@ -204,4 +270,40 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+func tableNames(ts []dbhealth.Table) []string {
+	var out []string
+	for _, t := range ts {
+		out = append(out, t.String())
+	}
+	return out
+}
+
+// printDatabase says what RethinkDB itself says of the cluster: the
+// servers it sees, the tables that cannot take writes, its issues.
+func printDatabase(w io.Writer, st statusReport) {
+	db := st.Database
+	if db.Health == nil {
+		fmt.Fprintf(w, "Database: RethinkDB could not be asked (%s): the replicas are judged by their containers only.\n", oneLine(db.Error))
+		return
+	}
+	fmt.Fprintf(w, "Database: RethinkDB server %s (replica %s) sees %d of %d replicas' servers connected", db.Server, db.ReadFrom, db.ServersConnected, st.Quorum.Replicas)
+	if u := db.Unwritable(); len(u) > 0 {
+		fmt.Fprintf(w, "; %d of %d tables cannot take writes: %s", len(u), len(db.Tables), dbhealth.Names(tableNames(u), 5))
+	} else {
+		fmt.Fprintf(w, "; all %d tables take writes", len(db.Tables))
+	}
+	if len(db.Issues) == 0 {
+		fmt.Fprintln(w, "; no issues.")
+		return
+	}
+	fmt.Fprintf(w, "; %s:\n", human.Plural(len(db.Issues), "issue"))
+	for _, i := range db.Issues {
+		crit := ""
+		if i.Critical {
+			crit = " (critical)"
+		}
+		fmt.Fprintf(w, "  %s%s: %s\n", i.Type, crit, oneLine(i.Description))
+	}
 }

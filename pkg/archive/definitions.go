@@ -25,6 +25,43 @@ type Table struct {
 	Indexes []Index `json:"indexes"`
 	// WriteHook is get_write_hook()'s result (null, or function and query).
 	WriteHook json.RawMessage `json:"writeHook"`
+	// Settings are the table's replication and write settings; nil in
+	// archives written before they were kept, whose tables are created
+	// with the server's defaults.
+	Settings *TableSettings `json:"settings,omitempty"`
+}
+
+// TableSettings are a table's replication and write settings, as
+// table_config holds them.
+type TableSettings struct {
+	Shards int `json:"shards"`
+	// Replicas is the number of replicas of each shard (the largest,
+	// should the shards differ).
+	Replicas int `json:"replicas"`
+	// WriteAcks is "majority" or "single"; Durability "hard" or "soft".
+	WriteAcks  string `json:"writeAcks"`
+	Durability string `json:"durability"`
+}
+
+// Settings' limits, RethinkDB's: at most 64 shards, and the replica
+// count a server can hold.
+const (
+	MaxShards   = 64
+	MaxReplicas = 64
+)
+
+func (s *TableSettings) validate() error {
+	switch {
+	case s.Shards < 1 || s.Shards > MaxShards:
+		return fmt.Errorf("%d shards, expected 1 to %d", s.Shards, MaxShards)
+	case s.Replicas < 1 || s.Replicas > MaxReplicas:
+		return fmt.Errorf("%d replicas, expected 1 to %d", s.Replicas, MaxReplicas)
+	case s.WriteAcks != "majority" && s.WriteAcks != "single":
+		return fmt.Errorf("write acks %q, expected majority or single", s.WriteAcks)
+	case s.Durability != "hard" && s.Durability != "soft":
+		return fmt.Errorf("durability %q, expected hard or soft", s.Durability)
+	}
+	return nil
 }
 
 // Index is one secondary index.
@@ -91,6 +128,11 @@ func (d *Definitions) validate() error {
 		dirs[t.Dir], names[t.FullName()] = true, true
 		if t.PrimaryKey == "" {
 			return fmt.Errorf("table %s: no primary key", t.FullName())
+		}
+		if t.Settings != nil {
+			if err := t.Settings.validate(); err != nil {
+				return fmt.Errorf("table %s: settings: %v", t.FullName(), err)
+			}
 		}
 		indexes := map[string]bool{}
 		for _, ix := range t.Indexes {

@@ -68,3 +68,7 @@ func versionFromEnv(env []string) string {
 	}
 	return ""
 }
+
+// RethinkServer is the name DTR gives a replica's RethinkDB server
+// (--server-name), as the cluster's system tables show it.
+func RethinkServer(replicaID string) string { return "dtr_rethinkdb_" + replicaID }

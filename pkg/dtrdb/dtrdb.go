@@ -18,6 +18,7 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/pkg/agentbin"
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
+	"github.com/docker-dtr/docker-dtr/pkg/dbhealth"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/dtrstorage"
 	"github.com/docker-dtr/docker-dtr/pkg/dtrversion"
@@ -270,6 +271,61 @@ func ReadStorage(ctx context.Context, d Docker, rep *dtr.Replica, agentBinary st
 		return dtrstorage.Backend{}, err
 	}
 	return t.Storage(ctx)
+}
+
+// HealthWait bounds status's questions to one replica's database: the
+// helper's start, the connection and the server's view of the cluster.
+const HealthWait = 15 * time.Second
+
+// Status is what status reads of a replica's database, through one
+// helper: its server's view of the cluster, and DTR's storage settings
+// (StorageErr says why they could not be read).
+type Status struct {
+	Health     *dbhealth.Health
+	Storage    dtrstorage.Backend
+	StorageErr error
+}
+
+// ReadStatus reads the Status of rep's database through a database helper
+// of its own on rep's node, removed before it returns: the health within
+// HealthWait, then the settings within StorageWait. The error says why
+// the health could not be read.
+func ReadStatus(ctx context.Context, d Docker, rep *dtr.Replica, agentBinary string) (*Status, error) {
+	hctx, cancel := context.WithTimeout(ctx, HealthWait)
+	defer cancel()
+	t := &Target{Replica: rep, opts: Options{AgentBinary: agentBinary}, docker: d}
+	defer t.Close()
+	late := func(err error) error {
+		if ctx.Err() == nil && hctx.Err() != nil {
+			return fmt.Errorf("no answer within %s (%w)", HealthWait, err)
+		}
+		return err
+	}
+	if err := t.Connect(hctx, 1); err != nil {
+		return nil, late(err)
+	}
+	h, err := t.Health(hctx)
+	if err != nil {
+		return nil, late(err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, StorageWait)
+	defer cancel()
+	st := &Status{Health: h}
+	st.Storage, st.StorageErr = t.Storage(sctx)
+	return st, nil
+}
+
+// Health reads the server's view of the cluster (dbhealth).
+func (t *Target) Health(ctx context.Context) (*dbhealth.Health, error) {
+	switch {
+	case t.db != nil:
+		h, err := t.db.Health(ctx)
+		return h, t.explainAgent(err)
+	case t.sess == nil:
+		return nil, errNotConnected
+	}
+	h, err := dbhealth.Read(ctx, t.sess)
+	return h, t.explain(err)
 }
 
 // Storage reads where DTR keeps its images, from its settings: through

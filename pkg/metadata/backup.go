@@ -65,6 +65,9 @@ func Backup(ctx context.Context, s *rethink.Session, w io.Writer, opts BackupOpt
 			return nil, err
 		}
 		t := archive.Table{DB: ref.DB, Name: ref.Table, PrimaryKey: info.PrimaryKey, WriteHook: info.WriteHook, Indexes: []archive.Index{}}
+		if info.Shards > 0 && info.Replicas > 0 {
+			t.Settings = &archive.TableSettings{Shards: info.Shards, Replicas: info.Replicas, WriteAcks: info.WriteAcks, Durability: info.Durability}
+		}
 		for _, ix := range info.Indexes {
 			t.Indexes = append(t.Indexes, archive.Index{Name: ix.Index, Function: ix.Function, Multi: ix.Multi, Geo: ix.Geo, Query: ix.Query})
 		}

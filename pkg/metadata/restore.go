@@ -19,6 +19,10 @@ import (
 type TablePlan struct {
 	archive.Table
 	Rows int64 `json:"rows"` // rows in the archive
+	// Create are the settings the table is created with: the backup's,
+	// adapted to the target's servers; nil for the server's defaults
+	// (an archive without settings).
+	Create *archive.TableSettings `json:"create,omitempty"`
 	// Exists is true when the table is already there; ExistingRows counts its rows.
 	Exists       bool  `json:"exists"`
 	ExistingRows int64 `json:"existingRows"`
@@ -111,6 +115,10 @@ func MakePlan(ctx context.Context, s *rethink.Session, rep *archive.Report) (*Pl
 	if err != nil {
 		return nil, err
 	}
+	servers, err := s.Servers(ctx)
+	if err != nil {
+		return nil, err
+	}
 	haveDB := map[string]bool{}
 	for _, db := range dbs {
 		haveDB[db] = true
@@ -130,6 +138,13 @@ func MakePlan(ctx context.Context, s *rethink.Session, rep *archive.Report) (*Pl
 			plan.CreateDBs = append(plan.CreateDBs, t.DB)
 		}
 		tp := TablePlan{Table: t, Rows: st.Rows}
+		if t.Settings != nil {
+			var note string
+			tp.Create, note = adapt(*t.Settings, servers)
+			if note != "" {
+				plan.Warnings = append(plan.Warnings, fmt.Sprintf("table %s: %s", t.FullName(), note))
+			}
+		}
 		ref := rethink.TableRef{DB: t.DB, Table: t.Name}
 		if haveDB[t.DB] {
 			if _, listed := existing[ref]; !listed {
@@ -152,6 +167,24 @@ func MakePlan(ctx context.Context, s *rethink.Session, rep *archive.Report) (*Pl
 	}
 	sort.Strings(plan.CreateDBs)
 	return plan, nil
+}
+
+// adapt fits a table's settings to a cluster of servers servers: no more
+// replicas per shard than servers. The note says what changed.
+func adapt(s archive.TableSettings, servers int) (*archive.TableSettings, string) {
+	if servers > 0 && s.Replicas > servers {
+		note := fmt.Sprintf("%d replicas per shard in the backup, %d here: the cluster has %s", s.Replicas, servers, plural(servers, "server"))
+		s.Replicas = servers
+		return &s, note
+	}
+	return &s, ""
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }
 
 // Print writes the plan for people.
@@ -177,6 +210,21 @@ func (p *Plan) Print(w io.Writer) {
 		}
 		if t.HasWriteHook() {
 			extra += ", write hook"
+		}
+		if c := t.Create; c != nil {
+			// What differs from a table_create without options.
+			if c.Shards != 1 {
+				extra += ", " + plural(c.Shards, "shard")
+			}
+			if c.Replicas != 1 {
+				extra += ", " + plural(c.Replicas, "replica")
+			}
+			if c.WriteAcks != "majority" {
+				extra += ", write acks " + c.WriteAcks
+			}
+			if c.Durability != "hard" {
+				extra += ", durability " + c.Durability
+			}
 		}
 		fmt.Fprintf(w, "%s table %s: %s, %d rows after (primary key %s%s)\n", action, t.FullName(), now, t.Rows, t.PrimaryKey, extra)
 	}
@@ -259,7 +307,11 @@ func restoreTables(ctx context.Context, s *rethink.Session, open archive.Source,
 				return nil, err
 			}
 		}
-		if err := s.TableCreate(ctx, ref, t.PrimaryKey); err != nil {
+		var settings *rethink.TableSettings
+		if c := t.Create; c != nil {
+			settings = &rethink.TableSettings{Shards: c.Shards, Replicas: c.Replicas, WriteAcks: c.WriteAcks, Durability: c.Durability}
+		}
+		if err := s.TableCreate(ctx, ref, t.PrimaryKey, settings); err != nil {
 			return nil, err
 		}
 		byDir[t.Dir] = t

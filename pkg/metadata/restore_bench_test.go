@@ -160,7 +160,7 @@ func benchRestore(b *testing.B, m cpuMode, f *os.File, rep *archive.Report, tabl
 				}
 				created[def.DB] = true
 			}
-			if err := s.TableCreate(ctx, rethink.TableRef{DB: def.DB, Table: def.Name}, def.PrimaryKey); err != nil {
+			if err := s.TableCreate(ctx, rethink.TableRef{DB: def.DB, Table: def.Name}, def.PrimaryKey, nil); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/docker-dtr/docker-dtr/pkg/dbhealth"
 	"github.com/docker-dtr/docker-dtr/pkg/dtrstorage"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
 	"github.com/docker-dtr/docker-dtr/pkg/rethink"
@@ -133,6 +134,9 @@ func (s *server) do(ctx context.Context, req Request) (Result, error) {
 	case OpStorage:
 		b, err := dtrstorage.Read(ctx, s.sess)
 		return Result{Storage: &b}, err
+	case OpHealth:
+		h, err := dbhealth.Read(ctx, s.sess)
+		return Result{Health: h}, err
 	case OpUndo:
 		if req.Plan == nil {
 			return Result{}, errors.New("an undo request without its plan")

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
+	"github.com/docker-dtr/docker-dtr/pkg/dbhealth"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/dtrstorage"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
@@ -195,6 +196,18 @@ func (s *Session) Storage(ctx context.Context) (dtrstorage.Backend, error) {
 		return dtrstorage.Backend{}, errors.New("the database helper's storage answer is empty")
 	}
 	return *res.Storage, nil
+}
+
+// Health has the agent read its server's view of the cluster.
+func (s *Session) Health(ctx context.Context) (*dbhealth.Health, error) {
+	res, err := s.result(ctx, Request{Op: OpHealth}, Hooks{}, nil)
+	if err != nil {
+		return nil, err
+	}
+	if res.Health == nil {
+		return nil, errors.New("the database helper's health answer is empty")
+	}
+	return res.Health, nil
 }
 
 // Undo has the agent drop what a failed restore of plan created.

@@ -34,6 +34,7 @@ import (
 	"sync"
 
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
+	"github.com/docker-dtr/docker-dtr/pkg/dbhealth"
 	"github.com/docker-dtr/docker-dtr/pkg/dtrstorage"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
 	"github.com/docker-dtr/docker-dtr/pkg/rethink"
@@ -49,6 +50,8 @@ const (
 	// OpStorage reads where DTR keeps its images (dtrstorage.Read): the
 	// settings hold the storage's credentials, which stay in the agent.
 	OpStorage = "storage"
+	// OpHealth reads the server's view of the cluster (dbhealth.Read).
+	OpHealth = "health"
 )
 
 // Request is one operation of the session.
@@ -114,6 +117,8 @@ type Result struct {
 	Tables []metadata.TableResult `json:"tables,omitempty"`
 	// The storage backend, without a credential.
 	Storage *dtrstorage.Backend `json:"storage,omitempty"`
+	// The server's view of the cluster.
+	Health *dbhealth.Health `json:"health,omitempty"`
 }
 
 // passEnd is the payload of the plugin's end-of-pass frame.

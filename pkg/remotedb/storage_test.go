@@ -46,7 +46,7 @@ func TestSessionStorage(t *testing.T) {
 	assert.Assert(t, !bytes.Contains(sent.Bytes(), []byte(secret)) && !bytes.Contains(sent.Bytes(), []byte("AKIAEXAMPLE")), "a credential crossed the link")
 }
 
-// storageSession is session's agent with what it sends kept in sent,
+// storageSession is a session whose agent with what it sends kept in sent,
 // which is whole once served is closed.
 func storageSession(t *testing.T, srv *rethinkserver.Server) (s *Session, sent *bytes.Buffer, served <-chan struct{}) {
 	inR, inW := io.Pipe()
@@ -62,4 +62,21 @@ func storageSession(t *testing.T, srv *rethinkserver.Server) (s *Session, sent *
 	s = newSession("docker-dtr-db-test", "node1", pipeLink{in: inW, out: outR, agentIn: inR}, 1)
 	t.Cleanup(func() { s.Close() })
 	return s, sent, done
+}
+
+// The agent reads its server's view of the cluster: connected servers,
+// tables and issues come back through the session.
+func TestSessionHealth(t *testing.T) {
+	srv := rethinkserver.Start(t, rethinkserver.Options{TLS: true})
+	direct := srv.Connect(t)
+	assert.NilError(t, r.DBCreate("dtr2").Exec(direct))
+	assert.NilError(t, r.DB("dtr2").TableCreate("tags").Exec(direct))
+	s, _, _ := storageSession(t, srv)
+	h, err := s.Health(context.Background())
+	assert.NilError(t, err)
+	assert.Check(t, h.Server != "")
+	assert.Check(t, is.DeepEqual(h.Connected, []string{h.Server}))
+	assert.Assert(t, is.Len(h.Tables, 1))
+	assert.Check(t, is.Equal(h.Tables[0].String(), "dtr2.tags"))
+	assert.Check(t, h.Tables[0].ReadyForWrites)
 }

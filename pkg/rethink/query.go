@@ -154,10 +154,19 @@ type IndexStatus struct {
 	Query    string          `json:"query"`
 }
 
+// TableSettings are a table's replication and write settings
+// (table_config): Replicas per shard (the largest, should shards differ),
+// WriteAcks "majority" or "single", Durability "hard" or "soft".
+type TableSettings struct {
+	Shards, Replicas      int
+	WriteAcks, Durability string
+}
+
 // TableInfo is what recreating a table needs.
 type TableInfo struct {
 	PrimaryKey string
-	Indexes    []IndexStatus
+	TableSettings
+	Indexes []IndexStatus
 	// WriteHook is get_write_hook() as returned: null or {function, query}.
 	WriteHook json.RawMessage
 }
@@ -167,11 +176,24 @@ func (s *Session) Describe(ctx context.Context, t TableRef) (TableInfo, error) {
 	tbl := r.DB(t.DB).Table(t.Table)
 	var cfg struct {
 		PrimaryKey string `json:"primary_key"`
+		Shards     []struct {
+			Replicas []string `json:"replicas"`
+		} `json:"shards"`
+		WriteAcks  json.RawMessage `json:"write_acks"`
+		Durability string          `json:"durability"`
 	}
 	if err := s.one(ctx, tbl.Config(), &cfg); err != nil {
 		return TableInfo{}, fmt.Errorf("reading the configuration of %s: %w", t, err)
 	}
-	info := TableInfo{PrimaryKey: cfg.PrimaryKey}
+	info := TableInfo{PrimaryKey: cfg.PrimaryKey, TableSettings: TableSettings{Shards: len(cfg.Shards), Durability: cfg.Durability}}
+	for _, sh := range cfg.Shards {
+		info.Replicas = max(info.Replicas, len(sh.Replicas))
+	}
+	// write_acks is a string ("majority", "single"); anything else is
+	// kept as the default.
+	if err := json.Unmarshal(cfg.WriteAcks, &info.WriteAcks); err != nil || (info.WriteAcks != "single" && info.WriteAcks != "majority") {
+		info.WriteAcks = "majority"
+	}
 	if err := s.one(ctx, tbl.IndexStatus(), &info.Indexes); err != nil {
 		return TableInfo{}, fmt.Errorf("reading the indexes of %s: %w", t, err)
 	}
@@ -252,6 +274,48 @@ func (s *Session) Count(ctx context.Context, t TableRef) (int64, error) {
 	var n int64
 	if err := s.one(ctx, r.DB(t.DB).Table(t.Table).Count(), &n); err != nil {
 		return 0, fmt.Errorf("counting %s: %w", t, err)
+	}
+	return n, nil
+}
+
+// System reads every document of one of RethinkDB's system tables
+// (rethinkdb.server_status, table_status, current_issues…) into v, a
+// pointer to a slice. They answer on any server, with its own view of the
+// cluster, even where the cluster has lost its majority.
+func (s *Session) System(ctx context.Context, table string, v any) error {
+	docs, err := s.all(ctx, r.DB(SystemDB).Table(table))
+	if err != nil {
+		return fmt.Errorf("reading rethinkdb.%s: %w", table, err)
+	}
+	list := make([]byte, 0, 2)
+	list = append(list, '[')
+	for i, d := range docs {
+		if i > 0 {
+			list = append(list, ',')
+		}
+		list = append(list, d...)
+	}
+	list = append(list, ']')
+	if err := json.Unmarshal(list, v); err != nil {
+		return fmt.Errorf("reading rethinkdb.%s: %w", table, err)
+	}
+	return nil
+}
+
+// ServerName is the name of the server the session is connected to.
+func (s *Session) ServerName() (string, error) {
+	res, err := s.s.Server()
+	if err != nil {
+		return "", fmt.Errorf("asking the server its name: %w", err)
+	}
+	return res.Name, nil
+}
+
+// Servers counts the servers of the cluster that this one sees connected.
+func (s *Session) Servers(ctx context.Context) (int, error) {
+	var n int
+	if err := s.one(ctx, r.DB(SystemDB).Table("server_status").Count(), &n); err != nil {
+		return 0, fmt.Errorf("counting the servers: %w", err)
 	}
 	return n, nil
 }

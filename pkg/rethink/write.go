@@ -50,13 +50,17 @@ const dbVisibleWithin = 10 * time.Second
 // db_create has returned on another connection: "Database `x` does not
 // exist" then means not yet. It is asked again until dbVisibleWithin has
 // passed, so a missing database still fails, only later.
-func (s *Session) TableCreate(ctx context.Context, t TableRef, primaryKey string) error {
+func (s *Session) TableCreate(ctx context.Context, t TableRef, primaryKey string, settings *TableSettings) error {
+	opts := r.TableCreateOpts{PrimaryKey: primaryKey}
+	if settings != nil {
+		opts.Shards, opts.Replicas, opts.Durability = settings.Shards, settings.Replicas, settings.Durability
+	}
 	deadline := time.Now().Add(dbVisibleWithin)
 	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
 		var res map[string]any
-		err := s.one(ctx, r.DB(t.DB).TableCreate(t.Table, r.TableCreateOpts{PrimaryKey: primaryKey}), &res)
+		err := s.one(ctx, r.DB(t.DB).TableCreate(t.Table, opts), &res)
 		if err == nil {
-			return nil
+			break
 		}
 		if !strings.Contains(err.Error(), "Database `"+t.DB+"` does not exist") || time.Now().After(deadline) {
 			return fmt.Errorf("creating table %s: %w", t, err)
@@ -67,6 +71,25 @@ func (s *Session) TableCreate(ctx context.Context, t TableRef, primaryKey string
 		case <-time.After(wait):
 		}
 	}
+	if settings == nil {
+		return nil
+	}
+	// write_acks is not an option of table_create: it is set in the
+	// table's configuration, before any row is written.
+	tbl := r.DB(t.DB).Table(t.Table)
+	if settings.WriteAcks != "" && settings.WriteAcks != "majority" {
+		var res map[string]any
+		if err := s.one(ctx, tbl.Config().Update(map[string]any{"write_acks": settings.WriteAcks}), &res); err != nil {
+			return fmt.Errorf("setting the write acks of %s: %w", t, err)
+		}
+	}
+	// Replicas on other servers come up a little after the create: the
+	// load waits until the table takes writes.
+	var res map[string]any
+	if err := s.one(ctx, tbl.Wait(r.WaitOpts{WaitFor: "ready_for_writes"}), &res); err != nil {
+		return fmt.Errorf("waiting for %s to take writes: %w", t, err)
+	}
+	return nil
 }
 
 // TableDrop drops a table.

@@ -43,7 +43,7 @@ func TestTableCreateRightAfterDBCreate(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				assert.Check(t, s.TableCreate(ctx, TableRef{DB: "dtr2", Table: name}, "id"), "round %d", i)
+				assert.Check(t, s.TableCreate(ctx, TableRef{DB: "dtr2", Table: name}, "id", nil), "round %d", i)
 			}()
 		}
 		wg.Wait()
@@ -52,7 +52,7 @@ func TestTableCreateRightAfterDBCreate(t *testing.T) {
 
 	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
-	err = s.TableCreate(short, TableRef{DB: "nodb", Table: "t"}, "id")
+	err = s.TableCreate(short, TableRef{DB: "nodb", Table: "t"}, "id", nil)
 	assert.ErrorContains(t, err, "creating table nodb.t: ")
 	assert.ErrorContains(t, err, "Database `nodb` does not exist")
 }

@@ -1,0 +1,141 @@
+package dbhealth
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"sync"
+	"testing"
+
+	"github.com/docker-dtr/docker-dtr/internal/rethinkserver"
+	"github.com/docker-dtr/docker-dtr/pkg/dtr"
+	"github.com/docker-dtr/docker-dtr/pkg/rethink"
+	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+)
+
+// The real server's view of itself: connected, every table ready, held by
+// it, no issue; RethinkDB's own tables left out.
+func TestRead(t *testing.T) {
+	srv := rethinkserver.Start(t, rethinkserver.Options{})
+	driver := srv.Connect(t)
+	assert.NilError(t, r.DBCreate("dtr2").Exec(driver))
+	for _, name := range []string{"tags", "repositories"} {
+		assert.NilError(t, r.DB("dtr2").TableCreate(name).Exec(driver))
+	}
+	assert.NilError(t, r.DB("dtr2").Wait().Exec(driver))
+	s, err := rethink.Connect(context.Background(), rethink.Options{Addr: srv.Addr})
+	assert.NilError(t, err)
+	defer s.Close()
+
+	h, err := Read(context.Background(), s)
+	assert.NilError(t, err)
+	assert.Assert(t, h.Server != "")
+	assert.Check(t, is.DeepEqual(h.Connected, []string{h.Server}))
+	assert.Assert(t, is.Len(h.Tables, 2))
+	for i, want := range []string{"dtr2.repositories", "dtr2.tags"} {
+		tb := h.Tables[i]
+		assert.Check(t, is.Equal(tb.String(), want))
+		assert.Check(t, tb.ReadyForOutdatedReads && tb.ReadyForReads && tb.ReadyForWrites && tb.AllReplicasReady, "%+v", tb)
+		assert.Check(t, is.DeepEqual(tb.Servers, []string{h.Server}))
+	}
+	assert.Check(t, is.Len(h.Issues, 0))
+	assert.Check(t, is.Len(h.Unwritable(), 0))
+}
+
+func replicas(ids ...string) []*dtr.Replica {
+	var out []*dtr.Replica
+	for _, id := range ids {
+		out = append(out, &dtr.Replica{ID: id, Containers: []dtr.Container{{Component: "rethinkdb", State: "running"}}})
+	}
+	return out
+}
+
+// A replica is unhealthy in the database's eyes when its server is not
+// connected, or a table it holds cannot take writes.
+func TestProblems(t *testing.T) {
+	reps := replicas("a", "b", "c")
+	h := &Health{
+		Server:    "dtr_rethinkdb_a",
+		Connected: []string{"dtr_rethinkdb_a", "dtr_rethinkdb_b"},
+		Tables: []Table{
+			{DB: "dtr2", Name: "tags", ReadyForWrites: true, Servers: []string{"dtr_rethinkdb_a", "dtr_rethinkdb_b", "dtr_rethinkdb_c"}},
+			{DB: "dtr2", Name: "events", Servers: []string{"dtr_rethinkdb_b"}},
+		},
+	}
+	assert.Check(t, is.Len(h.Problems(reps[0]), 0))
+	assert.Check(t, is.DeepEqual(h.Problems(reps[1]), []string{"dtr2.events cannot take writes"}))
+	assert.Check(t, is.DeepEqual(h.Problems(reps[2]), []string{"its RethinkDB server dtr_rethinkdb_c is not connected to dtr_rethinkdb_a"}))
+	assert.Check(t, is.Equal(h.Sees(reps), 2))
+	for _, rep := range reps {
+		rep.Healthy, rep.Problems = true, []string{"api is unhealthy"}
+	}
+	h.Mark(reps)
+	assert.Check(t, reps[0].Healthy)
+	assert.Check(t, !reps[1].Healthy && !reps[2].Healthy)
+	assert.Check(t, is.DeepEqual(reps[2].Problems, []string{"api is unhealthy", "its RethinkDB server dtr_rethinkdb_c is not connected to dtr_rethinkdb_a"}))
+	assert.Check(t, is.Equal(Names([]string{"a", "b", "c", "d", "e"}, 3), "a, b, c and 2 more"))
+}
+
+// Survey stops at the first server that sees a majority, passes over the
+// ones that cannot be asked, and keeps the widest view otherwise.
+func TestSurvey(t *testing.T) {
+	reps := replicas("a", "b", "c")
+	reps[2].Containers[0].State = "exited"
+	sees := func(names ...string) *Health { return &Health{Connected: names} }
+	var asked []string
+	var mu sync.Mutex
+	ask := func(views map[string]*Health) Ask {
+		asked = nil
+		return func(_ context.Context, rep *dtr.Replica) (*Health, error) {
+			mu.Lock()
+			asked = append(asked, rep.ID)
+			mu.Unlock()
+			if h := views[rep.ID]; h != nil {
+				return h, nil
+			}
+			return nil, errors.New("unreachable")
+		}
+	}
+	ctx := context.Background()
+
+	h, from, err := Survey(ctx, reps[1], reps, ask(map[string]*Health{"b": sees("dtr_rethinkdb_a", "dtr_rethinkdb_b")}))
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(from.ID, "b"))
+	assert.Check(t, is.Equal(h.Sees(reps), 2))
+	assert.Check(t, is.DeepEqual(asked, []string{"b"}))
+
+	// b is cut off; a sees the majority; c does not run and is not asked.
+	h, from, err = Survey(ctx, reps[1], reps, ask(map[string]*Health{
+		"b": sees("dtr_rethinkdb_b"), "a": sees("dtr_rethinkdb_a", "dtr_rethinkdb_c"),
+	}))
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(from.ID, "a"))
+	assert.Check(t, is.Equal(h.Sees(reps), 2))
+	assert.Check(t, is.DeepEqual(asked, []string{"b", "a"}))
+
+	// Each sees itself alone: the first view stands.
+	_, from, err = Survey(ctx, nil, reps, ask(map[string]*Health{"a": sees("dtr_rethinkdb_a"), "b": sees("dtr_rethinkdb_b")}))
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(from.ID, "a"))
+	assert.Check(t, is.DeepEqual(asked, []string{"a", "b"}))
+
+	// Five replicas, the first cut off: the other four are asked at
+	// once, and the widest view wins.
+	five := replicas("a", "b", "c", "d", "e")
+	h, from, err = Survey(ctx, five[0], five, ask(map[string]*Health{
+		"a": sees("dtr_rethinkdb_a"), "c": sees("dtr_rethinkdb_b", "dtr_rethinkdb_c"),
+		"d": sees("dtr_rethinkdb_b", "dtr_rethinkdb_c", "dtr_rethinkdb_d", "dtr_rethinkdb_e"),
+	}))
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(from.ID, "d"))
+	assert.Check(t, is.Equal(h.Sees(five), 4))
+	sort.Strings(asked)
+	assert.Check(t, is.DeepEqual(asked, []string{"a", "b", "c", "d", "e"}))
+
+	_, _, err = Survey(ctx, nil, reps, ask(nil))
+	assert.ErrorContains(t, err, "replica a: unreachable\nreplica b: unreachable")
+	_, _, err = Survey(ctx, nil, replicas(), ask(nil))
+	assert.ErrorContains(t, err, "no replica's RethinkDB container runs")
+}
