@@ -153,10 +153,10 @@ func BenchmarkS3ImageBackup(b *testing.B) {
 		b.ResetTimer()
 		alternate(b.N, steps...)
 		b.StopTimer()
-		ib.trace(b, "backup", "images", "-o", out)
 		if os.Getenv("DTR_BENCH_TRACE") != "" {
 			// Where the CPU goes: one more run of each, with the
-			// machine's counters around it.
+			// machine's counters around it (logged before the trace:
+			// without -v, a benchmark's log keeps its first lines only).
 			before := cpuNow(b, c, s3.Container)
 			cmd := exec.Command(ib.bin, "backup", "images", "-q", "-o", out)
 			o, err := cmd.CombinedOutput()
@@ -169,6 +169,7 @@ func BenchmarkS3ImageBackup(b *testing.B) {
 			b.Logf("plugin's run: %s; of which the plugin's process %.2fs", plug, own.Seconds())
 			b.Logf("bare read: %s; of which this process %.2fs", bareUse, self.Seconds())
 		}
+		ib.trace(b, "backup", "images", "-o", out)
 		mb := float64(data.Bytes) / 1e6 * float64(b.N)
 		b.ReportMetric(mb/viaPlugin.Seconds(), "plugin-MB/s")
 		b.ReportMetric(mb/viaBare.Seconds(), "bare-read-MB/s")

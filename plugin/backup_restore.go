@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
 	"github.com/docker-dtr/docker-dtr/pkg/exitcode"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker-dtr/docker-dtr/pkg/restore"
-	"github.com/docker-dtr/docker-dtr/pkg/verify"
 	"github.com/docker/cli/cli/command"
 	"github.com/spf13/cobra"
 )
@@ -181,16 +179,12 @@ func runRestore(ctx context.Context, dockerCli command.Cli, opts restoreOptions)
 
 	// An encrypted backup is restored as it is decrypted, each pass anew:
 	// no plaintext reaches a file.
-	oo := opts.dec.openOptions(dockerCli, prog)
-	in, err := backupfile.Open(opts.file, oo)
+	in, name, images, err := openRestorable(dockerCli, opts.file, opts.dec, prog)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	name := displayName(opts.file)
-	if images, err := verify.IsImages(in); err != nil {
-		return err
-	} else if images {
+	if images {
 		return runImageRestore(ctx, dockerCli, opts, in, name, prog)
 	}
 	if opts.toVolume {

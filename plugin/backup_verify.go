@@ -15,6 +15,9 @@ type verifyOptions struct {
 	from     string
 	dec      decryptOptions
 	progress progressOptions
+	// restoreTest restores a metadata backup into a throw-away RethinkDB.
+	restoreTest bool
+	replica     replicaFlags
 }
 
 func newVerifyCmd(dockerCli command.Cli) *cobra.Command {
@@ -50,11 +53,25 @@ Nothing decrypted counts before the message's own integrity check, at its
 end, has passed. A wrong passphrase, a modified file and a cut one each
 get their own error.
 
+With --restore-test, a metadata backup is also restored, the only full
+test of a backup: into a throw-away RethinkDB started from the replica's
+own dtr-rethinkdb image on its node (the healthy replica with the lowest
+id, or --replica-id), with anonymous volumes and no network of its own
+but its loopback, no port published, labelled as a helper. The restore
+engine loads it and checks every table's rows and primary keys, builds
+every secondary index and sets every write hook; the time it took is the
+estimate of a real restore's. The server and its volumes are removed on
+every path (one left by a killed run is removed by the next). No DTR
+container is stopped or touched. It works for encrypted backups and for
+'docker/dtr backup' archives.
+
 ` + compressedHelp + `
-Exit status: 0 the backup is valid; 1 it is not (every problem is listed),
-cannot be read or decrypted, or lacks blobs that --metadata references;
-2 wrong usage.`,
+Exit status: 0 the backup is valid (and, with --restore-test, restores);
+1 it is not (every problem is listed), cannot be read or decrypted, lacks
+blobs that --metadata references, or does not restore (the reason is
+given); 2 wrong usage.`,
 		Example: `  docker dtr backup verify backup-metadata.tar
+  docker dtr backup verify --restore-test backup-metadata.tar
   docker dtr backup verify backup-images.tar --metadata backup-metadata.tar
   docker dtr backup verify backup-images-monday.tar --from /backups/images
   docker dtr backup verify --passphrase-file /root/.dtr-backup-pass backup-metadata.tar.gpg
@@ -68,6 +85,8 @@ cannot be read or decrypted, or lacks blobs that --metadata references;
 	cmd.Flags().StringVar(&opts.format, "format", "", `Output format: "json", or empty for a summary`)
 	cmd.Flags().StringVar(&opts.metadata, "metadata", "", "With an image backup: a metadata backup whose referenced blobs must all be in it")
 	cmd.Flags().StringVar(&opts.from, "from", "", "With an incremental image backup: the directory of the earlier backups it depends on (default: FILE's directory)")
+	cmd.Flags().BoolVar(&opts.restoreTest, "restore-test", false, "With a metadata backup: restore it into a throw-away RethinkDB on a replica's node, then remove it")
+	opts.replica.addFlags(cmd.Flags())
 	opts.dec.addFlags(cmd.Flags())
 	opts.progress.addFlags(cmd.Flags())
 	return cmd
@@ -77,8 +96,14 @@ func runVerify(ctx context.Context, dockerCli command.Cli, opts verifyOptions) e
 	if err := checkFormat(opts.format); err != nil {
 		return err
 	}
+	if err := opts.replica.validate(opts.restoreTest); err != nil {
+		return err
+	}
 	prog := opts.progress.printer(ctx, dockerCli)
 	defer prog.Close()
+	if opts.restoreTest {
+		return runRestoreTest(ctx, dockerCli, opts, prog)
+	}
 	return reportArchive(dockerCli, prog, opts.file, opts.format, verify.Options{Full: true, Metadata: opts.metadata, ChainDir: imagearchive.ChainDir(opts.file, opts.from), Index: verifyIndex(opts.file)}, opts.dec)
 }
 

@@ -6,6 +6,7 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
+	"github.com/docker-dtr/docker-dtr/pkg/verify"
 	"github.com/docker/cli/cli/command"
 )
 
@@ -17,6 +18,19 @@ import (
 // frees the spool of standard input.
 func openInput(dockerCli command.Cli, name string, dec decryptOptions, prog *progress.Printer) (*backupfile.Input, error) {
 	return backupfile.Open(name, dec.openOptions(dockerCli, prog))
+}
+
+// openRestorable is openInput, with the name messages give it and whether it
+// is an image backup (what a restore does with it depends on that).
+func openRestorable(dockerCli command.Cli, file string, dec decryptOptions, prog *progress.Printer) (in *backupfile.Input, name string, images bool, err error) {
+	if in, err = openInput(dockerCli, file, dec, prog); err != nil {
+		return nil, "", false, err
+	}
+	if images, err = verify.IsImages(in); err != nil {
+		in.Close()
+		return nil, "", false, err
+	}
+	return in, displayName(file), images, nil
 }
 
 // openOptions are the flags' secrets, standard input, and where opening

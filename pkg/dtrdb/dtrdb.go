@@ -114,6 +114,12 @@ func Locate(ctx context.Context, d Docker, o Options, prog *progress.Printer) (*
 	return t, nil
 }
 
+// On is the way into rep's RethinkDB, found already (a restore test's
+// throw-away server stands in for a replica): Connect opens it.
+func On(d Docker, rep *dtr.Replica, agentBinary string, prog *progress.Printer) *Target {
+	return &Target{Replica: rep, opts: Options{AgentBinary: agentBinary}, docker: d, prog: prog}
+}
+
 // Connect opens the way in: a database helper on the replica's node
 // (pkg/remotedb), whose agent connects to RethinkDB next to it with
 // DTR's client certificate (which never crosses the Docker API), or a
@@ -265,7 +271,7 @@ const StorageWait = 20 * time.Second
 func ReadStorage(ctx context.Context, d Docker, rep *dtr.Replica, agentBinary string, prog *progress.Printer) (dtrstorage.Backend, error) {
 	ctx, cancel := context.WithTimeout(ctx, StorageWait)
 	defer cancel()
-	t := &Target{Replica: rep, opts: Options{AgentBinary: agentBinary}, docker: d, prog: prog}
+	t := On(d, rep, agentBinary, prog)
 	defer t.Close()
 	if err := t.Connect(ctx, 1); err != nil {
 		return dtrstorage.Backend{}, err
@@ -293,7 +299,7 @@ type Status struct {
 func ReadStatus(ctx context.Context, d Docker, rep *dtr.Replica, agentBinary string) (*Status, error) {
 	hctx, cancel := context.WithTimeout(ctx, HealthWait)
 	defer cancel()
-	t := &Target{Replica: rep, opts: Options{AgentBinary: agentBinary}, docker: d}
+	t := On(d, rep, agentBinary, nil)
 	defer t.Close()
 	late := func(err error) error {
 		if ctx.Err() == nil && hctx.Err() != nil {

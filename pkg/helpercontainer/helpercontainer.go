@@ -36,6 +36,10 @@ const (
 	// KindAgentFill fills a node's agent cache volume (pkg/agentbin); never
 	// started. Its name is the fill's lock, so its replica label is the node.
 	KindAgentFill = "agent-fill"
+	// KindRestoreTest is a throw-away RethinkDB that backup verify
+	// --restore-test restores into (pkg/restoretest): it runs no agent,
+	// so it does not end by itself.
+	KindRestoreTest = "restore-test"
 
 	LeaseAgent = "agent"
 )
@@ -72,6 +76,13 @@ var staleAfter = map[string]time.Duration{
 	KindAgentFill: setupBound,
 }
 
+// runningBound is how long a running helper that ends only when its run
+// removes it may belong to another run whose life this process cannot
+// tell (a remote engine) before it counts as left behind.
+var runningBound = map[string]time.Duration{
+	KindRestoreTest: 6 * time.Hour,
+}
+
 // Stale says whether a helper was left by a run that is no longer alive,
 // and why. alive reports on an owner label: whether that process lives,
 // and whether this process can tell (same host, same pid namespace).
@@ -80,7 +91,9 @@ var staleAfter = map[string]time.Duration{
 //     is never stale, whatever its state; one of a dead process always is.
 //   - Otherwise the state decides. Exited or dead: stale. Running: alive,
 //     since a leased agent exits on its own within the idle bound once its
-//     plugin is gone (and an older agent when its stdin closes). Created:
+//     plugin is gone (and an older agent when its stdin closes); a
+//     restore test's server, which runs no agent, once older than its
+//     kind's runningBound. Created:
 //     stale once older than the setup bound (a leased helper) or its kind's
 //     staleAfter.
 func Stale(c container.Summary, alive func(owner string) (alive, known bool), now time.Time) (bool, string) {
@@ -95,6 +108,12 @@ func Stale(c container.Summary, alive func(owner string) (alive, known bool), no
 	switch c.State {
 	case "exited", "dead":
 		return true, "it has stopped"
+	case "running":
+		if limit := runningBound[c.Labels[LabelKind]]; limit > 0 {
+			if age := now.Sub(time.Unix(c.Created, 0)); age > limit {
+				return true, fmt.Sprintf("it has run for %s, longer than any run of its kind", age.Round(time.Second))
+			}
+		}
 	case "created":
 		limit := staleAfter[c.Labels[LabelKind]]
 		if limit == 0 {

@@ -64,6 +64,11 @@ func TestStale(t *testing.T) {
 		{"agent fill of a killed run on another host", helper(KindAgentFill, "created", 6*time.Minute, foreign, false), true, "never started"},
 		{"unleased images helper from two days ago", helper(KindImages, "created", 49*time.Hour, "", false), true, "never started"},
 		{"removal in progress", helper(KindDB, "removing", time.Hour, "", false), false, ""},
+		// A restore test's server runs no agent: it goes with a dead run,
+		// or, where the run cannot be told, after its running bound.
+		{"restore test server of a dead run", helper(KindRestoreTest, "running", time.Minute, dead, false), true, "no longer alive"},
+		{"restore test server, another host", helper(KindRestoreTest, "running", time.Hour, foreign, false), false, ""},
+		{"restore test server, another host, for 7 hours", helper(KindRestoreTest, "running", 7*time.Hour, foreign, false), true, "it has run for 7h0m0s"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			stale, why := Stale(c.c, alive, now)

@@ -3,6 +3,8 @@ package metadata
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -352,6 +354,9 @@ func restoreTables(ctx context.Context, s *rethink.Session, open archive.Source,
 				return nil, err
 			}
 		}
+		if err := checkBuilt(ctx, s, ref, &t); err != nil {
+			return nil, err
+		}
 		n, err := s.Count(ctx, ref)
 		if err != nil {
 			return nil, err
@@ -370,6 +375,62 @@ func restoreTables(ctx context.Context, s *rethink.Session, open archive.Source,
 		prog.Step("restored %s: %d rows, every primary key present", r.Table, r.Rows)
 	}
 	return results, nil
+}
+
+// checkBuilt reads back what the restore made of a table's definition:
+// every secondary index there and ready, no other, and the write hook the
+// backup holds (its function, byte for byte), or none.
+func checkBuilt(ctx context.Context, s *rethink.Session, ref rethink.TableRef, t *TablePlan) error {
+	info, err := s.Describe(ctx, ref)
+	if err != nil {
+		return err
+	}
+	ready := map[string]bool{}
+	for _, ix := range info.Indexes {
+		ready[ix.Index] = ix.Ready
+	}
+	for _, ix := range t.Indexes {
+		r, ok := ready[ix.Name]
+		switch {
+		case !ok:
+			return fmt.Errorf("restored %s has no index %q after its creation", ref, ix.Name)
+		case !r:
+			return fmt.Errorf("restored %s: index %q is not ready after the wait", ref, ix.Name)
+		}
+		delete(ready, ix.Name)
+	}
+	for name := range ready {
+		return fmt.Errorf("restored %s has an index %q the backup does not hold", ref, name)
+	}
+	got := info.WriteHook
+	if !t.HasWriteHook() {
+		if len(got) > 0 && string(got) != "null" {
+			return fmt.Errorf("restored %s has a write hook the backup does not hold", ref)
+		}
+		return nil
+	}
+	want, err := hookFunction(t.WriteHook)
+	if err != nil {
+		return fmt.Errorf("write hook of %s: %w", ref, err)
+	}
+	have, err := hookFunction(got)
+	if err != nil || !sameBinary(have, want) {
+		return fmt.Errorf("restored %s: its write hook is not the backup's", ref)
+	}
+	return nil
+}
+
+// sameBinary compares two BINARY pseudo-types by their bytes.
+func sameBinary(a, b json.RawMessage) bool {
+	var x, y struct {
+		Data string `json:"data"`
+	}
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	dx, err1 := base64.StdEncoding.DecodeString(strings.ReplaceAll(x.Data, "\r\n", ""))
+	dy, err2 := base64.StdEncoding.DecodeString(strings.ReplaceAll(y.Data, "\r\n", ""))
+	return err1 == nil && err2 == nil && bytes.Equal(dx, dy)
 }
 
 // keyBatch is how many primary keys one getAll asks for: a few hundred

@@ -37,8 +37,34 @@ func Dial(addr, caRoot string) Connector {
 		if err != nil {
 			return nil, err
 		}
-		return rethink.Connect(ctx, rethink.Options{Addr: addr, TLS: tls, User: "admin", Connections: connections, Via: "dtr-ol (" + addr + ")"})
+		via := "dtr-ol (" + addr + ")"
+		if loop, ok := loopback(ctx, addr); ok {
+			addr, via = loop, "the loopback of "+host+"'s network namespace ("+loop+")"
+		}
+		return rethink.Connect(ctx, rethink.Options{Addr: addr, TLS: tls, User: "admin", Connections: connections, Via: via})
 	}
+}
+
+// lookupBound is how long the agent waits for dtr-ol's name service.
+const lookupBound = 2 * time.Second
+
+// loopback is the server's address on the loopback interface when its
+// name does not resolve within lookupBound: a server cut off from dtr-ol
+// (its container disconnected, its node's overlay down) still answers
+// there, since the helper runs in its network namespace; the certificate
+// is checked against the name all the same. Where the name resolves, or
+// addr is not a name, it says no.
+func loopback(ctx context.Context, addr string) (string, bool) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || net.ParseIP(host) != nil {
+		return "", false
+	}
+	lctx, cancel := context.WithTimeout(ctx, lookupBound)
+	defer cancel()
+	if _, err := net.DefaultResolver.LookupHost(lctx, host); err == nil || ctx.Err() != nil {
+		return "", false
+	}
+	return net.JoinHostPort("127.0.0.1", port), true
 }
 
 // Serve is the agent's side of the session (see the package comment): it

@@ -80,3 +80,17 @@ func TestSessionHealth(t *testing.T) {
 	assert.Check(t, is.Equal(h.Tables[0].String(), "dtr2.tags"))
 	assert.Check(t, h.Tables[0].ReadyForWrites)
 }
+
+// A server whose name does not resolve (cut off from dtr-ol) is reached on
+// the loopback of its network namespace; a name that resolves, or an
+// address, is dialled as it is.
+func TestLoopback(t *testing.T) {
+	ctx := context.Background()
+	got, ok := loopback(ctx, "dtr-rethinkdb-0123456789ab.invalid:28015")
+	assert.Check(t, ok)
+	assert.Check(t, is.Equal(got, "127.0.0.1:28015"))
+	_, ok = loopback(ctx, "localhost:28015")
+	assert.Check(t, !ok)
+	_, ok = loopback(ctx, "10.0.0.7:28015")
+	assert.Check(t, !ok)
+}
