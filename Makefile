@@ -32,7 +32,7 @@ FUZZ_TARGETS := \
 	./pkg/crypt FuzzDecrypt 350000x \
 	./pkg/zstdstream FuzzReader 100000x
 
-.PHONY: build cross install test bench fuzz lint clean docs
+.PHONY: build cross install test bench fuzz lint clean docs sandbox sandbox-down
 
 # The plugin runs on operators' machines; its linux builds also run as the
 # tunnel agent on DTR nodes (--agent-binary).
@@ -53,6 +53,19 @@ install: build
 	install -d -m 0755 $(PLUGIN_DIR)
 	install -m 0755 $(BIN) $(PLUGIN_DIR)/docker-dtr
 	@echo "installed $(PLUGIN_DIR)/docker-dtr: try 'docker dtr --help'"
+
+# A DTR-shaped cluster on the local engine to rehearse the runbook on
+# (internal/sandbox): the real RethinkDB with DTR's TLS, a real registry
+# with a few images, DTR's names, volumes and network, and the Docker
+# context dtr-sandbox. REPLICAS=3 for three replicas. 'make sandbox-down'
+# removes all of it; 'make test' does too (its fixture sweeps the engine).
+REPLICAS ?= 1
+
+sandbox:
+	REPLICAS=$(REPLICAS) $(GO) run ./internal/sandbox up
+
+sandbox-down:
+	$(GO) run ./internal/sandbox down
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

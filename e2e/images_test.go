@@ -36,40 +36,6 @@ import (
 // (distribution v3, storing in dtr-registry-<id> at /storage), back the
 // volume up through the plugin, and restore it.
 
-// seedRegistryMetadata writes DTR-shaped tags, manifests and blobs
-// documents that reference what was pushed, as DTR's API would.
-func seedRegistryMetadata(t *testing.T, driver *r.Session, pushed []dtrfixture.Pushed) {
-	t.Helper()
-	_, err := r.DBCreate("dtr2").RunWrite(driver)
-	assert.NilError(t, err)
-	var tags, manifests, blobs []any
-	seen := map[string]bool{}
-	for _, p := range pushed {
-		tags = append(tags, map[string]any{"id": p.Repo + ":" + p.Tag, "repository": p.Repo, "name": p.Tag, "digest": p.Digest})
-		var layers []any
-		for _, l := range p.Layers {
-			layers = append(layers, map[string]any{"digest": l.Digest, "size": l.Size, "mediaType": l.MediaType})
-		}
-		if id := p.Repo + "@" + p.Digest; !seen[id] {
-			seen[id] = true
-			manifests = append(manifests, map[string]any{"id": id, "repository": p.Repo, "digest": p.Digest,
-				"configDigest": p.Config.Digest, "layers": layers})
-		}
-		for _, b := range append([]dtrfixture.Blob{p.Config}, p.Layers...) {
-			if !seen[b.Digest] {
-				seen[b.Digest] = true
-				blobs = append(blobs, map[string]any{"id": b.Digest, "size": b.Size})
-			}
-		}
-	}
-	for name, docs := range map[string][]any{"tags": tags, "manifests": manifests, "blobs": blobs} {
-		_, err := r.DB("dtr2").TableCreate(name).RunWrite(driver)
-		assert.NilError(t, err)
-		_, err = r.DB("dtr2").Table(name).Insert(docs).RunWrite(driver)
-		assert.NilError(t, err)
-	}
-}
-
 func assertRunning(t *testing.T, c *dtrfixture.Cluster, name string) {
 	t.Helper()
 	info, err := c.Client.ContainerInspect(context.Background(), name)
@@ -87,7 +53,7 @@ func TestImageBackupRoundTrip(t *testing.T) {
 	before := dtrfixture.VolumeFiles(t, c.Client, vol)
 	beforeDirs := dtrfixture.VolumeDirs(t, c.Client, vol)
 	driver := c.Connect(t, rep.ID)
-	seedRegistryMetadata(t, driver, pushed)
+	dtrfixture.SeedRegistryMetadata(t, driver, pushed)
 
 	dir := t.TempDir()
 	meta := filepath.Join(dir, "backup-metadata.tar")

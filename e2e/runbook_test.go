@@ -277,7 +277,7 @@ func TestRunbook(t *testing.T) {
 	vol := "dtr-registry-" + src.ID
 	pushed := dtrfixture.Push(t, c.Client, src.RegistryAddr, dtrfixture.BuildImages(t, c.Client, 1))
 	driver := c.Connect(t, src.ID)
-	seedRegistryMetadata(t, driver, pushed)
+	dtrfixture.SeedRegistryMetadata(t, driver, pushed)
 	_, err = r.DB("dtr2").TableCreate("properties").RunWrite(driver)
 	assert.NilError(t, err)
 	_, err = r.DB("dtr2").Table("properties").Insert(map[string]any{"id": "ha.json", "replicas": []string{src.ID, lost1.ID, lost2.ID},

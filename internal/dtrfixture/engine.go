@@ -458,3 +458,30 @@ func removeImageIDs(ctx context.Context, cli *client.Client, ids []string) error
 
 // inCI reports whether a missing engine is a failure rather than a skip.
 func inCI() bool { return os.Getenv("CI") != "" }
+
+// TB is what the fixture needs of a test: testing.TB, or the sandbox's
+// stand-in for one (internal/sandbox), which keeps what it starts.
+type TB = rethinkserver.TB
+
+// EnvLocked, set in a process's environment, says its parent holds the
+// engine lock for it (a test running the sandbox): it does not wait for
+// the lock, and leaves the engine's images and swarm to the parent.
+const EnvLocked = "DTRFIXTURE_ENGINE_LOCKED"
+
+// LockEngine takes the engine lock for this process, until it exits: for
+// a test whose child processes use the fixture with EnvLocked set.
+func LockEngine() { lockEngine() }
+
+// Engine is the test engine's client; without one it skips the test
+// (fails it under CI), as Start does.
+func Engine(t TB) *client.Client {
+	t.Helper()
+	cli, err := engine()
+	if err != nil {
+		if inCI() {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	return cli
+}

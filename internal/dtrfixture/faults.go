@@ -3,7 +3,6 @@ package dtrfixture
 import (
 	"context"
 	"fmt"
-	"testing"
 	"time"
 )
 
@@ -11,7 +10,7 @@ import (
 // components means all of them) and waits until the engine reports them
 // stopped. Unlike Stop, nothing is given time to shut down: this is the
 // crash of a node's process. Start brings them back.
-func (c *Cluster) Kill(t testing.TB, replicaID string, components ...string) {
+func (c *Cluster) Kill(t TB, replicaID string, components ...string) {
 	t.Helper()
 	rep, comps := c.replica(t, replicaID, components)
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
@@ -46,7 +45,7 @@ func (c *Cluster) Kill(t testing.TB, replicaID string, components ...string) {
 // its health-checked container has a status other than "starting": after a
 // command under test started containers again itself, before the next one
 // looks for a healthy replica. Every component must be running.
-func (c *Cluster) WaitReady(t testing.TB, replicaID string) {
+func (c *Cluster) WaitReady(t TB, replicaID string) {
 	t.Helper()
 	rep, comps := c.replica(t, replicaID, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)

@@ -119,7 +119,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/internal/rethinkserver"
@@ -237,7 +236,7 @@ func containerName(component, id string) string { return "dtr-" + component + "-
 // remove everything it made (even when the test fails). Without a Docker
 // engine or a RethinkDB server it calls t.Skip, except under CI
 // (os.Getenv("CI") != "") where it calls t.Fatal.
-func Start(t testing.TB, opts Options) *Cluster {
+func Start(t TB, opts Options) *Cluster {
 	t.Helper()
 	cli, err := engine()
 	if err != nil {
@@ -791,7 +790,7 @@ func containerLogs(ctx context.Context, cli *client.Client, name string) string 
 }
 
 // logState reports every container's state after a failed test.
-func (c *Cluster) logState(ctx context.Context, t testing.TB) {
+func (c *Cluster) logState(ctx context.Context, t TB) {
 	for _, rep := range c.Replicas {
 		for _, comp := range c.components {
 			name := rep.Containers[comp]
@@ -819,7 +818,7 @@ func (c *Cluster) Replica(id string) *Replica {
 	return nil
 }
 
-func (c *Cluster) replica(t testing.TB, id string, components []string) (*Replica, []string) {
+func (c *Cluster) replica(t TB, id string, components []string) (*Replica, []string) {
 	t.Helper()
 	rep := c.Replica(id)
 	if rep == nil {
@@ -839,7 +838,7 @@ func (c *Cluster) replica(t testing.TB, id string, components []string) (*Replic
 // Stop stops containers of a replica (docker stop, 2s timeout); no
 // components means all of them. RethinkDB shuts down cleanly on SIGTERM,
 // well within the timeout.
-func (c *Cluster) Stop(t testing.TB, replicaID string, components ...string) {
+func (c *Cluster) Stop(t TB, replicaID string, components ...string) {
 	t.Helper()
 	rep, comps := c.replica(t, replicaID, components)
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
@@ -865,7 +864,7 @@ func (c *Cluster) Stop(t testing.TB, replicaID string, components ...string) {
 // majority of their replicas on running servers) are ready for writes.
 // RethinkAddr and RegistryAddr stay the same; the registry keeps what its
 // volume holds.
-func (c *Cluster) Start(t testing.TB, replicaID string, components ...string) {
+func (c *Cluster) Start(t TB, replicaID string, components ...string) {
 	t.Helper()
 	rep, comps := c.replica(t, replicaID, components)
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
@@ -895,7 +894,7 @@ func (c *Cluster) Start(t testing.TB, replicaID string, components ...string) {
 // SetUnhealthy makes the health check of a running component fail (or pass
 // again) and waits until Docker reports it "unhealthy" (or "healthy"). Only
 // "api" has a health check.
-func (c *Cluster) SetUnhealthy(t testing.TB, replicaID, component string, unhealthy bool) {
+func (c *Cluster) SetUnhealthy(t TB, replicaID, component string, unhealthy bool) {
 	t.Helper()
 	rep, _ := c.replica(t, replicaID, []string{component})
 	name := rep.Containers[component]
@@ -956,7 +955,7 @@ func (c *Cluster) TLSConfig(replicaID string) *tls.Config {
 // Connect opens a rethinkdb-go session to a replica's RethinkAddr with the
 // client certificate and ServerName "dtr-rethinkdb-<id>.dtr-ol", closed on
 // cleanup.
-func (c *Cluster) Connect(t testing.TB, replicaID string) *r.Session {
+func (c *Cluster) Connect(t TB, replicaID string) *r.Session {
 	t.Helper()
 	rep, _ := c.replica(t, replicaID, nil)
 	sess, err := c.dial(rep)

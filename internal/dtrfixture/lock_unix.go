@@ -26,7 +26,7 @@ func lockPath() string { return filepath.Join(os.TempDir(), "dtrfixture-engine.l
 func lockEngine() {
 	engineLock.Lock()
 	defer engineLock.Unlock()
-	if engineLock.f != nil {
+	if engineLock.f != nil || os.Getenv(EnvLocked) != "" {
 		return
 	}
 	f, err := os.OpenFile(lockPath(), os.O_RDWR|os.O_CREATE, 0o666)

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"testing"
 	"time"
 
 	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
@@ -194,7 +193,7 @@ func unreadyTables(ctx context.Context, sess *r.Session, connected []string) ([]
 // call it: table_create puts a table on one server, whichever RethinkDB
 // picks. It goes through the first replica whose RethinkDB answers; every
 // replica's must run.
-func (c *Cluster) Replicate(t testing.TB) {
+func (c *Cluster) Replicate(t TB) {
 	t.Helper()
 	began := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), tablesTimeout)
@@ -274,7 +273,7 @@ func (c *Cluster) isDisconnected(id string) bool {
 // running, so DTR's containers look as they did, while the servers on
 // either side lose each other within seconds. Its RethinkAddr does not
 // answer until Reconnect.
-func (c *Cluster) Disconnect(t testing.TB, replicaID string) {
+func (c *Cluster) Disconnect(t TB, replicaID string) {
 	t.Helper()
 	rep, _ := c.replica(t, replicaID, []string{"rethinkdb"})
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
@@ -296,7 +295,7 @@ func (c *Cluster) Disconnect(t testing.TB, replicaID string) {
 // at its address, and waits until it answers on RethinkAddr again, has
 // found the other running servers, and the tables it can serve are ready
 // for writes.
-func (c *Cluster) Reconnect(t testing.TB, replicaID string) {
+func (c *Cluster) Reconnect(t TB, replicaID string) {
 	t.Helper()
 	rep, _ := c.replica(t, replicaID, []string{"rethinkdb"})
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
@@ -321,7 +320,7 @@ func (c *Cluster) Reconnect(t testing.TB, replicaID string) {
 // for writes (table_status), as a server cut off from most of its tables'
 // replicas does within seconds, and returns how many tables it reports. It
 // fails the test if a table still takes writes after tablesTimeout.
-func (c *Cluster) WaitMajorityLost(t testing.TB, replicaID string) int {
+func (c *Cluster) WaitMajorityLost(t TB, replicaID string) int {
 	t.Helper()
 	rep, _ := c.replica(t, replicaID, []string{"rethinkdb"})
 	began := time.Now()

@@ -25,7 +25,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -123,7 +122,7 @@ var seaweedImage struct {
 // on cleanup, even when the test fails. The first call on a machine builds
 // SeaweedImage (about 10 minutes); then it takes about 6 s. Stop and Start
 // make an outage.
-func StartS3(t testing.TB, c *Cluster) *S3 {
+func StartS3(t TB, c *Cluster) *S3 {
 	t.Helper()
 	began := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), seaweedBuildTimeout+s3StartTimeout)
@@ -254,7 +253,7 @@ func (s *S3) waitReady(ctx context.Context, create bool) (time.Time, error) {
 // relies on an outage keeping every object. While it is stopped,
 // the name dtr-s3 does not resolve, and the registry answers 500 (its
 // error: "lookup dtr-s3 ... no such host"); HostEndpoint refuses.
-func (s *S3) Stop(t testing.TB) {
+func (s *S3) Stop(t TB) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
@@ -268,7 +267,7 @@ func (s *S3) Stop(t testing.TB) {
 // volumes, holds writes for 15 s (three heartbeats) while the volume server
 // reports them; the API answers after about 5 s. The bucket and its
 // objects are there.
-func (s *S3) Start(t testing.TB) {
+func (s *S3) Start(t TB) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), s3StartTimeout)
 	defer cancel()
@@ -358,7 +357,7 @@ func (s *S3) RegistryStorage(root string) string {
 
 // UseS3 makes every replica's real registry store in the S3 server's
 // bucket under root (s.RegistryStorage(root)), with SetRegistryStorage.
-func (c *Cluster) UseS3(t testing.TB, s *S3, root string) {
+func (c *Cluster) UseS3(t TB, s *S3, root string) {
 	t.Helper()
 	c.SetRegistryStorage(t, s.RegistryStorage(root))
 }
@@ -371,7 +370,7 @@ func (c *Cluster) UseS3(t testing.TB, s *S3, root string) {
 // stopped registry gets the configuration and stays stopped. The volume
 // dtr-registry-<id> stays mounted at /storage, whether the registry uses
 // it or not; the configuration stays across Stop and Start.
-func (c *Cluster) SetRegistryStorage(t testing.TB, storage string) {
+func (c *Cluster) SetRegistryStorage(t TB, storage string) {
 	t.Helper()
 	if !c.realRegistry {
 		t.Fatalf("dtrfixture: SetRegistryStorage needs Options.Registry")
@@ -423,7 +422,7 @@ func (c *Cluster) SetRegistryStorage(t testing.TB, storage string) {
 }
 
 // Keys returns the key of every object in the bucket, sorted.
-func (s *S3) Keys(t testing.TB) []string {
+func (s *S3) Keys(t TB) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
@@ -435,7 +434,7 @@ func (s *S3) Keys(t testing.TB) []string {
 }
 
 // Wipe deletes every object in the bucket; the bucket stays.
-func (s *S3) Wipe(t testing.TB) {
+func (s *S3) Wipe(t TB) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()

@@ -14,7 +14,6 @@ import (
 	"path"
 	"slices"
 	"strings"
-	"testing"
 	"time"
 
 	"github.com/docker/docker/api/types/build"
@@ -22,6 +21,7 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/errdefs"
 	"github.com/docker/docker/pkg/jsonmessage"
+	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
 )
 
 // TestImage is an image BuildImages made.
@@ -127,7 +127,7 @@ var testImageSpecs = []imageSpec{
 // so do the images pulled back from a registry). It returns one TestImage
 // per tag, in that order, and removes the images (all their tags) on
 // cleanup. About 5-10 s on 2 cores.
-func BuildImages(t testing.TB, cli *client.Client, seed int64) []TestImage {
+func BuildImages(t TB, cli *client.Client, seed int64) []TestImage {
 	t.Helper()
 	var ids []string
 	t.Cleanup(func() {
@@ -249,7 +249,7 @@ func generate(seed int64, key string, f genFile) []byte {
 // layer blobs of the manifest the registry serves (GET /v2/<repo>/manifests/
 // <tag>, Accept docker v2 schema2 and OCI), after checking that manifest's
 // digest is the reported one. The pushed tags are removed on cleanup.
-func Push(t testing.TB, cli *client.Client, registryAddr string, images []TestImage) []Pushed {
+func Push(t TB, cli *client.Client, registryAddr string, images []TestImage) []Pushed {
 	t.Helper()
 	var refs []string
 	t.Cleanup(func() {
@@ -410,7 +410,7 @@ func removeRefs(ctx context.Context, cli *client.Client, refs []string) error {
 // checks that the pulled manifest digest (the pull stream's, and the image's
 // RepoDigests) is the pushed one and the image ID its config digest. The
 // pulled images carry Label and are removed on cleanup.
-func PullAndCompare(t testing.TB, cli *client.Client, registryAddr string, pushed []Pushed) {
+func PullAndCompare(t TB, cli *client.Client, registryAddr string, pushed []Pushed) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), imageTimeout)
 	defer cancel()
@@ -465,6 +465,46 @@ func PullAndCompare(t testing.TB, cli *client.Client, registryAddr string, pushe
 		}
 		if ins.ID != p.Config.Digest {
 			t.Errorf("dtrfixture: pulled %s: image ID %s, pushed config %s", ref, ins.ID, p.Config.Digest)
+		}
+	}
+}
+
+// SeedRegistryMetadata writes DTR-shaped tags, manifests and blobs
+// documents in dtr2 that reference what was pushed, as DTR's API would,
+// so that a metadata backup and an image backup of the cluster agree
+// (backup verify --metadata).
+func SeedRegistryMetadata(t TB, driver *r.Session, pushed []Pushed) {
+	t.Helper()
+	if err := r.DBCreate("dtr2").Exec(driver); err != nil {
+		t.Fatalf("dtrfixture: creating dtr2: %v", err)
+	}
+	var tags, manifests, blobs []any
+	seen := map[string]bool{}
+	for _, p := range pushed {
+		tags = append(tags, map[string]any{"id": p.Repo + ":" + p.Tag, "repository": p.Repo, "name": p.Tag, "digest": p.Digest})
+		var layers []any
+		for _, l := range p.Layers {
+			layers = append(layers, map[string]any{"digest": l.Digest, "size": l.Size, "mediaType": l.MediaType})
+		}
+		if id := p.Repo + "@" + p.Digest; !seen[id] {
+			seen[id] = true
+			manifests = append(manifests, map[string]any{"id": id, "repository": p.Repo, "digest": p.Digest,
+				"configDigest": p.Config.Digest, "layers": layers})
+		}
+		for _, b := range append([]Blob{p.Config}, p.Layers...) {
+			if !seen[b.Digest] {
+				seen[b.Digest] = true
+				blobs = append(blobs, map[string]any{"id": b.Digest, "size": b.Size})
+			}
+		}
+	}
+	for _, name := range []string{"tags", "manifests", "blobs"} {
+		docs := map[string][]any{"tags": tags, "manifests": manifests, "blobs": blobs}[name]
+		if err := r.DB("dtr2").TableCreate(name).Exec(driver); err != nil {
+			t.Fatalf("dtrfixture: creating dtr2.%s: %v", name, err)
+		}
+		if err := r.DB("dtr2").Table(name).Insert(docs).Exec(driver); err != nil {
+			t.Fatalf("dtrfixture: writing dtr2.%s: %v", name, err)
 		}
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"path"
 	"regexp"
 	"strings"
-	"testing"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -65,7 +64,7 @@ func helperContainer(ctx context.Context, cli *client.Client, volume string, cmd
 
 // withHelper runs f with a helper container on the volume and removes the
 // container after, also when f fails the test.
-func withHelper(t testing.TB, cli *client.Client, volume string, cmd []string, f func(ctx context.Context, id string) error) {
+func withHelper(t TB, cli *client.Client, volume string, cmd []string, f func(ctx context.Context, id string) error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), volumeTimeout)
 	defer cancel()
@@ -90,7 +89,7 @@ func withHelper(t testing.TB, cli *client.Client, volume string, cmd []string, f
 // length (each byte inverted), through the archive API of a created, never
 // started helper container. The registry then serves content that does not
 // match the digest. The blob must exist and not be empty.
-func CorruptBlob(t testing.TB, cli *client.Client, volume, digest string) {
+func CorruptBlob(t TB, cli *client.Client, volume, digest string) {
 	t.Helper()
 	if !sha256Digest.MatchString(digest) {
 		t.Fatalf("dtrfixture: CorruptBlob: %q is not a sha256 digest", digest)
@@ -150,7 +149,7 @@ func (v invert) Read(p []byte) (int, error) {
 // volume: a short-lived helper container runs `dtrfake wipe /vol` (the
 // archive API cannot delete). A registry using the volume may keep running;
 // what it had is gone.
-func WipeVolume(t testing.TB, cli *client.Client, volume string) {
+func WipeVolume(t TB, cli *client.Client, volume string) {
 	t.Helper()
 	withHelper(t, cli, volume, []string{"wipe", volumeMount}, func(ctx context.Context, id string) error {
 		waitC, errC := cli.ContainerWait(ctx, id, container.WaitConditionNextExit)
@@ -175,7 +174,7 @@ func WipeVolume(t testing.TB, cli *client.Client, volume string) {
 // started helper container. Directories, symlinks and other entries are
 // left out. For a registry volume, a blob's value equals the hex of its
 // digest unless the blob is corrupt.
-func VolumeFiles(t testing.TB, cli *client.Client, volume string) map[string]string {
+func VolumeFiles(t TB, cli *client.Client, volume string) map[string]string {
 	t.Helper()
 	files := map[string]string{}
 	walkVolume(t, cli, volume, func(hdr *tar.Header, rel string, r io.Reader) error {
@@ -198,7 +197,7 @@ func VolumeFiles(t testing.TB, cli *client.Client, volume string) map[string]str
 // VolumeDirs lists the volume's directories (names relative to its root,
 // with a trailing slash) with their mode and owner ("0755 0:0"), read as
 // VolumeFiles reads the files; the root itself is left out.
-func VolumeDirs(t testing.TB, cli *client.Client, volume string) map[string]string {
+func VolumeDirs(t TB, cli *client.Client, volume string) map[string]string {
 	t.Helper()
 	dirs := map[string]string{}
 	walkVolume(t, cli, volume, func(hdr *tar.Header, rel string, _ io.Reader) error {
@@ -214,7 +213,7 @@ func VolumeDirs(t testing.TB, cli *client.Client, volume string) map[string]stri
 // it, with its name relative to the volume's root (entries are named
 // after the mount point: "vol/docker/..."), through a created, never
 // started helper container.
-func walkVolume(t testing.TB, cli *client.Client, volume string, fn func(hdr *tar.Header, rel string, r io.Reader) error) {
+func walkVolume(t TB, cli *client.Client, volume string, fn func(hdr *tar.Header, rel string, r io.Reader) error) {
 	t.Helper()
 	withHelper(t, cli, volume, nil, func(ctx context.Context, id string) error {
 		rc, _, err := cli.CopyFromContainer(ctx, id, volumeMount)

@@ -25,7 +25,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/docker/docker/client"
@@ -151,7 +150,7 @@ func ModuleRoot() (string, error) {
 
 // Require returns the source, or skips the test (fails it under CI=true)
 // with HowToGet.
-func Require(t testing.TB) *Source {
+func Require(t TB) *Source {
 	t.Helper()
 	src, err := Find()
 	if err != nil {

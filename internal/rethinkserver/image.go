@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -93,7 +92,7 @@ func EnsureImage(ctx context.Context, cli client.APIClient) (ref string, entrypo
 // startContainer runs the server in the image, for a source without a host
 // binary: the driver port is published on loopback, the data is in a tmpfs
 // (or nowhere across a restart), the certificates are copied in at /ca.
-func (s *Server) startContainer(t testing.TB, src *Source) {
+func (s *Server) startContainer(t TB, src *Source) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()

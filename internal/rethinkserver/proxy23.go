@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"sync"
-	"testing"
 )
 
 // Older DTR releases run RethinkDB 2.3, which has no write hooks: the plugin
@@ -48,7 +47,7 @@ type Proxy23 struct {
 
 // StartProxy23 listens on loopback in front of backend, a server without
 // TLS (its Addr), until the test ends.
-func StartProxy23(t testing.TB, backend *Server) *Proxy23 {
+func StartProxy23(t TB, backend *Server) *Proxy23 {
 	t.Helper()
 	if backend.Certs != nil {
 		t.Fatal("rethinkserver: Proxy23 fronts a server without TLS")

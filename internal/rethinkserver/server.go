@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 
 	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
@@ -70,12 +69,12 @@ const startTimeout = time.Minute
 // Start runs a server on loopback with a fresh port and registers its
 // removal (t.Cleanup). A source with no host binary runs it as a container
 // of the image instead, with the port published on loopback.
-func Start(t testing.TB, opts Options) *Server {
+func Start(t TB, opts Options) *Server {
 	t.Helper()
 	return start(t, Require(t), opts)
 }
 
-func start(t testing.TB, src *Source, opts Options) *Server {
+func start(t TB, src *Source, opts Options) *Server {
 	t.Helper()
 	s := &Server{Options: opts, Directory: opts.Directory, out: &tail{}, done: make(chan struct{})}
 	if opts.TLS {
@@ -221,7 +220,7 @@ func (s *Server) ConnectOpts() r.ConnectOpts {
 }
 
 // Connect opens a driver session as admin, closed on cleanup.
-func (s *Server) Connect(t testing.TB) *r.Session {
+func (s *Server) Connect(t TB) *r.Session {
 	t.Helper()
 	sess, err := r.Connect(s.ConnectOpts())
 	if err != nil {

@@ -61,16 +61,11 @@ func Read(ctx context.Context, sess *rethink.Session) (*Health, error) {
 		return nil, err
 	}
 	h := &Health{Server: name, Connected: []string{}, Tables: []Table{}, Issues: []Issue{}}
-	var servers []struct {
-		Name string `json:"name"`
-	}
+	var servers []serverStatus
 	if err := sess.System(ctx, "server_status", &servers); err != nil {
 		return nil, err
 	}
-	for _, s := range servers {
-		h.Connected = append(h.Connected, s.Name)
-	}
-	sort.Strings(h.Connected)
+	h.Connected = connected(name, servers)
 	var tables []struct {
 		DB     string `json:"db"`
 		Name   string `json:"name"`
@@ -111,6 +106,40 @@ func Read(ctx context.Context, sess *rethink.Session) (*Health, error) {
 	}
 	sort.SliceStable(h.Issues, func(i, j int) bool { return h.Issues[i].Critical && !h.Issues[j].Critical })
 	return h, nil
+}
+
+// serverStatus is what Read takes of a server_status document.
+type serverStatus struct {
+	Name    string `json:"name"`
+	Network struct {
+		ConnectedTo map[string]bool `json:"connected_to"`
+	} `json:"network"`
+}
+
+// connected are the servers the server named self sees connected: itself,
+// and those its own network.connected_to says true of. server_status
+// still lists a server for a while after the connection to it is cut;
+// connected_to says at once. Without self's document, every listed one.
+func connected(self string, servers []serverStatus) []string {
+	out := []string{}
+	for _, s := range servers {
+		if s.Name != self {
+			continue
+		}
+		out = append(out, self)
+		for name, up := range s.Network.ConnectedTo {
+			if up {
+				out = append(out, name)
+			}
+		}
+		sort.Strings(out)
+		return out
+	}
+	for _, s := range servers {
+		out = append(out, s.Name)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Unwritable are the tables that cannot take writes.

@@ -139,3 +139,21 @@ func TestSurvey(t *testing.T) {
 	_, _, err = Survey(ctx, nil, replicas(), ask(nil))
 	assert.ErrorContains(t, err, "no replica's RethinkDB container runs")
 }
+
+// A server is connected as the answering server's own connected_to says,
+// whatever server_status still lists.
+func TestConnected(t *testing.T) {
+	st := func(name string, to map[string]bool) serverStatus {
+		s := serverStatus{Name: name}
+		s.Network.ConnectedTo = to
+		return s
+	}
+	servers := []serverStatus{
+		st("b", map[string]bool{"a": true, "c": false}),
+		st("a", map[string]bool{"b": true, "c": false}),
+		st("c", map[string]bool{"a": false, "b": false}),
+	}
+	assert.Check(t, is.DeepEqual(connected("a", servers), []string{"a", "b"}))
+	assert.Check(t, is.DeepEqual(connected("c", servers), []string{"c"}))
+	assert.Check(t, is.DeepEqual(connected("x", servers), []string{"a", "b", "c"}))
+}
