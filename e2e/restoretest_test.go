@@ -23,7 +23,8 @@ import (
 )
 
 // backup verify --restore-test restores a good backup, in clear or
-// encrypted, into a throw-away RethinkDB and says so; a backup that does
+// encrypted, or written by docker/dtr backup, into a throw-away RethinkDB
+// and says so; a backup that does
 // not verify, and a restore whose server dies under it, exit 1 with the
 // reason. Each time nothing is left behind (no container, no volume), and
 // DTR's own containers are never stopped.
@@ -63,6 +64,18 @@ func TestRestoreTest(t *testing.T) {
 			untouched(t)
 		})
 	}
+
+	t.Run("docker/dtr backup", func(t *testing.T) {
+		official := backuptest.OfficialArchive(t, map[string][]string{
+			"properties":   {`{"id":"ha.json","value":"{}"}`},
+			"private_keys": {`{"key_id":"k1","created_at":"2020-01-01T00:00:00Z"}`},
+			"tags":         {`{"id":"repo:v1","repository":"repo"}`, `{"id":"repo:v2","repository":"repo"}`},
+		})
+		res := docker(t, cfg, nil, "dtr", "backup", "verify", "--restore-test", official)
+		assert.Equal(t, res.code, 0, res.stdout+res.stderr)
+		assert.Check(t, is.Contains(res.stdout, official+": restores: 3 tables, 4 rows, "))
+		untouched(t)
+	})
 
 	t.Run("does not verify", func(t *testing.T) {
 		bad := filepath.Join(t.TempDir(), "backup-metadata.tar")

@@ -212,3 +212,36 @@ func WriteSet(t *testing.T, dir string) Set {
 	WriteImageBackup(t, s.Incremental, Day(2), VolumeWith(t, "layer one", "layer two"), s.Full)
 	return s
 }
+
+func OfficialArchive(t testing.TB, docs map[string][]string) string {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	add := func(name string, body string) {
+		typ := byte(tar.TypeReg)
+		if body == "" {
+			typ = tar.TypeDir
+		}
+		assert.NilError(t, tw.WriteHeader(&tar.Header{Name: name, Typeflag: typ, Mode: 0o600, Size: int64(len(body))}))
+		_, err := tw.Write([]byte(body))
+		assert.NilError(t, err)
+	}
+	v := "dtr-backup-v2.9.4-online/"
+	add(v, "")
+	add(v+"rethink/", "")
+	tables := make([]string, 0, len(docs))
+	for table := range docs {
+		tables = append(tables, table)
+	}
+	sort.Strings(tables)
+	for _, table := range tables {
+		add(v+"rethink/"+table+"/", "")
+		for i, d := range docs[table] {
+			add(fmt.Sprintf("%srethink/%s/%d", v, table, i), d)
+		}
+	}
+	assert.NilError(t, tw.Close())
+	p := filepath.Join(t.TempDir(), "official.tar")
+	assert.NilError(t, os.WriteFile(p, buf.Bytes(), 0o600))
+	return p
+}

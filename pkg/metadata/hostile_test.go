@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/docker-dtr/docker-dtr/internal/backuptest"
 	"github.com/docker-dtr/docker-dtr/internal/dtrtest"
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
@@ -71,7 +72,7 @@ func TestRestoreRefusesSystemAndInvalidTables(t *testing.T) {
 		"rethinkdb.users": `invalid table name "rethinkdb.users"`,
 		"bad name":        `invalid table name "bad name"`,
 	} {
-		p := officialArchive(t, map[string][]string{"properties": {`{"id":"ha.json"}`}, dir: {`{"id":"x"}`}})
+		p := backuptest.OfficialArchive(t, map[string][]string{"properties": {`{"id":"ha.json"}`}, dir: {`{"id":"x"}`}})
 		g, err := os.Open(p)
 		assert.NilError(t, err)
 		rep, err := archive.Verify(g)
@@ -125,7 +126,7 @@ func TestDocumentOverTheLimitIsRefused(t *testing.T) {
 	t.Parallel()
 	srv := startTLS(t)
 	big := `{"id":"big","pad":"` + strings.Repeat("x", archive.MaxDocumentSize-len(`{"id":"big","pad":""}`)+1) + `"}`
-	p := officialArchive(t, map[string][]string{
+	p := backuptest.OfficialArchive(t, map[string][]string{
 		"properties": {`{"id":"ha.json"}`},
 		"tags":       {`{"id":"small"}`, big},
 	})

@@ -1,17 +1,16 @@
 package metadata
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/docker-dtr/docker-dtr/internal/backuptest"
 	"github.com/docker-dtr/docker-dtr/internal/dtrtest"
 	"github.com/docker-dtr/docker-dtr/internal/rethinkserver"
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
@@ -188,43 +187,10 @@ func TestExcludedTablesAreRecordedAndLeftAlone(t *testing.T) {
 	assert.Equal(t, len(after), len(dtrtest.Tables)-1)
 }
 
-func officialArchive(t *testing.T, docs map[string][]string) string {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	add := func(name string, body string) {
-		typ := byte(tar.TypeReg)
-		if body == "" {
-			typ = tar.TypeDir
-		}
-		assert.NilError(t, tw.WriteHeader(&tar.Header{Name: name, Typeflag: typ, Mode: 0o600, Size: int64(len(body))}))
-		_, err := tw.Write([]byte(body))
-		assert.NilError(t, err)
-	}
-	v := "dtr-backup-v2.9.4-online/"
-	add(v, "")
-	add(v+"rethink/", "")
-	tables := make([]string, 0, len(docs))
-	for table := range docs {
-		tables = append(tables, table)
-	}
-	sort.Strings(tables)
-	for _, table := range tables {
-		add(v+"rethink/"+table+"/", "")
-		for i, d := range docs[table] {
-			add(fmt.Sprintf("%srethink/%s/%d", v, table, i), d)
-		}
-	}
-	assert.NilError(t, tw.Close())
-	p := filepath.Join(t.TempDir(), "official.tar")
-	assert.NilError(t, os.WriteFile(p, buf.Bytes(), 0o600))
-	return p
-}
-
 func TestRestoreOfficialBackup(t *testing.T) {
 	t.Parallel()
 	srv := startTLS(t)
-	p := officialArchive(t, map[string][]string{
+	p := backuptest.OfficialArchive(t, map[string][]string{
 		"properties":    {`{"id":"ha.json","value":"{}"}`},
 		"private_keys":  {`{"key_id":"k1","created_at":"2020-01-01T00:00:00Z"}`},
 		"custom_things": {`{"id":"x","list":[1,[2,3]]}`},
@@ -307,7 +273,7 @@ func TestFailedLoadSaysTheTargetIsPartlyRestored(t *testing.T) {
 	srv := startTLS(t)
 	// verify does not work out how long RethinkDB finds an array key that
 	// holds a number; the server refuses this one
-	p := officialArchive(t, map[string][]string{
+	p := backuptest.OfficialArchive(t, map[string][]string{
 		"properties": {`{"id":"ha.json"}`, `{"id":[1,"` + strings.Repeat("k", 110) + `"]}`},
 	})
 	f, rep := verifyFile(t, p)
