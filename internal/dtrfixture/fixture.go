@@ -238,13 +238,7 @@ func containerName(component, id string) string { return "dtr-" + component + "-
 // (os.Getenv("CI") != "") where it calls t.Fatal.
 func Start(t TB, opts Options) *Cluster {
 	t.Helper()
-	cli, err := engine()
-	if err != nil {
-		if inCI() {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
+	cli := Engine(t)
 	rethinkserver.Require(t)
 	lockEngine()
 	proc.mu.Lock()
