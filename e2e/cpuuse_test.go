@@ -41,21 +41,18 @@ func cpuNow(b *testing.B, c *dtrfixture.Cluster, server string) cpuUse {
 	u.dockerd = procCPU(b, dockerdPID(b))
 	u.containerd = namedCPU(b, "containerd")
 	info, err := c.Client.ContainerInspect(context.Background(), server)
-	if err == nil {
-		for _, p := range []string{"/sys/fs/cgroup/cpuacct/docker/" + info.ID + "/cpuacct.usage"} {
-			if data, err := os.ReadFile(p); err == nil {
-				n, _ := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
-				u.server = time.Duration(n)
-			}
-		}
-		for _, p := range []string{"/sys/fs/cgroup/system.slice/docker-" + info.ID + ".scope/cpu.stat"} {
-			if data, err := os.ReadFile(p); err == nil {
-				for _, l := range strings.Split(string(data), "\n") {
-					if v, ok := strings.CutPrefix(l, "usage_usec "); ok {
-						n, _ := strconv.ParseInt(v, 10, 64)
-						u.server = time.Duration(n) * time.Microsecond
-					}
-				}
+	if err != nil {
+		return u
+	}
+	// cgroup v1's cpuacct (nanoseconds), else v2's cpu.stat (microseconds).
+	if data, err := os.ReadFile("/sys/fs/cgroup/cpuacct/docker/" + info.ID + "/cpuacct.usage"); err == nil {
+		n, _ := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+		u.server = time.Duration(n)
+	} else if data, err := os.ReadFile("/sys/fs/cgroup/system.slice/docker-" + info.ID + ".scope/cpu.stat"); err == nil {
+		for _, l := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(l, "usage_usec "); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				u.server = time.Duration(n) * time.Microsecond
 			}
 		}
 	}

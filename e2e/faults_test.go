@@ -285,12 +285,7 @@ func TestFaultRestoreMetadata(t *testing.T) {
 	// stop and drop lines of a plan.)
 	t.Run("dry run", func(t *testing.T) {
 		dir := t.TempDir()
-		started := map[string]string{}
-		for _, name := range rig.rep.Containers {
-			info, err := rig.c.Client.ContainerInspect(context.Background(), name)
-			assert.NilError(t, err)
-			started[name] = info.State.StartedAt
-		}
+		started := startedAt(t, rig.c)
 		b := rig.startRestore(t, dir, runOptions{viaDocker: true}, "--dry-run")
 		res := b.wait(t)
 		assert.Equal(t, res.code, 0, res.stderr)

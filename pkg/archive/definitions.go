@@ -174,13 +174,20 @@ const maxDefinitionValues = 1 << 18
 
 // isBinaryPseudo reports whether raw is a {"$reql_type$":"BINARY","data":...} value.
 func isBinaryPseudo(raw json.RawMessage) bool {
+	_, ok := BinaryBytes(raw)
+	return ok
+}
+
+// BinaryBytes is the content of a {"$reql_type$":"BINARY","data":...}
+// value; false when raw is not one.
+func BinaryBytes(raw json.RawMessage) ([]byte, bool) {
 	var v struct {
 		Type string `json:"$reql_type$"`
 		Data string `json:"data"`
 	}
 	if json.Unmarshal(raw, &v) != nil || v.Type != "BINARY" {
-		return false
+		return nil, false
 	}
-	_, err := base64.StdEncoding.DecodeString(v.Data)
-	return err == nil
+	b, err := base64.StdEncoding.DecodeString(v.Data)
+	return b, err == nil
 }

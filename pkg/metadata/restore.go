@@ -3,8 +3,6 @@ package metadata
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -414,23 +412,12 @@ func checkBuilt(ctx context.Context, s *rethink.Session, ref rethink.TableRef, t
 		return fmt.Errorf("write hook of %s: %w", ref, err)
 	}
 	have, err := hookFunction(got)
-	if err != nil || !sameBinary(have, want) {
+	wantBytes, wok := archive.BinaryBytes(want)
+	haveBytes, hok := archive.BinaryBytes(have)
+	if err != nil || !wok || !hok || !bytes.Equal(haveBytes, wantBytes) {
 		return fmt.Errorf("restored %s: its write hook is not the backup's", ref)
 	}
 	return nil
-}
-
-// sameBinary compares two BINARY pseudo-types by their bytes.
-func sameBinary(a, b json.RawMessage) bool {
-	var x, y struct {
-		Data string `json:"data"`
-	}
-	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
-		return false
-	}
-	dx, err1 := base64.StdEncoding.DecodeString(strings.ReplaceAll(x.Data, "\r\n", ""))
-	dy, err2 := base64.StdEncoding.DecodeString(strings.ReplaceAll(y.Data, "\r\n", ""))
-	return err1 == nil && err2 == nil && bytes.Equal(dx, dy)
 }
 
 // keyBatch is how many primary keys one getAll asks for: a few hundred
