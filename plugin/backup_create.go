@@ -28,6 +28,8 @@ type createOptions struct {
 	parallel     int
 	enc          encryptOptions
 	compress     compressOptions
+	// allowOutdated backs up a cluster that lost its majority.
+	allowOutdated bool
 }
 
 func newCreateCmd(dockerCli command.Cli) *cobra.Command {
@@ -54,6 +56,14 @@ or not), the archive is a zstd stream, compressed before it is encrypted:
 prune recognise it by its bytes. Plain tar stays the default, since that is
 what DTR's own restore reads.
 
+When DTR has lost its majority, tables that cannot be read up to date fail
+the backup, naming them. --allow-outdated then backs up what the replica's
+own RethinkDB server holds, with RethinkDB's outdated reads: the last writes
+only the lost replicas took may be missing. The backup records which tables
+were read that way; inspect and verify show it, and restore asks before it
+restores one. It is the last chance to save what the surviving replica
+holds before a repair or a restore (see docker dtr repair).
+
 Exit status: 0 the backup was written; 1 it failed, and no file is left at
 -o (on standard output the archive is incomplete); 2 wrong usage; 130
 interrupted (SIGINT, SIGTERM), and no file is left at -o.`,
@@ -76,6 +86,7 @@ interrupted (SIGINT, SIGTERM), and no file is left at -o.`,
 	flags.StringArrayVar(&opts.exclude, "exclude", nil, "Leave out a table, as db.table (repeatable)")
 	flags.BoolVar(&opts.skipScanData, "skip-scan-data", false, "Leave out the vulnerability scan results (dtr2.scanned_images, dtr2.scanned_layers)")
 	flags.BoolVar(&opts.skipEvents, "skip-events", false, "Leave out the event log (dtr2.events)")
+	flags.BoolVar(&opts.allowOutdated, "allow-outdated", false, "Back up tables whose majority is lost from the replica's own copy (RethinkDB's outdated reads); the backup is marked outdated")
 	flags.IntVar(&opts.parallel, "parallel", 0, "Tables read at once, each on its own connection; the archive keeps their order (default: the number of CPUs, at most 4)")
 	opts.progress.addFlags(flags)
 	flags.StringVar(&opts.format, "format", "", `Output format: "json", or empty for a summary`)
@@ -139,7 +150,7 @@ func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) e
 	if tgt.Replica != nil {
 		info.ReplicaID = tgt.Replica.ID
 	}
-	backup := metadata.BackupOptions{Info: info, Exclude: excluded, Parallel: opts.parallel}
+	backup := metadata.BackupOptions{Info: info, Exclude: excluded, Parallel: opts.parallel, AllowOutdated: opts.allowOutdated}
 	m, err := tgt.Backup(ctx, out, backup)
 	if err != nil {
 		return backupError(ctx, opts.output, err)
@@ -156,9 +167,13 @@ func runCreate(ctx context.Context, dockerCli command.Cli, opts createOptions) e
 		sum.Compression = "zstd"
 		compressed = ", compressed (zstd) to " + human.Bytes(out.Size())
 	}
+	outdated := ""
+	if o := m.Outdated; o != nil {
+		outdated = fmt.Sprintf("; OUTDATED: %s read from RethinkDB server %s without their majority", human.Plural(len(o.Tables), "table"), o.Server)
+	}
 	return out.result(dockerCli, prog, opts.format, sum,
-		fmt.Sprintf("%s: DTR %s, %s, %d tables, %d rows, %s of documents%s%s",
-			displayOutput(opts.output), m.DTRVersion, tgt.Where(), len(m.Tables), rows, human.Bytes(bytes), compressed, opts.enc.describe()))
+		fmt.Sprintf("%s: DTR %s, %s, %d tables, %d rows, %s of documents%s%s%s",
+			displayOutput(opts.output), m.DTRVersion, tgt.Where(), len(m.Tables), rows, human.Bytes(bytes), compressed, opts.enc.describe(), outdated))
 }
 
 func displayOutput(name string) string {

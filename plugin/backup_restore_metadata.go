@@ -146,6 +146,12 @@ func printMetadataPlan(dockerCli command.Cli, opts restoreOptions, t *restore.Me
 	}
 	out, replaced := dockerCli.Out(), t.Plan.Replaced()
 	fmt.Fprintf(out, "Dry run: restoring %s into %s would:\n", t.Name, t.Where)
+	if o := t.Report.Outdated; o != nil {
+		fmt.Fprintf(out, "restore an OUTDATED backup: %s\n", restore.OutdatedLine(o))
+		if !opts.force && !dockerCli.In().IsTerminal() {
+			fmt.Fprintln(out, "refuse without --force: the backup is outdated")
+		}
+	}
 	switch {
 	case t.Safety != "":
 		fmt.Fprintf(out, "save the %s it replaces to %s\n", human.Plural(len(replaced), "table"), safetyLine(t.Safety, restore.SafetyProtection(t)))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
@@ -97,8 +98,12 @@ func runRestoreTest(ctx context.Context, dockerCli command.Cli, opts verifyOptio
 		return writeJSON(dockerCli, struct {
 			File string `json:"file"`
 			*restoretest.Result
-			RestoreSeconds float64 `json:"restoreSeconds"`
-		}{name, res, res.Restore.Seconds()})
+			RestoreSeconds float64           `json:"restoreSeconds"`
+			Outdated       *archive.Outdated `json:"outdated,omitempty"`
+		}{name, res, res.Restore.Seconds(), rep.Outdated})
+	}
+	if o := rep.Outdated; o != nil {
+		fmt.Fprintf(dockerCli.Out(), "%s: OUTDATED backup: %s\n", name, restore.OutdatedLine(o))
 	}
 	fmt.Fprintf(dockerCli.Out(), "%s: restores: %s, %d rows, every primary key present, every index ready and write hook set, in %s (into a throw-away RethinkDB from replica %s's image on node %s, removed)\n",
 		name, human.Plural(len(res.Tables), "table"), res.Rows, res.Restore.Round(100*time.Millisecond), res.Replica, res.Node)

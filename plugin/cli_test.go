@@ -73,6 +73,7 @@ func TestHelpGolden(t *testing.T) {
 		{"backup", "restore", "--help"},
 		{"backup", "images", "--help"},
 		{"status", "--help"},
+		{"repair", "--help"},
 	} {
 		name := strings.Join(append([]string{"help"}, args[:len(args)-1]...), "-") + ".golden"
 		t.Run(name, func(t *testing.T) {
@@ -199,6 +200,31 @@ func TestReplicaFlagsCheckedAlike(t *testing.T) {
 		_, errOut, code = run(t, nil, append(cmd, "-o", "x.tar", "--agent-binary", missing)...)
 		assert.Equal(t, code, 1, "%v: %s", cmd, errOut)
 		assert.Equal(t, errOut, "--agent-binary "+missing+": no such file: build static linux binaries with 'make cross' (bin/docker-dtr-linux-<arch>)\n")
+	}
+	left, _ := os.ReadDir(dir)
+	assert.Equal(t, len(left), 0, "nothing written")
+}
+
+func TestRepairRefusesBadFlags(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+		code int
+	}{
+		{[]string{"--replicas", "-1"}, "--replicas -1: expected 1 or more", 2},
+		{[]string{"--no-safety-backup", "-o", "s.tar"}, "-o names the safety backup, which --no-safety-backup leaves out", 2},
+		{[]string{"-o", "-"}, "-o -: the safety backup is a file", 2},
+		{[]string{"--replica-id", "XYZ"}, `--replica-id "XYZ"`, 2},
+		{[]string{"--format", "yaml"}, "yaml", 2},
+		{[]string{"--rethinkdb-addr", "127.0.0.1:1"}, "connecting to rethinkdb at 127.0.0.1:1", 1},
+	}
+	dir := t.TempDir()
+	t.Chdir(dir)
+	for _, tc := range cases {
+		_, errOut, code := run(t, nil, append([]string{"repair"}, tc.args...)...)
+		assert.Equal(t, code, tc.code, "%v: %s", tc.args, errOut)
+		assert.Assert(t, is.Contains(errOut, tc.want))
+		assert.Equal(t, strings.Count(errOut, "\n"), 1, "one line: %q", errOut)
 	}
 	left, _ := os.ReadDir(dir)
 	assert.Equal(t, len(left), 0, "nothing written")

@@ -59,6 +59,9 @@ func describeJournal(dockerCli command.Cli, tgt *targetOptions, rec *journal.Rec
 	if u.Stopped == nil {
 		u.Stopped = []string{}
 	}
+	if rec.Kind == journal.KindRepair {
+		u.Resume = shellJoin(dtrCommand(dockerCli, tgt, rec.Replica, []string{"repair"}))
+	}
 	if alive, known := helpercontainer.Alive(rec.Owner); known {
 		u.State = map[bool]string{true: "under way", false: "interrupted"}[alive]
 	}
@@ -81,6 +84,14 @@ func (u unfinished) String() string {
 		state = "is under way"
 	case "unknown":
 		state = "is unfinished (interrupted, or under way on another machine)"
+	}
+	if u.Kind == journal.KindRepair {
+		fmt.Fprintf(&b, "an emergency repair from %s, started %s, %s: some of DTR's tables may still take no writes, or keep replicas on lost servers (journal: %s); finish it with: %s",
+			where, u.Started.UTC().Format(time.RFC3339), state, u.Journal, u.Resume)
+		if u.Safety != "" {
+			fmt.Fprintf(&b, " (its safety backup of the survivor: %s)", u.Safety)
+		}
+		return b.String()
 	}
 	fmt.Fprintf(&b, "%s of %s into %s, started %s, %s", restoreKind(u.Kind), u.Backup, where, u.Started.UTC().Format(time.RFC3339), state)
 	switch u.Kind {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
+	"github.com/docker-dtr/docker-dtr/pkg/dbhealth"
 	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
 	"github.com/docker-dtr/docker-dtr/pkg/crosscheck"
 	"github.com/docker-dtr/docker-dtr/pkg/exitcode"
@@ -85,6 +86,10 @@ func printReport(w io.Writer, name string, rep *archive.Report, format string) e
 		if rep.Tool != "" {
 			fmt.Fprintf(tw, "  Tool\t%s\n", rep.Tool)
 		}
+		if o := rep.Outdated; o != nil {
+			fmt.Fprintf(tw, "  Outdated\t%s read from RethinkDB server %s without their majority (--allow-outdated): %s\n",
+				human.Plural(len(o.Tables), "table"), o.Server, dbhealth.Names(o.Tables, 5))
+		}
 		fmt.Fprintf(tw, "  Tables\t%d\n", len(rep.Tables))
 		for _, x := range rep.Excluded {
 			fmt.Fprintf(tw, "  Excluded\t%s.%s (%s)\n", x.DB, x.Table, x.Reason)
@@ -129,6 +134,8 @@ func verdict(rep *archive.Report) string {
 		return "not verified (inspect reads only the manifest; run 'backup verify')"
 	case rep.Kind == archive.KindOfficial:
 		return "structure and documents valid; a docker/dtr backup has no manifest, so its completeness cannot be verified"
+	case rep.Outdated != nil:
+		return "verified, OUTDATED (taken without DTR's majority: the last writes may be missing)"
 	default:
 		return "verified"
 	}

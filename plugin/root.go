@@ -50,7 +50,7 @@ mean.`,
 		Args: cobra.ArbitraryArgs,
 	}
 	cmd.CompletionOptions.HiddenDefaultCmd = true
-	cmd.AddCommand(newBackupCmd(dockerCli), newStatusCmd(dockerCli), newVersionCmd(dockerCli), newAgentCmd())
+	cmd.AddCommand(newBackupCmd(dockerCli), newStatusCmd(dockerCli), newRepairCmd(dockerCli), newVersionCmd(dockerCli), newAgentCmd())
 	visitAll(cmd, func(c *cobra.Command) {
 		// "[OPTIONS]" is in each Use line already, as docker's own commands have it.
 		c.DisableFlagsInUseLine = true

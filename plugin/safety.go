@@ -101,11 +101,17 @@ func byHand(dockerCli command.Cli, tgt *targetOptions, dec decryptOptions, versi
 // target the same way in: the context, the replica, the direct connection's
 // flags and --agent-binary. The caller adds what follows.
 func restoreCommand(dockerCli command.Cli, tgt *targetOptions, replica string, flags []string) []string {
+	return dtrCommand(dockerCli, tgt, replica, append([]string{"backup", "restore"}, flags...))
+}
+
+// dtrCommand is 'docker dtr' with words, into the same target the same
+// way in, as restoreCommand.
+func dtrCommand(dockerCli command.Cli, tgt *targetOptions, replica string, words []string) []string {
 	args := []string{"docker"}
 	if name := dockerCli.CurrentContext(); name != "" && name != "default" && !tgt.isDirect() {
 		args = append(args, "--context", name)
 	}
-	args = append(append(args, "dtr", "backup", "restore"), flags...)
+	args = append(append(args, "dtr"), words...)
 	if replica != "" {
 		args = append(args, "--replica-id", replica)
 	}

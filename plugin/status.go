@@ -147,6 +147,14 @@ func runStatus(ctx context.Context, dockerCli command.Cli, opts statusOptions) e
 		st.Database = databaseStatus{Health: health, ReadFrom: from.ID, ServersConnected: health.Sees(cluster.Replicas)}
 		health.Mark(cluster.Replicas)
 		st.Quorum = cluster.Quorum()
+		// A replica the database no longer counts (an emergency repair
+		// left it) is no backup's: the next healthy one is.
+		if backup != nil && backup.Removed != "" {
+			st.BackupReplica = ""
+			if b, err := cluster.Choose(""); err == nil {
+				st.BackupReplica = b.ID
+			}
+		}
 		s := read[from.ID]
 		st.Storage = &storageStatus{Backend: s.Storage, ReadFrom: from.ID}
 		if s.StorageErr != nil {

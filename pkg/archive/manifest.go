@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +28,19 @@ type Manifest struct {
 	Tables        []TableStats `json:"tables"`
 	Excluded      []Exclusion  `json:"excluded"`
 	Entries       int64        `json:"entries"`
+	// Outdated says the backup was taken from a cluster that had lost
+	// its majority (--allow-outdated): nil for every other backup.
+	Outdated *Outdated `json:"outdated,omitempty"`
+}
+
+// Outdated records the tables a backup read with RethinkDB's read_mode
+// "outdated", from one server's replica, because their majority was
+// lost: they may miss the last writes the lost replicas took.
+type Outdated struct {
+	// Server is the RethinkDB server they were read from.
+	Server string `json:"server"`
+	// Tables are those read that way, as db.table.
+	Tables []string `json:"tables"`
 }
 
 // TableStats is what a table contributed to the archive.
@@ -96,6 +110,17 @@ func (m *Manifest) validate() error {
 	for _, x := range m.Excluded {
 		if !ValidName(x.DB) || !ValidName(x.Table) {
 			return fmt.Errorf("invalid excluded table %q.%q", x.DB, x.Table)
+		}
+	}
+	if o := m.Outdated; o != nil {
+		if len(o.Tables) == 0 || len(o.Tables) > MaxTables || len(o.Server) > 255 {
+			return fmt.Errorf("invalid outdated record: %d tables", len(o.Tables))
+		}
+		for _, name := range o.Tables {
+			db, table, ok := strings.Cut(name, ".")
+			if !ok || !ValidName(db) || !ValidName(table) {
+				return fmt.Errorf("invalid outdated table %q", name)
+			}
 		}
 	}
 	return nil

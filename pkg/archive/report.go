@@ -47,10 +47,13 @@ type Report struct {
 	Finished   *time.Time   `json:"finished,omitempty"`
 	Tables     []TableStats `json:"tables"`
 	Excluded   []Exclusion  `json:"excluded"`
-	Rows       int64        `json:"rows"`
-	Bytes      int64        `json:"bytes"`
-	Entries    int64        `json:"entries"`
-	Size       int64        `json:"size"`
+	// Outdated says the backup was read from a cluster that had lost its
+	// majority (--allow-outdated), and which tables.
+	Outdated *Outdated `json:"outdated,omitempty"`
+	Rows     int64     `json:"rows"`
+	Bytes    int64     `json:"bytes"`
+	Entries  int64     `json:"entries"`
+	Size     int64     `json:"size"`
 	// FullRead is true when every entry was read and checked (verify), false
 	// when only headers and the manifest were (inspect).
 	FullRead bool `json:"fullRead"`
@@ -113,7 +116,7 @@ func (r *Report) fromManifest(m *Manifest) {
 	r.DTRVersion, r.ReplicaID, r.Tool = m.DTRVersion, m.ReplicaID, m.Tool
 	started, finished := m.Started, m.Finished
 	r.Started, r.Finished = &started, &finished
-	r.Tables, r.Excluded = m.Tables, m.Excluded
+	r.Tables, r.Excluded, r.Outdated = m.Tables, m.Excluded, m.Outdated
 	r.Rows, r.Bytes = m.Rows()
 	r.Entries = m.Entries + 1
 }

@@ -21,6 +21,9 @@ type Info struct {
 	DTRVersion string
 	ReplicaID  string
 	Started    time.Time
+	// Outdated, when not nil, says the backup reads tables of a cluster
+	// that lost its majority (Manifest.Outdated).
+	Outdated *Outdated
 }
 
 // Writer writes a metadata archive as a stream: tables in the order of the
@@ -150,6 +153,7 @@ func (aw *Writer) Finish(excluded []Exclusion, finished time.Time) (*Manifest, e
 		DTRVersion: aw.info.DTRVersion, ReplicaID: aw.info.ReplicaID,
 		Started: aw.info.Started.UTC(), Finished: finished.UTC(),
 		Tables: aw.stats, Excluded: excluded, Entries: aw.spool.Len(),
+		Outdated: aw.info.Outdated,
 	}
 	if m.Tables == nil {
 		m.Tables = []TableStats{}

@@ -174,10 +174,32 @@ func (h *Health) Problems(rep *dtr.Replica) []string {
 	return out
 }
 
+// Removed says why rep is no longer part of the database in h's view: its
+// server is cut off and no table has a replica on it, as an emergency
+// repair leaves the lost replicas. "" for a member.
+func (h *Health) Removed(rep *dtr.Replica) string {
+	name := dtr.RethinkServer(rep.ID)
+	if len(h.Tables) == 0 || slices.Contains(h.Connected, name) {
+		return ""
+	}
+	for _, t := range h.Tables {
+		if slices.Contains(t.Servers, name) {
+			return ""
+		}
+	}
+	return fmt.Sprintf("removed from the database: its RethinkDB server %s is not connected to %s and holds no table's replica (as an emergency repair leaves a lost replica): remove it (docker/dtr remove) and join a new one", name, h.Server)
+}
+
 // Mark makes each replica with Problems in h's view unhealthy, with
-// those problems after its containers'.
+// those problems after its containers', and each replica Removed from
+// the database neither healthy nor counted.
 func (h *Health) Mark(replicas []*dtr.Replica) {
 	for _, rep := range replicas {
+		if why := h.Removed(rep); why != "" {
+			rep.Healthy, rep.Removed = false, why
+			rep.Problems = append(rep.Problems, why)
+			continue
+		}
 		if p := h.Problems(rep); len(p) > 0 {
 			rep.Healthy = false
 			rep.Problems = append(rep.Problems, p...)
@@ -206,6 +228,21 @@ func (h *Health) Sees(replicas []*dtr.Replica) int {
 
 // Ask asks the server of a replica for its view.
 type Ask func(ctx context.Context, rep *dtr.Replica) (*Health, error)
+
+// wider says a's view (of replica ra) is to be believed over b's (of rb):
+// it sees more of the replicas' servers; or as many, and more tables take
+// writes there (a repaired survivor, beside servers cut off that still
+// wait for their majority); or as many again, and ra's RethinkDB is on
+// DTR's network where rb's is not (rb's was cut off).
+func wider(a *Health, ra *dtr.Replica, b *Health, rb *dtr.Replica, replicas []*dtr.Replica) bool {
+	if sa, sb := a.Sees(replicas), b.Sees(replicas); sa != sb {
+		return sa > sb
+	}
+	if wa, wb := len(a.Tables)-len(a.Unwritable()), len(b.Tables)-len(b.Unwritable()); wa != wb {
+		return wa > wb
+	}
+	return ra.OnNetwork() && !rb.OnNetwork()
+}
 
 // Survey asks the server of first (or of the first replica whose
 // RethinkDB container runs) for its view. Where it cannot be asked, or
@@ -250,7 +287,7 @@ func Survey(ctx context.Context, first *dtr.Replica, replicas []*dtr.Replica, as
 		switch {
 		case errs[i] != nil:
 			failed = append(failed, fmt.Errorf("replica %s: %w", order[i].ID, errs[i]))
-		case h != nil && (best == nil || h.Sees(replicas) > best.Sees(replicas)):
+		case h != nil && (best == nil || wider(h, order[i], best, from, replicas)):
 			best, from = h, order[i]
 		}
 	}

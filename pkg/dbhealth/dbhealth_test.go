@@ -157,3 +157,56 @@ func TestConnected(t *testing.T) {
 	assert.Check(t, is.DeepEqual(connected("c", servers), []string{"c"}))
 	assert.Check(t, is.DeepEqual(connected("x", servers), []string{"a", "b", "c"}))
 }
+
+// After an emergency repair the lost replicas' servers are cut off and hold
+// no table: they are removed from the database and leave the majority's
+// count; a server cut off that still holds tables is a member, and down.
+func TestRemoved(t *testing.T) {
+	reps := replicas("a", "b", "c")
+	h := &Health{
+		Server:    "dtr_rethinkdb_c",
+		Connected: []string{"dtr_rethinkdb_c"},
+		Tables: []Table{
+			{DB: "dtr2", Name: "tags", ReadyForWrites: true, Servers: []string{"dtr_rethinkdb_c"}},
+			{DB: "dtr2", Name: "repositories", ReadyForWrites: false, Servers: []string{"dtr_rethinkdb_b", "dtr_rethinkdb_c"}},
+		},
+	}
+	h.Mark(reps)
+	assert.Check(t, is.Contains(reps[0].Removed, "removed from the database: its RethinkDB server dtr_rethinkdb_a is not connected"))
+	assert.Check(t, !reps[0].Healthy)
+	assert.Check(t, is.Equal(reps[1].Removed, ""), "b still holds a replica of dtr2.repositories")
+	assert.Check(t, !reps[1].Healthy)
+	c := &dtr.Cluster{Replicas: reps}
+	assert.Check(t, is.DeepEqual(c.Quorum(), dtr.Quorum{Replicas: 2, Healthy: 0, Needed: 2, OK: false}))
+
+	// With no table at all, nothing says a server was removed.
+	reps = replicas("a", "c")
+	(&Health{Server: "dtr_rethinkdb_c", Connected: []string{"dtr_rethinkdb_c"}}).Mark(reps)
+	assert.Check(t, is.Equal(reps[0].Removed, ""))
+}
+
+// Views that see as many servers are told apart by the tables that take
+// writes there, then by whose RethinkDB is still on dtr-ol.
+func TestSurveyTies(t *testing.T) {
+	reps := replicas("a", "b", "c")
+	reps[2].Containers[0].Networks = []string{"dtr-ol"}
+	alone := func(id string, writable bool) *Health {
+		return &Health{Server: "dtr_rethinkdb_" + id, Connected: []string{"dtr_rethinkdb_" + id},
+			Tables: []Table{{DB: "dtr2", Name: "tags", ReadyForWrites: writable, Servers: []string{"dtr_rethinkdb_" + id}}}}
+	}
+	for _, tc := range []struct {
+		writable map[string]bool
+		want     string
+	}{
+		{map[string]bool{}, "c"},          // on dtr-ol
+		{map[string]bool{"b": true}, "b"}, // repaired
+		{map[string]bool{"a": true, "c": true}, "c"},
+	} {
+		h, from, err := Survey(context.Background(), nil, reps, func(_ context.Context, rep *dtr.Replica) (*Health, error) {
+			return alone(rep.ID, tc.writable[rep.ID]), nil
+		})
+		assert.NilError(t, err)
+		assert.Check(t, is.Equal(from.ID, tc.want))
+		assert.Check(t, is.Equal(h.Server, "dtr_rethinkdb_"+tc.want))
+	}
+}

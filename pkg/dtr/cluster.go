@@ -40,9 +40,16 @@ type Quorum struct {
 	OK       bool `json:"ok"`
 }
 
-// Quorum says whether a majority of replicas is healthy.
+// Quorum says whether a majority of replicas is healthy; replicas removed
+// from the database (Replica.Removed) do not count.
 func (c *Cluster) Quorum() Quorum {
-	q := Quorum{Replicas: len(c.Replicas), Healthy: len(c.Healthy()), Needed: len(c.Replicas)/2 + 1}
+	n := 0
+	for _, r := range c.Replicas {
+		if r.Removed == "" {
+			n++
+		}
+	}
+	q := Quorum{Replicas: n, Healthy: len(c.Healthy()), Needed: n/2 + 1}
 	q.OK = q.Healthy >= q.Needed
 	return q
 }

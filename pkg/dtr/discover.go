@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 
@@ -32,6 +33,10 @@ type Container struct {
 	Health    string `json:"health,omitempty"` // healthy, unhealthy, starting; empty without a health check
 	// Mounts by destination; DTR's are /ca, /data and /storage.
 	Mounts map[string]Mount `json:"-"`
+	// Networks are the networks it is attached to (DTR's services are
+	// on dtr-ol): a RethinkDB container off dtr-ol is cut off from the
+	// other replicas' servers.
+	Networks []string `json:"-"`
 }
 
 // Mount is a container's volume or bind mount.
@@ -54,6 +59,10 @@ type Replica struct {
 	// the registry stores images elsewhere (S3, Azure, GCS, Swift) or its
 	// container is missing.
 	ImageStorage *Mount `json:"imageStorage,omitempty"`
+	// Removed says why the replica no longer counts towards the majority:
+	// its RethinkDB server is cut off and holds no replica of any table,
+	// as an emergency repair leaves the lost replicas ("" for a member).
+	Removed string `json:"removedFromDatabase,omitempty"`
 	// NodeFromName says the node came from UCP's name prefix, so helper
 	// containers can be pinned to it.
 	NodeFromName bool `json:"-"`
@@ -67,6 +76,13 @@ func (r *Replica) Container(component string) *Container {
 		}
 	}
 	return nil
+}
+
+// OnNetwork says the replica's RethinkDB container is attached to DTR's
+// network, where the other replicas' servers reach it.
+func (r *Replica) OnNetwork() bool {
+	c := r.Container("rethinkdb")
+	return c != nil && slices.Contains(c.Networks, Network)
 }
 
 // CAVolume is the volume DTR mounts at /ca in the replica's RethinkDB.
@@ -194,6 +210,12 @@ func inspect(ctx context.Context, api API, sum container.Summary, name parsedNam
 	}
 	if info.ContainerJSONBase != nil && info.Image != "" {
 		c.ImageID = info.Image
+	}
+	if info.NetworkSettings != nil {
+		for name := range info.NetworkSettings.Networks {
+			c.Networks = append(c.Networks, name)
+		}
+		sort.Strings(c.Networks)
 	}
 	var node struct{ Node *struct{ Name string } }
 	_ = json.Unmarshal(raw, &node)

@@ -25,6 +25,7 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker-dtr/docker-dtr/pkg/remotedb"
+	"github.com/docker-dtr/docker-dtr/pkg/repair"
 	"github.com/docker-dtr/docker-dtr/pkg/rethink"
 	"github.com/docker/cli/cli/context/docker"
 	"github.com/docker/docker/client"
@@ -229,7 +230,7 @@ func (t *Target) Dump(ctx context.Context, w io.Writer, o metadata.BackupOptions
 		m, err := metadata.Backup(ctx, t.sess, w, o)
 		return m, t.explain(err)
 	}
-	req := remotedb.Request{Info: o.Info, Exclude: o.Exclude, Only: o.Only, Parallel: o.Parallel, Estimate: estimate}
+	req := remotedb.Request{Info: o.Info, Exclude: o.Exclude, Only: o.Only, Parallel: o.Parallel, Estimate: estimate, AllowOutdated: o.AllowOutdated}
 	var phased atomic.Bool // set on the decoder's goroutine
 	hooks := remotedb.Hooks{Progress: t.prog, Total: func(rows int64) {
 		phased.Store(true)
@@ -332,6 +333,40 @@ func (t *Target) Health(ctx context.Context) (*dbhealth.Health, error) {
 	}
 	h, err := dbhealth.Read(ctx, t.sess)
 	return h, t.explain(err)
+}
+
+// Revert and Settle change a table as a repair's plan says
+// (repair.Revert, repair.Settle), next to the database through the
+// Docker context.
+func (t *Target) Revert(ctx context.Context, tb repair.Table) error {
+	switch {
+	case t.db != nil:
+		return t.explainAgent(t.db.Revert(ctx, tb))
+	case t.sess == nil:
+		return errNotConnected
+	}
+	return t.explain(repair.Revert(ctx, t.sess, tb))
+}
+
+func (t *Target) Settle(ctx context.Context, tb repair.Table) error {
+	switch {
+	case t.db != nil:
+		return t.explainAgent(t.db.Settle(ctx, tb))
+	case t.sess == nil:
+		return errNotConnected
+	}
+	return t.explain(repair.Settle(ctx, t.sess, tb))
+}
+
+// Rescale gives a table n replicas (repair.Rescale).
+func (t *Target) Rescale(ctx context.Context, tb repair.Table, n int) error {
+	switch {
+	case t.db != nil:
+		return t.explainAgent(t.db.Rescale(ctx, tb, n))
+	case t.sess == nil:
+		return errNotConnected
+	}
+	return t.explain(repair.Rescale(ctx, t.sess, tb, n))
 }
 
 // Storage reads where DTR keeps its images, from its settings: through

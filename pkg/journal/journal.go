@@ -23,6 +23,9 @@ import (
 const (
 	KindMetadata = "metadata"
 	KindImages   = "images"
+	// KindRepair is an emergency repair (docker dtr repair): the next
+	// repair finishes it; it has no backup and nothing to undo.
+	KindRepair = "repair"
 )
 
 // Record is one restore under way.
@@ -95,6 +98,9 @@ func (r *Record) Where() string {
 // CanUndo says whether --undo can put back what the restore replaced: from
 // its safety backup, or because nothing was there before.
 func (r *Record) CanUndo() bool {
+	if r.Kind == KindRepair {
+		return false // a repair's safety backup is restored by hand
+	}
 	if r.Safety != "" {
 		return true
 	}
@@ -132,7 +138,7 @@ func Unmarshal(s string) (*Record, error) {
 	if err := json.Unmarshal([]byte(s), &r); err != nil {
 		return nil, fmt.Errorf("the restore journal is unreadable: %w", err)
 	}
-	if r.Kind != KindMetadata && r.Kind != KindImages {
+	if r.Kind != KindMetadata && r.Kind != KindImages && r.Kind != KindRepair {
 		return nil, fmt.Errorf("the restore journal names an unknown kind of restore %q", r.Kind)
 	}
 	return &r, nil

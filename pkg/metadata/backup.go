@@ -9,6 +9,8 @@ import (
 	"io"
 	"runtime"
 	"slices"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,6 +42,87 @@ type BackupOptions struct {
 	// QueueBytes bounds each table's documents read ahead of the writer
 	// (DefaultQueueBytes when 0).
 	QueueBytes int
+	// AllowOutdated reads the tables that are not ready for reads (their
+	// majority is lost) from the server's own replica, with RethinkDB's
+	// read_mode "outdated", and records them in the manifest; without it
+	// such tables fail the backup with a *NotReadyError.
+	AllowOutdated bool
+}
+
+// NotReadyError is a backup refused because tables cannot be read
+// up to date: the server cannot reach a majority of their replicas.
+type NotReadyError struct {
+	Server string
+	// Tables are the tables not ready for reads, as db.table, and
+	// Unreachable the servers of their replicas the server cannot reach.
+	Tables      []string
+	Unreachable []string
+	// NoReplica are the tables this server cannot read even outdated:
+	// it holds no replica of them that it can read.
+	NoReplica []string
+	// Allowed says --allow-outdated was given (NoReplica is the cause).
+	Allowed bool
+}
+
+func (e *NotReadyError) Error() string {
+	if e.Allowed {
+		return fmt.Sprintf("%s cannot be read even outdated on RethinkDB server %s: it holds no readable replica of %s; back up from another replica (--replica-id)",
+			names(e.NoReplica), e.Server, map[bool]string{true: "it", false: "them"}[len(e.NoReplica) == 1])
+	}
+	why := "a majority of their replicas is not connected"
+	if len(e.Unreachable) > 0 {
+		why += " (" + strings.Join(e.Unreachable, ", ") + " unreachable)"
+	}
+	return fmt.Sprintf("%s %s not ready for reads on RethinkDB server %s (%s): %s; --allow-outdated backs up what this server holds (read_mode outdated: the last writes the lost replicas took may be missing), and docker dtr repair reverts the cluster to it",
+		plural(len(e.Tables), "table"), map[bool]string{true: "is", false: "are"}[len(e.Tables) == 1], e.Server, names(e.Tables), why)
+}
+
+
+// names lists at most four names, and how many more.
+func names(list []string) string {
+	if len(list) <= 4 {
+		return strings.Join(list, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(list[:4], ", "), len(list)-4)
+}
+
+// readModes checks that every table of refs can be read, and says which
+// are read outdated (opts.AllowOutdated): those not ready for up-to-date
+// reads. Tables are read up to date wherever they can be.
+func readModes(ctx context.Context, s *rethink.Session, refs []rethink.TableRef, opts BackupOptions) (map[rethink.TableRef]string, *archive.Outdated, error) {
+	ready, err := s.Readiness(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	nr := &NotReadyError{Allowed: opts.AllowOutdated}
+	modes := map[rethink.TableRef]string{}
+	for _, ref := range refs {
+		rd, ok := ready[ref]
+		if !ok || rd.ForReads {
+			continue
+		}
+		nr.Tables = append(nr.Tables, ref.String())
+		for _, srv := range rd.Unreachable {
+			if !slices.Contains(nr.Unreachable, srv) {
+				nr.Unreachable = append(nr.Unreachable, srv)
+			}
+		}
+		if !rd.ForOutdatedReads {
+			nr.NoReplica = append(nr.NoReplica, ref.String())
+		}
+		modes[ref] = rethink.ReadOutdated
+	}
+	if len(nr.Tables) == 0 {
+		return modes, nil, nil
+	}
+	if nr.Server, err = s.ServerName(); err != nil {
+		return nil, nil, err
+	}
+	sort.Strings(nr.Unreachable)
+	if !opts.AllowOutdated || len(nr.NoReplica) > 0 {
+		return nil, nil, nr
+	}
+	return modes, &archive.Outdated{Server: nr.Server, Tables: nr.Tables}, nil
 }
 
 // Backup writes an archive of every table except the excluded ones to w.
@@ -56,6 +139,14 @@ func Backup(ctx context.Context, s *rethink.Session, w io.Writer, opts BackupOpt
 	refs, err := s.Tables(ctx)
 	if err != nil {
 		return nil, err
+	}
+	modes, outdated, err := readModes(ctx, s, opts.selected(refs), opts)
+	if err != nil {
+		return nil, err
+	}
+	opts.Info.Outdated = outdated
+	if outdated != nil {
+		prog.Step("reading %s outdated from RethinkDB server %s (read_mode outdated: their majority is lost): %s", plural(len(outdated.Tables), "table"), outdated.Server, names(outdated.Tables))
 	}
 	var tables []archive.Table
 	var kept []rethink.TableRef
@@ -80,7 +171,7 @@ func Backup(ctx context.Context, s *rethink.Session, w io.Writer, opts BackupOpt
 		return nil, err
 	}
 	defer aw.Abort()
-	if err := dump(ctx, s, aw, tables, kept, opts, prog); err != nil {
+	if err := dump(ctx, s, aw, tables, kept, modes, opts, prog); err != nil {
 		return nil, err
 	}
 	return aw.Finish(append(opts.Exclude, notDTR(refs, opts)...), time.Now())
@@ -181,7 +272,7 @@ type docBatch struct {
 // waits in a bounded queue, so memory stays at Parallel × QueueBytes
 // whatever the table sizes; reading overlaps with hashing and writing even
 // with Parallel 1.
-func dump(ctx context.Context, s *rethink.Session, aw *archive.Writer, tables []archive.Table, kept []rethink.TableRef, opts BackupOptions, prog Progress) error {
+func dump(ctx context.Context, s *rethink.Session, aw *archive.Writer, tables []archive.Table, kept []rethink.TableRef, modes map[rethink.TableRef]string, opts BackupOptions, prog Progress) error {
 	parallel := max(opts.Parallel, 1)
 	queueBytes := opts.QueueBytes
 	if queueBytes <= 0 {
@@ -218,7 +309,7 @@ func dump(ctx context.Context, s *rethink.Session, aw *archive.Writer, tables []
 			go func() {
 				defer wg.Done()
 				defer close(feeds[i])
-				errs[i] = readTable(ctx, s, kept[i], feeds[i])
+				errs[i] = readTable(ctx, s, kept[i], modes[kept[i]], feeds[i])
 			}()
 		}
 	}()
@@ -259,7 +350,7 @@ func dump(ctx context.Context, s *rethink.Session, aw *archive.Writer, tables []
 }
 
 // readTable scans one table into feed, in batches.
-func readTable(ctx context.Context, s *rethink.Session, ref rethink.TableRef, feed chan<- docBatch) error {
+func readTable(ctx context.Context, s *rethink.Session, ref rethink.TableRef, mode string, feed chan<- docBatch) error {
 	var b docBatch
 	send := func() error {
 		select {
@@ -271,7 +362,7 @@ func readTable(ctx context.Context, s *rethink.Session, ref rethink.TableRef, fe
 		}
 	}
 	b.docs = make([][]byte, 0, batchDocs)
-	err := s.Scan(ctx, ref, func(doc []byte) error {
+	err := s.ScanMode(ctx, ref, mode, func(doc []byte) error {
 		// The driver decodes each server batch into fresh slices: doc
 		// stays valid after the next call, so it is kept without a copy.
 		b.docs = append(b.docs, doc)

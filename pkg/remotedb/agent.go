@@ -15,6 +15,7 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/dbhealth"
 	"github.com/docker-dtr/docker-dtr/pkg/dtrstorage"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
+	"github.com/docker-dtr/docker-dtr/pkg/repair"
 	"github.com/docker-dtr/docker-dtr/pkg/rethink"
 	"github.com/docker-dtr/docker-dtr/pkg/tunnel"
 	"github.com/docker-dtr/docker-dtr/pkg/zstdstream"
@@ -163,6 +164,17 @@ func (s *server) do(ctx context.Context, req Request) (Result, error) {
 	case OpHealth:
 		h, err := dbhealth.Read(ctx, s.sess)
 		return Result{Health: h}, err
+	case OpRevert, OpSettle, OpRescale:
+		if req.Table == nil {
+			return Result{}, fmt.Errorf("a %s request without its table", req.Op)
+		}
+		switch req.Op {
+		case OpRevert:
+			return Result{}, repair.Revert(ctx, s.sess, *req.Table)
+		case OpSettle:
+			return Result{}, repair.Settle(ctx, s.sess, *req.Table)
+		}
+		return Result{}, repair.Rescale(ctx, s.sess, *req.Table, req.Replicas)
 	case OpUndo:
 		if req.Plan == nil {
 			return Result{}, errors.New("an undo request without its plan")
@@ -203,7 +215,7 @@ func (s *server) pass() (io.ReadCloser, error) {
 // dump runs metadata.Backup into the zstd stream of data frames.
 func dump(ctx context.Context, sess *rethink.Session, req Request, fw *frameWriter) (Result, error) {
 	prog := &reporter{fw: fw}
-	opts := metadata.BackupOptions{Info: req.Info, Exclude: req.Exclude, Only: req.Only, Parallel: max(req.Parallel, 1), Progress: prog}
+	opts := metadata.BackupOptions{Info: req.Info, Exclude: req.Exclude, Only: req.Only, Parallel: max(req.Parallel, 1), Progress: prog, AllowOutdated: req.AllowOutdated}
 	if req.Estimate {
 		if err := fw.json(frameProgress, Progress{Total: metadata.EstimateRows(ctx, sess, opts)}); err != nil {
 			return Result{}, err

@@ -13,6 +13,7 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/dtrstorage"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
+	"github.com/docker-dtr/docker-dtr/pkg/repair"
 	"github.com/docker-dtr/docker-dtr/pkg/tunnel"
 	"github.com/docker-dtr/docker-dtr/pkg/zstdstream"
 )
@@ -208,6 +209,24 @@ func (s *Session) Health(ctx context.Context) (*dbhealth.Health, error) {
 		return nil, errors.New("the database helper's health answer is empty")
 	}
 	return res.Health, nil
+}
+
+// Revert and Settle have the agent change a table as a repair's plan
+// says.
+func (s *Session) Revert(ctx context.Context, t repair.Table) error {
+	_, err := s.result(ctx, Request{Op: OpRevert, Table: &t}, Hooks{}, nil)
+	return err
+}
+
+func (s *Session) Settle(ctx context.Context, t repair.Table) error {
+	_, err := s.result(ctx, Request{Op: OpSettle, Table: &t}, Hooks{}, nil)
+	return err
+}
+
+// Rescale has the agent give a table n replicas.
+func (s *Session) Rescale(ctx context.Context, t repair.Table, n int) error {
+	_, err := s.result(ctx, Request{Op: OpRescale, Table: &t, Replicas: n}, Hooks{}, nil)
+	return err
 }
 
 // Undo has the agent drop what a failed restore of plan created.

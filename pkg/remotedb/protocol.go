@@ -37,6 +37,7 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/dbhealth"
 	"github.com/docker-dtr/docker-dtr/pkg/dtrstorage"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
+	"github.com/docker-dtr/docker-dtr/pkg/repair"
 	"github.com/docker-dtr/docker-dtr/pkg/rethink"
 	"github.com/docker-dtr/docker-dtr/pkg/zstdstream"
 )
@@ -52,6 +53,11 @@ const (
 	OpStorage = "storage"
 	// OpHealth reads the server's view of the cluster (dbhealth.Read).
 	OpHealth = "health"
+	// OpRevert, OpSettle and OpRescale change a table as an emergency
+	// repair's plan says (repair.Revert, repair.Settle, repair.Rescale).
+	OpRevert  = "revert"
+	OpSettle  = "settle"
+	OpRescale = "rescale"
 )
 
 // Request is one operation of the session.
@@ -69,6 +75,12 @@ type Request struct {
 	Parallel int                `json:"parallel,omitempty"`
 	// Estimate asks for the rows' estimate first (a progress bar's total).
 	Estimate bool `json:"estimate,omitempty"`
+	// AllowOutdated is metadata.BackupOptions.AllowOutdated.
+	AllowOutdated bool `json:"allowOutdated,omitempty"`
+
+	// A repair and a rescale: the table and its plan, and the replicas.
+	Table    *repair.Table `json:"table,omitempty"`
+	Replicas int           `json:"replicas,omitempty"`
 
 	// A plan and a load: the verified backup's report, with what its JSON
 	// leaves out.

@@ -109,6 +109,12 @@ func (m *Metadata) Refuse(force, terminal bool) error {
 		}
 		m.Progress.Warn("%s: the restored settings point the registry at the backup's storage (--force)", m.StorageDiffers)
 	}
+	if o := m.outdated(); o != nil {
+		if !force && !terminal {
+			return fmt.Errorf("%s is an outdated backup: %s; pass --force to restore it all the same", m.Name, OutdatedLine(o))
+		}
+		m.Progress.Warn("%s is an outdated backup: %s", m.Name, OutdatedLine(o))
+	}
 	if replaced := m.Plan.Replaced(); len(replaced) > 0 && !force && !terminal {
 		return fmt.Errorf("refusing to replace %d existing tables (%s): pass --force to drop and restore them",
 			len(replaced), strings.Join(m.Plan.Existing(), ", "))
@@ -116,7 +122,23 @@ func (m *Metadata) Refuse(force, terminal bool) error {
 	return nil
 }
 
+// outdated is the backup's record of an outdated read, if any.
+func (m *Metadata) outdated() *archive.Outdated {
+	if m.Report == nil {
+		return nil
+	}
+	return m.Report.Outdated
+}
+
+// OutdatedLine says what an outdated backup's record means.
+func OutdatedLine(o *archive.Outdated) string {
+	return fmt.Sprintf("%s read from RethinkDB server %s after DTR lost its majority (--allow-outdated), so the last writes the lost replicas took may be missing", human.Plural(len(o.Tables), "table"), o.Server)
+}
+
 func (m *Metadata) Question() string {
+	if m.outdated() != nil {
+		return fmt.Sprintf("Restore the OUTDATED backup %s into %s (%s)", m.Name, m.Where, human.Plural(len(m.Plan.Replaced()), "existing table")+" replaced")
+	}
 	if replaced := m.Plan.Replaced(); len(replaced) > 0 {
 		return fmt.Sprintf("Restore %s into %s, replacing %d tables that hold data now", m.Name, m.Where, len(replaced))
 	}

@@ -214,7 +214,21 @@ func (s *Session) Describe(ctx context.Context, t TableRef) (TableInfo, error) {
 // Batches come as the server sends them, so memory holds one batch, never
 // the table.
 func (s *Session) Scan(ctx context.Context, t TableRef, fn func(doc []byte) error) error {
+	return s.ScanMode(ctx, t, "", fn)
+}
+
+// ReadOutdated is the read mode that reads a table from the replica the
+// server holds, where the table's majority is lost: what it holds may
+// miss the last writes the others took.
+const ReadOutdated = "outdated"
+
+// ScanMode is Scan with RethinkDB's read_mode (mode; "" for its default,
+// "single").
+func (s *Session) ScanMode(ctx context.Context, t TableRef, mode string, fn func(doc []byte) error) error {
 	opts := rawOpts(ctx)
+	if mode != "" {
+		opts.ReadMode = mode
+	}
 	// The driver asks for the next batch only once it has handed out the
 	// last one, so each batch costs a round trip (through the tunnel, two
 	// hops): large batches from the start make those few.
