@@ -77,7 +77,6 @@ func (e *NotReadyError) Error() string {
 		plural(len(e.Tables), "table"), map[bool]string{true: "is", false: "are"}[len(e.Tables) == 1], e.Server, names(e.Tables), why)
 }
 
-
 // names lists at most four names, and how many more.
 func names(list []string) string {
 	if len(list) <= 4 {
