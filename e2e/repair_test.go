@@ -43,6 +43,7 @@ func TestRepair(t *testing.T) {
 	assert.Assert(t, is.Contains(res.stderr, "nothing to repair: RethinkDB server dtr_rethinkdb_"))
 	assert.Assert(t, is.Contains(res.stderr, "docker dtr status says the database is healthy"))
 	assert.DeepEqual(t, tableConfigs(t, driver), configs)
+	assert.DeepEqual(t, outdatedSnapshot(t, driver), data)
 	assertNoHelpers(t, c)
 	entries, _ := os.ReadDir(dir)
 	assert.Equal(t, len(entries), 0, "no safety backup of a refused repair")
@@ -90,7 +91,6 @@ func TestRepair(t *testing.T) {
 	// --dry-run changes nothing.
 	res = docker(t, cfg, nil, "dtr", "repair", "--dry-run")
 	assert.Equal(t, res.code, 0, res.stderr)
-	t.Logf("DRYRUN\n%s\n%s", res.stdout, res.stderr)
 	assert.Assert(t, is.Contains(res.stderr, "surviving replica: "+ids[2]))
 	assert.Assert(t, is.Contains(res.stdout, "Dry run: a repair from RethinkDB server "+survivor+" (it reaches "+survivor+") would:"))
 	assert.Assert(t, is.Contains(res.stdout, fmt.Sprintf("revert %d tables to the survivor's replicas: writes only the unreachable replicas took are LOST", len(data))))
@@ -98,6 +98,14 @@ func TestRepair(t *testing.T) {
 	assert.DeepEqual(t, tableConfigs(t, driver), configs)
 	assert.DeepEqual(t, outdatedSnapshot(t, driver), data)
 	assertNoHelpers(t, c)
+
+	// Status still reads DTR's storage settings, from the survivor's copy.
+	res = docker(t, cfg, nil, "dtr", "status", "--format", "json")
+	assert.Equal(t, res.code, 1)
+	var st struct{ Storage struct{ Driver, Error string } }
+	assert.NilError(t, json.Unmarshal([]byte(res.stdout), &st))
+	assert.Equal(t, st.Storage.Error, "")
+	assert.Equal(t, st.Storage.Driver, "filesystem")
 
 	// A repair killed halfway: status reports it, the next repair
 	// finishes it.
@@ -122,7 +130,6 @@ func TestRepair(t *testing.T) {
 	assert.Assert(t, is.Contains(strings.Join(seen, "\n"), "safety backup of the survivor: "+safety))
 
 	res = docker(t, cfg, nil, "dtr", "status")
-	t.Logf("STATUS\n%s\n%s", res.stdout, res.stderr)
 	assert.Equal(t, res.code, 1)
 	assert.Assert(t, is.Contains(res.stderr, "an emergency repair from replica "+ids[2]+", started "))
 	assert.Assert(t, is.Contains(res.stderr, "finish it with: docker dtr repair --replica-id "+ids[2]))
@@ -135,7 +142,6 @@ func TestRepair(t *testing.T) {
 	res = docker(t, cfg, nil, "dtr", "repair", "--force")
 	t.Logf("the repair that finished the killed one took %s", time.Since(began).Round(100*time.Millisecond))
 	assert.Equal(t, res.code, 0, res.stdout+res.stderr)
-	t.Logf("REPAIR\n%s\n%s\nKILLED\n%s", res.stdout, res.stderr, strings.Join(seen, "\n"))
 	assert.Assert(t, is.Contains(res.stderr, "finishing the unfinished repair from replica "+ids[2]))
 	assert.Assert(t, is.Contains(res.stdout, "finished the interrupted repair: "))
 	assert.Assert(t, is.Contains(res.stdout, "safety backup of the survivor: "+safety))

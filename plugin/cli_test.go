@@ -212,7 +212,8 @@ func TestRepairRefusesBadFlags(t *testing.T) {
 		code int
 	}{
 		{[]string{"--replicas", "-1"}, "--replicas -1: expected 1 or more", 2},
-		{[]string{"--no-safety-backup", "-o", "s.tar"}, "-o names the safety backup, which --no-safety-backup leaves out", 2},
+		{[]string{"--no-safety-backup", "-o", "s.tar"}, "-o and --safety-dir place the safety backup, which --no-safety-backup leaves out", 2},
+		{[]string{"--safety-dir", ".", "-o", "s.tar"}, "-o names the safety backup's file, --safety-dir its directory", 2},
 		{[]string{"-o", "-"}, "-o -: the safety backup is a file", 2},
 		{[]string{"--replica-id", "XYZ"}, `--replica-id "XYZ"`, 2},
 		{[]string{"--format", "yaml"}, "yaml", 2},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -27,15 +28,16 @@ import (
 )
 
 type repairOptions struct {
-	target   targetOptions
-	dryRun   bool
-	force    bool
-	output   string
-	noSafety bool
-	replicas int
-	enc      encryptOptions
-	progress progressOptions
-	format   string
+	target    targetOptions
+	dryRun    bool
+	force     bool
+	output    string
+	safetyDir string
+	noSafety  bool
+	replicas  int
+	enc       encryptOptions
+	progress  progressOptions
+	format    string
 }
 
 func newRepairCmd(dockerCli command.Cli) *cobra.Command {
@@ -61,8 +63,8 @@ majority: status is then healthy, and nothing needs repair.
 replica that stays, and what changes; nothing is changed. Otherwise repair
 asks for confirmation (--force skips it), then backs up the survivor first
 (an outdated backup, as backup create --allow-outdated: to -o, or
-dtr-repair-safety-<replica>-<time>.tar in the current directory;
---no-safety-backup skips it), records the repair in the replica's journal,
+dtr-repair-safety-<replica>-<time>.tar in --safety-dir or the current
+directory; --no-safety-backup skips it), records the repair in the replica's journal,
 repairs, waits until every table takes writes, and shows the new status.
 A repair killed halfway is reported by status and finished by the next
 repair.
@@ -91,6 +93,7 @@ failed; 2 wrong usage; 130 interrupted.`,
 	flags.BoolVar(&opts.dryRun, "dry-run", false, "Print what the repair would change, and change nothing")
 	flags.BoolVarP(&opts.force, "force", "f", false, "Do not ask for confirmation")
 	flags.StringVarP(&opts.output, "output", "o", "", "Write the survivor's safety backup to this file (default: dtr-repair-safety-<replica>-<time>.tar here)")
+	flags.StringVar(&opts.safetyDir, "safety-dir", "", "Write the safety backup, under its default name, into this directory")
 	flags.BoolVar(&opts.noSafety, "no-safety-backup", false, "Repair without backing up the survivor first")
 	flags.IntVar(&opts.replicas, "replicas", 0, "Give every table this many replicas (once new replicas have joined)")
 	flags.StringVar(&opts.format, "format", "", `Output format: "json", or empty for text`)
@@ -108,8 +111,10 @@ func runRepair(ctx context.Context, dockerCli command.Cli, opts repairOptions) e
 	switch {
 	case opts.replicas < 0:
 		return exitcode.UsageError(fmt.Errorf("--replicas %d: expected 1 or more", opts.replicas))
-	case opts.noSafety && opts.output != "":
-		return exitcode.UsageError(errors.New("-o names the safety backup, which --no-safety-backup leaves out: give one or the other"))
+	case opts.noSafety && (opts.output != "" || opts.safetyDir != ""):
+		return exitcode.UsageError(errors.New("-o and --safety-dir place the safety backup, which --no-safety-backup leaves out: give one or the other"))
+	case opts.output != "" && opts.safetyDir != "":
+		return exitcode.UsageError(errors.New("-o names the safety backup's file, --safety-dir its directory: give one or the other"))
 	case opts.output == "-":
 		return exitcode.UsageError(errors.New("-o -: the safety backup is a file, kept until the repair is known good"))
 	}
@@ -247,7 +252,7 @@ func repairSafety(ctx context.Context, dockerCli command.Cli, opts repairOptions
 		if id == "" {
 			id = "direct"
 		}
-		path = fmt.Sprintf("dtr-repair-safety-%s-%s.tar", id, time.Now().UTC().Format("20060102T150405Z"))
+		path = filepath.Join(opts.safetyDir, fmt.Sprintf("dtr-repair-safety-%s-%s.tar", id, time.Now().UTC().Format("20060102T150405Z")))
 		if opts.enc.enabled() {
 			path += ".gpg"
 		}

@@ -97,6 +97,8 @@ func up() error {
 	fmt.Printf("      docker --context %s dtr backup verify --restore-test backup-metadata.tar\n", Context)
 	if len(c.Replicas) >= 3 {
 		fmt.Printf("lose the majority:  docker network disconnect -f dtr-ol dtr-rethinkdb-%s; docker network disconnect -f dtr-ol dtr-rethinkdb-%s\n", ids[1], ids[2])
+		fmt.Printf("then:  docker --context %s dtr backup create --allow-outdated --replica-id %s -o survivor-metadata.tar\n", Context, ids[0])
+		fmt.Printf("       docker --context %s dtr repair --dry-run; docker --context %s dtr repair\n", Context, Context)
 	}
 	fmt.Println("remove it all:  make sandbox-down")
 	return nil

@@ -230,8 +230,15 @@ func ReadConfig(ctx context.Context, sess *rethink.Session) (Backend, map[string
 	if !slices.Contains(tables, t.Table) {
 		return Backend{Unknown: "the database has no dtr2.properties"}, nil, nil
 	}
+	// Where the majority is lost (status, or the image backup of what
+	// survives), the settings are read from the server's own replica: they
+	// are what its registry runs with.
+	mode := ""
+	if ready, err := sess.Readiness(ctx); err == nil && !ready[t].ForReads && ready[t].ForOutdatedReads {
+		mode = rethink.ReadOutdated
+	}
 	var props []Property
-	err = sess.Scan(ctx, t, func(doc []byte) error {
+	err = sess.ScanMode(ctx, t, mode, func(doc []byte) error {
 		var p Property
 		if json.Unmarshal(doc, &p) == nil {
 			props = append(props, p)
