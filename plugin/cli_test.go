@@ -217,7 +217,9 @@ func TestRepairRefusesBadFlags(t *testing.T) {
 		{[]string{"-o", "-"}, "-o -: the safety backup is a file", 2},
 		{[]string{"--replica-id", "XYZ"}, `--replica-id "XYZ"`, 2},
 		{[]string{"--format", "yaml"}, "yaml", 2},
-		{[]string{"--rethinkdb-addr", "127.0.0.1:1"}, "connecting to rethinkdb at 127.0.0.1:1", 1},
+		{[]string{"--rethinkdb-addr", "127.0.0.1:1"}, "--dtr-version is required with --rethinkdb-addr for the safety backup", 2},
+		{[]string{"--rethinkdb-addr", "127.0.0.1:1", "--no-safety-backup"}, "connecting to rethinkdb at 127.0.0.1:1", 1},
+		{[]string{"--rethinkdb-addr", "127.0.0.1:1", "--dtr-version", "2.9.4"}, "connecting to rethinkdb at 127.0.0.1:1", 1},
 	}
 	dir := t.TempDir()
 	t.Chdir(dir)

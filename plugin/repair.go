@@ -28,16 +28,17 @@ import (
 )
 
 type repairOptions struct {
-	target    targetOptions
-	dryRun    bool
-	force     bool
-	output    string
-	safetyDir string
-	noSafety  bool
-	replicas  int
-	enc       encryptOptions
-	progress  progressOptions
-	format    string
+	target     targetOptions
+	dryRun     bool
+	force      bool
+	output     string
+	safetyDir  string
+	noSafety   bool
+	replicas   int
+	dtrVersion string
+	enc        encryptOptions
+	progress   progressOptions
+	format     string
 }
 
 func newRepairCmd(dockerCli command.Cli) *cobra.Command {
@@ -95,6 +96,7 @@ failed; 2 wrong usage; 130 interrupted.`,
 	flags.StringVarP(&opts.output, "output", "o", "", "Write the survivor's safety backup to this file (default: dtr-repair-safety-<replica>-<time>.tar here)")
 	flags.StringVar(&opts.safetyDir, "safety-dir", "", "Write the safety backup, under its default name, into this directory")
 	flags.BoolVar(&opts.noSafety, "no-safety-backup", false, "Repair without backing up the survivor first")
+	flags.StringVar(&opts.dtrVersion, "dtr-version", "", "Version of the DTR, such as 2.9.4, for the safety backup (needed with --rethinkdb-addr; otherwise read from the replica)")
 	flags.IntVar(&opts.replicas, "replicas", 0, "Give every table this many replicas (once new replicas have joined)")
 	flags.StringVar(&opts.format, "format", "", `Output format: "json", or empty for text`)
 	opts.enc.addFlags(flags)
@@ -119,6 +121,13 @@ func runRepair(ctx context.Context, dockerCli command.Cli, opts repairOptions) e
 		return exitcode.UsageError(errors.New("-o -: the safety backup is a file, kept until the repair is known good"))
 	}
 	if err := opts.target.validate(); err != nil {
+		return err
+	}
+	missing := "--dtr-version is required with --rethinkdb-addr for the safety backup: the version of the DTR, such as 2.9.4 (or --no-safety-backup)"
+	if opts.noSafety || opts.dryRun {
+		missing = ""
+	}
+	if err := opts.target.checkDTRVersion(opts.dtrVersion, missing); err != nil {
 		return err
 	}
 	if err := opts.enc.validate(); err != nil {
@@ -175,9 +184,6 @@ func runRepair(ctx context.Context, dockerCli command.Cli, opts repairOptions) e
 	if err != nil {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("interrupted: %w", err)
-		}
-		if res != nil && res.Plan != nil && !repair.IsNothingToRepair(err) && opts.format == "" && (len(res.Changed) > 0 || res.Resumed) {
-			fmt.Fprintf(dockerCli.Err(), "the repair is unfinished: run docker dtr repair again to finish it\n")
 		}
 		return err
 	}
@@ -262,9 +268,9 @@ func repairSafety(ctx context.Context, dockerCli command.Cli, opts repairOptions
 		return "", "", err
 	}
 	defer out.Abort()
-	ver, err := tgt.DTRVersion("")
-	if err != nil || ver == "" {
-		ver = "2.9.0" // a direct target does not say; the archive needs one
+	ver, err := tgt.DTRVersion(opts.dtrVersion)
+	if err != nil {
+		return "", "", err
 	}
 	info := archive.Info{Tool: version.Tool(), DTRVersion: ver, ReplicaID: id, Started: time.Now()}
 	m, err := tgt.Dump(ctx, out, metadata.BackupOptions{Info: info, Parallel: 2, AllowOutdated: true}, "backing up the survivor")
