@@ -102,7 +102,9 @@ func TestRepair(t *testing.T) {
 	// Status still reads DTR's storage settings, from the survivor's copy.
 	res = docker(t, cfg, nil, "dtr", "status", "--format", "json")
 	assert.Equal(t, res.code, 1)
-	var st struct{ Storage struct{ Driver, Error string } }
+	var st struct {
+		Storage struct{ Driver, Error string }
+	}
 	assert.NilError(t, json.Unmarshal([]byte(res.stdout), &st))
 	assert.Equal(t, st.Storage.Error, "")
 	assert.Equal(t, st.Storage.Driver, "filesystem")

@@ -66,39 +66,16 @@ func Read(ctx context.Context, sess *rethink.Session) (*Health, error) {
 		return nil, err
 	}
 	h.Connected = connected(name, servers)
-	var tables []struct {
-		DB     string `json:"db"`
-		Name   string `json:"name"`
-		Shards []struct {
-			Replicas []struct {
-				Server string `json:"server"`
-			} `json:"replicas"`
-		} `json:"shards"`
-		Status struct {
-			AllReplicasReady      bool `json:"all_replicas_ready"`
-			ReadyForOutdatedReads bool `json:"ready_for_outdated_reads"`
-			ReadyForReads         bool `json:"ready_for_reads"`
-			ReadyForWrites        bool `json:"ready_for_writes"`
-		} `json:"status"`
-	}
-	if err := sess.System(ctx, "table_status", &tables); err != nil {
+	ready, err := sess.Readiness(ctx)
+	if err != nil {
 		return nil, err
 	}
-	for _, t := range tables {
-		if t.DB == rethink.SystemDB {
+	for ref, rd := range ready {
+		if ref.DB == rethink.SystemDB {
 			continue
 		}
-		tb := Table{DB: t.DB, Name: t.Name, ReadyForOutdatedReads: t.Status.ReadyForOutdatedReads, ReadyForReads: t.Status.ReadyForReads,
-			ReadyForWrites: t.Status.ReadyForWrites, AllReplicasReady: t.Status.AllReplicasReady, Servers: []string{}}
-		for _, sh := range t.Shards {
-			for _, r := range sh.Replicas {
-				if !slices.Contains(tb.Servers, r.Server) {
-					tb.Servers = append(tb.Servers, r.Server)
-				}
-			}
-		}
-		sort.Strings(tb.Servers)
-		h.Tables = append(h.Tables, tb)
+		h.Tables = append(h.Tables, Table{DB: ref.DB, Name: ref.Table, ReadyForOutdatedReads: rd.ForOutdatedReads, ReadyForReads: rd.ForReads,
+			ReadyForWrites: rd.ForWrites, AllReplicasReady: rd.AllReplicas, Servers: rd.Servers})
 	}
 	sort.Slice(h.Tables, func(i, j int) bool { return h.Tables[i].String() < h.Tables[j].String() })
 	if err := sess.System(ctx, "current_issues", &h.Issues); err != nil {

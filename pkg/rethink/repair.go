@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -64,17 +65,22 @@ func (s *Session) Wait(ctx context.Context, t TableRef, what string, within time
 	return nil
 }
 
-// Readiness is a table's readiness as the server sees it (table_status),
-// and the servers of its replicas it cannot reach.
+// Readiness is a table's readiness as the server sees it (table_status):
+// the servers of its replicas, and those it cannot reach.
 type Readiness struct {
 	ForOutdatedReads bool
 	ForReads         bool
 	ForWrites        bool
-	Unreachable      []string
+	AllReplicas      bool
+	// Servers hold a replica of it, sorted; Unreachable are those of them
+	// the server reports disconnected.
+	Servers     []string
+	Unreachable []string
 }
 
-// Readiness reads every table's readiness (table_status), which answers
-// on any server whatever the cluster's state.
+// Readiness reads every table's readiness (table_status), RethinkDB's own
+// tables included, which answers on any server whatever the cluster's
+// state.
 func (s *Session) Readiness(ctx context.Context) (map[TableRef]Readiness, error) {
 	var tables []struct {
 		DB     string `json:"db"`
@@ -86,6 +92,7 @@ func (s *Session) Readiness(ctx context.Context) (map[TableRef]Readiness, error)
 			} `json:"replicas"`
 		} `json:"shards"`
 		Status struct {
+			AllReplicasReady      bool `json:"all_replicas_ready"`
 			ReadyForOutdatedReads bool `json:"ready_for_outdated_reads"`
 			ReadyForReads         bool `json:"ready_for_reads"`
 			ReadyForWrites        bool `json:"ready_for_writes"`
@@ -96,14 +103,20 @@ func (s *Session) Readiness(ctx context.Context) (map[TableRef]Readiness, error)
 	}
 	out := make(map[TableRef]Readiness, len(tables))
 	for _, t := range tables {
-		rd := Readiness{ForOutdatedReads: t.Status.ReadyForOutdatedReads, ForReads: t.Status.ReadyForReads, ForWrites: t.Status.ReadyForWrites}
+		rd := Readiness{ForOutdatedReads: t.Status.ReadyForOutdatedReads, ForReads: t.Status.ReadyForReads,
+			ForWrites: t.Status.ReadyForWrites, AllReplicas: t.Status.AllReplicasReady, Servers: []string{}}
 		for _, sh := range t.Shards {
 			for _, rep := range sh.Replicas {
+				if !slices.Contains(rd.Servers, rep.Server) {
+					rd.Servers = append(rd.Servers, rep.Server)
+				}
 				if rep.State == "disconnected" && !slices.Contains(rd.Unreachable, rep.Server) {
 					rd.Unreachable = append(rd.Unreachable, rep.Server)
 				}
 			}
 		}
+		sort.Strings(rd.Servers)
+		sort.Strings(rd.Unreachable)
 		out[TableRef{DB: t.DB, Table: t.Name}] = rd
 	}
 	return out, nil
