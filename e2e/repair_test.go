@@ -18,6 +18,7 @@ import (
 	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
+	"gotest.tools/v3/poll"
 )
 
 // TestRepair is the majority lost on a real three-server RethinkDB (two
@@ -47,6 +48,24 @@ func TestRepair(t *testing.T) {
 	assertNoHelpers(t, c)
 	entries, _ := os.ReadDir(dir)
 	assert.Equal(t, len(entries), 0, "no safety backup of a refused repair")
+
+	// One server cut off sees no majority of its own, while the other two
+	// have theirs: a repair from it (--replica-id) would revert the tables
+	// to its stale copy. Refused, and nothing changed.
+	c.Disconnect(t, ids[0])
+	poll.WaitOn(t, func(poll.LogT) poll.Result {
+		for _, st := range tableConfigs(t, driver) {
+			if st.AllReplicasReady {
+				return poll.Continue("the others still see dtr_rethinkdb_%s", ids[0])
+			}
+		}
+		return poll.Success()
+	}, poll.WithTimeout(time.Minute))
+	res = docker(t, cfg, nil, "dtr", "repair", "--force", "--replica-id", ids[0])
+	assert.Equal(t, res.code, 1, res.stderr)
+	assert.Assert(t, is.Contains(res.stderr, "nothing to repair: RethinkDB server dtr_rethinkdb_"+ids[1]+" has its majority"), res.stderr)
+	assert.DeepEqual(t, configsOnly(tableConfigs(t, driver)), configsOnly(configs))
+	c.Reconnect(t, ids[0])
 
 	c.Disconnect(t, ids[0])
 	c.Disconnect(t, ids[1])
@@ -238,6 +257,15 @@ func tableConfigs(t *testing.T, s *r.Session) map[string]tableState {
 			}
 		}
 		out[name] = st
+	}
+	return out
+}
+
+// configsOnly are the tables' configurations, without their readiness.
+func configsOnly(m map[string]tableState) map[string]any {
+	out := map[string]any{}
+	for name, st := range m {
+		out[name] = st.Config
 	}
 	return out
 }

@@ -58,7 +58,9 @@ survivor never saw, are lost.
 The surviving replica is the one whose RethinkDB server sees the most of
 the others, where the most tables take writes, on DTR's network; or the
 one --replica-id names. repair refuses when the database has its
-majority: status is then healthy, and nothing needs repair.
+majority (every table takes writes where the replica that sees most is),
+even when --replica-id names a server cut off from that majority: a repair
+from it would revert the tables to its stale copy.
 
 --dry-run prints, for each table, the replicas that are unreachable, the
 replica that stays, and what changes; nothing is changed. Otherwise repair
@@ -140,7 +142,7 @@ func runRepair(ctx context.Context, dockerCli command.Cli, opts repairOptions) e
 
 	opts.target.allowUnhealthy = true
 	if !opts.target.isDirect() {
-		id, err := survivor(ctx, dockerCli, opts.target.replicaID, prog)
+		id, err := survivor(ctx, dockerCli, opts.target.replicaID, opts.replicas > 0, prog)
 		if err != nil {
 			return err
 		}
@@ -286,11 +288,15 @@ func repairSafety(ctx context.Context, dockerCli command.Cli, opts repairOptions
 	return path, sum, err
 }
 
-// survivor is the replica a repair works from: the one named (id), the
-// one an unfinished repair's journal names, or the replica whose server
-// has the widest view (dbhealth.Survey asks them all when the first sees
-// no majority).
-func survivor(ctx context.Context, dockerCli command.Cli, id string, prog *progress.Printer) (string, error) {
+// survivor is the replica a repair works from: the one an unfinished
+// repair's journal names, else the one named (id) or the replica whose
+// server has the widest view (dbhealth.Survey asks them all when the first
+// sees no majority). Where that widest view has every DTR table taking
+// writes, the database has its majority and nothing needs repair, whatever
+// a server cut off from it says: a repair from that server would revert
+// the tables to its stale replicas. Unless rescale (--replicas), that is
+// refused.
+func survivor(ctx context.Context, dockerCli command.Cli, id string, rescale bool, prog *progress.Printer) (string, error) {
 	found, err := nodejournal.List(ctx, dockerCli.Client())
 	if err != nil {
 		return "", err
@@ -305,9 +311,6 @@ func survivor(ctx context.Context, dockerCli command.Cli, id string, prog *progr
 		prog.Step("finishing the unfinished repair from replica %s (journal: container %s)", f.Record.Replica, f.Container)
 		return f.Record.Replica, nil
 	}
-	if id != "" {
-		return id, nil
-	}
 	cluster, err := dtrdb.Discover(ctx, dockerCli)
 	if err != nil {
 		return "", err
@@ -319,8 +322,18 @@ func survivor(ctx context.Context, dockerCli command.Cli, id string, prog *progr
 		}
 		return s.Health, nil
 	})
-	if err != nil {
+	switch {
+	case err != nil && id == "":
 		return "", fmt.Errorf("no replica's RethinkDB could be asked: %w", err)
+	case err != nil:
+		prog.Warn("no replica's RethinkDB could be asked (%v): repairing from replica %s as --replica-id asks", oneLine(err.Error()), id)
+		return id, nil
+	}
+	if plan := repair.MakePlan(health); len(plan.Lost()) == 0 && !rescale {
+		return "", &repair.NothingToRepairError{Server: health.Server, Tables: len(plan.Tables)}
+	}
+	if id != "" {
+		return id, nil
 	}
 	prog.Step("surviving replica: %s (its server %s sees %d of %d replicas' servers; %d of %d tables take writes there)",
 		from.ID, health.Server, health.Sees(cluster.Replicas), len(cluster.Replicas), len(health.Tables)-len(health.Unwritable()), len(health.Tables))
