@@ -130,7 +130,11 @@ type PendingError struct {
 }
 
 func (e *PendingError) Error() string {
-	return fmt.Sprintf("a %s restore into replica %s is unfinished (journal: %s): finish or undo it first", e.Record.Kind, e.Record.Replica, e.Where)
+	kind := "a metadata restore"
+	if e.Record.Kind == journal.KindImages {
+		kind = "an image restore"
+	}
+	return fmt.Sprintf("%s into replica %s is unfinished (journal: %s): finish or undo it first (docker dtr status says how)", kind, e.Record.Replica, e.Where)
 }
 
 type noProgress struct{}
