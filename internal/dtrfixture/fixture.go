@@ -704,7 +704,31 @@ func (c *Cluster) waitReady(ctx context.Context, reps []*Replica, comps []string
 // waitRethink waits until RethinkAddr completes a TLS handshake with the
 // client pair: the published port accepts connections before the server
 // listens (docker-proxy), so a plain connect proves nothing.
+//
+// A joining server started before the first one's name is in dtr-ol's
+// name service (the starts run three at a time) exits at once with
+// "getaddrinfo() failed": it is started again, a few times, as DTR's
+// restart policy would.
 func (c *Cluster) waitRethink(ctx context.Context, rep *Replica) error {
+	for attempt := 1; ; attempt++ {
+		err := c.waitRethinkOnce(ctx, rep)
+		if err == nil || attempt == 5 || !strings.Contains(err.Error(), "getaddrinfo() failed") {
+			return err
+		}
+		name := rep.Containers["rethinkdb"]
+		debugf("%s could not resolve the server it joins yet; starting it again (%d)", name, attempt)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt) * 500 * time.Millisecond):
+		}
+		if serr := c.Client.ContainerStart(ctx, name, container.StartOptions{}); serr != nil {
+			return errors.Join(err, serr)
+		}
+	}
+}
+
+func (c *Cluster) waitRethinkOnce(ctx context.Context, rep *Replica) error {
 	name := rep.Containers["rethinkdb"]
 	cfg := c.pki.clientTLS(name + "." + networkName)
 	return c.waitAnswer(ctx, name, "RethinkDB of "+name, rep.RethinkAddr, func() error {
