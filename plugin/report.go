@@ -10,7 +10,6 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
 	"github.com/docker-dtr/docker-dtr/pkg/crosscheck"
-	"github.com/docker-dtr/docker-dtr/pkg/dbhealth"
 	"github.com/docker-dtr/docker-dtr/pkg/exitcode"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
@@ -88,7 +87,7 @@ func printReport(w io.Writer, name string, rep *archive.Report, format string) e
 		}
 		if o := rep.Outdated; o != nil {
 			fmt.Fprintf(tw, "  Outdated\t%s read from RethinkDB server %s without their majority (--allow-outdated): %s\n",
-				human.Plural(len(o.Tables), "table"), o.Server, dbhealth.Names(o.Tables, 5))
+				human.Plural(len(o.Tables), "table"), o.Server, human.List(o.Tables, 5))
 		}
 		fmt.Fprintf(tw, "  Tables\t%d\n", len(rep.Tables))
 		for _, x := range rep.Excluded {

@@ -182,7 +182,7 @@ func runStatus(ctx context.Context, dockerCli command.Cli, opts statusOptions) e
 		if db := st.Database; db.Health != nil {
 			msg += fmt.Sprintf(" (RethinkDB sees %d of %d servers", db.ServersConnected, st.Quorum.Replicas)
 			if u := db.Unwritable(); len(u) > 0 {
-				msg += fmt.Sprintf("; %s cannot take writes", dbhealth.Names(tableNames(u), 3))
+				msg += fmt.Sprintf("; %s cannot take writes", human.List(tableNames(u), 3))
 			}
 			msg += ")"
 		}
@@ -298,7 +298,7 @@ func printDatabase(w io.Writer, st statusReport) {
 	}
 	fmt.Fprintf(w, "Database: RethinkDB server %s (replica %s) sees %d of %d replicas' servers connected", db.Server, db.ReadFrom, db.ServersConnected, st.Quorum.Replicas)
 	if u := db.Unwritable(); len(u) > 0 {
-		fmt.Fprintf(w, "; %d of %d tables cannot take writes: %s", len(u), len(db.Tables), dbhealth.Names(tableNames(u), 5))
+		fmt.Fprintf(w, "; %d of %d tables cannot take writes: %s", len(u), len(db.Tables), human.List(tableNames(u), 5))
 	} else {
 		fmt.Fprintf(w, "; all %d tables take writes", len(db.Tables))
 	}

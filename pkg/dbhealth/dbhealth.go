@@ -13,10 +13,10 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
+	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/rethink"
 )
 
@@ -146,7 +146,7 @@ func (h *Health) Problems(rep *dtr.Replica) []string {
 		}
 	}
 	if len(held) > 0 {
-		out = append(out, fmt.Sprintf("%s cannot take writes", Names(held, 3)))
+		out = append(out, fmt.Sprintf("%s cannot take writes", human.List(held, 3)))
 	}
 	return out
 }
@@ -182,14 +182,6 @@ func (h *Health) Mark(replicas []*dtr.Replica) {
 			rep.Problems = append(rep.Problems, p...)
 		}
 	}
-}
-
-// Names lists names, at most max of them and how many more.
-func Names(names []string, max int) string {
-	if len(names) <= max {
-		return strings.Join(names, ", ")
-	}
-	return fmt.Sprintf("%s and %d more", strings.Join(names[:max], ", "), len(names)-max)
 }
 
 // Sees counts the replicas whose servers h sees connected.

@@ -2,7 +2,10 @@
 // with their noun.
 package human
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // Bytes renders a size with one decimal in binary units: "512 B",
 // "53.0 MiB".
@@ -25,4 +28,13 @@ func Plural(n int, word string) string {
 		return "1 " + word
 	}
 	return fmt.Sprintf("%d %ss", n, word)
+}
+
+// List joins names with commas, at most max of them, and says how many
+// more there are: "a, b, c and 9 more".
+func List(names []string, max int) string {
+	if len(names) <= max {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:max], ", "), len(names)-max)
 }

@@ -12,3 +12,12 @@ func TestBytes(t *testing.T) {
 		t.Errorf("Plural: %q", got)
 	}
 }
+
+func TestList(t *testing.T) {
+	if got := List([]string{"a", "b", "c", "d", "e"}, 3); got != "a, b, c and 2 more" {
+		t.Errorf("List: %q", got)
+	}
+	if got := List([]string{"a", "b"}, 3); got != "a, b" {
+		t.Errorf("List: %q", got)
+	}
+}

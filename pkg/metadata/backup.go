@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
+	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/rethink"
 )
 
@@ -67,22 +68,14 @@ type NotReadyError struct {
 func (e *NotReadyError) Error() string {
 	if e.Allowed {
 		return fmt.Sprintf("%s cannot be read even outdated on RethinkDB server %s: it holds no readable replica of %s; back up from another replica (--replica-id)",
-			names(e.NoReplica), e.Server, map[bool]string{true: "it", false: "them"}[len(e.NoReplica) == 1])
+			human.List(e.NoReplica, 4), e.Server, map[bool]string{true: "it", false: "them"}[len(e.NoReplica) == 1])
 	}
 	why := "a majority of their replicas is not connected"
 	if len(e.Unreachable) > 0 {
 		why += " (" + strings.Join(e.Unreachable, ", ") + " unreachable)"
 	}
 	return fmt.Sprintf("%s %s not ready for reads on RethinkDB server %s (%s): %s; --allow-outdated backs up what this server holds (read_mode outdated: the last writes the lost replicas took may be missing), and docker dtr repair reverts the cluster to it",
-		plural(len(e.Tables), "table"), map[bool]string{true: "is", false: "are"}[len(e.Tables) == 1], e.Server, names(e.Tables), why)
-}
-
-// names lists at most four names, and how many more.
-func names(list []string) string {
-	if len(list) <= 4 {
-		return strings.Join(list, ", ")
-	}
-	return fmt.Sprintf("%s and %d more", strings.Join(list[:4], ", "), len(list)-4)
+		human.Plural(len(e.Tables), "table"), map[bool]string{true: "is", false: "are"}[len(e.Tables) == 1], e.Server, human.List(e.Tables, 4), why)
 }
 
 // readModes checks that every table of refs can be read, and says which
@@ -139,17 +132,18 @@ func Backup(ctx context.Context, s *rethink.Session, w io.Writer, opts BackupOpt
 	if err != nil {
 		return nil, err
 	}
-	modes, outdated, err := readModes(ctx, s, opts.selected(refs), opts)
+	selected := opts.selected(refs)
+	modes, outdated, err := readModes(ctx, s, selected, opts)
 	if err != nil {
 		return nil, err
 	}
 	opts.Info.Outdated = outdated
 	if outdated != nil {
-		prog.Step("reading %s outdated from RethinkDB server %s (read_mode outdated: their majority is lost): %s", plural(len(outdated.Tables), "table"), outdated.Server, names(outdated.Tables))
+		prog.Step("reading %s outdated from RethinkDB server %s (read_mode outdated: their majority is lost): %s", human.Plural(len(outdated.Tables), "table"), outdated.Server, human.List(outdated.Tables, 4))
 	}
 	var tables []archive.Table
 	var kept []rethink.TableRef
-	for _, ref := range opts.selected(refs) {
+	for _, ref := range selected {
 		info, err := s.Describe(ctx, ref)
 		if err != nil {
 			return nil, err

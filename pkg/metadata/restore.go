@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
+	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/rethink"
 )
 
@@ -173,18 +174,11 @@ func MakePlan(ctx context.Context, s *rethink.Session, rep *archive.Report) (*Pl
 // replicas per shard than servers. The note says what changed.
 func adapt(s archive.TableSettings, servers int) (*archive.TableSettings, string) {
 	if servers > 0 && s.Replicas > servers {
-		note := fmt.Sprintf("%d replicas per shard in the backup, %d here: the cluster has %s", s.Replicas, servers, plural(servers, "server"))
+		note := fmt.Sprintf("%d replicas per shard in the backup, %d here: the cluster has %s", s.Replicas, servers, human.Plural(servers, "server"))
 		s.Replicas = servers
 		return &s, note
 	}
 	return &s, ""
-}
-
-func plural(n int, word string) string {
-	if n == 1 {
-		return "1 " + word
-	}
-	return fmt.Sprintf("%d %ss", n, word)
 }
 
 // Print writes the plan for people.
@@ -214,10 +208,10 @@ func (p *Plan) Print(w io.Writer) {
 		if c := t.Create; c != nil {
 			// What differs from a table_create without options.
 			if c.Shards != 1 {
-				extra += ", " + plural(c.Shards, "shard")
+				extra += ", " + human.Plural(c.Shards, "shard")
 			}
 			if c.Replicas != 1 {
-				extra += ", " + plural(c.Replicas, "replica")
+				extra += ", " + human.Plural(c.Replicas, "replica")
 			}
 			if c.WriteAcks != "majority" {
 				extra += ", write acks " + c.WriteAcks

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/pkg/dbhealth"
+	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/journal"
 	"github.com/docker-dtr/docker-dtr/pkg/rethink"
 )
@@ -169,7 +170,7 @@ func Run(ctx context.Context, db DB, o Options) (*Result, error) {
 	res := &Result{Plan: plan, Resumed: resuming, DryRun: o.DryRun, Changed: []string{}, Rescaled: []string{}, Replicas: o.Replicas}
 	if s := plan.Stranded(); len(s) > 0 {
 		return res, fmt.Errorf("cannot repair from RethinkDB server %s: it holds no replica of %s (their replicas are on %s): repair from the replica that holds them (--replica-id), or restore from a backup",
-			plan.Server, dbhealth.Names(Names(s), 4), strings.Join(s[0].Unreachable, ", "))
+			plan.Server, human.List(Names(s), 4), strings.Join(s[0].Unreachable, ", "))
 	}
 	if o.Replicas > len(plan.Connected) {
 		return res, fmt.Errorf("--replicas %d: RethinkDB server %s reaches %d servers (%s): join new replicas first (docker/dtr join), then give the tables as many replicas as there are servers",
@@ -233,7 +234,7 @@ func Run(ctx context.Context, db DB, o Options) (*Result, error) {
 		return res, err
 	}
 	if left := MakePlan(res.After).Lost(); len(left) > 0 {
-		return res, fmt.Errorf("%s still take no writes after the repair: run docker dtr repair again", dbhealth.Names(Names(left), 4))
+		return res, fmt.Errorf("%s still take no writes after the repair: run docker dtr repair again", human.List(Names(left), 4))
 	}
 	if rec != nil {
 		if err := o.Journal.Remove(ctx); err != nil {
