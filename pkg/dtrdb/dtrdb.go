@@ -335,38 +335,35 @@ func (t *Target) Health(ctx context.Context) (*dbhealth.Health, error) {
 	return h, t.explain(err)
 }
 
-// Revert and Settle change a table as a repair's plan says
-// (repair.Revert, repair.Settle), next to the database through the
-// Docker context.
+// Revert, Settle and Rescale change a table as a repair's plan says
+// (repair.Revert, repair.Settle, repair.Rescale), next to the database
+// through the Docker context.
 func (t *Target) Revert(ctx context.Context, tb repair.Table) error {
-	switch {
-	case t.db != nil:
-		return t.explainAgent(t.db.Revert(ctx, tb))
-	case t.sess == nil:
-		return errNotConnected
-	}
-	return t.explain(repair.Revert(ctx, t.sess, tb))
+	return t.either(func(db *remotedb.Session) error { return db.Revert(ctx, tb) },
+		func(sess *rethink.Session) error { return repair.Revert(ctx, sess, tb) })
 }
 
 func (t *Target) Settle(ctx context.Context, tb repair.Table) error {
-	switch {
-	case t.db != nil:
-		return t.explainAgent(t.db.Settle(ctx, tb))
-	case t.sess == nil:
-		return errNotConnected
-	}
-	return t.explain(repair.Settle(ctx, t.sess, tb))
+	return t.either(func(db *remotedb.Session) error { return db.Settle(ctx, tb) },
+		func(sess *rethink.Session) error { return repair.Settle(ctx, sess, tb) })
 }
 
-// Rescale gives a table n replicas (repair.Rescale).
 func (t *Target) Rescale(ctx context.Context, tb repair.Table, n int) error {
+	return t.either(func(db *remotedb.Session) error { return db.Rescale(ctx, tb, n) },
+		func(sess *rethink.Session) error { return repair.Rescale(ctx, sess, tb, n) })
+}
+
+// either runs a request that only succeeds or fails: through the database
+// helper's agent when there is one, else on the direct session, its error
+// explained either way.
+func (t *Target) either(agent func(*remotedb.Session) error, direct func(*rethink.Session) error) error {
 	switch {
 	case t.db != nil:
-		return t.explainAgent(t.db.Rescale(ctx, tb, n))
+		return t.explainAgent(agent(t.db))
 	case t.sess == nil:
 		return errNotConnected
 	}
-	return t.explain(repair.Rescale(ctx, t.sess, tb, n))
+	return t.explain(direct(t.sess))
 }
 
 // Storage reads where DTR keeps its images, from its settings: through
@@ -402,13 +399,8 @@ func (t *Target) Load(ctx context.Context, open archive.Source, rep *archive.Rep
 
 // Undo drops what a failed restore of plan created (metadata.Plan.Undo).
 func (t *Target) Undo(ctx context.Context, plan *metadata.Plan) error {
-	switch {
-	case t.db != nil:
-		return t.explainAgent(t.db.Undo(ctx, plan))
-	case t.sess == nil:
-		return errNotConnected
-	}
-	return t.explain(plan.Undo(ctx, t.sess))
+	return t.either(func(db *remotedb.Session) error { return db.Undo(ctx, plan) },
+		func(sess *rethink.Session) error { return plan.Undo(ctx, sess) })
 }
 
 // DTRVersion is the target's DTR version: the replica's, or flag's
