@@ -246,7 +246,10 @@ func printRepairPlan(w io.Writer, p *repair.Plan, opts repairOptions) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t, writes, dash(strings.Join(t.Unreachable, ", ")), dash(strings.Join(t.Stays, ", ")), t.Action)
 	}
 	tw.Flush()
-	if len(lost) == 0 {
+	switch {
+	case len(lost) == 0 && len(p.Electing()) > 0:
+		fmt.Fprintln(w, "\nnothing to repair: every table has a majority of its replicas, and those electing a primary will take writes within seconds")
+	case len(lost) == 0:
 		fmt.Fprintln(w, "\nnothing to repair: every table takes writes")
 	}
 }
@@ -291,11 +294,12 @@ func repairSafety(ctx context.Context, dockerCli command.Cli, opts repairOptions
 // survivor is the replica a repair works from: the one an unfinished
 // repair's journal names, else the one named (id) or the replica whose
 // server has the widest view (dbhealth.Survey asks them all when the first
-// sees no majority). Where that widest view has every DTR table taking
-// writes, the database has its majority and nothing needs repair, whatever
-// a server cut off from it says: a repair from that server would revert
-// the tables to its stale replicas. Unless rescale (--replicas), that is
-// refused.
+// sees no majority). Where that widest view reaches a majority of every
+// DTR table's replicas, the database has its majority and nothing needs
+// repair, whatever a server cut off from it says: a repair from that
+// server would revert the tables to its stale replicas. That holds while
+// tables whose primary was cut off still elect a new one and take no
+// writes for a few seconds. Unless rescale (--replicas), it is refused.
 func survivor(ctx context.Context, dockerCli command.Cli, id string, rescale bool, prog *progress.Printer) (string, error) {
 	found, err := nodejournal.List(ctx, dockerCli.Client())
 	if err != nil {
@@ -329,8 +333,8 @@ func survivor(ctx context.Context, dockerCli command.Cli, id string, rescale boo
 		prog.Warn("no replica's RethinkDB could be asked (%v): repairing from replica %s as --replica-id asks", oneLine(err.Error()), id)
 		return id, nil
 	}
-	if plan := repair.MakePlan(health); len(plan.Lost()) == 0 && !rescale {
-		return "", &repair.NothingToRepairError{Server: health.Server, Tables: len(plan.Tables)}
+	if nothing := repair.NothingToRepair(repair.MakePlan(health)); nothing != nil && !rescale {
+		return "", nothing
 	}
 	if id != "" {
 		return id, nil

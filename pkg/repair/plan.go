@@ -30,6 +30,12 @@ const (
 	// ActionDrop keeps only the reachable replicas of a table that takes
 	// writes but still lists replicas on lost servers.
 	ActionDrop = "drop unreachable replicas"
+	// ActionElect waits for a table that takes no writes while a majority
+	// of its replicas is reachable: it is electing a primary, as after
+	// its primary's server was cut off, and takes writes within seconds
+	// without a repair (RethinkDB refuses an emergency repair of it).
+	// Unreachable replicas are then dropped.
+	ActionElect = "wait for its primary"
 )
 
 // Table is what the plan does to one table.
@@ -76,8 +82,10 @@ func MakePlan(h *dbhealth.Health) *Plan {
 			}
 		}
 		switch {
-		case !t.ReadyForWrites:
+		case !t.ReadyForWrites && 2*len(t.Stays) <= len(t.Replicas):
 			t.Action = ActionRepair
+		case !t.ReadyForWrites:
+			t.Action = ActionElect
 		case len(t.Unreachable) > 0:
 			t.Action = ActionDrop
 		}
@@ -86,11 +94,19 @@ func MakePlan(h *dbhealth.Health) *Plan {
 	return p
 }
 
-// Lost are the tables that take no writes: the majority the repair is for.
+// Lost are the tables that take no writes because a majority of their
+// replicas is unreachable: what the repair is for. (Servers lists the
+// replicas of every shard; DTR's tables have one.)
 func (p *Plan) Lost() []Table { return p.with(func(t Table) bool { return t.Action == ActionRepair }) }
 
 // Changes are the tables the repair changes.
 func (p *Plan) Changes() []Table { return p.with(func(t Table) bool { return t.Action != ActionNone }) }
+
+// Electing are the tables that take no writes while a majority of their
+// replicas is reachable.
+func (p *Plan) Electing() []Table {
+	return p.with(func(t Table) bool { return t.Action == ActionElect })
+}
 
 // Stranded are the tables that take no writes and have no replica on a
 // server the survivor reaches: a repair from it cannot bring them back.

@@ -114,14 +114,31 @@ type Result struct {
 	Took  time.Duration    `json:"tookNanoseconds"`
 }
 
-// NothingToRepairError is a repair refused: every DTR table takes writes.
+// NothingToRepairError is a repair refused: every DTR table has a
+// majority of its replicas reachable, and takes writes or soon will.
 type NothingToRepairError struct {
 	Server string
 	Tables int
+	// Electing are the tables still electing a primary.
+	Electing []string
 }
 
 func (e *NothingToRepairError) Error() string {
-	return fmt.Sprintf("nothing to repair: RethinkDB server %s has its majority and all %d of DTR's tables take writes (docker dtr status says the database is healthy); --replicas N gives the tables N replicas once new replicas have joined", e.Server, e.Tables)
+	const rescale = "; --replicas N gives the tables N replicas once new replicas have joined"
+	if len(e.Electing) > 0 {
+		return fmt.Sprintf("nothing to repair: RethinkDB server %s has its majority: it reaches a majority of the replicas of all %d of DTR's tables, and %s will take writes once they have elected a new primary, within seconds (docker dtr status shows when)%s",
+			e.Server, e.Tables, human.List(e.Electing, 3), rescale)
+	}
+	return fmt.Sprintf("nothing to repair: RethinkDB server %s has its majority and all %d of DTR's tables take writes (docker dtr status says the database is healthy)%s", e.Server, e.Tables, rescale)
+}
+
+// NothingToRepair is the refusal of plan p's repair, nil where a table
+// has lost the majority of its replicas.
+func NothingToRepair(p *Plan) error {
+	if len(p.Lost()) > 0 {
+		return nil
+	}
+	return &NothingToRepairError{Server: p.Server, Tables: len(p.Tables), Electing: Names(p.Electing())}
 }
 
 // PendingError is a repair refused because a restore's journal is there.
@@ -177,8 +194,8 @@ func Run(ctx context.Context, db DB, o Options) (*Result, error) {
 			o.Replicas, plan.Server, len(plan.Connected), strings.Join(plan.Connected, ", "))
 	}
 	changes := plan.Changes()
-	if !resuming && len(plan.Lost()) == 0 && o.Replicas == 0 {
-		return res, &NothingToRepairError{Server: plan.Server, Tables: len(plan.Tables)}
+	if nothing := NothingToRepair(plan); nothing != nil && !resuming && o.Replicas == 0 {
+		return res, nothing
 	}
 	if o.DryRun {
 		return res, nil
@@ -219,7 +236,11 @@ func Run(ctx context.Context, db DB, o Options) (*Result, error) {
 			return res, fmt.Errorf("%w (%d of %d tables take writes on the survivor's replicas alone; run docker dtr repair again to finish)", err, i, len(changes))
 		}
 		res.Changed = append(res.Changed, t.String())
-		prog.Step("%s: takes writes, on %s alone (%d of %d)", t, strings.Join(t.Stays, ", "), i+1, len(changes))
+		if len(t.Unreachable) == 0 {
+			prog.Step("%s: takes writes (%d of %d)", t, i+1, len(changes))
+		} else {
+			prog.Step("%s: takes writes, on %s alone (%d of %d)", t, strings.Join(t.Stays, ", "), i+1, len(changes))
+		}
 	}
 	if o.Replicas > 0 {
 		for i, t := range plan.Tables {

@@ -114,6 +114,44 @@ func TestMakePlan(t *testing.T) {
 	assert.DeepEqual(t, Names(MakePlan(h).Stranded()), []string{"dtr2.repositories"})
 }
 
+// TestPlanElecting is one server cut off from three: the tables whose
+// primary it was take no writes for a few seconds on the other two while
+// they elect a new one. Those still have their majority: nothing to
+// repair, whichever view the plan is made from with that majority. The
+// cut-off server's own view lost it.
+func TestPlanElecting(t *testing.T) {
+	var ev []string
+	c := lostMajority(&ev)
+	c.server, c.connected = "s2", []string{"s2", "s3"}
+	c.tables[0].ReadyForWrites = true
+	c.tables[2].ReadyForWrites = true
+	h, _ := c.Health(context.Background())
+	p := MakePlan(h)
+	assert.Equal(t, p.Tables[1].Action, ActionElect)
+	assert.Equal(t, len(p.Lost()), 0)
+	assert.DeepEqual(t, Names(p.Electing()), []string{"dtr2.tags"})
+	err := NothingToRepair(p)
+	assert.ErrorContains(t, err, "nothing to repair: RethinkDB server s2 has its majority: it reaches a majority of the replicas of all 3 of DTR's tables, and dtr2.tags will take writes once they have elected a new primary")
+	assert.Assert(t, IsNothingToRepair(err))
+
+	_, err = Run(context.Background(), c, Options{Journal: newStore(t, &ev), Confirm: func(*Plan, bool) error { t.Fatal("asked"); return nil }})
+	assert.Assert(t, IsNothingToRepair(err))
+	assert.Equal(t, len(ev), 0)
+
+	// Two of two replicas are a majority; one of two is not.
+	c.tables[1].Servers = []string{"s1", "s2"}
+	h, _ = c.Health(context.Background())
+	assert.DeepEqual(t, Names(MakePlan(h).Lost()), []string{"dtr2.tags"})
+
+	c.server, c.connected = "s1", []string{"s1"}
+	for i := range c.tables {
+		c.tables[i].ReadyForWrites, c.tables[i].Servers = false, []string{"s1", "s2", "s3"}
+	}
+	h, _ = c.Health(context.Background())
+	assert.Equal(t, len(MakePlan(h).Lost()), 3)
+	assert.NilError(t, NothingToRepair(MakePlan(h)))
+}
+
 func TestRunHealthy(t *testing.T) {
 	var ev []string
 	c := lostMajority(&ev)
