@@ -1,6 +1,7 @@
 // Package atomicfile writes a file so that it appears complete or not at
 // all: content goes to a 0600 temporary file beside the target, which is
-// renamed over it only once everything was written and synced.
+// renamed over it only once everything was written and synced. Syncs run
+// behind the writes (SyncBehind), so that the last one has little left.
 //
 // A killed writer leaves its temporary file, .NAME.tmp-NNN. The writer
 // holds a lock on it (flock) from its creation until it is renamed or
@@ -11,6 +12,7 @@ package atomicfile
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -21,6 +23,71 @@ type File struct {
 	*os.File
 	target string
 	done   bool
+	// unsynced counts the bytes written since the last sync behind
+	// started; behind, while one runs, gets its result, and syncErr
+	// keeps the first that failed for Commit.
+	unsynced int64
+	behind   chan error
+	syncErr  error
+}
+
+// SyncBehind is how many bytes are written between two syncs run in the
+// background while the file is written. The final sync before the
+// rename then has little left to flush: of a 537 MB image backup written
+// at the engine's 150 MB/s, 0.02 s instead of 0.38 s on this project's
+// machines (docs/benchmarks.md, section 4).
+const SyncBehind = 32 << 20
+
+// Write writes p, and starts a sync of what was written in the background
+// every SyncBehind bytes, if the last one is done.
+func (f *File) Write(p []byte) (int, error) {
+	n, err := f.File.Write(p)
+	f.unsynced += int64(n)
+	if f.unsynced >= SyncBehind {
+		f.syncBehind()
+	}
+	return n, err
+}
+
+// WriteString writes s through Write: os.File's own would bypass it.
+func (f *File) WriteString(s string) (int, error) { return f.Write([]byte(s)) }
+
+// ReadFrom copies r through Write: os.File's own would bypass it.
+func (f *File) ReadFrom(r io.Reader) (int64, error) {
+	return io.Copy(struct{ io.Writer }{f}, r)
+}
+
+func (f *File) syncBehind() {
+	if f.behind != nil {
+		select {
+		case err := <-f.behind:
+			f.behind = nil
+			f.keep(err)
+		default:
+			return // the last one still runs
+		}
+	}
+	f.unsynced = 0
+	c := make(chan error, 1)
+	f.behind = c
+	file := f.File
+	go func() { c <- file.Sync() }()
+}
+
+// waitBehind waits for the sync running in the background, and says
+// whether any failed.
+func (f *File) waitBehind() error {
+	if f.behind != nil {
+		f.keep(<-f.behind)
+		f.behind = nil
+	}
+	return f.syncErr
+}
+
+func (f *File) keep(err error) {
+	if err != nil && f.syncErr == nil {
+		f.syncErr = err
+	}
 }
 
 // Create starts writing path. The temporary file is in the same directory,
@@ -71,7 +138,11 @@ func (f *File) Commit() error {
 		return nil
 	}
 	f.done = true
-	if err := f.Sync(); err != nil {
+	err := f.waitBehind()
+	if err == nil {
+		err = f.Sync()
+	}
+	if err != nil {
 		os.Remove(f.Name())
 		f.File.Close()
 		return fmt.Errorf("writing %s: %w", f.target, err)
@@ -102,6 +173,7 @@ func (f *File) Abort() {
 		return
 	}
 	f.done = true
+	f.waitBehind() // its file is about to close
 	if closeBeforeRename {
 		f.File.Close()
 		os.Remove(f.Name())
