@@ -52,8 +52,9 @@ type Options struct {
 // the volume held is judged against it (judgeStorage). The caller
 // commits or aborts out.
 func Write(ctx context.Context, api imagevolume.API, out io.Writer, o Options) (*imagearchive.Manifest, error) {
-	// The settings' helper starts at once, beside the volume's measure:
-	// its ~0.5 s would otherwise be added to every backup.
+	// The settings' helper starts at once, beside the volume's helper and
+	// its first read: its ~0.5 s and theirs would otherwise add up on
+	// every backup.
 	storage := readStorage(ctx, o.Storage)
 	if storage == nil {
 		if o.NoVolume != nil {
@@ -69,47 +70,33 @@ func Write(ctx context.Context, api imagevolume.API, out io.Writer, o Options) (
 			return storageAnswer{err: ctx.Err()}
 		}
 	})
-	if o.Since != nil && o.NoVolume == nil {
-		// An incremental's helper starts and lists the volume while the
-		// settings are read; nothing is written before the listing's
-		// choice, which waits for them (the gate).
-		m, err := write(ctx, api, out, o, nil, func() error { return decide(answer(), o) })
-		if errors.Is(err, errUseBucket) {
-			return writeBucket(ctx, api, out, o, answer().backend)
-		}
-		if err != nil {
-			return m, err
-		}
-		if err := judgeStorage(answer(), m, o.Volume.Name, o.Progress); err != nil {
-			return nil, err
-		}
-		return m, nil
-	}
-	var total <-chan int64
-	if o.NoVolume == nil {
-		total = measure(ctx, api, o)
-	}
-	a := answer()
-	if ctx.Err() != nil {
-		return nil, ctx.Err()
-	}
-	if a.err == nil && a.backend.Driver == "s3" {
-		return writeBucket(ctx, api, out, o, a.backend)
-	}
 	if o.NoVolume != nil {
-		if a.err == nil && a.backend.External() {
+		a := answer()
+		switch {
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case a.err == nil && a.backend.Driver == "s3":
+			return writeBucket(ctx, api, out, o, a.backend)
+		case a.err == nil && a.backend.External():
 			return nil, judgeStorage(a, &imagearchive.Manifest{}, "", o.Progress)
 		}
 		return nil, o.NoVolume
 	}
-	if err := decide(a, o); err != nil {
-		return nil, err
+	// The volume's helper starts and its stream opens (an incremental's
+	// listing runs) while the settings are read; nothing is taken from
+	// it, and nothing written, before they decide (the gate).
+	var total <-chan int64
+	if o.Since == nil {
+		total = measure(ctx, api, o)
 	}
-	m, err := write(ctx, api, out, o, total, nil)
+	m, err := write(ctx, api, out, o, total, func() error { return decide(answer(), o) })
+	if errors.Is(err, errUseBucket) {
+		return writeBucket(ctx, api, out, o, answer().backend)
+	}
 	if err != nil {
 		return m, err
 	}
-	if err := judgeStorage(a, m, o.Volume.Name, o.Progress); err != nil {
+	if err := judgeStorage(answer(), m, o.Volume.Name, o.Progress); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -163,8 +150,9 @@ func writeBucket(ctx context.Context, api imagevolume.API, out io.Writer, o Opti
 }
 
 // write backs the volume up. gate, when not nil, is asked before anything
-// is written (before the listing's choice, or the whole read): its error
-// stops the backup there.
+// is written (before the listing's choice, or once the whole read's
+// stream is open and before it is read): its error stops the backup
+// there.
 func write(ctx context.Context, api imagevolume.API, out io.Writer, o Options, measured <-chan int64, gate func() error) (*imagearchive.Manifest, error) {
 	rep, vol, prog := o.Replica, o.Volume, o.Progress
 	prog.Step("reading volume %s (%s) through a helper container on node %s", vol.Name, vol.Driver, rep.Node)
@@ -198,7 +186,16 @@ func write(ctx context.Context, api imagevolume.API, out io.Writer, o Options, m
 		return nil, ctx.Err()
 	}
 	prog.PhaseOf("reading volume "+vol.Name, "", 0, total)
-	return writeFrom(out, &info, prog, func(fn func(io.Reader) error) error { return vol.Read(ctx, api, fn) })
+	return writeFrom(out, &info, prog, func(fn func(io.Reader) error) error {
+		return vol.Read(ctx, api, func(r io.Reader) error {
+			if gate != nil {
+				if err := gate(); err != nil {
+					return err
+				}
+			}
+			return fn(r)
+		})
+	})
 }
 
 // writeFrom writes the archive from the tar stream that read hands its

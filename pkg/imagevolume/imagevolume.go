@@ -107,8 +107,10 @@ type helper struct {
 	api  API
 	id   string
 	name string
-	// release ends the lease, if it holds one.
-	release func()
+	// release ends the lease, if it holds one; stopWaiting stops the
+	// wait for its exit.
+	release     func()
+	stopWaiting func()
 	// exited is closed if the lease's agent exits while the plugin works.
 	exited chan struct{}
 }
@@ -229,9 +231,9 @@ func (v *Volume) leaseHelper(ctx context.Context, api API, a agentImage) (*helpe
 		once.Do(func() {
 			close(stop)
 			hj.Close()
-			stopWaiting()
 		})
 	}
+	h.stopWaiting = stopWaiting
 	if err := api.ContainerStart(ctx, h.id, container.StartOptions{}); err != nil {
 		return fail(fmt.Errorf("starting helper %s on node %s: %w", name, v.Replica.Node, requestErr(err)))
 	}
@@ -243,6 +245,7 @@ func (v *Volume) leaseHelper(ctx context.Context, api API, a agentImage) (*helpe
 func (h *helper) remove() error {
 	if h.release != nil {
 		h.release()
+		h.stopWaiting()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -250,6 +253,28 @@ func (h *helper) remove() error {
 		return fmt.Errorf("removing helper %s: %w (remove it with: docker rm -f %s)", h.name, err, h.name)
 	}
 	return nil
+}
+
+// done ends a helper whose read succeeded. A lease's agent exits once
+// released, and its container removes itself (AutoRemove): once the exit
+// is seen, that removal (a quarter to half a second of the engine's, at
+// the end of every backup) is not waited for, as ReadSelected does not.
+// Nothing needs it: the helper mounts the volume read-only, and one that
+// fails to go is an exited helper of a dead plugin, which the next run
+// removes. A helper that does not exit in exitBound, or never started,
+// is removed.
+func (h *helper) done() error {
+	if h.release == nil {
+		return h.remove()
+	}
+	h.release()
+	select {
+	case <-h.exited:
+		h.stopWaiting()
+		return nil
+	case <-time.After(exitBound):
+	}
+	return h.remove()
 }
 
 // Read streams the volume's content as the archive API gives it (a tar
@@ -266,7 +291,11 @@ func (v *Volume) Read(ctx context.Context, api API, fn func(io.Reader) error) (e
 		if h == nil {
 			return
 		}
-		if rerr := h.remove(); err == nil {
+		end := h.remove
+		if err == nil {
+			end = h.done
+		}
+		if rerr := end(); err == nil {
 			err = rerr
 		} else if rerr != nil {
 			err = fmt.Errorf("%w; and %v", err, rerr)
