@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -187,6 +188,20 @@ func TestRepair(t *testing.T) {
 
 	res = docker(t, cfg, nil, "dtr", "status")
 	assert.Equal(t, res.code, 0, res.stderr)
+	assert.Assert(t, is.Contains(res.stdout, "Backups use replica "+ids[2]), res.stdout)
+
+	// A backup without --replica-id reads from the survivor, as status
+	// says, though the servers the repair left behind keep running: the
+	// one with the lowest id sees no majority and refuses; the survivor's
+	// server sees more.
+	res = docker(t, cfg, nil, "dtr", "backup", "create", "-o", filepath.Join(dir, "after-repair.tar"))
+	assert.Equal(t, res.code, 0, res.stderr)
+	assert.Assert(t, is.Contains(res.stdout, "replica "+ids[2]+" on node "), res.stdout)
+	if slices.Min(ids) != ids[2] {
+		assert.Assert(t, is.Contains(res.stderr, "sees more of the cluster ("), res.stderr)
+		assert.Assert(t, is.Contains(res.stderr, "backing up from replica "+ids[2]), res.stderr)
+	}
+	assertNoHelpers(t, c)
 	res = docker(t, cfg, nil, "dtr", "backup", "verify", safety)
 	assert.Equal(t, res.code, 0, res.stderr)
 	assert.Assert(t, is.Contains(res.stdout, "verified, OUTDATED"))

@@ -41,8 +41,10 @@ func newCreateCmd(dockerCli command.Cli) *cobra.Command {
 
 By default the DTR is the one behind the active Docker context (a UCP client
 bundle, 'docker context use', or 'docker --context NAME'): the backup comes
-from the healthy replica with the lowest id, or the one --replica-id names,
-by a short-lived helper container on that replica's node, which dumps
+from the healthy replica with the lowest id (or, where its RethinkDB server
+cannot read every table up to date and another replica's server sees more
+of the cluster, from that one), or the one --replica-id names, by a
+short-lived helper container on that replica's node, which dumps
 the database there and sends the archive compressed: DTR's client key
 stays on the node. No UCP password, ssh or published port is needed. --rethinkdb-addr and its TLS
 flags reach a RethinkDB directly instead.

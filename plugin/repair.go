@@ -12,8 +12,6 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/internal/version"
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
-	"github.com/docker-dtr/docker-dtr/pkg/dbhealth"
-	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/dtrdb"
 	"github.com/docker-dtr/docker-dtr/pkg/exitcode"
 	"github.com/docker-dtr/docker-dtr/pkg/helpercontainer"
@@ -319,13 +317,7 @@ func survivor(ctx context.Context, dockerCli command.Cli, id string, rescale boo
 	if err != nil {
 		return "", err
 	}
-	health, from, err := dbhealth.Survey(ctx, nil, cluster.Replicas, func(ctx context.Context, rep *dtr.Replica) (*dbhealth.Health, error) {
-		s, err := dtrdb.ReadStatus(ctx, dockerCli, rep, "")
-		if err != nil {
-			return nil, err
-		}
-		return s.Health, nil
-	})
+	health, from, _, err := dtrdb.Survey(ctx, dockerCli, nil, cluster.Replicas, "")
 	switch {
 	case err != nil && id == "":
 		return "", fmt.Errorf("no replica's RethinkDB could be asked: %w", err)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 	"text/tabwriter"
 
 	"github.com/docker-dtr/docker-dtr/pkg/dbhealth"
@@ -129,18 +128,7 @@ func runStatus(ctx context.Context, dockerCli command.Cli, opts statusOptions) e
 	// The database's view: a replica whose containers run but whose
 	// server the cluster does not see, or whose tables take no writes, is
 	// not healthy.
-	var mu sync.Mutex
-	read := map[string]*dtrdb.Status{}
-	health, from, err := dbhealth.Survey(ctx, backup, cluster.Replicas, func(ctx context.Context, rep *dtr.Replica) (*dbhealth.Health, error) {
-		s, err := dtrdb.ReadStatus(ctx, dockerCli, rep, "")
-		if err != nil {
-			return nil, err
-		}
-		mu.Lock()
-		read[rep.ID] = s
-		mu.Unlock()
-		return s.Health, nil
-	})
+	health, from, read, err := dtrdb.Survey(ctx, dockerCli, backup, cluster.Replicas, "")
 	if err != nil {
 		st.Database.Error = err.Error()
 	} else {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/dtrstorage"
 	"github.com/docker-dtr/docker-dtr/pkg/dtrversion"
+	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker-dtr/docker-dtr/pkg/remotedb"
@@ -204,11 +206,80 @@ func (t *Target) explainAgent(err error) error {
 // Progress is ignored: the target's printer hears it) and returns the
 // manifest. Through the Docker context the dump runs next to the database
 // and only the compressed archive crosses the Docker API.
+//
+// A replica chosen by default (no --replica-id) whose server cannot read
+// every table up to date may be one cut off from the others, or one an
+// emergency repair left behind, while another replica's server sees more
+// of the cluster (status then names that one for backups): the backup is
+// then read from that replica, once, if the refused dump wrote nothing.
 func (t *Target) Backup(ctx context.Context, w io.Writer, o metadata.BackupOptions) (*archive.Manifest, error) {
 	if err := t.Connect(ctx, o.Parallel); err != nil {
 		return nil, err
 	}
+	cw := &countWriter{w: w}
+	m, err := t.Dump(ctx, cw, o, "dumping tables")
+	var nr *metadata.NotReadyError
+	if !errors.As(err, &nr) || t.Replica == nil || t.opts.ReplicaID != "" || cw.n > 0 {
+		return m, err
+	}
+	other, h := t.wider(ctx)
+	if other == nil {
+		return m, err
+	}
+	t.prog.Step("RethinkDB server %s cannot read %s up to date, and replica %s's server %s sees more of the cluster (%d of %d tables take writes there): backing up from replica %s",
+		nr.Server, human.Plural(len(nr.Tables), "table"), other.ID, h.Server, len(h.Tables)-len(h.Unwritable()), len(h.Tables), other.ID)
+	t.Close()
+	t.sess, t.db, t.Replica = nil, nil, other
+	o.Info.ReplicaID = other.ID
+	if err := t.Connect(ctx, o.Parallel); err != nil {
+		return nil, err
+	}
 	return t.Dump(ctx, w, o, "dumping tables")
+}
+
+// wider is the replica whose server has a wider view of the cluster than
+// t's server (dbhealth.Survey, as status asks), and that view; nil when
+// t's is as wide, or no other could be asked.
+func (t *Target) wider(ctx context.Context) (*dtr.Replica, *dbhealth.Health) {
+	cluster, err := Discover(ctx, t.docker)
+	if err != nil {
+		return nil, nil
+	}
+	var first *dtr.Replica
+	for _, rep := range cluster.Replicas {
+		if rep.ID == t.Replica.ID {
+			first = rep
+		}
+	}
+	if first == nil {
+		return nil, nil
+	}
+	h, from, err := dbhealth.Survey(ctx, first, cluster.Replicas, func(ctx context.Context, rep *dtr.Replica) (*dbhealth.Health, error) {
+		if rep == first {
+			return t.Health(ctx) // the session already open
+		}
+		s, err := ReadStatus(ctx, t.docker, rep, t.opts.AgentBinary)
+		if err != nil {
+			return nil, err
+		}
+		return s.Health, nil
+	})
+	if err != nil || from == first {
+		return nil, nil
+	}
+	return from, h
+}
+
+// countWriter counts what reaches w.
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // Dump writes the archive of the tables o selects to w, under a progress
@@ -320,6 +391,26 @@ func ReadStatus(ctx context.Context, d Docker, rep *dtr.Replica, agentBinary str
 	st := &Status{Health: h}
 	st.Storage, st.StorageErr = t.Storage(sctx)
 	return st, nil
+}
+
+// Survey asks replicas' servers for their views as dbhealth.Survey does
+// (first's, then the others' at once where first's sees no majority),
+// each through a database helper of its own (ReadStatus). It returns the
+// widest view, whose it is, and every Status read, by replica id.
+func Survey(ctx context.Context, d Docker, first *dtr.Replica, replicas []*dtr.Replica, agentBinary string) (*dbhealth.Health, *dtr.Replica, map[string]*Status, error) {
+	var mu sync.Mutex
+	read := map[string]*Status{}
+	h, from, err := dbhealth.Survey(ctx, first, replicas, func(ctx context.Context, rep *dtr.Replica) (*dbhealth.Health, error) {
+		s, err := ReadStatus(ctx, d, rep, agentBinary)
+		if err != nil {
+			return nil, err
+		}
+		mu.Lock()
+		read[rep.ID] = s
+		mu.Unlock()
+		return s.Health, nil
+	})
+	return h, from, read, err
 }
 
 // Health reads the server's view of the cluster (dbhealth).

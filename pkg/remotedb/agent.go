@@ -102,6 +102,7 @@ func Serve(connect Connector, stdin io.Reader, stdout io.Writer, idle time.Durat
 			if errors.As(err, &partial) {
 				res.Error, res.Partial = partial.Err.Error(), true
 			}
+			errors.As(err, &res.NotReady)
 		}
 		last = err
 		if ferr := s.out.json(frameResult, res); ferr != nil {

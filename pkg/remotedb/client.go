@@ -395,6 +395,9 @@ func receive(fr *frameReader, w io.Writer) (m *archive.Manifest, lost bool, err 
 	case res == nil:
 		return nil, true, cerr
 	}
+	if res.NotReady != nil {
+		return nil, false, res.NotReady
+	}
 	if res.Error != "" {
 		return nil, false, &AgentError{Msg: res.Error}
 	}

@@ -120,6 +120,10 @@ type Result struct {
 	Error string `json:"error,omitempty"`
 	// Partial says the failed load had begun changing the database.
 	Partial bool `json:"partial,omitempty"`
+	// NotReady is a dump refused because tables cannot be read up to
+	// date, for the plugin to tell apart (it may read from another
+	// replica).
+	NotReady *metadata.NotReadyError `json:"notReady,omitempty"`
 	// A dump's manifest and the archive's size before compression.
 	Manifest *archive.Manifest `json:"manifest,omitempty"`
 	Size     int64             `json:"size,omitempty"`
