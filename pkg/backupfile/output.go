@@ -7,6 +7,7 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/pkg/atomicfile"
 	"github.com/docker-dtr/docker-dtr/pkg/crypt"
+	"github.com/docker-dtr/docker-dtr/pkg/iocount"
 	"github.com/docker-dtr/docker-dtr/pkg/zstdstream"
 )
 
@@ -25,7 +26,7 @@ type Output struct {
 	// writes into enc, when encrypting).
 	zst *zstdstream.Writer
 	// written counts the bytes that reach the file or standard output.
-	written *counter
+	written *iocount.Writer
 	// Swept are the temporary files of killed runs that Create removed
 	// from the output's directory; SweepErrors say which it could not.
 	Swept       []string
@@ -49,7 +50,7 @@ func Create(name string, stdout io.Writer, rcpt *crypt.Recipients, compress bool
 		o.file, o.w = f, f
 		o.Swept, o.SweepErrors = atomicfile.SweepStale(filepath.Dir(name))
 	}
-	o.written = &counter{w: o.w}
+	o.written = &iocount.Writer{W: o.w}
 	o.w = o.written
 	if rcpt != nil {
 		enc, err := crypt.Encrypt(o.w, *rcpt)
@@ -74,19 +75,7 @@ func (o *Output) Write(p []byte) (int, error) { return o.w.Write(p) }
 
 // Size is how many bytes the file (or standard output) holds so far: all
 // of it once Commit has returned.
-func (o *Output) Size() int64 { return o.written.n }
-
-// counter counts what it writes.
-type counter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *counter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
-}
+func (o *Output) Size() int64 { return o.written.N }
 
 // Commit ends the zstd stream and the encrypted message, if any, and
 // renames the finished file into place.

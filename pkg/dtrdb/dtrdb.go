@@ -24,6 +24,7 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/dtrstorage"
 	"github.com/docker-dtr/docker-dtr/pkg/dtrversion"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
+	"github.com/docker-dtr/docker-dtr/pkg/iocount"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 	"github.com/docker-dtr/docker-dtr/pkg/remotedb"
@@ -216,10 +217,10 @@ func (t *Target) Backup(ctx context.Context, w io.Writer, o metadata.BackupOptio
 	if err := t.Connect(ctx, o.Parallel); err != nil {
 		return nil, err
 	}
-	cw := &countWriter{w: w}
+	cw := &iocount.Writer{W: w}
 	m, err := t.Dump(ctx, cw, o, "dumping tables")
 	var nr *metadata.NotReadyError
-	if !errors.As(err, &nr) || t.Replica == nil || t.opts.ReplicaID != "" || cw.n > 0 {
+	if !errors.As(err, &nr) || t.Replica == nil || t.opts.ReplicaID != "" || cw.N > 0 {
 		return m, err
 	}
 	other, h := t.wider(ctx)
@@ -268,18 +269,6 @@ func (t *Target) wider(ctx context.Context) (*dtr.Replica, *dbhealth.Health) {
 		return nil, nil
 	}
 	return from, h
-}
-
-// countWriter counts what reaches w.
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // Dump writes the archive of the tables o selects to w, under a progress

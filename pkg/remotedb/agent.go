@@ -14,6 +14,7 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/pkg/dbhealth"
 	"github.com/docker-dtr/docker-dtr/pkg/dtrstorage"
+	"github.com/docker-dtr/docker-dtr/pkg/iocount"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
 	"github.com/docker-dtr/docker-dtr/pkg/repair"
 	"github.com/docker-dtr/docker-dtr/pkg/rethink"
@@ -226,7 +227,7 @@ func dump(ctx context.Context, sess *rethink.Session, req Request, fw *frameWrit
 	if err != nil {
 		return Result{}, err
 	}
-	cw := &countWriter{w: ds}
+	cw := &iocount.Writer{W: ds}
 	m, err := metadata.Backup(ctx, sess, cw, opts)
 	if err != nil {
 		ds.Abort()
@@ -236,7 +237,7 @@ func dump(ctx context.Context, sess *rethink.Session, req Request, fw *frameWrit
 		return Result{}, err
 	}
 	prog.flush()
-	return Result{Manifest: m, Size: cw.n}, nil
+	return Result{Manifest: m, Size: cw.N}, nil
 }
 
 // inbox reads the plugin's frames, all the time (keepalives come even
@@ -371,17 +372,6 @@ func (in *inbox) endPass(err error) {
 	if pw != nil {
 		pw.CloseWithError(err) // nil: io.EOF
 	}
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // reporter is a request's metadata.Progress and Counter: steps go at once,
