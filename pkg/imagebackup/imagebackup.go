@@ -179,13 +179,9 @@ func write(ctx context.Context, api imagevolume.API, out io.Writer, o Options, m
 	if measured == nil {
 		measured = measure(ctx, api, o)
 	}
-	var total int64
-	select {
-	case total = <-measured:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	prog.PhaseOf("reading volume "+vol.Name, "", 0, total)
+	// The read's helper starts and its stream opens while the volume is
+	// measured (another helper, half a second or more): the phase begins,
+	// with its total, once both are there.
 	return writeFrom(out, &info, prog, func(fn func(io.Reader) error) error {
 		return vol.Read(ctx, api, func(r io.Reader) error {
 			if gate != nil {
@@ -193,6 +189,13 @@ func write(ctx context.Context, api imagevolume.API, out io.Writer, o Options, m
 					return err
 				}
 			}
+			var total int64
+			select {
+			case total = <-measured:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			prog.PhaseOf("reading volume "+vol.Name, "", 0, total)
 			return fn(r)
 		})
 	})
