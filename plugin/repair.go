@@ -332,6 +332,6 @@ func survivor(ctx context.Context, dockerCli command.Cli, id string, rescale boo
 		return id, nil
 	}
 	prog.Step("surviving replica: %s (its server %s sees %d of %d replicas' servers; %d of %d tables take writes there)",
-		from.ID, health.Server, health.Sees(cluster.Replicas), len(cluster.Replicas), len(health.Tables)-len(health.Unwritable()), len(health.Tables))
+		from.ID, health.Server, health.Sees(cluster.Replicas), len(cluster.Replicas), health.Writable(), len(health.Tables))
 	return from.ID, nil
 }

@@ -119,6 +119,9 @@ func connected(self string, servers []serverStatus) []string {
 	return out
 }
 
+// Writable counts the tables that take writes.
+func (h *Health) Writable() int { return len(h.Tables) - len(h.Unwritable()) }
+
 // Unwritable are the tables that cannot take writes.
 func (h *Health) Unwritable() []Table {
 	var out []Table
@@ -207,7 +210,7 @@ func wider(a *Health, ra *dtr.Replica, b *Health, rb *dtr.Replica, replicas []*d
 	if sa, sb := a.Sees(replicas), b.Sees(replicas); sa != sb {
 		return sa > sb
 	}
-	if wa, wb := len(a.Tables)-len(a.Unwritable()), len(b.Tables)-len(b.Unwritable()); wa != wb {
+	if wa, wb := a.Writable(), b.Writable(); wa != wb {
 		return wa > wb
 	}
 	return ra.OnNetwork() && !rb.OnNetwork()

@@ -228,11 +228,10 @@ func (t *Target) Backup(ctx context.Context, w io.Writer, o metadata.BackupOptio
 		return m, err
 	}
 	t.prog.Step("RethinkDB server %s cannot read %s up to date, and replica %s's server %s sees more of the cluster (%d of %d tables take writes there): backing up from replica %s",
-		nr.Server, human.Plural(len(nr.Tables), "table"), other.ID, h.Server, len(h.Tables)-len(h.Unwritable()), len(h.Tables), other.ID)
-	t.Close()
-	t.sess, t.db, t.Replica = nil, nil, other
+		nr.Server, human.Plural(len(nr.Tables), "table"), other.ID, h.Server, h.Writable(), len(h.Tables), other.ID)
+	t.Replica = other
 	o.Info.ReplicaID = other.ID
-	if err := t.Connect(ctx, o.Parallel); err != nil {
+	if err := t.Reconnect(ctx); err != nil {
 		return nil, err
 	}
 	return t.Dump(ctx, w, o, "dumping tables")
@@ -246,12 +245,7 @@ func (t *Target) wider(ctx context.Context) (*dtr.Replica, *dbhealth.Health) {
 	if err != nil {
 		return nil, nil
 	}
-	var first *dtr.Replica
-	for _, rep := range cluster.Replicas {
-		if rep.ID == t.Replica.ID {
-			first = rep
-		}
-	}
+	first := cluster.Replica(t.Replica.ID)
 	if first == nil {
 		return nil, nil
 	}
