@@ -139,11 +139,11 @@ func pathsOf(files []bucket.File) []string {
 	return p
 }
 
-// A large object is read ahead in pieces, and sent whole, in order,
-// between small ones, as the bucket holds it.
-func TestSendBucketPieces(t *testing.T) {
+// A large object is streamed ahead, and sent whole, in order, between
+// small ones, as the bucket holds it.
+func TestSendBucketLarge(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "storage")
-	big := make([]byte, 2*prefetchPiece+12345)
+	big := make([]byte, 2*prefetchWhole+12345)
 	for i := range big {
 		big[i] = byte(i * 7)
 	}
@@ -165,5 +165,27 @@ func TestSendBucketPieces(t *testing.T) {
 	var b bytes.Buffer
 	assert.NilError(t, sendFrom(tree, kept, nil, &b, nil))
 	assert.DeepEqual(t, entriesOf(t, b.Bytes()), want, cmpEntries)
-	assert.Check(t, is.Equal(tree.ahead.held, int64(0)), "every piece read ahead was taken")
+	assert.Check(t, is.Equal(tree.ahead.held, int64(0)), "everything read ahead was taken")
+}
+
+// A large object that shrank after the listing fails the send, naming
+// it, and the objects streamed after it end with the send.
+func TestSendBucketLargeShrank(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "storage")
+	big := bytes.Repeat([]byte("x"), prefetchWhole+1)
+	files := map[string][]byte{
+		"docker/registry/v2/blobs/sha256/11/b/data": big,
+		"docker/registry/v2/blobs/sha256/22/c/data": big,
+	}
+	for name, data := range files {
+		p := filepath.Join(dir, name)
+		assert.NilError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		assert.NilError(t, os.WriteFile(p, data, 0o644))
+	}
+	tree := bucketOf(t, dir)
+	var kept []walked
+	assert.NilError(t, list(tree, io.Discard, func(w walked) { kept = append(kept, w) }))
+	assert.NilError(t, tree.b.Put(context.Background(), "docker/registry/v2/blobs/sha256/11/b/data", strings.NewReader("short"), 5))
+	err := sendFrom(tree, kept, nil, io.Discard, nil)
+	assert.ErrorContains(t, err, "11/b/data")
 }

@@ -246,10 +246,14 @@ func sendFrom(t tree, kept []walked, omit map[string]int64, w io.Writer, done <-
 		if err := tw.WriteHeader(hdr); err != nil {
 			return err
 		}
-		// A file that shrank since its stat fails the tar writer (short
-		// write); one that grew is cut at its header's size, as the
-		// engine's archive does: the backup checks a blob's digest either way.
-		if _, err := io.CopyBuffer(tw, io.LimitReader(f, hdr.Size), buf); err != nil {
+		// A file that shrank since its stat fails the send, naming it; one
+		// that grew is cut at its header's size, as the engine's archive
+		// does: the backup checks a blob's digest either way.
+		n, err := io.CopyBuffer(tw, io.LimitReader(f, hdr.Size), buf)
+		if err == nil && n < hdr.Size {
+			err = fmt.Errorf("it shrank while it was read (%d of %d bytes)", n, hdr.Size)
+		}
+		if err != nil {
 			return fmt.Errorf("%s: %w", rel, err)
 		}
 		return nil
