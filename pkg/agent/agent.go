@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/docker-dtr/docker-dtr/pkg/bucket"
 	"github.com/docker-dtr/docker-dtr/pkg/remotedb"
 	"github.com/docker-dtr/docker-dtr/pkg/tunnel"
 )
@@ -77,6 +78,8 @@ func Run(o Options, stdin io.ReadCloser, stdout io.WriteCloser, stderr io.Writer
 	if idle <= 0 {
 		idle = tunnel.IdleTimeout
 	}
+	// What the agent sends goes through its stdout, a pipe to the engine.
+	growPipe(stdout)
 	if o.Bucket != "" {
 		if n != 1 || o.Lease || o.DB != "" {
 			return errors.New("agent: --bucket goes with exactly one of --wipe, --du, --send and --receive")
@@ -155,9 +158,17 @@ func runBucket(o Options, stdin io.Reader, stdout io.Writer, idle time.Duration)
 		}
 		return nil
 	default:
-		if err := send(t, stdin, stdout, idle); err != nil {
+		if err := SendBucket(ctx, b, path.Base(o.WipeOnly), stdin, stdout, idle); err != nil {
 			return fmt.Errorf("agent: --send, %s: %w", b.Backend, err)
 		}
 		return nil
 	}
+}
+
+// SendBucket runs the send protocol (Send) on the bucket, under the top
+// directory top: what "agent --bucket --send" does in its helper, which
+// the S3 benchmark also runs in its own process, to tell the agent's cost
+// from the helper's stream.
+func SendBucket(ctx context.Context, b *bucket.Bucket, top string, stdin io.Reader, stdout io.Writer, idle time.Duration) error {
+	return send(&bucketTree{ctx: ctx, b: b, name: top}, stdin, stdout, idle)
 }

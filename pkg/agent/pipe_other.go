@@ -1,0 +1,6 @@
+//go:build !linux
+
+package agent
+
+// growPipe does nothing where pipes cannot be resized.
+func growPipe(any) {}
