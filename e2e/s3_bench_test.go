@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,8 +20,10 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/internal/cpupin"
 	"github.com/docker-dtr/docker-dtr/internal/dtrfixture"
+	"github.com/docker-dtr/docker-dtr/pkg/agent"
 	"github.com/docker-dtr/docker-dtr/pkg/bucket"
 	"github.com/docker-dtr/docker-dtr/pkg/dtrstorage"
+	"github.com/docker-dtr/docker-dtr/pkg/iocount"
 	"go.yaml.in/yaml/v3"
 	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
 	"gotest.tools/v3/assert"
@@ -168,6 +172,15 @@ func BenchmarkS3ImageBackup(b *testing.B) {
 			bareUse, self := cpuNow(b, c, s3.Container).sub(before), selfCPU()-self
 			b.Logf("plugin's run: %s; of which the plugin's process %.2fs", plug, own.Seconds())
 			b.Logf("bare read: %s; of which this process %.2fs", bareUse, self.Seconds())
+			// The agent's side alone: its send, in this process, through
+			// the published port, to nowhere (no helper, no attach stream,
+			// no plugin).
+			before, self = cpuNow(b, c, s3.Container), selfCPU()
+			var sent int64
+			took := timed(func() { sent = agentSendAlone(b, bk) })
+			agentUse, self := cpuNow(b, c, s3.Container).sub(before), selfCPU()-self
+			b.Logf("the agent's send alone: %.1f MB in %v (%.1f MB/s); %s; of which this process %.2fs",
+				float64(sent)/1e6, took.Round(time.Millisecond), float64(sent)/1e6/took.Seconds(), agentUse, self.Seconds())
 		}
 		ib.trace(b, "backup", "images", "-o", out)
 		mb := float64(data.Bytes) / 1e6 * float64(b.N)
@@ -195,4 +208,25 @@ func BenchmarkS3ImageBackup(b *testing.B) {
 		measure(b)
 		b.Logf("helpers pinned to core 0: %d", pinned.Load())
 	})
+}
+
+// agentSendAlone runs the agent's send of the bucket (agent.SendBucket) in
+// this process, its stream thrown away, and returns the bytes it sent. With
+// DTR_BENCH_PROFILE set, it writes a CPU profile of it there.
+func agentSendAlone(b *testing.B, bk *bucket.Bucket) int64 {
+	if p := os.Getenv("DTR_BENCH_PROFILE"); p != "" {
+		f, err := os.Create(p)
+		assert.NilError(b, err)
+		defer f.Close()
+		assert.NilError(b, pprof.StartCPUProfile(f))
+		defer pprof.StopCPUProfile()
+	}
+	// The plugin's list of files to leave out is empty; then stdin stays
+	// open, as the plugin's lease does, until the send is over.
+	lease, hold := io.Pipe()
+	defer hold.Close()
+	out := &iocount.Writer{W: io.Discard}
+	err := agent.SendBucket(context.Background(), bk, "storage", io.MultiReader(strings.NewReader("end\n"), lease), out, time.Hour)
+	assert.NilError(b, err)
+	return out.N
 }
