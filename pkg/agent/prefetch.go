@@ -56,7 +56,7 @@ type slot struct {
 // hold is what the slot counts against prefetchBytes.
 func (s *slot) hold() int64 {
 	if s.stream != nil {
-		return streamAhead
+		return min(s.size, streamAhead)
 	}
 	return s.size
 }
@@ -189,10 +189,10 @@ func (p *prefetcher) open(rel string) (io.ReadCloser, error) {
 	if s.stream != nil {
 		st := <-s.stream
 		if st.err != nil {
-			p.taken(streamAhead)
+			p.taken(s.hold())
 			return nil, st.err
 		}
-		return &streamReader{p: p, r: st.r}, nil
+		return &streamReader{p: p, r: st.r, held: s.hold()}, nil
 	}
 	f := <-s.whole
 	p.taken(s.size)
@@ -223,6 +223,7 @@ func (p *prefetcher) stop() {
 type streamReader struct {
 	p    *prefetcher
 	r    io.ReadCloser
+	held int64 // its part of the bound
 	once sync.Once
 }
 
@@ -231,7 +232,7 @@ func (r *streamReader) Read(b []byte) (int, error) { return r.r.Read(b) }
 func (r *streamReader) Close() error {
 	r.once.Do(func() {
 		r.r.Close()
-		r.p.taken(streamAhead)
+		r.p.taken(r.held)
 	})
 	return nil
 }
