@@ -158,7 +158,7 @@ func runBucket(o Options, stdin io.Reader, stdout io.Writer, idle time.Duration)
 		}
 		return nil
 	default:
-		if err := SendBucket(ctx, b, path.Base(o.WipeOnly), stdin, stdout, idle); err != nil {
+		if err := SendBucket(ctx, b, t.top(), stdin, stdout, idle); err != nil {
 			return fmt.Errorf("agent: --send, %s: %w", b.Backend, err)
 		}
 		return nil

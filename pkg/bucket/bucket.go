@@ -87,12 +87,7 @@ func (b *Bucket) Files(ctx context.Context) ([]File, error) {
 
 // Open reads an object; a missing one is fs.ErrNotExist.
 func (b *Bucket) Open(ctx context.Context, path string) (io.ReadCloser, error) {
-	return b.OpenAt(ctx, path, 0)
-}
-
-// OpenAt reads an object from offset on (a ranged read).
-func (b *Bucket) OpenAt(ctx context.Context, path string, offset int64) (io.ReadCloser, error) {
-	r, err := b.d.Reader(ctx, "/"+path, offset)
+	r, err := b.d.Reader(ctx, "/"+path, 0)
 	if errors.As(err, new(storagedriver.PathNotFoundError)) {
 		return nil, fs.ErrNotExist
 	}
