@@ -185,6 +185,10 @@ func pinHelpers(b *testing.B, c *dtrfixture.Cluster, cpus string, which func(kin
 				_, err := c.Client.ContainerUpdate(ctx, m.Actor.ID, container.UpdateConfig{Resources: container.Resources{CpusetCpus: cpus}})
 				if err == nil {
 					pinned.Add(1)
+				} else if ctx.Err() == nil {
+					// Gone already (a helper that lived less than the
+					// event's way here), or not pinned: said, not hidden.
+					b.Logf("helper %s (%s) not pinned: %v", m.Actor.Attributes["name"], m.Actor.Attributes[helpercontainer.LabelKind], err)
 				}
 			case <-errs:
 				return

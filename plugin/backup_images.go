@@ -172,7 +172,7 @@ func runImages(ctx context.Context, dockerCli command.Cli, opts imagesOptions) e
 	vol.AgentBinary = opts.replica.agentBinary
 	m, err := imagebackup.Write(ctx, dockerCli.Client(), out, imagebackup.Options{
 		Replica: rep, Volume: vol, Since: since, AgentBinary: opts.replica.agentBinary, Progress: prog,
-		Storage: storageReader(dockerCli, rep, opts.replica.agentBinary, prog), NoVolume: noVolume,
+		NoVolume: noVolume,
 	})
 	if err != nil {
 		return backupError(ctx, opts.output, err)
@@ -229,7 +229,7 @@ func commitImages(out *backupOutput, output string, encrypted bool, m *imagearch
 // storageReader reads DTR's storage configuration through a database
 // helper of its own on the replica's node; its lines come whole, once it
 // is done, among the volume's.
-func storageReader(dockerCli command.Cli, rep *dtr.Replica, agentBinary string, prog *progress.Printer) imagebackup.StorageReader {
+func storageReader(dockerCli command.Cli, rep *dtr.Replica, agentBinary string, prog *progress.Printer) func(context.Context) (dtrstorage.Backend, error) {
 	return func(ctx context.Context) (dtrstorage.Backend, error) {
 		held, release := prog.Held()
 		defer release()

@@ -133,6 +133,12 @@ func runBucket(o Options, stdin io.Reader, stdout io.Writer, idle time.Duration)
 		return fmt.Errorf("agent: --bucket: %s is not %s, the mount point the bucket stands for", dir, o.WipeOnly)
 	}
 	ctx := context.Background()
+	if o.Send != "" {
+		if err := sendBucket(ctx, o, path.Base(o.WipeOnly), stdin, stdout, idle); err != nil {
+			return fmt.Errorf("agent: --bucket --send: %w", err)
+		}
+		return nil
+	}
 	b, err := openBucket(ctx, o.Bucket, o.CARoot)
 	if err != nil {
 		return fmt.Errorf("agent: --bucket: %w", err)
@@ -152,14 +158,9 @@ func runBucket(o Options, stdin io.Reader, stdout io.Writer, idle time.Duration)
 			return fmt.Errorf("agent: measuring %s: %w", b.Backend, err)
 		}
 		return json.NewEncoder(stdout).Encode(u)
-	case o.Receive != "":
+	default:
 		if err := receive(ctx, b, stdin, stdout); err != nil {
 			return fmt.Errorf("agent: --receive: %w", err)
-		}
-		return nil
-	default:
-		if err := SendBucket(ctx, b, t.top(), stdin, stdout, idle); err != nil {
-			return fmt.Errorf("agent: --send, %s: %w", b.Backend, err)
 		}
 		return nil
 	}

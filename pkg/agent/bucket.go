@@ -3,6 +3,7 @@ package agent
 import (
 	"archive/tar"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -23,21 +24,58 @@ const settingsTimeout = 30 * time.Second
 // DTR's client certificate, as --db does) and opens the bucket they name:
 // the credentials stay in this process.
 func openBucket(ctx context.Context, db, caRoot string) (*bucket.Bucket, error) {
-	sctx, cancel := context.WithTimeout(ctx, settingsTimeout)
-	defer cancel()
-	sess, err := remotedb.Dial(db, caRoot)(sctx, 1)
+	b, params, err := readSettings(ctx, db, caRoot)
 	if err != nil {
 		return nil, err
-	}
-	b, params, err := dtrstorage.ReadConfig(sctx, sess)
-	sess.Close()
-	if err != nil {
-		return nil, fmt.Errorf("reading DTR's storage settings: %w", err)
 	}
 	if !b.Known() {
 		return nil, fmt.Errorf("DTR's storage configuration is %s", b)
 	}
 	return bucket.Open(ctx, b, params)
+}
+
+// readSettings reads DTR's storage settings from the RethinkDB at db, with
+// the driver's parameters (credentials too: they stay in this process).
+func readSettings(ctx context.Context, db, caRoot string) (dtrstorage.Backend, map[string]any, error) {
+	sctx, cancel := context.WithTimeout(ctx, settingsTimeout)
+	defer cancel()
+	sess, err := remotedb.Dial(db, caRoot)(sctx, 1)
+	if err != nil {
+		return dtrstorage.Backend{}, nil, err
+	}
+	b, params, err := dtrstorage.ReadConfig(sctx, sess)
+	sess.Close()
+	if err != nil {
+		return dtrstorage.Backend{}, nil, fmt.Errorf("reading DTR's storage settings: %w", err)
+	}
+	return b, params, nil
+}
+
+// sendBucket is --bucket --send: the settings as the first line (a
+// ListEntry of type "storage", no credential), then, on s3 only, the send
+// protocol on the bucket. The plugin starts this helper before it knows
+// where DTR keeps its images: one helper both tells it and, on s3, reads
+// the bucket, without a second read of the settings or a second helper's
+// start. On any other storage the agent exits after that line.
+func sendBucket(ctx context.Context, o Options, top string, stdin io.Reader, stdout io.Writer, idle time.Duration) error {
+	b, params, err := readSettings(ctx, o.Bucket, o.CARoot)
+	if err != nil {
+		return err
+	}
+	if err := json.NewEncoder(stdout).Encode(ListEntry{Type: "storage", Storage: &b}); err != nil {
+		return err
+	}
+	if b.Driver != "s3" {
+		return nil
+	}
+	bk, err := bucket.Open(ctx, b, params)
+	if err != nil {
+		return err
+	}
+	if err := SendBucket(ctx, bk, top, stdin, stdout, idle); err != nil {
+		return fmt.Errorf("%s: %w", b, err)
+	}
+	return nil
 }
 
 // bucketDU is DU of the bucket.

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/docker-dtr/docker-dtr/pkg/dtrstorage"
 	"github.com/docker-dtr/docker-dtr/pkg/tunnel"
 )
 
@@ -36,17 +37,26 @@ import (
 //
 // Once the plugin's list is read, stdin is the lease: the agent stops,
 // with an error, once it ends or stays silent for the idle timeout.
+//
+// On a bucket (--bucket), a line comes before step 1: DTR's storage
+// settings as the agent read them (a ListEntry of type "storage", with no
+// credential). The plugin starts that helper before it knows where DTR
+// keeps its images; on any storage but s3 the agent exits after the line.
 
 // ListEntry is one entry of the volume's listing. Name is relative to the
 // volume, "/"-separated; a directory's ends in "/".
 type ListEntry struct {
 	Name  string `json:"name"`
-	Type  string `json:"type"` // "file", "dir", "symlink", or "end"
+	Type  string `json:"type"` // "file", "dir", "symlink", "end", or "storage"
 	Size  int64  `json:"size,omitempty"`
 	MTime int64  `json:"mtime,omitempty"` // Unix seconds
 	// Mode is a file's mode as its tar header would give it (type bits
 	// too): what the manifest line of a file left out says.
 	Mode int64 `json:"mode,omitempty"`
+	// Storage is DTR's storage configuration, without credentials: the
+	// first line of a bucket's send ("agent --bucket --send"), before its
+	// listing, which follows on s3 only.
+	Storage *dtrstorage.Backend `json:"storage,omitempty"`
 }
 
 // ListEnd is the line after the listing.

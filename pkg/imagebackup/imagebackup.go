@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/internal/version"
@@ -32,10 +31,6 @@ type Options struct {
 	// AgentBinary is --agent-binary: the agent that measures the volume
 	// for the progress's total.
 	AgentBinary string
-	// Storage, when set, reads DTR's storage configuration while the
-	// volume is read: a backup that would restore no image (DTR keeps
-	// them in a bucket, or the volume is empty) is refused.
-	Storage StorageReader
 	// NoVolume says why the replica has no image volume (Volume is then
 	// imagevolume.WithoutVolume's): only an s3 bucket can be backed up.
 	NoVolume error
@@ -47,36 +42,25 @@ type Options struct {
 // through a helper into the archive writer. An incremental backup (Since)
 // reads only what the bases lack (writeSelected), or the whole volume
 // where the agent cannot run. DTR's storage configuration is read
-// meanwhile, and decides before anything is written: an s3 bucket is
-// backed up instead (writeBucket), another external driver refused; what
-// the volume held is judged against it (judgeStorage). The caller
-// commits or aborts out.
+// meanwhile, by the agent in the bucket's helper (probe), and decides
+// before anything is written: an s3 bucket is backed up instead, by that
+// same helper, another external driver refused; what the volume held is
+// judged against it (judgeStorage). The caller commits or aborts out.
 func Write(ctx context.Context, api imagevolume.API, out io.Writer, o Options) (*imagearchive.Manifest, error) {
 	// The settings' helper starts at once, beside the volume's helper and
 	// its first read: its ~0.5 s and theirs would otherwise add up on
 	// every backup.
-	storage := readStorage(ctx, o.Storage)
-	if storage == nil {
-		if o.NoVolume != nil {
-			return nil, o.NoVolume
-		}
-		return write(ctx, api, out, o, nil, nil)
-	}
-	answer := sync.OnceValue(func() storageAnswer {
-		select {
-		case a := <-storage:
-			return a
-		case <-ctx.Done():
-			return storageAnswer{err: ctx.Err()}
-		}
+	p := startProbe(ctx, func(ctx context.Context, storage func(dtrstorage.Backend) error) (*imagearchive.Manifest, error) {
+		return writeBucket(ctx, api, out, o, storage)
 	})
+	defer p.stop()
 	if o.NoVolume != nil {
-		a := answer()
+		a := p.answer()
 		switch {
 		case ctx.Err() != nil:
 			return nil, ctx.Err()
 		case a.err == nil && a.backend.Driver == "s3":
-			return writeBucket(ctx, api, out, o, a.backend)
+			return p.bucket()
 		case a.err == nil && a.backend.External():
 			return nil, judgeStorage(a, &imagearchive.Manifest{}, "", o.Progress)
 		}
@@ -89,14 +73,14 @@ func Write(ctx context.Context, api imagevolume.API, out io.Writer, o Options) (
 	if o.Since == nil {
 		total = measure(ctx, api, o)
 	}
-	m, err := write(ctx, api, out, o, total, func() error { return decide(answer(), o) })
+	m, err := write(ctx, api, out, o, total, func() error { return decide(p.answer(), o) })
 	if errors.Is(err, errUseBucket) {
-		return writeBucket(ctx, api, out, o, answer().backend)
+		return p.bucket()
 	}
 	if err != nil {
 		return m, err
 	}
-	if err := judgeStorage(answer(), m, o.Volume.Name, o.Progress); err != nil {
+	if err := judgeStorage(p.answer(), m, o.Volume.Name, o.Progress); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -126,29 +110,6 @@ func measure(ctx context.Context, api imagevolume.API, o Options) <-chan int64 {
 	return c
 }
 
-// writeBucket backs up DTR's s3 bucket: the agent lists it and sends it
-// (incremental: what the bases lack) in the volume's tar shape
-// (imagevolume.Bucket), so the archive is the same as a volume's.
-func writeBucket(ctx context.Context, api imagevolume.API, out io.Writer, o Options, b dtrstorage.Backend) (*imagearchive.Manifest, error) {
-	rep, prog := o.Replica, o.Progress
-	vol := *o.Volume
-	vol.InBucket(b)
-	o.Volume = &vol
-	prog.Step("DTR keeps its images in %s (its setting %s): reading the bucket through a helper container on node %s", b, b.Setting, rep.Node)
-	info := imagearchive.Info{
-		Tool: version.Tool(), DTRVersion: rep.Version, ReplicaID: rep.ID, Node: rep.Node,
-		Volume: vol.Name, VolumeDriver: vol.Driver, Storage: b.String(), Started: time.Now(),
-	}
-	m, err := writeSelected(ctx, api, out, info, o, nil)
-	if err != nil {
-		return nil, err
-	}
-	if m.Blobs+m.OmittedBlobs == 0 {
-		return nil, fmt.Errorf("%s holds no image content, though DTR's setting %s says its images are there: this backup would restore no image; check the bucket and its root directory", b, b.Setting)
-	}
-	return m, nil
-}
-
 // write backs the volume up. gate, when not nil, is asked before anything
 // is written (before the listing's choice, or once the whole read's
 // stream is open and before it is read): its error stops the backup
@@ -161,7 +122,7 @@ func write(ctx context.Context, api imagevolume.API, out io.Writer, o Options, m
 		Volume: vol.Name, VolumeDriver: vol.Driver, Started: time.Now(),
 	}
 	if o.Since != nil {
-		m, err := writeSelected(ctx, api, out, info, o, gate)
+		m, err := writeSelected(ctx, api, out, info, o, gate, nil)
 		var noAgent *imagevolume.NoAgentError
 		if !errors.As(err, &noAgent) {
 			return m, err
@@ -239,7 +200,9 @@ func (o Options) bases() ([]*imagearchive.Base, error) {
 // hold, and the agent sends the rest (imagevolume.ReadSelected). The
 // helper starts and lists while the bases are still being read: the
 // listing's first entry waits for them.
-func writeSelected(ctx context.Context, api imagevolume.API, out io.Writer, info imagearchive.Info, o Options, gate func() error) (*imagearchive.Manifest, error) {
+// On a bucket, storage gets DTR's settings as its agent read them,
+// before the listing (StorageChooser); nil on a volume.
+func writeSelected(ctx context.Context, api imagevolume.API, out io.Writer, info imagearchive.Info, o Options, gate func() error, storage func(dtrstorage.Backend) error) (*imagearchive.Manifest, error) {
 	prog, vol := o.Progress, o.Volume
 	bases := func() ([]*imagearchive.Base, error) { return nil, nil }
 	if o.Since != nil {
@@ -249,7 +212,13 @@ func writeSelected(ctx context.Context, api imagevolume.API, out io.Writer, info
 		bases = o.bases
 	}
 	info.Elided = true // the agent's stream: uploads come without data
-	choose := &chooser{bases: bases, prog: prog, vol: vol.Where(), gate: gate}
+	choose := &chooser{bases: bases, prog: prog, vol: vol.Where(), gate: gate, storage: func(b dtrstorage.Backend) error {
+		if err := storage(b); err != nil {
+			return err
+		}
+		info.Storage = b.String()
+		return nil
+	}}
 	// The stream starts once the listing is read and the choice made.
 	info.LeftOut = func() []imagearchive.LeftOut { return choose.LeftOut }
 	return writeFrom(out, &info, prog, func(fn func(io.Reader) error) error {
@@ -273,6 +242,18 @@ type chooser struct {
 	// gate, when not nil, is asked before the choice: its error ends the
 	// read before anything is sent.
 	gate func() error
+	// storage takes a bucket's settings line (Storage).
+	storage func(dtrstorage.Backend) error
+}
+
+// Storage is imagevolume.StorageChooser's: DTR's settings, as the agent
+// that reads the bucket read them, before its listing.
+func (c *chooser) Storage(b dtrstorage.Backend) error {
+	if err := c.storage(b); err != nil {
+		return err
+	}
+	c.vol = b.String()
+	return nil
 }
 
 // ready waits for the bases, once.

@@ -1,7 +1,6 @@
 package imagebackup
 
 import (
-	"context"
 	"fmt"
 
 	"github.com/docker-dtr/docker-dtr/pkg/dtrstorage"
@@ -10,26 +9,9 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/progress"
 )
 
-// StorageReader reads where DTR keeps its images, from its settings in
-// RethinkDB, within a bound of its own (dtrdb.ReadStorage).
-type StorageReader func(ctx context.Context) (dtrstorage.Backend, error)
-
 type storageAnswer struct {
 	backend dtrstorage.Backend
 	err     error
-}
-
-// readStorage starts read; nil when there is nothing to read with.
-func readStorage(ctx context.Context, read StorageReader) <-chan storageAnswer {
-	if read == nil {
-		return nil
-	}
-	c := make(chan storageAnswer, 1)
-	go func() {
-		b, err := read(ctx)
-		c <- storageAnswer{b, err}
-	}()
-	return c
 }
 
 // judgeStorage says whether m, the archive of volume vol, holds DTR's

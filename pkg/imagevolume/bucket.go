@@ -30,9 +30,13 @@ type Bucket struct {
 // InBucket makes v stand for the bucket b (an s3 backend).
 func (v *Volume) InBucket(b dtrstorage.Backend) { v.Bucket = &Bucket{Backend: b} }
 
-// Where names what v reads and writes: "volume V" or "s3 bucket B (…)".
+// Where names what v reads and writes: "volume V" or "s3 bucket B (…)";
+// "DTR's image storage" for a bucket whose settings are not read yet.
 func (v *Volume) Where() string {
 	if v.Bucket != nil {
+		if v.Bucket.Backend == (dtrstorage.Backend{}) {
+			return "DTR's image storage"
+		}
 		return v.Bucket.Backend.String()
 	}
 	return "volume " + v.Name

@@ -16,6 +16,7 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/pkg/agent"
 	"github.com/docker-dtr/docker-dtr/pkg/agentbin"
+	"github.com/docker-dtr/docker-dtr/pkg/dtrstorage"
 	"github.com/docker-dtr/docker-dtr/pkg/helpercontainer"
 	"github.com/docker-dtr/docker-dtr/pkg/tunnel"
 	"github.com/docker/docker/api/types/container"
@@ -58,7 +59,7 @@ func (v *Volume) ReadSelected(ctx context.Context, api API, c Chooser, fn func(i
 	cfg.OpenStdin, cfg.StdinOnce, cfg.AttachStdin = true, true, true
 	id, err := v.create(ctx, api, a, name, cfg, host)
 	if err != nil {
-		return fmt.Errorf("creating a helper container on node %s to read %s: %w", v.Replica.Node, v.Name, err)
+		return fmt.Errorf("creating a helper container on node %s to read %s: %w", v.Replica.Node, v.Where(), err)
 	}
 	h := &helper{api: api, id: id, name: name}
 	removesItself := false
@@ -85,7 +86,7 @@ func (v *Volume) ReadSelected(ctx context.Context, api API, c Chooser, fn func(i
 	defer stopWaiting()
 	waitC, errC := api.ContainerWait(wctx, h.id, container.WaitConditionNextExit)
 	if err := api.ContainerStart(ctx, h.id, container.StartOptions{}); err != nil {
-		return fmt.Errorf("starting helper %s on node %s to read %s: %w", name, v.Replica.Node, v.Name, requestErr(err))
+		return fmt.Errorf("starting helper %s on node %s to read %s: %w", name, v.Replica.Node, v.Where(), requestErr(err))
 	}
 	// The lease: a keepalive while the agent lists, and while it sends.
 	go tunnel.KeepAliveWriter(hj.Conn, tunnel.KeepAlive, stop)
@@ -101,20 +102,41 @@ func (v *Volume) ReadSelected(ctx context.Context, api API, c Chooser, fn func(i
 				if msg == "" {
 					msg = "it printed nothing"
 				}
-				return fmt.Errorf("reading volume %s on node %s: the agent in helper %s exited with code %d: %s", v.Name, v.Replica.Node, name, w.StatusCode, msg)
+				return fmt.Errorf("reading %s on node %s: the agent in helper %s exited with code %d: %s", v.Where(), v.Replica.Node, name, w.StatusCode, msg)
 			}
 		case <-errC:
 		case <-time.After(5 * time.Second):
 		}
 		if streamBroke(err) {
-			return fmt.Errorf("reading volume %s through helper %s: the connection to the Docker engine was lost: %w", v.Name, name, err)
+			return fmt.Errorf("reading %s through helper %s: the connection to the Docker engine was lost: %w", v.Where(), name, err)
 		}
 		return err
 	}
 	// Demultiplexed in place, as the tunnel does (pkg/tunnel).
 	br := bufio.NewReaderSize(tunnel.NewDemux(hj.Reader, &stderr), 256<<10)
+	if v.Bucket != nil {
+		b, err := readStorage(br)
+		if err != nil {
+			return failed(fmt.Errorf("reading %s: DTR's storage settings from the agent: %w", v.Where(), err))
+		}
+		if err := chooseStorage(c, b); err != nil {
+			if b.Driver != "s3" {
+				// The agent exits after its settings' line: its
+				// helper removes itself.
+				select {
+				case w := <-waitC:
+					removesItself = w.StatusCode == 0 && w.Error == nil
+				case <-errC:
+				case <-ctx.Done():
+				case <-time.After(exitBound):
+				}
+			}
+			return err
+		}
+		v.Bucket.Backend = b
+	}
 	if err := readListing(br, c.Add); err != nil {
-		return failed(fmt.Errorf("reading volume %s: the agent's listing: %w", v.Name, err))
+		return failed(fmt.Errorf("reading %s: the agent's listing: %w", v.Where(), err))
 	}
 	omit, err := c.Omit()
 	if err != nil {
@@ -122,7 +144,7 @@ func (v *Volume) ReadSelected(ctx context.Context, api API, c Chooser, fn func(i
 	}
 	// One write, so that no keepalive lands inside a line.
 	if _, err := hj.Conn.Write(omitList(omit)); err != nil {
-		return failed(fmt.Errorf("reading volume %s: sending the agent what to leave out: %w", v.Name, err))
+		return failed(fmt.Errorf("reading %s: sending the agent what to leave out: %w", v.Where(), err))
 	}
 	if err := fn(br); err != nil {
 		return failed(err)
@@ -151,6 +173,47 @@ const exitBound = 5 * time.Second
 type Chooser interface {
 	Add(agent.ListEntry)
 	Omit() (map[string]int64, error)
+}
+
+// StorageChooser is a Chooser that reads a bucket (Volume.Bucket) and
+// wants DTR's storage settings as the agent read them, before the
+// listing: its error ends the read there. The agent sends the listing
+// on s3 only.
+type StorageChooser interface {
+	Chooser
+	Storage(dtrstorage.Backend) error
+}
+
+// chooseStorage hands b to c if it wants it; otherwise b must still be
+// an s3 bucket.
+func chooseStorage(c Chooser, b dtrstorage.Backend) error {
+	if sc, ok := c.(StorageChooser); ok {
+		return sc.Storage(b)
+	}
+	if b.Driver != "s3" {
+		return fmt.Errorf("DTR's storage settings now say %s, not an s3 bucket", b)
+	}
+	return nil
+}
+
+// readStorage reads the first line of a bucket's send: DTR's storage
+// settings, as the agent read them.
+func readStorage(br *bufio.Reader) (dtrstorage.Backend, error) {
+	line, err := br.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) || len(line) > maxListLine {
+		return dtrstorage.Backend{}, errors.New("a line over 24 KiB")
+	}
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		return dtrstorage.Backend{}, err
+	}
+	var e agent.ListEntry
+	if err := json.Unmarshal(line, &e); err != nil || e.Type != "storage" || e.Storage == nil {
+		return dtrstorage.Backend{}, fmt.Errorf("%q is not DTR's storage settings (is --agent-binary a docker-dtr of this version?)", bytes.TrimSpace(line))
+	}
+	return *e.Storage, nil
 }
 
 // readListing reads the agent's listing, up to agent.ListEnd, into add.

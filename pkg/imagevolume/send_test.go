@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/docker-dtr/docker-dtr/pkg/agent"
+	"github.com/docker-dtr/docker-dtr/pkg/dtrstorage"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 )
@@ -38,4 +39,21 @@ func TestOmitList(t *testing.T) {
 	omit, err := agent.ReadOmit(bufio.NewReader(strings.NewReader(string(omitList(map[string]int64{"a/data": 7, "b\nc": 1, "d e": 2})))))
 	assert.NilError(t, err)
 	assert.DeepEqual(t, omit, map[string]int64{"a/data": 7, "d e": 2})
+}
+
+// A bucket's send starts with DTR's settings; anything else is an agent
+// of another version, and a stream that ends before it an agent that
+// failed.
+func TestReadStorage(t *testing.T) {
+	b, err := readStorage(bufio.NewReader(strings.NewReader(`{"name":"","type":"storage","storage":{"driver":"s3","bucket":"images"}}` + "\n" + `{"name":"","type":"dir"}` + "\n")))
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(b, dtrstorage.Backend{Driver: "s3", Bucket: "images"}))
+
+	_, err = readStorage(bufio.NewReader(strings.NewReader(`{"name":"","type":"dir"}` + "\n")))
+	assert.Check(t, is.ErrorContains(err, "is not DTR's storage settings (is --agent-binary a docker-dtr of this version?)"))
+	_, err = readStorage(bufio.NewReader(strings.NewReader(`{"name":"","type":"stor`)))
+	assert.Check(t, is.ErrorIs(err, io.ErrUnexpectedEOF))
+
+	assert.Check(t, chooseStorage(omitNothing{}, b))
+	assert.Check(t, is.ErrorContains(chooseStorage(omitNothing{}, dtrstorage.Backend{Driver: "filesystem"}), "not an s3 bucket"))
 }
