@@ -76,7 +76,12 @@ func (v *Volume) ReadSelected(ctx context.Context, api API, c Chooser, fn func(i
 		return fmt.Errorf("attaching to helper %s: %w", name, requestErr(err))
 	}
 	stop := make(chan struct{})
+	// A read of the attach stream does not see ctx: an interrupted read
+	// (or a backup that no longer wants the bucket while its agent still
+	// reads DTR's settings) ends with the connection.
+	unhook := context.AfterFunc(ctx, func() { hj.Close() })
 	defer func() {
+		unhook()
 		close(stop)
 		hj.Close()
 	}()
