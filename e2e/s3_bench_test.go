@@ -42,6 +42,8 @@ import (
 //
 // Two variants, as the metadata benchmarks: "shared", everything on the
 // same two cores; "pinned", the S3 server alone on core 1.
+// DTR_BENCH_OTHER=FILE times another static build of the plugin in the
+// same turns (other-MB/s): a change against the code before it.
 //
 //	DTR_BENCH_IMAGE_MB=512 go test -run '^$' -bench S3ImageBackup -benchtime 3x -timeout 60m ./e2e
 func BenchmarkS3ImageBackup(b *testing.B) {
@@ -143,7 +145,11 @@ func BenchmarkS3ImageBackup(b *testing.B) {
 	ib := &imageBench{c: c, cfg: cfg, bin: filepath.Join(cfg, "cli-plugins", "docker-dtr"), dir: dir}
 	out := filepath.Join(dir, "images.tar")
 	measure := func(b *testing.B) {
-		var viaPlugin, viaBare, viaSerial time.Duration
+		var viaPlugin, viaBare, viaSerial, viaOther time.Duration
+		// DTR_BENCH_OTHER names another build of the plugin (a static
+		// one, as the agent must be), timed in the same turns: a change
+		// measured against the code before it, in one run.
+		other := os.Getenv("DTR_BENCH_OTHER")
 		steps := []func(){
 			func() { viaPlugin += ib.plugin(b, "backup", "images", "-q", "-o", out) },
 			func() {
@@ -153,6 +159,14 @@ func BenchmarkS3ImageBackup(b *testing.B) {
 				})
 			},
 			func() { viaSerial += timed(func() { bare(1) }) },
+		}
+		if other != "" {
+			steps = append(steps, func() {
+				viaOther += timed(func() {
+					o, err := exec.Command(other, "backup", "images", "-q", "-o", out).CombinedOutput()
+					assert.NilError(b, err, string(o))
+				})
+			})
 		}
 		b.ResetTimer()
 		alternate(b.N, steps...)
@@ -188,6 +202,10 @@ func BenchmarkS3ImageBackup(b *testing.B) {
 		b.ReportMetric(mb/viaBare.Seconds(), "bare-read-MB/s")
 		b.ReportMetric(viaBare.Seconds()/viaPlugin.Seconds(), "plugin/bare-read")
 		b.ReportMetric(mb/viaSerial.Seconds(), "bare-serial-MB/s")
+		if other != "" {
+			b.ReportMetric(mb/viaOther.Seconds(), "other-MB/s")
+			b.ReportMetric(viaBare.Seconds()/viaOther.Seconds(), "other/bare-read")
+		}
 		b.ReportMetric(float64(data.Bytes)/1e6, "data-MB")
 	}
 	b.Run("shared", measure)
