@@ -35,9 +35,24 @@ func sampleTables() []Table {
 // writeSample writes an archive of the sample tables with n documents each.
 func writeSample(t *testing.T, n int) []byte {
 	t.Helper()
+	return writeSampleWith(t, n, func(w io.Writer, info Info, defs Definitions) (sampleWriter, error) {
+		return NewWriter(w, info, defs)
+	})
+}
+
+// sampleWriter is a Writer or a StreamWriter.
+type sampleWriter interface {
+	BeginTable(Table) error
+	WriteDocument([]byte) error
+	Finish([]Exclusion, time.Time) (*Manifest, error)
+}
+
+// writeSampleWith is writeSample through the writer that open makes.
+func writeSampleWith(t *testing.T, n int, open func(io.Writer, Info, Definitions) (sampleWriter, error)) []byte {
+	t.Helper()
 	var buf bytes.Buffer
 	tables := sampleTables()
-	w, err := NewWriter(&buf, Info{Tool: "test", DTRVersion: "2.9.4", ReplicaID: "0123456789ab", Started: testStarted}, Definitions{Tables: tables})
+	w, err := open(&buf, Info{Tool: "test", DTRVersion: "2.9.4", ReplicaID: "0123456789ab", Started: testStarted}, Definitions{Tables: tables})
 	assert.NilError(t, err)
 	for _, tb := range tables {
 		assert.NilError(t, w.BeginTable(tb))

@@ -10,7 +10,6 @@ import (
 	"io"
 	"time"
 
-	"github.com/docker-dtr/docker-dtr/pkg/dtrversion"
 	"github.com/docker-dtr/docker-dtr/pkg/human"
 	"github.com/docker-dtr/docker-dtr/pkg/jsonl"
 )
@@ -42,11 +41,7 @@ type Writer struct {
 // NewWriter starts an archive on w: the versioned directory first (DTR's
 // restore learns the version from it), then the definitions.
 func NewWriter(w io.Writer, info Info, defs Definitions) (*Writer, error) {
-	if !dtrversion.Valid(info.DTRVersion) {
-		return nil, fmt.Errorf("invalid DTR version %q", info.DTRVersion)
-	}
-	defs.Format, defs.FormatVersion = FormatName, FormatVersion
-	if err := defs.validate(); err != nil {
+	if err := checkStart(info, &defs); err != nil {
 		return nil, err
 	}
 	spool, err := jsonl.NewSpool()

@@ -1,6 +1,6 @@
-// Package iocount counts the bytes that go through a writer: the size of
-// a backup written so far, of a dump sent, or whether a refused dump wrote
-// anything at all.
+// Package iocount counts the bytes that go through a writer or a reader:
+// the size of a backup written so far, of a dump sent or received, or
+// whether a refused dump wrote anything at all.
 package iocount
 
 import "io"
@@ -13,6 +13,18 @@ type Writer struct {
 
 func (c *Writer) Write(p []byte) (int, error) {
 	n, err := c.W.Write(p)
+	c.N += int64(n)
+	return n, err
+}
+
+// Reader reads from R and counts in N the bytes read.
+type Reader struct {
+	R io.Reader
+	N int64
+}
+
+func (c *Reader) Read(p []byte) (int, error) {
+	n, err := c.R.Read(p)
 	c.N += int64(n)
 	return n, err
 }

@@ -48,6 +48,20 @@ type BackupOptions struct {
 	// read_mode "outdated", and records them in the manifest; without it
 	// such tables fail the backup with a *NotReadyError.
 	AllowOutdated bool
+	// DocStream writes the document stream (archive.StreamWriter) instead
+	// of the archive: a dump next to the database, which the plugin
+	// replays into the archive (archive.Replay). Backup's manifest is
+	// then nil.
+	DocStream bool
+}
+
+// tableWriter is what a dump writes into: an archive, or a document
+// stream.
+type tableWriter interface {
+	BeginTable(archive.Table) error
+	WriteDocument([]byte) error
+	Finish([]archive.Exclusion, time.Time) (*archive.Manifest, error)
+	Abort()
 }
 
 // NotReadyError is a backup refused because tables cannot be read
@@ -159,7 +173,12 @@ func Backup(ctx context.Context, s *rethink.Session, w io.Writer, opts BackupOpt
 		kept = append(kept, ref)
 	}
 	archive.AssignDirs(tables)
-	aw, err := archive.NewWriter(w, opts.Info, archive.Definitions{Tables: tables})
+	var aw tableWriter
+	if opts.DocStream {
+		aw, err = archive.NewStreamWriter(w, opts.Info, archive.Definitions{Tables: tables})
+	} else {
+		aw, err = archive.NewWriter(w, opts.Info, archive.Definitions{Tables: tables})
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -265,7 +284,7 @@ type docBatch struct {
 // waits in a bounded queue, so memory stays at Parallel × QueueBytes
 // whatever the table sizes; reading overlaps with hashing and writing even
 // with Parallel 1.
-func dump(ctx context.Context, s *rethink.Session, aw *archive.Writer, tables []archive.Table, kept []rethink.TableRef, modes map[rethink.TableRef]string, opts BackupOptions, prog Progress) error {
+func dump(ctx context.Context, s *rethink.Session, aw tableWriter, tables []archive.Table, kept []rethink.TableRef, modes map[rethink.TableRef]string, opts BackupOptions, prog Progress) error {
 	parallel := max(opts.Parallel, 1)
 	queueBytes := opts.QueueBytes
 	if queueBytes <= 0 {

@@ -214,10 +214,12 @@ func (s *server) pass() (io.ReadCloser, error) {
 	return zstdstream.NewReader(pr, "the plugin's pass of the backup", pr)
 }
 
-// dump runs metadata.Backup into the zstd stream of data frames.
+// dump runs metadata.Backup into the zstd stream of data frames: the
+// document stream, which the plugin replays into the archive (a fraction
+// of the tar's bytes to compress here, and no hashing on the node).
 func dump(ctx context.Context, sess *rethink.Session, req Request, fw *frameWriter) (Result, error) {
 	prog := &reporter{fw: fw}
-	opts := metadata.BackupOptions{Info: req.Info, Exclude: req.Exclude, Only: req.Only, Parallel: max(req.Parallel, 1), Progress: prog, AllowOutdated: req.AllowOutdated}
+	opts := metadata.BackupOptions{Info: req.Info, Exclude: req.Exclude, Only: req.Only, Parallel: max(req.Parallel, 1), Progress: prog, AllowOutdated: req.AllowOutdated, DocStream: true}
 	if req.Estimate {
 		if err := fw.json(frameProgress, Progress{Total: metadata.EstimateRows(ctx, sess, opts)}); err != nil {
 			return Result{}, err
@@ -228,8 +230,7 @@ func dump(ctx context.Context, sess *rethink.Session, req Request, fw *frameWrit
 		return Result{}, err
 	}
 	cw := &iocount.Writer{W: ds}
-	m, err := metadata.Backup(ctx, sess, cw, opts)
-	if err != nil {
+	if _, err := metadata.Backup(ctx, sess, cw, opts); err != nil {
 		ds.Abort()
 		return Result{}, err
 	}
@@ -237,7 +238,7 @@ func dump(ctx context.Context, sess *rethink.Session, req Request, fw *frameWrit
 		return Result{}, err
 	}
 	prog.flush()
-	return Result{Manifest: m, Size: cw.N}, nil
+	return Result{Size: cw.N}, nil
 }
 
 // inbox reads the plugin's frames, all the time (keepalives come even

@@ -12,6 +12,7 @@ import (
 	"github.com/docker-dtr/docker-dtr/pkg/dbhealth"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/dtrstorage"
+	"github.com/docker-dtr/docker-dtr/pkg/iocount"
 	"github.com/docker-dtr/docker-dtr/pkg/metadata"
 	"github.com/docker-dtr/docker-dtr/pkg/repair"
 	"github.com/docker-dtr/docker-dtr/pkg/tunnel"
@@ -370,9 +371,10 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-// receive reads a dump's frames from fr and writes the archive they
-// carry, decompressed, to w. It returns the agent's manifest, or its
-// error; lost says the stream ended (or failed) before the agent's result.
+// receive reads a dump's frames from fr and writes the archive of the
+// document stream they carry, decompressed and replayed, to w. It returns
+// the archive's manifest, or the agent's error; lost says the stream
+// ended (or failed) before the agent's result.
 func receive(fr *frameReader, w io.Writer) (m *archive.Manifest, lost bool, err error) {
 	dec, err := zstdstream.NewReader(fr, "the database helper's stream", nil)
 	if err != nil {
@@ -380,10 +382,12 @@ func receive(fr *frameReader, w io.Writer) (m *archive.Manifest, lost bool, err 
 	}
 	defer dec.Close()
 	ow := &errWriter{w: w}
-	n, cerr := io.Copy(ow, dec)
+	cr := &iocount.Reader{R: dec}
+	m, cerr := archive.Replay(cr, ow)
 	if ow.err != nil {
 		return nil, false, ow.err // the backup file's own error
 	}
+	n := cr.N
 	res := fr.result
 	switch {
 	case res == nil && cerr == nil:
@@ -404,10 +408,10 @@ func receive(fr *frameReader, w io.Writer) (m *archive.Manifest, lost bool, err 
 	if cerr != nil {
 		return nil, false, fmt.Errorf("the database helper's stream: %w", cerr)
 	}
-	if res.Manifest == nil || res.Size != n {
-		return nil, false, fmt.Errorf("the database helper's stream: %d bytes of archive arrived, the helper sent %d", n, res.Size)
+	if m == nil || res.Size != n {
+		return nil, false, fmt.Errorf("the database helper's stream: %d bytes of documents arrived, the helper sent %d", n, res.Size)
 	}
-	return res.Manifest, false, nil
+	return m, false, nil
 }
 
 // AgentError is a request that failed in the agent, as its result says (a

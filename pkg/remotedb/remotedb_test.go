@@ -3,6 +3,7 @@ package remotedb
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -231,21 +232,51 @@ func frames(t *testing.T, archiveBytes []byte, size int64, cut int, result *Resu
 	return b[:len(b)-cut]
 }
 
+// sampleDump is a dump's document stream, as an agent sends it, and the
+// archive and manifest a dump in the plugin's process writes of the same
+// documents.
+func sampleDump(t *testing.T) (stream, want []byte, m *archive.Manifest) {
+	t.Helper()
+	tables := []archive.Table{{DB: "dtr2", Name: "tags", PrimaryKey: "id", WriteHook: json.RawMessage("null"), Indexes: []archive.Index{}}}
+	archive.AssignDirs(tables)
+	info := archive.Info{Tool: "test", DTRVersion: "2.9.4", ReplicaID: "0123456789ab", Started: time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)}
+	write := func(w interface {
+		BeginTable(archive.Table) error
+		WriteDocument([]byte) error
+		Finish([]archive.Exclusion, time.Time) (*archive.Manifest, error)
+	}) *archive.Manifest {
+		assert.NilError(t, w.BeginTable(tables[0]))
+		for i := range 2000 {
+			assert.NilError(t, w.WriteDocument([]byte(fmt.Sprintf(`{"id":"tag-%d","doc":"document document"}`, i))))
+		}
+		m, err := w.Finish(nil, info.Started.Add(time.Second))
+		assert.NilError(t, err)
+		return m
+	}
+	var sb, ab bytes.Buffer
+	sw, err := archive.NewStreamWriter(&sb, info, archive.Definitions{Tables: tables})
+	assert.NilError(t, err)
+	write(sw)
+	aw, err := archive.NewWriter(&ab, info, archive.Definitions{Tables: tables})
+	assert.NilError(t, err)
+	m = write(aw)
+	return sb.Bytes(), ab.Bytes(), m
+}
+
 // The plugin's side without an agent: what a stream that ends early, a
 // size that does not match, an unknown frame and a good stream give.
 func TestReceive(t *testing.T) {
-	data := bytes.Repeat([]byte("document "), 10000)
-	m := &archive.Manifest{Format: "x", Tool: "test"}
+	data, want, m := sampleDump(t)
 	var total int64
 	prog := &progressLog{}
 	hooks := Hooks{Total: func(n int64) { total = n }, Progress: prog}
 
 	var out bytes.Buffer
-	got, lost, err := receiveFrom(bytes.NewReader(frames(t, data, 0, 0, &Result{Manifest: m, Size: int64(len(data))})), &out, hooks)
+	got, lost, err := receiveFrom(bytes.NewReader(frames(t, data, 0, 0, &Result{Size: int64(len(data))})), &out, hooks)
 	assert.NilError(t, err)
 	assert.Assert(t, !lost)
 	assert.DeepEqual(t, got, m)
-	assert.Assert(t, bytes.Equal(out.Bytes(), data))
+	assert.Assert(t, bytes.Equal(out.Bytes(), want), "the replayed archive is not the one a dump in this process writes")
 	assert.Equal(t, total, int64(10))
 	assert.Equal(t, prog.rows, int64(3))
 
@@ -257,9 +288,9 @@ func TestReceive(t *testing.T) {
 		assert.ErrorIs(t, err, ErrNoResult, "cut %d", cut)
 	}
 	// A result whose size is not what arrived.
-	_, lost, err = receiveFrom(bytes.NewReader(frames(t, data, 0, 0, &Result{Manifest: m, Size: 5})), io.Discard, Hooks{})
+	_, lost, err = receiveFrom(bytes.NewReader(frames(t, data, 0, 0, &Result{Size: 5})), io.Discard, Hooks{})
 	assert.Assert(t, !lost)
-	assert.ErrorContains(t, err, "90000 bytes of archive arrived, the helper sent 5")
+	assert.ErrorContains(t, err, fmt.Sprintf("%d bytes of documents arrived, the helper sent 5", len(data)))
 	// The agent's error wins over its truncated stream.
 	_, lost, err = receiveFrom(bytes.NewReader(frames(t, data[:100], 0, 0, &Result{Error: "rethinkdb: EOF"})), io.Discard, Hooks{})
 	assert.Assert(t, !lost)
@@ -270,7 +301,7 @@ func TestReceive(t *testing.T) {
 	_, _, err = receiveFrom(strings.NewReader("HTTP/1.1 500\r\n"), io.Discard, Hooks{})
 	assert.ErrorContains(t, err, "frame of unknown type")
 	// The backup file's error is the file's, not the stream's.
-	_, lost, err = receiveFrom(bytes.NewReader(frames(t, data, 0, 0, &Result{Manifest: m, Size: int64(len(data))})), failWriter{}, Hooks{})
+	_, lost, err = receiveFrom(bytes.NewReader(frames(t, data, 0, 0, &Result{Size: int64(len(data))})), failWriter{}, Hooks{})
 	assert.Assert(t, !lost)
 	assert.Error(t, err, "no space left on device")
 }
