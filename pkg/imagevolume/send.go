@@ -117,6 +117,17 @@ func (v *Volume) ReadSelected(ctx context.Context, api API, c Chooser, fn func(i
 		}
 		return err
 	}
+	// awaitExit waits, within exitBound, for an agent that is done to
+	// exit: a clean exit leaves the helper to remove itself (AutoRemove).
+	awaitExit := func() {
+		select {
+		case w := <-waitC:
+			removesItself = w.StatusCode == 0 && w.Error == nil
+		case <-errC:
+		case <-ctx.Done():
+		case <-time.After(exitBound):
+		}
+	}
 	// Demultiplexed in place, as the tunnel does (pkg/tunnel).
 	br := bufio.NewReaderSize(tunnel.NewDemux(hj.Reader, &stderr), 256<<10)
 	if v.Bucket != nil {
@@ -128,13 +139,7 @@ func (v *Volume) ReadSelected(ctx context.Context, api API, c Chooser, fn func(i
 			if b.Driver != "s3" {
 				// The agent exits after its settings' line: its
 				// helper removes itself.
-				select {
-				case w := <-waitC:
-					removesItself = w.StatusCode == 0 && w.Error == nil
-				case <-errC:
-				case <-ctx.Done():
-				case <-time.After(exitBound):
-				}
+				awaitExit()
 			}
 			return err
 		}
@@ -159,13 +164,7 @@ func (v *Volume) ReadSelected(ctx context.Context, api API, c Chooser, fn func(i
 	// second of the engine's) is not waited for. Nothing needs it: the
 	// helper mounts the volume read-only, and one that fails to go is an
 	// exited helper of a dead plugin, which the next run removes.
-	select {
-	case w := <-waitC:
-		removesItself = w.StatusCode == 0 && w.Error == nil
-	case <-errC:
-	case <-ctx.Done():
-	case <-time.After(exitBound):
-	}
+	awaitExit()
 	return nil
 }
 
