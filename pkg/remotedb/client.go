@@ -384,6 +384,15 @@ func receive(fr *frameReader, w io.Writer) (m *archive.Manifest, lost bool, err 
 	ow := &errWriter{w: w}
 	cr := &iocount.Reader{R: dec}
 	m, cerr := archive.Replay(cr, ow)
+	if cerr == nil {
+		// Read the zstd stream to its end, as its decoder reads ahead
+		// (frames after the finish are not this function's to read
+		// while the decoder may): nothing may follow the finish.
+		var extra int64
+		if extra, cerr = io.Copy(io.Discard, cr); cerr == nil && extra > 0 {
+			cerr = fmt.Errorf("%d bytes after the document stream's finish", extra)
+		}
+	}
 	if ow.err != nil {
 		return nil, false, ow.err // the backup file's own error
 	}
