@@ -203,18 +203,11 @@ func chooseStorage(c Chooser, b dtrstorage.Backend) error {
 // readStorage reads the first line of a bucket's send: DTR's storage
 // settings, as the agent read them.
 func readStorage(br *bufio.Reader) (dtrstorage.Backend, error) {
-	line, err := br.ReadSlice('\n')
-	if errors.Is(err, bufio.ErrBufferFull) || len(line) > maxListLine {
-		return dtrstorage.Backend{}, errors.New("a line over 24 KiB")
-	}
-	if errors.Is(err, io.EOF) {
-		err = io.ErrUnexpectedEOF
-	}
+	e, line, err := readEntry(br)
 	if err != nil {
 		return dtrstorage.Backend{}, err
 	}
-	var e agent.ListEntry
-	if err := json.Unmarshal(line, &e); err != nil || e.Type != "storage" || e.Storage == nil {
+	if e.Type != "storage" || e.Storage == nil {
 		return dtrstorage.Backend{}, fmt.Errorf("%q is not DTR's storage settings (is --agent-binary a docker-dtr of this version?)", bytes.TrimSpace(line))
 	}
 	return *e.Storage, nil
@@ -223,25 +216,35 @@ func readStorage(br *bufio.Reader) (dtrstorage.Backend, error) {
 // readListing reads the agent's listing, up to agent.ListEnd, into add.
 func readListing(br *bufio.Reader, add func(agent.ListEntry)) error {
 	for {
-		line, err := br.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) || len(line) > maxListLine {
-			return errors.New("a line over 24 KiB")
-		}
+		e, _, err := readEntry(br)
 		if err != nil {
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
 			return err
-		}
-		var e agent.ListEntry
-		if err := json.Unmarshal(line, &e); err != nil {
-			return fmt.Errorf("%q is not an entry: %v (is --agent-binary a docker-dtr of this version?)", bytes.TrimSpace(line), err)
 		}
 		if e.Type == agent.ListEnd.Type {
 			return nil
 		}
 		add(e)
 	}
+}
+
+// readEntry reads one line of the agent's, a ListEntry, and returns it
+// with the line (valid until br is read again).
+func readEntry(br *bufio.Reader) (agent.ListEntry, []byte, error) {
+	var e agent.ListEntry
+	line, err := br.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) || len(line) > maxListLine {
+		return e, nil, errors.New("a line over 24 KiB")
+	}
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return e, nil, err
+	}
+	if err := json.Unmarshal(line, &e); err != nil {
+		return e, nil, fmt.Errorf("%q is not an entry: %v (is --agent-binary a docker-dtr of this version?)", bytes.TrimSpace(line), err)
+	}
+	return e, line, nil
 }
 
 // omitList is the agent's list of files to leave out: "SIZE NAME" lines,
