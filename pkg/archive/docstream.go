@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/pkg/dtrversion"
-	"github.com/docker-dtr/docker-dtr/pkg/human"
 )
 
 // A document stream carries what a dump gives a Writer (the archive's
@@ -101,9 +100,9 @@ func (sw *StreamWriter) json(typ byte, v any) error {
 
 // BeginTable is Writer.BeginTable.
 func (sw *StreamWriter) BeginTable(t Table) error {
-	next := sw.cur + 1
-	if next >= len(sw.defs.Tables) || sw.defs.Tables[next].Dir != t.Dir {
-		return fmt.Errorf("table %s is not the next table of the definitions", t.FullName())
+	next, err := sw.defs.after(sw.cur, t)
+	if err != nil {
+		return err
 	}
 	sw.cur, sw.rows = next, 0
 	return sw.json(recTable, t)
@@ -114,10 +113,8 @@ func (sw *StreamWriter) WriteDocument(doc []byte) error {
 	if sw.cur < 0 {
 		return fmt.Errorf("document written before any table")
 	}
-	if len(doc) > MaxDocumentSize {
-		t := sw.defs.Tables[sw.cur]
-		return fmt.Errorf("document %d of table %s is %d bytes, over the %d byte (%s) document limit",
-			sw.rows, t.FullName(), len(doc), MaxDocumentSize, human.Bytes(MaxDocumentSize))
+	if err := checkDocumentSize(doc, sw.rows, sw.defs.Tables[sw.cur].FullName()); err != nil {
+		return err
 	}
 	sw.rows++
 	return sw.record(recDocument, doc)
@@ -126,8 +123,8 @@ func (sw *StreamWriter) WriteDocument(doc []byte) error {
 // Finish ends the stream (not the underlying writer). The manifest is the
 // replay's: nil here.
 func (sw *StreamWriter) Finish(excluded []Exclusion, finished time.Time) (*Manifest, error) {
-	if sw.cur+1 != len(sw.defs.Tables) {
-		return nil, fmt.Errorf("%d of %d tables written", sw.cur+1, len(sw.defs.Tables))
+	if err := sw.defs.allWritten(sw.cur + 1); err != nil {
+		return nil, err
 	}
 	if err := sw.json(recFinish, streamFinish{Excluded: excluded, Finished: finished}); err != nil {
 		return nil, err

@@ -72,6 +72,33 @@ func NewWriter(w io.Writer, info Info, defs Definitions) (*Writer, error) {
 	return aw, nil
 }
 
+// after is the index of t, which must be the table after the one at cur
+// (-1 before the first).
+func (d Definitions) after(cur int, t Table) (int, error) {
+	next := cur + 1
+	if next >= len(d.Tables) || d.Tables[next].Dir != t.Dir {
+		return 0, fmt.Errorf("table %s is not the next table of the definitions", t.FullName())
+	}
+	return next, nil
+}
+
+// allWritten says whether n tables are all the definitions'.
+func (d Definitions) allWritten(n int) error {
+	if n != len(d.Tables) {
+		return fmt.Errorf("%d of %d tables written", n, len(d.Tables))
+	}
+	return nil
+}
+
+// checkDocumentSize refuses a document over MaxDocumentSize: row row of table.
+func checkDocumentSize(doc []byte, row int64, table string) error {
+	if len(doc) > MaxDocumentSize {
+		return fmt.Errorf("document %d of table %s is %d bytes, over the %d byte (%s) document limit",
+			row, table, len(doc), MaxDocumentSize, human.Bytes(MaxDocumentSize))
+	}
+	return nil
+}
+
 func (aw *Writer) header(name string, typ byte, mode, size int64) *tar.Header {
 	return &tar.Header{
 		Typeflag: typ, Name: name, Mode: mode, Size: size,
@@ -102,9 +129,9 @@ func (aw *Writer) record(name string, size int64, sum [32]byte) error {
 
 // BeginTable opens the next table of the definitions, which must be t.
 func (aw *Writer) BeginTable(t Table) error {
-	next := aw.cur + 1
-	if next >= len(aw.defs.Tables) || aw.defs.Tables[next].Dir != t.Dir {
-		return fmt.Errorf("table %s is not the next table of the definitions", t.FullName())
+	next, err := aw.defs.after(aw.cur, t)
+	if err != nil {
+		return err
 	}
 	aw.cur = next
 	aw.stats = append(aw.stats, TableStats{DB: t.DB, Table: t.Name, Dir: t.Dir})
@@ -117,9 +144,8 @@ func (aw *Writer) WriteDocument(doc []byte) error {
 		return fmt.Errorf("document written before any table")
 	}
 	st := &aw.stats[len(aw.stats)-1]
-	if len(doc) > MaxDocumentSize {
-		return fmt.Errorf("document %d of table %s is %d bytes, over the %d byte (%s) document limit",
-			st.Rows, st.FullName(), len(doc), MaxDocumentSize, human.Bytes(MaxDocumentSize))
+	if err := checkDocumentSize(doc, st.Rows, st.FullName()); err != nil {
+		return err
 	}
 	name := DocumentName(aw.info.DTRVersion, st.Dir, st.Rows)
 	if err := aw.file(name, doc); err != nil {
@@ -134,8 +160,8 @@ func (aw *Writer) WriteDocument(doc []byte) error {
 // (not the underlying writer). Every defined table must have been written.
 func (aw *Writer) Finish(excluded []Exclusion, finished time.Time) (*Manifest, error) {
 	defer aw.Abort()
-	if len(aw.stats) != len(aw.defs.Tables) {
-		return nil, fmt.Errorf("%d of %d tables written", len(aw.stats), len(aw.defs.Tables))
+	if err := aw.defs.allWritten(len(aw.stats)); err != nil {
+		return nil, err
 	}
 	if excluded == nil {
 		excluded = []Exclusion{}
