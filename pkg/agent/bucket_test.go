@@ -11,10 +11,14 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
 	"github.com/docker-dtr/docker-dtr/pkg/bucket"
 	"github.com/docker-dtr/docker-dtr/pkg/dtrstorage"
@@ -25,9 +29,12 @@ import (
 
 // bucketOf puts the regular files of dir into an in-memory bucket (S3
 // keeps no directories and no links).
-func bucketOf(t *testing.T, dir string) *bucketTree {
+func bucketOf(t *testing.T, dir string) *bucketTree { return bucketIn(t, dir, inmemory.New()) }
+
+// bucketIn is bucketOf on the driver d.
+func bucketIn(t *testing.T, dir string, d storagedriver.StorageDriver) *bucketTree {
 	ctx := context.Background()
-	b := bucket.FromDriver(inmemory.New(), dtrstorage.Backend{Driver: "s3", Bucket: "test"})
+	b := bucket.FromDriver(d, dtrstorage.Backend{Driver: "s3", Bucket: "test"})
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() {
 			return err
@@ -172,7 +179,7 @@ func TestSendBucketLarge(t *testing.T) {
 // it, and the objects streamed after it end with the send.
 func TestSendBucketLargeShrank(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "storage")
-	big := bytes.Repeat([]byte("x"), prefetchWhole+1)
+	big := bytes.Repeat([]byte("x"), int(prefetchWhole)+1)
 	files := map[string][]byte{
 		"docker/registry/v2/blobs/sha256/11/b/data": big,
 		"docker/registry/v2/blobs/sha256/22/c/data": big,
@@ -188,4 +195,135 @@ func TestSendBucketLargeShrank(t *testing.T) {
 	assert.NilError(t, tree.b.Put(context.Background(), "docker/registry/v2/blobs/sha256/11/b/data", strings.NewReader("short"), 5))
 	err := sendFrom(tree, kept, nil, io.Discard, nil)
 	assert.ErrorContains(t, err, "11/b/data")
+}
+
+// planKnown is a plan read before the listing: nothing left out.
+func planKnown() *planned {
+	p := &planned{ready: make(chan struct{})}
+	close(p.ready)
+	return p
+}
+
+// readDuringList is a bucket whose listing stops after its first object
+// until that object is read: it lists on only if a read overlaps it.
+type readDuringList struct {
+	storagedriver.StorageDriver
+	read chan struct{}
+	once sync.Once
+}
+
+func (d *readDuringList) Walk(ctx context.Context, from string, fn storagedriver.WalkFn, opts ...func(*storagedriver.WalkOptions)) error {
+	first := true
+	return storagedriver.WalkFallback(ctx, d, from, func(fi storagedriver.FileInfo) error {
+		if err := fn(fi); err != nil || fi.IsDir() || !first {
+			return err
+		}
+		first = false
+		select {
+		case <-d.read:
+			return nil
+		case <-time.After(10 * time.Second):
+			return errors.New("nothing was read while the bucket was listed")
+		}
+	}, opts...)
+}
+
+func (d *readDuringList) Reader(ctx context.Context, path string, offset int64) (io.ReadCloser, error) {
+	d.once.Do(func() { close(d.read) })
+	return d.StorageDriver.Reader(ctx, path, offset)
+}
+
+// With the plan known before the listing (a backup with no earlier one
+// says "end" at once), objects are read while the rest is listed, and
+// the send is the same.
+func TestSendBucketReadsWhileListing(t *testing.T) {
+	dir, _ := sendVolume(t, 5)
+	assert.NilError(t, os.Remove(filepath.Join(dir, "docker/registry/v2/repositories/alias")))
+	want := entriesOf(t, sendTar(t, dir, nil))
+
+	tree := bucketIn(t, dir, &readDuringList{StorageDriver: inmemory.New(), read: make(chan struct{})})
+	tree.expect(planKnown())
+	var kept []walked
+	assert.NilError(t, list(tree, io.Discard, func(w walked) { kept = append(kept, w) }))
+	var b bytes.Buffer
+	assert.NilError(t, sendFrom(tree, kept, nil, &b, nil))
+	assert.DeepEqual(t, entriesOf(t, b.Bytes()), want, cmpEntries)
+}
+
+// s3Order lists as S3 does: every object, by its key's bytes ("x-y/a"
+// before "x/s"), where the in-memory driver walks directory by directory.
+type s3Order struct{ storagedriver.StorageDriver }
+
+func (d s3Order) Walk(ctx context.Context, from string, fn storagedriver.WalkFn, opts ...func(*storagedriver.WalkOptions)) error {
+	var objects []storagedriver.FileInfo
+	err := storagedriver.WalkFallback(ctx, d.StorageDriver, from, func(fi storagedriver.FileInfo) error {
+		if !fi.IsDir() {
+			objects = append(objects, fi)
+		}
+		return nil
+	}, opts...)
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(objects, func(a, b storagedriver.FileInfo) int { return strings.Compare(a.Path(), b.Path()) })
+	for _, fi := range objects {
+		if err := fn(fi); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// S3 lists by bytes ("x-y/a" before "x/s"), the send goes as a directory
+// walk does ("x/s" first). Read ahead in the listing's order, the bound
+// fills, or every request is held, with what the send takes later: the
+// send reads the file it wants itself instead of waiting for ever.
+func TestSendBucketListOrderIsNotSendOrder(t *testing.T) {
+	for _, tc := range []struct {
+		name                string
+		whole, bound, ahead int64
+		reads               int
+		size                int
+	}{
+		{name: "bound full", whole: 1 << 20, bound: 1000, ahead: 16 << 20, reads: 16, size: 600},
+		// Each stream holds its request until the send reads on: 3 MiB
+		// each, 1 MiB read ahead.
+		{name: "requests held by streams", whole: 100, bound: 64 << 20, ahead: 1 << 20, reads: 2, size: 3 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer func(w, b, a int64, r int) {
+				prefetchWhole, prefetchBytes, streamAhead, prefetchReads = w, b, a, r
+			}(prefetchWhole, prefetchBytes, streamAhead, prefetchReads)
+			prefetchWhole, prefetchBytes, streamAhead, prefetchReads = tc.whole, tc.bound, tc.ahead, tc.reads
+			dir := filepath.Join(t.TempDir(), "storage")
+			files := map[string][]byte{
+				"x-y/a": bytes.Repeat([]byte("a"), tc.size),
+				"x-y/b": bytes.Repeat([]byte("b"), tc.size),
+				"x-y/c": bytes.Repeat([]byte("c"), tc.size),
+				"x/s":   []byte("small"),
+			}
+			for name, data := range files {
+				p := filepath.Join(dir, name)
+				assert.NilError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+				assert.NilError(t, os.WriteFile(p, data, 0o644))
+			}
+			want := entriesOf(t, sendTar(t, dir, nil))
+			tree := bucketIn(t, dir, s3Order{inmemory.New()})
+			tree.expect(planKnown())
+			var kept []walked
+			assert.NilError(t, list(tree, io.Discard, func(w walked) { kept = append(kept, w) }))
+			assert.Check(t, tree.ahead != nil, "read ahead while listing")
+			done := make(chan error, 1)
+			var b bytes.Buffer
+			go func() { done <- sendFrom(tree, kept, nil, &b, nil) }()
+			select {
+			case err := <-done:
+				assert.NilError(t, err)
+			case <-time.After(10 * time.Second):
+				t.Fatal("the send waited for ever on what it reads later")
+			}
+			assert.DeepEqual(t, entriesOf(t, b.Bytes()), want, cmpEntries)
+			assert.Check(t, is.Equal(tree.ahead.held, int64(0)), "everything read ahead was taken")
+		})
+	}
 }

@@ -21,15 +21,17 @@ import (
 // ranged read asks for everything from its offset on, so each piece but
 // the last made the server send more than was read, and closed its
 // connection half-read.
-const (
+// The prefetcher's sizes, which each takes when it starts; variables
+// only so that tests can make them small.
+var (
 	// prefetchWhole is the largest object read whole into memory.
-	prefetchWhole = 8 << 20
-	// streamAhead is what a large object's stream holds read ahead.
-	streamAhead = 16 << 20
+	prefetchWhole int64 = 8 << 20
 	// prefetchReads is how many requests run at once.
 	prefetchReads = 16
 	// prefetchBytes bounds what is held read ahead.
-	prefetchBytes = 96 << 20
+	prefetchBytes int64 = 96 << 20
+	// streamAhead is what a large object's stream holds read ahead.
+	streamAhead int64 = 16 << 20
 )
 
 type fetched struct {
@@ -44,71 +46,171 @@ type streamed struct {
 	err error
 }
 
-// slot is one file of the send, in order.
+// slot is one file of the send.
 type slot struct {
 	rel  string
 	size int64
 	// whole carries an object read whole; stream a large one's stream.
 	whole  chan fetched
 	stream chan streamed
+	// Under the prefetcher's mu: reserved says it counts in the bound and
+	// waits for a request of its own; started that its read has started;
+	// skipped that the send came first and read it itself; blocks that it
+	// is a stream whose request waits for the send to read it.
+	reserved, started, skipped, blocks bool
+	// hold is what it counts against the bound: a stream's read ahead.
+	hold int64
 }
 
-// hold is what the slot counts against prefetchBytes.
-func (s *slot) hold() int64 {
-	if s.stream != nil {
-		return min(s.size, streamAhead)
-	}
-	return s.size
-}
-
+// prefetcher reads ahead the files a send will read, in the order they
+// are added: the listing's, which may start before the listing ends (a
+// bucket's reads then overlap its listing), and which may differ from the
+// send's (S3 lists by bytes: "a-b/c" before "a/c"). The send takes a file
+// by name, and reads one whose read has not started itself: it never
+// waits on a request behind streams it will only read later.
 type prefetcher struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	b      *bucket.Bucket
-	slots  []slot
-	next   int
+	omit   map[string]int64
 	mu     sync.Mutex
 	cond   *sync.Cond
-	held   int64 // bytes read ahead, or being read, and not yet taken
+	queue  []*slot          // in the order added
+	byName map[string]*slot // not yet taken by the send
+	listed bool             // every file is added
+	held   int64            // bytes read ahead, or being read, and not yet taken
+	// full says the reading ahead waits for the send to take what it
+	// holds; blocked counts the large objects' streams that hold a request
+	// and are not taken yet: a request ends only once the send reads on.
+	full    bool
+	blocked int
+	// The sizes, as they were when it started.
+	whole, bound, ahead int64
+	reads               int
 }
 
-// newPrefetcher starts reading ahead the files that the send will read
-// (not omitted, not inside an upload), in the send's order.
-func newPrefetcher(ctx context.Context, b *bucket.Bucket, files []bucket.File, omit map[string]int64) *prefetcher {
+// newPrefetcher starts reading ahead what the send will read of the
+// files added (add): every file but those left out and those inside an
+// upload.
+func newPrefetcher(ctx context.Context, b *bucket.Bucket, omit map[string]int64) *prefetcher {
 	ctx, cancel := context.WithCancel(ctx)
-	p := &prefetcher{ctx: ctx, cancel: cancel, b: b}
+	p := &prefetcher{ctx: ctx, cancel: cancel, b: b, omit: omit, byName: map[string]*slot{},
+		whole: prefetchWhole, bound: prefetchBytes, ahead: streamAhead, reads: prefetchReads}
 	p.cond = sync.NewCond(&p.mu)
-	for _, f := range files {
-		if n, ok := omit[f.Path]; (ok && n == f.Size) || isUpload(f.Path) {
-			continue
-		}
-		s := slot{rel: f.Path, size: f.Size}
-		if f.Size > prefetchWhole {
-			s.stream = make(chan streamed, 1)
-		} else {
-			s.whole = make(chan fetched, 1)
-		}
-		p.slots = append(p.slots, s)
-	}
 	go p.run()
 	return p
 }
 
-func (p *prefetcher) run() {
-	sem := make(chan struct{}, prefetchReads)
-	for i := range p.slots {
-		s := &p.slots[i]
-		// Hold no more than prefetchBytes ahead of the send.
-		p.mu.Lock()
-		for p.held+s.hold() > prefetchBytes && p.held > 0 && p.ctx.Err() == nil {
+// add queues files, as they are listed.
+func (p *prefetcher) add(files ...bucket.File) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, f := range files {
+		if n, ok := p.omit[f.Path]; (ok && n == f.Size) || isUpload(f.Path) {
+			continue
+		}
+		s := &slot{rel: f.Path, size: f.Size, hold: f.Size}
+		if f.Size > p.whole {
+			s.stream = make(chan streamed, 1)
+			s.hold = min(f.Size, p.ahead)
+		} else {
+			s.whole = make(chan fetched, 1)
+		}
+		p.queue = append(p.queue, s)
+		p.byName[s.rel] = s
+	}
+	p.cond.Broadcast()
+}
+
+// finish says every file is added.
+func (p *prefetcher) finish() {
+	p.mu.Lock()
+	p.listed = true
+	p.cond.Broadcast()
+	p.mu.Unlock()
+}
+
+// reserve waits for the queue's next file that the send has not read
+// itself, from i on, and for room for it in the bound; it returns the
+// file and where to go on from, or nil once there is none left or the
+// prefetcher stopped.
+func (p *prefetcher) reserve(i int) (*slot, int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for ; ; i++ {
+		for i >= len(p.queue) && !p.listed && p.ctx.Err() == nil {
 			p.cond.Wait()
 		}
-		p.held += s.hold()
-		p.mu.Unlock()
+		if i >= len(p.queue) || p.ctx.Err() != nil {
+			return nil, i
+		}
+		s := p.queue[i]
+		p.queue[i] = nil // reserved or skipped: either way, done with
+		// Hold no more than prefetchBytes ahead of the send.
+		for !s.skipped && p.held+s.hold > p.bound && p.held > 0 && p.ctx.Err() == nil {
+			p.full = true
+			p.cond.Broadcast()
+			p.cond.Wait()
+		}
+		p.full = false
+		if s.skipped {
+			continue
+		}
+		if p.ctx.Err() != nil {
+			return nil, i
+		}
+		s.reserved = true
+		p.held += s.hold
+		return s, i + 1
+	}
+}
+
+// start marks s started, once it has a request of its own: false if the
+// send read it first (its part of the bound is then released).
+func (p *prefetcher) start(s *slot) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if s.skipped {
+		p.held -= s.hold
+		p.cond.Broadcast()
+		return false
+	}
+	s.started = true
+	if s.stream != nil {
+		s.blocks = true
+		p.blocked++
+	}
+	p.cond.Broadcast()
+	return true
+}
+
+// unblock says the stream s no longer waits for the send: taken, or its
+// request ended.
+func (p *prefetcher) unblock(s *slot) {
+	p.mu.Lock()
+	if s.blocks {
+		s.blocks = false
+		p.blocked--
+		p.cond.Broadcast()
+	}
+	p.mu.Unlock()
+}
+
+func (p *prefetcher) run() {
+	sem := make(chan struct{}, p.reads)
+	for i := 0; ; {
+		var s *slot
+		if s, i = p.reserve(i); s == nil {
+			return
+		}
 		select {
 		case sem <- struct{}{}:
 		case <-p.ctx.Done():
 			return
+		}
+		if !p.start(s) {
+			<-sem
+			continue
 		}
 		if s.stream != nil {
 			go p.openStream(s, sem)
@@ -153,12 +255,13 @@ func (p *prefetcher) read(rel string, size int64) fetched {
 func (p *prefetcher) openStream(s *slot, sem chan struct{}) {
 	rc, err := p.b.Open(p.ctx, s.rel)
 	if err != nil {
+		p.unblock(s)
 		<-sem
 		s.stream <- streamed{err: err}
 		return
 	}
 	const chunk = 1 << 20
-	r, wait := bufpipe.Run(chunk, streamAhead/chunk, func(w io.Writer) error {
+	r, wait := bufpipe.Run(chunk, int(max(p.ahead/chunk, 1)), func(w io.Writer) error {
 		_, err := io.Copy(w, io.LimitReader(rc, s.size))
 		return err
 	})
@@ -174,28 +277,47 @@ func (p *prefetcher) openStream(s *slot, sem chan struct{}) {
 		<-done
 	}
 	rc.Close()
+	p.unblock(s)
 	<-sem
 }
 
-// open is the send's open of rel: the file read ahead, if rel is the
-// next one planned, else a read of its own. Whether the object is there
-// at all is known before it returns.
+// open is the send's open of rel: the file read ahead, or being read,
+// else a read of its own. Whether the object is there at all is known
+// before it returns.
 func (p *prefetcher) open(rel string) (io.ReadCloser, error) {
-	if p.next >= len(p.slots) || p.slots[p.next].rel != rel {
+	p.mu.Lock()
+	s, ok := p.byName[rel]
+	if ok {
+		delete(p.byName, rel)
+		// Wait for its read to start, unless the reading ahead waits for
+		// the send itself: the bound full of what the send takes later,
+		// or every request held by a stream it takes later (a listing's
+		// order is not always the send's).
+		for !s.started && !p.full && p.blocked < p.reads && p.ctx.Err() == nil {
+			p.cond.Wait()
+		}
+		if !s.started {
+			// The send reads it itself (a reserved one's part of the
+			// bound is released by start).
+			s.skipped, ok = true, false
+			p.cond.Broadcast()
+		}
+	}
+	p.mu.Unlock()
+	if !ok {
 		return p.b.Open(p.ctx, rel)
 	}
-	s := &p.slots[p.next]
-	p.next++
 	if s.stream != nil {
+		p.unblock(s)
 		st := <-s.stream
 		if st.err != nil {
-			p.taken(s.hold())
+			p.taken(s.hold)
 			return nil, st.err
 		}
-		return &streamReader{p: p, r: st.r, held: s.hold()}, nil
+		return &streamReader{p: p, r: st.r, held: s.hold}, nil
 	}
 	f := <-s.whole
-	p.taken(s.size)
+	p.taken(s.hold)
 	if f.err != nil {
 		return nil, f.err
 	}

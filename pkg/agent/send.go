@@ -26,7 +26,10 @@ import (
 //     from a walk that stats but reads no file, then the line ListEnd.
 //  2. The plugin sends on stdin the files to leave out, one "SIZE NAME"
 //     line each (blobs its earlier backups hold), then the line "end".
-//     Empty lines are the lease's keepalives and count for nothing.
+//     Empty lines are the lease's keepalives and count for nothing. A
+//     plugin that knows the list without the listing (a backup with no
+//     earlier backup: "end" alone) may send it at once; a bucket's agent
+//     then reads objects ahead while it is still listing.
 //  3. The agent writes on stdout a tar of the volume as the engine's
 //     archive API gives it (top directory "storage/", the same headers, in
 //     the listing's order), except that a file left out is not sent at all
@@ -85,19 +88,19 @@ func send(t tree, stdin io.Reader, stdout io.Writer, idle time.Duration) error {
 	// Stdin is read from the start, so that the plugin's keepalives count
 	// while a large volume is listed.
 	in, lease := tunnel.Watch(stdin, idle)
-	type plan struct {
-		omit map[string]int64
-		err  error
-	}
-	got := make(chan plan, 1)
+	pl := &planned{ready: make(chan struct{})}
 	go func() {
 		br := bufio.NewReaderSize(in, 64<<10)
-		omit, err := ReadOmit(br)
-		got <- plan{omit, err}
-		if err == nil {
+		pl.omit, pl.err = ReadOmit(br)
+		close(pl.ready)
+		if pl.err == nil {
 			io.Copy(io.Discard, br)
 		}
 	}()
+	if p, ok := t.(planner); ok {
+		p.expect(pl)
+		defer p.done()
+	}
 	out := bufio.NewWriterSize(stdout, 256<<10)
 	// The send goes over the listing's entries, not a second walk: reading
 	// the directories again was half the agent's system calls. Only up to
@@ -117,20 +120,19 @@ func send(t tree, stdin io.Reader, stdout io.Writer, idle time.Duration) error {
 	if err := out.Flush(); err != nil {
 		return err
 	}
-	var p plan
 	select {
-	case p = <-got:
+	case <-pl.ready:
 	case <-lease.Done():
 		select {
-		case p = <-got: // the stream ended with, or inside, the list
+		case <-pl.ready: // the stream ended with, or inside, the list
 		case <-time.After(time.Second):
 			return fmt.Errorf("waiting for the files to leave out: %s, taking it for gone", lease.Why())
 		}
 	}
-	if p.err != nil {
-		return fmt.Errorf("reading the files to leave out: %w", p.err)
+	if pl.err != nil {
+		return fmt.Errorf("reading the files to leave out: %w", pl.err)
 	}
-	if err := sendFrom(t, kept, p.omit, out, lease.Done()); err != nil {
+	if err := sendFrom(t, kept, pl.omit, out, lease.Done()); err != nil {
 		if why := lease.Why(); why != "" {
 			return fmt.Errorf("%w: %s, taking it for gone", err, why)
 		}
@@ -290,10 +292,34 @@ func sendFrom(t tree, kept []walked, omit map[string]int64, w io.Writer, done <-
 
 var errGone = errors.New("the plugin is gone")
 
-// planner is a tree that reads faster when told what a send will read.
+// planner is a tree that reads faster when told what a send will read:
+// expect before the listing, plan once it is listed (and the plan read).
 type planner interface {
+	expect(p *planned)
 	plan(omit map[string]int64)
 	done()
+}
+
+// planned is the plugin's list of files to leave out, once read: the
+// plugin may send it before the listing ends (or starts), when it knows
+// it without the listing.
+type planned struct {
+	ready chan struct{}
+	omit  map[string]int64
+	err   error
+}
+
+// known is the list, if it is read; never for a nil planned.
+func (p *planned) known() (map[string]int64, bool) {
+	if p == nil {
+		return nil, false
+	}
+	select {
+	case <-p.ready:
+		return p.omit, p.err == nil
+	default:
+		return nil, false
+	}
 }
 
 // header is the engine's archive API's header for an entry (moby's

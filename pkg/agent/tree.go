@@ -45,16 +45,28 @@ type bucketTree struct {
 	name  string
 	files []bucket.File
 	read  bool
-	// ahead reads the send's small objects ahead of it (plan).
+	// ahead reads the send's objects ahead of it: from the plan on, or,
+	// with a plan known before the listing ends (expect), while it lists.
 	ahead *prefetcher
+	early *planned
 }
 
+// expect is told of the plan before the listing starts: once it is read
+// (a backup that leaves nothing out sends it at once), the objects listed
+// are read ahead while the rest is listed.
+func (t *bucketTree) expect(p *planned) { t.early = p }
+
 // plan says what the send will read: every listed file but those left
-// out; the small objects are read ahead from then on.
+// out; the objects are read ahead from then on, if they were not yet.
 func (t *bucketTree) plan(omit map[string]int64) {
-	if t.read && t.ahead == nil {
-		t.ahead = newPrefetcher(t.ctx, t.b, t.files, omit)
+	if !t.read {
+		return
 	}
+	if t.ahead == nil {
+		t.ahead = newPrefetcher(t.ctx, t.b, omit)
+		t.ahead.add(t.files...)
+	}
+	t.ahead.finish()
 }
 
 // done ends the reading ahead.
@@ -64,15 +76,36 @@ func (t *bucketTree) done() {
 	}
 }
 
+// list lists the bucket, reading ahead what is listed once the plan is
+// known.
+func (t *bucketTree) list() error {
+	var pending []bucket.File
+	files, err := t.b.List(t.ctx, func(f bucket.File) {
+		if t.ahead != nil {
+			t.ahead.add(f)
+			return
+		}
+		pending = append(pending, f)
+		if omit, ok := t.early.known(); ok {
+			t.ahead = newPrefetcher(t.ctx, t.b, omit)
+			t.ahead.add(pending...)
+			pending = nil
+		}
+	})
+	if err != nil {
+		return err
+	}
+	t.files, t.read = files, true
+	return nil
+}
+
 func (t *bucketTree) top() string { return t.name }
 
 func (t *bucketTree) walk(done <-chan struct{}, fn walkFunc) error {
 	if !t.read {
-		files, err := t.b.Files(t.ctx)
-		if err != nil {
+		if err := t.list(); err != nil {
 			return err
 		}
-		t.files, t.read = files, true
 	}
 	var newest int64
 	for _, f := range t.files {

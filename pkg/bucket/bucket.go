@@ -67,11 +67,20 @@ type File struct {
 // meets them (component by component: "a/b" before "a-b"), which is the
 // order of the engine's archive of a volume and of an image archive's
 // manifest.
-func (b *Bucket) Files(ctx context.Context) ([]File, error) {
+func (b *Bucket) Files(ctx context.Context) ([]File, error) { return b.List(ctx, nil) }
+
+// List is Files, handing each object to seen as it is listed (in S3's
+// order, by bytes), when seen is not nil: what is listed first can be
+// read while the rest is listed.
+func (b *Bucket) List(ctx context.Context, seen func(File)) ([]File, error) {
 	var files []File
 	err := b.d.Walk(ctx, "/", func(fi storagedriver.FileInfo) error {
 		if !fi.IsDir() {
-			files = append(files, File{Path: strings.TrimPrefix(fi.Path(), "/"), Size: fi.Size(), ModTime: fi.ModTime().Unix()})
+			f := File{Path: strings.TrimPrefix(fi.Path(), "/"), Size: fi.Size(), ModTime: fi.ModTime().Unix()}
+			files = append(files, f)
+			if seen != nil {
+				seen(f)
+			}
 		}
 		return nil
 	})

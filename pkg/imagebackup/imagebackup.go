@@ -212,7 +212,7 @@ func writeSelected(ctx context.Context, api imagevolume.API, out io.Writer, info
 		bases = o.bases
 	}
 	info.Elided = true // the agent's stream: uploads come without data
-	choose := &chooser{bases: bases, prog: prog, vol: vol.Where(), gate: gate, storage: func(b dtrstorage.Backend) error {
+	choose := &chooser{bases: bases, prog: prog, vol: vol.Where(), gate: gate, whole: o.Since == nil && gate == nil, storage: func(b dtrstorage.Backend) error {
 		if err := storage(b); err != nil {
 			return err
 		}
@@ -244,7 +244,13 @@ type chooser struct {
 	gate func() error
 	// storage takes a bucket's settings line (Storage).
 	storage func(dtrstorage.Backend) error
+	// whole says there are no bases and no gate: nothing is left out,
+	// which is known before the listing (imagevolume.WholeChooser).
+	whole bool
 }
+
+// Whole is imagevolume.WholeChooser's.
+func (c *chooser) Whole() bool { return c.whole }
 
 // Storage is imagevolume.StorageChooser's: DTR's settings, as the agent
 // that reads the bucket read them, before its listing.

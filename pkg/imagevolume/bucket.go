@@ -69,6 +69,7 @@ type omitNothing struct{}
 
 func (omitNothing) Add(agent.ListEntry)             {}
 func (omitNothing) Omit() (map[string]int64, error) { return nil, nil }
+func (omitNothing) Whole() bool                     { return true }
 
 // readBucket is Read of the bucket: the agent's send protocol with
 // nothing left out.

@@ -145,6 +145,22 @@ func (v *Volume) ReadSelected(ctx context.Context, api API, c Chooser, fn func(i
 		}
 		v.Bucket.Backend = b
 	}
+	// One write each, so that no keepalive lands inside a line.
+	sendOmit := func(omit map[string]int64) error {
+		if _, err := hj.Conn.Write(omitList(omit)); err != nil {
+			return failed(fmt.Errorf("reading %s: sending the agent what to leave out: %w", v.Where(), err))
+		}
+		return nil
+	}
+	// Leaving nothing out is said at once: a bucket's agent then reads
+	// objects while it still lists the rest.
+	whole := false
+	if wc, ok := c.(WholeChooser); ok && wc.Whole() {
+		whole = true
+		if err := sendOmit(nil); err != nil {
+			return err
+		}
+	}
 	if err := readListing(br, c.Add); err != nil {
 		return failed(fmt.Errorf("reading %s: the agent's listing: %w", v.Where(), err))
 	}
@@ -152,9 +168,12 @@ func (v *Volume) ReadSelected(ctx context.Context, api API, c Chooser, fn func(i
 	if err != nil {
 		return err
 	}
-	// One write, so that no keepalive lands inside a line.
-	if _, err := hj.Conn.Write(omitList(omit)); err != nil {
-		return failed(fmt.Errorf("reading %s: sending the agent what to leave out: %w", v.Where(), err))
+	if !whole {
+		if err := sendOmit(omit); err != nil {
+			return err
+		}
+	} else if len(omit) > 0 {
+		return fmt.Errorf("reading %s: %d files to leave out, after the agent was told to leave out none", v.Where(), len(omit))
 	}
 	if err := fn(br); err != nil {
 		return failed(err)
@@ -177,6 +196,14 @@ const exitBound = 5 * time.Second
 type Chooser interface {
 	Add(agent.ListEntry)
 	Omit() (map[string]int64, error)
+}
+
+// WholeChooser is a Chooser that may know, before the listing, that it
+// leaves nothing out (Whole): a backup with no earlier backup. Its Omit
+// then returns nothing.
+type WholeChooser interface {
+	Chooser
+	Whole() bool
 }
 
 // StorageChooser is a Chooser that reads a bucket (Volume.Bucket) and
