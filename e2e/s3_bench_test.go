@@ -150,22 +150,28 @@ func BenchmarkS3ImageBackup(b *testing.B) {
 		// one, as the agent must be), timed in the same turns: a change
 		// measured against the code before it, in one run.
 		other := os.Getenv("DTR_BENCH_OTHER")
+		// add adds one turn's time to a total, and logs it: the turns
+		// of a noisy machine are worth seeing.
+		add := func(total *time.Duration, what string, d time.Duration) {
+			*total += d
+			b.Logf("%s: %.2fs", what, d.Seconds())
+		}
 		steps := []func(){
-			func() { viaPlugin += ib.plugin(b, "backup", "images", "-q", "-o", out) },
+			func() { add(&viaPlugin, "plugin", ib.plugin(b, "backup", "images", "-q", "-o", out)) },
 			func() {
-				viaBare += timed(func() {
+				add(&viaBare, "bare read", timed(func() {
 					n := bare(16)
 					assert.Assert(b, n == data.Bytes, "the bare read gave %d bytes of %d", n, data.Bytes)
-				})
+				}))
 			},
-			func() { viaSerial += timed(func() { bare(1) }) },
+			func() { add(&viaSerial, "bare read, one at a time", timed(func() { bare(1) })) },
 		}
 		if other != "" {
 			steps = append(steps, func() {
-				viaOther += timed(func() {
+				add(&viaOther, "other", timed(func() {
 					o, err := exec.Command(other, "backup", "images", "-q", "-o", out).CombinedOutput()
 					assert.NilError(b, err, string(o))
-				})
+				}))
 			})
 		}
 		b.ResetTimer()
@@ -197,6 +203,9 @@ func BenchmarkS3ImageBackup(b *testing.B) {
 				float64(sent)/1e6, took.Round(time.Millisecond), float64(sent)/1e6/took.Seconds(), agentUse, self.Seconds())
 		}
 		ib.trace(b, "backup", "images", "-o", out)
+		if other != "" {
+			(&imageBench{bin: other}).trace(b, "backup", "images", "-o", out)
+		}
 		mb := float64(data.Bytes) / 1e6 * float64(b.N)
 		b.ReportMetric(mb/viaPlugin.Seconds(), "plugin-MB/s")
 		b.ReportMetric(mb/viaBare.Seconds(), "bare-read-MB/s")
