@@ -160,11 +160,7 @@ func TestSendBucketLarge(t *testing.T) {
 		"docker/registry/v2/blobs/sha256/22/c/data": {},
 		"docker/registry/v2/blobs/sha256/33/d/data": []byte("after"),
 	}
-	for name, data := range files {
-		p := filepath.Join(dir, name)
-		assert.NilError(t, os.MkdirAll(filepath.Dir(p), 0o755))
-		assert.NilError(t, os.WriteFile(p, data, 0o644))
-	}
+	writeFiles(t, dir, files)
 	want := entriesOf(t, sendTar(t, dir, nil))
 	tree := bucketOf(t, dir)
 	var kept []walked
@@ -184,17 +180,23 @@ func TestSendBucketLargeShrank(t *testing.T) {
 		"docker/registry/v2/blobs/sha256/11/b/data": big,
 		"docker/registry/v2/blobs/sha256/22/c/data": big,
 	}
-	for name, data := range files {
-		p := filepath.Join(dir, name)
-		assert.NilError(t, os.MkdirAll(filepath.Dir(p), 0o755))
-		assert.NilError(t, os.WriteFile(p, data, 0o644))
-	}
+	writeFiles(t, dir, files)
 	tree := bucketOf(t, dir)
 	var kept []walked
 	assert.NilError(t, list(tree, io.Discard, func(w walked) { kept = append(kept, w) }))
 	assert.NilError(t, tree.b.Put(context.Background(), "docker/registry/v2/blobs/sha256/11/b/data", strings.NewReader("short"), 5))
 	err := sendFrom(tree, kept, nil, io.Discard, nil)
 	assert.ErrorContains(t, err, "11/b/data")
+}
+
+// writeFiles writes files (name under dir: content), and their directories.
+func writeFiles(t *testing.T, dir string, files map[string][]byte) {
+	t.Helper()
+	for name, data := range files {
+		p := filepath.Join(dir, name)
+		assert.NilError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		assert.NilError(t, os.WriteFile(p, data, 0o644))
+	}
 }
 
 // planKnown is a plan read before the listing: nothing left out.
@@ -302,11 +304,7 @@ func TestSendBucketListOrderIsNotSendOrder(t *testing.T) {
 				"x-y/c": bytes.Repeat([]byte("c"), tc.size),
 				"x/s":   []byte("small"),
 			}
-			for name, data := range files {
-				p := filepath.Join(dir, name)
-				assert.NilError(t, os.MkdirAll(filepath.Dir(p), 0o755))
-				assert.NilError(t, os.WriteFile(p, data, 0o644))
-			}
+			writeFiles(t, dir, files)
 			want := entriesOf(t, sendTar(t, dir, nil))
 			tree := bucketIn(t, dir, s3Order{inmemory.New()})
 			tree.expect(planKnown())
