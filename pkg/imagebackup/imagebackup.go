@@ -212,13 +212,8 @@ func writeSelected(ctx context.Context, api imagevolume.API, out io.Writer, info
 		bases = o.bases
 	}
 	info.Elided = true // the agent's stream: uploads come without data
-	choose := &chooser{bases: bases, prog: prog, vol: vol.Where(), gate: gate, whole: o.Since == nil && gate == nil, storage: func(b dtrstorage.Backend) error {
-		if err := storage(b); err != nil {
-			return err
-		}
-		info.Storage = b.String()
-		return nil
-	}}
+	choose := &chooser{bases: bases, prog: prog, vol: vol.Where(), gate: gate, whole: o.Since == nil && gate == nil,
+		storage: storage, info: &info}
 	// The stream starts once the listing is read and the choice made.
 	info.LeftOut = func() []imagearchive.LeftOut { return choose.LeftOut }
 	return writeFrom(out, &info, prog, func(fn func(io.Reader) error) error {
@@ -242,8 +237,10 @@ type chooser struct {
 	// gate, when not nil, is asked before the choice: its error ends the
 	// read before anything is sent.
 	gate func() error
-	// storage takes a bucket's settings line (Storage).
+	// storage takes a bucket's settings line (Storage), which info's
+	// Storage then names.
 	storage func(dtrstorage.Backend) error
+	info    *imagearchive.Info
 	// whole says there are no bases and no gate: nothing is left out,
 	// which is known before the listing (imagevolume.WholeChooser).
 	whole bool
@@ -259,6 +256,7 @@ func (c *chooser) Storage(b dtrstorage.Backend) error {
 		return err
 	}
 	c.vol = b.String()
+	c.info.Storage = c.vol
 	return nil
 }
 
