@@ -13,14 +13,16 @@ import (
 // An object store answers each read after a round trip, and serves one
 // stream at a fraction of what it serves to several: read one object
 // after another, the bucket's backup ran at 0.77 of a bare read of every
-// object 16 at a time. The prefetcher reads what a send will want, in its
-// order, ahead of it and several reads at a time, bounded: small objects
-// whole, into memory; a large one as one stream, up to streamAhead of it.
+// object 16 at a time. The prefetcher reads what a send will want, in the
+// listing's order, ahead of it and several reads at a time, bounded:
+// small objects whole, into memory; a large one as one stream, up to
+// streamAhead of it.
 //
 // A large object is one request, not ranged pieces: the s3 driver's
 // ranged read asks for everything from its offset on, so each piece but
 // the last made the server send more than was read, and closed its
 // connection half-read.
+
 // The prefetcher's sizes, which each takes when it starts; variables
 // only so that tests can make them small.
 var (
