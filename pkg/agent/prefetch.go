@@ -55,11 +55,11 @@ type slot struct {
 	// whole carries an object read whole; stream a large one's stream.
 	whole  chan fetched
 	stream chan streamed
-	// Under the prefetcher's mu: reserved says it counts in the bound and
-	// waits for a request of its own; started that its read has started;
-	// skipped that the send came first and read it itself; blocks that it
-	// is a stream whose request waits for the send to read it.
-	reserved, started, skipped, blocks bool
+	// Under the prefetcher's mu: started says its read has started (once
+	// reserve counted it in the bound, and a request was free); skipped
+	// that the send came first and read it itself; blocks that it is a
+	// stream whose request waits for the send to read it.
+	started, skipped, blocks bool
 	// hold is what it counts against the bound: a stream's read ahead.
 	hold int64
 }
@@ -161,7 +161,6 @@ func (p *prefetcher) reserve(i int) (*slot, int) {
 		if p.ctx.Err() != nil {
 			return nil, i
 		}
-		s.reserved = true
 		p.held += s.hold
 		return s, i + 1
 	}
