@@ -148,7 +148,7 @@ func (p *prefetcher) reserve(i int) (*slot, int) {
 		}
 		s := p.queue[i]
 		p.queue[i] = nil // reserved or skipped: either way, done with
-		// Hold no more than prefetchBytes ahead of the send.
+		// Hold no more than the bound ahead of the send.
 		for !s.skipped && p.held+s.hold > p.bound && p.held > 0 && p.ctx.Err() == nil {
 			p.full = true
 			p.cond.Broadcast()
@@ -252,7 +252,7 @@ func (p *prefetcher) read(rel string, size int64) fetched {
 
 // openStream opens a large object and reads it, up to streamAhead ahead
 // of the send, until it is read to its listed size or its reader closed;
-// its request counts among prefetchReads until then.
+// its request counts among the reads at once until then.
 func (p *prefetcher) openStream(s *slot, sem chan struct{}) {
 	rc, err := p.b.Open(p.ctx, s.rel)
 	if err != nil {
