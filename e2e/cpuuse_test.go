@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/internal/dtrfixture"
+	"github.com/docker/docker/client"
 )
 
 // cpuUse is where the CPU time of a benchmark's step went: the whole
@@ -82,4 +84,33 @@ func (u cpuUse) String() string {
 	rest := u.total - u.dockerd - u.containerd - u.server
 	return fmt.Sprintf("CPU %.2fs: server %.2fs, dockerd %.2fs, containerd %.2fs, the rest (the step's own processes, shims) %.2fs",
 		u.total.Seconds(), u.server.Seconds(), u.dockerd.Seconds(), u.containerd.Seconds(), rest.Seconds())
+}
+
+// profileDockerd writes a CPU profile of the engine's daemon (its own
+// /debug/pprof, served on the API socket) to file while a step runs;
+// the step should last longer than d. The function returned waits for it.
+func profileDockerd(b *testing.B, c *dtrfixture.Cluster, file string, d time.Duration) func() {
+	if file == "" {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		u := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", client.DummyHost, int(d.Seconds()))
+		resp, err := c.Client.HTTPClient().Get(u)
+		if err != nil {
+			b.Errorf("dockerd's profile: %v", err)
+			return
+		}
+		defer resp.Body.Close()
+		f, err := os.Create(file)
+		if err == nil {
+			_, err = io.Copy(f, resp.Body)
+			f.Close()
+		}
+		if err != nil {
+			b.Errorf("dockerd's profile: %v", err)
+		}
+	}()
+	return func() { <-done }
 }

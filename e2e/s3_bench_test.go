@@ -44,6 +44,8 @@ import (
 // same two cores; "pinned", the S3 server alone on core 1.
 // DTR_BENCH_OTHER=FILE times another static build of the plugin in the
 // same turns (other-MB/s): a change against the code before it.
+// DTR_BENCH_DOCKERD_PROFILE=FILE, with DTR_BENCH_TRACE, profiles the
+// engine's daemon during the traced run.
 //
 //	DTR_BENCH_IMAGE_MB=512 go test -run '^$' -bench S3ImageBackup -benchtime 3x -timeout 60m ./e2e
 func BenchmarkS3ImageBackup(b *testing.B) {
@@ -182,9 +184,13 @@ func BenchmarkS3ImageBackup(b *testing.B) {
 			// machine's counters around it (logged before the trace:
 			// without -v, a benchmark's log keeps its first lines only).
 			before := cpuNow(b, c, s3.Container)
+			// DTR_BENCH_DOCKERD_PROFILE=FILE: the engine's own profile of
+			// its first 8 s of the run.
+			profiled := profileDockerd(b, c, os.Getenv("DTR_BENCH_DOCKERD_PROFILE"), 8*time.Second)
 			cmd := exec.Command(ib.bin, "backup", "images", "-q", "-o", out)
 			o, err := cmd.CombinedOutput()
 			assert.NilError(b, err, string(o))
+			profiled()
 			plug := cpuNow(b, c, s3.Container).sub(before)
 			own := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 			before, self := cpuNow(b, c, s3.Container), selfCPU()
