@@ -365,7 +365,8 @@ func alternate(n int, steps ...func()) {
 // the engine's host (skipped if that is not readable here). It also runs
 // `backup images --encrypt` (passphrase, AES-256) for encrypted/plain. The
 // five go in turn, the order reversed every other iteration. MB/s is the
-// volume's file bytes per second for all of them.
+// volume's file bytes per second for all of them. DTR_BENCH_OTHER=FILE
+// times another static build of the plugin in the same turns.
 func BenchmarkImageBackup(b *testing.B) {
 	ib := newImageBench(b)
 	ib.copyIn(b)
@@ -393,6 +394,13 @@ func BenchmarkImageBackup(b *testing.B) {
 			viaSealed += ib.plugin(b, "backup", "images", "-q", "--encrypt", "--passphrase-file", pass, "-o", sealed)
 		},
 	}
+	// DTR_BENCH_OTHER names another static build of the plugin, timed in
+	// the same turns: a change against the code before it.
+	other := os.Getenv("DTR_BENCH_OTHER")
+	var viaOther time.Duration
+	if other != "" {
+		steps = append(steps, func() { viaOther += (&imageBench{bin: other}).plugin(b, "backup", "images", "-q", "-o", out) })
+	}
 	b.ResetTimer()
 	alternate(b.N, steps...)
 	b.StopTimer()
@@ -409,6 +417,10 @@ func BenchmarkImageBackup(b *testing.B) {
 	}
 	b.ReportMetric(mb/viaSealed.Seconds(), "encrypted-MB/s")
 	b.ReportMetric(viaPlugin.Seconds()/viaSealed.Seconds(), "encrypted/plain")
+	if other != "" {
+		b.ReportMetric(mb/viaOther.Seconds(), "other-MB/s")
+		b.ReportMetric(viaCopy.Seconds()/viaOther.Seconds(), "other/docker-cp")
+	}
 	b.ReportMetric(float64(ib.data.Bytes)/1e6, "data-MB")
 }
 

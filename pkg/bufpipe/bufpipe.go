@@ -1,7 +1,7 @@
-// Package bufpipe runs a writer on a goroutine of its own and reads what it
-// writes through a buffer of a few chunks, so that the writer runs ahead
-// of the reader by up to that buffer instead of in lockstep with it, as
-// through an io.Pipe.
+// Package bufpipe runs a writer (or a reader, ReadAhead) on a goroutine of
+// its own and reads what it writes through a buffer of a few chunks, so
+// that the writer runs ahead of the reader by up to that buffer instead
+// of in lockstep with it, as through an io.Pipe.
 package bufpipe
 
 import (
@@ -16,14 +16,7 @@ import (
 // running then fails with io.ErrClosedPipe. wait returns write's error
 // once it has returned.
 func Run(size, n int, write func(io.Writer) error) (r io.ReadCloser, wait func() error) {
-	p := &pipe{
-		full:   make(chan []byte, n),
-		free:   make(chan []byte, n+2),
-		closed: make(chan struct{}),
-		failed: make(chan struct{}),
-		done:   make(chan struct{}),
-		size:   size,
-	}
+	p := newPipe(size, n)
 	go func() {
 		w := &writer{p: p}
 		err := write(w)
@@ -38,6 +31,54 @@ func Run(size, n int, write func(io.Writer) error) (r io.ReadCloser, wait func()
 		close(p.done)
 	}()
 	return p, func() error { <-p.done; return p.werr }
+}
+
+// ReadAhead reads r on a goroutine of its own, up to n chunks of size
+// bytes ahead of the reader it returns. Unlike Run's writer, it hands
+// over what each read of r gives at once, not once a chunk is full: a
+// stream that pauses, or stays open after its last byte (an agent's,
+// until it exits), is read as far as it has come. r's error comes after
+// everything read before it. Closing the reader stops the reading ahead
+// at its next read of r; a read of r that waits ends only with r.
+func ReadAhead(r io.Reader, size, n int) io.ReadCloser {
+	p := newPipe(size, n)
+	go func() {
+		var err error
+		for err == nil {
+			var c []byte
+			select {
+			case c = <-p.free:
+			default:
+				c = make([]byte, 0, size)
+			}
+			k, rerr := r.Read(c[:cap(c)])
+			if k > 0 {
+				select {
+				case p.full <- c[:k]:
+				case <-p.closed:
+					rerr = io.ErrClosedPipe
+				}
+			}
+			err = rerr
+		}
+		if err != io.EOF {
+			p.werr = err
+		}
+		close(p.full)
+		close(p.done)
+	}()
+	return p
+}
+
+func newPipe(size, n int) *pipe {
+	return &pipe{
+		full:   make(chan []byte, n),
+		free:   make(chan []byte, n+2),
+		closed: make(chan struct{}),
+		failed: make(chan struct{}),
+		done:   make(chan struct{}),
+		size:   size,
+	}
 }
 
 type pipe struct {

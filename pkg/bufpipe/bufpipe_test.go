@@ -99,3 +99,70 @@ func TestEmpty(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// ReadAhead gives back its source in order, whatever the sizes of the
+// source's reads and of the reader's; the source's error comes after
+// everything read before it.
+func TestReadAheadOrderThenError(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	data := make([]byte, 1<<20)
+	for i := range data {
+		data[i] = byte(rng.Uint32())
+	}
+	lost := errors.New("connection lost")
+	src := io.MultiReader(&choppy{r: bytes.NewReader(data), rng: rng}, errorsAfter{lost})
+	r := ReadAhead(src, 1000, 3)
+	defer r.Close()
+	var got bytes.Buffer
+	buf := make([]byte, 777)
+	for {
+		n, err := r.Read(buf)
+		got.Write(buf[:n])
+		if err != nil {
+			if !errors.Is(err, lost) {
+				t.Fatalf("error %v, want %v", err, lost)
+			}
+			break
+		}
+	}
+	if !bytes.Equal(got.Bytes(), data) {
+		t.Fatalf("read %d bytes, not the %d written, in order", got.Len(), len(data))
+	}
+}
+
+// What the source has given is readable at once, though the source has
+// not ended (an agent's stream, open until it exits) and fills no chunk.
+func TestReadAheadHandsOverEachRead(t *testing.T) {
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	r := ReadAhead(pr, 1<<20, 4)
+	defer r.Close()
+	go pw.Write([]byte("the end of a tar"))
+	got := make(chan string, 1)
+	go func() {
+		b := make([]byte, 100)
+		n, _ := r.Read(b)
+		got <- string(b[:n])
+	}()
+	select {
+	case s := <-got:
+		if s != "the end of a tar" {
+			t.Fatalf("read %q", s)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("what the source gave waited for a full chunk")
+	}
+}
+
+type choppy struct {
+	r   io.Reader
+	rng *rand.Rand
+}
+
+func (c *choppy) Read(p []byte) (int, error) {
+	return c.r.Read(p[:min(len(p), c.rng.IntN(3000)+1)])
+}
+
+type errorsAfter struct{ err error }
+
+func (e errorsAfter) Read([]byte) (int, error) { return 0, e.err }

@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/docker-dtr/docker-dtr/pkg/bufpipe"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/helpercontainer"
 	"github.com/docker-dtr/docker-dtr/pkg/tunnel"
@@ -319,7 +320,14 @@ func (v *Volume) Read(ctx context.Context, api API, fn func(io.Reader) error) (e
 		return fmt.Errorf("reading volume %s: %w", v.Name, h.leaseLost(err))
 	}
 	defer rc.Close()
-	if err := fn(rc); err != nil {
+	// The engine's stream is read a few MiB ahead, on a goroutine of its
+	// own, of what fn does with it (the hashing and the file's writes of
+	// a backup): the engine's tar no longer waits on them. 10 % faster
+	// here (docs/benchmarks.md, section 4); an agent's stream, read on
+	// the agent's core, was slower that way (section 11) and is not.
+	ahead := bufpipe.ReadAhead(rc, readAheadChunk, readAheadChunks)
+	defer ahead.Close()
+	if err := fn(ahead); err != nil {
 		if ctx.Err() == nil && streamBroke(err) {
 			// The engine's stream ended mid-file: the connection, not the
 			// registry's data.
@@ -329,6 +337,12 @@ func (v *Volume) Read(ctx context.Context, api API, fn func(io.Reader) error) (e
 	}
 	return nil
 }
+
+// The read ahead of the engine's stream: up to 32 reads, 8 MiB.
+const (
+	readAheadChunk  = 256 << 10
+	readAheadChunks = 32
+)
 
 // streamBroke says a read ended because the connection did.
 func streamBroke(err error) bool {
