@@ -268,6 +268,16 @@ func (h *helper) done() error {
 	if h.release == nil {
 		return h.remove()
 	}
+	select {
+	case <-h.exited:
+		// Its agent exited before its release (one that died at once,
+		// while the archive copy began): the engine's AutoRemove then
+		// races the copy, and on fuse-overlayfs fails ("failed to remove
+		// root filesystem"), leaving a dead helper that holds the volume.
+		// Removed here, retried until gone.
+		return h.remove()
+	default:
+	}
 	h.release()
 	select {
 	case <-h.exited:
