@@ -262,8 +262,8 @@ func (h *helper) remove() error {
 // the end of every backup) is not waited for, as ReadSelected does not.
 // Nothing needs it: the helper mounts the volume read-only, and one that
 // fails to go is an exited helper of a dead plugin, which the next run
-// removes. A helper that does not exit in exitBound, or never started,
-// is removed.
+// removes. A helper that does not exit in exitBound, never started, or
+// whose agent exited before its release, is removed.
 func (h *helper) done() error {
 	if h.release == nil {
 		return h.remove()
@@ -274,7 +274,8 @@ func (h *helper) done() error {
 		// while the archive copy began): the engine's AutoRemove then
 		// races the copy, and on fuse-overlayfs fails ("failed to remove
 		// root filesystem"), leaving a dead helper that holds the volume.
-		// Removed here, retried until gone.
+		// Removed here (helpercontainer.Remove waits for a removal in
+		// progress, and tries again if it failed).
 		return h.remove()
 	default:
 	}
