@@ -1138,6 +1138,9 @@ type engineProxy struct {
 
 	// upLink and downLink, when set (Throttle), make the proxy a slow link.
 	upLink, downLink *slowLink
+	// eachRate, when set (ThrottleEach), gives each connection a slow link
+	// of its own.
+	eachRate float64
 
 	mu       sync.Mutex
 	conns    map[*proxyConn]bool
@@ -1187,6 +1190,15 @@ func (p *engineProxy) Throttle(rate float64, delay time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.upLink, p.downLink = &slowLink{rate: rate, delay: delay}, &slowLink{rate: rate, delay: delay}
+}
+
+// ThrottleEach makes each connection made after a slow link of its own,
+// at rate bytes a second each way: a slow stream holds back no other
+// request, as a shared link's queue would.
+func (p *engineProxy) ThrottleEach(rate float64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.eachRate = rate
 }
 
 // writer is how the proxy writes one direction of a connection: w itself,
@@ -1276,8 +1288,12 @@ func (p *engineProxy) serve(pc *proxyConn) {
 		p.mu.Unlock()
 	}()
 	p.mu.Lock()
-	toEngine, flushUp := p.writer(pc.engine, p.upLink)
-	toClient, flushDown := p.writer(pc.client, p.downLink)
+	upLink, downLink := p.upLink, p.downLink
+	if p.eachRate > 0 {
+		upLink, downLink = &slowLink{rate: p.eachRate}, &slowLink{rate: p.eachRate}
+	}
+	toEngine, flushUp := p.writer(pc.engine, upLink)
+	toClient, flushDown := p.writer(pc.client, downLink)
 	p.mu.Unlock()
 	up := make(chan struct{})
 	go func() { // plugin -> engine, noting the first request line

@@ -363,8 +363,10 @@ func alternate(n int, steps ...func()) {
 // its archive), the bare archive-API read thrown away (an upper bound for
 // any reader of the API), and `tar -c -f FILE` of the volume's directory on
 // the engine's host (skipped if that is not readable here). It also runs
-// `backup images --encrypt` (passphrase, AES-256) for encrypted/plain. The
-// five go in turn, the order reversed every other iteration. MB/s is the
+// `backup images --encrypt` (passphrase, AES-256) for encrypted/plain,
+// and `backup images` as run by hand, with progress (the volume measured
+// for its total), for progress/docker-cp. The six go in turn, the order
+// reversed every other iteration. MB/s is the
 // volume's file bytes per second for all of them. DTR_BENCH_OTHER=FILE
 // times another static build of the plugin in the same turns.
 func BenchmarkImageBackup(b *testing.B) {
@@ -377,7 +379,7 @@ func BenchmarkImageBackup(b *testing.B) {
 	assert.NilError(b, err)
 
 	cpOut, tarOut := filepath.Join(ib.dir, "docker-cp.tar"), filepath.Join(ib.dir, "tar-c.tar")
-	var viaPlugin, viaCopy, viaRead, viaTar, viaSealed time.Duration
+	var viaPlugin, viaProgress, viaCopy, viaRead, viaTar, viaSealed time.Duration
 	check := func(what string, n int64) {
 		assert.Assert(b, n > ib.data.Bytes, "%s gave %d bytes for %d bytes of files", what, n, ib.data.Bytes)
 	}
@@ -390,6 +392,8 @@ func BenchmarkImageBackup(b *testing.B) {
 			}
 		},
 		func() { viaPlugin += ib.plugin(b, "backup", "images", "-q", "-o", out) },
+		// As run by hand: progress measures the volume for its total.
+		func() { viaProgress += ib.plugin(b, "backup", "images", "--progress", "plain", "-o", out) },
 		func() {
 			viaSealed += ib.plugin(b, "backup", "images", "-q", "--encrypt", "--passphrase-file", pass, "-o", sealed)
 		},
@@ -397,9 +401,13 @@ func BenchmarkImageBackup(b *testing.B) {
 	// DTR_BENCH_OTHER names another static build of the plugin, timed in
 	// the same turns: a change against the code before it.
 	other := os.Getenv("DTR_BENCH_OTHER")
-	var viaOther time.Duration
+	var viaOther, viaOtherProgress time.Duration
 	if other != "" {
-		steps = append(steps, func() { viaOther += (&imageBench{bin: other}).plugin(b, "backup", "images", "-q", "-o", out) })
+		steps = append(steps,
+			func() { viaOther += (&imageBench{bin: other}).plugin(b, "backup", "images", "-q", "-o", out) },
+			func() {
+				viaOtherProgress += (&imageBench{bin: other}).plugin(b, "backup", "images", "--progress", "plain", "-o", out)
+			})
 	}
 	b.ResetTimer()
 	alternate(b.N, steps...)
@@ -409,6 +417,7 @@ func BenchmarkImageBackup(b *testing.B) {
 	b.ReportMetric(mb/viaPlugin.Seconds(), "plugin-MB/s")
 	b.ReportMetric(mb/viaCopy.Seconds(), "docker-cp-MB/s")
 	b.ReportMetric(viaCopy.Seconds()/viaPlugin.Seconds(), "plugin/docker-cp")
+	b.ReportMetric(viaCopy.Seconds()/viaProgress.Seconds(), "progress/docker-cp")
 	b.ReportMetric(mb/viaRead.Seconds(), "api-read-MB/s")
 	b.ReportMetric(viaRead.Seconds()/viaPlugin.Seconds(), "plugin/api-read")
 	if dir != "" {
@@ -420,6 +429,7 @@ func BenchmarkImageBackup(b *testing.B) {
 	if other != "" {
 		b.ReportMetric(mb/viaOther.Seconds(), "other-MB/s")
 		b.ReportMetric(viaCopy.Seconds()/viaOther.Seconds(), "other/docker-cp")
+		b.ReportMetric(viaCopy.Seconds()/viaOtherProgress.Seconds(), "other-progress/docker-cp")
 	}
 	b.ReportMetric(float64(ib.data.Bytes)/1e6, "data-MB")
 }

@@ -396,10 +396,16 @@ func TestImageBackupFaults(t *testing.T) {
 // for the plugin's agent.
 func buildAgent(t *testing.T, dir, body string) string {
 	t.Helper()
-	src := filepath.Join(dir, "agent.go")
-	assert.NilError(t, os.WriteFile(src, []byte("package main\nimport \"os\"\nfunc main() { "+body+" }\n"), 0o644))
+	return buildAgentProgram(t, dir, "package main\nimport \"os\"\nfunc main() { "+body+" }\n")
+}
+
+// buildAgentProgram builds the Go program src as an --agent-binary.
+func buildAgentProgram(t *testing.T, dir, src string) string {
+	t.Helper()
+	file := filepath.Join(dir, "agent.go")
+	assert.NilError(t, os.WriteFile(file, []byte(src), 0o644))
 	bin := filepath.Join(dir, "agent")
-	build := exec.Command("go", "build", "-o", bin, src)
+	build := exec.Command("go", "build", "-o", bin, file)
 	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
 	out, err := build.CombinedOutput()
 	assert.NilError(t, err, string(out))

@@ -69,7 +69,7 @@ func Write(ctx context.Context, api imagevolume.API, out io.Writer, o Options) (
 	// The volume's helper starts and its stream opens (an incremental's
 	// listing runs) while the settings are read; nothing is taken from
 	// it, and nothing written, before they decide (the gate).
-	var total <-chan int64
+	var total *measuring
 	if o.Since == nil {
 		total = measure(ctx, api, o)
 	}
@@ -103,18 +103,48 @@ func decide(a storageAnswer, o Options) error {
 	return nil
 }
 
+// measuring is volumeTotal at work beside the read.
+type measuring struct {
+	total  chan int64
+	cancel context.CancelFunc
+}
+
 // measure starts volumeTotal.
-func measure(ctx context.Context, api imagevolume.API, o Options) <-chan int64 {
-	c := make(chan int64, 1)
-	go func() { c <- volumeTotal(ctx, api, o.Volume, o.AgentBinary, o.Progress) }()
-	return c
+func measure(ctx context.Context, api imagevolume.API, o Options) *measuring {
+	ctx, cancel := context.WithCancel(ctx)
+	m := &measuring{total: make(chan int64, 1), cancel: cancel}
+	go func() { m.total <- volumeTotal(ctx, api, o.Volume, o.AgentBinary, o.Progress) }()
+	return m
+}
+
+// into gives the phase its total once measured, until stop.
+func (m *measuring) into(ph progress.Running) (stop func()) {
+	stopped := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case t := <-m.total:
+			ph.SetTotal(0, t)
+			m.total <- t // for stop
+		case <-stopped:
+		}
+	}()
+	return func() { close(stopped); <-done }
+}
+
+// stop ends a measurement the read no longer needs (its helper removed,
+// nothing printed) and waits for it.
+func (m *measuring) stop() {
+	m.cancel()
+	<-m.total
 }
 
 // write backs the volume up. gate, when not nil, is asked before anything
 // is written (before the listing's choice, or once the whole read's
 // stream is open and before it is read): its error stops the backup
 // there.
-func write(ctx context.Context, api imagevolume.API, out io.Writer, o Options, measured <-chan int64, gate func() error) (*imagearchive.Manifest, error) {
+func write(ctx context.Context, api imagevolume.API, out io.Writer, o Options, measured *measuring, gate func() error) (*imagearchive.Manifest, error) {
 	rep, vol, prog := o.Replica, o.Volume, o.Progress
 	prog.Step("reading volume %s (%s) through a helper container on node %s", vol.Name, vol.Driver, rep.Node)
 	info := imagearchive.Info{
@@ -140,9 +170,10 @@ func write(ctx context.Context, api imagevolume.API, out io.Writer, o Options, m
 	if measured == nil {
 		measured = measure(ctx, api, o)
 	}
-	// The read's helper starts and its stream opens while the volume is
-	// measured (another helper, half a second or more): the phase begins,
-	// with its total, once both are there.
+	defer measured.stop()
+	// The volume is measured (another helper, half a second or more; a
+	// walk of every file on a large registry) while the read goes on: the
+	// phase begins as the stream opens, and gets its total when measured.
 	return writeFrom(out, &info, prog, func(fn func(io.Reader) error) error {
 		return vol.Read(ctx, api, func(r io.Reader) error {
 			if gate != nil {
@@ -150,13 +181,7 @@ func write(ctx context.Context, api imagevolume.API, out io.Writer, o Options, m
 					return err
 				}
 			}
-			var total int64
-			select {
-			case total = <-measured:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			prog.PhaseOf("reading volume "+vol.Name, "", 0, total)
+			defer measured.into(prog.PhaseOf("reading volume "+vol.Name, "", 0, 0))()
 			return fn(r)
 		})
 	})

@@ -149,10 +149,11 @@ func (p *Printer) Phase(name string, totalRows, totalBytes int64) {
 	p.PhaseOf(name, "rows", totalRows, totalBytes)
 }
 
-// PhaseOf is Phase with another word for the rows ("files").
-func (p *Printer) PhaseOf(name, unit string, totalRows, totalBytes int64) {
+// PhaseOf is Phase with another word for the rows ("files"). The phase
+// it returns takes totals measured after it began.
+func (p *Printer) PhaseOf(name, unit string, totalRows, totalBytes int64) Running {
 	if p == nil {
-		return
+		return Running{}
 	}
 	p.Done()
 	p.mu.Lock()
@@ -160,9 +161,10 @@ func (p *Printer) PhaseOf(name, unit string, totalRows, totalBytes int64) {
 	p.rows.Store(0)
 	p.bytes.Store(0)
 	p.ph = &phase{name: name, unit: unit, totalRows: totalRows, totalBytes: totalBytes, start: p.now()}
+	r := Running{p: p, ph: p.ph}
 	switch p.mode {
 	case Quiet:
-		return
+		return r
 	case TTY:
 		p.draw()
 	}
@@ -173,6 +175,29 @@ func (p *Printer) PhaseOf(name, unit string, totalRows, totalBytes int64) {
 	p.stopped = make(chan struct{})
 	p.ticker.Add(1)
 	go p.tick(p.stopped, every)
+	return r
+}
+
+// Running is a phase PhaseOf began.
+type Running struct {
+	p  *Printer
+	ph *phase
+}
+
+// SetTotal gives the phase its totals once they are known, so that work
+// need not wait for a measurement before it starts; 0 keeps a total
+// unknown. A phase that has ended ignores it.
+func (r Running) SetTotal(totalRows, totalBytes int64) {
+	if r.p == nil {
+		return
+	}
+	r.p.mu.Lock()
+	defer r.p.mu.Unlock()
+	if r.p.ph != r.ph {
+		return
+	}
+	r.ph.totalRows, r.ph.totalBytes = totalRows, totalBytes
+	r.p.draw()
 }
 
 func (p *Printer) expected() string {

@@ -216,3 +216,35 @@ func TestHeldLinesWaitForRelease(t *testing.T) {
 	held.Step("never said")
 	assert.Equal(t, dropped.String(), "")
 }
+
+func TestTotalMeasuredAfterThePhaseBegan(t *testing.T) {
+	var buf syncBuffer
+	p := NewMode(&buf, TTY)
+	p.width = 120
+	r := p.PhaseOf("reading volume v", "", 0, 0)
+	p.Set(0, 250)
+	p.draw()
+	r.SetTotal(0, 1000)
+	p.Set(0, 500)
+	p.Close()
+	s := render(t, buf.String())
+	assert.DeepEqual(t, s.Text(), []string{"reading volume v: [==========          ]  50% 500 B/1000 B"})
+	// Before the total, the counts alone; at it, the bar at once.
+	assert.Assert(t, is.Contains(s.Frames, "reading volume v: 250 B"), "%q", s.Frames)
+	assert.Assert(t, is.Contains(s.Frames, "reading volume v: [=====               ]  25% 250 B/1000 B"), "%q", s.Frames)
+
+	// A total that comes after its phase ended changes nothing, not even
+	// the phase running then.
+	buf = syncBuffer{}
+	p = NewMode(&buf, TTY)
+	p.width = 120
+	late := p.PhaseOf("reading volume v", "", 0, 0)
+	p.Done()
+	p.PhaseOf("writing", "", 0, 0)
+	late.SetTotal(0, 1000)
+	p.Set(0, 10)
+	p.Close()
+	assert.DeepEqual(t, render(t, buf.String()).Text()[1:], []string{"writing: 10 B"})
+	var none Running
+	none.SetTotal(1, 1) // a nil printer's phase
+}
