@@ -5,6 +5,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/docker-dtr/docker-dtr/pkg/bufpipe"
 	"github.com/docker-dtr/docker-dtr/pkg/crypt"
 	"github.com/docker-dtr/docker-dtr/pkg/zstdstream"
 )
@@ -91,80 +92,26 @@ func decompressIf(rc io.ReadCloser, name string) (io.ReadCloser, error) {
 
 // decryptAhead decrypts r on a goroutine of its own, a few chunks ahead of
 // the reader, so that decrypting and checking use two cores. Its error is
-// the reader's last, and stays.
+// the reader's last, and stays; Close stops the decryption and waits for
+// it.
 func decryptAhead(r io.Reader, name string) io.ReadCloser {
-	a := &ahead{chunks: make(chan []byte, 4), free: make(chan []byte, 6), quit: make(chan struct{})}
-	for range cap(a.free) {
-		a.free <- make([]byte, 1<<20)
-	}
-	a.done.Add(1)
-	go func() {
-		defer a.done.Done()
-		defer close(a.chunks)
-		for {
-			var buf []byte
-			select {
-			case buf = <-a.free:
-			case <-a.quit:
-				return
-			}
-			n, err := io.ReadFull(r, buf)
-			if n > 0 {
-				select {
-				case a.chunks <- buf[:n]:
-				case <-a.quit:
-					return
-				}
-			}
-			if err == io.EOF || err == io.ErrUnexpectedEOF {
-				return
-			}
-			if err != nil {
-				a.err = decryptError(name, err)
-				return
-			}
-		}
-	}()
-	return a
+	return bufpipe.ReadAheadOwned(fullChunks{r: r, name: name}, 1<<20, 4)
 }
 
-type ahead struct {
-	chunks chan []byte
-	free   chan []byte
-	quit   chan struct{}
-	done   sync.WaitGroup
-	cur    []byte // unread part of the chunk being read
-	whole  []byte // that chunk, to give back
-	err    error  // set before chunks is closed
-	closed bool
+// fullChunks reads whole chunks of the decryption (its reads give a few
+// KiB each), and names the backup in its error.
+type fullChunks struct {
+	r    io.Reader
+	name string
 }
 
-func (a *ahead) Read(p []byte) (int, error) {
-	for len(a.cur) == 0 {
-		if a.whole != nil {
-			a.free <- a.whole[:cap(a.whole)]
-			a.whole = nil
-		}
-		c, ok := <-a.chunks
-		if !ok {
-			if a.err != nil {
-				return 0, a.err
-			}
-			return 0, io.EOF
-		}
-		a.cur, a.whole = c, c
+func (f fullChunks) Read(p []byte) (int, error) {
+	n, err := io.ReadFull(f.r, p)
+	switch err {
+	case nil:
+		return n, nil
+	case io.EOF, io.ErrUnexpectedEOF:
+		return n, io.EOF
 	}
-	n := copy(p, a.cur)
-	a.cur = a.cur[n:]
-	return n, nil
-}
-
-// Close stops the decryption and waits for it.
-func (a *ahead) Close() error {
-	if !a.closed {
-		a.closed = true
-		close(a.quit)
-		a.done.Wait()
-	}
-	return nil
+	return n, decryptError(f.name, err)
 }

@@ -41,10 +41,29 @@ func Run(size, n int, write func(io.Writer) error) (r io.ReadCloser, wait func()
 // everything read before it. Closing the reader stops the reading ahead
 // at its next read of r; a read of r that waits ends only with r.
 func ReadAhead(r io.Reader, size, n int) io.ReadCloser {
+	return readAhead(r, size, n, false)
+}
+
+// ReadAheadOwned is ReadAhead for a source whose reads never wait on
+// another party (a file, its decryption): its Close also waits for the
+// read of r under way, so that r is not read after it, and the source
+// can be closed at once.
+func ReadAheadOwned(r io.Reader, size, n int) io.ReadCloser {
+	return readAhead(r, size, n, true)
+}
+
+func readAhead(r io.Reader, size, n int, closeWaits bool) io.ReadCloser {
 	p := newPipe(size, n)
+	p.closeWaits = closeWaits
 	go func() {
 		var err error
 		for err == nil {
+			select {
+			case <-p.closed:
+				err = io.ErrClosedPipe
+				continue
+			default:
+			}
 			var c []byte
 			select {
 			case c = <-p.free:
@@ -88,10 +107,12 @@ type pipe struct {
 	failed    chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
-	size      int
-	werr      error
-	chunk     []byte // the chunk being read
-	cur       []byte // what is left of it
+	// closeWaits makes Close wait for the writer (ReadAheadOwned).
+	closeWaits bool
+	size       int
+	werr       error
+	chunk      []byte // the chunk being read
+	cur        []byte // what is left of it
 }
 
 func (p *pipe) Read(b []byte) (int, error) {
@@ -126,6 +147,9 @@ func (p *pipe) Read(b []byte) (int, error) {
 
 func (p *pipe) Close() error {
 	p.closeOnce.Do(func() { close(p.closed) })
+	if p.closeWaits {
+		<-p.done
+	}
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -152,6 +153,49 @@ func TestReadAheadHandsOverEachRead(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("what the source gave waited for a full chunk")
 	}
+}
+
+// An owned source is not read after Close returns, nor while Close waits
+// past the read under way; and Close waits for that read.
+func TestReadAheadOwnedCloseWaits(t *testing.T) {
+	src := &gated{next: make(chan struct{})}
+	r := ReadAheadOwned(src, 10, 100)
+	src.next <- struct{}{} // one read done, the next under way
+	for src.reads.Load() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	closed := make(chan struct{})
+	go func() {
+		r.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a read of the source was under way")
+	case <-time.After(50 * time.Millisecond):
+	}
+	src.next <- struct{}{} // the read under way ends, with room for more
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return once the read under way ended")
+	}
+	if n := src.reads.Load(); n != 2 {
+		t.Fatalf("the source was read %d times, not 2: read on after Close", n)
+	}
+}
+
+// gated gives a byte each time next lets it.
+type gated struct {
+	next  chan struct{}
+	reads atomic.Int32
+}
+
+func (g *gated) Read(p []byte) (int, error) {
+	g.reads.Add(1)
+	<-g.next
+	p[0] = 'x'
+	return 1, nil
 }
 
 type choppy struct {
