@@ -38,16 +38,14 @@ func newImagesCmd(dockerCli command.Cli) *cobra.Command {
 
 The volume mounted at /storage on dtr-registry-<id> is read through the
 Docker archive API of a helper container that mounts it read-only: no ssh
-or sudo is needed. The helper runs this plugin's own binary only to hold a
+or sudo is needed. The helper runs this plugin's own binary to hold a
 lease: once the plugin is gone (killed, or its connection silent for 45
 seconds) it exits and the container removes itself. Where the binary
 cannot run on the node the helper is never started, and one that a killed
-run leaves is removed by the next run from the same machine. Meanwhile,
-for the progress's total and ETA, this plugin's own binary measures the
-volume in a short-lived helper (read-only, no network; --agent-binary when
-this binary cannot run on the node): the read does not wait for it, the
-total shows once measured, and a measure still running when the read ends
-is stopped; when it cannot measure, the backup goes on without a total. The
+run leaves is removed by the next run from the same machine. For the
+progress's total and ETA, the same binary in the same helper measures the
+volume meanwhile: the read does not wait for it, and the total shows once
+measured; when it cannot measure, the backup goes on without a total. The
 archive is a plain tar of the volume under one top directory, so
 'tar -x --strip-components=1' into the volume restores it by hand; the
 manifest with every file's SHA-256 is its last entry. Unfinished pushes

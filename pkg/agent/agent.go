@@ -53,6 +53,8 @@ type Options struct {
 	Receive string
 	// Lease reads stdin and exits once it ends or stays silent for
 	// IdleTimeout: a helper that only has to live as long as its plugin.
+	// With DU, it measures that directory meanwhile: one line of JSON on
+	// stdout, or its error on stderr (the lease holds either way).
 	Lease bool
 	// IdleTimeout is how long the relay and the lease wait for a byte from
 	// the plugin before they take it for gone; zero is tunnel.IdleTimeout.
@@ -71,7 +73,7 @@ func Run(o Options, stdin io.ReadCloser, stdout io.WriteCloser, stderr io.Writer
 			n++
 		}
 	}
-	if o.Lease {
+	if o.Lease && o.DU == "" {
 		n++
 	}
 	idle := o.IdleTimeout
@@ -92,6 +94,17 @@ func Run(o Options, stdin io.ReadCloser, stdout io.WriteCloser, stderr io.Writer
 	case o.Receive != "":
 		return errors.New("agent: --receive writes into a bucket only: give --bucket")
 	case o.Lease:
+		if o.DU != "" {
+			// Beside the lease: the read it guards must not wait for it.
+			go func() {
+				u, err := DU(o.DU)
+				if err != nil {
+					fmt.Fprintf(stderr, "agent: --du %s: %v\n", o.DU, err)
+					return
+				}
+				json.NewEncoder(stdout).Encode(u)
+			}()
+		}
 		why := tunnel.Hold(stdin, idle)
 		if strings.HasPrefix(why, "no word") {
 			return fmt.Errorf("agent: %s: taking it for gone", why)

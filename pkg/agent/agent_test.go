@@ -2,12 +2,17 @@ package agent
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
 )
 
 type nopWriteCloser struct{ io.Writer }
@@ -20,7 +25,7 @@ func TestRunModes(t *testing.T) {
 		o.WipeOnly = "/storage"
 		return Run(o, io.NopCloser(strings.NewReader("")), nopWriteCloser{&out}, io.Discard)
 	}
-	for _, o := range []Options{{}, {DB: "dtr-rethinkdb-0123456789ab.dtr-ol:28015", Wipe: "/storage"}, {Wipe: "/storage", DU: "/storage"}, {Lease: true, DU: "/storage"}, {DB: "dtr-rethinkdb-0123456789ab.dtr-ol:28015", Lease: true}} {
+	for _, o := range []Options{{}, {DB: "dtr-rethinkdb-0123456789ab.dtr-ol:28015", Wipe: "/storage"}, {Wipe: "/storage", DU: "/storage"}, {Lease: true, DU: "/storage", Wipe: "/storage"}, {DB: "dtr-rethinkdb-0123456789ab.dtr-ol:28015", Lease: true}} {
 		assert.Error(t, run(o), "agent: give exactly one of --db, --wipe, --du, --send and --lease")
 	}
 	// Only the volume's mount point: never the root, a parent, or a path
@@ -42,4 +47,66 @@ func TestLease(t *testing.T) {
 	err := Run(Options{Lease: true, IdleTimeout: 200 * time.Millisecond}, pr, out, io.Discard)
 	assert.ErrorContains(t, err, "agent: no word from the plugin for")
 	assert.Check(t, time.Since(began) < 2*time.Second, "gone within the bound: %s", time.Since(began))
+}
+
+// With --du, the lease measures the directory meanwhile: its sizes come
+// while the plugin still holds it, and a failed measure is told on stderr
+// without ending the lease.
+func TestLeaseMeasures(t *testing.T) {
+	dir := t.TempDir()
+	assert.NilError(t, os.WriteFile(filepath.Join(dir, "data"), make([]byte, 1000), 0o644))
+	want, err := DU(dir)
+	assert.NilError(t, err)
+
+	pr, pw := io.Pipe()
+	outR, outW := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- Run(Options{Lease: true, DU: dir}, pr, outW, io.Discard) }()
+	var got Usage
+	assert.NilError(t, json.NewDecoder(outR).Decode(&got), "the sizes, while the lease holds")
+	assert.DeepEqual(t, got, want)
+	select {
+	case err := <-done:
+		t.Fatalf("the lease ended with its measure: %v", err)
+	default:
+	}
+	pw.Close()
+	assert.NilError(t, <-done)
+
+	var stderr lockedBuffer
+	missing := filepath.Join(dir, "missing")
+	assert.NilError(t, Run(Options{Lease: true, DU: missing}, io.NopCloser(slowReader{"\n", 300 * time.Millisecond}), nopWriteCloser{io.Discard}, &stderr))
+	assert.Assert(t, is.Contains(stderr.String(), "agent: --du "+missing+": "), stderr.String())
+}
+
+// lockedBuffer is written by the measure's goroutine.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// slowReader gives s after d, then ends.
+type slowReader struct {
+	s string
+	d time.Duration
+}
+
+func (r slowReader) Read(p []byte) (int, error) {
+	if r.s == "" {
+		return 0, io.EOF
+	}
+	time.Sleep(r.d)
+	return copy(p, r.s), io.EOF
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/internal/version"
@@ -69,11 +70,7 @@ func Write(ctx context.Context, api imagevolume.API, out io.Writer, o Options) (
 	// The volume's helper starts and its stream opens (an incremental's
 	// listing runs) while the settings are read; nothing is taken from
 	// it, and nothing written, before they decide (the gate).
-	var total *measuring
-	if o.Since == nil {
-		total = measure(ctx, api, o)
-	}
-	m, err := write(ctx, api, out, o, total, func() error { return decide(p.answer(), o) })
+	m, err := write(ctx, api, out, o, func() error { return decide(p.answer(), o) })
 	if errors.Is(err, errUseBucket) {
 		return p.bucket()
 	}
@@ -103,48 +100,11 @@ func decide(a storageAnswer, o Options) error {
 	return nil
 }
 
-// measuring is volumeTotal at work beside the read.
-type measuring struct {
-	total  chan int64
-	cancel context.CancelFunc
-}
-
-// measure starts volumeTotal.
-func measure(ctx context.Context, api imagevolume.API, o Options) *measuring {
-	ctx, cancel := context.WithCancel(ctx)
-	m := &measuring{total: make(chan int64, 1), cancel: cancel}
-	go func() { m.total <- volumeTotal(ctx, api, o.Volume, o.AgentBinary, o.Progress) }()
-	return m
-}
-
-// into gives the phase its total once measured, until stop.
-func (m *measuring) into(ph progress.Running) (stop func()) {
-	stopped := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		select {
-		case t := <-m.total:
-			ph.SetTotal(0, t)
-			m.total <- t // for stop
-		case <-stopped:
-		}
-	}()
-	return func() { close(stopped); <-done }
-}
-
-// stop ends a measurement the read no longer needs (its helper removed,
-// nothing printed) and waits for it.
-func (m *measuring) stop() {
-	m.cancel()
-	<-m.total
-}
-
 // write backs the volume up. gate, when not nil, is asked before anything
 // is written (before the listing's choice, or once the whole read's
 // stream is open and before it is read): its error stops the backup
 // there.
-func write(ctx context.Context, api imagevolume.API, out io.Writer, o Options, measured *measuring, gate func() error) (*imagearchive.Manifest, error) {
+func write(ctx context.Context, api imagevolume.API, out io.Writer, o Options, gate func() error) (*imagearchive.Manifest, error) {
 	rep, vol, prog := o.Replica, o.Volume, o.Progress
 	prog.Step("reading volume %s (%s) through a helper container on node %s", vol.Name, vol.Driver, rep.Node)
 	info := imagearchive.Info{
@@ -167,24 +127,54 @@ func write(ctx context.Context, api imagevolume.API, out io.Writer, o Options, m
 			return nil, err
 		}
 	}
-	if measured == nil {
-		measured = measure(ctx, api, o)
+	// The reading helper's agent measures the volume for the progress's
+	// total (a walk of every file, long on a large registry) while the
+	// engine sends it: the phase begins as the stream opens, and gets its
+	// total when measured. Quiet progress shows none, and an incremental
+	// backup here has just been told its agent cannot run: nothing is
+	// measured.
+	var total phaseTotal
+	var sized imagevolume.Sized
+	if prog.Mode() != progress.Quiet && o.Since == nil {
+		sized = func(u agent.Usage, err error) { total.set(announce(prog, vol, u, err)) }
 	}
-	defer measured.stop()
-	// The volume is measured (another helper, half a second or more; a
-	// walk of every file on a large registry) while the read goes on: the
-	// phase begins as the stream opens, and gets its total when measured.
 	return writeFrom(out, &info, prog, func(fn func(io.Reader) error) error {
-		return vol.Read(ctx, api, func(r io.Reader) error {
+		return vol.ReadSized(ctx, api, sized, func(r io.Reader) error {
 			if gate != nil {
 				if err := gate(); err != nil {
 					return err
 				}
 			}
-			defer measured.into(prog.PhaseOf("reading volume "+vol.Name, "", 0, 0))()
+			total.begin(prog.PhaseOf("reading volume "+vol.Name, "", 0, 0))
 			return fn(r)
 		})
 	})
+}
+
+// phaseTotal is the reading phase's total, which may be measured before
+// the phase begins or while it runs.
+type phaseTotal struct {
+	mu    sync.Mutex
+	total int64
+	ph    *progress.Running
+}
+
+func (t *phaseTotal) set(total int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.total = total
+	if t.ph != nil {
+		t.ph.SetTotal(0, total)
+	}
+}
+
+func (t *phaseTotal) begin(ph progress.Running) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.ph = &ph
+	if t.total > 0 {
+		ph.SetTotal(0, t.total)
+	}
 }
 
 // writeFrom writes the archive from the tar stream that read hands its
@@ -323,29 +313,12 @@ func (c *chooser) Omit() (map[string]int64, error) {
 	return c.Selection.Omit, nil
 }
 
-// sizeTimeout bounds measuring the volume: a walk costs a stat per file,
-// far less than reading the files, so a huge registry still fits.
-const sizeTimeout = 2 * time.Minute
-
-// volumeTotal is the progress's total for reading the volume: the size of
-// the archive the engine will send, which the meter counts, measured by
-// the agent in a helper. Any failure only costs the total and the ETA,
-// never the backup. Quiet progress shows neither: no helper is run.
-func volumeTotal(ctx context.Context, api imagevolume.API, vol *imagevolume.Volume, agentBinary string, prog *progress.Printer) int64 {
-	if prog.Mode() == progress.Quiet {
-		return 0
-	}
-	sctx, cancel := context.WithTimeout(ctx, sizeTimeout)
-	defer cancel()
-	u, err := vol.Size(sctx, api, agentBinary)
-	switch {
-	case err == nil:
-	case ctx.Err() != nil:
-		return 0 // interrupted: the read that follows says so
-	case sctx.Err() != nil:
-		prog.Step("volume size unknown (measuring it took over %s): no ETA", sizeTimeout)
-		return 0
-	default:
+// announce says what the volume holds, or why that is unknown (which
+// only costs the total and the ETA, never the backup), and returns the
+// progress's total for reading it: the size of the archive the engine
+// sends, which the meter counts.
+func announce(prog *progress.Printer, vol *imagevolume.Volume, u agent.Usage, err error) int64 {
+	if err != nil {
 		prog.Step("volume size unknown (%v): no ETA", err)
 		return 0
 	}

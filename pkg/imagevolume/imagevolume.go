@@ -17,10 +17,12 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/docker-dtr/docker-dtr/pkg/agent"
 	"github.com/docker-dtr/docker-dtr/pkg/bufpipe"
 	"github.com/docker-dtr/docker-dtr/pkg/dtr"
 	"github.com/docker-dtr/docker-dtr/pkg/helpercontainer"
@@ -149,17 +151,21 @@ func (h *helper) diedAtOnce() bool {
 // does.
 var leaseJob = agentJob{prefix: namePrefix, args: []string{"--lease"}, readOnly: true, verb: "read", doing: "reading"}
 
-func (v *Volume) helper(ctx context.Context, api API, readOnly bool) (*helper, error) {
+// helper is a helper for a read (readOnly) or a write. A reading one's
+// agent also measures the volume for m, if not nil.
+func (v *Volume) helper(ctx context.Context, api API, readOnly bool, m *measure) (*helper, error) {
 	// What killed runs left behind goes first (best effort); it may hold
 	// the volume.
 	helpercontainer.RemoveStale(ctx, api)
 	if readOnly {
-		if a, err := v.agent(ctx, api, v.AgentBinary, leaseJob); err == nil {
-			return v.leaseHelper(ctx, api, a)
+		a, err := v.agent(ctx, api, v.AgentBinary, leaseJob)
+		if err == nil {
+			return v.leaseHelper(ctx, api, a, m)
 		}
 		// The agent cannot run there: a helper that is never started
 		// reads as well, but one that a killed run leaves behind waits
 		// for a run that can tell its plugin is gone.
+		m.tell(agent.Usage{}, err)
 	}
 	return v.plainHelper(ctx, api, readOnly)
 }
@@ -194,11 +200,16 @@ func (v *Volume) plainHelper(ctx context.Context, api API, readOnly bool) (*help
 // to its stdin, this plugin writes a byte every tunnel.KeepAlive; the
 // agent exits once the attach stream ends or stays silent for
 // tunnel.IdleTimeout, and the container removes itself.
-func (v *Volume) leaseHelper(ctx context.Context, api API, a agentImage) (*helper, error) {
+func (v *Volume) leaseHelper(ctx context.Context, api API, a agentImage, m *measure) (*helper, error) {
 	b := make([]byte, 4)
 	rand.Read(b)
 	name := namePrefix + v.Replica.ID + "-" + hex.EncodeToString(b)
-	cfg, host := v.agentConfig(a.config, leaseJob)
+	job := leaseJob
+	if m != nil {
+		// The same walk as Size's, in the same helper: no other to start.
+		job.args = append(slices.Clone(job.args), "--du", MountPoint)
+	}
+	cfg, host := v.agentConfig(a.config, job)
 	cfg.Labels = helpercontainer.LeaseLabels(helpercontainer.KindImages, v.Replica.ID)
 	cfg.OpenStdin, cfg.StdinOnce, cfg.AttachStdin = true, true, true
 	id, err := v.create(ctx, api, a, name, cfg, host)
@@ -216,7 +227,11 @@ func (v *Volume) leaseHelper(ctx context.Context, api API, a agentImage) (*helpe
 	}
 	stop := make(chan struct{})
 	var once sync.Once
-	go io.Copy(io.Discard, hj.Reader)
+	if m != nil {
+		go m.read(name, hj.Reader)
+	} else {
+		go io.Copy(io.Discard, hj.Reader)
+	}
 	// Wait before starting, so that an exit is not missed.
 	wctx, stopWaiting := context.WithCancel(context.WithoutCancel(ctx))
 	waitC, errC := api.ContainerWait(wctx, h.id, container.WaitConditionNextExit)
@@ -292,14 +307,26 @@ func (h *helper) done() error {
 // Read streams the volume's content as the archive API gives it (a tar
 // under the top directory "storage/") to fn, through a read-only helper.
 func (v *Volume) Read(ctx context.Context, api API, fn func(io.Reader) error) (err error) {
+	return v.ReadSized(ctx, api, nil, fn)
+}
+
+// ReadSized is Read that also measures the volume, for a progress's
+// total: the reading helper's agent walks it (as Size does) while the
+// engine sends it, so no other helper starts and the read waits for
+// nothing. sized, if not nil, is called at most once, from another
+// goroutine, with the sizes or why they are unknown (the agent cannot
+// run, or failed), and never once the read has ended.
+func (v *Volume) ReadSized(ctx context.Context, api API, sized Sized, fn func(io.Reader) error) (err error) {
 	if v.Bucket != nil {
 		return v.readBucket(ctx, api, fn)
 	}
-	h, err := v.helper(ctx, api, true)
+	m := newMeasure(sized)
+	h, err := v.helper(ctx, api, true, m)
 	if err != nil {
 		return err
 	}
 	defer func() {
+		m.end()
 		if h == nil {
 			return
 		}
@@ -318,6 +345,7 @@ func (v *Volume) Read(ctx context.Context, api API, fn func(io.Reader) error) (e
 		// Its agent exited at once (an --agent-binary that fails) and took
 		// the helper away before the read began: read as where the agent
 		// cannot run, through a helper that is never started.
+		m.tell(agent.Usage{}, fmt.Errorf("the agent in helper %s exited at once", h.name))
 		h.remove()
 		h = nil
 		ph, perr := v.plainHelper(ctx, api, true)
@@ -375,7 +403,7 @@ func (v *Volume) NewWriter(ctx context.Context, api API) (*Writer, error) {
 	if v.Bucket != nil {
 		return &Writer{v: v, api: api}, nil // each step runs a helper
 	}
-	h, err := v.helper(ctx, api, false)
+	h, err := v.helper(ctx, api, false, nil)
 	if err != nil {
 		return nil, err
 	}
