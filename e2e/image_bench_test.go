@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -391,24 +392,37 @@ func BenchmarkImageBackup(b *testing.B) {
 				viaTar += timed(func() { check("tar -c", tarDir(b, dir, tarOut)) })
 			}
 		},
-		func() { viaPlugin += ib.plugin(b, "backup", "images", "-q", "-o", out) },
-		// As run by hand: progress measures the volume for its total.
-		func() { viaProgress += ib.plugin(b, "backup", "images", "--progress", "plain", "-o", out) },
 		func() {
 			viaSealed += ib.plugin(b, "backup", "images", "-q", "--encrypt", "--passphrase-file", pass, "-o", sealed)
 		},
 	}
 	// DTR_BENCH_OTHER names another static build of the plugin, timed in
-	// the same turns: a change against the code before it.
+	// the same turns: a change against the code before it. Each run of
+	// ours and the other's of the same command go one after the other,
+	// the first of the two alternating: what ran just before (the
+	// encrypted backup's writes, say) weighs on both alike.
 	other := os.Getenv("DTR_BENCH_OTHER")
 	var viaOther, viaOtherProgress time.Duration
-	if other != "" {
-		steps = append(steps,
-			func() { viaOther += (&imageBench{bin: other}).plugin(b, "backup", "images", "-q", "-o", out) },
-			func() {
-				viaOtherProgress += (&imageBench{bin: other}).plugin(b, "backup", "images", "--progress", "plain", "-o", out)
-			})
+	pair := func(args []string, ours, theirs *time.Duration) func() {
+		n := 0
+		return func() {
+			runs := []func(){func() { *ours += ib.plugin(b, args...) }}
+			if other != "" {
+				runs = append(runs, func() { *theirs += (&imageBench{bin: other}).plugin(b, args...) })
+			}
+			if n%2 == 1 {
+				slices.Reverse(runs)
+			}
+			for _, run := range runs {
+				run()
+			}
+			n++
+		}
 	}
+	steps = append(steps,
+		pair([]string{"backup", "images", "-q", "-o", out}, &viaPlugin, &viaOther),
+		// As run by hand: progress measures the volume for its total.
+		pair([]string{"backup", "images", "--progress", "plain", "-o", out}, &viaProgress, &viaOtherProgress))
 	b.ResetTimer()
 	alternate(b.N, steps...)
 	b.StopTimer()
