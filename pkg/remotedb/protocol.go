@@ -227,7 +227,7 @@ type dataStream struct {
 
 func newDataStream(fw *frameWriter) (*dataStream, error) {
 	bw := bufio.NewWriterSize(fw, dataChunk)
-	zw, err := zstdstream.NewFastWriter(bw)
+	zw, err := zstdstream.NewWriter(bw)
 	if err != nil {
 		return nil, err
 	}

@@ -52,21 +52,14 @@ func Detect(r io.Reader) (io.Reader, bool, error) {
 	return io.MultiReader(bytes.NewReader(head), r), IsCompressed(head), nil
 }
 
-// NewWriter compresses into w at zstd's default level (3), each frame with
+// NewWriter compresses into w at zstd's fastest level (1), each frame with
 // its content checksum, so that a changed byte is found when read. Its
-// Close ends the stream; it does not close w.
+// Close ends the stream; it does not close w. The fastest level, for a
+// backup as for a stream that crosses a link once: on DTR-shaped data
+// (ids, digests and tar headers) the default level's output is 0.5 %
+// smaller, for 1.7 times the encoder's time (docs/benchmarks.md, section
+// 10).
 func NewWriter(w io.Writer) (*Writer, error) {
-	enc, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderCRC(true))
-	if err != nil {
-		return nil, err
-	}
-	return &Writer{enc: enc}, nil
-}
-
-// NewFastWriter is NewWriter at zstd's fastest level: for a stream that
-// crosses a link once, where keeping up with its source matters more
-// than its size.
-func NewFastWriter(w io.Writer) (*Writer, error) {
 	enc, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderCRC(true))
 	if err != nil {
 		return nil, err
