@@ -38,9 +38,9 @@ type Options struct {
 	Progress *progress.Printer
 }
 
-// Write backs the volume up into out: it measures the volume for the
-// progress's total (any failure only costs the total), then streams it
-// through a helper into the archive writer. An incremental backup (Since)
+// Write backs the volume up into out: it streams the volume through a
+// helper into the archive writer, the helper's agent measuring it
+// meanwhile for the progress's total (any failure only costs the total). An incremental backup (Since)
 // reads only what the bases lack (writeSelected), or the whole volume
 // where the agent cannot run. DTR's storage configuration is read
 // meanwhile, by the agent in the bucket's helper (probe), and decides

@@ -323,6 +323,7 @@ func (v *Volume) ReadSized(ctx context.Context, api API, sized Sized, fn func(io
 	m := newMeasure(sized)
 	h, err := v.helper(ctx, api, true, m)
 	if err != nil {
+		m.end()
 		return err
 	}
 	defer func() {
