@@ -1,13 +1,13 @@
 package agent
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -73,40 +73,14 @@ func TestLeaseMeasures(t *testing.T) {
 	pw.Close()
 	assert.NilError(t, <-done)
 
-	var stderr lockedBuffer
+	// The measure's failure comes on stderr while the lease holds.
 	missing := filepath.Join(dir, "missing")
-	assert.NilError(t, Run(Options{Lease: true, DU: missing}, io.NopCloser(slowReader{"\n", 300 * time.Millisecond}), nopWriteCloser{io.Discard}, &stderr))
-	assert.Assert(t, is.Contains(stderr.String(), "agent: --du "+missing+": "), stderr.String())
-}
-
-// lockedBuffer is written by the measure's goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// slowReader gives s after d, then ends.
-type slowReader struct {
-	s string
-	d time.Duration
-}
-
-func (r slowReader) Read(p []byte) (int, error) {
-	if r.s == "" {
-		return 0, io.EOF
-	}
-	time.Sleep(r.d)
-	return copy(p, r.s), io.EOF
+	pr, pw = io.Pipe()
+	errR, errW := io.Pipe()
+	go func() { done <- Run(Options{Lease: true, DU: missing}, pr, nopWriteCloser{io.Discard}, errW) }()
+	line, err := bufio.NewReader(errR).ReadString('\n')
+	assert.NilError(t, err)
+	assert.Assert(t, is.Contains(line, "agent: --du "+missing+": "), line)
+	pw.Close()
+	assert.NilError(t, <-done)
 }
