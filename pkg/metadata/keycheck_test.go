@@ -11,25 +11,34 @@ import (
 	"gotest.tools/v3/assert"
 )
 
-// replacer is a restore's progress that, once the first batch is in,
-// replaces a loaded row with another, as a client writing while a restore
-// loads would: the count stays right, the rows do not.
+// replacer is a restore's progress that, once a batch holding the row
+// bulk-000000 is in, replaces that row with another, as a client writing
+// while a restore loads would: the count stays right, the rows do not.
+// Until the row is loaded (the other writer's batch may come first) each
+// batch tries again.
 type replacer struct {
-	once   sync.Once
-	driver *r.Session
-	t      *testing.T
+	mu       sync.Mutex
+	replaced bool
+	driver   *r.Session
+	t        *testing.T
 }
 
 func (p *replacer) Step(string, ...any) {}
 
 func (p *replacer) Add(rows, bytes int64) {
-	p.once.Do(func() {
-		bulk := r.DB("dtr2").Table("bulk")
-		_, err := bulk.Get("bulk-000000").Delete().RunWrite(p.driver)
-		assert.Check(p.t, err)
-		_, err = bulk.Insert(map[string]any{"id": "intruder"}).RunWrite(p.driver)
-		assert.Check(p.t, err)
-	})
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.replaced {
+		return
+	}
+	bulk := r.DB("dtr2").Table("bulk")
+	res, err := bulk.Get("bulk-000000").Delete().RunWrite(p.driver)
+	if !assert.Check(p.t, err) || res.Deleted == 0 {
+		return
+	}
+	_, err = bulk.Insert(map[string]any{"id": "intruder"}).RunWrite(p.driver)
+	assert.Check(p.t, err)
+	p.replaced = true
 }
 
 // A restore whose counts match but whose rows are not the archive's fails:
@@ -47,7 +56,9 @@ func TestRestoreFailsWhenARowWasReplaced(t *testing.T) {
 
 	plan, err := MakePlan(context.Background(), s, rep)
 	assert.NilError(t, err)
-	_, err = Restore(context.Background(), s, f, rep, plan, RestoreOptions{Writers: 2, BatchRows: 100, Progress: &replacer{driver: srv.driver, t: t}})
+	intruder := &replacer{driver: srv.driver, t: t}
+	_, err = Restore(context.Background(), s, f, rep, plan, RestoreOptions{Writers: 2, BatchRows: 100, Progress: intruder})
+	assert.Assert(t, intruder.replaced, "bulk-000000 was never loaded while the restore ran")
 	assert.ErrorContains(t, err, `restored dtr2.bulk lacks the document with primary key "bulk-000000" that the archive holds`)
 	var partial *PartialError
 	assert.Assert(t, errors.As(err, &partial), "a failed restore, after changes: %v", err)
