@@ -326,28 +326,39 @@ func (v *Volume) ReadSized(ctx context.Context, api API, sized Sized, fn func(io
 		m.end()
 		return err
 	}
+	var dead *helper // a lease helper the engine failed to remove
 	defer func() {
 		m.end()
-		if h == nil {
-			return
+		ends := []func() error{}
+		if h != nil {
+			end := h.remove
+			if err == nil {
+				end = h.done
+			}
+			ends = append(ends, end)
 		}
-		end := h.remove
-		if err == nil {
-			end = h.done
+		if dead != nil {
+			ends = append(ends, dead.remove)
 		}
-		if rerr := end(); err == nil {
-			err = rerr
-		} else if rerr != nil {
-			err = fmt.Errorf("%w; and %v", err, rerr)
+		for _, end := range ends {
+			if rerr := end(); err == nil {
+				err = rerr
+			} else if rerr != nil {
+				err = fmt.Errorf("%w; and %v", err, rerr)
+			}
 		}
 	}()
 	rc, _, err := api.CopyFromContainer(ctx, h.id, MountPoint)
 	if err != nil && ctx.Err() == nil && h.diedAtOnce() {
 		// Its agent exited at once (an --agent-binary that fails) and took
 		// the helper away before the read began: read as where the agent
-		// cannot run, through a helper that is never started.
+		// cannot run, through a helper that is never started. The engine
+		// can fail that helper's removal as its agent dies (fuse-overlayfs:
+		// "failed to remove root filesystem"): it goes again at the end.
 		m.tell(agent.Usage{}, fmt.Errorf("the agent in helper %s exited at once", h.name))
-		h.remove()
+		if h.remove() != nil {
+			dead = h
+		}
 		h = nil
 		ph, perr := v.plainHelper(ctx, api, true)
 		if perr != nil {
