@@ -97,12 +97,9 @@ func Run(o Options, stdin io.ReadCloser, stdout io.WriteCloser, stderr io.Writer
 		if o.DU != "" {
 			// Beside the lease: the read it guards must not wait for it.
 			go func() {
-				u, err := DU(o.DU)
-				if err != nil {
-					fmt.Fprintf(stderr, "agent: --du %s: %v\n", o.DU, err)
-					return
+				if err := printDU(o.DU, stdout); err != nil {
+					fmt.Fprintln(stderr, err)
 				}
-				json.NewEncoder(stdout).Encode(u)
 			}()
 		}
 		why := tunnel.Hold(stdin, idle)
@@ -126,17 +123,22 @@ func Run(o Options, stdin io.ReadCloser, stdout io.WriteCloser, stderr io.Writer
 		fmt.Fprintf(stdout, "emptied %s: removed %d entries\n", o.WipeOnly, n)
 		return nil
 	case o.DU != "":
-		u, err := DU(o.DU)
-		if err != nil {
-			return fmt.Errorf("agent: --du %s: %w", o.DU, err)
-		}
-		return json.NewEncoder(stdout).Encode(u)
+		return printDU(o.DU, stdout)
 	default:
 		if err := Send(o.Send, stdin, stdout, idle); err != nil {
 			return fmt.Errorf("agent: --send %s: %w", o.Send, err)
 		}
 		return nil
 	}
+}
+
+// printDU prints what dir holds as one line of JSON (--du).
+func printDU(dir string, stdout io.Writer) error {
+	u, err := DU(dir)
+	if err != nil {
+		return fmt.Errorf("agent: --du %s: %w", dir, err)
+	}
+	return json.NewEncoder(stdout).Encode(u)
 }
 
 // runBucket does o's job on DTR's bucket.

@@ -40,8 +40,9 @@ type Options struct {
 
 // Write backs the volume up into out: it streams the volume through a
 // helper into the archive writer, the helper's agent measuring it
-// meanwhile for the progress's total (any failure only costs the total). An incremental backup (Since)
-// reads only what the bases lack (writeSelected), or the whole volume
+// meanwhile for the progress's total (any failure only costs the total).
+// An incremental backup (Since) reads only what the bases lack
+// (writeSelected), or the whole volume
 // where the agent cannot run. DTR's storage configuration is read
 // meanwhile, by the agent in the bucket's helper (probe), and decides
 // before anything is written: an s3 bucket is backed up instead, by that
@@ -152,29 +153,26 @@ func write(ctx context.Context, api imagevolume.API, out io.Writer, o Options, g
 }
 
 // phaseTotal is the reading phase's total, which may be measured before
-// the phase begins or while it runs.
+// the phase begins or while it runs (a phase not yet begun, the zero
+// Running, ignores it).
 type phaseTotal struct {
 	mu    sync.Mutex
 	total int64
-	ph    *progress.Running
+	ph    progress.Running
 }
 
 func (t *phaseTotal) set(total int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.total = total
-	if t.ph != nil {
-		t.ph.SetTotal(0, total)
-	}
+	t.ph.SetTotal(0, total)
 }
 
 func (t *phaseTotal) begin(ph progress.Running) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.ph = &ph
-	if t.total > 0 {
-		ph.SetTotal(0, t.total)
-	}
+	t.ph = ph
+	ph.SetTotal(0, t.total)
 }
 
 // writeFrom writes the archive from the tar stream that read hands its
