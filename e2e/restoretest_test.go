@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,6 +75,21 @@ func TestRestoreTest(t *testing.T) {
 		res := docker(t, cfg, nil, "dtr", "backup", "verify", "--restore-test", official)
 		assert.Equal(t, res.code, 0, res.stdout+res.stderr)
 		assert.Check(t, is.Contains(res.stdout, official+": restores: 3 tables, 4 rows, "))
+		untouched(t)
+
+		// --format json gives the same result to scripts, its time once,
+		// in seconds.
+		res = docker(t, cfg, nil, "dtr", "backup", "verify", "--restore-test", "--format", "json", official)
+		assert.Equal(t, res.code, 0, res.stdout+res.stderr)
+		var out map[string]any
+		assert.NilError(t, json.Unmarshal([]byte(res.stdout), &out), res.stdout)
+		assert.Check(t, is.Equal(out["file"], official))
+		assert.Check(t, is.Equal(out["rows"], float64(4)))
+		assert.Check(t, is.Equal(out["replica"], rep.ID))
+		secs, ok := out["restoreSeconds"].(float64)
+		assert.Check(t, ok && secs > 0, "restoreSeconds: %v", out["restoreSeconds"])
+		_, twice := out["restoreNanoseconds"]
+		assert.Check(t, !twice, "the restore's time is given twice: %s", res.stdout)
 		untouched(t)
 	})
 

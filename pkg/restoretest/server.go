@@ -162,8 +162,9 @@ type Result struct {
 	Tables  []metadata.TableResult `json:"tables"`
 	Rows    int64                  `json:"rows"`
 	// Restore is how long the restore took, the server's start aside:
-	// the operator's estimate of a restore's time.
-	Restore time.Duration `json:"restoreNanoseconds"`
+	// the operator's estimate of a restore's time. The command's JSON
+	// gives it in seconds (restoreSeconds), once.
+	Restore time.Duration `json:"-"`
 }
 
 // Run starts the server, has it restored into, and removes it on every
