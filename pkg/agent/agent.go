@@ -168,7 +168,7 @@ func runBucket(o Options, stdin io.Reader, stdout io.Writer, idle time.Duration)
 		fmt.Fprintf(stdout, "emptied %s: removed %d entries\n", b.Backend, n)
 		return nil
 	case o.DU != "":
-		u, err := bucketDU(t)
+		u, err := usage(t)
 		if err != nil {
 			return fmt.Errorf("agent: measuring %s: %w", b.Backend, err)
 		}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"path"
 	"strings"
 	"time"
@@ -76,32 +75,6 @@ func sendBucket(ctx context.Context, o Options, top string, stdin io.Reader, std
 		return fmt.Errorf("%s: %w", b, err)
 	}
 	return nil
-}
-
-// bucketDU is DU of the bucket.
-func bucketDU(t *bucketTree) (Usage, error) {
-	var u Usage
-	err := t.walk(nil, func(rel string, info fs.FileInfo, _ string) error {
-		name := t.top() + "/" + rel
-		if info.IsDir() {
-			if rel != "" {
-				u.Dirs++
-			}
-			u.Stream += tarEntry(name, "", 0)
-			return nil
-		}
-		if isUpload(rel) {
-			u.UploadFiles++
-			u.UploadBytes += info.Size()
-		} else {
-			u.Files++
-			u.Bytes += info.Size()
-		}
-		u.Stream += tarEntry(name, "", info.Size())
-		return nil
-	})
-	u.Stream += 2 * tarBlock
-	return u, err
 }
 
 // ReceiveEnd is the line the plugin sends after the tar a receive
