@@ -116,7 +116,12 @@ func locate(f *os.File, rep *Report) (off, size int64, ok bool) {
 		rep.addProblem("", "%v", err)
 		return 0, 0, false
 	}
-	tr := tar.NewReader(f) // *os.File lets tar seek over content
+	sb, err := newSeekBuffer(f, 64<<10)
+	if err != nil {
+		rep.addProblem("", "%v", err)
+		return 0, 0, false
+	}
+	tr := tar.NewReader(sb) // a Seeker: tar seeks over content
 	var last string
 	found := false
 	for {
@@ -135,7 +140,7 @@ func locate(f *os.File, rep *Report) (off, size int64, ok bool) {
 				return 0, 0, false
 			}
 			found = true
-			if off, err = f.Seek(0, io.SeekCurrent); err != nil {
+			if off, err = sb.Seek(0, io.SeekCurrent); err != nil {
 				rep.addProblem("", "%v", err)
 				return 0, 0, false
 			}
