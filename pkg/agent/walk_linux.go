@@ -157,6 +157,11 @@ func newStatInfo(name string, st *unix.Stat_t) *statInfo {
 	}}
 }
 
+// Uname and Gname make statInfo a tar.FileInfoNames: the owner's and
+// group's names, from a cache that keeps misses (names_linux.go).
+func (s *statInfo) Uname() (string, error) { return userName(s.st.Uid), nil }
+func (s *statInfo) Gname() (string, error) { return groupName(s.st.Gid), nil }
+
 func (s *statInfo) Name() string       { return s.name }
 func (s *statInfo) Size() int64        { return s.st.Size }
 func (s *statInfo) IsDir() bool        { return s.Mode().IsDir() }
