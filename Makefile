@@ -29,6 +29,7 @@ FUZZ_TARGETS := \
 	./pkg/archive FuzzEntryLine 300000x \
 	./pkg/archive FuzzTarHeader 400000x \
 	./pkg/imagearchive FuzzVerify 20000x \
+	./pkg/imagearchive FuzzBlobDigest 200000x \
 	./pkg/crypt FuzzDecrypt 350000x \
 	./pkg/zstdstream FuzzReader 100000x
 

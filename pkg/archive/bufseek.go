@@ -26,6 +26,12 @@ func newBufSeeker(f *os.File) (*bufSeeker, error) {
 	return &bufSeeker{f: f, buf: make([]byte, bufferSize(f)), end: off}, nil
 }
 
+// NewFileSeeker reads f from its offset through a buffer that Seek moves
+// within: archive/tar, given it, steps over a file's entries without two
+// seeks and two reads of its own for each. pkg/imagearchive finds an
+// image backup's manifest so.
+func NewFileSeeker(f *os.File) (io.ReadSeeker, error) { return newBufSeeker(f) }
+
 // bufferSize is 1 MiB, or what the rest of a regular file holds when that is
 // less: a small file needs no large buffer.
 func bufferSize(r io.Reader) int {

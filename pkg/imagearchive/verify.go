@@ -116,7 +116,7 @@ func locate(f *os.File, rep *Report) (off, size int64, ok bool) {
 		rep.addProblem("", "%v", err)
 		return 0, 0, false
 	}
-	sb, err := newSeekBuffer(f, 64<<10)
+	sb, err := archive.NewFileSeeker(f)
 	if err != nil {
 		rep.addProblem("", "%v", err)
 		return 0, 0, false
