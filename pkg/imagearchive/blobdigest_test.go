@@ -70,3 +70,14 @@ func FuzzBlobDigest(f *testing.F) {
 		}
 	})
 }
+
+// validHash is the rule of the regular expression it replaced.
+func TestValidHash(t *testing.T) {
+	re := regexp.MustCompile(`^[0-9a-f]{64}$`)
+	d := strings.Repeat("0123456789abcdef", 4)
+	for _, h := range []string{
+		d, d[:63], d + "0", strings.ToUpper(d), d[:63] + "g", d[:63] + "\n", d + "\n", "", " " + d[1:],
+	} {
+		assert.Check(t, validHash(h) == re.MatchString(h), "%q", h)
+	}
+}

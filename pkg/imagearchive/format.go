@@ -170,9 +170,19 @@ func (m *Manifest) validate() error {
 	return nil
 }
 
-var hashRe = regexp.MustCompile(`^[0-9a-f]{64}$`)
-
-func validHash(h string) bool { return hashRe.MatchString(h) }
+// validHash says h is a SHA-256 as the manifests write it: 64 lowercase
+// hex digits.
+func validHash(h string) bool {
+	if len(h) != 64 {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		if c := h[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // dependency returns the earlier backup the manifest names by hash.
 func (m *Manifest) dependency(hash string) (Dependency, bool) {
@@ -320,7 +330,7 @@ func BlobDigest(name string) (hex string, ok bool) {
 	}
 	n := len(rest)
 	hex, xx, before := rest[n-64:], rest[n-67:n-65], rest[:n-67]
-	if rest[n-65] != '/' || !isLowerHex(hex) || xx != hex[:2] {
+	if rest[n-65] != '/' || !validHash(hex) || xx != hex[:2] {
 		return "", false
 	}
 	before, ok = strings.CutSuffix(before, blobDir)
@@ -328,15 +338,6 @@ func BlobDigest(name string) (hex string, ok bool) {
 		return "", false
 	}
 	return hex, true
-}
-
-func isLowerHex(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // isUpload says the path is inside an unfinished push, which is left out.
