@@ -317,6 +317,29 @@ func (ib *imageBench) plugin(b *testing.B, args ...string) time.Duration {
 	return elapsed
 }
 
+// paired is a step that runs the plugin with args, adding its time to
+// ours, and, when other names another static build of the plugin
+// (DTR_BENCH_OTHER), that build with the same args, adding to theirs: a
+// change against the code before it, in the same turns. The two go one
+// after the other, the first of them alternating, so that what ran just
+// before (the encrypted backup's writes, say) weighs on both alike.
+func (ib *imageBench) paired(b *testing.B, other string, args []string, ours, theirs *time.Duration) func() {
+	n := 0
+	return func() {
+		runs := []func(){func() { *ours += ib.plugin(b, args...) }}
+		if other != "" {
+			runs = append(runs, func() { *theirs += (&imageBench{bin: other}).plugin(b, args...) })
+		}
+		if n%2 == 1 {
+			slices.Reverse(runs)
+		}
+		for _, run := range runs {
+			run()
+		}
+		n++
+	}
+}
+
 // trace runs the plugin once more without -q when DTR_BENCH_TRACE is set,
 // and logs its progress lines with the time each came: where the time goes.
 func (ib *imageBench) trace(b *testing.B, args ...string) {
@@ -396,33 +419,12 @@ func BenchmarkImageBackup(b *testing.B) {
 			viaSealed += ib.plugin(b, "backup", "images", "-q", "--encrypt", "--passphrase-file", pass, "-o", sealed)
 		},
 	}
-	// DTR_BENCH_OTHER names another static build of the plugin, timed in
-	// the same turns: a change against the code before it. Each run of
-	// ours and the other's of the same command go one after the other,
-	// the first of the two alternating: what ran just before (the
-	// encrypted backup's writes, say) weighs on both alike.
 	other := os.Getenv("DTR_BENCH_OTHER")
 	var viaOther, viaOtherProgress time.Duration
-	pair := func(args []string, ours, theirs *time.Duration) func() {
-		n := 0
-		return func() {
-			runs := []func(){func() { *ours += ib.plugin(b, args...) }}
-			if other != "" {
-				runs = append(runs, func() { *theirs += (&imageBench{bin: other}).plugin(b, args...) })
-			}
-			if n%2 == 1 {
-				slices.Reverse(runs)
-			}
-			for _, run := range runs {
-				run()
-			}
-			n++
-		}
-	}
 	steps = append(steps,
-		pair([]string{"backup", "images", "-q", "-o", out}, &viaPlugin, &viaOther),
+		ib.paired(b, other, []string{"backup", "images", "-q", "-o", out}, &viaPlugin, &viaOther),
 		// As run by hand: progress measures the volume for its total.
-		pair([]string{"backup", "images", "--progress", "plain", "-o", out}, &viaProgress, &viaOtherProgress))
+		ib.paired(b, other, []string{"backup", "images", "--progress", "plain", "-o", out}, &viaProgress, &viaOtherProgress))
 	b.ResetTimer()
 	alternate(b.N, steps...)
 	b.StopTimer()

@@ -36,6 +36,8 @@ func (ib *imageBench) copyInTar(b *testing.B, file string) {
 // blobs, small and large, and their links). Full and incremental backups
 // of the grown volume go in turn, the order reversed every other
 // iteration. It reports incremental/full for time and for size.
+// DTR_BENCH_OTHER=FILE times another static build's incremental in the
+// same turns (other-inc/full-time).
 func BenchmarkImageIncremental(b *testing.B) {
 	ib := newImageBench(b)
 	ib.copyIn(b)
@@ -46,10 +48,11 @@ func BenchmarkImageIncremental(b *testing.B) {
 	b.Logf("added %d files (%d blobs), %.1f MB", more.Files, more.Blobs, float64(more.Bytes)/1e6)
 
 	full, inc := filepath.Join(ib.dir, "full.tar"), filepath.Join(ib.dir, "inc.tar")
-	var viaFull, viaInc time.Duration
+	other := os.Getenv("DTR_BENCH_OTHER")
+	var viaFull, viaInc, viaOther time.Duration
 	steps := []func(){
 		func() { viaFull += ib.plugin(b, "backup", "images", "-q", "-o", full) },
-		func() { viaInc += ib.plugin(b, "backup", "images", "-q", "--since", base, "-o", inc) },
+		ib.paired(b, other, []string{"backup", "images", "-q", "--since", base, "-o", inc}, &viaInc, &viaOther),
 	}
 	b.ResetTimer()
 	alternate(b.N, steps...)
@@ -60,6 +63,10 @@ func BenchmarkImageIncremental(b *testing.B) {
 	b.ReportMetric(float64(incSize)/float64(fullSize), "inc/full-size")
 	b.ReportMetric(viaFull.Seconds()/float64(b.N), "full-s")
 	b.ReportMetric(viaInc.Seconds()/float64(b.N), "inc-s")
+	if other != "" {
+		b.ReportMetric(viaOther.Seconds()/viaFull.Seconds(), "other-inc/full-time")
+		b.ReportMetric(viaOther.Seconds()/float64(b.N), "other-inc-s")
+	}
 	b.ReportMetric(float64(ib.data.Bytes+more.Bytes)/1e6, "data-MB")
 }
 

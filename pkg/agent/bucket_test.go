@@ -88,9 +88,10 @@ func TestSendBucketAsVolume(t *testing.T) {
 	// (the small objects read ahead), or a walk of its own.
 	for _, listed := range []bool{true, false} {
 		tree := bucketOf(t, dir)
-		var kept []walked
+		var kept *keptList // walked again
 		if listed {
-			assert.NilError(t, list(tree, io.Discard, func(w walked) { kept = append(kept, w) }))
+			kept = &keptList{}
+			assert.NilError(t, list(tree, io.Discard, func(w walked) { assert.Assert(t, kept.add(w)) }))
 		}
 		var b bytes.Buffer
 		assert.NilError(t, sendFrom(tree, kept, omit, &b, nil))
@@ -163,8 +164,8 @@ func TestSendBucketLarge(t *testing.T) {
 	writeFiles(t, dir, files)
 	want := entriesOf(t, sendTar(t, dir, nil))
 	tree := bucketOf(t, dir)
-	var kept []walked
-	assert.NilError(t, list(tree, io.Discard, func(w walked) { kept = append(kept, w) }))
+	kept := &keptList{}
+	assert.NilError(t, list(tree, io.Discard, func(w walked) { assert.Assert(t, kept.add(w)) }))
 	var b bytes.Buffer
 	assert.NilError(t, sendFrom(tree, kept, nil, &b, nil))
 	assert.DeepEqual(t, entriesOf(t, b.Bytes()), want, cmpEntries)
@@ -182,8 +183,8 @@ func TestSendBucketLargeShrank(t *testing.T) {
 	}
 	writeFiles(t, dir, files)
 	tree := bucketOf(t, dir)
-	var kept []walked
-	assert.NilError(t, list(tree, io.Discard, func(w walked) { kept = append(kept, w) }))
+	kept := &keptList{}
+	assert.NilError(t, list(tree, io.Discard, func(w walked) { assert.Assert(t, kept.add(w)) }))
 	assert.NilError(t, tree.b.Put(context.Background(), "docker/registry/v2/blobs/sha256/11/b/data", strings.NewReader("short"), 5))
 	err := sendFrom(tree, kept, nil, io.Discard, nil)
 	assert.ErrorContains(t, err, "11/b/data")
@@ -245,8 +246,8 @@ func TestSendBucketReadsWhileListing(t *testing.T) {
 
 	tree := bucketIn(t, dir, &readDuringList{StorageDriver: inmemory.New(), read: make(chan struct{})})
 	tree.expect(planKnown())
-	var kept []walked
-	assert.NilError(t, list(tree, io.Discard, func(w walked) { kept = append(kept, w) }))
+	kept := &keptList{}
+	assert.NilError(t, list(tree, io.Discard, func(w walked) { assert.Assert(t, kept.add(w)) }))
 	var b bytes.Buffer
 	assert.NilError(t, sendFrom(tree, kept, nil, &b, nil))
 	assert.DeepEqual(t, entriesOf(t, b.Bytes()), want, cmpEntries)
@@ -308,8 +309,8 @@ func TestSendBucketListOrderIsNotSendOrder(t *testing.T) {
 			want := entriesOf(t, sendTar(t, dir, nil))
 			tree := bucketIn(t, dir, s3Order{inmemory.New()})
 			tree.expect(planKnown())
-			var kept []walked
-			assert.NilError(t, list(tree, io.Discard, func(w walked) { kept = append(kept, w) }))
+			kept := &keptList{}
+			assert.NilError(t, list(tree, io.Discard, func(w walked) { assert.Assert(t, kept.add(w)) }))
 			assert.Check(t, tree.ahead != nil, "read ahead while listing")
 			done := make(chan error, 1)
 			var b bytes.Buffer

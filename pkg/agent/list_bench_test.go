@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"syscall"
 	"testing"
@@ -164,4 +165,39 @@ func BenchmarkSend(b *testing.B) {
 		cmd.Stdout = io.Discard // a pipe: GNU tar reads nothing for /dev/null
 		return cmd
 	})
+}
+
+// BenchmarkKeptMemory is what the send's list of the listing's entries
+// holds per entry (the live heap after the listing, names included),
+// against what the walk's own entries held when they were kept whole
+// (the send's list before keptList), in the same run.
+//
+//	DTR_BENCH_BLOBS=52155 go test -run '^$' -bench 'KeptMemory$' -benchtime 1x ./pkg/agent
+func BenchmarkKeptMemory(b *testing.B) {
+	dir := filepath.Join(b.TempDir(), "storage")
+	registryTree(b, dir, benchBlobs(b))
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	var perKept, perWhole float64
+	for range b.N {
+		before := heap()
+		kept := &keptList{}
+		assert.NilError(b, list(dirTree(dir), io.Discard, func(w walked) { assert.Assert(b, kept.add(w)) }))
+		kept.open = nil
+		perKept = float64(heap()-before) / float64(len(kept.entries))
+		runtime.KeepAlive(kept)
+
+		before = heap()
+		var whole []walked
+		assert.NilError(b, list(dirTree(dir), io.Discard, func(w walked) { whole = append(whole, w) }))
+		perWhole = float64(heap()-before) / float64(len(whole))
+		runtime.KeepAlive(whole)
+	}
+	b.ReportMetric(perKept, "B/kept-entry")
+	b.ReportMetric(perWhole, "B/whole-entry")
+	b.ReportMetric(perKept/perWhole, "ratio")
 }

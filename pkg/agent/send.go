@@ -104,15 +104,12 @@ func send(t tree, stdin io.Reader, stdout io.Writer, idle time.Duration) error {
 	out := bufio.NewWriterSize(stdout, 256<<10)
 	// The send goes over the listing's entries, not a second walk: reading
 	// the directories again was half the agent's system calls. Only up to
-	// maxKept entries are kept; a larger volume is walked again.
-	var kept []walked
-	over := false
+	// maxKeptBytes of them are kept; a larger volume is walked again.
+	kept := &keptList{}
 	err := list(t, out, func(w walked) {
-		if over = over || len(kept) == maxKept; over {
+		if kept != nil && !kept.add(w) {
 			kept = nil
-			return
 		}
-		kept = append(kept, w)
 	})
 	if err != nil {
 		return err
@@ -149,10 +146,6 @@ type walked struct {
 	rel, link string
 	info      fs.FileInfo
 }
-
-// maxKept bounds the entries Send keeps from the listing for the send:
-// some 250 bytes each, 50 MB at most.
-const maxKept = 200_000
 
 // list is List, handing keep every entry too.
 func list(t tree, w io.Writer, keep func(walked)) error {
@@ -216,8 +209,8 @@ func SendTar(dir string, omit map[string]int64, w io.Writer, done <-chan struct{
 }
 
 // sendFrom is SendTar over the entries kept from the listing, in its
-// order, or over a new walk if there are none.
-func sendFrom(t tree, kept []walked, omit map[string]int64, w io.Writer, done <-chan struct{}) error {
+// order, or over a new walk if none were kept (nil).
+func sendFrom(t tree, kept *keptList, omit map[string]int64, w io.Writer, done <-chan struct{}) error {
 	if p, ok := t.(planner); ok {
 		p.plan(omit)
 		defer p.done()
@@ -273,16 +266,8 @@ func sendFrom(t tree, kept []walked, omit map[string]int64, w io.Writer, done <-
 	var err error
 	if kept == nil {
 		err = t.walk(done, send)
-	}
-	for _, k := range kept {
-		select {
-		case <-done:
-			return errGone
-		default:
-		}
-		if err = send(k.rel, k.info, k.link); err != nil {
-			break
-		}
+	} else {
+		err = kept.each(done, send)
 	}
 	if err != nil {
 		return err

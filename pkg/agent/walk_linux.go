@@ -196,3 +196,23 @@ func (s *statInfo) Mode() fs.FileMode {
 	}
 	return m
 }
+
+// keepStat puts what the tar header reads of a statInfo into e.
+func keepStat(info fs.FileInfo, e *keptEntry) bool {
+	s, ok := info.(*statInfo)
+	if !ok {
+		return false
+	}
+	e.kind, e.mode, e.uid, e.gid = keptStat, s.st.Mode, s.st.Uid, s.st.Gid
+	e.size, e.rdev = s.st.Size, s.st.Rdev
+	e.mtime, _ = s.st.Mtim.Unix()
+	return true
+}
+
+// keptStatInfo is the statInfo e was kept from, as far as a header reads it.
+func keptStatInfo(e *keptEntry, name string) fs.FileInfo {
+	return &statInfo{name: name, st: syscall.Stat_t{
+		Mode: e.mode, Uid: e.uid, Gid: e.gid, Size: e.size, Rdev: e.rdev,
+		Mtim: syscall.NsecToTimespec(e.mtime * int64(time.Second)),
+	}}
+}
