@@ -227,6 +227,9 @@ func writeSelected(ctx context.Context, api imagevolume.API, out io.Writer, info
 	info.Elided = true // the agent's stream: uploads come without data
 	choose := &chooser{bases: bases, prog: prog, vol: vol.Where(), gate: gate, whole: o.Since == nil && gate == nil,
 		storage: storage, info: &info}
+	if o.Since != nil {
+		choose.read = o.Since.read
+	}
 	// The stream starts once the listing is read and the choice made.
 	info.LeftOut = func() []imagearchive.LeftOut { return choose.LeftOut }
 	return writeFrom(out, &info, prog, func(fn func(io.Reader) error) error {
@@ -237,16 +240,20 @@ func writeSelected(ctx context.Context, api imagevolume.API, out io.Writer, info
 	})
 }
 
-// chooser is the Selection that ReadSelected fills, and says so; it
-// makes the Selection once the bases are read, at the listing's first
-// entry.
+// chooser is the Selection that ReadSelected fills, and says so; the
+// listing's entries wait for no base (a pending Selection): the bases
+// are taken once read, or at the choice.
 type chooser struct {
 	*Selection
 	bases func() ([]*imagearchive.Base, error)
-	since []*imagearchive.Base
-	err   error // reading the bases failed: nothing is chosen
-	prog  *progress.Printer
-	vol   string // "volume V", or the bucket
+	// read says the bases are read (bases returns at once); nil: bases
+	// is taken at the listing's first entry.
+	read    func() bool
+	decided bool
+	since   []*imagearchive.Base
+	err     error // reading the bases failed: nothing is chosen
+	prog    *progress.Printer
+	vol     string // "volume V", or the bucket
 	// gate, when not nil, is asked before the choice: its error ends the
 	// read before anything is sent.
 	gate func() error
@@ -273,18 +280,28 @@ func (c *chooser) Storage(b dtrstorage.Backend) error {
 	return nil
 }
 
-// ready waits for the bases, once.
-func (c *chooser) ready() bool {
-	if c.Selection == nil && c.err == nil {
+// decide waits for the bases, once, and gives them to the Selection.
+func (c *chooser) decide() bool {
+	if c.Selection == nil {
+		c.Selection = NewPendingSelection()
+	}
+	if !c.decided {
+		c.decided = true
 		if c.since, c.err = c.bases(); c.err == nil {
-			c.Selection = NewSelection(c.since)
+			c.Selection.Decide(c.since)
 		}
 	}
 	return c.err == nil
 }
 
 func (c *chooser) Add(e agent.ListEntry) {
-	if c.ready() {
+	if c.Selection == nil {
+		c.Selection = NewPendingSelection()
+	}
+	if !c.decided && (c.read == nil || c.read()) && !c.decide() {
+		return
+	}
+	if c.err == nil {
 		c.Selection.Add(e)
 	}
 }
@@ -295,7 +312,7 @@ func (c *chooser) Omit() (map[string]int64, error) {
 			return nil, err
 		}
 	}
-	if !c.ready() {
+	if !c.decide() {
 		return nil, c.err
 	}
 	c.Finish()

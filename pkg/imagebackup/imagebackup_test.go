@@ -88,13 +88,28 @@ func TestReadSince(t *testing.T) {
 	p := ReadSince(full, "-", prog)
 	<-p.done
 	assert.Equal(t, printed.String(), "", "held until the backup uses the bases")
-	c := &chooser{bases: Options{Since: p, Replica: &dtr.Replica{ID: "0123456789ab"}, Volume: &imagevolume.Volume{Name: "dtr-registry-0123456789ab"}, Progress: prog}.bases, prog: prog, vol: "v"}
+	o := Options{Since: p, Replica: &dtr.Replica{ID: "0123456789ab"}, Volume: &imagevolume.Volume{Name: "dtr-registry-0123456789ab"}, Progress: prog}
+	c := &chooser{bases: o.bases, prog: prog, vol: "v"}
 	c.Add(agent.ListEntry{Name: "docker/registry/v2/repositories/a/_layers/sha256/x/link", Type: "file", Size: 71})
 	assert.Assert(t, is.Contains(printed.String(), "incremental: "+full+" holds 1 blob"))
 	omit, err := c.Omit()
 	assert.NilError(t, err)
 	assert.Equal(t, len(omit), 0)
 	assert.Equal(t, c.Entries, 1)
+	assert.Equal(t, len(c.since), 1)
+
+	// With read, the listing's entries wait for no base: the bases are
+	// taken once read, or at the choice.
+	var readNow bool
+	c = &chooser{bases: o.bases, read: func() bool { return readNow }, prog: prog, vol: "v"}
+	c.Add(agent.ListEntry{Name: "docker/", Type: "dir"})
+	assert.Assert(t, !c.decided, "waited for the bases at the first entry")
+	readNow = true
+	c.Add(agent.ListEntry{Name: "docker/registry/", Type: "dir"})
+	assert.Assert(t, c.decided, "the bases were read")
+	omit, err = c.Omit()
+	assert.NilError(t, err)
+	assert.Equal(t, c.Entries, 2)
 	assert.Equal(t, len(c.since), 1)
 
 	// A base that cannot be read fails the choice, whenever it comes.

@@ -24,12 +24,33 @@ type Selection struct {
 	// Entries counts the listing's entries.
 	Entries int
 	bases   []*imagearchive.Base
+	// known says the bases are given; until then the blobs listed wait
+	// in undecided, in the listing's order.
+	known     bool
+	undecided []agent.ListEntry
 }
 
 // NewSelection starts a selection against bases; Add each listed entry,
 // then Finish.
 func NewSelection(bases []*imagearchive.Base) *Selection {
-	return &Selection{Omit: map[string]int64{}, bases: bases}
+	return &Selection{Omit: map[string]int64{}, bases: bases, known: true}
+}
+
+// NewPendingSelection starts a selection whose bases are still being
+// read: the listing goes on meanwhile, and the blobs it lists wait, in
+// order, for Decide (at most a line each of the volume's blobs). Held
+// at the listing's first entry instead, a large volume's listing stalled
+// on the agent's full pipe for as long as its bases took to read.
+func NewPendingSelection() *Selection { return &Selection{Omit: map[string]int64{}} }
+
+// Decide gives a pending selection its bases, and chooses for the blobs
+// that waited for them.
+func (s *Selection) Decide(bases []*imagearchive.Base) {
+	s.bases, s.known = bases, true
+	for _, e := range s.undecided {
+		s.file(e)
+	}
+	s.undecided = nil
 }
 
 // Select chooses, from the agent's listing, what an incremental backup
@@ -54,6 +75,17 @@ func (s *Selection) Add(e agent.ListEntry) {
 	if e.Type != "file" {
 		return
 	}
+	if !s.known && !imagearchive.IsUpload(e.Name) {
+		if _, blob := imagearchive.BlobDigest(e.Name); blob {
+			s.undecided = append(s.undecided, e)
+			return
+		}
+	}
+	s.file(e)
+}
+
+// file chooses for a listed file.
+func (s *Selection) file(e agent.ListEntry) {
 	switch {
 	case imagearchive.IsUpload(e.Name):
 		s.UploadFiles++

@@ -10,6 +10,7 @@ import (
 	"github.com/docker-dtr/docker-dtr/internal/backuptest"
 	"github.com/docker-dtr/docker-dtr/pkg/agent"
 	"github.com/docker-dtr/docker-dtr/pkg/imagearchive"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"gotest.tools/v3/assert"
 )
 
@@ -47,6 +48,7 @@ func TestSelect(t *testing.T) {
 		{Name: "docker/registry/v2/repositories/alias", Type: "symlink"},
 	}
 	s := Select(list, []*imagearchive.Base{base})
+	checkPending(t, list, base, s)
 	assert.DeepEqual(t, s.Omit, map[string]int64{one: int64(len("layer one"))})
 	assert.DeepEqual(t, s.LeftOut, []imagearchive.LeftOut{{Name: one, Size: int64(len("layer one")), Mode: 0o100644}})
 	assert.Equal(t, s.OmittedFiles, int64(1))
@@ -64,4 +66,25 @@ func TestSelect(t *testing.T) {
 	s = Select(list, nil)
 	assert.Equal(t, len(s.Omit), 0)
 	assert.Equal(t, s.ReadFiles, int64(6))
+}
+
+// checkPending checks that a selection whose bases come while the listing
+// is read (after each of its entries in turn, or only at the choice)
+// chooses as one that had them from the start.
+func checkPending(t *testing.T, list []agent.ListEntry, base *imagearchive.Base, want Selection) {
+	t.Helper()
+	for at := range len(list) + 1 {
+		p := NewPendingSelection()
+		for i, e := range list {
+			if i == at {
+				p.Decide([]*imagearchive.Base{base})
+			}
+			p.Add(e)
+		}
+		if at == len(list) {
+			p.Decide([]*imagearchive.Base{base})
+		}
+		p.Finish()
+		assert.DeepEqual(t, *p, want, cmpopts.IgnoreUnexported(Selection{}))
+	}
 }

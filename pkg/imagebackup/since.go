@@ -44,15 +44,23 @@ func (p *Pending) Wait() ([]*imagearchive.Base, error) {
 	return p.bases, p.err
 }
 
+// read says the reading has ended: Wait returns at once.
+func (p *Pending) read() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // failed is the reading's error if it has ended with one already: the
 // backup then starts no helper.
 func (p *Pending) failed() error {
-	select {
-	case <-p.done:
+	if p.read() {
 		return p.err
-	default:
-		return nil
 	}
+	return nil
 }
 
 // Since reads the earlier image backups --since names: a file, or
