@@ -30,6 +30,7 @@ FUZZ_TARGETS := \
 	./pkg/archive FuzzTarHeader 400000x \
 	./pkg/imagearchive FuzzVerify 20000x \
 	./pkg/imagearchive FuzzBlobDigest 200000x \
+	./pkg/agent FuzzListLine 30000x \
 	./pkg/crypt FuzzDecrypt 350000x \
 	./pkg/zstdstream FuzzReader 100000x
 

@@ -3,7 +3,6 @@ package agent
 import (
 	"archive/tar"
 	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -149,7 +148,7 @@ type walked struct {
 
 // list is List, handing keep every entry too.
 func list(t tree, w io.Writer, keep func(walked)) error {
-	enc := json.NewEncoder(w)
+	var line []byte
 	err := t.walk(nil, func(rel string, info fs.FileInfo, link string) error {
 		keep(walked{rel: rel, link: link, info: info})
 		e := ListEntry{Name: rel, MTime: info.ModTime().Unix()}
@@ -163,12 +162,15 @@ func list(t tree, w io.Writer, keep func(walked)) error {
 		default:
 			e.Type = "other"
 		}
-		return enc.Encode(e)
+		line = AppendListEntry(line[:0], e)
+		_, err := w.Write(line)
+		return err
 	})
 	if err != nil {
 		return err
 	}
-	return enc.Encode(ListEnd)
+	_, err = w.Write(AppendListEntry(line[:0], ListEnd))
+	return err
 }
 
 // ReadOmit reads the plugin's list of files to leave out, up to "end".

@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -268,7 +267,8 @@ func readEntry(br *bufio.Reader) (agent.ListEntry, []byte, error) {
 		}
 		return e, nil, err
 	}
-	if err := json.Unmarshal(line, &e); err != nil {
+	e, err = agent.ParseListEntry(line)
+	if err != nil {
 		return e, nil, fmt.Errorf("%q is not an entry: %v (is --agent-binary a docker-dtr of this version?)", bytes.TrimSpace(line), err)
 	}
 	return e, line, nil
