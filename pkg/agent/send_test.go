@@ -204,6 +204,52 @@ func TestListModeIsHeaders(t *testing.T) {
 	}
 }
 
+// The sent headers read back as header made them, and a registry's
+// paths (over 100 bytes) take one block each: archive/tar writes a PAX
+// header as USTAR, the path in its prefix and name, where nothing needs a
+// PAX record. The stream is its headers' blocks, its files' padded data
+// and the end.
+// A name that USTAR cannot split comes in PAX, as does an upload's file,
+// sent without its data, with its size in a PAX record.
+func TestSentHeadersOneBlock(t *testing.T) {
+	dir, _ := sendVolume(t, 3)
+	long := strings.Repeat("x", 120)
+	writeFiles(t, dir, map[string][]byte{"docker/" + long: []byte("long")})
+	stream := sendTar(t, dir, nil)
+	tr := tar.NewReader(bytes.NewReader(stream))
+	blocks := int64(2) // the end
+	for {
+		got, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		assert.NilError(t, err)
+		rel := strings.TrimPrefix(got.Name, "storage/")
+		info, err := os.Lstat(filepath.Join(dir, rel))
+		assert.NilError(t, err)
+		want, err := header("storage", rel, info, got.Linkname)
+		assert.NilError(t, err)
+		got.Format, got.PAXRecords = want.Format, want.PAXRecords
+		if isUpload(rel) && got.Typeflag == tar.TypeReg {
+			got.Size = want.Size // sent without its data
+		}
+		assert.DeepEqual(t, got, want)
+		switch {
+		case strings.HasSuffix(rel, long):
+			assert.Check(t, len(rel) > 100)
+			blocks += 3 // a PAX record of the path
+		case isUpload(rel) && got.Typeflag == tar.TypeReg:
+			blocks += 3 // a PAX record of its size
+		default:
+			blocks++
+		}
+		if got.Typeflag == tar.TypeReg && !isUpload(rel) {
+			blocks += (got.Size + 511) / 512
+		}
+	}
+	assert.Equal(t, int64(len(stream)), blocks*512)
+}
+
 // A blob left out that no base holds is refused: nothing is trusted that
 // an earlier backup's manifest does not vouch for.
 func TestElidedBlobNoBaseHolds(t *testing.T) {
