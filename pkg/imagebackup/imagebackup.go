@@ -212,7 +212,8 @@ func (o Options) bases() ([]*imagearchive.Base, error) {
 // lack: the agent lists the volume, Select leaves out the blobs the bases
 // hold, and the agent sends the rest (imagevolume.ReadSelected). The
 // helper starts and lists while the bases are still being read: the
-// listing's first entry waits for them.
+// blobs listed before they are wait for them (a pending Selection), the
+// listing does not.
 // On a bucket, storage gets DTR's settings as its agent read them,
 // before the listing (StorageChooser); nil on a volume.
 func writeSelected(ctx context.Context, api imagevolume.API, out io.Writer, info imagearchive.Info, o Options, gate func() error, storage func(dtrstorage.Backend) error) (*imagearchive.Manifest, error) {

@@ -77,7 +77,8 @@ func TestSince(t *testing.T) {
 }
 
 // ReadSince reads the bases beside the backup's start: its lines wait for
-// Wait, and the chooser waits for the bases at the listing's first entry.
+// Wait, and the chooser takes the bases at the listing's first entry, or,
+// told when they are read, once they are.
 func TestReadSince(t *testing.T) {
 	dir := t.TempDir()
 	full := filepath.Join(dir, "full.tar")
