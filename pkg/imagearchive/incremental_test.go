@@ -6,9 +6,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"github.com/google/go-cmp/cmp"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -37,6 +39,14 @@ func openBase(t *testing.T, p string) *Base {
 	defer f.Close()
 	b, err := OpenBase(f, p)
 	assert.NilError(t, err)
+	// --since's reading finds the manifest from the end, and the same base.
+	st, err := f.Stat()
+	assert.NilError(t, err)
+	_, _, fromEnd := manifestFromEnd(f, st.Size())
+	assert.Assert(t, fromEnd, "%s: the manifest not found from the end", p)
+	again, err := OpenBaseFromEnd(f, p)
+	assert.NilError(t, err)
+	assert.DeepEqual(t, again, b, cmp.AllowUnexported(Base{}))
 	return b
 }
 
@@ -350,4 +360,61 @@ func fixManifest(t *testing.T, data []byte) []byte {
 	}
 	assert.NilError(t, tw.Close())
 	return buf.Bytes()
+}
+
+// manifestFromEnd finds the manifest where locate does in an archive as
+// Write makes it, and nothing in one that is not: an entry after the
+// manifest, a record padded past its end, a cut, a file of zeros.
+// OpenBaseFromEnd then reads as OpenBase.
+func TestManifestFromEnd(t *testing.T) {
+	dir := t.TempDir()
+	full, _ := writeFile(t, dir, "full.tar", sampleVolume(t))
+	data, err := os.ReadFile(full)
+	assert.NilError(t, err)
+	at := func(t *testing.T, data []byte) (int64, int64, bool) {
+		p := filepath.Join(t.TempDir(), "x.tar")
+		assert.NilError(t, os.WriteFile(p, data, 0o600))
+		f, err := os.Open(p)
+		assert.NilError(t, err)
+		defer f.Close()
+		off, size, ok := manifestFromEnd(f, int64(len(data)))
+		want, werr := OpenBase(f, p)
+		got, gerr := OpenBaseFromEnd(f, p)
+		if werr != nil {
+			assert.Equal(t, gerr.Error(), werr.Error())
+		} else {
+			assert.NilError(t, gerr)
+			assert.DeepEqual(t, got, want, cmp.AllowUnexported(Base{}))
+		}
+		return off, size, ok
+	}
+	off, size, ok := at(t, data)
+	assert.Assert(t, ok)
+	f, err := os.Open(full)
+	assert.NilError(t, err)
+	defer f.Close()
+	woff, wsize, wok := locate(f, &Report{})
+	assert.Assert(t, wok)
+	assert.Equal(t, off, woff)
+	assert.Equal(t, size, wsize)
+
+	// An entry after the manifest.
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	assert.NilError(t, tw.WriteHeader(&tar.Header{Name: "after", Typeflag: tar.TypeReg, Mode: 0o644, Size: 1}))
+	_, err = tw.Write([]byte("x"))
+	assert.NilError(t, err)
+	assert.NilError(t, tw.Close())
+	end := len(data) - 1024
+	for name, d := range map[string][]byte{
+		"entry after":   append(slices.Clone(data[:end]), b.Bytes()...),
+		"record padded": append(slices.Clone(data), make([]byte, 10240)...),
+		"cut":           data[:end],
+		"cut in blocks": data[:len(data)-512],
+		"zeros":         make([]byte, 4096),
+		"short":         data[:100],
+	} {
+		_, _, ok := at(t, d)
+		assert.Check(t, !ok, name)
+	}
 }

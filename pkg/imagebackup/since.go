@@ -141,7 +141,7 @@ func readBase(p string) (*imagearchive.Base, error) {
 	} else if !ok {
 		return nil, errNotImages
 	}
-	b, err := imagearchive.OpenBase(f, p)
+	b, err := imagearchive.OpenBaseFromEnd(f, p)
 	if err != nil {
 		return nil, err
 	}
