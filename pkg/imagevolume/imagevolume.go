@@ -114,8 +114,10 @@ type helper struct {
 	// wait for its exit.
 	release     func()
 	stopWaiting func()
-	// exited is closed if the lease's agent exits while the plugin works.
+	// exited is closed if the lease's agent exits while the plugin works;
+	// status is then its exit code.
 	exited chan struct{}
+	status int64
 }
 
 // leaseLost explains a request that failed because the reading helper's
@@ -238,7 +240,8 @@ func (v *Volume) leaseHelper(ctx context.Context, api API, a agentImage, m *meas
 	h.exited = make(chan struct{})
 	go func() {
 		select {
-		case <-waitC:
+		case w := <-waitC:
+			h.status = w.StatusCode
 			close(h.exited)
 		case <-errC:
 		}
@@ -298,6 +301,12 @@ func (h *helper) done() error {
 	select {
 	case <-h.exited:
 		h.stopWaiting()
+		if h.status != 0 {
+			// It failed, so it did not exit for the release: one that
+			// died at once, whose exit the engine told only now (a short
+			// read). Its AutoRemove may have failed as above.
+			return h.remove()
+		}
 		return nil
 	case <-time.After(exitBound):
 	}
