@@ -11,7 +11,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker-dtr/docker-dtr/pkg/crypt"
 	"github.com/docker-dtr/docker-dtr/pkg/jsonl"
 )
@@ -548,16 +547,12 @@ func (c *Chain) Close() {
 // first (manifestFromEnd), not by stepping over every entry, a third of
 // a large base's read; OpenBase reads it where that finds nothing.
 func OpenBaseFromEnd(f *os.File, path string) (*Base, error) {
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	off, size, ok := manifestFromEnd(f, st.Size())
-	if !ok {
-		return OpenBase(f, path)
-	}
-	rep := &Report{Kind: Kind, Problems: []archive.Problem{}, Size: st.Size()}
-	mr, m := rep.readManifest(func() io.Reader { return io.NewSectionReader(f, off, size) })
+	rep, mr, m := openWith(f, func(f *os.File, rep *Report) (int64, int64, bool) {
+		if off, size, ok := manifestFromEnd(f, rep.Size); ok {
+			return off, size, true
+		}
+		return locate(f, rep)
+	})
 	return baseOf(rep, mr, m, path)
 }
 
@@ -571,8 +566,8 @@ const maxFromEnd = 1 << 30
 // end a block at a time for a header of the manifest's name with the
 // ustar magic (its content is JSON lines, which hold no NUL, so no block
 // of it has that magic) whose size reaches the end exactly, checked as a
-// tar header. Anything else (an entry after the manifest, a record padded past the
-// end, another writer's header) finds nothing.
+// tar header. Anything else (an entry after the manifest, a record padded
+// past the end, another writer's header) finds nothing.
 func manifestFromEnd(f *os.File, fileSize int64) (off, size int64, ok bool) {
 	const block = 512
 	if fileSize < 3*block || fileSize%block != 0 {

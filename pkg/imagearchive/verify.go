@@ -157,12 +157,15 @@ func locate(f *os.File, rep *Report) (off, size int64, ok bool) {
 	return off, size, true
 }
 
-func open(f *os.File) (*Report, *jsonl.Reader, *Manifest) {
+func open(f *os.File) (*Report, *jsonl.Reader, *Manifest) { return openWith(f, locate) }
+
+// openWith is open with find locating the manifest (rep.Size is set).
+func openWith(f *os.File, find func(*os.File, *Report) (off, size int64, ok bool)) (*Report, *jsonl.Reader, *Manifest) {
 	rep := &Report{Kind: Kind, Problems: []archive.Problem{}}
 	if st, err := f.Stat(); err == nil {
 		rep.Size = st.Size()
 	}
-	off, size, ok := locate(f, rep)
+	off, size, ok := find(f, rep)
 	if !ok {
 		return rep, nil, nil
 	}
