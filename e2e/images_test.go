@@ -206,6 +206,18 @@ func TestImageBackupFaults(t *testing.T) {
 	assert.Assert(t, is.Contains(res.stdout, "Corrupt in the registry  "+dtrfixture.BlobPath(bad)))
 	before := dtrfixture.VolumeFiles(t, c.Client, vol)
 
+	// An agent that holds the lease, then dies under the read (killed,
+	// out of memory): the engine may have sent the volume with files
+	// missing, so the backup does not count and nothing is written.
+	dying := buildAgentProgram(t, t.TempDir(), "package main\nimport (\"os\"; \"time\")\nfunc main() { os.Stdout.WriteString(\"lease held\\n\"); time.Sleep(50 * time.Millisecond); os.Exit(9) }\n")
+	short := filepath.Join(dir, "short.tar")
+	res = docker(t, cfg, nil, "dtr", "backup", "images", "--agent-binary", dying, "--allow-corrupt-blobs", "-o", short)
+	assert.Equal(t, res.code, 1, res.stderr)
+	assert.Assert(t, is.Regexp(`the agent in helper docker-dtr-images-\S+ exited with code 9 before the read ended, so the engine may have sent the volume with files missing: nothing read counts; run it again$`, lastLine(res.stderr)))
+	_, err = os.Stat(short)
+	assert.Assert(t, os.IsNotExist(err), "nothing written: %v", err)
+	assertNoHelpers(t, c)
+
 	// An archive with an entry that leaves the volume: refused before
 	// anything is stopped or written.
 	evil := filepath.Join(dir, "evil.tar")
@@ -332,7 +344,10 @@ func TestImageBackupFaults(t *testing.T) {
 	assert.Assert(t, is.Contains(res.stdout, "undid an image restore of "+images+" into replica "+rep.ID+": put back from the safety backup "+safety))
 	after := dtrfixture.VolumeFiles(t, c.Client, vol)
 	for name, sum := range held {
-		assert.Equal(t, after[name], sum, "%s put back by hand", name)
+		assert.Check(t, is.Equal(after[name], sum), "%s put back by hand", name)
+	}
+	if t.Failed() {
+		t.Fatalf("the volume after the undo: %v\nthe undo said:\n%s", after, res.stderr)
 	}
 	assertRunning(t, c, registry)
 	assertNoHelpers(t, c)

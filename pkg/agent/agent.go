@@ -65,6 +65,10 @@ type Options struct {
 	WipeOnly string
 }
 
+// LeaseHeld is the line a lease's agent writes on stdout before anything
+// else (its sizes, with DU, come after it).
+const LeaseHeld = "lease held"
+
 // Run does the one job o gives.
 func Run(o Options, stdin io.ReadCloser, stdout io.WriteCloser, stderr io.Writer) error {
 	n := 0
@@ -94,6 +98,11 @@ func Run(o Options, stdin io.ReadCloser, stdout io.WriteCloser, stderr io.Writer
 	case o.Receive != "":
 		return errors.New("agent: --receive writes into a bucket only: give --bucket")
 	case o.Lease:
+		// Said first: the plugin reads through this helper only once its
+		// agent has said it holds the lease (imagevolume's leaseHelper).
+		if _, err := io.WriteString(stdout, LeaseHeld+"\n"); err != nil {
+			return fmt.Errorf("agent: --lease: %w", err)
+		}
 		if o.DU != "" {
 			// Beside the lease: the read it guards must not wait for it.
 			go func() {

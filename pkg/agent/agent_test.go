@@ -39,8 +39,10 @@ func TestRunModes(t *testing.T) {
 // The lease lives as long as its plugin: it returns when stdin ends, and
 // fails when stdin stays silent past the bound.
 func TestLease(t *testing.T) {
+	var said strings.Builder
+	assert.NilError(t, Run(Options{Lease: true}, io.NopCloser(strings.NewReader("\n\n")), nopWriteCloser{&said}, io.Discard))
+	assert.Equal(t, said.String(), LeaseHeld+"\n", "said first, and alone without --du")
 	out := nopWriteCloser{io.Discard}
-	assert.NilError(t, Run(Options{Lease: true}, io.NopCloser(strings.NewReader("\n\n")), out, io.Discard))
 	pr, pw := io.Pipe()
 	defer pw.Close()
 	began := time.Now()
@@ -62,8 +64,12 @@ func TestLeaseMeasures(t *testing.T) {
 	outR, outW := io.Pipe()
 	done := make(chan error, 1)
 	go func() { done <- Run(Options{Lease: true, DU: dir}, pr, outW, io.Discard) }()
+	br := bufio.NewReader(outR)
+	line, err := br.ReadString('\n')
+	assert.NilError(t, err)
+	assert.Equal(t, line, LeaseHeld+"\n", "the lease is said before the sizes")
 	var got Usage
-	assert.NilError(t, json.NewDecoder(outR).Decode(&got), "the sizes, while the lease holds")
+	assert.NilError(t, json.NewDecoder(br).Decode(&got), "the sizes, while the lease holds")
 	assert.DeepEqual(t, got, want)
 	select {
 	case err := <-done:
@@ -78,7 +84,7 @@ func TestLeaseMeasures(t *testing.T) {
 	pr, pw = io.Pipe()
 	errR, errW := io.Pipe()
 	go func() { done <- Run(Options{Lease: true, DU: missing}, pr, nopWriteCloser{io.Discard}, errW) }()
-	line, err := bufio.NewReader(errR).ReadString('\n')
+	line, err = bufio.NewReader(errR).ReadString('\n')
 	assert.NilError(t, err)
 	assert.Assert(t, is.Contains(line, "agent: --du "+missing+": "), line)
 	pw.Close()

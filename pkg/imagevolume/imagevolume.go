@@ -162,7 +162,12 @@ func (v *Volume) helper(ctx context.Context, api API, readOnly bool, m *measure)
 	if readOnly {
 		a, err := v.agent(ctx, api, v.AgentBinary, leaseJob)
 		if err == nil {
-			return v.leaseHelper(ctx, api, a, m)
+			var h *helper
+			h, err = v.leaseHelper(ctx, api, a, m)
+			var noLease *noLeaseError
+			if !errors.As(err, &noLease) {
+				return h, err
+			}
 		}
 		// The agent cannot run there: a helper that is never started
 		// reads as well, but one that a killed run leaves behind waits
@@ -229,11 +234,8 @@ func (v *Volume) leaseHelper(ctx context.Context, api API, a agentImage, m *meas
 	}
 	stop := make(chan struct{})
 	var once sync.Once
-	if m != nil {
-		go m.read(name, hj.Reader)
-	} else {
-		go io.Copy(io.Discard, hj.Reader)
-	}
+	held := make(chan error, 1)
+	go m.read(name, hj.Reader, held)
 	// Wait before starting, so that an exit is not missed.
 	wctx, stopWaiting := context.WithCancel(context.WithoutCancel(ctx))
 	waitC, errC := api.ContainerWait(wctx, h.id, container.WaitConditionNextExit)
@@ -257,8 +259,37 @@ func (v *Volume) leaseHelper(ctx context.Context, api API, a agentImage, m *meas
 		return fail(fmt.Errorf("starting helper %s on node %s: %w", name, v.Replica.Node, requestErr(err)))
 	}
 	go tunnel.KeepAliveWriter(hj.Conn, tunnel.KeepAlive, stop)
+	// Read through it only once its agent holds the lease: one that dies
+	// at once (an --agent-binary that fails) takes the helper away as the
+	// engine archives the volume, and on fuse-overlayfs the archive's
+	// walk then loses files without an error, a short stream that looks
+	// whole. The helper goes, and a helper that is never started reads.
+	select {
+	case err := <-held:
+		if err != nil {
+			return fail(&noLeaseError{err})
+		}
+	case <-h.exited:
+		return fail(&noLeaseError{fmt.Errorf("the agent in helper %s exited at once with code %d", name, h.status)})
+	case <-time.After(leaseHeldBound):
+		return fail(&noLeaseError{fmt.Errorf("the agent in helper %s did not say it holds the lease within %s", name, leaseHeldBound)})
+	case <-ctx.Done():
+		return fail(ctx.Err())
+	}
 	return h, nil
 }
+
+// leaseHeldBound is how long a reading helper's agent has to say it
+// holds the lease once started: milliseconds, unless the node is
+// overloaded; past it the read goes through a helper never started.
+const leaseHeldBound = 15 * time.Second
+
+// noLeaseError is a reading helper whose agent did not come to hold the
+// lease: the read goes through a helper that is never started instead.
+type noLeaseError struct{ err error }
+
+func (e *noLeaseError) Error() string { return e.err.Error() }
+func (e *noLeaseError) Unwrap() error { return e.err }
 
 // remove runs with its own context: it must happen after Ctrl-C too.
 func (h *helper) remove() error {
@@ -280,21 +311,21 @@ func (h *helper) remove() error {
 // the end of every backup) is not waited for, as ReadSelected does not.
 // Nothing needs it: the helper mounts the volume read-only, and one that
 // fails to go is an exited helper of a dead plugin, which the next run
-// removes. A helper that does not exit in exitBound, never started, or
-// whose agent exited before its release, is removed.
+// removes. A helper that does not exit in exitBound, or never started, is
+// removed.
+//
+// An agent that exited before its release, or not for it (a code other
+// than 0: killed, out of memory, no word from a plugin that was stopped),
+// may have taken the helper away under the engine's archive of the
+// volume, whose walk then skips what it no longer finds: the read does
+// not count.
 func (h *helper) done() error {
 	if h.release == nil {
 		return h.remove()
 	}
 	select {
 	case <-h.exited:
-		// Its agent exited before its release (one that died at once,
-		// while the archive copy began): the engine's AutoRemove then
-		// races the copy, and on fuse-overlayfs fails ("failed to remove
-		// root filesystem"), leaving a dead helper that holds the volume.
-		// Removed here (helpercontainer.Remove waits for a removal in
-		// progress, and tries again if it failed).
-		return h.remove()
+		return h.diedUnderRead()
 	default:
 	}
 	h.release()
@@ -302,15 +333,24 @@ func (h *helper) done() error {
 	case <-h.exited:
 		h.stopWaiting()
 		if h.status != 0 {
-			// It failed, so it did not exit for the release: one that
-			// died at once, whose exit the engine told only now (a short
-			// read). Its AutoRemove may have failed as above.
-			return h.remove()
+			return h.diedUnderRead()
 		}
 		return nil
 	case <-time.After(exitBound):
 	}
 	return h.remove()
+}
+
+// diedUnderRead removes a reading helper whose agent exited during the
+// read (its AutoRemove may fail on fuse-overlayfs, "failed to remove root
+// filesystem"; helpercontainer.Remove waits for a removal in progress and
+// tries again), and says the read does not count.
+func (h *helper) diedUnderRead() error {
+	err := fmt.Errorf("the agent in helper %s exited with code %d before the read ended, so the engine may have sent the volume with files missing: nothing read counts; run it again", h.name, h.status)
+	if rerr := h.remove(); rerr != nil {
+		err = fmt.Errorf("%w; and %v", err, rerr)
+	}
+	return err
 }
 
 // Read streams the volume's content as the archive API gives it (a tar

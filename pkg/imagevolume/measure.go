@@ -53,51 +53,87 @@ func (m *measure) end() {
 	m.mu.Unlock()
 }
 
-// read takes the reading helper's agent's output (agent --lease --du):
-// its sizes on stdout, one line of JSON; a line on stderr is the
-// measure's failure, and an end with neither says what the agent left.
-func (m *measure) read(helper string, attach io.Reader) {
-	out := &firstLine{}
-	errs := &firstLine{}
-	out.done = func(line string) {
+// read takes the reading helper's agent's output (agent --lease, with
+// --du when m is not nil): first agent.LeaseHeld on stdout, told to held
+// (nil) as soon as it comes, or why it did not come; then its sizes, one
+// line of JSON; a line on stderr is the measure's failure, and an end
+// with neither says what the agent left. held is told exactly once.
+func (m *measure) read(helper string, attach io.Reader, held chan<- error) {
+	said := false
+	notHeld := func(err error) {
+		if !said {
+			said = true
+			held <- err
+		}
+	}
+	out := &lines{}
+	errs := &lines{}
+	out.line = func(line string) bool {
+		if !said {
+			if line != agent.LeaseHeld {
+				err := fmt.Errorf("the agent in helper %s printed %q, not that it holds the lease (is --agent-binary a docker-dtr of this version?)", helper, line)
+				notHeld(err)
+				m.tell(agent.Usage{}, err)
+				return false
+			}
+			said = true
+			held <- nil
+			return m != nil
+		}
 		var u agent.Usage
 		if err := json.Unmarshal([]byte(line), &u); err != nil {
 			m.tell(u, fmt.Errorf("the agent in helper %s printed %q, not its sizes (is --agent-binary a docker-dtr of this version?)", helper, line))
-			return
+			return false
 		}
 		m.tell(u, nil)
+		return false
 	}
-	errs.done = func(line string) {
+	errs.line = func(line string) bool {
 		m.tell(agent.Usage{}, fmt.Errorf("the agent in helper %s: %s", helper, strings.TrimPrefix(line, "agent: ")))
+		return false
 	}
 	stdcopy.StdCopy(out, errs, attach)
 	why := strings.TrimSpace(errs.buf.String())
 	if why == "" {
 		why = "it printed nothing"
 	}
+	notHeld(fmt.Errorf("the agent in helper %s ended before it held the lease: %s", helper, why))
 	m.tell(agent.Usage{}, fmt.Errorf("the agent in helper %s ended before it measured the volume: %s", helper, why))
 }
 
-// firstLine calls done with the first line written to it, and drops the
-// rest; it keeps at most a few KiB of a line that does not end.
-type firstLine struct {
+// lines calls line with each line written to it until line returns
+// false, and drops the rest; it keeps at most a few KiB of a line that
+// does not end.
+type lines struct {
 	buf  bytes.Buffer
-	done func(string)
-	told bool
+	line func(string) bool
+	done bool
 }
 
-func (f *firstLine) Write(p []byte) (int, error) {
-	if f.told {
-		return len(p), nil
+func (l *lines) Write(p []byte) (int, error) {
+	n := len(p)
+	for !l.done && len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		part := p
+		if i >= 0 {
+			part = p[:i]
+		}
+		if room := 4<<10 - l.buf.Len(); len(part) > room {
+			l.buf.Write(part[:max(room, 0)])
+		} else {
+			l.buf.Write(part)
+		}
+		if i < 0 {
+			break
+		}
+		p = p[i+1:]
+		line := l.buf.String()
+		l.buf.Reset()
+		l.done = !l.line(line)
+		if l.done {
+			// What is kept is the line that ended it (errs' why).
+			l.buf.WriteString(line)
+		}
 	}
-	if room := 4<<10 - f.buf.Len(); len(p) > room {
-		f.buf.Write(p[:max(room, 0)])
-	} else {
-		f.buf.Write(p)
-	}
-	if line, _, ok := strings.Cut(f.buf.String(), "\n"); ok {
-		f.told = true
-		f.done(line)
-	}
-	return len(p), nil
+	return n, nil
 }
