@@ -16,6 +16,8 @@ type agentOptions struct {
 	receive string
 	bucket  string
 	lease   bool
+	// noListing: --send without its listing (the plugin's list first).
+	noListing bool
 }
 
 // newAgentCmd is what runs inside the plugin's helper containers: with
@@ -33,7 +35,7 @@ type agentOptions struct {
 func newAgentCmd() *cobra.Command {
 	var opts agentOptions
 	cmd := &cobra.Command{
-		Use:    "agent (--db HOST:PORT | [--bucket HOST:PORT] (--wipe /storage | --du DIR | --send DIR | --receive /storage) | --lease)",
+		Use:    "agent (--db HOST:PORT | [--bucket HOST:PORT] (--wipe /storage | --du DIR | --send DIR [--no-listing] | --receive /storage) | --lease)",
 		Short:  "Do the plugin's database work next to RethinkDB, or read, empty or measure an image volume (runs in a helper container)",
 		Hidden: true,
 		Args:   noArgs,
@@ -46,6 +48,7 @@ func newAgentCmd() *cobra.Command {
 	cmd.Flags().StringVar(&opts.db, "db", "", "Work on the RethinkDB at this address with DTR's client certificate from /ca, as the requests on standard input say, answering on standard output")
 	cmd.Flags().StringVar(&opts.du, "du", "", "Print what this directory holds as one line of JSON (files and bytes), following no link")
 	cmd.Flags().StringVar(&opts.send, "send", "", "List this directory, then send it as a tar without the files named on standard input (an incremental image backup)")
+	cmd.Flags().BoolVar(&opts.noListing, "no-listing", false, "With --send: read the files to leave out first, then send the tar in one walk, those files as headers without data, with no listing")
 	cmd.Flags().StringVar(&opts.bucket, "bucket", "", "Work on DTR's S3 bucket instead of the directory, opened with the storage settings read from the RethinkDB at this address")
 	cmd.Flags().StringVar(&opts.receive, "receive", "", "With --bucket: write the tar on standard input into the bucket (only "+imagevolume.MountPoint+")")
 	cmd.Flags().BoolVar(&opts.lease, "lease", false, "Read standard input until it ends or stays silent, then exit")
@@ -54,5 +57,5 @@ func newAgentCmd() *cobra.Command {
 }
 
 func runAgent(opts agentOptions) error {
-	return agent.Run(agent.Options{DB: opts.db, Wipe: opts.wipe, DU: opts.du, Send: opts.send, Receive: opts.receive, Bucket: opts.bucket, Lease: opts.lease, WipeOnly: imagevolume.MountPoint}, os.Stdin, os.Stdout, os.Stderr)
+	return agent.Run(agent.Options{DB: opts.db, Wipe: opts.wipe, DU: opts.du, Send: opts.send, NoListing: opts.noListing, Receive: opts.receive, Bucket: opts.bucket, Lease: opts.lease, WipeOnly: imagevolume.MountPoint}, os.Stdin, os.Stdout, os.Stderr)
 }

@@ -41,6 +41,9 @@ type Options struct {
 	// Send lists this directory, then sends a tar of it without the files
 	// the plugin names (an incremental image backup: see Send).
 	Send string
+	// NoListing makes Send read the plugin's list first and send the tar
+	// in one walk, without a listing: see SendUnlisted.
+	NoListing bool
 	// Bucket makes --send, --du, --wipe and --receive work on DTR's S3
 	// bucket instead of the directory they name (which then only names
 	// the tar's top directory and must be WipeOnly): the agent reads
@@ -86,6 +89,9 @@ func Run(o Options, stdin io.ReadCloser, stdout io.WriteCloser, stderr io.Writer
 	}
 	// What the agent sends goes through its stdout, a pipe to the engine.
 	growPipe(stdout)
+	if o.NoListing && (o.Send == "" || o.Bucket != "") {
+		return errors.New("agent: --no-listing goes with --send, on a directory")
+	}
 	if o.Bucket != "" {
 		if n != 1 || o.Lease || o.DB != "" {
 			return errors.New("agent: --bucket goes with exactly one of --wipe, --du, --send and --receive")
@@ -133,6 +139,11 @@ func Run(o Options, stdin io.ReadCloser, stdout io.WriteCloser, stderr io.Writer
 		return nil
 	case o.DU != "":
 		return printDU(o.DU, stdout)
+	case o.NoListing:
+		if err := SendUnlisted(o.Send, stdin, stdout, idle); err != nil {
+			return fmt.Errorf("agent: --send %s --no-listing: %w", o.Send, err)
+		}
+		return nil
 	default:
 		if err := Send(o.Send, stdin, stdout, idle); err != nil {
 			return fmt.Errorf("agent: --send %s: %w", o.Send, err)

@@ -40,6 +40,13 @@ import (
 // Once the plugin's list is read, stdin is the lease: the agent stops,
 // with an error, once it ends or stays silent for the idle timeout.
 //
+// With --no-listing (SendUnlisted) the plugin knows its list without the
+// listing (every blob its earlier backups hold, by name and size), and
+// there is no step 1: the agent reads the list, then writes the tar of
+// step 3 in one walk, a file left out coming as its header with no data,
+// as an upload's does (Size 0, its size in OmittedSize). A large volume
+// is then walked once, and sent as it is walked, not after.
+//
 // On a bucket (--bucket), a line comes before step 1: DTR's storage
 // settings as the agent read them (a ListEntry of type "storage", with no
 // credential). The plugin starts that helper before it knows where DTR
@@ -137,6 +144,57 @@ func send(t tree, stdin io.Reader, stdout io.Writer, idle time.Duration) error {
 	return out.Flush()
 }
 
+// SendUnlisted runs the protocol above with --no-listing on dir.
+func SendUnlisted(dir string, stdin io.Reader, stdout io.Writer, idle time.Duration) error {
+	st, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%s is not a directory (%s)", dir, st.Mode().Type())
+	}
+	return sendUnlisted(dirTree(dir), stdin, stdout, idle)
+}
+
+// sendUnlisted is SendUnlisted on t.
+func sendUnlisted(t tree, stdin io.Reader, stdout io.Writer, idle time.Duration) error {
+	in, lease := tunnel.Watch(stdin, idle)
+	br := bufio.NewReaderSize(in, 64<<10)
+	type list struct {
+		omit map[string]int64
+		err  error
+	}
+	read := make(chan list, 1)
+	go func() {
+		omit, err := ReadOmit(br)
+		read <- list{omit, err}
+		if err == nil {
+			io.Copy(io.Discard, br)
+		}
+	}()
+	var l list
+	select {
+	case l = <-read:
+	case <-lease.Done():
+		select {
+		case l = <-read: // the stream ended with, or inside, the list
+		case <-time.After(time.Second):
+			return fmt.Errorf("waiting for the files to leave out: %s, taking it for gone", lease.Why())
+		}
+	}
+	if l.err != nil {
+		return fmt.Errorf("reading the files to leave out: %w", l.err)
+	}
+	out := bufio.NewWriterSize(stdout, 256<<10)
+	if err := sendEntries(t, nil, l.omit, true, out, lease.Done()); err != nil {
+		if why := lease.Why(); why != "" {
+			return fmt.Errorf("%w: %s, taking it for gone", err, why)
+		}
+		return err
+	}
+	return out.Flush()
+}
+
 // List writes the listing of dir, then ListEnd, one JSON line each.
 func List(dir string, w io.Writer) error { return list(dirTree(dir), w, func(walked) {}) }
 
@@ -207,12 +265,18 @@ func ReadOmit(r *bufio.Reader) (map[string]int64, error) {
 // closed. A file left out costs no byte of the stream: no header either,
 // which was a fifth of what crossed (1.5 KiB of PAX header a blob).
 func SendTar(dir string, omit map[string]int64, w io.Writer, done <-chan struct{}) error {
-	return sendFrom(dirTree(dir), nil, omit, w, done)
+	return sendEntries(dirTree(dir), nil, omit, false, w, done)
 }
 
 // sendFrom is SendTar over the entries kept from the listing, in its
 // order, or over a new walk if none were kept (nil).
 func sendFrom(t tree, kept *keptList, omit map[string]int64, w io.Writer, done <-chan struct{}) error {
+	return sendEntries(t, kept, omit, false, w, done)
+}
+
+// sendEntries is sendFrom; marked sends a file left out as its header with
+// no data (--no-listing: the plugin has no listing to tell it of them).
+func sendEntries(t tree, kept *keptList, omit map[string]int64, marked bool, w io.Writer, done <-chan struct{}) error {
 	if p, ok := t.(planner); ok {
 		p.plan(omit)
 		defer p.done()
@@ -231,10 +295,10 @@ func sendFrom(t tree, kept *keptList, omit map[string]int64, w io.Writer, done <
 		if hdr.Typeflag != tar.TypeReg {
 			return tw.WriteHeader(hdr)
 		}
-		if n, ok := omit[rel]; ok && n == hdr.Size {
+		if n, ok := omit[rel]; ok && n == hdr.Size && !marked {
 			return nil
 		}
-		if isUpload(rel) {
+		if n, ok := omit[rel]; (ok && n == hdr.Size) || isUpload(rel) {
 			hdr.PAXRecords = map[string]string{OmittedSize: strconv.FormatInt(hdr.Size, 10)}
 			hdr.Size = 0
 			return tw.WriteHeader(hdr)

@@ -8,9 +8,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -133,9 +135,51 @@ func TestSendTarIncrementalSameAsWhole(t *testing.T) {
 	assert.Equal(t, mNew.UploadBytes, int64(5003))
 	assert.DeepEqual(t, inc.Bytes(), old.Bytes())
 
+	// Without a listing (--no-listing): the list first, then the tar in
+	// one walk, a blob left out as its header without data: the same
+	// backup, with no listing to say what was left out.
+	var list strings.Builder
+	for name, size := range omit {
+		fmt.Fprintf(&list, "%d %s\n\n", size, name) // with keepalives
+	}
+	list.WriteString("end\n")
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	go pw.Write([]byte(list.String())) // and held open: the lease
+	var unlisted bytes.Buffer
+	assert.NilError(t, Run(Options{Send: dir, NoListing: true}, pr, nopWriteCloser{&unlisted}, io.Discard))
+	assert.Assert(t, !bytes.Contains(unlisted.Bytes(), []byte(`"type":"file"`)), "no listing")
+	unlistedInfo := info
+	unlistedInfo.LeftOut = nil
+	var inc2 bytes.Buffer
+	_, err = imagearchive.Write(&inc2, bytes.NewReader(unlisted.Bytes()), unlistedInfo, nil)
+	assert.NilError(t, err)
+	assert.DeepEqual(t, inc2.Bytes(), old.Bytes())
+	marked := 0
+	tr := tar.NewReader(bytes.NewReader(unlisted.Bytes()))
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		assert.NilError(t, err)
+		if size, left := omit[strings.TrimPrefix(hdr.Name, "storage/")]; left {
+			marked++
+			assert.Equal(t, hdr.Size, int64(0))
+			assert.Equal(t, hdr.PAXRecords[OmittedSize], strconv.FormatInt(size, 10))
+		}
+	}
+	assert.Equal(t, marked, len(omit))
+	// A plugin gone before its list ends: an error, nothing sent.
+	unlisted.Reset()
+	err = Run(Options{Send: dir, NoListing: true}, io.NopCloser(strings.NewReader("12 x\n")), nopWriteCloser{&unlisted}, io.Discard)
+	assert.ErrorContains(t, err, "agent: --send "+dir+" --no-listing: reading the files to leave out: the plugin's list ended before its end line")
+	assert.Equal(t, unlisted.Len(), 0)
+	assert.Error(t, Run(Options{Send: dir, NoListing: true, Bucket: "db:28015"}, pr, nopWriteCloser{&unlisted}, io.Discard), "agent: --no-listing goes with --send, on a directory")
+
 	// A blob whose size is not the one named is sent whole.
 	wrong := map[string]int64{blobs[0]: 1}
-	tr := tar.NewReader(bytes.NewReader(sendTar(t, dir, wrong)))
+	tr = tar.NewReader(bytes.NewReader(sendTar(t, dir, wrong)))
 	for {
 		hdr, err := tr.Next()
 		assert.NilError(t, err)

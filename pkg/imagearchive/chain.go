@@ -50,6 +50,24 @@ func ChainDir(file, from string) string {
 // Blobs is the number of blobs whose bytes the backup holds.
 func (b *Base) Blobs() int { return len(b.held) }
 
+// HeldPaths names, as paths inside a registry's volume, the blobs whose
+// bytes bases hold, with their sizes: what an incremental backup leaves
+// out before it has seen the volume. A blob stored elsewhere in the
+// volume is not named, and is read as a new one.
+func HeldPaths(bases []*Base) map[string]int64 {
+	n := 0
+	for _, b := range bases {
+		n += len(b.held)
+	}
+	paths := make(map[string]int64, n)
+	for _, b := range bases {
+		for d, size := range b.held {
+			paths[blobDir+d[:2]+"/"+d+"/data"] = size
+		}
+	}
+	return paths
+}
+
 // OpenBase reads an image backup's manifest (not its content) for the
 // blobs whose bytes it holds. path names it in reports and in the
 // dependency's file hint (its base name).

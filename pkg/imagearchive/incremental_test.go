@@ -418,3 +418,32 @@ func TestManifestFromEnd(t *testing.T) {
 		assert.Check(t, !ok, name)
 	}
 }
+
+// HeldPaths names each blob whose bytes the bases hold, where a registry
+// keeps it, at its size; an incremental base names only its own blobs.
+func TestHeldPaths(t *testing.T) {
+	dir := t.TempDir()
+	full, _ := writeFile(t, dir, "full.tar", sampleVolume(t))
+	base := openBase(t, full)
+	inc, _ := writeFile(t, dir, "inc.tar", volume2(t), base)
+	incBase := openBase(t, inc)
+
+	only := HeldPaths([]*Base{incBase})
+	assert.Equal(t, len(only), 1)
+	for p, n := range only {
+		assert.Equal(t, n, int64(len("layer three, new")))
+		d, ok := BlobDigest(p)
+		assert.Assert(t, ok, p)
+		sum := sha256.Sum256([]byte("layer three, new"))
+		assert.Equal(t, d, hex.EncodeToString(sum[:]))
+	}
+	both := []*Base{base, incBase}
+	paths := HeldPaths(both)
+	assert.Equal(t, len(paths), 4)
+	for p, n := range paths {
+		assert.Assert(t, strings.HasPrefix(p, "docker/registry/v2/blobs/sha256/"), p)
+		assert.Assert(t, Held(both, p, n), p)
+		assert.Assert(t, !Held(both, p, n+1), p)
+	}
+	assert.Equal(t, len(HeldPaths(nil)), 0)
+}

@@ -227,12 +227,14 @@ func writeSelected(ctx context.Context, api imagevolume.API, out io.Writer, info
 	}
 	info.Elided = true // the agent's stream: uploads come without data
 	choose := &chooser{bases: bases, prog: prog, vol: vol.Where(), gate: gate, whole: o.Since == nil && gate == nil,
-		storage: storage, info: &info}
+		storage: storage, info: &info, unlisted: o.Since != nil && vol.Bucket == nil}
 	if o.Since != nil {
 		choose.read = o.Since.read
 	}
-	// The stream starts once the listing is read and the choice made.
-	info.LeftOut = func() []imagearchive.LeftOut { return choose.LeftOut }
+	if !choose.unlisted {
+		// The stream starts once the listing is read and the choice made.
+		info.LeftOut = func() []imagearchive.LeftOut { return choose.LeftOut }
+	}
 	return writeFrom(out, &info, prog, func(fn func(io.Reader) error) error {
 		return vol.ReadSelected(ctx, api, choose, func(r io.Reader) error {
 			info.Since = choose.since
@@ -265,7 +267,14 @@ type chooser struct {
 	// whole says there are no bases and no gate: nothing is left out,
 	// which is known before the listing (imagevolume.WholeChooser).
 	whole bool
+	// unlisted says the bases say what to leave out, on a volume: every
+	// blob they hold, by name and size, with no listing
+	// (imagevolume.UnlistedChooser).
+	unlisted bool
 }
+
+// Unlisted is imagevolume.UnlistedChooser's.
+func (c *chooser) Unlisted() bool { return c.unlisted }
 
 // Whole is imagevolume.WholeChooser's.
 func (c *chooser) Whole() bool { return c.whole }
@@ -315,6 +324,14 @@ func (c *chooser) Omit() (map[string]int64, error) {
 	}
 	if !c.decide() {
 		return nil, c.err
+	}
+	if c.unlisted {
+		// The agent meets the volume as it sends it: what it holds and
+		// reads is known at the end, not now.
+		omit := imagearchive.HeldPaths(c.since)
+		c.prog.Step("reading what %s holds beyond the %s the earlier backups hold, which are left out", c.vol, human.Plural(len(omit), "blob"))
+		c.prog.PhaseOf("reading "+c.vol, "", 0, 0)
+		return omit, nil
 	}
 	c.Finish()
 	if len(c.since) == 0 {

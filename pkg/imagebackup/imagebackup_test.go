@@ -113,6 +113,19 @@ func TestReadSince(t *testing.T) {
 	assert.Equal(t, c.Entries, 2)
 	assert.Equal(t, len(c.since), 1)
 
+	// Unlisted (a volume's incremental): no listing, and the choice is
+	// every blob the bases hold, where the registry keeps it, by size.
+	c = &chooser{bases: o.bases, prog: prog, vol: "v", unlisted: true}
+	assert.Assert(t, c.Unlisted())
+	omit, err = c.Omit()
+	assert.NilError(t, err)
+	assert.DeepEqual(t, omit, imagearchive.HeldPaths(c.since))
+	assert.Equal(t, len(omit), 1)
+	for name, size := range omit {
+		assert.Assert(t, imagearchive.Held(c.since, name, size), name)
+	}
+	assert.Assert(t, is.Contains(printed.String(), "reading what v holds beyond the 1 blob the earlier backups hold, which are left out"))
+
 	// A base that cannot be read fails the choice, whenever it comes.
 	p = ReadSince(filepath.Join(dir, "missing.tar"), "-", prog)
 	c = &chooser{bases: Options{Since: p, Progress: prog}.bases, prog: prog, vol: "v"}

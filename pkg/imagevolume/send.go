@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,15 +46,21 @@ const maxListLine = 6 * 4096
 // volume: a stat per file and one stream. A *NoAgentError says the agent
 // cannot run there.
 func (v *Volume) ReadSelected(ctx context.Context, api API, c Chooser, fn func(io.Reader) error) (err error) {
-	a, err := v.agent(ctx, api, v.AgentBinary, sendJob)
+	job := sendJob
+	uc, unlisted := c.(UnlistedChooser)
+	unlisted = unlisted && uc.Unlisted() && v.Bucket == nil
+	if unlisted {
+		job.args = append(slices.Clone(job.args), "--no-listing")
+	}
+	a, err := v.agent(ctx, api, v.AgentBinary, job)
 	if err != nil {
 		return &NoAgentError{Err: err}
 	}
 	helpercontainer.RemoveStale(ctx, api)
 	b := make([]byte, 4)
 	rand.Read(b)
-	name := sendJob.prefix + v.Replica.ID + "-" + hex.EncodeToString(b)
-	cfg, host := v.agentConfig(a.config, sendJob)
+	name := job.prefix + v.Replica.ID + "-" + hex.EncodeToString(b)
+	cfg, host := v.agentConfig(a.config, job)
 	cfg.Labels = helpercontainer.LeaseLabels(helpercontainer.KindImages, v.Replica.ID)
 	cfg.OpenStdin, cfg.StdinOnce, cfg.AttachStdin = true, true, true
 	id, err := v.create(ctx, api, a, name, cfg, host)
@@ -151,6 +158,22 @@ func (v *Volume) ReadSelected(ctx context.Context, api API, c Chooser, fn func(i
 		}
 		return nil
 	}
+	if unlisted {
+		// No listing: the list goes first (once the bases are read, while
+		// the helper started), and the agent sends as it walks.
+		omit, err := c.Omit()
+		if err != nil {
+			return err
+		}
+		if err := sendOmit(omit); err != nil {
+			return err
+		}
+		if err := fn(br); err != nil {
+			return failed(err)
+		}
+		awaitExit()
+		return nil
+	}
 	// Leaving nothing out is said at once: a bucket's agent then reads
 	// objects while it still lists the rest.
 	whole := false
@@ -203,6 +226,17 @@ type Chooser interface {
 type WholeChooser interface {
 	Chooser
 	Whole() bool
+}
+
+// UnlistedChooser is a Chooser that may know what to leave out without
+// the listing (Unlisted): an incremental backup, which leaves out every
+// blob its earlier backups hold, by name and size. On a volume, its Add
+// is then never called: Omit is asked once the agent runs, the agent
+// sends the tar in one walk (agent --send --no-listing), and a file left
+// out comes as its header with no data (Info.Elided takes it).
+type UnlistedChooser interface {
+	Chooser
+	Unlisted() bool
 }
 
 // StorageChooser is a Chooser that reads a bucket (Volume.Bucket) and
