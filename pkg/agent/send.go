@@ -43,9 +43,11 @@ import (
 // With --no-listing (SendUnlisted) the plugin knows its list without the
 // listing (every blob its earlier backups hold, by name and size), and
 // there is no step 1: the agent reads the list, then writes the tar of
-// step 3 in one walk, a file left out coming as its header with no data,
-// as an upload's does (Size 0, its size in OmittedSize). A large volume
-// is then walked once, and sent as it is walked, not after.
+// step 3 in one walk, a file left out coming as one tar block: a header
+// of type LeftOutType, Size 0, its size in decimal as the link name, its
+// mode (three blocks of PAX header, as an upload's, would be a quarter of
+// what crosses). A large volume is then walked once, and sent as it is
+// walked, not after.
 //
 // On a bucket (--bucket), a line comes before step 1: DTR's storage
 // settings as the agent read them (a ListEntry of type "storage", with no
@@ -73,6 +75,11 @@ var ListEnd = ListEntry{Type: "end"}
 
 // OmittedSize is the PAX record of a file header sent without its data.
 const OmittedSize = "DOCKERDTR.omittedsize"
+
+// LeftOutType is the tar type of a file left out with --no-listing: a
+// vendor type (POSIX leaves 'A' to 'Z' to vendors; GNU tar uses none of
+// 'O'), header only, never written to a backup.
+const LeftOutType = 'O'
 
 // maxOmitLine bounds a line of the plugin's list: a size and a path.
 const maxOmitLine = 32 + 4096
@@ -295,10 +302,13 @@ func sendEntries(t tree, kept *keptList, omit map[string]int64, marked bool, w i
 		if hdr.Typeflag != tar.TypeReg {
 			return tw.WriteHeader(hdr)
 		}
-		if n, ok := omit[rel]; ok && n == hdr.Size && !marked {
-			return nil
+		if n, ok := omit[rel]; ok && n == hdr.Size {
+			if !marked {
+				return nil
+			}
+			return tw.WriteHeader(&tar.Header{Name: hdr.Name, Typeflag: LeftOutType, Linkname: strconv.FormatInt(n, 10), Mode: hdr.Mode, Format: tar.FormatPAX})
 		}
-		if n, ok := omit[rel]; (ok && n == hdr.Size) || isUpload(rel) {
+		if isUpload(rel) {
 			hdr.PAXRecords = map[string]string{OmittedSize: strconv.FormatInt(hdr.Size, 10)}
 			hdr.Size = 0
 			return tw.WriteHeader(hdr)

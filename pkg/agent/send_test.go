@@ -165,11 +165,14 @@ func TestSendTarIncrementalSameAsWhole(t *testing.T) {
 		assert.NilError(t, err)
 		if size, left := omit[strings.TrimPrefix(hdr.Name, "storage/")]; left {
 			marked++
+			assert.Equal(t, hdr.Typeflag, byte(LeftOutType))
 			assert.Equal(t, hdr.Size, int64(0))
-			assert.Equal(t, hdr.PAXRecords[OmittedSize], strconv.FormatInt(size, 10))
+			assert.Equal(t, hdr.Linkname, strconv.FormatInt(size, 10))
+			assert.Equal(t, len(hdr.PAXRecords), 0, "one block")
 		}
 	}
 	assert.Equal(t, marked, len(omit))
+	assert.Equal(t, byte(LeftOutType), imagearchive.LeftOutType)
 	// A plugin gone before its list ends: an error, nothing sent.
 	unlisted.Reset()
 	err = Run(Options{Send: dir, NoListing: true}, io.NopCloser(strings.NewReader("12 x\n")), nopWriteCloser{&unlisted}, io.Discard)

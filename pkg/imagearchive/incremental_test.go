@@ -447,3 +447,37 @@ func TestHeldPaths(t *testing.T) {
 	}
 	assert.Equal(t, len(HeldPaths(nil)), 0)
 }
+
+// A blob the agent left out (LeftOutType, its size as the link name) is
+// the base's, in an elided stream only, at a size the base holds it.
+func TestLeftOutType(t *testing.T) {
+	dir := t.TempDir()
+	full, _ := writeFile(t, dir, "full.tar", sampleVolume(t))
+	base := openBase(t, full)
+	layer := blob("layer one")
+	stream := func(typeflag byte, link string) []byte {
+		var b bytes.Buffer
+		tw := tar.NewWriter(&b)
+		assert.NilError(t, tw.WriteHeader(&tar.Header{Name: "storage/", Typeflag: tar.TypeDir, Mode: 0o40755}))
+		assert.NilError(t, tw.WriteHeader(&tar.Header{Name: "storage/" + layer.name, Typeflag: typeflag, Linkname: link, Mode: 0o100644}))
+		assert.NilError(t, tw.Close())
+		return b.Bytes()
+	}
+	write := func(src []byte, elided bool) (*Manifest, error) {
+		in := info
+		in.Since, in.Elided = []*Base{base}, elided
+		return Write(io.Discard, bytes.NewReader(src), in, nil)
+	}
+	m, err := write(stream(LeftOutType, "9"), true)
+	assert.NilError(t, err)
+	assert.Equal(t, m.OmittedBlobs, int64(1))
+	assert.Equal(t, m.OmittedBytes, int64(9))
+	assert.Equal(t, m.Files, int64(0))
+
+	_, err = write(stream(LeftOutType, "10"), true)
+	assert.ErrorContains(t, err, layer.name+" came without its data, and no earlier backup holds a blob of its digest and size")
+	_, err = write(stream(LeftOutType, "-1"), true)
+	assert.ErrorContains(t, err, `left out, with the size "-1"`)
+	_, err = write(stream(LeftOutType, "9"), false)
+	assert.ErrorContains(t, err, "of a kind a registry does not write")
+}

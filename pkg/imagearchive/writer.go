@@ -29,8 +29,10 @@ type Info struct {
 	Since []*Base
 	// Elided says src is the agent's tar of the volume (agent --send), in
 	// which a file comes with no data when its size is in the PAX record
-	// OmittedSizeRecord: an upload's, or a blob's that one of Since holds,
-	// listed as that backup's by its content address without reading it.
+	// OmittedSizeRecord (an upload's, or a blob's that one of Since holds)
+	// or it is of type LeftOutType (a blob's that one of Since holds): a
+	// blob's is listed as that backup's by its content address without
+	// reading it.
 	Elided bool
 	// LeftOut, in an elided stream, gives the blobs the agent left out of
 	// it altogether (not even a header), in the listing's order, which is
@@ -255,9 +257,23 @@ func Write(w io.Writer, src io.Reader, info Info, progress func(Totals)) (*Manif
 // (Info.Elided) sends without its data: its size. pkg/agent writes it.
 const OmittedSizeRecord = "DOCKERDTR.omittedsize"
 
+// LeftOutType is the tar type of a blob file that the agent's tar
+// (Info.Elided) left out, header only: its size in decimal as the link
+// name. pkg/agent writes it (agent --send --no-listing).
+const LeftOutType byte = 'O'
+
 // elidedSize returns a regular file's size, and whether it came without
-// its data (only in an elided stream).
+// its data (only in an elided stream). A left-out file (LeftOutType) is
+// made a regular file's header.
 func elidedSize(hdr *tar.Header, elided bool) (int64, bool, error) {
+	if elided && hdr.Typeflag == LeftOutType {
+		n, err := strconv.ParseInt(hdr.Linkname, 10, 64)
+		if err != nil || n < 0 || n > MaxFileSize || hdr.Size != 0 {
+			return 0, false, fmt.Errorf("left out, with the size %q", hdr.Linkname)
+		}
+		hdr.Typeflag, hdr.Linkname = tar.TypeReg, ""
+		return n, true, nil
+	}
 	v, ok := hdr.PAXRecords[OmittedSizeRecord]
 	if !elided || !ok {
 		return hdr.Size, false, nil
