@@ -43,9 +43,10 @@ func TestIncrementalImageBackup(t *testing.T) {
 	// A stray file, a metadata-less non-backup, beside the backups: skipped.
 	assert.NilError(t, os.WriteFile(filepath.Join(dir, "README"), []byte("backups of DTR\n"), 0o600))
 	inc := filepath.Join(dir, "backup-images-inc.tar")
-	// Through a proxy that counts what the engine sends: the agent lists
-	// the volume and sends only the blobs the full backup lacks, so the
-	// big layer does not cross again (the whole volume did before).
+	// Through a proxy that counts what the engine sends: the agent is
+	// told the blobs the full backup holds, and sends the volume in one
+	// walk without their data, so the big layer does not cross again (the
+	// whole volume did before), nor does a listing.
 	p := newEngineProxy(t)
 	assertNoHelpers(t, c) // so that the run has no stale helper to remove
 	cmd := exec.Command("docker", "--config", cfg, "dtr", "backup", "images", "--since", dir, "-o", inc)
@@ -53,6 +54,7 @@ func TestIncrementalImageBackup(t *testing.T) {
 	res = run(t, cmd, nil)
 	assert.Equal(t, res.code, 0, res.stderr)
 	assert.Assert(t, is.Contains(res.stdout, "; incremental: "))
+	assert.Assert(t, is.Regexp(`reading what volume `+vol+` holds beyond the \d+ blobs the earlier backups hold, which are left out`, res.stderr))
 	read := p.Down()
 	// Once the agent has sent everything and exited, the helper removes
 	// itself: the plugin does not wait for the removal (half a second).
