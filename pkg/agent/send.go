@@ -340,10 +340,13 @@ func sendEntries(t tree, kept *keptList, omit map[string]int64, marked bool, w i
 		return nil
 	}
 	var err error
-	if kept == nil {
-		err = t.walk(done, send)
-	} else {
+	switch {
+	case kept != nil:
 		err = kept.each(done, send)
+	case marked:
+		err = walkAhead(t, done, send)
+	default:
+		err = t.walk(done, send)
 	}
 	if err != nil {
 		return err
@@ -352,6 +355,51 @@ func sendEntries(t tree, kept *keptList, omit map[string]int64, marked bool, w i
 }
 
 var errGone = errors.New("the plugin is gone")
+
+// walkAhead is t.walk with fn on this goroutine and the walk on another,
+// a few thousand entries ahead: the walk's stats go on while fn reads
+// and sends files. On one goroutine, a large volume's walk and send took
+// their sum.
+func walkAhead(t tree, done <-chan struct{}, fn walkFunc) error {
+	const batch = 256
+	batches := make(chan []walked, 16)
+	stop := make(chan struct{})
+	var werr error
+	go func() {
+		defer close(batches)
+		b := make([]walked, 0, batch)
+		werr = t.walk(done, func(rel string, info fs.FileInfo, link string) error {
+			b = append(b, walked{rel: rel, link: link, info: info})
+			if len(b) < batch {
+				return nil
+			}
+			select {
+			case batches <- b:
+			case <-stop:
+				return errGone
+			}
+			b = make([]walked, 0, batch)
+			return nil
+		})
+		if werr == nil && len(b) > 0 {
+			select {
+			case batches <- b:
+			case <-stop:
+			}
+		}
+	}()
+	for b := range batches {
+		for _, w := range b {
+			if err := fn(w.rel, w.info, w.link); err != nil {
+				close(stop)
+				for range batches {
+				}
+				return err
+			}
+		}
+	}
+	return werr
+}
 
 // planner is a tree that reads faster when told what a send will read:
 // expect before the listing, plan once it is listed (and the plan read).
