@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -166,6 +167,10 @@ func SendUnlisted(dir string, stdin io.Reader, stdout io.Writer, idle time.Durat
 // sendUnlisted is SendUnlisted on t.
 func sendUnlisted(t tree, stdin io.Reader, stdout io.Writer, idle time.Duration) error {
 	in, lease := tunnel.Watch(stdin, idle)
+	// The walk starts at once, while the plugin still reads its earlier
+	// backups for the list: up to listWait entries are walked ahead.
+	w := startWalk(t, lease.Done(), listWait)
+	defer w.abort()
 	br := bufio.NewReaderSize(in, 64<<10)
 	type list struct {
 		omit map[string]int64
@@ -193,7 +198,7 @@ func sendUnlisted(t tree, stdin io.Reader, stdout io.Writer, idle time.Duration)
 		return fmt.Errorf("reading the files to leave out: %w", l.err)
 	}
 	out := bufio.NewWriterSize(stdout, 256<<10)
-	if err := sendEntries(t, nil, l.omit, true, out, lease.Done()); err != nil {
+	if err := sendEntries(t, w.each, l.omit, true, out, lease.Done()); err != nil {
 		if why := lease.Why(); why != "" {
 			return fmt.Errorf("%w: %s, taking it for gone", err, why)
 		}
@@ -272,18 +277,23 @@ func ReadOmit(r *bufio.Reader) (map[string]int64, error) {
 // closed. A file left out costs no byte of the stream: no header either,
 // which was a fifth of what crossed (1.5 KiB of PAX header a blob).
 func SendTar(dir string, omit map[string]int64, w io.Writer, done <-chan struct{}) error {
-	return sendEntries(dirTree(dir), nil, omit, false, w, done)
+	return sendFrom(dirTree(dir), nil, omit, w, done)
 }
 
 // sendFrom is SendTar over the entries kept from the listing, in its
 // order, or over a new walk if none were kept (nil).
 func sendFrom(t tree, kept *keptList, omit map[string]int64, w io.Writer, done <-chan struct{}) error {
-	return sendEntries(t, kept, omit, false, w, done)
+	each := t.walk
+	if kept != nil {
+		each = kept.each
+	}
+	return sendEntries(t, each, omit, false, w, done)
 }
 
-// sendEntries is sendFrom; marked sends a file left out as its header with
-// no data (--no-listing: the plugin has no listing to tell it of them).
-func sendEntries(t tree, kept *keptList, omit map[string]int64, marked bool, w io.Writer, done <-chan struct{}) error {
+// sendEntries is sendFrom over the entries each gives; marked sends a
+// file left out as its header with no data (--no-listing: the plugin has
+// no listing to tell it of them).
+func sendEntries(t tree, each func(<-chan struct{}, walkFunc) error, omit map[string]int64, marked bool, w io.Writer, done <-chan struct{}) error {
 	if p, ok := t.(planner); ok {
 		p.plan(omit)
 		defer p.done()
@@ -339,16 +349,7 @@ func sendEntries(t tree, kept *keptList, omit map[string]int64, marked bool, w i
 		}
 		return nil
 	}
-	var err error
-	switch {
-	case kept != nil:
-		err = kept.each(done, send)
-	case marked:
-		err = walkAhead(t, done, send)
-	default:
-		err = t.walk(done, send)
-	}
-	if err != nil {
+	if err := each(done, send); err != nil {
 		return err
 	}
 	return tw.Close()
@@ -356,49 +357,73 @@ func sendEntries(t tree, kept *keptList, omit map[string]int64, marked bool, w i
 
 var errGone = errors.New("the plugin is gone")
 
-// walkAhead is t.walk with fn on this goroutine and the walk on another,
-// a few thousand entries ahead: the walk's stats go on while fn reads
-// and sends files. On one goroutine, a large volume's walk and send took
-// their sum.
-func walkAhead(t tree, done <-chan struct{}, fn walkFunc) error {
-	const batch = 256
-	batches := make(chan []walked, 16)
-	stop := make(chan struct{})
-	var werr error
+// aheadWalk is a walk on a goroutine of its own, up to its bound of
+// entries ahead of its reader: the walk's stats go on while the reader
+// reads and sends files (on one goroutine, a large volume's walk and
+// send took their sum), and while the plugin's list is still to come.
+type aheadWalk struct {
+	batches chan []walked
+	stop    chan struct{}
+	once    sync.Once
+	err     error // the walk's, once batches is closed
+}
+
+// walkBatch is how many entries go to the reader at a time.
+const walkBatch = 256
+
+// listWait bounds the entries walked before the plugin's list comes:
+// 64 Ki entries, some 16 MiB (a second or so of a large volume's walk,
+// what the plugin takes to read a large earlier backup).
+const listWait = 64 << 10
+
+// startWalk starts t's walk, up to ahead entries ahead of each.
+func startWalk(t tree, done <-chan struct{}, ahead int) *aheadWalk {
+	w := &aheadWalk{batches: make(chan []walked, max(ahead/walkBatch, 1)), stop: make(chan struct{})}
 	go func() {
-		defer close(batches)
-		b := make([]walked, 0, batch)
-		werr = t.walk(done, func(rel string, info fs.FileInfo, link string) error {
+		defer close(w.batches)
+		b := make([]walked, 0, walkBatch)
+		w.err = t.walk(done, func(rel string, info fs.FileInfo, link string) error {
 			b = append(b, walked{rel: rel, link: link, info: info})
-			if len(b) < batch {
+			if len(b) < walkBatch {
 				return nil
 			}
 			select {
-			case batches <- b:
-			case <-stop:
+			case w.batches <- b:
+			case <-w.stop:
 				return errGone
 			}
-			b = make([]walked, 0, batch)
+			b = make([]walked, 0, walkBatch)
 			return nil
 		})
-		if werr == nil && len(b) > 0 {
+		if w.err == nil && len(b) > 0 {
 			select {
-			case batches <- b:
-			case <-stop:
+			case w.batches <- b:
+			case <-w.stop:
 			}
 		}
 	}()
-	for b := range batches {
-		for _, w := range b {
-			if err := fn(w.rel, w.info, w.link); err != nil {
-				close(stop)
-				for range batches {
-				}
+	return w
+}
+
+// each hands fn every entry of the walk, in its order (done is the
+// walk's own, given to startWalk).
+func (w *aheadWalk) each(_ <-chan struct{}, fn walkFunc) error {
+	for b := range w.batches {
+		for _, e := range b {
+			if err := fn(e.rel, e.info, e.link); err != nil {
+				w.abort()
 				return err
 			}
 		}
 	}
-	return werr
+	return w.err
+}
+
+// abort stops the walk and waits for its goroutine to end.
+func (w *aheadWalk) abort() {
+	w.once.Do(func() { close(w.stop) })
+	for range w.batches {
+	}
 }
 
 // planner is a tree that reads faster when told what a send will read:

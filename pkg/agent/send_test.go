@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -444,4 +445,38 @@ func TestSendIsOfTheListing(t *testing.T) {
 	assert.NilError(t, <-done)
 	assert.Assert(t, n > 10)
 	inW.Close()
+}
+
+// A walk ahead of its reader gives the walk's entries in its order,
+// whatever its bound, and stops when its reader does.
+func TestAheadWalk(t *testing.T) {
+	dir, _ := sendVolume(t, 600)
+	var want []string
+	assert.NilError(t, walk(dir, nil, func(rel string, _ fs.FileInfo, _ string) error {
+		want = append(want, rel)
+		return nil
+	}))
+	assert.Assert(t, len(want) > 2*walkBatch)
+	for _, ahead := range []int{1, walkBatch, 1 << 20} {
+		w := startWalk(dirTree(dir), nil, ahead)
+		time.Sleep(10 * time.Millisecond) // let it walk ahead
+		var got []string
+		assert.NilError(t, w.each(nil, func(rel string, _ fs.FileInfo, _ string) error {
+			got = append(got, rel)
+			return nil
+		}))
+		w.abort()
+		assert.DeepEqual(t, got, want)
+	}
+	w := startWalk(dirTree(dir), nil, 1)
+	stopped := errors.New("stopped")
+	n := 0
+	err := w.each(nil, func(string, fs.FileInfo, string) error {
+		if n++; n == 300 {
+			return stopped
+		}
+		return nil
+	})
+	assert.Equal(t, err, stopped)
+	w.abort() // again: nothing waits
 }
