@@ -87,6 +87,14 @@ const maxOmitLine = 32 + 4096
 
 // Send runs the protocol above on dir.
 func Send(dir string, stdin io.Reader, stdout io.Writer, idle time.Duration) error {
+	if err := isDir(dir); err != nil {
+		return err
+	}
+	return send(dirTree(dir), stdin, stdout, idle)
+}
+
+// isDir says why dir is not a directory to send, if it is not.
+func isDir(dir string) error {
 	st, err := os.Lstat(dir)
 	if err != nil {
 		return err
@@ -94,7 +102,7 @@ func Send(dir string, stdin io.Reader, stdout io.Writer, idle time.Duration) err
 	if !st.IsDir() {
 		return fmt.Errorf("%s is not a directory (%s)", dir, st.Mode().Type())
 	}
-	return send(dirTree(dir), stdin, stdout, idle)
+	return nil
 }
 
 // send runs the protocol above on t.
@@ -102,15 +110,7 @@ func send(t tree, stdin io.Reader, stdout io.Writer, idle time.Duration) error {
 	// Stdin is read from the start, so that the plugin's keepalives count
 	// while a large volume is listed.
 	in, lease := tunnel.Watch(stdin, idle)
-	pl := &planned{ready: make(chan struct{})}
-	go func() {
-		br := bufio.NewReaderSize(in, 64<<10)
-		pl.omit, pl.err = ReadOmit(br)
-		close(pl.ready)
-		if pl.err == nil {
-			io.Copy(io.Discard, br)
-		}
-	}()
+	pl := readPlan(in)
 	if p, ok := t.(planner); ok {
 		p.expect(pl)
 		defer p.done()
@@ -131,17 +131,8 @@ func send(t tree, stdin io.Reader, stdout io.Writer, idle time.Duration) error {
 	if err := out.Flush(); err != nil {
 		return err
 	}
-	select {
-	case <-pl.ready:
-	case <-lease.Done():
-		select {
-		case <-pl.ready: // the stream ended with, or inside, the list
-		case <-time.After(time.Second):
-			return fmt.Errorf("waiting for the files to leave out: %s, taking it for gone", lease.Why())
-		}
-	}
-	if pl.err != nil {
-		return fmt.Errorf("reading the files to leave out: %w", pl.err)
+	if err := pl.wait(lease); err != nil {
+		return err
 	}
 	if err := sendFrom(t, kept, pl.omit, out, lease.Done()); err != nil {
 		if why := lease.Why(); why != "" {
@@ -154,12 +145,8 @@ func send(t tree, stdin io.Reader, stdout io.Writer, idle time.Duration) error {
 
 // SendUnlisted runs the protocol above with --no-listing on dir.
 func SendUnlisted(dir string, stdin io.Reader, stdout io.Writer, idle time.Duration) error {
-	st, err := os.Lstat(dir)
-	if err != nil {
+	if err := isDir(dir); err != nil {
 		return err
-	}
-	if !st.IsDir() {
-		return fmt.Errorf("%s is not a directory (%s)", dir, st.Mode().Type())
 	}
 	return sendUnlisted(dirTree(dir), stdin, stdout, idle)
 }
@@ -171,34 +158,12 @@ func sendUnlisted(t tree, stdin io.Reader, stdout io.Writer, idle time.Duration)
 	// backups for the list: up to listWait entries are walked ahead.
 	w := startWalk(t, lease.Done(), listWait)
 	defer w.abort()
-	br := bufio.NewReaderSize(in, 64<<10)
-	type list struct {
-		omit map[string]int64
-		err  error
-	}
-	read := make(chan list, 1)
-	go func() {
-		omit, err := ReadOmit(br)
-		read <- list{omit, err}
-		if err == nil {
-			io.Copy(io.Discard, br)
-		}
-	}()
-	var l list
-	select {
-	case l = <-read:
-	case <-lease.Done():
-		select {
-		case l = <-read: // the stream ended with, or inside, the list
-		case <-time.After(time.Second):
-			return fmt.Errorf("waiting for the files to leave out: %s, taking it for gone", lease.Why())
-		}
-	}
-	if l.err != nil {
-		return fmt.Errorf("reading the files to leave out: %w", l.err)
+	pl := readPlan(in)
+	if err := pl.wait(lease); err != nil {
+		return err
 	}
 	out := bufio.NewWriterSize(stdout, 256<<10)
-	if err := sendEntries(t, w.each, l.omit, true, out, lease.Done()); err != nil {
+	if err := sendEntries(t, w.each, pl.omit, true, out, lease.Done()); err != nil {
 		if why := lease.Why(); why != "" {
 			return fmt.Errorf("%w: %s, taking it for gone", err, why)
 		}
@@ -441,6 +406,39 @@ type planned struct {
 	ready chan struct{}
 	omit  map[string]int64
 	err   error
+}
+
+// readPlan reads the plugin's list from in on a goroutine of its own,
+// then the rest of in (the lease's keepalives).
+func readPlan(in io.Reader) *planned {
+	pl := &planned{ready: make(chan struct{})}
+	go func() {
+		br := bufio.NewReaderSize(in, 64<<10)
+		pl.omit, pl.err = ReadOmit(br)
+		close(pl.ready)
+		if pl.err == nil {
+			io.Copy(io.Discard, br)
+		}
+	}()
+	return pl
+}
+
+// wait waits for the list, or for the lease's end (with a second more
+// for a stream that ended with, or inside, the list).
+func (p *planned) wait(lease *tunnel.Watcher) error {
+	select {
+	case <-p.ready:
+	case <-lease.Done():
+		select {
+		case <-p.ready:
+		case <-time.After(time.Second):
+			return fmt.Errorf("waiting for the files to leave out: %s, taking it for gone", lease.Why())
+		}
+	}
+	if p.err != nil {
+		return fmt.Errorf("reading the files to leave out: %w", p.err)
+	}
+	return nil
 }
 
 // known is the list, if it is read; never for a nil planned.
