@@ -60,7 +60,7 @@ func (m *measure) end() {
 // with neither says what the agent left. held is told exactly once.
 func (m *measure) read(helper string, attach io.Reader, held chan<- error) {
 	said := false
-	notHeld := func(err error) {
+	tellHeld := func(err error) {
 		if !said {
 			said = true
 			held <- err
@@ -72,12 +72,11 @@ func (m *measure) read(helper string, attach io.Reader, held chan<- error) {
 		if !said {
 			if line != agent.LeaseHeld {
 				err := fmt.Errorf("the agent in helper %s printed %q, not that it holds the lease (is --agent-binary a docker-dtr of this version?)", helper, line)
-				notHeld(err)
+				tellHeld(err)
 				m.tell(agent.Usage{}, err)
 				return false
 			}
-			said = true
-			held <- nil
+			tellHeld(nil)
 			return m != nil
 		}
 		var u agent.Usage
@@ -97,7 +96,7 @@ func (m *measure) read(helper string, attach io.Reader, held chan<- error) {
 	if why == "" {
 		why = "it printed nothing"
 	}
-	notHeld(fmt.Errorf("the agent in helper %s ended before it held the lease: %s", helper, why))
+	tellHeld(fmt.Errorf("the agent in helper %s ended before it held the lease: %s", helper, why))
 	m.tell(agent.Usage{}, fmt.Errorf("the agent in helper %s ended before it measured the volume: %s", helper, why))
 }
 

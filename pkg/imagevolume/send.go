@@ -158,22 +158,6 @@ func (v *Volume) ReadSelected(ctx context.Context, api API, c Chooser, fn func(i
 		}
 		return nil
 	}
-	if unlisted {
-		// No listing: the list goes first (once the bases are read, while
-		// the helper started), and the agent sends as it walks.
-		omit, err := c.Omit()
-		if err != nil {
-			return err
-		}
-		if err := sendOmit(omit); err != nil {
-			return err
-		}
-		if err := fn(br); err != nil {
-			return failed(err)
-		}
-		awaitExit()
-		return nil
-	}
 	// Leaving nothing out is said at once: a bucket's agent then reads
 	// objects while it still lists the rest.
 	whole := false
@@ -183,8 +167,13 @@ func (v *Volume) ReadSelected(ctx context.Context, api API, c Chooser, fn func(i
 			return err
 		}
 	}
-	if err := readListing(br, c.Add); err != nil {
-		return failed(fmt.Errorf("reading %s: the agent's listing: %w", v.Where(), err))
+	// Unlisted, there is no listing: the list goes first (once the bases
+	// are read, while the helper started), and the agent sends as it
+	// walks.
+	if !unlisted {
+		if err := readListing(br, c.Add); err != nil {
+			return failed(fmt.Errorf("reading %s: the agent's listing: %w", v.Where(), err))
+		}
 	}
 	omit, err := c.Omit()
 	if err != nil {
