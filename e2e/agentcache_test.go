@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -26,7 +27,8 @@ import (
 // a proxy: the 30 MB binary goes up); the second runs the agent from it and
 // sends the engine almost nothing; a run killed with SIGKILL while it fills
 // leaves a volume without its marker, which the next run fills again and
-// works; a cache volume of another agent (an older plugin) goes on a miss.
+// works; on a miss the cache volumes of other agents (older plugins) go,
+// but the newest of them.
 func TestAgentCache(t *testing.T) {
 	cfg := dockerConfig(t)
 	c := dtrfixture.Start(t, dtrfixture.Options{Replicas: 1})
@@ -62,12 +64,18 @@ func TestAgentCache(t *testing.T) {
 	// sweep removes those left, this test its own.
 	removeCaches()
 	t.Cleanup(removeCaches)
-	// An older plugin's, on this architecture, unused: goes on a miss.
-	old := "docker-dtr-agent-0000000000000000"
-	_, err = c.Client.VolumeCreate(ctx, volume.CreateOptions{Name: old, Labels: map[string]string{
-		agentbin.LabelDigest: "0000000000000000000000000000000000000000000000000000000000000000", agentbin.LabelArch: runtime.GOARCH,
-	}})
-	assert.NilError(t, err)
+	// Two older plugins', on this architecture, unused: on a miss the
+	// older goes, the newer stays (two plugins used in turn keep theirs).
+	old, newer := "docker-dtr-agent-0000000000000000", "docker-dtr-agent-1111111111111111"
+	for i, v := range []string{old, newer} {
+		if i > 0 {
+			time.Sleep(1100 * time.Millisecond) // the engine's times are in seconds
+		}
+		_, err = c.Client.VolumeCreate(ctx, volume.CreateOptions{Name: v, Labels: map[string]string{
+			agentbin.LabelDigest: strings.Repeat(v[len(v)-1:], 64), agentbin.LabelArch: runtime.GOARCH,
+		}})
+		assert.NilError(t, err)
+	}
 
 	dir := t.TempDir()
 	backup := func(t *testing.T, p *engineProxy) result {
@@ -88,7 +96,9 @@ func TestAgentCache(t *testing.T) {
 		got := caches()
 		assert.DeepEqual(t, got[name], map[string]string{agentbin.LabelDigest: digest, agentbin.LabelArch: runtime.GOARCH})
 		_, kept := got[old]
-		assert.Assert(t, !kept, "the older agent's cache volume is removed on a miss: %v", got)
+		assert.Assert(t, !kept, "the oldest other agent's cache volume is removed on a miss: %v", got)
+		_, kept = got[newer]
+		assert.Assert(t, kept, "the newest other agent's cache volume is kept: %v", got)
 
 		p = newEngineProxy(t)
 		res = backup(t, p)

@@ -254,17 +254,44 @@ func fillName(digest, node string) string {
 
 // RemoveOld removes the cache volumes of other agents for arch (older
 // plugins), as far as it can: the engine refuses those in use, which go
-// another time. Through UCP it lists, and removes, every node's.
+// another time. The newest of them is kept: two plugins used in turn on
+// one cluster (two operators' versions, or a benchmark's two builds)
+// would otherwise remove each other's on every run, and every run would
+// copy its agent in again. Through UCP it lists, and removes, every
+// node's.
 func RemoveOld(ctx context.Context, api client.APIClient, digest, arch string) {
 	list, err := api.VolumeList(ctx, volume.ListOptions{Filters: filters.NewArgs(filters.Arg("label", LabelDigest))})
 	if err != nil {
 		return
 	}
-	for _, v := range list.Volumes {
-		if v.Labels[LabelDigest] != digest && v.Labels[LabelArch] == arch {
-			api.VolumeRemove(ctx, v.Name, false)
+	for _, name := range oldCaches(list.Volumes, digest, arch) {
+		api.VolumeRemove(ctx, name, false)
+	}
+}
+
+// oldCaches are the cache volumes RemoveOld removes: those of other
+// agents for arch, but the newest (by creation time; through UCP, the
+// newest on each node, which names its volumes "node/name").
+func oldCaches(vols []*volume.Volume, digest, arch string) []string {
+	newest := map[string]*volume.Volume{} // by node
+	var others []*volume.Volume
+	for _, v := range vols {
+		if v.Labels[LabelDigest] == digest || v.Labels[LabelArch] != arch {
+			continue
+		}
+		others = append(others, v)
+		node := nodeOf(v.Name)
+		if n := newest[node]; n == nil || created(v).After(created(n)) {
+			newest[node] = v
 		}
 	}
+	var old []string
+	for _, v := range others {
+		if newest[nodeOf(v.Name)] != v {
+			old = append(old, v.Name)
+		}
+	}
+	return old
 }
 
 // remove deletes a container this package made, after Ctrl-C too.
@@ -272,4 +299,20 @@ func remove(api client.APIClient, id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	helpercontainer.Remove(ctx, api, id)
+}
+
+// created is when the engine made the volume (zero if it does not say).
+func created(v *volume.Volume) time.Time {
+	t, _ := time.Parse(time.RFC3339Nano, v.CreatedAt)
+	return t
+}
+
+// nodeOf is the node a volume's name gives through UCP ("node/name"), or
+// "" on a plain engine.
+func nodeOf(name string) string {
+	node, _, found := strings.Cut(name, "/")
+	if !found {
+		return ""
+	}
+	return node
 }
