@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
+
+	"github.com/docker-dtr/docker-dtr/pkg/jsonl"
 )
 
 // A listing line is a ListEntry as encoding/json writes it. A registry's
@@ -14,7 +16,7 @@ import (
 
 // AppendListEntry appends e's line, its newline included.
 func AppendListEntry(b []byte, e ListEntry) []byte {
-	if e.Storage != nil || !plainJSON(e.Name) || !plainJSON(e.Type) {
+	if e.Storage != nil || !jsonl.Plain(e.Name) || !jsonl.Plain(e.Type) {
 		line, err := json.Marshal(e)
 		if err != nil {
 			panic(err) // a ListEntry always encodes
@@ -35,17 +37,6 @@ func AppendListEntry(b []byte, e ListEntry) []byte {
 		}
 	}
 	return append(b, "}\n"...)
-}
-
-// plainJSON says encoding/json writes s as it is between its quotes:
-// printable ASCII, none of the characters it escapes.
-func plainJSON(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			return false
-		}
-	}
-	return true
 }
 
 // ParseListEntry reads a line of the listing, its newline included or
@@ -96,7 +87,7 @@ func parsePlain(line []byte) (ListEntry, bool) {
 }
 
 // plainString reads a string's characters up to its closing quote, if
-// they are all plainJSON's.
+// they are all jsonl.Plain.
 func plainString(b []byte) (s, rest []byte, ok bool) {
 	for i, c := range b {
 		if c == '"' {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/pkg/dtrstorage"
 	"github.com/docker-dtr/docker-dtr/pkg/tunnel"
+	"github.com/docker-dtr/docker-dtr/pkg/ustar"
 )
 
 // The send protocol, between the plugin and "agent --send /storage" over
@@ -263,7 +264,7 @@ func sendEntries(t tree, each func(<-chan struct{}, walkFunc) error, omit map[st
 		p.plan(omit)
 		defer p.done()
 	}
-	tw := tar.NewWriter(w)
+	tw := ustar.NewWriter(w)
 	buf := make([]byte, 256<<10)
 	top := t.top()
 	send := func(rel string, info fs.FileInfo, link string) error {

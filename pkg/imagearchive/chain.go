@@ -13,6 +13,7 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/pkg/crypt"
 	"github.com/docker-dtr/docker-dtr/pkg/jsonl"
+	"github.com/docker-dtr/docker-dtr/pkg/ustar"
 )
 
 // Base is an earlier image backup that an incremental one is written
@@ -415,7 +416,7 @@ func ChainContent(f *os.File, rep *Report, bases []*Base, files []*os.File, w io
 // blobs writes to tw the bytes of every blob the incremental backup of
 // rep lists but does not hold, read from the base that holds them (each
 // read once, in order), and returns how many it wrote.
-func (c *Chain) blobs(rep *Report, links linkSet, tw *tar.Writer) (int, error) {
+func (c *Chain) blobs(rep *Report, links linkSet, tw *ustar.Writer) (int, error) {
 	found := 0
 	for i, b := range c.Bases {
 		want := rep.Omitted[b.ManifestSHA256]
@@ -441,7 +442,7 @@ func (c *Chain) blobs(rep *Report, links linkSet, tw *tar.Writer) (int, error) {
 // blobsFrom copies the wanted blobs out of one base, under the names the
 // incremental backup gives them, and returns how many it copied. Each is
 // checked against its digest as it is copied.
-func blobsFrom(open Source, b *Base, want map[string]Entry, links linkSet, tw *tar.Writer) (int, error) {
+func blobsFrom(open Source, b *Base, want map[string]Entry, links linkSet, tw *ustar.Writer) (int, error) {
 	p, err := startPass(open, false)
 	if err != nil {
 		return 0, err
@@ -538,7 +539,7 @@ func CheckChain(rep *Report, dir string, decrypt Decrypter) error {
 
 // Content is ChainContent of f, an incremental backup, with these bases.
 func (c *Chain) Content(f *os.File, rep *Report, w io.Writer) error {
-	tw := tar.NewWriter(w)
+	tw := ustar.NewWriter(w)
 	links, err := content(f, rep.ContentDir, tw)
 	if err != nil {
 		return err

@@ -9,12 +9,16 @@ import (
 	"archive/tar"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"path"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/docker-dtr/docker-dtr/pkg/jsonl"
 )
 
 const (
@@ -109,6 +113,31 @@ type Entry struct {
 	// In, for a blob an incremental backup lists but does not hold, is
 	// the manifest hash of the earlier backup (of DependsOn) that holds it.
 	In string `json:"in,omitempty"`
+}
+
+// appendLine appends e's manifest line as json.Marshal writes it,
+// without the newline: by hand where every string is plain (a registry's
+// 220,000 lines cost encoding/json's reflection a second of CPU).
+func (e *Entry) appendLine(b []byte) []byte {
+	if !jsonl.Plain(e.Name) || !jsonl.Plain(e.Type) || !jsonl.Plain(e.SHA256) || !jsonl.Plain(e.Link) || !jsonl.Plain(e.In) {
+		line, err := json.Marshal(e)
+		if err != nil {
+			panic(err) // an Entry always encodes
+		}
+		return append(b, line...)
+	}
+	b = append(append(append(b, `{"name":"`...), e.Name...), `","type":"`...)
+	b = append(append(b, e.Type...), `","mode":`...)
+	b = strconv.AppendInt(b, e.Mode, 10)
+	if e.Size != 0 {
+		b = strconv.AppendInt(append(b, `,"size":`...), e.Size, 10)
+	}
+	for _, f := range [3][2]string{{`,"sha256":"`, e.SHA256}, {`,"link":"`, e.Link}, {`,"in":"`, e.In}} {
+		if f[1] != "" {
+			b = append(append(append(b, f[0]...), f[1]...), '"')
+		}
+	}
+	return append(b, '}')
 }
 
 const (

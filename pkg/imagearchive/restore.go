@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/docker-dtr/docker-dtr/pkg/jsonl"
+	"github.com/docker-dtr/docker-dtr/pkg/ustar"
 )
 
 // Content writes the archive's content to w as a tar whose names are
@@ -17,7 +18,7 @@ import (
 // Every name and link is checked again on the way: nothing may land outside
 // the volume, whatever the archive says.
 func Content(f *os.File, contentDir string, w io.Writer) error {
-	tw := tar.NewWriter(w)
+	tw := ustar.NewWriter(w)
 	if _, err := content(f, contentDir, tw); err != nil {
 		return err
 	}
@@ -26,7 +27,7 @@ func Content(f *os.File, contentDir string, w io.Writer) error {
 
 // content writes the archive's content to tw, and returns the symlinks it
 // met.
-func content(f *os.File, contentDir string, tw *tar.Writer) (linkSet, error) {
+func content(f *os.File, contentDir string, tw *ustar.Writer) (linkSet, error) {
 	if !validContentDir(contentDir) {
 		return nil, fmt.Errorf("invalid content directory %q", contentDir)
 	}

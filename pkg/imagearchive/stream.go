@@ -15,6 +15,7 @@ import (
 
 	"github.com/docker-dtr/docker-dtr/pkg/archive"
 	"github.com/docker-dtr/docker-dtr/pkg/jsonl"
+	"github.com/docker-dtr/docker-dtr/pkg/ustar"
 )
 
 // Source starts a pass over an archive from its start: a plain file read
@@ -323,7 +324,7 @@ func ContentStream(open Source, rep *Report, chain *Chain, w io.Writer) (*Check,
 	changed := func(entry, format string, args ...any) error {
 		return fmt.Errorf("%w: %s: %s; refusing what was written of it", ErrChanged, entry, fmt.Sprintf(format, args...))
 	}
-	tw := tar.NewWriter(w)
+	tw := ustar.NewWriter(w)
 	c := &Check{Missing: []string{}, Differ: []string{}}
 	links := linkSet{}
 	buf := make([]byte, streamBufferSize)

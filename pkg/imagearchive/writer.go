@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/docker-dtr/docker-dtr/pkg/jsonl"
+	"github.com/docker-dtr/docker-dtr/pkg/ustar"
 )
 
 // Info describes the backup being written.
@@ -58,7 +59,7 @@ func Write(w io.Writer, src io.Reader, info Info, progress func(Totals)) (*Manif
 	// 256 KiB, not more: 1 MiB writes cost the kernel 2-3x the system
 	// time of 256 KiB ones here (docs/benchmarks.md, section 4).
 	out := bufio.NewWriterSize(w, writeBuffer)
-	tw := tar.NewWriter(out)
+	tw := ustar.NewWriter(out)
 	m := &Manifest{
 		Format: FormatName, FormatVersion: FormatVersion, Tool: info.Tool,
 		DTRVersion: info.DTRVersion, ReplicaID: info.ReplicaID, Node: info.Node,
@@ -73,6 +74,7 @@ func Write(w io.Writer, src io.Reader, info Info, progress func(Totals)) (*Manif
 	held := map[string]int64{} // for the index: the blobs written, good ones
 	var nextReport int64
 	var readErr error
+	var line []byte // an entry's manifest line
 	// omitted lists a blob sent without its data, or left out, as the
 	// base's: trusted by its content address, since the base's manifest,
 	// verified with it, lists these bytes under this digest.
@@ -85,7 +87,9 @@ func Write(w io.Writer, src io.Reader, info Info, progress func(Totals)) (*Manif
 		used[b] = true
 		m.OmittedBlobs++
 		m.OmittedBytes += size
-		return spool.Add(Entry{Name: rel, Mode: mode, Type: TypeFile, Size: size, SHA256: digest, In: b.ManifestSHA256})
+		e := Entry{Name: rel, Mode: mode, Type: TypeFile, Size: size, SHA256: digest, In: b.ManifestSHA256}
+		line = e.appendLine(line[:0])
+		return spool.AddLine(line)
 	}
 	var left []LeftOut
 	if info.Elided && info.LeftOut != nil {
@@ -201,7 +205,8 @@ func Write(w io.Writer, src io.Reader, info Info, progress func(Totals)) (*Manif
 		default:
 			return nil, fmt.Errorf("the volume holds %s, of a kind a registry does not write (tar type %q)", rel, hdr.Typeflag)
 		}
-		if err := spool.Add(e); err != nil {
+		line = e.appendLine(line[:0])
+		if err := spool.AddLine(line); err != nil {
 			return nil, err
 		}
 		if progress != nil && m.Bytes >= nextReport {

@@ -53,24 +53,49 @@ func (s *Spool) Add(entry any) error {
 	if err != nil {
 		return err
 	}
+	return s.AddLine(line)
+}
+
+// AddLine appends one entry line that the caller encoded (as
+// encoding/json would), without its newline.
+func (s *Spool) AddLine(line []byte) error {
 	s.n++
 	s.w.Write(line)
 	return s.w.WriteByte('\n')
 }
 
+// Plain says encoding/json writes s as it is between its quotes:
+// printable ASCII, none of the characters it escapes. A line made by hand
+// of such strings is the line json.Marshal makes.
+func Plain(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
 // Len is the number of entries added.
 func (s *Spool) Len() int64 { return s.n }
 
+// TarWriter is the part of a tar writer (archive/tar's, or pkg/ustar's)
+// that writes an entry.
+type TarWriter interface {
+	WriteHeader(*tar.Header) error
+	io.Writer
+}
+
 // WriteEntry writes the manifest, header first, as one tar entry described
 // by hdr (its size is filled in).
-func (s *Spool) WriteEntry(tw *tar.Writer, hdr *tar.Header, header any) error {
+func (s *Spool) WriteEntry(tw TarWriter, hdr *tar.Header, header any) error {
 	_, err := s.WriteEntrySum(tw, hdr, header)
 	return err
 }
 
 // WriteEntrySum is WriteEntry that also returns the SHA-256 (hex) of the
 // entry's content as written, trailer included: what names the archive.
-func (s *Spool) WriteEntrySum(tw *tar.Writer, hdr *tar.Header, header any) (string, error) {
+func (s *Spool) WriteEntrySum(tw TarWriter, hdr *tar.Header, header any) (string, error) {
 	if err := s.w.Flush(); err != nil {
 		return "", fmt.Errorf("writing manifest spool: %w", err)
 	}
