@@ -74,7 +74,12 @@ func Write(w io.Writer, src io.Reader, info Info, progress func(Totals)) (*Manif
 	held := map[string]int64{} // for the index: the blobs written, good ones
 	var nextReport int64
 	var readErr error
-	var line []byte // an entry's manifest line
+	var line []byte
+	// addLine spools an entry's manifest line, through one buffer.
+	addLine := func(e *Entry) error {
+		line = e.appendLine(line[:0])
+		return spool.AddLine(line)
+	}
 	// omitted lists a blob sent without its data, or left out, as the
 	// base's: trusted by its content address, since the base's manifest,
 	// verified with it, lists these bytes under this digest.
@@ -87,9 +92,7 @@ func Write(w io.Writer, src io.Reader, info Info, progress func(Totals)) (*Manif
 		used[b] = true
 		m.OmittedBlobs++
 		m.OmittedBytes += size
-		e := Entry{Name: rel, Mode: mode, Type: TypeFile, Size: size, SHA256: digest, In: b.ManifestSHA256}
-		line = e.appendLine(line[:0])
-		return spool.AddLine(line)
+		return addLine(&Entry{Name: rel, Mode: mode, Type: TypeFile, Size: size, SHA256: digest, In: b.ManifestSHA256})
 	}
 	var left []LeftOut
 	if info.Elided && info.LeftOut != nil {
@@ -205,8 +208,7 @@ func Write(w io.Writer, src io.Reader, info Info, progress func(Totals)) (*Manif
 		default:
 			return nil, fmt.Errorf("the volume holds %s, of a kind a registry does not write (tar type %q)", rel, hdr.Typeflag)
 		}
-		line = e.appendLine(line[:0])
-		if err := spool.AddLine(line); err != nil {
+		if err := addLine(&e); err != nil {
 			return nil, err
 		}
 		if progress != nil && m.Bytes >= nextReport {

@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"io"
 	"strings"
 	"time"
@@ -70,7 +69,7 @@ func (tr *Reader) next() (*tar.Header, error) {
 	}
 	if hdr, ok := decode(&tr.blk); ok {
 		tr.remaining = contentSize(hdr)
-		tr.pad = -tr.remaining & (blockSize - 1)
+		tr.pad = padding(tr.remaining)
 		return hdr, nil
 	}
 	// archive/tar reads this entry, from its first block on.
@@ -85,7 +84,7 @@ func (tr *Reader) next() (*tar.Header, error) {
 		return hdr, nil
 	}
 	tr.slowNow = true
-	tr.pad = -contentSize(hdr) & (blockSize - 1)
+	tr.pad = padding(contentSize(hdr))
 	return hdr, nil
 }
 
@@ -156,8 +155,6 @@ func tryReadFull(r io.Reader, b []byte) (n int, err error) {
 	return n, err
 }
 
-var errNotPlain = errors.New("not a plain USTAR header")
-
 // decode reads blk as archive/tar would read a plain USTAR header (a
 // good checksum, the ustar magic, ASCII, numbers in octal each ending in
 // NUL, an ordinary or a vendor's type), and says whether it was one.
@@ -172,8 +169,8 @@ func decode(blk *[blockSize]byte) (*tar.Header, bool) {
 	if or&0x8080808080808080 != 0 {
 		return nil, false // not ASCII: archive/tar says FormatUnknown
 	}
-	sum, err := octal(blk[sumOff : sumOff+8])
-	if err != nil || sum != byteSum(blk)-byteSumOf(blk[sumOff:sumOff+8])+8*' ' {
+	sum, ok := octal(blk[sumOff : sumOff+8])
+	if !ok || sum != byteSum(blk)-byteSumOf(blk[sumOff:sumOff+8])+8*' ' {
 		return nil, false
 	}
 	flag := blk[flagOff]
@@ -190,7 +187,7 @@ func decode(blk *[blockSize]byte) (*tar.Header, bool) {
 		if b[len(b)-1] != 0 {
 			return nil, false // archive/tar says FormatUnknown
 		}
-		if nums[i], err = octal(b); err != nil {
+		if nums[i], ok = octal(b); !ok {
 			return nil, false
 		}
 	}
@@ -232,11 +229,11 @@ func byteSumOf(b []byte) int64 {
 
 // octal is archive/tar's parseOctal (spaces and NULs trimmed at both
 // ends, then up to the first NUL, in base 8), for the fields of a header
-// block, which are too short to overflow.
-func octal(b []byte) (int64, error) {
+// block, which are too short to overflow; false where archive/tar fails.
+func octal(b []byte) (int64, bool) {
 	b = bytes.Trim(b, " \x00")
 	if len(b) == 0 {
-		return 0, nil
+		return 0, true
 	}
 	if i := bytes.IndexByte(b, 0); i >= 0 {
 		b = b[:i]
@@ -244,11 +241,11 @@ func octal(b []byte) (int64, error) {
 	var x int64
 	for _, c := range b {
 		if c < '0' || c > '7' {
-			return 0, errNotPlain
+			return 0, false
 		}
 		x = x<<3 | int64(c-'0')
 	}
-	return x, nil
+	return x, true
 }
 
 // cString is archive/tar's parseString: up to the first NUL.

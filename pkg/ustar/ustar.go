@@ -70,7 +70,7 @@ func (tw *Writer) WriteHeader(h *tar.Header) error {
 		return tw.err
 	}
 	tw.remaining = contentSize(h)
-	tw.pad = -tw.remaining & (blockSize - 1)
+	tw.pad = padding(tw.remaining)
 	return nil
 }
 
@@ -115,6 +115,9 @@ func (tw *Writer) Close() error {
 	tw.err = tar.ErrWriteAfterClose
 	return err
 }
+
+// padding is what fills an entry's n bytes of content to a whole block.
+func padding(n int64) int64 { return -n & (blockSize - 1) }
 
 // contentSize is how many bytes of content follow h's header.
 func contentSize(h *tar.Header) int64 {
