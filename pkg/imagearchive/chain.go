@@ -124,8 +124,8 @@ func baseOf(rep *Report, mr *jsonl.Reader, m *Manifest, path string) (*Base, err
 			continue
 		}
 		var e Entry
-		if err := jsonl.StrictUnmarshal(line, &e); err != nil {
-			return nil, fmt.Errorf("reading its manifest: manifest entry: %w", err)
+		if err := decodeEntry(line, &e); err != nil {
+			return nil, fmt.Errorf("reading its manifest: %w", err)
 		}
 		if e.Type != TypeFile || e.In != "" || corrupt[e.Name] {
 			continue

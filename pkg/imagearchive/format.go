@@ -7,6 +7,7 @@ package imagearchive
 
 import (
 	"archive/tar"
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -138,6 +139,96 @@ func (e *Entry) appendLine(b []byte) []byte {
 		}
 	}
 	return append(b, '}')
+}
+
+// nextEntry decodes the manifest's next entry line into e, or returns
+// io.EOF after a valid trailer, as mr.Next does. A line exactly as
+// appendLine writes it is decoded by hand: encoding/json took a tenth of
+// a verify's time on a registry's small files (BenchmarkVerifyStream).
+// Whatever is not such a line, down to its spacing, goes to mr's strict
+// decoding, so both accept and refuse the same lines alike.
+func nextEntry(mr *jsonl.Reader, e *Entry) error {
+	line, err := mr.NextLine()
+	if err != nil {
+		return err
+	}
+	return decodeEntry(line, e)
+}
+
+// decodeEntry is nextEntry's decoding of one line, newline included.
+func decodeEntry(line []byte, e *Entry) error {
+	if e.parseLine(bytes.TrimSuffix(line, []byte("\n"))) {
+		return nil
+	}
+	*e = Entry{}
+	if err := jsonl.StrictUnmarshal(line, e); err != nil {
+		return fmt.Errorf("manifest entry: %w", err)
+	}
+	return nil
+}
+
+// parseLine reads line as appendLine's form and says whether it was:
+// whatever it read is written again and must give line back, byte for
+// byte, so that a line it takes decodes as json.Unmarshal decodes it.
+func (e *Entry) parseLine(line []byte) bool {
+	*e = Entry{}
+	rest := line
+	str := func(key string) (string, bool) {
+		var ok bool
+		if rest, ok = bytes.CutPrefix(rest, []byte(key)); !ok {
+			return "", false
+		}
+		i := bytes.IndexByte(rest, '"')
+		if i < 0 {
+			return "", false
+		}
+		v := string(rest[:i])
+		rest = rest[i+1:]
+		return v, true
+	}
+	num := func(key string) (int64, bool) {
+		var ok bool
+		if rest, ok = bytes.CutPrefix(rest, []byte(key)); !ok {
+			return 0, false
+		}
+		i := bytes.IndexAny(rest, ",}")
+		if i < 0 {
+			return 0, false
+		}
+		n, err := strconv.ParseInt(string(rest[:i]), 10, 64)
+		rest = rest[i:]
+		return n, err == nil
+	}
+	var ok bool
+	if e.Name, ok = str(`{"name":"`); !ok {
+		return false
+	}
+	if e.Type, ok = str(`,"type":"`); !ok {
+		return false
+	}
+	if e.Mode, ok = num(`,"mode":`); !ok {
+		return false
+	}
+	if bytes.HasPrefix(rest, []byte(`,"size":`)) {
+		if e.Size, ok = num(`,"size":`); !ok {
+			return false
+		}
+	}
+	for _, f := range [...]struct {
+		key string
+		v   *string
+	}{{`,"sha256":"`, &e.SHA256}, {`,"link":"`, &e.Link}, {`,"in":"`, &e.In}} {
+		if bytes.HasPrefix(rest, []byte(f.key)) {
+			if *f.v, ok = str(f.key); !ok {
+				return false
+			}
+		}
+	}
+	if string(rest) != "}" {
+		return false
+	}
+	var buf [256]byte
+	return bytes.Equal(e.appendLine(buf[:0]), line)
 }
 
 const (

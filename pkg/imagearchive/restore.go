@@ -155,7 +155,7 @@ func checkVolume(mr *jsonl.Reader, volume io.Reader) (*Check, error) {
 func nextFile(mr *jsonl.Reader) (*Entry, error) {
 	for {
 		var e Entry
-		err := mr.Next(&e)
+		err := nextEntry(mr, &e)
 		if errors.Is(err, io.EOF) {
 			return nil, nil
 		}

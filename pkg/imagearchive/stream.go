@@ -47,7 +47,7 @@ const maxManifestSize = 1 << 30
 // tar's verdict on the bytes.
 type pass struct {
 	rc   io.ReadCloser
-	tr   *tar.Reader
+	tr   *ustar.Reader
 	br   *bufio.Reader
 	n    int64
 	sum  *asyncHash
@@ -114,7 +114,7 @@ func startPass(open Source, hashAll bool) (*pass, error) {
 		p.sum = newAsyncHash()
 	}
 	p.br = bufio.NewReaderSize(readerFunc(p.read), streamBufferSize)
-	p.tr = tar.NewReader(p.br)
+	p.tr = ustar.NewReader(p.br)
 	return p, nil
 }
 
@@ -430,7 +430,7 @@ func (p *pass) errOr(err error) error {
 func nextHeld(mr *jsonl.Reader) (Entry, error) {
 	for {
 		var e Entry
-		if err := mr.Next(&e); err != nil || e.In == "" {
+		if err := nextEntry(mr, &e); err != nil || e.In == "" {
 			return e, err
 		}
 	}

@@ -362,7 +362,7 @@ func (o *omissions) next(mr *jsonl.Reader, links linkSet) func() (Entry, error) 
 	return func() (Entry, error) {
 		for {
 			var e Entry
-			if err := mr.Next(&e); err != nil {
+			if err := nextEntry(mr, &e); err != nil {
 				return e, err
 			}
 			if e.In == "" {
