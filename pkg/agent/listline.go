@@ -58,14 +58,14 @@ func parsePlain(line []byte) (ListEntry, bool) {
 	if !ok {
 		return e, false
 	}
-	name, rest, ok := plainString(rest)
+	name, rest, ok := jsonl.CutString(rest)
 	if !ok {
 		return e, false
 	}
 	if rest, ok = bytes.CutPrefix(rest, []byte(`,"type":"`)); !ok {
 		return e, false
 	}
-	typ, rest, ok := plainString(rest)
+	typ, rest, ok := jsonl.CutString(rest)
 	if !ok {
 		return e, false
 	}
@@ -74,7 +74,7 @@ func parsePlain(line []byte) (ListEntry, bool) {
 		n   *int64
 	}{{`,"size":`, &e.Size}, {`,"mtime":`, &e.MTime}, {`,"mode":`, &e.Mode}} {
 		if after, found := bytes.CutPrefix(rest, []byte(f.key)); found {
-			if *f.n, rest, ok = plainInt(after); !ok || *f.n == 0 {
+			if *f.n, rest, ok = jsonl.CutInt(after); !ok || *f.n == 0 {
 				return e, false // a 0 is never written: not this writer's line
 			}
 		}
@@ -84,36 +84,4 @@ func parsePlain(line []byte) (ListEntry, bool) {
 	}
 	e.Name, e.Type = string(name), string(typ)
 	return e, true
-}
-
-// plainString reads a string's characters up to its closing quote, if
-// they are all jsonl.Plain.
-func plainString(b []byte) (s, rest []byte, ok bool) {
-	for i, c := range b {
-		if c == '"' {
-			return b[:i], b[i+1:], true
-		}
-		if c < 0x20 || c > 0x7e || c == '\\' || c == '<' || c == '>' || c == '&' {
-			return nil, nil, false
-		}
-	}
-	return nil, nil, false
-}
-
-// plainInt reads an integer as strconv.AppendInt writes it: an optional
-// minus and digits, with no leading zero.
-func plainInt(b []byte) (int64, []byte, bool) {
-	i := 0
-	if i < len(b) && b[i] == '-' {
-		i++
-	}
-	start := i
-	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-		i++
-	}
-	if i == start || (b[start] == '0' && i-start > 1) {
-		return 0, nil, false
-	}
-	n, err := strconv.ParseInt(string(b[:i]), 10, 64)
-	return n, b[i:], err == nil
 }

@@ -17,6 +17,7 @@ import (
 	"hash"
 	"io"
 	"os"
+	"strconv"
 
 	"github.com/docker-dtr/docker-dtr/pkg/anonfile"
 )
@@ -69,11 +70,49 @@ func (s *Spool) AddLine(line []byte) error {
 // of such strings is the line json.Marshal makes.
 func Plain(s string) bool {
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+		if !plainByte(s[i]) {
 			return false
 		}
 	}
 	return true
+}
+
+func plainByte(c byte) bool {
+	return c >= 0x20 && c <= 0x7e && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+}
+
+// CutString reads a string's characters, after its opening quote, up to
+// its closing quote, if they are all Plain's: as json.Unmarshal reads
+// them. A line written by hand of Plain strings is read back with it.
+func CutString(b []byte) (s, rest []byte, ok bool) {
+	for i, c := range b {
+		if c == '"' {
+			return b[:i], b[i+1:], true
+		}
+		if !plainByte(c) {
+			return nil, nil, false
+		}
+	}
+	return nil, nil, false
+}
+
+// CutInt reads an integer as strconv.AppendInt writes it, an optional
+// minus and digits with no leading zero: as json.Unmarshal reads it into
+// an int64.
+func CutInt(b []byte) (int64, []byte, bool) {
+	i := 0
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	start := i
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+		i++
+	}
+	if i == start || (b[start] == '0' && i-start > 1) {
+		return 0, nil, false
+	}
+	n, err := strconv.ParseInt(string(b[:i]), 10, 64)
+	return n, b[i:], err == nil
 }
 
 // Len is the number of entries added.
