@@ -17,6 +17,8 @@ import (
 	"github.com/docker-dtr/docker-dtr/internal/dtrfixture"
 	"github.com/docker-dtr/docker-dtr/pkg/backupfile"
 	"github.com/docker-dtr/docker-dtr/pkg/crypt"
+	"github.com/docker-dtr/docker-dtr/pkg/dtr"
+	"github.com/docker-dtr/docker-dtr/pkg/journal"
 	"github.com/docker-dtr/docker-dtr/pkg/nodejournal"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
@@ -235,6 +237,10 @@ func TestKilledImageRunsFinishedByNext(t *testing.T) {
 
 	putFile(t, rig.c, vol, "zz-after-the-backup", "added after the backup")
 	held := dtrfixture.VolumeFiles(t, rig.c.Client, vol)
+	// Another backup, given in the killed one's place to --resume.
+	other := filepath.Join(t.TempDir(), "other.tar")
+	res := docker(t, rig.cfg, nil, "dtr", "backup", "images", "-q", "-o", other)
+	assert.Equal(t, res.code, 0, res.stderr)
 
 	for _, flag := range []string{"--undo", "--resume"} {
 		t.Run("restore killed while writing, then "+flag, func(t *testing.T) {
@@ -252,6 +258,23 @@ func TestKilledImageRunsFinishedByNext(t *testing.T) {
 			assert.Equal(t, next.code, 1, next.stderr)
 			assert.Check(t, is.Contains(lastLine(next.stderr), "refusing to back up: an image restore of "+out+" into replica "+rig.rep.ID))
 
+			if flag == "--resume" {
+				// The journal names the backup by its verified manifest:
+				// another backup at the same path is refused, nothing
+				// started or written.
+				moved := out + ".moved"
+				assert.NilError(t, os.Rename(out, moved))
+				assert.NilError(t, os.Link(other, out))
+				res := docker(t, rig.cfg, nil, "dtr", "backup", "restore", flag, "--replica-id", rig.rep.ID)
+				assert.Equal(t, res.code, 1, res.stderr)
+				assert.Check(t, is.Contains(lastLine(res.stderr), "--resume: "+out+" is not the backup the unfinished restore was loading: its manifest's sha256 is "))
+				assertStopped(t, rig)
+				assert.DeepEqual(t, dtrfixture.VolumeFiles(t, rig.c.Client, vol), now)
+				assert.NilError(t, os.Rename(moved, out))
+				// A journal from before, which named the backup by its
+				// content's SHA-256, is still finished.
+				asOldImageJournal(t, rig, out)
+			}
 			res := docker(t, rig.cfg, nil, "dtr", "backup", "restore", flag, "--replica-id", rig.rep.ID)
 			assert.Equal(t, res.code, 0, res.stderr)
 			assertAllRunning(t, rig)
@@ -267,6 +290,26 @@ func TestKilledImageRunsFinishedByNext(t *testing.T) {
 			assertNoHelpers(t, rig.c)
 		})
 	}
+}
+
+// asOldImageJournal rewrites the journal of a killed image restore of
+// backup as plugins before ManifestSHA256 wrote it: the backup named by
+// the SHA-256 of its content.
+func asOldImageJournal(t *testing.T, rig *faultRig, backup string) {
+	t.Helper()
+	ctx := context.Background()
+	cl, err := dtr.Discover(ctx, rig.c.Client)
+	assert.NilError(t, err)
+	store := &nodejournal.Store{API: rig.c.Client, Replica: cl.Replica(rig.rep.ID)}
+	assert.Assert(t, store.Replica != nil)
+	rec, err := store.Load(ctx)
+	assert.NilError(t, err)
+	assert.Assert(t, rec != nil && rec.Kind == journal.KindImages && rec.ManifestSHA256 != "" && rec.BackupSHA256 == "", "%+v", rec)
+	rec.ManifestSHA256 = ""
+	rec.BackupSHA256, err = journal.FileSHA256(backup)
+	assert.NilError(t, err)
+	assert.NilError(t, store.Remove(ctx))
+	assert.NilError(t, store.Save(ctx, rec))
 }
 
 // killRestoreWhileWriting runs `backup restore --force out` through a

@@ -70,9 +70,10 @@ func runImageRestore(ctx context.Context, dockerCli command.Cli, opts restoreOpt
 	same.replicaID = replica.ID
 	byHand := func(safety string) string { return byHand(dockerCli, &same, opts.dec, replica.Version, safety) }
 	o := engineOptions(dockerCli, opts, prog, byHand)
-	if err := journalOptionsSum(dockerCli, &o, &same, opts.dec, replica, opts.file, rep.PlainSHA256, prog); err != nil {
+	if err := journalOptionsSum(dockerCli, &o, &same, opts.dec, replica, opts.file, "", prog); err != nil {
 		return err
 	}
+	o.ManifestSHA256 = rep.ManifestSHA256
 	if err := restore.Run(ctx, t, o); err != nil {
 		return pendingError(dockerCli, &same, err)
 	}

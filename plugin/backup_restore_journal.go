@@ -147,12 +147,18 @@ func resumeJournal(ctx context.Context, dockerCli command.Cli, opts restoreOptio
 	}
 	defer in.Close()
 	name := displayName(file)
-	sum, err := in.SHA256()
-	if err != nil {
-		return fmt.Errorf("reading %s: %w", name, err)
-	}
-	if sum != rec.BackupSHA256 {
-		return fmt.Errorf("--resume: %s is not the backup the unfinished restore was loading: its content's sha256 is %s, the journal's %s", name, sum, rec.BackupSHA256)
+	// An image restore's journal names its backup by the verified
+	// manifest's SHA-256, checked once the backup has verified below;
+	// older journals, and a metadata restore's, by its content's.
+	byManifest := rec.Kind == journal.KindImages && rec.BackupSHA256 == ""
+	if !byManifest {
+		sum, err := in.SHA256()
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", name, err)
+		}
+		if sum != rec.BackupSHA256 {
+			return fmt.Errorf("--resume: %s is not the backup the unfinished restore was loading: its content's sha256 is %s, the journal's %s", name, sum, rec.BackupSHA256)
+		}
 	}
 	images, err := verify.IsImages(in)
 	if err != nil {
@@ -168,6 +174,9 @@ func resumeJournal(ctx context.Context, dockerCli command.Cli, opts restoreOptio
 			return refused(dockerCli, err)
 		}
 		defer chain.Close()
+		if byManifest && rep.ManifestSHA256 != rec.ManifestSHA256 {
+			return fmt.Errorf("--resume: %s is not the backup the unfinished restore was loading: its manifest's sha256 is %s, the journal's %s", name, rep.ManifestSHA256, rec.ManifestSHA256)
+		}
 		t := &restore.Images{
 			Name: name, Open: open, Report: rep, Chain: chain, Replica: replica, Docker: dockerCli.Client(),
 			AgentBinary: same.agentBinary, NoSafety: !rec.CanUndo(), Progress: prog, Stderr: dockerCli.Err(),

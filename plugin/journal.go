@@ -193,20 +193,10 @@ func pendingError(dockerCli command.Cli, tgt *targetOptions, err error) error {
 	return err
 }
 
-// journalOptions are the restore engine's journal options for a restore of
-// file (its content f) into replica (nil in direct mode).
-func journalOptions(dockerCli command.Cli, o *restore.Options, tgt *targetOptions, dec decryptOptions, replica *dtr.Replica, file string, f *os.File, prog interface {
-	Step(string, ...any)
-}) error {
-	sum, err := journal.SHA256(f)
-	if err != nil {
-		return fmt.Errorf("reading %s: %w", displayName(file), err)
-	}
-	return journalOptionsSum(dockerCli, o, tgt, dec, replica, file, sum, prog)
-}
-
-// journalOptionsSum is journalOptions of a backup whose content's SHA-256
-// is known (sum, hex): a metadata backup's, from the pass that verified it.
+// journalOptionsSum sets the restore engine's journal options for a
+// restore of file into replica (nil in direct mode), whose content's
+// SHA-256 is sum (hex, from the pass that verified it; "" for an image
+// backup, which the journal names by its manifest's).
 func journalOptionsSum(dockerCli command.Cli, o *restore.Options, tgt *targetOptions, dec decryptOptions, replica *dtr.Replica, file, sum string, prog interface {
 	Step(string, ...any)
 }) error {

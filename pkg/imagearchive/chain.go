@@ -80,7 +80,7 @@ func OpenBase(f *os.File, path string) (*Base, error) {
 // openBaseStream is OpenBase of an archive read once from open, as it
 // comes (a decryption): its manifest, the last entry, is kept on the way.
 func openBaseStream(open Source, path string) (*Base, error) {
-	rep, s, err := scanStream(open, false)
+	rep, s, err := scanStream(open)
 	if err != nil {
 		return nil, err
 	}
@@ -443,7 +443,7 @@ func (c *Chain) blobs(rep *Report, links linkSet, tw *ustar.Writer) (int, error)
 // incremental backup gives them, and returns how many it copied. Each is
 // checked against its digest as it is copied.
 func blobsFrom(open Source, b *Base, want map[string]Entry, links linkSet, tw *ustar.Writer) (int, error) {
-	p, err := startPass(open, false)
+	p, err := startPass(open)
 	if err != nil {
 		return 0, err
 	}

@@ -4,11 +4,8 @@ import (
 	"archive/tar"
 	"bufio"
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"strings"
@@ -42,77 +39,23 @@ const streamBufferSize = 256 << 10
 // entry of at most jsonl's LineBytes, for millions of files.
 const maxManifestSize = 1 << 30
 
-// pass is one reading of a source: the tar, the bytes it read, their
-// SHA-256 when asked, and the source's own error, kept apart from the
-// tar's verdict on the bytes.
+// pass is one reading of a source: the tar, the bytes it read, and the
+// source's own error, kept apart from the tar's verdict on the bytes.
 type pass struct {
 	rc   io.ReadCloser
 	tr   *ustar.Reader
 	br   *bufio.Reader
 	n    int64
-	sum  *asyncHash
 	err  error // the source's, not io.EOF
 	done bool
 }
 
-// asyncHash hashes, on a goroutine of its own, copies of what is written
-// to it: the whole-archive SHA-256 of a verify pass runs beside the
-// hashing of each file, on the other core.
-type asyncHash struct {
-	h      hash.Hash
-	chunks chan []byte
-	free   chan []byte
-	done   chan struct{}
-}
-
-func newAsyncHash() *asyncHash {
-	a := &asyncHash{h: sha256.New(), chunks: make(chan []byte, 8), free: make(chan []byte, 8), done: make(chan struct{})}
-	go func() {
-		defer close(a.done)
-		for c := range a.chunks {
-			a.h.Write(c)
-			select {
-			case a.free <- c[:0]:
-			default:
-			}
-		}
-	}()
-	return a
-}
-
-func (a *asyncHash) Write(b []byte) {
-	var c []byte
-	select {
-	case c = <-a.free:
-	default:
-	}
-	a.chunks <- append(c, b...)
-}
-
-// Sum waits for what was written, and returns its SHA-256 in hex.
-func (a *asyncHash) Sum() string {
-	a.stop()
-	return hex.EncodeToString(a.h.Sum(nil))
-}
-
-func (a *asyncHash) stop() {
-	select {
-	case <-a.done:
-	default:
-		close(a.chunks)
-		<-a.done
-	}
-}
-
-func startPass(open Source, hashAll bool) (*pass, error) {
+func startPass(open Source) (*pass, error) {
 	rc, err := open()
 	if err != nil {
 		return nil, err
 	}
 	p := &pass{rc: rc}
-	if hashAll {
-		p.sum = newAsyncHash()
-	}
 	p.br = bufio.NewReaderSize(readerFunc(p.read), streamBufferSize)
 	p.tr = ustar.NewReader(p.br)
 	return p, nil
@@ -125,9 +68,6 @@ func (f readerFunc) Read(b []byte) (int, error) { return f(b) }
 func (p *pass) read(b []byte) (int, error) {
 	n, err := p.rc.Read(b)
 	p.n += int64(n)
-	if p.sum != nil && n > 0 {
-		p.sum.Write(b[:n])
-	}
 	if err != nil && !errors.Is(err, io.EOF) && p.err == nil {
 		p.err = err
 	}
@@ -145,9 +85,6 @@ func (p *pass) finish() error {
 }
 
 func (p *pass) close() {
-	if p.sum != nil {
-		p.sum.stop()
-	}
 	p.rc.Close()
 }
 
@@ -184,6 +121,8 @@ func (s *scanned) stop(entry, format string, args ...any) *scanned {
 // it passes, the manifest is kept. It stops where locate would.
 func scan(p *pass) *scanned {
 	s := &scanned{}
+	h := newFileHashers()
+	defer func() { h.wait(s.records) }()
 	buf := make([]byte, streamBufferSize)
 	last := ""
 	for {
@@ -214,9 +153,15 @@ func scan(p *pass) *scanned {
 		}
 		r := record{name: hdr.Name, typeflag: hdr.Typeflag, mode: hdr.Mode, link: hdr.Linkname, typeErr: checkType(hdr)}
 		if hdr.Typeflag == tar.TypeReg && r.typeErr == nil {
-			if hdr.Size > MaxFileSize {
+			switch {
+			case hdr.Size > MaxFileSize:
 				r.tooBig, r.size = true, hdr.Size
-			} else if r.size, r.sha256, err = hashCopy(nil, p.tr, buf); err != nil {
+			case hdr.Size <= inlineHashMax:
+				r.size, r.sha256, err = hashCopy(nil, p.tr, buf)
+			default:
+				r.size, err = h.copy(len(s.records), p.tr)
+			}
+			if err != nil {
 				return s.stop(hdr.Name, "the archive is damaged or truncated after this entry: %v", err)
 			}
 		}
@@ -230,9 +175,9 @@ func scan(p *pass) *scanned {
 // against it at the end. The report is the one Verify gives the same
 // bytes as a file; a Read error of the source is the error, with no
 // report. The report keeps the manifest, for ContentStream and
-// CheckVolumeOf, and the SHA-256 of all the bytes read (PlainSHA256).
+// CheckVolumeOf.
 func VerifyStream(open Source) (*Report, error) {
-	rep, s, err := scanStream(open, true)
+	rep, s, err := scanStream(open)
 	if err != nil {
 		return nil, err
 	}
@@ -247,7 +192,7 @@ func VerifyStream(open Source) (*Report, error) {
 
 // InspectStream is Inspect of an archive read once from open.
 func InspectStream(open Source) (*Report, error) {
-	rep, s, err := scanStream(open, false)
+	rep, s, err := scanStream(open)
 	if err != nil {
 		return nil, err
 	}
@@ -257,10 +202,9 @@ func InspectStream(open Source) (*Report, error) {
 
 // scanStream reads the archive once from open, to its end, and returns
 // what it found of each entry and the manifest, beside an empty report of
-// its size (and, with whole, the SHA-256 of all of it). A Read error of
-// the source is the error.
-func scanStream(open Source, whole bool) (*Report, *scanned, error) {
-	p, err := startPass(open, whole)
+// its size. A Read error of the source is the error.
+func scanStream(open Source) (*Report, *scanned, error) {
+	p, err := startPass(open)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -270,9 +214,6 @@ func scanStream(open Source, whole bool) (*Report, *scanned, error) {
 		return nil, nil, err
 	}
 	rep := &Report{Kind: Kind, Problems: []archive.Problem{}, Size: p.n}
-	if whole {
-		rep.PlainSHA256 = p.sum.Sum()
-	}
 	return rep, s, nil
 }
 
@@ -316,7 +257,7 @@ func ContentStream(open Source, rep *Report, chain *Chain, w io.Writer) (*Check,
 	if err != nil {
 		return nil, err
 	}
-	p, err := startPass(open, false)
+	p, err := startPass(open)
 	if err != nil {
 		return nil, err
 	}

@@ -58,10 +58,6 @@ type Report struct {
 	// Omitted, after Verify, lists the blobs an incremental backup does not
 	// hold: by the manifest hash of the backup that does, then digest.
 	Omitted map[string]map[string]Entry `json:"-"`
-	// PlainSHA256 is, after Verify or VerifyStream, the SHA-256 (hex) of
-	// all the archive's bytes (decrypted): a restore's journal names the
-	// backup by it.
-	PlainSHA256 string `json:"-"`
 	// manifest is, after Verify or VerifyStream, the manifest entry's
 	// content, for ContentStream and CheckVolumeOf.
 	manifest []byte

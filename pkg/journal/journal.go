@@ -50,9 +50,15 @@ type Record struct {
 	// too, not the bucket the settings may name.
 	ToVolume bool `json:"toVolume,omitempty"`
 	// Backup is the backup being restored (an absolute path, or "-"), and
-	// BackupSHA256 the checksum of its content, decrypted.
-	Backup       string `json:"backup"`
-	BackupSHA256 string `json:"backupSha256"`
+	// BackupSHA256 the checksum of its content, decrypted. An image
+	// restore names its backup by ManifestSHA256 instead: the SHA-256 of
+	// the verified backup's manifest, which names every file's size,
+	// SHA-256, mode and link (and an incremental's bases by their
+	// manifests), so that its verify hashes each byte once, not twice.
+	// Journals before it have BackupSHA256 for image restores too.
+	Backup         string `json:"backup"`
+	BackupSHA256   string `json:"backupSha256,omitempty"`
+	ManifestSHA256 string `json:"manifestSha256,omitempty"`
 	// Safety is the safety backup (empty when none was taken), and
 	// SafetySHA256 the checksum of the file as saved.
 	Safety       string `json:"safety,omitempty"`

@@ -120,8 +120,9 @@ type Options struct {
 	// Journal keeps the restore's journal; nil for none.
 	Journal journal.Store
 	// Backup and BackupSHA256 are the backup being restored, for the
-	// journal: its path (absolute, or "-") and the checksum of its content.
-	Backup, BackupSHA256 string
+	// journal: its path (absolute, or "-") and the checksum of its content;
+	// an image backup's is ManifestSHA256 instead (journal.Record).
+	Backup, BackupSHA256, ManifestSHA256 string
 	// ResumeCmd and UndoCmd are the commands that finish a restore from its
 	// journal, for the messages of one left by hand.
 	ResumeCmd, UndoCmd string
@@ -239,7 +240,8 @@ func finish(ctx context.Context, t Target, rec *journal.Record, o *Options, step
 // record is the journal of the restore of t, before anything is stopped.
 func (o *Options) record(t Target) (*journal.Record, error) {
 	r := &journal.Record{
-		Started: time.Now().UTC().Truncate(time.Second), Backup: o.Backup, BackupSHA256: o.BackupSHA256,
+		Started: time.Now().UTC().Truncate(time.Second), Backup: o.Backup,
+		BackupSHA256: o.BackupSHA256, ManifestSHA256: o.ManifestSHA256,
 		Safety: t.SafetyPath(), Owner: helpercontainer.Self(),
 	}
 	t.Journal(r)

@@ -1,0 +1,94 @@
+package imagearchive
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"testing/iotest"
+
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+)
+
+// largeVolume is sampleVolume with files around the sizes where a pass
+// hands a file to the hashers, fills a chunk, and runs out of the pool's
+// chunks; each file's bytes are its own, so that a change is found in
+// one file only.
+func largeVolume(t testing.TB) ([]byte, []volumeFile) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	random := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		return b
+	}
+	var files []volumeFile
+	for _, n := range []int{inlineHashMax, inlineHashMax + 1, streamBufferSize, streamBufferSize + 1, 3*streamBufferSize + 7, hashChunks*streamBufferSize + 5} {
+		files = append(files, blob(string(random(n))))
+	}
+	// Not a blob: checked against the manifest only.
+	files = append(files, volumeFile{name: "docker/registry/v2/repositories/team/app/_manifests/big", data: random(2*streamBufferSize + 9)})
+	return sampleVolume(t, files...), files
+}
+
+// Files over inlineHashMax are hashed beside the pass: the report is the
+// one each file hashed in turn gives, a change in any of them is found
+// in that file alone, and a cut in one is a damaged archive, not a hang.
+func TestVerifyHashesLargeFilesAside(t *testing.T) {
+	vol, files := largeVolume(t)
+	f, m := write(t, vol)
+	data := fileBytes(t, f)
+	rep, err := VerifyStream(bytesSource(data))
+	assert.NilError(t, err)
+	assert.Assert(t, rep.OK(), "%v", rep.Problems)
+	assert.Equal(t, rep.Files, m.Files)
+
+	for _, vf := range files {
+		// A byte near the file's end, in its last chunk.
+		at := bytes.Index(data, vf.data[len(vf.data)-64:])
+		assert.Assert(t, at > 0, vf.name)
+		changed := bytes.Clone(data)
+		changed[at+10] ^= 0x20
+		rep, err := VerifyStream(bytesSource(changed))
+		assert.NilError(t, err)
+		assert.Assert(t, !rep.OK(), "%s changed and verified", vf.name)
+		for _, p := range rep.Problems {
+			assert.Check(t, is.Contains(p.String(), vf.name))
+		}
+	}
+
+	largest := files[len(files)-2].data
+	at := bytes.Index(data, largest[len(largest)/2:len(largest)/2+64])
+	rep, err = VerifyStream(bytesSource(data[:at]))
+	assert.NilError(t, err)
+	assert.Assert(t, !rep.OK())
+	assert.Check(t, is.Contains(rep.Problems[0].String(), "damaged or truncated"), "%v", rep.Problems)
+
+	// The source failing inside a large file is the error.
+	tampered := errors.New("tampered")
+	_, err = VerifyStream(func() (io.ReadCloser, error) {
+		return io.NopCloser(io.MultiReader(bytes.NewReader(data[:at]), iotest.ErrReader(tampered))), nil
+	})
+	assert.Assert(t, errors.Is(err, tampered), "%v", err)
+}
+
+// fill stops at the source's end or error, not at a short read.
+func TestFill(t *testing.T) {
+	c := make([]byte, 10)
+	n, err := fill(iotest.OneByteReader(strings.NewReader("0123456789abc")), c)
+	assert.Equal(t, n, 10)
+	assert.NilError(t, err)
+	n, err = fill(iotest.HalfReader(strings.NewReader("0123")), c)
+	assert.Equal(t, n, 4)
+	assert.Equal(t, err, io.EOF)
+	n, err = fill(iotest.DataErrReader(strings.NewReader("01")), c)
+	assert.Equal(t, n, 2)
+	assert.Equal(t, err, io.EOF)
+	n, err = fill(io.MultiReader(strings.NewReader("01"), iotest.ErrReader(io.ErrUnexpectedEOF)), c)
+	assert.Equal(t, n, 2)
+	assert.Equal(t, err, io.ErrUnexpectedEOF)
+}
