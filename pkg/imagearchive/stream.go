@@ -22,14 +22,39 @@ import (
 type Source func() (io.ReadCloser, error)
 
 // FileSource reads f from its start on every pass, through its own
-// offset, which progress meters watch: one pass at a time.
+// offset, which progress meters watch: one pass at a time. A verify's
+// hashers read its larger files at their offsets too (fileHashers).
 func FileSource(f *os.File) Source {
 	return func() (io.ReadCloser, error) {
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
 			return nil, err
 		}
-		return io.NopCloser(f), nil
+		return fileReader{f}, nil
 	}
+}
+
+// fileReader is a FileSource's pass: the file from its offset, and at
+// offsets; closing it leaves the file open.
+type fileReader struct{ f *os.File }
+
+func (r fileReader) Read(b []byte) (int, error)              { return r.f.Read(b) }
+func (r fileReader) ReadAt(b []byte, off int64) (int, error) { return r.f.ReadAt(b, off) }
+func (fileReader) Close() error                              { return nil }
+
+// Metered is a pass of rc read through meter (a progress count, say),
+// which keeps a FileSource's ReadAt for the verify's hashers.
+func Metered(rc io.ReadCloser, meter func(io.Reader) io.Reader) io.ReadCloser {
+	type metered struct {
+		io.Reader
+		io.Closer
+	}
+	if at, ok := rc.(io.ReaderAt); ok {
+		return struct {
+			metered
+			io.ReaderAt
+		}{metered{meter(rc), rc}, at}
+	}
+	return metered{meter(rc), rc}
 }
 
 // streamBufferSize is the read buffer of a pass.
@@ -43,6 +68,7 @@ const maxManifestSize = 1 << 30
 // source's own error, kept apart from the tar's verdict on the bytes.
 type pass struct {
 	rc   io.ReadCloser
+	at   io.ReaderAt // the source's file, when it is one
 	tr   *ustar.Reader
 	br   *bufio.Reader
 	n    int64
@@ -56,6 +82,7 @@ func startPass(open Source) (*pass, error) {
 		return nil, err
 	}
 	p := &pass{rc: rc}
+	p.at, _ = rc.(io.ReaderAt)
 	p.br = bufio.NewReaderSize(readerFunc(p.read), streamBufferSize)
 	p.tr = ustar.NewReader(p.br)
 	return p, nil
@@ -73,6 +100,10 @@ func (p *pass) read(b []byte) (int, error) {
 	}
 	return n, err
 }
+
+// offset is where in the source the tar reader is: after Next, where
+// its entry's content starts.
+func (p *pass) offset() int64 { return p.n - int64(p.br.Buffered()) }
 
 // finish reads what is left after the tar's end, so that an encrypted
 // source reaches its integrity check, and returns the source's error.
@@ -120,9 +151,17 @@ func (s *scanned) stop(entry, format string, args ...any) *scanned {
 // scan reads a whole archive once: each entry is hashed and recorded as
 // it passes, the manifest is kept. It stops where locate would.
 func scan(p *pass) *scanned {
-	s := &scanned{}
 	h := newFileHashers()
-	defer func() { h.wait(s.records) }()
+	s := scanEntries(p, h)
+	if name, err := h.wait(s.records); err != nil && s.fatal == "" {
+		s.stop(name, "reading this entry: %v", err)
+	}
+	return s
+}
+
+// scanEntries is scan's reading; h hashes the larger files.
+func scanEntries(p *pass, h *fileHashers) *scanned {
+	s := &scanned{}
 	buf := make([]byte, streamBufferSize)
 	last := ""
 	for {
@@ -158,6 +197,11 @@ func scan(p *pass) *scanned {
 				r.tooBig, r.size = true, hdr.Size
 			case hdr.Size <= inlineHashMax:
 				r.size, r.sha256, err = hashCopy(nil, p.tr, buf)
+			case p.at != nil && p.tr.ContentFollows():
+				// Read at its offset by a hasher; the pass skips it,
+				// and finds it cut short if it is.
+				r.size = hdr.Size
+				h.hashAt(len(s.records), p.at, p.offset(), hdr.Size)
 			default:
 				r.size, err = h.copy(len(s.records), p.tr)
 			}

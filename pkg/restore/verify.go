@@ -88,10 +88,7 @@ func VerifyImages(open imagearchive.Source, size int64, name, chainDir string, d
 		if err != nil {
 			return nil, err
 		}
-		return struct {
-			io.Reader
-			io.Closer
-		}{prog.Reader(rc), rc}, nil
+		return imagearchive.Metered(rc, prog.Reader), nil
 	})
 	if err == nil {
 		prog.Done()

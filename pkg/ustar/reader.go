@@ -97,6 +97,11 @@ func sparseRecords(hdr *tar.Header) bool {
 	return false
 }
 
+// ContentFollows says that the current entry's content is the next bytes
+// of the stream, as many as its header's size says: for every entry but a
+// sparse file's, whose stream holds its data without the holes.
+func (tr *Reader) ContentFollows() bool { return !tr.slowAll }
+
 // Read reads the current entry's content, as tar.Reader.Read.
 func (tr *Reader) Read(b []byte) (int, error) {
 	if tr.err != nil {
@@ -130,9 +135,23 @@ func (tr *Reader) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// skip reads past n bytes, as archive/tar's discard on a stream.
+// skip reads past n bytes, as archive/tar's discard on a stream; through
+// a bufio.Reader's Discard, without copying them out, when r is one.
 func skip(r io.Reader, n int64) error {
 	if n == 0 {
+		return nil
+	}
+	if d, ok := r.(interface{ Discard(int) (int, error) }); ok {
+		for n > 0 {
+			m, err := d.Discard(int(min(n, 1<<30)))
+			n -= int64(m)
+			if err == io.EOF && n > 0 {
+				return io.ErrUnexpectedEOF
+			}
+			if err != nil {
+				return err
+			}
+		}
 		return nil
 	}
 	copied, err := io.CopyN(io.Discard, r, n)

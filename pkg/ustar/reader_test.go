@@ -2,6 +2,7 @@ package ustar
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -58,8 +59,10 @@ type tarReader interface {
 }
 
 // readAll reads every entry, its content in chunks of random sizes or
-// not at all, and says what each call gave.
-func readAll(tr tarReader, seed uint64) []string {
+// not at all, and says what each call gave; with full, each chunk is
+// filled (io.ReadFull), so that how the source splits its reads shows
+// only in the errors.
+func readAll(tr tarReader, seed uint64, full ...bool) []string {
 	r := rand.New(rand.NewPCG(seed, 2))
 	var out []string
 	for range 1000 {
@@ -75,7 +78,13 @@ func readAll(tr tarReader, seed uint64) []string {
 		// A sparse file's holes read as zeros up to its size: the rest
 		// past 64 KiB is left for Next to skip.
 		for read := 0; read < 64<<10; {
-			n, err := tr.Read(buf)
+			var n int
+			var err error
+			if len(full) > 0 {
+				n, err = io.ReadFull(tr, buf)
+			} else {
+				n, err = tr.Read(buf)
+			}
 			read += n
 			out = append(out, fmt.Sprintf("read %q %v", buf[:n], err))
 			if err != nil {
@@ -103,6 +112,11 @@ func TestReaderSameAsArchiveTar(t *testing.T) {
 		seed := r.Uint64()
 		want := readAll(tar.NewReader(bytes.NewReader(data)), seed)
 		got := readAll(NewReader(bytes.NewReader(data)), seed)
+		assert.DeepEqual(t, got, want)
+		// Through a bufio.Reader, whose Discard skips content.
+		size := 16 + r.IntN(1024)
+		want = readAll(tar.NewReader(bytes.NewReader(data)), seed, true)
+		got = readAll(NewReader(bufio.NewReaderSize(bytes.NewReader(data), size)), seed, true)
 		assert.DeepEqual(t, got, want)
 	}
 }
