@@ -454,22 +454,25 @@ func BenchmarkImageBackup(b *testing.B) {
 // emptied volume (--yes: the volume is empty, so there is no safety backup
 // to take) against the limit: the same files as a tar through the archive
 // API into a container that mounts the volume (`docker cp` into it). Both
-// start from the emptied volume (emptying is not timed); the order is
-// reversed every other iteration. Before each side the volume is emptied
+// start from the emptied volume (emptying is not timed); the order
+// rotates every iteration. Before each side the volume is emptied
 // and settles (imageBench.emptied, not timed): without it `docker cp`'s
 // own time varied three-fold (5.5 - 16 s) with what the emptying before
 // left. The restore does more than the copy by design: it verifies the
 // backup first, and checks every file against the manifest as it writes
-// it.
+// it. DTR_BENCH_OTHER=FILE restores with another static build of the
+// plugin too, in the same turns (other/docker-cp).
 func BenchmarkImageRestore(b *testing.B) {
 	ib := newImageBench(b)
 	ib.copyIn(b)
 	backup := filepath.Join(ib.dir, "images.tar")
 	ib.plugin(b, "backup", "images", "-q", "-o", backup)
+	other := os.Getenv("DTR_BENCH_OTHER")
 
-	var viaPlugin, viaCopy time.Duration
-	var copyOne time.Duration // this iteration's copy, for its own ratio
+	var viaPlugin, viaCopy, viaOther time.Duration
+	var pluginOne, copyOne, otherOne time.Duration // this iteration's, for its own ratios
 	emptied := func() { ib.emptied(b) }
+	restore := []string{"backup", "restore", "--yes", "-q", backup}
 	steps := []func(){
 		func() {
 			emptied()
@@ -478,20 +481,28 @@ func BenchmarkImageRestore(b *testing.B) {
 		},
 		func() {
 			emptied()
-			viaPlugin += ib.plugin(b, "backup", "restore", "--yes", "-q", backup)
+			pluginOne = ib.plugin(b, restore...)
+			viaPlugin += pluginOne
 		},
+	}
+	if other != "" {
+		steps = append(steps, func() {
+			emptied()
+			otherOne = (&imageBench{bin: other}).plugin(b, restore...)
+			viaOther += otherOne
+		})
 	}
 	b.ResetTimer()
 	for i := range b.N {
-		plugin := viaPlugin
-		order := steps
-		if i%2 == 1 { // neither side always first
-			order = []func(){steps[1], steps[0]}
-		}
-		for _, step := range order {
+		k := i % len(steps) // no side always first
+		for _, step := range append(slices.Clone(steps[k:]), steps[:k]...) {
 			step()
 		}
-		b.Logf("iteration %d: plugin %.2fs, docker cp %.2fs, ratio %.3f", i+1, (viaPlugin - plugin).Seconds(), copyOne.Seconds(), copyOne.Seconds()/(viaPlugin-plugin).Seconds())
+		line := fmt.Sprintf("iteration %d: plugin %.2fs, docker cp %.2fs, ratio %.3f", i+1, pluginOne.Seconds(), copyOne.Seconds(), copyOne.Seconds()/pluginOne.Seconds())
+		if other != "" {
+			line += fmt.Sprintf("; other %.2fs, ratio %.3f", otherOne.Seconds(), copyOne.Seconds()/otherOne.Seconds())
+		}
+		b.Log(line)
 	}
 	b.StopTimer()
 	dtrfixture.WipeVolume(b, ib.c.Client, ib.vol)
@@ -500,6 +511,9 @@ func BenchmarkImageRestore(b *testing.B) {
 	b.ReportMetric(mb/viaPlugin.Seconds(), "plugin-MB/s")
 	b.ReportMetric(mb/viaCopy.Seconds(), "docker-cp-MB/s")
 	b.ReportMetric(viaCopy.Seconds()/viaPlugin.Seconds(), "plugin/docker-cp")
+	if other != "" {
+		b.ReportMetric(viaCopy.Seconds()/viaOther.Seconds(), "other/docker-cp")
+	}
 	b.ReportMetric(float64(ib.data.Bytes)/1e6, "data-MB")
 }
 
