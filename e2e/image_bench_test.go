@@ -507,6 +507,11 @@ func BenchmarkImageRestore(b *testing.B) {
 	b.StopTimer()
 	dtrfixture.WipeVolume(b, ib.c.Client, ib.vol)
 	ib.trace(b, "backup", "restore", "--yes", backup)
+	if other != "" {
+		dtrfixture.WipeVolume(b, ib.c.Client, ib.vol)
+		b.Log("the other build:")
+		(&imageBench{bin: other}).trace(b, "backup", "restore", "--yes", backup)
+	}
 	mb := float64(ib.data.Bytes) / 1e6 * float64(b.N)
 	b.ReportMetric(mb/viaPlugin.Seconds(), "plugin-MB/s")
 	b.ReportMetric(mb/viaCopy.Seconds(), "docker-cp-MB/s")
