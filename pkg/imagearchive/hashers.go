@@ -30,10 +30,9 @@ type fileHashers struct {
 	free    chan []byte
 	wg      sync.WaitGroup
 	pending []*pendingSum
-	closed  bool
 }
 
-// hashJob is one file: its chunks, or where it is in at.
+// hashJob is one file: where it is in at, or else its chunks.
 type hashJob struct {
 	chunks    chan []byte
 	at        io.ReaderAt
@@ -79,10 +78,11 @@ func (h *fileHashers) run() {
 				err = fmt.Errorf("%d of its %d bytes read", n, job.size)
 			}
 			job.sum.err = err
-		}
-		for c := range job.chunks {
-			d.Write(c)
-			h.free <- c[:cap(c)]
+		} else {
+			for c := range job.chunks {
+				d.Write(c)
+				h.free <- c[:cap(c)]
+			}
 		}
 		d.Sum(job.sum.sum[:0])
 	}
@@ -127,9 +127,7 @@ func (h *fileHashers) copy(record int, src io.Reader) (int64, error) {
 // returned. The pass goes on past them; a file shorter than that is the
 // pass's to find.
 func (h *fileHashers) hashAt(record int, at io.ReaderAt, off, size int64) {
-	job := hashJob{chunks: make(chan []byte), at: at, off: off, size: size, sum: h.add(record)}
-	close(job.chunks)
-	h.jobs <- job
+	h.jobs <- hashJob{at: at, off: off, size: size, sum: h.add(record)}
 }
 
 // fill reads into c until it is full or src ends (io.EOF) or fails: not
@@ -151,7 +149,8 @@ func fill(src io.Reader, c []byte) (int, error) {
 // record (a file the pass stopped in has none). It returns the first
 // file whose reading at its offset failed, and why.
 func (h *fileHashers) wait(records []record) (string, error) {
-	h.close()
+	close(h.jobs)
+	h.wg.Wait()
 	for _, p := range h.pending {
 		if p.record >= len(records) {
 			continue
@@ -162,13 +161,4 @@ func (h *fileHashers) wait(records []record) (string, error) {
 		records[p.record].sha256 = hex.EncodeToString(p.sum[:])
 	}
 	return "", nil
-}
-
-// close stops the hashers, once what was handed to them is hashed.
-func (h *fileHashers) close() {
-	if !h.closed {
-		h.closed = true
-		close(h.jobs)
-		h.wg.Wait()
-	}
 }

@@ -20,13 +20,7 @@ import (
 // one file only.
 func largeVolume(t testing.TB) ([]byte, []volumeFile) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	random := func(n int) []byte {
-		b := make([]byte, n)
-		for i := range b {
-			b[i] = byte(rng.Uint32())
-		}
-		return b
-	}
+	random := func(n int) []byte { return randomBytes(rng, n) }
 	var files []volumeFile
 	for _, n := range []int{inlineHashMax, inlineHashMax + 1, streamBufferSize, streamBufferSize + 1, 3*streamBufferSize + 7, hashChunks*streamBufferSize + 5} {
 		files = append(files, blob(string(random(n))))
@@ -34,6 +28,18 @@ func largeVolume(t testing.TB) ([]byte, []volumeFile) {
 	// Not a blob: checked against the manifest only.
 	files = append(files, volumeFile{name: "docker/registry/v2/repositories/team/app/_manifests/big", data: random(2*streamBufferSize + 9)})
 	return sampleVolume(t, files...), files
+}
+
+// randomBytes are n bytes from rng, a file's content of its own.
+func randomBytes(rng *rand.Rand, n int) []byte {
+	b := make([]byte, n)
+	for i := 0; i < n; i += 8 {
+		v := rng.Uint64()
+		for j := 0; j < 8 && i+j < n; j++ {
+			b[i+j] = byte(v >> (8 * j))
+		}
+	}
+	return b
 }
 
 // Files over inlineHashMax are hashed beside the pass, from chunks of a

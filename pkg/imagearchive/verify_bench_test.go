@@ -26,14 +26,7 @@ func BenchmarkVerifyStream(b *testing.B) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	var files []volumeFile
 	add := func(size int) {
-		data := make([]byte, size)
-		for i := 0; i < len(data); i += 8 {
-			v := rng.Uint64()
-			for j := 0; j < 8 && i+j < len(data); j++ {
-				data[i+j] = byte(v >> (8 * j))
-			}
-		}
-		f := blob(string(data))
+		f := blob(string(randomBytes(rng, size)))
 		digest := f.name[len("docker/registry/v2/blobs/sha256/xx/"):][:64]
 		files = append(files, f, volumeFile{
 			name: fmt.Sprintf("docker/registry/v2/repositories/bench/r%d/_layers/sha256/%s/link", len(files), digest),
